@@ -1,0 +1,14 @@
+package store
+
+import "errors"
+
+var (
+	// ErrNotFound is returned when a record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists is returned when a record that must be new already exists.
+	ErrExists = errors.New("already exists")
+	// ErrClosed is returned for writes after Close.
+	ErrClosed = errors.New("store closed")
+	// ErrSchema is returned when the file has a schema this build does not know.
+	ErrSchema = errors.New("unsupported schema version")
+)

@@ -1,0 +1,234 @@
+package store
+
+import (
+	"fmt"
+	"time"
+)
+
+// CustomerStatus is where a customer is in its contract.
+type CustomerStatus uint8
+
+// Customer statuses. The zero value is unknown and never stored.
+const (
+	StatusUnknown CustomerStatus = iota
+	StatusTrial
+	StatusActive
+	StatusEnded
+)
+
+var customerStatusNames = [...]string{"unknown", "trial", "active", "ended"}
+
+func (s CustomerStatus) String() string {
+	if int(s) < len(customerStatusNames) {
+		return customerStatusNames[s]
+	}
+	return fmt.Sprintf("CustomerStatus(%d)", uint8(s))
+}
+
+// ParseCustomerStatus reads "trial", "active" or "ended".
+func ParseCustomerStatus(v string) (CustomerStatus, error) {
+	for i, n := range customerStatusNames {
+		if i > 0 && n == v {
+			return CustomerStatus(i), nil
+		}
+	}
+	return StatusUnknown, fmt.Errorf("unknown customer status %q (want trial, active or ended)", v)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s CustomerStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *CustomerStatus) UnmarshalText(b []byte) error {
+	v, err := ParseCustomerStatus(string(b))
+	*s = v
+	return err
+}
+
+// NumberKind tells how a number is used.
+type NumberKind uint8
+
+// Number kinds. The zero value is unknown and never stored.
+const (
+	KindUnknown NumberKind = iota
+	KindPool               // handed out to website sessions (DNI)
+	KindStatic             // bound to one (offline) channel
+)
+
+var numberKindNames = [...]string{"unknown", "pool", "static"}
+
+func (k NumberKind) String() string {
+	if int(k) < len(numberKindNames) {
+		return numberKindNames[k]
+	}
+	return fmt.Sprintf("NumberKind(%d)", uint8(k))
+}
+
+// ParseNumberKind reads "pool" or "static".
+func ParseNumberKind(v string) (NumberKind, error) {
+	for i, n := range numberKindNames {
+		if i > 0 && n == v {
+			return NumberKind(i), nil
+		}
+	}
+	return KindUnknown, fmt.Errorf("unknown number kind %q (want pool or static)", v)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (k NumberKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (k *NumberKind) UnmarshalText(b []byte) error {
+	v, err := ParseNumberKind(string(b))
+	*k = v
+	return err
+}
+
+// NumberState is the stored state of a number. Whether a pool number is assigned is not
+// stored here: it follows from its assignments (see package pool).
+type NumberState uint8
+
+// Number states. The zero value is unknown and never stored.
+const (
+	NumberUnknown NumberState = iota
+	NumberAvailable
+	NumberQuarantined
+)
+
+var numberStateNames = [...]string{"unknown", "available", "quarantined"}
+
+func (s NumberState) String() string {
+	if int(s) < len(numberStateNames) {
+		return numberStateNames[s]
+	}
+	return fmt.Sprintf("NumberState(%d)", uint8(s))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s NumberState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *NumberState) UnmarshalText(b []byte) error {
+	for i, n := range numberStateNames {
+		if i > 0 && n == string(b) {
+			*s = NumberState(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown number state %q", b)
+}
+
+// Customer is a tenant: the business whose calls are tracked.
+type Customer struct {
+	ID             string         `json:"id"`
+	Name           string         `json:"name"`
+	Status         CustomerStatus `json:"status"`
+	SiteKey        string         `json:"site_key"`
+	AllowedOrigins []string       `json:"allowed_origins"`
+	BusinessLines  []string       `json:"business_lines"`
+	DisplayNumbers []string       `json:"display_numbers"`
+	DisplayFormat  string         `json:"display_format"`
+	Created        time.Time      `json:"created"`
+	TrialEnds      time.Time      `json:"trial_ends,omitzero"`
+	ContractEnds   time.Time      `json:"contract_ends,omitzero"`
+}
+
+// ChannelRule matches a visit parameter against a glob pattern ('*' matches any run).
+// Param is one of utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid,
+// gbraid, wbraid, referrer_host, landing_path.
+type ChannelRule struct {
+	Param   string `json:"param"`
+	Pattern string `json:"pattern"`
+}
+
+// Channel is an advertising channel of a customer. Online channels are recognised by their
+// rules; offline channels own static numbers.
+type Channel struct {
+	CustomerID string        `json:"customer_id"`
+	ID         string        `json:"id"`
+	Name       string        `json:"name"`
+	Order      int           `json:"order"`
+	Rules      []ChannelRule `json:"rules,omitempty"`
+}
+
+// Number is a tracked phone number in E.164.
+type Number struct {
+	E164             string      `json:"number"`
+	CustomerID       string      `json:"customer_id"`
+	Kind             NumberKind  `json:"kind"`
+	ChannelID        string      `json:"channel_id,omitempty"`
+	State            NumberState `json:"state"`
+	QuarantinedUntil time.Time   `json:"quarantined_until,omitzero"`
+	Created          time.Time   `json:"created"`
+}
+
+// Session is one visitor's visit that saw a number. It holds no IP address and no user
+// agent; the landing page is kept without its query and the referrer as a host only.
+type Session struct {
+	ID           string    `json:"id"`
+	CustomerID   string    `json:"customer_id"`
+	Created      time.Time `json:"created"`
+	Channel      string    `json:"channel"`
+	LandingPage  string    `json:"landing_page,omitempty"`
+	ReferrerHost string    `json:"referrer_host,omitempty"`
+	UTMSource    string    `json:"utm_source,omitempty"`
+	UTMMedium    string    `json:"utm_medium,omitempty"`
+	UTMCampaign  string    `json:"utm_campaign,omitempty"`
+	UTMTerm      string    `json:"utm_term,omitempty"`
+	UTMContent   string    `json:"utm_content,omitempty"`
+	Gclid        string    `json:"gclid,omitempty"`
+	Gbraid       string    `json:"gbraid,omitempty"`
+	Wbraid       string    `json:"wbraid,omitempty"`
+}
+
+// Assignment is a lease of one pool number to one session over [From, Until].
+type Assignment struct {
+	Number    string    `json:"number"`
+	SessionID string    `json:"session_id"`
+	From      time.Time `json:"from"`
+	Until     time.Time `json:"until"`
+}
+
+// CustomerStats are counters kept per customer.
+type CustomerStats struct {
+	SessionsTotal uint64 `json:"sessions_total"`
+	Exhaustions   uint64 `json:"exhaustions"`
+	PeakAssigned  int    `json:"peak_assigned"`
+}
+
+// Call is one inbound call with its attribution snapshot. Written by the call layer.
+type Call struct {
+	ID           string    `json:"id"`
+	CustomerID   string    `json:"customer_id"`
+	Dialled      string    `json:"dialled"`
+	Caller       string    `json:"caller"`
+	BusinessLine string    `json:"business_line,omitempty"`
+	SessionID    string    `json:"session_id,omitempty"`
+	Channel      string    `json:"channel,omitempty"`
+	Keyword      string    `json:"keyword,omitempty"`
+	LandingPage  string    `json:"landing_page,omitempty"`
+	ReferrerHost string    `json:"referrer_host,omitempty"`
+	Gclid        string    `json:"gclid,omitempty"`
+	Candidates   int       `json:"candidates"`
+	Start        time.Time `json:"start"`
+	Ringing      time.Time `json:"ringing,omitzero"`
+	Answer       time.Time `json:"answer,omitzero"`
+	End          time.Time `json:"end,omitzero"`
+	Disposition  string    `json:"disposition,omitempty"`
+	HangupBy     string    `json:"hangup_by,omitempty"`
+	FinalStatus  int       `json:"final_status,omitempty"`
+	CallIDA      string    `json:"call_id_a,omitempty"`
+	CallIDB      string    `json:"call_id_b,omitempty"`
+	RecordingID  string    `json:"recording_id,omitempty"`
+}
+
+// Recording is the stereo audio file of a call. The audio is a file; this is its metadata.
+type Recording struct {
+	ID         string        `json:"id"`
+	CustomerID string        `json:"customer_id"`
+	CallID     string        `json:"call_id"`
+	Path       string        `json:"path"`
+	Duration   time.Duration `json:"duration"`
+	Size       int64         `json:"size"`
+	SHA256     string        `json:"sha256"`
+}

@@ -1,0 +1,298 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout this build reads and writes.
+const SchemaVersion = 1
+
+var (
+	bucketMeta        = []byte("meta")
+	bucketCustomers   = []byte("customers")
+	bucketSiteKeys    = []byte("site_keys")
+	bucketChannels    = []byte("channels")
+	bucketNumbers     = []byte("numbers")
+	bucketSessions    = []byte("sessions")
+	bucketSessByCust  = []byte("sessions_by_customer")
+	bucketAssignments = []byte("assignments")
+	bucketStats       = []byte("customer_stats")
+	bucketCalls       = []byte("calls")
+	bucketCallsByCust = []byte("calls_by_customer")
+	bucketRecordings  = []byte("recordings")
+
+	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
+		bucketSessions, bucketSessByCust, bucketAssignments, bucketStats, bucketCalls, bucketCallsByCust,
+		bucketRecordings}
+
+	keySchema = []byte("schema_version")
+)
+
+// maxBatch bounds how many writes share one transaction.
+const maxBatch = 2048
+
+// DB is the open store.
+type DB struct {
+	bolt *bolt.DB
+	log  *slog.Logger
+
+	writes    chan *writeReq
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	mu        sync.RWMutex // guards closed against concurrent Write/Close
+	closed    bool
+
+	commitSeconds prometheus.Histogram
+	batchSize     prometheus.Histogram
+}
+
+type writeReq struct {
+	fn   func(*Tx) error
+	done chan error
+}
+
+var reqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error, 1)} }}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	log     *slog.Logger
+	reg     prometheus.Registerer
+	timeout time.Duration
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers the store's metrics on r.
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
+
+// WithLockTimeout bounds how long Open waits for another process's file lock.
+func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// Open opens (creating if needed) the store file at path and starts its committer.
+func Open(path string, opts ...Option) (*DB, error) {
+	o := options{log: slog.New(slog.DiscardHandler), timeout: 2 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create store directory: %w", err)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         o.timeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 256 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db := &DB{
+		bolt:   b,
+		log:    o.log,
+		writes: make(chan *writeReq, 4*maxBatch),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "trackline_store_commit_seconds",
+			Help:    "Time to commit one store transaction (writes and fsync).",
+			Buckets: []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512},
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "trackline_store_batch_writes",
+			Help:    "Writes coalesced into one store transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+	}
+	if err := db.init(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if o.reg != nil {
+		for _, c := range []prometheus.Collector{db.commitSeconds, db.batchSize} {
+			if err := o.reg.Register(c); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("register store metrics: %w", err)
+			}
+		}
+	}
+	go db.commitLoop()
+	return db, nil
+}
+
+func (db *DB) init() error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		v := meta.Get(keySchema)
+		if v == nil {
+			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+		}
+		if len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion {
+			return fmt.Errorf("%w: file has %x, this build knows %d", ErrSchema, v, SchemaVersion)
+		}
+		return nil
+	})
+}
+
+// Close stops the committer after the queued writes and closes the file. It is idempotent.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.mu.Lock()
+		db.closed = true
+		db.mu.Unlock()
+		close(db.stop)
+		<-db.done
+		db.closeErr = db.bolt.Close()
+	})
+	return db.closeErr
+}
+
+// Write runs fn in a read-write transaction shared with other concurrent writes and returns
+// once that transaction is durable. fn may run more than once (after another write in its
+// batch failed), so it must only depend on its arguments and the transaction.
+func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
+	p, err := db.Enqueue(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return p.Wait()
+}
+
+// Pending is a queued write; Wait for its outcome exactly once.
+type Pending struct{ r *writeReq }
+
+// Enqueue queues fn like Write but returns before the commit. Writes are committed in the
+// order they were enqueued, so a caller that enqueues under its own lock keeps its order on
+// disk while waiting outside the lock.
+func (db *DB) Enqueue(ctx context.Context, fn func(*Tx) error) (Pending, error) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		return Pending{}, ErrClosed
+	}
+	r := reqPool.Get().(*writeReq)
+	r.fn = fn
+	select {
+	case db.writes <- r:
+		return Pending{r}, nil
+	case <-ctx.Done():
+		r.fn = nil
+		reqPool.Put(r)
+		return Pending{}, ctx.Err()
+	}
+}
+
+// Wait blocks until the write is durable or failed. Once queued a write is committed or fails
+// whatever happens to the caller's context, so the caller never answers before knowing.
+func (p Pending) Wait() error {
+	err := <-p.r.done
+	p.r.fn = nil
+	reqPool.Put(p.r)
+	return err
+}
+
+// commitLoop is the only writer. It exits when stop is closed and the queue is drained.
+func (db *DB) commitLoop() {
+	defer close(db.done)
+	batch := make([]*writeReq, 0, maxBatch)
+	for {
+		select {
+		case r := <-db.writes:
+			batch = append(batch[:0], r)
+		case <-db.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-db.writes:
+					db.commit(append(batch[:0], r))
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-db.writes:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+func (db *DB) commit(batch []*writeReq) {
+	start := time.Now()
+	failed := -1
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		t := &Tx{tx: tx}
+		for i, r := range batch {
+			if err := r.fn(t); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	db.commitSeconds.Observe(time.Since(start).Seconds())
+	db.batchSize.Observe(float64(len(batch)))
+	if err == nil {
+		for _, r := range batch {
+			r.done <- nil
+		}
+		return
+	}
+	if failed < 0 {
+		// The commit itself failed (disk full, I/O error): every write in it failed.
+		db.log.Error("store commit failed", "err", err, "writes", len(batch))
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	// One write failed: the others are innocent, run each on its own.
+	for _, r := range batch {
+		r.done <- db.bolt.Update(func(tx *bolt.Tx) error { return r.fn(&Tx{tx: tx}) })
+	}
+}
+
+// view runs fn in a read-only transaction.
+func (db *DB) view(fn func(*Tx) error) error {
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// View runs fn in a read-only transaction. fn must copy out what it keeps and return quickly.
+func (db *DB) View(fn func(*Tx) error) error { return db.view(fn) }
+
+// Path is the file's path.
+func (db *DB) Path() string { return db.bolt.Path() }
+
+// Size is the file's current size in bytes.
+func (db *DB) Size() (int64, error) {
+	var n int64
+	err := db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n, err
+}
+
+var errStop = errors.New("stop iteration")

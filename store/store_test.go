@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	bolt "go.etcd.io/bbolt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "trackline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestCustomerSiteKeyIndex(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	c := Customer{ID: "acme", Name: "Acme", Status: StatusActive, SiteKey: "acme-key-0001"}
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.CreateCustomer(&c) }); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		c    Customer
+		want error
+	}{
+		{"same id", Customer{ID: "acme", SiteKey: "other-key-0001", Status: StatusActive}, ErrExists},
+		{"same site key", Customer{ID: "other", SiteKey: "acme-key-0001", Status: StatusActive}, ErrExists},
+		{"new", Customer{ID: "other", SiteKey: "other-key-0001", Status: StatusTrial}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := db.Write(ctx, func(tx *Tx) error { return tx.CreateCustomer(&tt.c) })
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("CreateCustomer = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	var got []Customer
+	if err := db.View(func(tx *Tx) (err error) { got, err = tx.Customers(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != "acme" || got[1].Status != StatusTrial {
+		t.Fatalf("Customers = %+v", got)
+	}
+}
+
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	errs := make([]error, 200)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = db.Write(ctx, func(tx *Tx) error {
+				if i%50 == 7 {
+					return boom
+				}
+				return tx.PutSession(&Session{ID: fmt.Sprintf("s%04d", i), CustomerID: "c"})
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		want := error(nil)
+		if i%50 == 7 {
+			want = boom
+		}
+		if !errors.Is(err, want) {
+			t.Fatalf("write %d: %v, want %v", i, err, want)
+		}
+		id := fmt.Sprintf("s%04d", i)
+		err = db.View(func(tx *Tx) error { _, err := tx.Session(id); return err })
+		if (want == nil) != (err == nil) {
+			t.Fatalf("session %s after write error %v: read %v", id, want, err)
+		}
+	}
+}
+
+func TestSessionsOfPaging(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	for i := range 25 {
+		for _, cust := range []string{"a", "ab", "b"} {
+			s := Session{ID: fmt.Sprintf("%03d-%s", i, cust), CustomerID: cust}
+			if err := db.Write(ctx, func(tx *Tx) error { return tx.PutSession(&s) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var ids []string
+	before := ""
+	for page := 0; page < 10; page++ {
+		var got []Session
+		db.View(func(tx *Tx) (err error) { got, err = tx.SessionsOf("ab", before, 10); return err })
+		if len(got) == 0 {
+			break
+		}
+		for _, s := range got {
+			if s.CustomerID != "ab" {
+				t.Fatalf("page %d holds session of %q", page, s.CustomerID)
+			}
+			ids = append(ids, s.ID)
+		}
+		before = got[len(got)-1].ID
+	}
+	if len(ids) != 25 || ids[0] != "024-ab" || ids[24] != "000-ab" {
+		t.Fatalf("paged ids = %v", ids)
+	}
+}
+
+func TestRecentAssignmentsNewestFirst(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, n := range []string{"+31850000001", "+31850000002", "+318500000010"} {
+		for j := range 3 {
+			a := Assignment{Number: n, SessionID: fmt.Sprintf("s%d%d", i, j), From: t0.Add(time.Duration(j) * time.Hour)}
+			if err := db.Write(ctx, func(tx *Tx) error { return tx.PutAssignment(&a) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var got []string
+	db.View(func(tx *Tx) error {
+		return tx.RecentAssignments("+31850000001", func(a Assignment) bool {
+			got = append(got, a.SessionID)
+			return len(got) < 5
+		})
+	})
+	if fmt.Sprint(got) != "[s02 s01 s00]" {
+		t.Fatalf("RecentAssignments = %v", got)
+	}
+}
+
+func TestReopenKeepsDataAndChecksSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Session{ID: "x", CustomerID: "c", Channel: "Direct"}
+	if err := db.Write(context.Background(), func(tx *Tx) error { return tx.PutSession(&s) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := db.Write(context.Background(), func(tx *Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after close = %v", err)
+	}
+	db, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Session
+	db.View(func(tx *Tx) (err error) { got, err = tx.Session("x"); return err })
+	if got.Channel != "Direct" {
+		t.Fatalf("after reopen: %+v", got)
+	}
+	db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{0, 0, 0, 9}) })
+	db.Close()
+	if _, err := Open(path); !errors.Is(err, ErrSchema) {
+		t.Fatalf("open with newer schema = %v", err)
+	}
+}
+
+func BenchmarkWriteParallel(b *testing.B) {
+	db, err := Open(filepath.Join(b.TempDir(), "b.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	b.ReportAllocs()
+	b.SetParallelism(64)
+	var n int64
+	var mu sync.Mutex
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			mu.Lock()
+			n++
+			id := fmt.Sprintf("%016d", n)
+			mu.Unlock()
+			s := Session{ID: id, CustomerID: "c", Channel: "Direct", LandingPage: "https://example.com/"}
+			if err := db.Write(context.Background(), func(tx *Tx) error { return tx.PutSession(&s) }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,283 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Tx is a store transaction with typed accessors. It is valid only inside the function it
+// was passed to; values it returns are copies.
+type Tx struct {
+	tx *bolt.Tx
+}
+
+func (t *Tx) get(bucket, key []byte, v any) error {
+	raw := t.tx.Bucket(bucket).Get(key)
+	if raw == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode %s/%q: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func (t *Tx) put(bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%q: %w", bucket, key, err)
+	}
+	return t.tx.Bucket(bucket).Put(key, raw)
+}
+
+func compose(parts ...string) []byte {
+	var b []byte
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+// --- customers
+
+// Customer reads one customer.
+func (t *Tx) Customer(id string) (Customer, error) {
+	var c Customer
+	err := t.get(bucketCustomers, []byte(id), &c)
+	return c, err
+}
+
+// CreateCustomer stores a new customer; ErrExists if the id or the site key is taken.
+func (t *Tx) CreateCustomer(c *Customer) error {
+	if t.tx.Bucket(bucketCustomers).Get([]byte(c.ID)) != nil {
+		return fmt.Errorf("customer %q: %w", c.ID, ErrExists)
+	}
+	if t.tx.Bucket(bucketSiteKeys).Get([]byte(c.SiteKey)) != nil {
+		return fmt.Errorf("site key: %w", ErrExists)
+	}
+	return t.PutCustomer(c)
+}
+
+// PutCustomer writes a customer and keeps the site key index in step.
+func (t *Tx) PutCustomer(c *Customer) error {
+	if old, err := t.Customer(c.ID); err == nil && old.SiteKey != c.SiteKey {
+		if owner := t.tx.Bucket(bucketSiteKeys).Get([]byte(c.SiteKey)); owner != nil && string(owner) != c.ID {
+			return fmt.Errorf("site key: %w", ErrExists)
+		}
+		if err := t.tx.Bucket(bucketSiteKeys).Delete([]byte(old.SiteKey)); err != nil {
+			return err
+		}
+	}
+	if err := t.tx.Bucket(bucketSiteKeys).Put([]byte(c.SiteKey), []byte(c.ID)); err != nil {
+		return err
+	}
+	return t.put(bucketCustomers, []byte(c.ID), c)
+}
+
+// Customers lists all customers ordered by id.
+func (t *Tx) Customers() ([]Customer, error) {
+	var out []Customer
+	err := t.tx.Bucket(bucketCustomers).ForEach(func(k, v []byte) error {
+		var c Customer
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fmt.Errorf("decode customer %q: %w", k, err)
+		}
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}
+
+// --- channels
+
+// PutChannel writes a channel.
+func (t *Tx) PutChannel(ch *Channel) error {
+	return t.put(bucketChannels, compose(ch.CustomerID, ch.ID), ch)
+}
+
+// Channels lists a customer's channels ordered by Order, then id.
+func (t *Tx) Channels(customerID string) ([]Channel, error) {
+	var out []Channel
+	prefix := compose(customerID, "")
+	c := t.tx.Bucket(bucketChannels).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var ch Channel
+		if err := json.Unmarshal(v, &ch); err != nil {
+			return nil, fmt.Errorf("decode channel %q: %w", k, err)
+		}
+		out = append(out, ch)
+	}
+	sortChannels(out)
+	return out, nil
+}
+
+// --- numbers
+
+// Number reads one number.
+func (t *Tx) Number(e164 string) (Number, error) {
+	var n Number
+	err := t.get(bucketNumbers, []byte(e164), &n)
+	return n, err
+}
+
+// HasNumber tells whether a number exists.
+func (t *Tx) HasNumber(e164 string) bool {
+	return t.tx.Bucket(bucketNumbers).Get([]byte(e164)) != nil
+}
+
+// PutNumber writes a number.
+func (t *Tx) PutNumber(n *Number) error { return t.put(bucketNumbers, []byte(n.E164), n) }
+
+// Numbers calls fn for every number, ordered by E.164.
+func (t *Tx) Numbers(fn func(Number) error) error {
+	return t.tx.Bucket(bucketNumbers).ForEach(func(k, v []byte) error {
+		var n Number
+		if err := json.Unmarshal(v, &n); err != nil {
+			return fmt.Errorf("decode number %q: %w", k, err)
+		}
+		return fn(n)
+	})
+}
+
+// --- sessions
+
+// Session reads one session.
+func (t *Tx) Session(id string) (Session, error) {
+	var s Session
+	err := t.get(bucketSessions, []byte(id), &s)
+	return s, err
+}
+
+// PutSession writes a session and its customer index entry.
+func (t *Tx) PutSession(s *Session) error {
+	if err := t.tx.Bucket(bucketSessByCust).Put(compose(s.CustomerID, s.ID), nil); err != nil {
+		return err
+	}
+	return t.put(bucketSessions, []byte(s.ID), s)
+}
+
+// SessionsOf lists a customer's sessions newest first, starting below the session id
+// `before` (exclusive; "" for the newest), at most limit of them.
+func (t *Tx) SessionsOf(customerID, before string, limit int) ([]Session, error) {
+	prefix := compose(customerID, "")
+	c := t.tx.Bucket(bucketSessByCust).Cursor()
+	var k []byte
+	if before == "" {
+		// Seek past the prefix: customer id followed by 0x01 sorts after every entry.
+		k, _ = c.Seek(append(compose(customerID), 1))
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	} else {
+		k, _ = c.Seek(compose(customerID, before))
+		k, _ = c.Prev()
+	}
+	var out []Session
+	for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Prev() {
+		s, err := t.Session(string(k[len(prefix):]))
+		if err != nil {
+			return nil, fmt.Errorf("session index %q: %w", k, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// --- assignments
+
+func assignmentKey(number string, from time.Time, sessionID string) []byte {
+	k := make([]byte, 0, len(number)+1+8+len(sessionID))
+	k = append(k, number...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(from.UnixNano()))
+	return append(k, sessionID...)
+}
+
+// PutAssignment writes (or, with the same number, from and session, updates) an assignment.
+func (t *Tx) PutAssignment(a *Assignment) error {
+	return t.put(bucketAssignments, assignmentKey(a.Number, a.From, a.SessionID), a)
+}
+
+// RecentAssignments walks a number's assignments from the newest back, calling fn for each
+// until fn returns false.
+func (t *Tx) RecentAssignments(number string, fn func(Assignment) bool) error {
+	prefix := append([]byte(number), 0)
+	c := t.tx.Bucket(bucketAssignments).Cursor()
+	k, v := c.Seek(append([]byte(number), 1))
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		var a Assignment
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("decode assignment of %s: %w", number, err)
+		}
+		if !fn(a) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// --- counters
+
+// Stats reads a customer's counters (zero if none yet).
+func (t *Tx) Stats(customerID string) (CustomerStats, error) {
+	var s CustomerStats
+	err := t.get(bucketStats, []byte(customerID), &s)
+	if err == ErrNotFound {
+		err = nil
+	}
+	return s, err
+}
+
+// AddStats adds to a customer's counters; peak is raised to assigned if that is higher.
+func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned int) error {
+	s, err := t.Stats(customerID)
+	if err != nil {
+		return err
+	}
+	s.SessionsTotal += sessions
+	s.Exhaustions += exhaustions
+	s.PeakAssigned = max(s.PeakAssigned, assigned)
+	return t.put(bucketStats, []byte(customerID), &s)
+}
+
+// --- calls and recordings
+
+// PutCall writes a call record and its customer index entry.
+func (t *Tx) PutCall(c *Call) error {
+	if err := t.tx.Bucket(bucketCallsByCust).Put(compose(c.CustomerID, c.ID), nil); err != nil {
+		return err
+	}
+	return t.put(bucketCalls, []byte(c.ID), c)
+}
+
+// Call reads one call record.
+func (t *Tx) Call(id string) (Call, error) {
+	var c Call
+	err := t.get(bucketCalls, []byte(id), &c)
+	return c, err
+}
+
+// PutRecording writes a recording's metadata.
+func (t *Tx) PutRecording(r *Recording) error { return t.put(bucketRecordings, []byte(r.ID), r) }
+
+// Recording reads a recording's metadata.
+func (t *Tx) Recording(id string) (Recording, error) {
+	var r Recording
+	err := t.get(bucketRecordings, []byte(id), &r)
+	return r, err
+}
