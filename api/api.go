@@ -1,0 +1,141 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/pool"
+)
+
+//go:embed web/script.js
+var script []byte
+
+// Config configures the API.
+type Config struct {
+	AdminToken string  // bearer token of the operator; empty means no auth (loopback only)
+	RateLimit  float64 // new sessions per second per site key; burst is twice that
+}
+
+// API serves the public and the admin HTTP handlers.
+type API struct {
+	cfg         Config
+	pool        *pool.Pool
+	log         *slog.Logger
+	now         func() time.Time
+	limiter     *limiter
+	scriptETag  string
+	reqDuration *prometheus.HistogramVec
+	rejected    *prometheus.CounterVec
+}
+
+// Option configures New.
+type Option func(*API)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(a *API) { a.log = l } }
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(a *API) { a.now = now } }
+
+// New builds the API; reg (may be nil) receives its metrics.
+func New(cfg Config, p *pool.Pool, reg prometheus.Registerer, opts ...Option) (*API, error) {
+	if cfg.RateLimit <= 0 {
+		cfg.RateLimit = 500
+	}
+	sum := sha256.Sum256(script)
+	a := &API{
+		cfg: cfg, pool: p, log: slog.New(slog.DiscardHandler), now: time.Now,
+		scriptETag:  `"` + hex.EncodeToString(sum[:8]) + `"`,
+		reqDuration: newRequestDuration(),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackline_http_rejected_total",
+			Help: "Public requests refused before reaching the pool, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	a.limiter = newLimiter(cfg.RateLimit, 2*cfg.RateLimit, a.now)
+	if reg != nil {
+		for _, c := range []prometheus.Collector{a.reqDuration, a.rejected} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register api metrics: %w", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// Public is the handler for websites: sessions, the AMP endpoint and the DNI script.
+func (a *API) Public() http.Handler {
+	mux := http.NewServeMux()
+	a.route(mux, "POST /v1/sessions", a.createSession)
+	a.route(mux, "POST /v1/sessions/{id}/touch", a.touchSession)
+	a.route(mux, "OPTIONS /v1/sessions", a.preflight)
+	a.route(mux, "OPTIONS /v1/sessions/{id}/touch", a.preflight)
+	a.route(mux, "GET /v1/amp/number", a.ampNumber)
+	a.route(mux, "GET /v1/script.js", a.serveScript)
+	a.route(mux, "GET /healthz", healthz)
+	a.route(mux, "/", notFound)
+	return mux
+}
+
+// Admin is the handler of the admin API; every route but /healthz needs the bearer token.
+func (a *API) Admin() http.Handler {
+	mux := http.NewServeMux()
+	a.route(mux, "GET /healthz", healthz)
+	a.route(mux, "GET /v1/customers", a.auth(a.listCustomers))
+	a.route(mux, "POST /v1/customers", a.auth(a.createCustomer))
+	a.route(mux, "GET /v1/customers/{id}", a.auth(a.getCustomer))
+	a.route(mux, "PATCH /v1/customers/{id}", a.auth(a.patchCustomer))
+	a.route(mux, "GET /v1/customers/{id}/numbers", a.auth(a.listNumbers))
+	a.route(mux, "POST /v1/customers/{id}/numbers", a.auth(a.importNumbers))
+	a.route(mux, "POST /v1/customers/{id}/numbers/{number}/quarantine", a.auth(a.quarantineNumber))
+	a.route(mux, "GET /v1/customers/{id}/channels", a.auth(a.listChannels))
+	a.route(mux, "POST /v1/customers/{id}/channels", a.auth(a.putChannel))
+	a.route(mux, "GET /v1/customers/{id}/pool", a.auth(a.poolStatus))
+	a.route(mux, "GET /v1/customers/{id}/sessions", a.auth(a.listSessions))
+	a.route(mux, "GET /v1/customers/{id}/attribution", a.auth(a.attribution))
+	a.route(mux, "/", notFound)
+	return mux
+}
+
+func (a *API) auth(h handlerFunc) handlerFunc {
+	if a.cfg.AdminToken == "" {
+		return h
+	}
+	want := []byte("Bearer " + a.cfg.AdminToken)
+	return func(w http.ResponseWriter, r *http.Request) error {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trackline"`)
+			return errStatus(http.StatusUnauthorized, "", "missing or wrong bearer token")
+		}
+		return h(w, r)
+	}
+}
+
+func healthz(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte("ok\n"))
+	return nil
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) error {
+	return errStatus(http.StatusNotFound, "", "no such endpoint: "+clip(r.Method+" "+r.URL.Path, 100))
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return strings.ToValidUTF8(s, "?")
+}

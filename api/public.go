@@ -1,0 +1,269 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store"
+)
+
+const (
+	maxBody  = 16 << 10
+	maxURL   = 2048
+	maxParam = 256
+)
+
+// sessionRequest is the body of POST /v1/sessions.
+type sessionRequest struct {
+	SiteKey     string `json:"site_key"`
+	SessionID   string `json:"session_id"`
+	LandingURL  string `json:"landing_url"`
+	Referrer    string `json:"referrer"`
+	UTMSource   string `json:"utm_source"`
+	UTMMedium   string `json:"utm_medium"`
+	UTMCampaign string `json:"utm_campaign"`
+	UTMTerm     string `json:"utm_term"`
+	UTMContent  string `json:"utm_content"`
+	Gclid       string `json:"gclid"`
+	Gbraid      string `json:"gbraid"`
+	Wbraid      string `json:"wbraid"`
+}
+
+func (s *sessionRequest) validate() error {
+	if !pool.ValidSiteKey(s.SiteKey) {
+		return errStatus(http.StatusBadRequest, "site_key", "site_key: missing or malformed")
+	}
+	for _, u := range []struct{ name, v string }{{"landing_url", s.LandingURL}, {"referrer", s.Referrer}} {
+		if err := checkURL(u.name, u.v); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ name, v string }{
+		{"session_id", s.SessionID}, {"utm_source", s.UTMSource}, {"utm_medium", s.UTMMedium},
+		{"utm_campaign", s.UTMCampaign}, {"utm_term", s.UTMTerm}, {"utm_content", s.UTMContent},
+		{"gclid", s.Gclid}, {"gbraid", s.Gbraid}, {"wbraid", s.Wbraid},
+	} {
+		if err := checkParam(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkURL(name, v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > maxURL {
+		return errStatus(http.StatusBadRequest, name, fmt.Sprintf("%s: longer than %d characters", name, maxURL))
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errStatus(http.StatusBadRequest, name, name+": must be an http or https URL")
+	}
+	return nil
+}
+
+func checkParam(name, v string) error {
+	if len(v) > maxParam {
+		return errStatus(http.StatusBadRequest, name, fmt.Sprintf("%s: longer than %d characters", name, maxParam))
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return errStatus(http.StatusBadRequest, name, name+": control characters are not allowed")
+	}
+	return nil
+}
+
+// sessionResponse is the answer to the session endpoints.
+type sessionResponse struct {
+	SessionID       string    `json:"session_id"`
+	Number          string    `json:"number"`
+	FormattedNumber string    `json:"formatted_number"`
+	ExpiresAt       time.Time `json:"expires_at"`
+	Channel         string    `json:"channel"`
+	Campaign        string    `json:"campaign,omitempty"`
+	Replace         []string  `json:"replace"`
+	TouchInterval   int       `json:"touch_interval"`
+}
+
+func leaseResponse(l pool.Lease) sessionResponse {
+	return sessionResponse{
+		SessionID: l.SessionID, Number: l.Number, FormattedNumber: l.Formatted,
+		ExpiresAt: l.Until, Channel: l.Channel, Campaign: l.Campaign,
+		Replace: l.Replace, TouchInterval: 60,
+	}
+}
+
+// customerFor resolves a site key and checks the request's Origin against the customer.
+// Nothing is stored before it passes.
+func (a *API) customerFor(w http.ResponseWriter, r *http.Request, siteKey string) (store.Customer, error) {
+	c, err := a.pool.CustomerBySiteKey(siteKey)
+	if err != nil {
+		a.rejected.WithLabelValues("unknown_site_key").Inc()
+		return c, errStatus(http.StatusNotFound, "site_key", "unknown site key")
+	}
+	origin := r.Header.Get("Origin")
+	if origin != "" {
+		if !slices.Contains(c.AllowedOrigins, origin) {
+			a.rejected.WithLabelValues("origin").Inc()
+			return c, errStatus(http.StatusForbidden, "", "origin not allowed for this site key")
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+	}
+	if c.Status == store.StatusEnded {
+		return c, pool.ErrCustomerEnded
+	}
+	return c, nil
+}
+
+func (a *API) createSession(w http.ResponseWriter, r *http.Request) error {
+	var req sessionRequest
+	if err := decodeBody(w, r, maxBody, &req, true); err != nil {
+		a.rejected.WithLabelValues("bad_request").Inc()
+		return err
+	}
+	if err := req.validate(); err != nil {
+		a.rejected.WithLabelValues("bad_request").Inc()
+		return err
+	}
+	c, err := a.customerFor(w, r, req.SiteKey)
+	if err != nil {
+		return err
+	}
+	if req.SessionID == "" && !a.limiter.allow(c.SiteKey) {
+		a.rejected.WithLabelValues("rate_limit").Inc()
+		retryAfter(w, 1)
+		return errStatus(http.StatusTooManyRequests, "", "too many new sessions for this site key")
+	}
+	l, err := a.pool.Assign(r.Context(), c.ID, pool.Visit{
+		SessionID: req.SessionID, LandingURL: req.LandingURL, Referrer: req.Referrer,
+		UTMSource: req.UTMSource, UTMMedium: req.UTMMedium, UTMCampaign: req.UTMCampaign,
+		UTMTerm: req.UTMTerm, UTMContent: req.UTMContent,
+		Gclid: req.Gclid, Gbraid: req.Gbraid, Wbraid: req.Wbraid,
+	})
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if l.New {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, leaseResponse(l))
+	return nil
+}
+
+type touchRequest struct {
+	SiteKey string `json:"site_key"`
+}
+
+func (a *API) touchSession(w http.ResponseWriter, r *http.Request) error {
+	var req touchRequest
+	if err := decodeBody(w, r, maxBody, &req, true); err != nil {
+		return err
+	}
+	if !pool.ValidSiteKey(req.SiteKey) {
+		return errStatus(http.StatusBadRequest, "site_key", "site_key: missing or malformed")
+	}
+	c, err := a.customerFor(w, r, req.SiteKey)
+	if err != nil {
+		return err
+	}
+	l, err := a.pool.Touch(r.Context(), c.ID, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, leaseResponse(l))
+	return nil
+}
+
+// preflight answers CORS preflights for origins that some customer allows. The script sends
+// text/plain and needs none; this is for integrations that post application/json.
+func (a *API) preflight(w http.ResponseWriter, r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	for _, c := range a.pool.Customers() {
+		if origin != "" && slices.Contains(c.AllowedOrigins, origin) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Methods", "POST")
+			h.Set("Access-Control-Allow-Headers", "Content-Type")
+			h.Set("Access-Control-Max-Age", "86400")
+			h.Add("Vary", "Origin")
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+	}
+	return errStatus(http.StatusForbidden, "", "origin not allowed")
+}
+
+// ampNumber answers <amp-call-tracking>: {"phoneNumber", "formattedPhoneNumber"}.
+func (a *API) ampNumber(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	key := q.Get("site_key")
+	if !pool.ValidSiteKey(key) {
+		return errStatus(http.StatusBadRequest, "site_key", "site_key: missing or malformed")
+	}
+	source := q.Get("__amp_source_origin")
+	if err := checkURL("__amp_source_origin", source); err != nil {
+		return err
+	}
+	c, err := a.customerFor(w, r, key)
+	if err != nil {
+		return err
+	}
+	if source != "" {
+		if !slices.Contains(c.AllowedOrigins, source) {
+			return errStatus(http.StatusForbidden, "__amp_source_origin", "source origin not allowed")
+		}
+		w.Header().Set("AMP-Access-Control-Allow-Source-Origin", source)
+		w.Header().Set("Access-Control-Expose-Headers", "AMP-Access-Control-Allow-Source-Origin")
+	}
+	if r.Header.Get("Origin") != "" {
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+	}
+	if !a.limiter.allow(c.SiteKey) {
+		retryAfter(w, 1)
+		return errStatus(http.StatusTooManyRequests, "", "too many new sessions for this site key")
+	}
+	v := pool.Visit{LandingURL: source}
+	for _, f := range []struct {
+		dst  *string
+		name string
+	}{{&v.UTMSource, "utm_source"}, {&v.UTMMedium, "utm_medium"}, {&v.UTMCampaign, "utm_campaign"},
+		{&v.UTMTerm, "utm_term"}, {&v.UTMContent, "utm_content"}, {&v.Gclid, "gclid"}} {
+		*f.dst = q.Get(f.name)
+		if err := checkParam(f.name, *f.dst); err != nil {
+			return err
+		}
+	}
+	l, err := a.pool.Assign(r.Context(), c.ID, v)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		PhoneNumber          string `json:"phoneNumber"`
+		FormattedPhoneNumber string `json:"formattedPhoneNumber"`
+	}{l.Number, l.Formatted})
+	return nil
+}
+
+func (a *API) serveScript(w http.ResponseWriter, r *http.Request) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/javascript; charset=utf-8")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("ETag", a.scriptETag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.Header.Get("If-None-Match") == a.scriptETag {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.Write(script)
+	return nil
+}

@@ -1,0 +1,258 @@
+// Command trackline is the call-tracking switch. main only wires: flags, config, logger and
+// metrics registry, store, pool, api, listeners; then it runs until a signal and stops in order.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/trackline/trackline/api"
+	"github.com/trackline/trackline/configs"
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "serve":
+		os.Exit(serve(os.Args[2:]))
+	case "version":
+		fmt.Println("trackline", version)
+	default:
+		usage()
+		os.Exit(2)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: trackline serve [flags] | trackline version\n       trackline serve -h for the flags")
+}
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configPath := fs.String("config", "", "YAML config file (default: the embedded demo config)")
+	dataDir := fs.String("data", "", "data directory (overrides data_dir)")
+	httpAddr := fs.String("http", "", "public API listen address (overrides listen.http)")
+	adminAddr := fs.String("admin", "", "admin API listen address (overrides listen.admin)")
+	metricsAddr := fs.String("metrics", "", "metrics listen address (overrides listen.metrics)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "--log-level:", err)
+		return 2
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var logger *slog.Logger
+	switch *logFormat {
+	case "text":
+		logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	default:
+		fmt.Fprintln(os.Stderr, "--log-format: want text or json")
+		return 2
+	}
+
+	var cfg *configs.Config
+	var err error
+	if *configPath == "" {
+		cfg, err = configs.Default()
+	} else {
+		cfg, err = configs.Load(*configPath)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	for _, o := range []struct {
+		dst *string
+		v   string
+	}{{&cfg.DataDir, *dataDir}, {&cfg.Listen.HTTP, *httpAddr}, {&cfg.Listen.Admin, *adminAddr}, {&cfg.Listen.Metrics, *metricsAddr}} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	if tok := os.Getenv("TRACKLINE_ADMIN_TOKEN"); tok != "" {
+		cfg.AdminToken = tok
+	}
+	if probs := cfg.Check(); len(probs) > 0 {
+		fmt.Fprintln(os.Stderr, probs)
+		return 2
+	}
+	if cfg.AdminToken == "" && !loopback(cfg.Listen.Admin) {
+		fmt.Fprintln(os.Stderr, "config:\n  admin_token: required when listen.admin is not a loopback address")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		logger.Error("trackline stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
+	start := time.Now()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	db, err := store.Open(filepath.Join(cfg.DataDir, "trackline.db"), store.WithLogger(logger), store.WithRegisterer(reg))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	p, err := pool.New(db, pool.Config{Lease: cfg.Pool.Lease, Grace: cfg.Pool.Grace, CountryCode: cfg.CountryCode},
+		pool.WithLogger(logger), pool.WithRegisterer(reg))
+	if err != nil {
+		return fmt.Errorf("load pool: %w", err)
+	}
+	if n, err := cfg.Seed(ctx, p); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("seeded customers from config", "customers", n)
+	}
+
+	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	servers := []*server{
+		{name: "http", addr: cfg.Listen.HTTP, handler: a.Public()},
+		{name: "admin", addr: cfg.Listen.Admin, handler: a.Admin()},
+		{name: "metrics", addr: cfg.Listen.Metrics, handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})},
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		if err := s.listen(logger); err != nil {
+			for _, o := range servers {
+				o.close()
+			}
+			return err
+		}
+	}
+	for _, s := range servers {
+		go func() { errc <- s.serve() }()
+	}
+	poolCtx, stopPool := context.WithCancel(ctx)
+	poolDone := make(chan struct{})
+	go func() { p.Run(poolCtx); close(poolDone) }()
+
+	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
+		"metrics", servers[2].ln.Addr().String(), "data", cfg.DataDir, "version", version,
+		"startup_ms", time.Since(start).Milliseconds())
+
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping")
+	case err = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		s.srv.Shutdown(shutdownCtx)
+	}
+	stopPool()
+	<-poolDone
+	if cerr := db.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type server struct {
+	name    string
+	addr    string
+	handler http.Handler
+	ln      net.Listener
+	srv     *http.Server
+}
+
+func (s *server) listen(logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s on %s: %w", s.name, s.addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          log.New(&redactingWriter{logger: logger, listener: s.name}, "", 0),
+	}
+	return nil
+}
+
+func (s *server) serve() error {
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s server: %w", s.name, err)
+	}
+	return nil
+}
+
+func (s *server) close() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+}
+
+// redactingWriter passes net/http's own error log (TLS handshake errors, panics) to slog with
+// client addresses removed: a visitor's IP address is never logged.
+type redactingWriter struct {
+	logger   *slog.Logger
+	listener string
+}
+
+var addrRe = regexp.MustCompile(`\[?[0-9a-fA-F:.]*[0-9a-fA-F]\]?:\d+|\b\d{1,3}(\.\d{1,3}){3}\b`)
+
+func (w *redactingWriter) Write(b []byte) (int, error) {
+	w.logger.Warn("http server", "listener", w.listener, "msg_redacted", addrRe.ReplaceAllString(string(b), "[addr]"))
+	return len(b), nil
+}
+
+var _ io.Writer = (*redactingWriter)(nil)

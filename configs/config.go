@@ -1,0 +1,289 @@
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/pool/e164"
+	"github.com/trackline/trackline/store"
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed trackline.yaml
+var defaultYAML []byte
+
+// Config is the whole configuration.
+type Config struct {
+	DataDir     string     `yaml:"data_dir"`
+	CountryCode string     `yaml:"country_code"`
+	Listen      Listen     `yaml:"listen"`
+	AdminToken  string     `yaml:"admin_token"`
+	Pool        PoolConfig `yaml:"pool"`
+	Customers   []Customer `yaml:"customers"`
+}
+
+// Listen holds listener addresses.
+type Listen struct {
+	HTTP    string `yaml:"http"`
+	Admin   string `yaml:"admin"`
+	Metrics string `yaml:"metrics"`
+}
+
+// PoolConfig holds lease timing and the public rate limit.
+type PoolConfig struct {
+	Lease     time.Duration `yaml:"lease"`
+	Grace     time.Duration `yaml:"grace"`
+	RateLimit float64       `yaml:"rate_limit"`
+}
+
+// Customer seeds one customer.
+type Customer struct {
+	ID             string    `yaml:"id"`
+	Name           string    `yaml:"name"`
+	Status         string    `yaml:"status"`
+	SiteKey        string    `yaml:"site_key"`
+	AllowedOrigins []string  `yaml:"allowed_origins"`
+	BusinessLines  []string  `yaml:"business_lines"`
+	DisplayNumbers []string  `yaml:"display_numbers"`
+	DisplayFormat  string    `yaml:"display_format"`
+	Pool           []string  `yaml:"pool"`
+	PoolRange      *Range    `yaml:"pool_range"`
+	Channels       []Channel `yaml:"channels"`
+}
+
+// Range is a run of consecutive numbers.
+type Range struct {
+	First string `yaml:"first"`
+	Count int    `yaml:"count"`
+}
+
+// Channel seeds a channel with its rules and static numbers.
+type Channel struct {
+	Name    string              `yaml:"name"`
+	Rules   []store.ChannelRule `yaml:"rules"`
+	Numbers []string            `yaml:"numbers"`
+}
+
+// Problems is every problem found in a config.
+type Problems []string
+
+func (p Problems) Error() string { return "config:\n  " + strings.Join(p, "\n  ") }
+
+// Default returns the embedded demo configuration.
+func Default() (*Config, error) { return Parse(defaultYAML) }
+
+// Load reads and validates a YAML file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b)
+}
+
+// Parse decodes and validates YAML; unknown keys are problems too.
+func Parse(b []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var probs Problems
+	if err := dec.Decode(c); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, Problems{err.Error()}
+		}
+		probs = append(probs, te.Errors...)
+	}
+	c.defaults()
+	probs = append(probs, c.Check()...)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return c, nil
+}
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.CountryCode == "" {
+		c.CountryCode = "31"
+	}
+	if c.Listen.HTTP == "" {
+		c.Listen.HTTP = "127.0.0.1:8080"
+	}
+	if c.Listen.Admin == "" {
+		c.Listen.Admin = "127.0.0.1:8081"
+	}
+	if c.Listen.Metrics == "" {
+		c.Listen.Metrics = "127.0.0.1:9090"
+	}
+	if c.Pool.Lease == 0 {
+		c.Pool.Lease = 30 * time.Minute
+	}
+	if c.Pool.Grace == 0 {
+		c.Pool.Grace = 30 * time.Minute
+	}
+	if c.Pool.RateLimit == 0 {
+		c.Pool.RateLimit = 500
+	}
+	for i := range c.Customers {
+		cu := &c.Customers[i]
+		if cu.Status == "" {
+			cu.Status = "active"
+		}
+		if cu.DisplayFormat == "" {
+			cu.DisplayFormat = "national"
+		}
+	}
+}
+
+// Check lists every problem with its path. It is called by Parse and again by the binary
+// after flags override fields.
+func (c *Config) Check() Problems {
+	var p Problems
+	add := func(path, f string, args ...any) { p = append(p, path+": "+fmt.Sprintf(f, args...)) }
+	if !digits(c.CountryCode, 1, 3) {
+		add("country_code", "must be 1-3 digits, like \"31\"")
+	}
+	for _, l := range []struct{ path, addr string }{{"listen.http", c.Listen.HTTP}, {"listen.admin", c.Listen.Admin}, {"listen.metrics", c.Listen.Metrics}} {
+		if _, port, err := net.SplitHostPort(l.addr); err != nil || !digits(port, 1, 5) {
+			add(l.path, "%q is not host:port", l.addr)
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 12 {
+		add("admin_token", "must be at least 12 characters")
+	}
+	if c.Pool.Lease < time.Minute || c.Pool.Lease > 24*time.Hour {
+		add("pool.lease", "must be between 1m and 24h")
+	}
+	if c.Pool.Grace < 0 || c.Pool.Grace > 24*time.Hour {
+		add("pool.grace", "must be between 0 and 24h")
+	}
+	if c.Pool.RateLimit < 0 {
+		add("pool.rate_limit", "must not be negative")
+	}
+	numbers := map[string]string{}
+	ids := map[string]string{}
+	keys := map[string]string{}
+	for i, cu := range c.Customers {
+		at := fmt.Sprintf("customers[%d]", i)
+		rec, err := cu.Record()
+		if err != nil {
+			add(at+".status", "%v", err)
+		} else if err := pool.CheckCustomer(&rec); err != nil {
+			var inv *pool.InvalidError
+			if errors.As(err, &inv) {
+				add(at+"."+inv.Field, "%s", inv.Reason)
+			} else {
+				add(at, "%v", err)
+			}
+		}
+		if prev, dup := ids[cu.ID]; dup {
+			add(at+".id", "%q repeats %s", cu.ID, prev)
+		}
+		ids[cu.ID] = at
+		if prev, dup := keys[cu.SiteKey]; dup {
+			add(at+".site_key", "repeats %s", prev)
+		}
+		keys[cu.SiteKey] = at
+		num := func(path, n string) {
+			if !e164.Valid(n) {
+				add(path, "%q is not E.164 (like +31852087972)", n)
+				return
+			}
+			if prev, dup := numbers[n]; dup {
+				add(path, "%s repeats %s", n, prev)
+				return
+			}
+			numbers[n] = path
+		}
+		for j, n := range cu.Pool {
+			num(fmt.Sprintf("%s.pool[%d]", at, j), n)
+		}
+		if r := cu.PoolRange; r != nil {
+			ns, err := r.Numbers()
+			if err != nil {
+				add(at+".pool_range", "%v", err)
+			}
+			for _, n := range ns {
+				num(at+".pool_range", n)
+			}
+		}
+		names := map[string]bool{}
+		for j, ch := range cu.Channels {
+			cat := fmt.Sprintf("%s.channels[%d]", at, j)
+			if strings.TrimSpace(ch.Name) == "" {
+				add(cat+".name", "must not be empty")
+			}
+			if names[ch.Name] {
+				add(cat+".name", "%q repeats", ch.Name)
+			}
+			names[ch.Name] = true
+			for k, r := range ch.Rules {
+				if !pool.ValidRuleParam(r.Param) {
+					add(fmt.Sprintf("%s.rules[%d].param", cat, k), "unknown parameter %q", r.Param)
+				}
+				if r.Pattern == "" {
+					add(fmt.Sprintf("%s.rules[%d].pattern", cat, k), "must not be empty")
+				}
+			}
+			for k, n := range ch.Numbers {
+				num(fmt.Sprintf("%s.numbers[%d]", cat, k), n)
+			}
+		}
+	}
+	return p
+}
+
+// Record is the store record of a configured customer.
+func (cu *Customer) Record() (store.Customer, error) {
+	st, err := store.ParseCustomerStatus(cu.Status)
+	return store.Customer{
+		ID: cu.ID, Name: cu.Name, Status: st, SiteKey: cu.SiteKey,
+		AllowedOrigins: cu.AllowedOrigins, BusinessLines: cu.BusinessLines,
+		DisplayNumbers: cu.DisplayNumbers, DisplayFormat: cu.DisplayFormat,
+	}, err
+}
+
+// Numbers expands the range.
+func (r *Range) Numbers() ([]string, error) {
+	if !e164.Valid(r.First) {
+		return nil, fmt.Errorf("first: %q is not E.164", r.First)
+	}
+	if r.Count < 1 || r.Count > 100000 {
+		return nil, fmt.Errorf("count: must be 1-100000")
+	}
+	base, err := strconv.ParseUint(r.First[1:], 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, r.Count)
+	for i := range out {
+		out[i] = "+" + strconv.FormatUint(base+uint64(i), 10)
+		if !e164.Valid(out[i]) {
+			return nil, fmt.Errorf("count: runs past %s", out[i-1])
+		}
+	}
+	return out, nil
+}
+
+func digits(s string, lo, hi int) bool {
+	if len(s) < lo || len(s) > hi {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

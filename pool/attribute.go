@@ -1,0 +1,95 @@
+package pool
+
+import (
+	"errors"
+	"time"
+
+	"github.com/trackline/trackline/store"
+)
+
+// Attribution is what a call on a number at a moment is attributed to.
+type Attribution struct {
+	CustomerID string
+	Number     string
+	Kind       store.NumberKind
+	// Session is the most recent session whose lease covered the moment or ended within the
+	// grace window before it; nil if there is none.
+	Session *store.Session
+	// Channel is the session's channel, the static number's channel, or "Unattributed".
+	Channel string
+	// Candidates is how many sessions could have made the call (1 is certain).
+	Candidates int
+}
+
+// Attribute maps a call on number at the moment at to the session or channel behind it.
+func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
+	p.mu.RLock()
+	num := p.numbers[number]
+	p.mu.RUnlock()
+	if num == nil {
+		return Attribution{}, ErrUnknownNumber
+	}
+	cu := num.cust
+	cu.mu.Lock()
+	res := Attribution{CustomerID: cu.c.ID, Number: number, Kind: num.n.Kind, Channel: ChannelUnattributed}
+	state, until := num.n.State, num.n.QuarantinedUntil
+	if num.n.Kind == store.KindStatic {
+		for _, ch := range cu.channels {
+			if ch.ID == num.n.ChannelID {
+				res.Channel = ch.Name
+			}
+		}
+	}
+	recent := append([]store.Assignment(nil), num.recent...)
+	complete := num.complete
+	cu.mu.Unlock()
+	if state == store.NumberQuarantined && at.Before(until) {
+		return res, ErrQuarantined
+	}
+	if num.n.Kind != store.KindPool {
+		return res, nil
+	}
+
+	// In memory when the recent assignments reach back past the window; else the store.
+	covers := func(a store.Assignment) bool { return !a.From.After(at) && !at.After(a.Until.Add(p.cfg.Grace)) }
+	gone := func(a store.Assignment) bool { return a.Until.Add(p.cfg.Grace).Before(at) }
+	var first *store.Assignment
+	if complete || len(recent) > 0 && gone(recent[len(recent)-1]) {
+		for i := range recent {
+			if covers(recent[i]) {
+				if first == nil {
+					first = &recent[i]
+				}
+				res.Candidates++
+			}
+		}
+	} else {
+		err := p.db.View(func(tx *store.Tx) error {
+			return tx.RecentAssignments(number, func(a store.Assignment) bool {
+				if covers(a) {
+					if first == nil {
+						first = &a
+					}
+					res.Candidates++
+				}
+				return !gone(a)
+			})
+		})
+		if err != nil {
+			return res, err
+		}
+	}
+	if first == nil {
+		return res, nil
+	}
+	var s store.Session
+	err := p.db.View(func(tx *store.Tx) (err error) { s, err = tx.Session(first.SessionID); return err })
+	if errors.Is(err, store.ErrNotFound) {
+		return res, nil // erased since
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Session, res.Channel = &s, s.Channel
+	return res, nil
+}

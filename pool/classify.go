@@ -1,0 +1,216 @@
+package pool
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/trackline/trackline/store"
+)
+
+// Visit is what the website snippet reports about a page view. No IP address, no user agent.
+type Visit struct {
+	SessionID   string // from the visitor's cookie, if any
+	LandingURL  string
+	Referrer    string
+	UTMSource   string
+	UTMMedium   string
+	UTMCampaign string
+	UTMTerm     string
+	UTMContent  string
+	Gclid       string
+	Gbraid      string
+	Wbraid      string
+}
+
+// Built-in channel names, used after a customer's own rules.
+const (
+	ChannelPaidSearch    = "Paid search"
+	ChannelOrganicSearch = "Organic search"
+	ChannelSocial        = "Social"
+	ChannelEmail         = "Email"
+	ChannelCampaign      = "Campaign"
+	ChannelReferral      = "Referral"
+	ChannelDirect        = "Direct"
+	ChannelUnattributed  = "Unattributed"
+)
+
+// visitFields is the classified, privacy-reduced form of a visit as it is stored.
+func visitSession(v *Visit) store.Session {
+	s := store.Session{
+		UTMSource: v.UTMSource, UTMMedium: v.UTMMedium, UTMCampaign: v.UTMCampaign,
+		UTMTerm: v.UTMTerm, UTMContent: v.UTMContent,
+		Gclid: v.Gclid, Gbraid: v.Gbraid, Wbraid: v.Wbraid,
+	}
+	if u, err := url.Parse(v.LandingURL); err == nil && u.Host != "" {
+		q := u.Query()
+		fill := func(dst *string, key string) {
+			if *dst == "" {
+				*dst = q.Get(key)
+			}
+		}
+		fill(&s.UTMSource, "utm_source")
+		fill(&s.UTMMedium, "utm_medium")
+		fill(&s.UTMCampaign, "utm_campaign")
+		fill(&s.UTMTerm, "utm_term")
+		fill(&s.UTMContent, "utm_content")
+		fill(&s.Gclid, "gclid")
+		fill(&s.Gbraid, "gbraid")
+		fill(&s.Wbraid, "wbraid")
+		// Only scheme, host and path: a query string can carry personal data.
+		s.LandingPage = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	if u, err := url.Parse(v.Referrer); err == nil {
+		s.ReferrerHost = strings.ToLower(u.Hostname())
+	}
+	return s
+}
+
+// rule is a compiled channel rule.
+type rule struct {
+	channel string
+	param   string
+	pattern string // lower-case glob
+}
+
+func compileRules(chs []store.Channel) []rule {
+	var out []rule
+	for _, ch := range chs {
+		for _, r := range ch.Rules {
+			out = append(out, rule{channel: ch.Name, param: r.Param, pattern: strings.ToLower(r.Pattern)})
+		}
+	}
+	return out
+}
+
+// RuleParams are the visit parameters a channel rule may test.
+var ruleParams = map[string]func(s *store.Session) string{
+	"utm_source":    func(s *store.Session) string { return s.UTMSource },
+	"utm_medium":    func(s *store.Session) string { return s.UTMMedium },
+	"utm_campaign":  func(s *store.Session) string { return s.UTMCampaign },
+	"utm_term":      func(s *store.Session) string { return s.UTMTerm },
+	"utm_content":   func(s *store.Session) string { return s.UTMContent },
+	"gclid":         func(s *store.Session) string { return s.Gclid },
+	"gbraid":        func(s *store.Session) string { return s.Gbraid },
+	"wbraid":        func(s *store.Session) string { return s.Wbraid },
+	"referrer_host": func(s *store.Session) string { return s.ReferrerHost },
+	"landing_path": func(s *store.Session) string {
+		if u, err := url.Parse(s.LandingPage); err == nil {
+			return u.Path
+		}
+		return ""
+	},
+}
+
+// ValidRuleParam reports whether a channel rule may test param.
+func ValidRuleParam(param string) bool { _, ok := ruleParams[param]; return ok }
+
+var (
+	paidMedia   = []string{"cpc", "ppc", "paidsearch", "paid_search", "paid-search", "sem"}
+	emailMedia  = []string{"email", "e-mail", "e_mail", "newsletter"}
+	socialMedia = []string{"social", "social-network", "social_network", "paid_social", "paidsocial", "social-media"}
+	// Registrable-domain labels (before the public suffix) of search engines and social networks.
+	searchHosts = []string{"google", "bing", "duckduckgo", "yahoo", "ecosia", "baidu", "yandex", "startpage", "qwant", "search.brave"}
+	socialHosts = []string{"facebook", "instagram", "linkedin", "lnkd", "t", "twitter", "x", "youtube", "tiktok", "pinterest", "reddit", "threads", "m.facebook", "l.facebook", "lm.facebook"}
+)
+
+// classify returns the channel of a visit: the customer's rules in order, then built-ins.
+func classify(rules []rule, s *store.Session) string {
+	for _, r := range rules {
+		get := ruleParams[r.param]
+		if get == nil {
+			continue
+		}
+		if v := get(s); v != "" && glob(r.pattern, strings.ToLower(v)) {
+			return r.channel
+		}
+	}
+	medium := strings.ToLower(s.UTMMedium)
+	switch {
+	case s.Gclid != "" || s.Gbraid != "" || s.Wbraid != "" || oneOf(medium, paidMedia):
+		return ChannelPaidSearch
+	case oneOf(medium, emailMedia):
+		return ChannelEmail
+	case oneOf(medium, socialMedia):
+		return ChannelSocial
+	}
+	if h := s.ReferrerHost; h != "" && h != landingHost(s.LandingPage) {
+		switch {
+		case hostIn(h, searchHosts):
+			return ChannelOrganicSearch
+		case hostIn(h, socialHosts):
+			return ChannelSocial
+		}
+		if s.UTMSource == "" && medium == "" {
+			return ChannelReferral
+		}
+	}
+	if s.UTMSource != "" || medium != "" || s.UTMCampaign != "" {
+		return ChannelCampaign
+	}
+	return ChannelDirect
+}
+
+func landingHost(page string) string {
+	if u, err := url.Parse(page); err == nil {
+		return strings.ToLower(u.Hostname())
+	}
+	return ""
+}
+
+func oneOf(v string, set []string) bool {
+	for _, s := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// hostIn reports whether host is name.<suffix> or a subdomain of it for some name in names,
+// where the suffix is one or two labels (google.nl, google.co.uk, www.google.com).
+func hostIn(host string, names []string) bool {
+	host = strings.TrimPrefix(host, "www.")
+	for _, n := range names {
+		rest, ok := strings.CutPrefix(host, n+".")
+		if !ok {
+			if i := strings.Index(host, "."+n+"."); i >= 0 {
+				rest, ok = host[i+len(n)+2:], true
+			}
+		}
+		if ok && rest != "" && strings.Count(rest, ".") <= 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// glob matches s against a pattern where '*' matches any run of characters.
+func glob(pattern, s string) bool {
+	for {
+		star := strings.IndexByte(pattern, '*')
+		if star < 0 {
+			return pattern == s
+		}
+		if !strings.HasPrefix(s, pattern[:star]) {
+			return false
+		}
+		s = s[star:]
+		pattern = pattern[star+1:]
+		if pattern == "" {
+			return true
+		}
+		next := strings.IndexByte(pattern, '*')
+		lit := pattern
+		if next >= 0 {
+			lit = pattern[:next]
+		} else {
+			return strings.HasSuffix(s, lit)
+		}
+		i := strings.Index(s, lit)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(lit):]
+		pattern = pattern[len(lit):]
+	}
+}

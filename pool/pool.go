@@ -1,0 +1,259 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/pool/e164"
+	"github.com/trackline/trackline/store"
+)
+
+// Config holds the pool's timing.
+type Config struct {
+	Lease       time.Duration // a lease runs this long after the last touch (default 30m)
+	Grace       time.Duration // attribution window after a lease ended (default 30m)
+	CountryCode string        // for reading national numbers (default "31")
+}
+
+func (c *Config) defaults() {
+	if c.Lease <= 0 {
+		c.Lease = 30 * time.Minute
+	}
+	if c.Grace <= 0 {
+		c.Grace = 30 * time.Minute
+	}
+	if c.CountryCode == "" {
+		c.CountryCode = "31"
+	}
+}
+
+// recentMax is how many assignments per number attribution keeps in memory.
+const recentMax = 8
+
+// Pool is the number pool of every customer.
+type Pool struct {
+	db  *store.DB
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	m   *metrics
+
+	mu        sync.RWMutex // guards the maps below (not the customers' insides)
+	customers map[string]*customer
+	bySiteKey map[string]*customer
+	numbers   map[string]*number
+}
+
+type customer struct {
+	mu       sync.Mutex
+	c        store.Customer
+	style    e164.Style
+	channels []store.Channel
+	rules    []rule
+	heap     numberHeap         // pool numbers that can be leased
+	pool     []*number          // every pool number, for status
+	holders  map[string]*number // session id -> the number it holds
+	stats    store.CustomerStats
+}
+
+type number struct {
+	n    store.Number
+	cust *customer
+	// Pool numbers: the newest assignment (holder, from, until) and a few before it.
+	holder     string
+	from       time.Time
+	leaseUntil time.Time
+	heapIdx    int // -1 when not in the heap (quarantined)
+	recent     []store.Assignment
+	complete   bool // recent holds every assignment the number ever had
+}
+
+// Option configures New.
+type Option func(*Pool)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(p *Pool) { p.log = l } }
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(p *Pool) { p.now = now } }
+
+// WithRegisterer registers the pool's metrics.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(p *Pool) { p.m.reg = r }
+}
+
+// New loads every customer, channel, number and recent assignment from db.
+func New(db *store.DB, cfg Config, opts ...Option) (*Pool, error) {
+	cfg.defaults()
+	p := &Pool{
+		db: db, cfg: cfg, log: slog.New(slog.DiscardHandler), now: time.Now, m: newMetrics(),
+		customers: map[string]*customer{}, bySiteKey: map[string]*customer{}, numbers: map[string]*number{},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if err := p.m.register(p); err != nil {
+		return nil, err
+	}
+	if err := p.load(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Pool) load() error {
+	now := p.now()
+	return p.db.View(func(tx *store.Tx) error {
+		cs, err := tx.Customers()
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			chs, err := tx.Channels(c.ID)
+			if err != nil {
+				return err
+			}
+			stats, err := tx.Stats(c.ID)
+			if err != nil {
+				return err
+			}
+			cu := p.newCustomer(c, chs)
+			cu.stats = stats
+		}
+		return tx.Numbers(func(n store.Number) error {
+			cu := p.customers[n.CustomerID]
+			if cu == nil {
+				p.log.Warn("number of unknown customer ignored", "number", n.E164, "customer", n.CustomerID)
+				return nil
+			}
+			num := p.addNumber(cu, n)
+			if n.Kind != store.KindPool {
+				return nil
+			}
+			horizon := now.Add(-24 * time.Hour)
+			num.complete = true
+			err := tx.RecentAssignments(n.E164, func(a store.Assignment) bool {
+				if len(num.recent) == recentMax || a.Until.Before(horizon) && len(num.recent) > 0 {
+					num.complete = false
+					return false
+				}
+				num.recent = append(num.recent, a)
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if len(num.recent) > 0 {
+				a := num.recent[0]
+				num.holder, num.from, num.leaseUntil = a.SessionID, a.From, a.Until
+				cu.holders[a.SessionID] = num
+				if num.heapIdx >= 0 {
+					cu.heap.fix(num.heapIdx)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func (p *Pool) newCustomer(c store.Customer, chs []store.Channel) *customer {
+	style, err := e164.ParseStyle(c.DisplayFormat)
+	if err != nil {
+		style = e164.National
+	}
+	cu := &customer{c: c, style: style, channels: chs, rules: compileRules(chs), holders: map[string]*number{}}
+	p.mu.Lock()
+	p.customers[c.ID] = cu
+	p.bySiteKey[c.SiteKey] = cu
+	p.mu.Unlock()
+	return cu
+}
+
+// addNumber indexes a number; the caller holds cu.mu or owns cu exclusively.
+func (p *Pool) addNumber(cu *customer, n store.Number) *number {
+	num := &number{n: n, cust: cu, heapIdx: -1}
+	p.mu.Lock()
+	p.numbers[n.E164] = num
+	p.mu.Unlock()
+	if n.Kind == store.KindPool {
+		cu.pool = append(cu.pool, num)
+		if n.State == store.NumberAvailable {
+			cu.heap.push(num)
+		}
+	}
+	return num
+}
+
+func (p *Pool) customerByID(id string) (*customer, error) {
+	p.mu.RLock()
+	cu := p.customers[id]
+	p.mu.RUnlock()
+	if cu == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCustomer, id)
+	}
+	return cu, nil
+}
+
+// CustomerBySiteKey returns the customer that owns a site key.
+func (p *Pool) CustomerBySiteKey(key string) (store.Customer, error) {
+	p.mu.RLock()
+	cu := p.bySiteKey[key]
+	p.mu.RUnlock()
+	if cu == nil {
+		return store.Customer{}, ErrUnknownCustomer
+	}
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	return cu.c, nil
+}
+
+// Customer returns a customer by id.
+func (p *Pool) Customer(id string) (store.Customer, error) {
+	cu, err := p.customerByID(id)
+	if err != nil {
+		return store.Customer{}, err
+	}
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	return cu.c, nil
+}
+
+// Customers lists every customer, ordered by id.
+func (p *Pool) Customers() []store.Customer {
+	p.mu.RLock()
+	out := make([]store.Customer, 0, len(p.customers))
+	for _, cu := range p.customers {
+		cu.mu.Lock()
+		out = append(out, cu.c)
+		cu.mu.Unlock()
+	}
+	p.mu.RUnlock()
+	sortCustomers(out)
+	return out
+}
+
+// wait waits for a queued write; ctx is not consulted: a queued write always completes.
+func wait(p store.Pending, err error) error {
+	if err != nil {
+		return err
+	}
+	return p.Wait()
+}
+
+// Run samples pool utilisation for metrics and peak tracking until ctx ends.
+func (p *Pool) Run(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		p.sample(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
