@@ -97,6 +97,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		Timeout:         o.timeout,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: 256 << 20,
+		NoFreelistSync:  true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
