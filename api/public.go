@@ -137,7 +137,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if req.SessionID == "" && !a.limiter.allow(c.SiteKey) {
+	if !a.limiter.allow(c.SiteKey) {
 		a.rejected.WithLabelValues("rate_limit").Inc()
 		retryAfter(w, 1)
 		return errStatus(http.StatusTooManyRequests, "", "too many new sessions for this site key")
