@@ -1,0 +1,113 @@
+package configs
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store"
+)
+
+func TestDefaultIsTheDemo(t *testing.T) {
+	c, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Customers) != 1 || c.Customers[0].PoolRange.Count != 20 || len(c.Customers[0].Channels) < 2 {
+		t.Fatalf("default config: %+v", c)
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, err := pool.New(db, pool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round, want := range []int{1, 0} { // seeding twice creates nothing the second time
+		n, err := c.Seed(context.Background(), p)
+		if err != nil || n != want {
+			t.Fatalf("seed round %d: %d, %v", round, n, err)
+		}
+	}
+	st, err := p.Status("demo")
+	if err != nil || st.Total != 20 || st.Static != 2 {
+		t.Fatalf("demo pool: %+v %v", st, err)
+	}
+	for _, n := range []string{"+31850000101", "+31850000102"} {
+		a, err := p.Attribute(n, time.Now())
+		if err != nil || a.Kind != store.KindStatic {
+			t.Fatalf("static %s: %+v %v", n, a, err)
+		}
+	}
+}
+
+func TestEveryProblemIsReportedWithItsPath(t *testing.T) {
+	_, err := Parse([]byte(`
+country_code: "31x"
+listen: {http: "nohostport"}
+pool: {lease: 10s, rate_limit: -1}
+bogus_key: 1
+customers:
+  - id: "Bad ID"
+    name: A
+    status: paused
+    site_key: "k"
+    allowed_origins: ["ftp://x"]
+    pool: ["+31850000001", "0850000002", "+31850000001"]
+    channels:
+      - name: Flyer
+        numbers: ["+31850000001"]
+        rules: [{param: ip_address, pattern: "*"}]
+`))
+	var probs Problems
+	if !errors.As(err, &probs) {
+		t.Fatalf("err = %v", err)
+	}
+	text := err.Error()
+	for _, want := range []string{
+		"field bogus_key not found",
+		"country_code:",
+		"listen.http:",
+		"pool.lease:",
+		"pool.rate_limit:",
+		"customers[0].status:",
+		"customers[0].pool[1]: \"0850000002\" is not E.164",
+		"customers[0].pool[2]: +31850000001 repeats customers[0].pool[0]",
+		"customers[0].channels[0].numbers[0]: +31850000001 repeats",
+		"customers[0].channels[0].rules[0].param: unknown parameter \"ip_address\"",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in:\n%s", want, text)
+		}
+	}
+}
+
+func TestCustomerFieldProblems(t *testing.T) {
+	_, err := Parse([]byte(`
+customers:
+  - {id: a, name: A, site_key: "valid-site-key", allowed_origins: ["ftp://x"]}
+  - {id: a, name: B, site_key: "valid-site-key", display_numbers: ["12"]}
+`))
+	for _, want := range []string{"customers[0].allowed_origins[0]:", "customers[1].id: \"a\" repeats customers[0]", "customers[1].site_key: repeats customers[0]", "customers[1].display_numbers[0]:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(string(defaultYAML))
+	f.Add("customers: [{pool_range: {first: '+999999999999999', count: 5}}]")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse([]byte(s))
+		if err == nil && len(c.Check()) > 0 {
+			t.Fatalf("accepted a config with problems: %v", c.Check())
+		}
+	})
+}
