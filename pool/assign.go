@@ -42,7 +42,7 @@ func (p *Pool) Assign(ctx context.Context, customerID string, v Visit) (Lease, e
 	s := visitSession(&v)
 	s.CustomerID = customerID
 	s.Created = p.now().UTC()
-	s.ID = newID(s.Created)
+	s.ID = NewID(s.Created)
 	cu.mu.Lock()
 	s.Channel = classify(cu.rules, &s)
 	cu.mu.Unlock()

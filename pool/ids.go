@@ -8,9 +8,9 @@ import (
 
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-// newID returns a 26-character, time-ordered random id: 48 bits of milliseconds and 80
+// NewID returns a 26-character, time-ordered random id: 48 bits of milliseconds and 80
 // random bits in Crockford base32, so ids sort by creation time and store inserts append.
-func newID(now time.Time) string {
+func NewID(now time.Time) string {
 	var raw [16]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixMilli())<<16)
 	rand.Read(raw[6:])

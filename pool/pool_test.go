@@ -444,8 +444,8 @@ func TestGlob(t *testing.T) {
 
 func TestIDsSortByTime(t *testing.T) {
 	t0 := time.Now()
-	a, b := newID(t0), newID(t0.Add(time.Millisecond))
-	if !(a < b) || !validID(a) || !validID(b) || a == newID(t0) {
+	a, b := NewID(t0), NewID(t0.Add(time.Millisecond))
+	if !(a < b) || !validID(a) || !validID(b) || a == NewID(t0) {
 		t.Fatalf("ids %s %s", a, b)
 	}
 }

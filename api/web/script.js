@@ -310,7 +310,16 @@
 
   // --- API -----------------------------------------------------------------
 
+  // post never throws: a failure of any kind is a rejected promise.
   function post(path, body) {
+    try {
+      return send(path, body);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  function send(path, body) {
     var opts = {
       method: 'POST',
       headers: { 'Content-Type': 'text/plain' },
@@ -370,8 +379,8 @@
     for (var n in state.old) {
       if (Object.prototype.hasOwnProperty.call(state.old, n) && n !== r.number) from.push(n);
     }
+    // No plan (nothing to replace) leaves the page alone but keeps the lease.
     state.plan = makePlan(from, state.number, state.formatted);
-    if (!state.plan) return;
     if (!state.started) {
       state.started = true;
       observe();

@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	probeIP        = "203.0.113.77"
+	probeSourceIP  = "127.0.0.7"
+	probeUserAgent = "TracklinePrivacyProbe/9.9"
+	// Parts of the landing URL and referrer that must not be stored: only the
+	// landing page's scheme, host and path and the referrer's host are.
+	probeQuery    = "visitor.probe@example.com"
+	probeFragment = "frag-probe-4711"
+	probeSearch   = "probe-search-terms-0815"
+)
+
+// probeClient returns an HTTP client that connects from 127.0.0.7 when that
+// address can be bound, and the address it uses ("" when it cannot).
+func probeClient(t *testing.T) (*http.Client, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", probeSourceIP+":0")
+	if err != nil {
+		t.Logf("cannot bind %s (%v): requests come from the default source address", probeSourceIP, err)
+		return httpClient, ""
+	}
+	_ = l.Close()
+	dialer := &net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP(probeSourceIP)},
+		Timeout:   5 * time.Second,
+	}
+	tr := &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 15 * time.Second}, probeSourceIP
+}
+
+// probeHeaders are the headers that carry a client address or identity.
+func probeHeaders() http.Header {
+	return http.Header{
+		"Origin":           {apiOrigin},
+		"User-Agent":       {probeUserAgent},
+		"X-Forwarded-For":  {probeIP + ", 198.51.100.1"},
+		"Forwarded":        {"for=" + probeIP + ";proto=https;by=198.51.100.1"},
+		"X-Real-Ip":        {probeIP},
+		"True-Client-Ip":   {probeIP},
+		"Cf-Connecting-Ip": {probeIP},
+	}
+}
+
+// TestNoVisitorIPOrUserAgentStored sends sessions, touches and bad requests
+// that carry a visitor address and user agent, stops the binary and searches
+// every byte of the data directory and of the logs for them.
+func TestNoVisitorIPOrUserAgentStored(t *testing.T) {
+	s := startServer(t, testConfig{}, "--log-level", "debug")
+	client, source := probeClient(t)
+	ctx := context.Background()
+
+	post := func(path string, body string) response {
+		t.Helper()
+		resp, err := do(ctx, client, http.MethodPost, "http://"+s.HTTP+path, "text/plain", []byte(body), probeHeaders())
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		return resp
+	}
+
+	landing := apiOrigin + "/offer?email=" + url.QueryEscape(probeQuery) + "&utm_source=newsletter#" + probeFragment
+	referrer := "https://www.google.com/search?q=" + probeSearch
+	body, _ := json.Marshal(map[string]string{"site_key": siteKey, "landing_url": landing, "referrer": referrer})
+	var ids []string
+	for range 3 {
+		resp := post("/v1/sessions", string(body))
+		if resp.Status != http.StatusCreated {
+			t.Fatalf("POST /v1/sessions: status %d, want 201: %s", resp.Status, resp.Body)
+		}
+		ids = append(ids, decodeSession(t, resp).SessionID)
+	}
+	// Resuming a session and touching it.
+	resume, _ := json.Marshal(map[string]string{"site_key": siteKey, "session_id": ids[0], "landing_url": landing})
+	if resp := post("/v1/sessions", string(resume)); resp.Status != http.StatusOK {
+		t.Errorf("resume session: status %d, want 200: %s", resp.Status, resp.Body)
+	}
+	for _, id := range ids {
+		if resp := post("/v1/sessions/"+id+"/touch", `{"site_key":"`+siteKey+`"}`); resp.Status != http.StatusOK {
+			t.Errorf("touch: status %d, want 200: %s", resp.Status, resp.Body)
+		}
+	}
+	// Error paths log too.
+	for _, b := range []string{`{"site_key":`, `{"site_key":"no-such-site-key"}`, `{"site_key":"` + siteKey + `","bogus":1}`} {
+		if resp := post("/v1/sessions", b); resp.Status < 400 {
+			t.Errorf("bad request %s: status %d, want 4xx", b, resp.Status)
+		}
+	}
+	if resp := post("/v1/sessions/no-such-session/touch", `{"site_key":"`+siteKey+`"}`); resp.Status != http.StatusNotFound {
+		t.Errorf("touch of an unknown session: status %d, want 404: %s", resp.Status, resp.Body)
+	}
+	amp, err := do(ctx, client, http.MethodGet, "http://"+s.HTTP+"/v1/amp/number?site_key="+siteKey, "", nil, probeHeaders())
+	if err != nil {
+		t.Fatalf("GET /v1/amp/number: %v", err)
+	}
+	if amp.Status != http.StatusOK {
+		t.Errorf("GET /v1/amp/number: status %d, want 200: %s", amp.Status, amp.Body)
+	}
+
+	s.Stop()
+
+	needles := map[string][]byte{
+		"forwarded IP":         []byte(probeIP),
+		"forwarded IP, binary": net.ParseIP(probeIP).To4(),
+		"user agent":           []byte(probeUserAgent),
+		"user agent, part":     []byte("PrivacyProbe"),
+		"landing query":        []byte(probeQuery),
+		"landing query, enc":   []byte(url.QueryEscape(probeQuery)),
+		"landing fragment":     []byte(probeFragment),
+		"referrer query":       []byte(probeSearch),
+	}
+	if source != "" {
+		needles["source address"] = []byte(source)
+	}
+
+	files := 0
+	err = filepath.WalkDir(s.dataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		files++
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for name, n := range needles {
+			if i := bytes.Index(b, n); i >= 0 {
+				t.Errorf("%s %q found in %s at offset %d", name, n, path, i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", s.dataDir, err)
+	}
+	if files == 0 {
+		t.Errorf("data directory %s is empty: nothing was stored", s.dataDir)
+	}
+	logs := s.Logs()
+	for name, n := range needles {
+		if i := strings.Index(logs, string(n)); i >= 0 {
+			t.Errorf("%s %q found in the logs: ...%s...", name, n, excerpt(logs, i, len(n)))
+		}
+	}
+}
+
+func excerpt(s string, i, n int) string {
+	from, to := max(0, i-120), min(len(s), i+n+120)
+	return s[from:to]
+}
+
+// TestBadSessionRequestsRefused sends invalid session requests: each must be
+// answered with the contract's status as problem+json, and none may create a
+// session.
+func TestBadSessionRequestsRefused(t *testing.T) {
+	s := startServer(t, testConfig{})
+	// One good session first, so that the count is known to move.
+	s.newSession(t, apiOrigin, map[string]string{"site_key": siteKey, "landing_url": apiOrigin + "/"})
+	before := s.sessionsTotal(t)
+	if before != 1 {
+		t.Fatalf("sessions_total = %d after one session, want 1", before)
+	}
+
+	long := func(n int) string { return strings.Repeat("a", n) }
+	tests := []struct {
+		name        string
+		contentType string
+		origin      string
+		body        string
+		status      int
+		field       string // the field the problem must name, if any
+	}{
+		{
+			name:   "body larger than 16 KiB",
+			body:   `{"site_key":"` + siteKey + `","landing_url":"` + apiOrigin + `/` + long(17<<10) + `"}`,
+			status: http.StatusRequestEntityTooLarge,
+		},
+		{
+			name:   "malformed JSON",
+			body:   `{"site_key":"` + siteKey + `","landing_url":`,
+			status: http.StatusBadRequest,
+		},
+		{
+			name:   "not an object",
+			body:   `["` + siteKey + `"]`,
+			status: http.StatusBadRequest,
+		},
+		{
+			name:   "unknown field",
+			body:   `{"site_key":"` + siteKey + `","landing_url":"` + apiOrigin + `/","ip":"1.2.3.4"}`,
+			status: http.StatusBadRequest,
+		},
+		{
+			name:   "landing_url longer than 2048",
+			body:   `{"site_key":"` + siteKey + `","landing_url":"` + apiOrigin + `/` + long(2100) + `"}`,
+			status: http.StatusBadRequest,
+			field:  "landing_url",
+		},
+		{
+			name:   "landing_url not http(s)",
+			body:   `{"site_key":"` + siteKey + `","landing_url":"javascript:alert(1)"}`,
+			status: http.StatusBadRequest,
+			field:  "landing_url",
+		},
+		{
+			name:   "referrer longer than 2048",
+			body:   `{"site_key":"` + siteKey + `","landing_url":"` + apiOrigin + `/","referrer":"https://r.example/` + long(2100) + `"}`,
+			status: http.StatusBadRequest,
+			field:  "referrer",
+		},
+		{
+			name:   "utm_source longer than 256",
+			body:   `{"site_key":"` + siteKey + `","landing_url":"` + apiOrigin + `/","utm_source":"` + long(300) + `"}`,
+			status: http.StatusBadRequest,
+			field:  "utm_source",
+		},
+		{
+			name:   "unknown site key",
+			body:   `{"site_key":"no-such-site-key","landing_url":"` + apiOrigin + `/"}`,
+			status: http.StatusNotFound,
+		},
+		{
+			name:   "disallowed origin",
+			origin: "https://evil.example",
+			body:   `{"site_key":"` + siteKey + `","landing_url":"` + apiOrigin + `/"}`,
+			status: http.StatusForbidden,
+		},
+		{
+			name:        "unsupported content type",
+			contentType: "application/xml",
+			body:        `{"site_key":"` + siteKey + `","landing_url":"` + apiOrigin + `/"}`,
+			status:      http.StatusUnsupportedMediaType,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ct := tc.contentType
+			if ct == "" {
+				ct = "text/plain"
+			}
+			origin := tc.origin
+			if origin == "" {
+				origin = apiOrigin
+			}
+			resp, err := do(context.Background(), httpClient, http.MethodPost, "http://"+s.HTTP+"/v1/sessions",
+				ct, []byte(tc.body), http.Header{"Origin": {origin}})
+			if err != nil {
+				t.Fatalf("POST /v1/sessions: %v", err)
+			}
+			p := checkProblem(t, resp, tc.status)
+			if tc.field != "" && p.Field != tc.field && !strings.Contains(p.Detail, tc.field) {
+				t.Errorf("problem does not name the field %s: %s", tc.field, resp.Body)
+			}
+			if tc.origin != "" {
+				if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+					t.Errorf("Access-Control-Allow-Origin %q for a disallowed origin", got)
+				}
+			}
+		})
+	}
+
+	t.Run("touch of an unknown session", func(t *testing.T) {
+		resp, err := s.touch(context.Background(), httpClient, "no-such-session")
+		if err != nil {
+			t.Fatalf("touch: %v", err)
+		}
+		checkProblem(t, resp, http.StatusNotFound)
+	})
+
+	if after := s.sessionsTotal(t); after != before {
+		t.Errorf("sessions_total went from %d to %d after refused requests", before, after)
+	}
+}
