@@ -66,7 +66,11 @@ func Normalize(raw, countryCode string) (string, error) {
 		cut   bool // "(0)" dropped
 	)
 	i := 0
-	if s[0] == '+' {
+	if strings.HasPrefix(s, "(+") { // "(+31) 85 208 7972"
+		depth = 1
+		i++
+	}
+	if s[i] == '+' {
 		plus = true
 		i++
 		if i == len(s) || !isDigit(s[i]) {

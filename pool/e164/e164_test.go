@@ -46,6 +46,8 @@ func TestNormalize(t *testing.T) {
 		{"fifteen digits from 00", "00 123 456 789 012 345", "31", "+123456789012345"},
 		{"eight digits national", "0123456", "31", "+31123456"},
 		{"parens mid number", "085 (208) 7972", "31", "+31852087972"},
+		{"zero in parens after the area code", "+31 85 (0)20 879 72", "31", "+318502087972"},
+		{"parenthesised country code", "(+31) 85 208 7972", "31", "+31852087972"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,11 +81,14 @@ func TestNormalizeRejects(t *testing.T) {
 		{"double plus", "++31852087972", "31", e164.ErrInvalid},
 		{"plus then space", "+ 31 85 208 7972", "31", e164.ErrInvalid},
 		{"plus alone", "+", "31", e164.ErrInvalid},
+		{"paren plus", "(+", "31", e164.ErrInvalid},
+		{"paren plus unclosed", "(+31 85 208 7972", "31", e164.ErrInvalid},
 		{"no prefix", "31852087972", "31", e164.ErrInvalid},
 		{"subscriber only", "852087972", "31", e164.ErrInvalid},
 		{"cc starting with 0", "+031852087972", "31", e164.ErrInvalid},
 		{"000", "000852087972", "31", e164.ErrInvalid},
 		{"nested parens", "((085)) 2087972", "31", e164.ErrInvalid},
+		{"paren opened inside", "(0(85) 208 7972", "31", e164.ErrInvalid},
 		{"unclosed paren", "(085 2087972", "31", e164.ErrInvalid},
 		{"unopened paren", "085) 2087972", "31", e164.ErrInvalid},
 		{"tel parameter", "tel:+31852087972;ext=1", "31", e164.ErrInvalid},

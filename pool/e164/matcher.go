@@ -2,6 +2,7 @@ package e164
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -27,7 +28,12 @@ type Matcher struct {
 	index     map[uint64]int // a target's digits read as a number -> its place in targets
 	minDigits int            // fewest digits of a target
 	maxDigits int            // most digits of a target
+	heads     []uint64       // the targets' first headLen digits as numbers, sorted, unique
 }
+
+// headLen is how many digits Find reads before it checks that some target starts with them;
+// it gives up early on times, dates and prices that start with 0 ("09.00-17.00").
+const headLen = 4
 
 // NewMatcher returns a Matcher for targets, read with Normalize(target, countryCode): E.164
 // or any other form Normalize accepts. Duplicates are dropped. Match.Target, and the keys
@@ -56,36 +62,57 @@ func NewMatcher(targets []string, countryCode string) (*Matcher, error) {
 		m.targets = append(m.targets, e)
 		m.minDigits = min(m.minDigits, len(e)-1)
 		m.maxDigits = max(m.maxDigits, len(e)-1)
+		if h := number(e[1 : 1+headLen]); !slices.Contains(m.heads, h) {
+			m.heads = append(m.heads, h)
+		}
 	}
+	slices.Sort(m.heads)
 	return m, nil
 }
 
 // Find appends to dst every occurrence of a target in text, in order and without overlap,
 // and returns the extended slice. It allocates only when dst has to grow.
 //
-// A number starts at '+', '(' or a digit that does not follow a letter, digit or '+', runs
-// over digits and separators (space, tab, NBSP, U+202F, '-', U+2011, '.', '/', one level of
-// parentheses, and in HTML "&nbsp;" and "&#160;"; at most three in a row), and ends at a
-// digit not followed by a letter or digit. So "1085208797299" does not contain 0852087972.
-// Where several targets fit, the longest wins.
+// A number starts at '+', '(' or '0' (national and "00" numbers) that does not follow a
+// letter, a digit or '+'; runs over digits and separators (space, tab, NBSP, U+202F, '-',
+// U+2011, '.', '/', one level of parentheses, and in HTML "&nbsp;" and "&#160;"; at most
+// three in a row); and ends at a digit not followed by a letter or digit. So
+// "1085208797299" does not contain 0852087972. Where several targets fit, the longest wins.
+// Offsets are in bytes; text need not be valid UTF-8.
 func (m *Matcher) Find(text string, dst []Match) []Match {
 	if len(m.targets) == 0 {
 		return dst
 	}
-	for i := 0; i < len(text); {
-		c := text[i]
-		if !isDigit(c) && c != '+' && c != '(' || gluedLeft(text, i) {
+	// Jump from one possible start to the next with IndexByte. next holds the next position of each at or after i
+	// (len(text) for none), and is looked up again only once i has passed it.
+	needles := [3]byte{'0', '+', '('}
+	next := [3]int{-1, -1, -1}
+	for i := 0; ; {
+		p := len(text)
+		for k, c := range needles {
+			if next[k] < i {
+				next[k] = len(text)
+				if d := strings.IndexByte(text[i:], c); d >= 0 {
+					next[k] = i + d
+				}
+			}
+			p = min(p, next[k])
+		}
+		if p == len(text) {
+			return dst
+		}
+		i = p
+		if gluedLeft(text, i) {
 			i++
 			continue
 		}
-		mt, ok, next := m.matchAt(text, i)
+		mt, ok, resume := m.matchAt(text, i)
 		if ok {
 			dst = append(dst, mt)
-			next = mt.End
+			resume = mt.End
 		}
-		i = next
+		i = resume
 	}
-	return dst
 }
 
 // Scanner states.
@@ -96,7 +123,7 @@ const (
 	stNational        // after a single "0": the national significant number
 )
 
-// matchAt reads the number that may start at text[start], one of '+', '(' or a digit. It
+// matchAt reads the number that may start at text[start], one of '+', '(' or '0'. It
 // returns the longest match, if any, and where to look for the next start.
 func (m *Matcher) matchAt(text string, start int) (mt Match, ok bool, next int) {
 	next = start + 1
@@ -153,6 +180,11 @@ scan:
 			}
 			if n > m.maxDigits {
 				break
+			}
+			if n == headLen {
+				if _, found := slices.BinarySearch(m.heads, val); !found {
+					break
+				}
 			}
 			j++
 			if j < len(text) && isDigit(text[j]) {

@@ -35,7 +35,7 @@ func matches(text string, ms []e164.Match) []found {
 }
 
 func TestMatcherFind(t *testing.T) {
-	m := newMatcher(t, sales, support)
+	m := newMatcher(t, sales, support, "+123456789012345")
 	tests := []struct {
 		name string
 		text string
@@ -72,6 +72,7 @@ func TestMatcherFind(t *testing.T) {
 		{"two targets, one run", "085 208 7972/020 123 4567", []found{{"085 208 7972", sales}, {"020 123 4567", support}}},
 		{"parenthesised number", "(085 208 7972)", []found{{"085 208 7972", sales}}},
 		{"parenthesised international", "(+31 85 208 7972)", []found{{"+31 85 208 7972", sales}}},
+		{"parenthesised country code", "(+31) 85 208 7972", []found{{"(+31) 85 208 7972", sales}}},
 		{"followed by more digits", "+31 85 208 7972 12", []found{{"+31 85 208 7972", sales}}},
 		{"after other digits", "KvK 12 085 208 7972", []found{{"085 208 7972", sales}}},
 		{"opening hours", "ma-vr 09.00-17.00: 085 208 7972", []found{{"085 208 7972", sales}}},
@@ -91,6 +92,10 @@ func TestMatcherFind(t *testing.T) {
 		{"too many separators", "085 -- - 208 7972", nil},
 		{"closing paren inside", "085 (208 7972)", nil},
 		{"nested parens", "((085)) 208 7972", nil},
+		{"paren opened inside", "(085 (208) 7972", []found{{"085 (208) 7972", sales}}},
+		{"cc starting with 0", "+031852087972", nil},
+		{"00 then 0", "000031852087972", nil},
+		{"zero in parens in a national number", "08 (0)52087972", nil},
 		{"comma", "085,208,7972", nil},
 		{"empty", "", nil},
 	}
@@ -101,6 +106,36 @@ func TestMatcherFind(t *testing.T) {
 				t.Errorf("Find(%q) = %q, want %q", tt.text, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMatcherFindFormatted checks that Find finds what Format writes, in every style and
+// with the "00" and "(0)" variants, and that Replace writes it back the same way.
+func TestMatcherFindFormatted(t *testing.T) {
+	targets := []string{sales, "+31612345678", "+31591123456", "+318001234", "+319001234567", "+14155550100", "+420123456789"}
+	m := newMatcher(t, targets...)
+	for _, n := range targets {
+		intl := e164.Format(n, e164.International)
+		cc, rest, _ := strings.Cut(intl, " ")
+		forms := []string{
+			e164.Format(n, e164.National),
+			e164.Format(n, e164.International),
+			e164.Format(n, e164.E164),
+			"00" + n[1:],
+			cc + " (0)" + rest,
+		}
+		for _, f := range forms {
+			t.Run(f, func(t *testing.T) {
+				text := "<p>Bel " + f + ".</p>"
+				want := []found{{f, n}}
+				if got := matches(text, m.Find(text, nil)); !slices.Equal(got, want) {
+					t.Fatalf("Find(%q) = %q, want %q", text, got, want)
+				}
+				if got := m.Replace(text, map[string]string{n: n}); got != text {
+					t.Errorf("Replace(%q) with the same number = %q", text, got)
+				}
+			})
+		}
 	}
 }
 
@@ -162,7 +197,7 @@ func TestNewMatcher(t *testing.T) {
 }
 
 func TestMatcherReplace(t *testing.T) {
-	m := newMatcher(t, sales, support)
+	m := newMatcher(t, sales, support, "+318001234")
 	with := map[string]string{
 		sales:   "+31850000007",
 		support: "+31612345678",
@@ -201,6 +236,7 @@ func TestMatcherReplace(t *testing.T) {
 		{"other country, national form", "Bel 085 208 7972", map[string]string{sales: "+442079460000"}, "Bel +442079460000"},
 		{"other country, same digit count", "+31 85 208 7972", map[string]string{sales: "+44207946001"}, "+44 20 794 6001"},
 		{"parenthesised number falls back", "(085 208 79 72)", map[string]string{sales: "+318001234"}, "(0800 1234)"},
+		{"new number would read as international", "Bel 0800 1234", map[string]string{"+318001234": "+310123456"}, "Bel +310123456"},
 		{"not in map", "Service 020 123 4567", map[string]string{sales: "+31850000007"}, "Service 020 123 4567"},
 		{"invalid replacement", "Bel 085 208 7972", map[string]string{sales: "085 000 0007"}, "Bel 085 208 7972"},
 		{"inside a digit run", "ref 1085208797299", with, "ref 1085208797299"},
