@@ -18,11 +18,10 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time        { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration)   { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-func newClock() *clock                 { return &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)} }
-func numberOf(i int) string            { return fmt.Sprintf("+3185000%04d", i) }
-func (c *clock) since(t time.Time) int { return int(c.now().Sub(t) / time.Minute) }
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+func newClock() *clock               { return &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)} }
+func numberOf(i int) string          { return fmt.Sprintf("+3185000%04d", i) }
 
 type fixture struct {
 	t    testing.TB

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -295,5 +294,3 @@ func (db *DB) Size() (int64, error) {
 	err := db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n, err
 }
-
-var errStop = errors.New("stop iteration")

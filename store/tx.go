@@ -169,19 +169,12 @@ func (t *Tx) PutSession(s *Session) error {
 func (t *Tx) SessionsOf(customerID, before string, limit int) ([]Session, error) {
 	prefix := compose(customerID, "")
 	c := t.tx.Bucket(bucketSessByCust).Cursor()
-	var k []byte
-	if before == "" {
-		// Seek past the prefix: customer id followed by 0x01 sorts after every entry.
-		k, _ = c.Seek(append(compose(customerID), 1))
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
-	} else {
-		k, _ = c.Seek(compose(customerID, before))
-		k, _ = c.Prev()
+	// Without a cursor, start past the prefix: the id followed by 0x01 sorts after every entry.
+	from := append(compose(customerID), 1)
+	if before != "" {
+		from = compose(customerID, before)
 	}
+	k, _ := seekBefore(c, from)
 	var out []Session
 	for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Prev() {
 		s, err := t.Session(string(k[len(prefix):]))
@@ -213,12 +206,7 @@ func (t *Tx) PutAssignment(a *Assignment) error {
 func (t *Tx) RecentAssignments(number string, fn func(Assignment) bool) error {
 	prefix := append([]byte(number), 0)
 	c := t.tx.Bucket(bucketAssignments).Cursor()
-	k, v := c.Seek(append([]byte(number), 1))
-	if k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
+	k, v := seekBefore(c, append([]byte(number), 1))
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
 		var a Assignment
 		if err := json.Unmarshal(v, &a); err != nil {
@@ -229,6 +217,14 @@ func (t *Tx) RecentAssignments(number string, fn func(Assignment) bool) error {
 		}
 	}
 	return nil
+}
+
+// seekBefore positions c on the last key below key.
+func seekBefore(c *bolt.Cursor, key []byte) ([]byte, []byte) {
+	if k, _ := c.Seek(key); k == nil {
+		return c.Last()
+	}
+	return c.Prev()
 }
 
 // --- counters
