@@ -131,6 +131,10 @@ type Customer struct {
 	Created        time.Time      `json:"created"`
 	TrialEnds      time.Time      `json:"trial_ends,omitzero"`
 	ContractEnds   time.Time      `json:"contract_ends,omitzero"`
+	// RingTimeout bounds how long one business line rings (0: the switch default, 30s).
+	RingTimeout time.Duration `json:"ring_timeout,omitzero"`
+	// MaxCallDuration is the fair-use limit of one call (0: the switch default, 4h).
+	MaxCallDuration time.Duration `json:"max_call_duration,omitzero"`
 }
 
 // ChannelRule matches a visit parameter against a glob pattern ('*' matches any run).
@@ -196,7 +200,12 @@ type CustomerStats struct {
 	PeakAssigned  int    `json:"peak_assigned"`
 }
 
-// Call is one inbound call with its attribution snapshot. Written by the call layer.
+// Call is one inbound call with its attribution snapshot. Written by the call layer: once,
+// durably, when the INVITE is accepted, and again when the call ends.
+//
+// Disposition is one of answered, busy, no-answer, cancelled, rejected, failed (empty while
+// the call is active); HangupBy is caller, business_line or switch; EndReason says why the
+// switch ended a call (max_duration, shutdown, ...).
 type Call struct {
 	ID           string    `json:"id"`
 	CustomerID   string    `json:"customer_id"`
@@ -216,6 +225,8 @@ type Call struct {
 	End          time.Time `json:"end,omitzero"`
 	Disposition  string    `json:"disposition,omitempty"`
 	HangupBy     string    `json:"hangup_by,omitempty"`
+	EndReason    string    `json:"end_reason,omitempty"`
+	TalkSeconds  float64   `json:"talk_seconds,omitempty"`
 	FinalStatus  int       `json:"final_status,omitempty"`
 	CallIDA      string    `json:"call_id_a,omitempty"`
 	CallIDB      string    `json:"call_id_b,omitempty"`
