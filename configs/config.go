@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -27,7 +28,47 @@ type Config struct {
 	Listen      Listen     `yaml:"listen"`
 	AdminToken  string     `yaml:"admin_token"`
 	Pool        PoolConfig `yaml:"pool"`
+	SIP         SIPConfig  `yaml:"sip"`
 	Customers   []Customer `yaml:"customers"`
+}
+
+// SIPConfig configures the B2BUA.
+type SIPConfig struct {
+	Listen           string        `yaml:"listen"`
+	ExternalHost     string        `yaml:"external_host"`
+	Trunks           []Trunk       `yaml:"trunks"`
+	OutboundProxy    string        `yaml:"outbound_proxy"`
+	OutboundUsername string        `yaml:"outbound_username"`
+	OutboundPassword string        `yaml:"outbound_password"`
+	ToFallback       bool          `yaml:"to_fallback"`
+	RingTimeout      time.Duration `yaml:"ring_timeout"`
+	MaxCallDuration  time.Duration `yaml:"max_call_duration"`
+	DrainTimeout     time.Duration `yaml:"drain_timeout"`
+}
+
+// Trunk is an inbound trunk: where it sends from, and optional digest credentials.
+type Trunk struct {
+	Name     string   `yaml:"name"`
+	Sources  []string `yaml:"sources"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+}
+
+// Prefixes parses the trunk's sources (addresses or CIDRs).
+func (t *Trunk) Prefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range t.Sources {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Listen holds listener addresses.
@@ -46,17 +87,19 @@ type PoolConfig struct {
 
 // Customer seeds one customer.
 type Customer struct {
-	ID             string    `yaml:"id"`
-	Name           string    `yaml:"name"`
-	Status         string    `yaml:"status"`
-	SiteKey        string    `yaml:"site_key"`
-	AllowedOrigins []string  `yaml:"allowed_origins"`
-	BusinessLines  []string  `yaml:"business_lines"`
-	DisplayNumbers []string  `yaml:"display_numbers"`
-	DisplayFormat  string    `yaml:"display_format"`
-	Pool           []string  `yaml:"pool"`
-	PoolRange      *Range    `yaml:"pool_range"`
-	Channels       []Channel `yaml:"channels"`
+	ID              string        `yaml:"id"`
+	Name            string        `yaml:"name"`
+	Status          string        `yaml:"status"`
+	SiteKey         string        `yaml:"site_key"`
+	AllowedOrigins  []string      `yaml:"allowed_origins"`
+	BusinessLines   []string      `yaml:"business_lines"`
+	DisplayNumbers  []string      `yaml:"display_numbers"`
+	DisplayFormat   string        `yaml:"display_format"`
+	RingTimeout     time.Duration `yaml:"ring_timeout"`
+	MaxCallDuration time.Duration `yaml:"max_call_duration"`
+	Pool            []string      `yaml:"pool"`
+	PoolRange       *Range        `yaml:"pool_range"`
+	Channels        []Channel     `yaml:"channels"`
 }
 
 // Range is a run of consecutive numbers.
@@ -135,6 +178,18 @@ func (c *Config) defaults() {
 	if c.Pool.RateLimit == 0 {
 		c.Pool.RateLimit = 500
 	}
+	if c.SIP.Listen == "" {
+		c.SIP.Listen = "127.0.0.1:5060"
+	}
+	if c.SIP.RingTimeout == 0 {
+		c.SIP.RingTimeout = 30 * time.Second
+	}
+	if c.SIP.MaxCallDuration == 0 {
+		c.SIP.MaxCallDuration = 4 * time.Hour
+	}
+	if c.SIP.DrainTimeout == 0 {
+		c.SIP.DrainTimeout = 30 * time.Second
+	}
 	for i := range c.Customers {
 		cu := &c.Customers[i]
 		if cu.Status == "" {
@@ -154,7 +209,7 @@ func (c *Config) Check() Problems {
 	if !digits(c.CountryCode, 1, 3) {
 		add("country_code", "must be 1-3 digits, like \"31\"")
 	}
-	for _, l := range []struct{ path, addr string }{{"listen.http", c.Listen.HTTP}, {"listen.admin", c.Listen.Admin}, {"listen.metrics", c.Listen.Metrics}} {
+	for _, l := range []struct{ path, addr string }{{"listen.http", c.Listen.HTTP}, {"listen.admin", c.Listen.Admin}, {"listen.metrics", c.Listen.Metrics}, {"sip.listen", c.SIP.Listen}} {
 		if _, port, err := net.SplitHostPort(l.addr); err != nil || !digits(port, 1, 5) {
 			add(l.path, "%q is not host:port", l.addr)
 		}
@@ -171,6 +226,32 @@ func (c *Config) Check() Problems {
 	if c.Pool.RateLimit < 0 {
 		add("pool.rate_limit", "must not be negative")
 	}
+	for i, t := range c.SIP.Trunks {
+		at := fmt.Sprintf("sip.trunks[%d]", i)
+		if len(t.Sources) == 0 {
+			add(at+".sources", "must list at least one address or CIDR")
+		}
+		if _, err := t.Prefixes(); err != nil {
+			add(at+".sources", "%v", err)
+		}
+		if (t.Username == "") != (t.Password == "") {
+			add(at, "username and password go together")
+		}
+	}
+	if c.SIP.OutboundProxy != "" && !strings.HasPrefix(c.SIP.OutboundProxy, "sip:") {
+		add("sip.outbound_proxy", "must be a sip: URI")
+	}
+	for _, d := range []struct {
+		path   string
+		v      time.Duration
+		lo, hi time.Duration
+	}{{"sip.ring_timeout", c.SIP.RingTimeout, time.Second, 10 * time.Minute},
+		{"sip.max_call_duration", c.SIP.MaxCallDuration, time.Second, 48 * time.Hour},
+		{"sip.drain_timeout", c.SIP.DrainTimeout, 0, time.Hour}} {
+		if d.v < d.lo || d.v > d.hi {
+			add(d.path, "must be between %v and %v", d.lo, d.hi)
+		}
+	}
 	numbers := map[string]string{}
 	ids := map[string]string{}
 	keys := map[string]string{}
@@ -186,6 +267,12 @@ func (c *Config) Check() Problems {
 			} else {
 				add(at, "%v", err)
 			}
+		}
+		if cu.RingTimeout != 0 && (cu.RingTimeout < time.Second || cu.RingTimeout > 10*time.Minute) {
+			add(at+".ring_timeout", "must be between 1s and 10m")
+		}
+		if cu.MaxCallDuration != 0 && (cu.MaxCallDuration < time.Second || cu.MaxCallDuration > 48*time.Hour) {
+			add(at+".max_call_duration", "must be between 1s and 48h")
 		}
 		if prev, dup := ids[cu.ID]; dup {
 			add(at+".id", "%q repeats %s", cu.ID, prev)
@@ -251,6 +338,7 @@ func (cu *Customer) Record() (store.Customer, error) {
 		ID: cu.ID, Name: cu.Name, Status: st, SiteKey: cu.SiteKey,
 		AllowedOrigins: cu.AllowedOrigins, BusinessLines: cu.BusinessLines,
 		DisplayNumbers: cu.DisplayNumbers, DisplayFormat: cu.DisplayFormat,
+		RingTimeout: cu.RingTimeout, MaxCallDuration: cu.MaxCallDuration,
 	}, err
 }
 

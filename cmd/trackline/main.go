@@ -19,12 +19,14 @@ import (
 	"syscall"
 	"time"
 
+	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/trackline/trackline/api"
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 )
 
@@ -58,6 +60,7 @@ func serve(args []string) int {
 	httpAddr := fs.String("http", "", "public API listen address (overrides listen.http)")
 	adminAddr := fs.String("admin", "", "admin API listen address (overrides listen.admin)")
 	metricsAddr := fs.String("metrics", "", "metrics listen address (overrides listen.metrics)")
+	sipAddr := fs.String("sip", "", "SIP listen address, UDP and TCP (overrides sip.listen)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -95,7 +98,7 @@ func serve(args []string) int {
 	for _, o := range []struct {
 		dst *string
 		v   string
-	}{{&cfg.DataDir, *dataDir}, {&cfg.Listen.HTTP, *httpAddr}, {&cfg.Listen.Admin, *adminAddr}, {&cfg.Listen.Metrics, *metricsAddr}} {
+	}{{&cfg.DataDir, *dataDir}, {&cfg.Listen.HTTP, *httpAddr}, {&cfg.Listen.Admin, *adminAddr}, {&cfg.Listen.Metrics, *metricsAddr}, {&cfg.SIP.Listen, *sipAddr}} {
 		if o.v != "" {
 			*o.dst = o.v
 		}
@@ -111,6 +114,9 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "config:\n  admin_token: required when listen.admin is not a loopback address")
 		return 2
 	}
+
+	// sipgo's process-wide logger: its layers log through ours.
+	sipmsg.SetDefaultLogger(logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -159,6 +165,15 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	sw, err := newSwitch(cfg, p, db, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer sw.Close()
+	if err := sw.Listen(); err != nil {
+		return err
+	}
+
 	servers := []*server{
 		{name: "http", addr: cfg.Listen.HTTP, handler: a.Public()},
 		{name: "admin", addr: cfg.Listen.Admin, handler: a.Admin()},
@@ -176,12 +191,13 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 	for _, s := range servers {
 		go func() { errc <- s.serve() }()
 	}
+	sw.Serve()
 	poolCtx, stopPool := context.WithCancel(ctx)
 	poolDone := make(chan struct{})
 	go func() { p.Run(poolCtx); close(poolDone) }()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
-		"metrics", servers[2].ln.Addr().String(), "data", cfg.DataDir, "version", version,
+		"metrics", servers[2].ln.Addr().String(), "sip", sw.Addr().String(), "data", cfg.DataDir, "version", version,
 		"startup_ms", time.Since(start).Milliseconds())
 
 	select {
@@ -189,6 +205,10 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		logger.Info("stopping")
 	case err = <-errc:
 	}
+	// Calls first: new INVITEs get 503 while calls in progress finish (up to the drain
+	// timeout), then the HTTP listeners, the pool sampler and the store.
+	sw.Drain(context.Background())
+	sw.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range servers {
@@ -200,6 +220,23 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		err = cerr
 	}
 	return err
+}
+
+func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, logger *slog.Logger) (*sip.Switch, error) {
+	sc := sip.Config{
+		Listen: cfg.SIP.Listen, ExternalHost: cfg.SIP.ExternalHost, OutboundProxy: cfg.SIP.OutboundProxy,
+		OutboundUsername: cfg.SIP.OutboundUsername, OutboundPassword: cfg.SIP.OutboundPassword,
+		ToFallback: cfg.SIP.ToFallback, CountryCode: cfg.CountryCode, RingTimeout: cfg.SIP.RingTimeout,
+		MaxDuration: cfg.SIP.MaxCallDuration, DrainTimeout: cfg.SIP.DrainTimeout,
+	}
+	for _, t := range cfg.SIP.Trunks {
+		prefixes, err := t.Prefixes()
+		if err != nil {
+			return nil, err
+		}
+		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: t.Name, Sources: prefixes, Username: t.Username, Password: t.Password})
+	}
+	return sip.New(sc, p, db, reg, sip.WithLogger(logger))
 }
 
 type server struct {

@@ -1,0 +1,506 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store"
+)
+
+// Dispositions of a call record.
+const (
+	DispAnswered  = "answered"
+	DispBusy      = "busy"
+	DispNoAnswer  = "no-answer"
+	DispCancelled = "cancelled"
+	DispRejected  = "rejected"
+	DispFailed    = "failed"
+)
+
+// call is one call; its owner goroutine (handleInvite) is the only writer of rec.
+type call struct {
+	id  string
+	log *slog.Logger
+	a   *sipgo.DialogServerSession
+	b   atomic.Pointer[sipgo.DialogClientSession]
+	rec store.Call
+
+	byeFrom atomic.Uint32 // the leg whose BYE ended the call first
+	fwdMu   sync.Mutex    // one in-dialog forward at a time
+}
+
+func (c *call) hungUpBy(l leg) { c.byeFrom.CompareAndSwap(uint32(legUnknown), uint32(l)) }
+
+// handleInvite owns a call from the trunk's INVITE to the completed record.
+func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.m.requests.WithLabelValues("INVITE").Inc()
+	if req.To() != nil && req.To().Params.Has("tag") {
+		s.handleReInvite(req, tx)
+		return
+	}
+	start := s.now()
+	if s.draining.Load() {
+		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", strconv.Itoa(int(s.cfg.DrainTimeout.Seconds()))))
+		return
+	}
+	trunk, ok := s.trunkFor(req)
+	if !ok {
+		s.m.aclRejected.Inc()
+		s.respond(req, tx, 403, "Forbidden")
+		return
+	}
+	if code, hdr := s.authorize(req, trunk); code != 0 {
+		if hdr != nil {
+			s.respond(req, tx, code, "Unauthorized", hdr)
+		} else {
+			s.respond(req, tx, code, "Forbidden")
+		}
+		return
+	}
+	if code, reason := checkInvite(req); code != 0 {
+		s.respond(req, tx, code, reason)
+		return
+	}
+	s.respond(req, tx, 100, "Trying")
+
+	// RFC 3261 §8.2.2.1: the Request-URI names the callee; To only if configured.
+	dialled, err := dialledNumber(req.Recipient.User, s.cfg.CountryCode)
+	if err != nil && s.cfg.ToFallback {
+		dialled, err = dialledNumber(req.To().Address.User, s.cfg.CountryCode)
+	}
+	if err != nil {
+		s.respond(req, tx, 404, "Not Found")
+		return
+	}
+	attr, err := s.pool.Attribute(dialled, start)
+	if err != nil {
+		if errors.Is(err, pool.ErrUnknownNumber) || errors.Is(err, pool.ErrQuarantined) {
+			s.respond(req, tx, 404, "Not Found")
+		} else {
+			s.log.Error("attribute call", "err", err)
+			s.respond(req, tx, 500, "Server Internal Error")
+		}
+		return
+	}
+	cust, err := s.pool.Customer(attr.CustomerID)
+	if err != nil || cust.Status == store.StatusEnded {
+		s.respond(req, tx, 480, "Temporarily Unavailable")
+		return
+	}
+	if len(cust.BusinessLines) == 0 {
+		s.respond(req, tx, 480, "Temporarily Unavailable")
+		return
+	}
+
+	dua := s.dialogUA(req.Transport())
+	a, err := dua.ReadInvite(req, tx)
+	if err != nil {
+		s.respond(req, tx, 400, "Bad Request")
+		return
+	}
+	defer a.Close()
+
+	c := &call{id: pool.NewID(start), a: a}
+	c.log = s.log.With("call_id", c.id, "customer", cust.ID)
+	c.rec = store.Call{
+		ID: c.id, CustomerID: cust.ID, Dialled: dialled, Caller: callerNumber(req, s.cfg.CountryCode),
+		Channel: attr.Channel, Candidates: attr.Candidates, Start: start.UTC(), CallIDA: req.CallID().Value(),
+	}
+	if ses := attr.Session; ses != nil {
+		c.rec.SessionID, c.rec.Keyword, c.rec.LandingPage = ses.ID, ses.UTMTerm, ses.LandingPage
+		c.rec.ReferrerHost, c.rec.Gclid = ses.ReferrerHost, ses.Gclid
+	}
+	// The record is durable before the business line rings.
+	if err := s.saveCall(c); err != nil {
+		c.log.Error("write call record", "err", err)
+		a.Respond(500, "Server Internal Error", nil)
+		return
+	}
+	s.callsWG.Add(1)
+	defer s.callsWG.Done()
+	s.m.active.Inc()
+	defer s.m.active.Dec()
+	s.calls.add(c)
+	s.calls.index(a.ID, c, legCaller)
+	defer func() {
+		ids := []string{a.ID}
+		if b := c.b.Load(); b != nil {
+			ids = append(ids, b.ID)
+		}
+		s.calls.remove(c, ids...)
+	}()
+
+	var ms MediaSession
+	offer := req.Body()
+	if s.media != nil {
+		ms, err = s.media.Anchor(a.Context(), CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel}, offer)
+		if err != nil {
+			c.log.Info("media refused the offer", "err", err)
+			s.finish(c, DispFailed, 488, "")
+			a.Respond(488, "Not Acceptable Here", nil)
+			return
+		}
+		if ms != nil {
+			defer ms.Close()
+			offer = ms.Offer()
+		}
+	}
+
+	b, code := s.ring(c, cust, offer, ms, start)
+	if b == nil {
+		s.reject(c, code)
+		return
+	}
+	defer b.Close()
+	s.talk(c, b, ms, cust)
+}
+
+// checkInvite validates what the dialog layer relies on (RFC 3261 §8.1.1).
+func checkInvite(req *sipmsg.Request) (int, string) {
+	switch {
+	case req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil:
+		return 400, "Bad Request"
+	case req.Contact() == nil:
+		return 400, "Missing Contact"
+	case req.CSeq().MethodName != sipmsg.INVITE:
+		return 400, "CSeq Method Mismatch"
+	}
+	if ct := req.ContentType(); len(req.Body()) > 0 && (ct == nil || !strings.EqualFold(ct.Value(), "application/sdp")) {
+		return 415, "Unsupported Media Type"
+	}
+	return 0, ""
+}
+
+// callerNumber is the caller as E.164 when it reads as a number, else the From user as
+// sent (e.g. "anonymous"), clipped and without control characters.
+func callerNumber(req *sipmsg.Request, cc string) string {
+	user := req.From().Address.User
+	if n, err := dialledNumber(user, cc); err == nil {
+		return n
+	}
+	return safeToken(user, 32)
+}
+
+// safeToken keeps a value fit for a SIP header and a record: no CR, LF or other control
+// characters, no quotes or angle brackets, at most n bytes.
+func safeToken(v string, n int) string {
+	v = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '<' || r == '>' || r == '\\' {
+			return -1
+		}
+		return r
+	}, v)
+	if len(v) > n {
+		v = v[:n]
+	}
+	return strings.ToValidUTF8(v, "")
+}
+
+// saveCall writes the call record durably.
+func (s *Switch) saveCall(c *call) error {
+	rec := c.rec
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&rec) })
+}
+
+// finish completes the record and the metrics; talk time counts from the answer.
+func (s *Switch) finish(c *call, disposition string, status int, reason string) {
+	end := s.now().UTC()
+	c.rec.End, c.rec.Disposition, c.rec.FinalStatus, c.rec.EndReason = end, disposition, status, reason
+	if !c.rec.Answer.IsZero() {
+		c.rec.TalkSeconds = end.Sub(c.rec.Answer).Seconds()
+	}
+	if err := s.saveCall(c); err != nil {
+		c.log.Error("complete call record", "err", err)
+	}
+	s.m.calls.WithLabelValues(disposition).Inc()
+	c.log.Info("call ended", "disposition", disposition, "status", status, "hangup_by", c.rec.HangupBy, "reason", reason)
+}
+
+// ringResult is how one business line answered.
+type ringResult struct {
+	code      int // final status, 0 when none
+	noAnswer  bool
+	cancelled bool // the caller gave up
+}
+
+// ring tries the business lines in order. It returns the answered B leg, or nil and the
+// status to give the caller (0 when the caller cancelled and already got 487).
+func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms MediaSession, start time.Time) (*sipgo.DialogClientSession, int) {
+	timeout := cust.RingTimeout
+	if timeout <= 0 {
+		timeout = s.cfg.RingTimeout
+	}
+	last := ringResult{}
+	for i, line := range cust.BusinessLines {
+		b, res := s.ringLine(c, line, offer, ms, timeout, start)
+		if b != nil {
+			c.rec.BusinessLine = line
+			return b, 200
+		}
+		last = res
+		if res.cancelled {
+			return nil, 0
+		}
+		switch res.code {
+		case 486, 600, 603:
+			c.rec.BusinessLine = line
+			return nil, res.code
+		}
+		if s.base.Err() != nil {
+			break
+		}
+		c.log.Info("business line did not answer", "line_index", i, "status", res.code, "no_answer", res.noAnswer)
+	}
+	if last.noAnswer {
+		return nil, 408 // mapped to 480 with disposition no-answer by reject
+	}
+	return nil, 480
+}
+
+// ringLine rings one business line until it answers, fails, the ring timeout passes or
+// the caller cancels.
+func (s *Switch) ringLine(c *call, line string, offer []byte, ms MediaSession, timeout time.Duration, start time.Time) (*sipgo.DialogClientSession, ringResult) {
+	a := c.a
+	var target sipmsg.Uri
+	if err := sipmsg.ParseUri(line, &target); err != nil || target.Host == "" {
+		c.log.Error("business line is not a SIP URI", "line", line)
+		return nil, ringResult{code: 480}
+	}
+	transport := "udp"
+	if target.UriParams != nil {
+		if t, ok := target.UriParams.Get("transport"); ok {
+			transport = strings.ToLower(t)
+		}
+	}
+	breq := sipmsg.NewRequest(sipmsg.INVITE, target)
+	breq.SetTransport(transport)
+	host := s.udpUA.ContactHDR.Address.Host
+	caller := c.rec.Caller
+	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: caller, Host: host}, Params: sipmsg.NewParams()}
+	from.Params.Add("tag", sipmsg.GenerateTagN(16))
+	if dn := safeToken(a.InviteRequest.From().DisplayName, 64); dn != "" {
+		from.DisplayName = dn
+	}
+	breq.AppendHeader(from)
+	breq.AppendHeader(&sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}})
+	if caller != "" {
+		breq.AppendHeader(sipmsg.NewHeader("P-Asserted-Identity", "<sip:"+caller+"@"+host+">"))
+	}
+	if s.proxy != nil {
+		breq.AppendHeader(sipmsg.NewHeader("Route", "<"+s.proxy.String()+";lr>"))
+		breq.SetDestination(s.proxy.HostPort())
+	}
+	if len(offer) > 0 {
+		ct := sipmsg.ContentTypeHeader("application/sdp")
+		breq.AppendHeader(&ct)
+		breq.SetBody(offer)
+	}
+
+	ringCtx, cancel := context.WithTimeout(a.Context(), timeout)
+	defer cancel()
+	stop := context.AfterFunc(s.base, cancel)
+	defer stop()
+
+	b, err := s.dialogUA(transport).WriteInvite(ringCtx, breq)
+	if err != nil {
+		c.log.Warn("invite business line", "err", err)
+		return nil, ringResult{code: 480}
+	}
+	c.rec.CallIDB = breq.CallID().Value()
+	provisional := false
+	err = b.WaitAnswer(ringCtx, sipgo.AnswerOptions{
+		Username: s.cfg.OutboundUsername, Password: s.cfg.OutboundPassword,
+		OnResponse: func(r *sipmsg.Response) error {
+			s.m.response("received", r.StatusCode)
+			if !r.IsProvisional() {
+				return nil
+			}
+			if !provisional {
+				provisional = true
+				s.m.setup.WithLabelValues("provisional").Observe(s.now().Sub(start).Seconds())
+			}
+			if r.StatusCode == 180 || r.StatusCode == 183 {
+				if c.rec.Ringing.IsZero() {
+					c.rec.Ringing = s.now().UTC()
+				}
+				s.relayProvisional(c, r, ms)
+			}
+			return nil
+		},
+	})
+	if err == nil {
+		s.m.setup.WithLabelValues("answer").Observe(s.now().Sub(start).Seconds())
+		return b, ringResult{}
+	}
+	b.Close()
+	var de *sipgo.ErrDialogResponse
+	switch {
+	case errors.As(err, &de):
+		return nil, ringResult{code: de.Res.StatusCode}
+	case a.Context().Err() != nil:
+		c.hungUpBy(legCaller)
+		return nil, ringResult{cancelled: true}
+	case errors.Is(context.Cause(ringCtx), context.DeadlineExceeded):
+		return nil, ringResult{noAnswer: true}
+	}
+	c.log.Warn("business line failed", "err", err)
+	return nil, ringResult{code: 480}
+}
+
+// relayProvisional passes 180/183 to the caller; 183's SDP goes through media if anchored.
+func (s *Switch) relayProvisional(c *call, r *sipmsg.Response, ms MediaSession) {
+	body := r.Body()
+	var hdrs []sipmsg.Header
+	if len(body) > 0 {
+		if ms != nil {
+			var err error
+			if body, err = ms.Answer(body); err != nil {
+				c.log.Warn("early media answer", "err", err)
+				body = nil
+			}
+		}
+		if len(body) > 0 {
+			ct := sipmsg.ContentTypeHeader("application/sdp")
+			hdrs = append(hdrs, &ct)
+		}
+	}
+	if err := c.a.Respond(r.StatusCode, r.Reason, body, hdrs...); err == nil {
+		s.m.response("sent", r.StatusCode)
+	}
+}
+
+// reject ends an unanswered call with the status mapped for the caller.
+func (s *Switch) reject(c *call, code int) {
+	switch {
+	case code == 0: // the caller cancelled; the transaction layer answered 487
+		c.rec.HangupBy = legCaller.String()
+		s.finish(c, DispCancelled, 487, "")
+		return
+	case s.base.Err() != nil:
+		c.rec.HangupBy = "switch"
+		s.finish(c, DispFailed, 503, "shutdown")
+		c.a.Respond(503, "Service Unavailable", nil)
+		return
+	}
+	disp, status, reason := DispFailed, 480, "Temporarily Unavailable"
+	switch code {
+	case 486, 600:
+		disp, status, reason = DispBusy, 486, "Busy Here"
+	case 603:
+		disp, status, reason = DispRejected, 603, "Decline"
+	case 408:
+		disp = DispNoAnswer
+	}
+	c.rec.HangupBy = legCallee.String()
+	s.finish(c, disp, status, "")
+	if err := c.a.Respond(status, reason, nil); err == nil {
+		s.m.response("sent", status)
+	}
+}
+
+// talk answers the caller with the business line's SDP and holds the call until one side
+// hangs up, the fair-use maximum passes or the switch shuts down.
+func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cust store.Customer) {
+	a := c.a
+	c.b.Store(b)
+	s.calls.index(b.ID, c, legCallee)
+	c.rec.Answer = s.now().UTC()
+	ackCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := b.Ack(ackCtx)
+	cancel()
+	if err != nil {
+		c.log.Warn("ack business line", "err", err)
+	}
+	answer := b.InviteResponse.Body()
+	if ms != nil && len(answer) > 0 {
+		if answer, err = ms.Answer(answer); err != nil {
+			c.log.Warn("media answer", "err", err)
+			s.hangup(c, legCallee, "media")
+			c.rec.HangupBy = "switch"
+			s.finish(c, DispFailed, 488, "media")
+			a.Respond(488, "Not Acceptable Here", nil)
+			return
+		}
+	}
+	var hdrs []sipmsg.Header
+	if len(answer) > 0 {
+		ct := sipmsg.ContentTypeHeader("application/sdp")
+		hdrs = append(hdrs, &ct)
+	}
+	s.m.response("sent", 200)
+	// Blocks until the caller's ACK; a BYE may overtake the ACK (sipgo handles each message in
+	// its own goroutine), which ends the dialog and is a normal, if short, call.
+	if err := a.Respond(200, "OK", answer, hdrs...); err != nil && byeLeg(c) == legUnknown {
+		c.log.Warn("caller did not confirm the answer", "err", err)
+		s.hangup(c, legCallee, "no ack")
+		c.rec.HangupBy = "switch"
+		s.finish(c, DispAnswered, 200, "no ack from caller")
+		return
+	}
+
+	maxDur := cust.MaxCallDuration
+	if maxDur <= 0 {
+		maxDur = s.cfg.MaxDuration
+	}
+	limit := time.NewTimer(maxDur)
+	defer limit.Stop()
+	reason := ""
+	select {
+	case <-a.Context().Done():
+		c.hungUpBy(legCaller)
+	case <-b.Context().Done():
+		c.hungUpBy(legCallee)
+	case <-limit.C:
+		reason = "max_duration"
+	case <-s.base.Done():
+		reason = "shutdown"
+	}
+	switch by := byeLeg(c); by {
+	case legCaller:
+		c.rec.HangupBy = by.String()
+		s.hangup(c, legCallee, "")
+	case legCallee:
+		c.rec.HangupBy = by.String()
+		s.hangup(c, legCaller, "")
+	default:
+		c.rec.HangupBy = "switch"
+		s.hangup(c, legCaller, reason)
+		s.hangup(c, legCallee, reason)
+	}
+	s.finish(c, DispAnswered, 200, reason)
+}
+
+func byeLeg(c *call) leg { return leg(c.byeFrom.Load()) }
+
+// hangup sends BYE on one leg with a bounded context of its own: the other leg's context
+// is already done.
+func (s *Switch) hangup(c *call, l leg, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	switch l {
+	case legCaller:
+		err = c.a.Bye(ctx)
+	case legCallee:
+		if b := c.b.Load(); b != nil {
+			err = b.Bye(ctx)
+		}
+	}
+	if err != nil {
+		c.log.Debug("bye", "leg", l.String(), "reason", reason, "err", err)
+	}
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,276 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store"
+)
+
+// Config configures the switch.
+type Config struct {
+	Listen           string // host:port for UDP and TCP; port 0 picks a free one
+	ExternalHost     string // host written in Via and Contact (default: the listen host)
+	Trunks           []Trunk
+	OutboundProxy    string // sip:host:port that business-line INVITEs are sent through
+	OutboundUsername string
+	OutboundPassword string
+	ToFallback       bool   // read the dialled number from To when the Request-URI has none
+	CountryCode      string // for national dialled numbers
+	RingTimeout      time.Duration
+	MaxDuration      time.Duration
+	DrainTimeout     time.Duration
+	UDPReadBuffer    int // SO_RCVBUF of the UDP socket (default 8 MiB, capped by rmem_max)
+}
+
+// Trunk is an inbound trunk: the sources it sends from and optional digest credentials.
+type Trunk struct {
+	Name     string
+	Sources  []netip.Prefix
+	Username string
+	Password string
+}
+
+func (c *Config) defaults() {
+	if c.RingTimeout <= 0 {
+		c.RingTimeout = 30 * time.Second
+	}
+	if c.MaxDuration <= 0 {
+		c.MaxDuration = 4 * time.Hour
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.CountryCode == "" {
+		c.CountryCode = "31"
+	}
+	if c.UDPReadBuffer <= 0 {
+		c.UDPReadBuffer = 8 << 20
+	}
+}
+
+// Switch is the B2BUA.
+type Switch struct {
+	cfg   Config
+	log   *slog.Logger
+	pool  *pool.Pool
+	db    *store.DB
+	media Media
+	now   func() time.Time
+	m     *metrics
+
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	udpUA  sipgo.DialogUA // dialogs over UDP, sent from the listening socket
+	tcpUA  sipgo.DialogUA // dialogs over TCP
+	proxy  *sipmsg.Uri
+	calls  *callTable
+	nonces *nonceKeeper
+
+	udp  net.PacketConn
+	tcp  net.Listener
+	addr netip.AddrPort
+
+	draining  atomic.Bool
+	callsWG   sync.WaitGroup // one per call owner goroutine
+	hangupAll context.CancelCauseFunc
+	base      context.Context
+	closeOnce sync.Once
+	serveWG   sync.WaitGroup
+}
+
+// Option configures New.
+type Option func(*Switch)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Switch) { s.log = l } }
+
+// WithMedia anchors media through m (default: direct media).
+func WithMedia(m Media) Option { return func(s *Switch) { s.media = m } }
+
+// WithClock sets the clock.
+func WithClock(now func() time.Time) Option { return func(s *Switch) { s.now = now } }
+
+// New builds a switch; Listen binds its sockets and Serve runs it.
+func New(cfg Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, opts ...Option) (*Switch, error) {
+	cfg.defaults()
+	s := &Switch{cfg: cfg, pool: p, db: db, log: slog.New(slog.DiscardHandler), now: time.Now, m: newMetrics(),
+		calls: newCallTable(), nonces: newNonceKeeper()}
+	for _, o := range opts {
+		o(s)
+	}
+	if cfg.OutboundProxy != "" {
+		var u sipmsg.Uri
+		if err := sipmsg.ParseUri(cfg.OutboundProxy, &u); err != nil || u.Host == "" {
+			return nil, fmt.Errorf("%w: outbound_proxy %q: not a SIP URI", ErrConfig, cfg.OutboundProxy)
+		}
+		s.proxy = &u
+	}
+	if err := s.m.register(reg); err != nil {
+		return nil, err
+	}
+	s.base, s.hangupAll = context.WithCancelCause(context.Background())
+	return s, nil
+}
+
+// Listen binds UDP and TCP on the configured address (the same port for both).
+func (s *Switch) Listen() error {
+	host, port, err := net.SplitHostPort(s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: listen %q: %v", ErrConfig, s.cfg.Listen, err)
+	}
+	var lastErr error
+	for range 20 {
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
+		if err != nil {
+			return fmt.Errorf("listen sip udp %s: %w", s.cfg.Listen, err)
+		}
+		bound := udp.LocalAddr().(*net.UDPAddr)
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(bound.Port)))
+		if err != nil {
+			udp.Close()
+			lastErr = err
+			if port == "0" {
+				continue // the free UDP port was taken for TCP: try another
+			}
+			return fmt.Errorf("listen sip tcp %s: %w", s.cfg.Listen, err)
+		}
+		if uc, ok := udp.(*net.UDPConn); ok {
+			uc.SetReadBuffer(s.cfg.UDPReadBuffer)
+		}
+		s.udp, s.tcp = udp, tcp
+		s.addr = bound.AddrPort()
+		return s.setupUA()
+	}
+	return fmt.Errorf("listen sip %s: no port free for both UDP and TCP: %w", s.cfg.Listen, lastErr)
+}
+
+// Addr is the bound address.
+func (s *Switch) Addr() netip.AddrPort { return s.addr }
+
+func (s *Switch) setupUA() error {
+	host := s.cfg.ExternalHost
+	if host == "" {
+		host = s.addr.Addr().String()
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("trackline"), sipgo.WithUserAgentHostname(host))
+	if err != nil {
+		return fmt.Errorf("sip user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+	if err != nil {
+		return err
+	}
+	port := int(s.addr.Port())
+	udpCli, err := sipgo.NewClient(ua, sipgo.WithClientLogger(s.log), sipgo.WithClientHostname(host), sipgo.WithClientPort(port),
+		sipgo.WithClientConnectionAddr(s.udp.LocalAddr().String()))
+	if err != nil {
+		return err
+	}
+	tcpCli, err := sipgo.NewClient(ua, sipgo.WithClientLogger(s.log), sipgo.WithClientHostname(host), sipgo.WithClientPort(port))
+	if err != nil {
+		return err
+	}
+	contact := func(transport string) sipmsg.ContactHeader {
+		c := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", Host: host, Port: port}}
+		if transport != "udp" {
+			c.Address.UriParams = sipmsg.NewParams()
+			c.Address.UriParams.Add("transport", transport)
+		}
+		return c
+	}
+	s.ua, s.srv = ua, srv
+	s.udpUA = sipgo.DialogUA{Client: udpCli, ContactHDR: contact("udp")}
+	s.tcpUA = sipgo.DialogUA{Client: tcpCli, ContactHDR: contact("tcp")}
+
+	srv.OnInvite(s.handleInvite)
+	srv.OnAck(s.handleAck)
+	srv.OnBye(s.handleBye)
+	srv.OnCancel(s.handleCancel)
+	srv.OnOptions(s.handleOptions)
+	srv.OnInfo(s.handleInDialog)
+	srv.OnUpdate(s.handleInDialog)
+	srv.OnNoRoute(s.handleNoRoute)
+	return nil
+}
+
+func (s *Switch) dialogUA(transport string) *sipgo.DialogUA {
+	if sipmsg.NetworkToLower(transport) == "tcp" {
+		return &s.tcpUA
+	}
+	return &s.udpUA
+}
+
+// Serve answers SIP until Close. Listen must have succeeded.
+func (s *Switch) Serve() {
+	s.serveWG.Add(2)
+	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(s.udp) }()
+	go func() { defer s.serveWG.Done(); s.srv.ServeTCP(s.tcp) }()
+}
+
+// Drain refuses new INVITEs with 503 and waits for calls in progress to end, at most the
+// drain timeout (or until ctx ends); then it ends the rest with BYE on both legs and waits
+// for their records to be completed.
+func (s *Switch) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	done := make(chan struct{})
+	go func() { s.callsWG.Wait(); close(done) }()
+	t := time.NewTimer(s.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.log.Info("drain timeout: ending calls in progress", "calls", s.calls.count())
+	s.hangupAll(ErrDraining)
+	<-done
+}
+
+// Draining tells whether the switch refuses new calls.
+func (s *Switch) Draining() bool { return s.draining.Load() }
+
+// Close ends every call, then closes the sockets. It is idempotent.
+func (s *Switch) Close() error {
+	s.closeOnce.Do(func() {
+		s.draining.Store(true)
+		s.hangupAll(ErrDraining)
+		s.callsWG.Wait()
+		if s.ua != nil {
+			s.ua.Close()
+		}
+		if s.udp != nil {
+			s.udp.Close()
+		}
+		if s.tcp != nil {
+			s.tcp.Close()
+		}
+		s.serveWG.Wait()
+	})
+	return nil
+}
+
+// respond sends a response on a server transaction and counts it.
+func (s *Switch) respond(req *sipmsg.Request, tx sipmsg.ServerTransaction, code int, reason string, hdrs ...sipmsg.Header) {
+	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil && !errors.Is(err, sipmsg.ErrTransactionTerminated) {
+		s.log.Debug("respond failed", "code", code, "err", err)
+	}
+	s.m.response("sent", code)
+}
