@@ -28,6 +28,7 @@ type Config struct {
 type API struct {
 	cfg         Config
 	pool        *pool.Pool
+	calls       CallReader // nil: call records are not available
 	log         *slog.Logger
 	now         func() time.Time
 	limiter     *limiter
@@ -104,6 +105,8 @@ func (a *API) Admin() http.Handler {
 	a.route(mux, "GET /v1/customers/{id}/pool", a.auth(a.poolStatus))
 	a.route(mux, "GET /v1/customers/{id}/sessions", a.auth(a.listSessions))
 	a.route(mux, "GET /v1/customers/{id}/attribution", a.auth(a.attribution))
+	a.route(mux, "GET /v1/calls", a.auth(a.listCalls))
+	a.route(mux, "GET /v1/calls/{id}", a.auth(a.getCall))
 	a.route(mux, "/", notFound)
 	return mux
 }

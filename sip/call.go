@@ -3,7 +3,6 @@ package sip
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -503,4 +502,34 @@ func (s *Switch) hangup(c *call, l leg, reason string) {
 	}
 }
 
-var _ = fmt.Sprint
+
+
+// RecoverRecords completes the records of calls that a crash left open: they end now, as
+// failed with the reason "switch restarted"; their talk time is unknown and left at zero.
+func (s *Switch) RecoverRecords(ctx context.Context) (int, error) {
+	var open []store.Call
+	err := s.db.View(func(tx *store.Tx) error {
+		return tx.ActiveCalls(func(c store.Call) bool { open = append(open, c); return true })
+	})
+	if err != nil || len(open) == 0 {
+		return 0, err
+	}
+	now := s.now().UTC()
+	err = s.db.Write(ctx, func(tx *store.Tx) error {
+		for i := range open {
+			c := open[i]
+			c.End, c.EndReason, c.HangupBy = now, "switch restarted", "switch"
+			if c.Disposition == "" {
+				c.Disposition = DispFailed
+				if !c.Answer.IsZero() {
+					c.Disposition = DispAnswered
+				}
+			}
+			if err := tx.PutCall(&c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return len(open), err
+}

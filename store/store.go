@@ -29,11 +29,12 @@ var (
 	bucketStats       = []byte("customer_stats")
 	bucketCalls       = []byte("calls")
 	bucketCallsByCust = []byte("calls_by_customer")
+	bucketCallsActive = []byte("calls_active")
 	bucketRecordings  = []byte("recordings")
 
 	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
 		bucketSessions, bucketSessByCust, bucketAssignments, bucketStats, bucketCalls, bucketCallsByCust,
-		bucketRecordings}
+		bucketCallsActive, bucketRecordings}
 
 	keySchema = []byte("schema_version")
 )

@@ -253,9 +253,20 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 
 // --- calls and recordings
 
-// PutCall writes a call record and its customer index entry.
+// PutCall writes a call record and keeps its index entries in step: the customer index, and
+// the index of active calls, which holds the call while its End is zero. A call's CustomerID
+// must not change between writes.
 func (t *Tx) PutCall(c *Call) error {
-	if err := t.tx.Bucket(bucketCallsByCust).Put(compose(c.CustomerID, c.ID), nil); err != nil {
+	key := compose(c.CustomerID, c.ID)
+	if err := t.tx.Bucket(bucketCallsByCust).Put(key, nil); err != nil {
+		return err
+	}
+	active := t.tx.Bucket(bucketCallsActive)
+	if c.End.IsZero() {
+		if err := active.Put(key, nil); err != nil {
+			return err
+		}
+	} else if err := active.Delete(key); err != nil {
 		return err
 	}
 	return t.put(bucketCalls, []byte(c.ID), c)

@@ -161,7 +161,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		logger.Info("seeded customers from config", "customers", n)
 	}
 
-	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger))
+	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger), api.WithCalls(db))
 	if err != nil {
 		return err
 	}
@@ -170,6 +170,11 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer sw.Close()
+	if n, err := sw.RecoverRecords(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Warn("completed call records left open by an earlier stop", "calls", n)
+	}
 	if err := sw.Listen(); err != nil {
 		return err
 	}

@@ -1,0 +1,228 @@
+package api
+
+import (
+	"context"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store"
+)
+
+// callsEnv is an admin server over a store holding calls; labels maps call ids to the names
+// the tests use.
+type callsEnv struct {
+	admin  string
+	ids    map[string]string // label -> id
+	labels map[string]string // id -> label
+}
+
+func newCallsEnv(t *testing.T, withCalls bool) *callsEnv {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	p, err := pool.New(db, pool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, id := range []string{"acme", "bakery"} {
+		if _, err := p.CreateCustomer(ctx, store.Customer{ID: id, Name: id, Status: store.StatusActive, SiteKey: id + "-site-key"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	e := &callsEnv{ids: map[string]string{}, labels: map[string]string{}}
+	for i, d := range []struct {
+		label, customer, dialled, channel, disposition string
+	}{
+		{"a1", "acme", "+31850000001", "Google Ads", "answered"},
+		{"a2", "acme", "+31850000002", "Direct", "busy"},
+		{"b1", "bakery", "+31850000011", "Google Ads", "no-answer"},
+		{"a3", "acme", "+31850000001", "Google Ads", "answered"},
+		{"b2", "bakery", "+31850000011", "Direct", ""},
+		{"a4", "acme", "+31850000001", "Direct", ""},
+	} {
+		start := t0.Add(time.Duration(i) * 10 * time.Minute)
+		c := store.Call{ID: pool.NewID(start), CustomerID: d.customer, Dialled: d.dialled, Caller: "+31612345678",
+			Channel: d.channel, Disposition: d.disposition, Start: start, CallIDA: "a-" + d.label}
+		if d.disposition != "" {
+			c.End = start.Add(2 * time.Minute)
+		}
+		if err := db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&c) }); err != nil {
+			t.Fatal(err)
+		}
+		e.ids[d.label], e.labels[c.ID] = c.ID, d.label
+	}
+	var opts []Option
+	if withCalls {
+		opts = append(opts, WithCalls(db))
+	}
+	a, err := New(Config{AdminToken: token}, p, nil, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Admin())
+	t.Cleanup(srv.Close)
+	e.admin = srv.URL
+	return e
+}
+
+// list answers GET /v1/calls?query as the labels of the calls and of the next cursor.
+func (e *callsEnv) list(t *testing.T, query string) (status int, calls, next string) {
+	t.Helper()
+	r := do(t, "GET", e.admin+"/v1/calls?"+query, "", "", "Authorization", "Bearer "+token)
+	if r.status != 200 {
+		return r.status, "", ""
+	}
+	raw, ok := r.body["calls"].([]any)
+	if !ok {
+		t.Fatalf("calls is %T, want an array: %v", r.body["calls"], r.body)
+	}
+	var ls []string
+	for _, c := range raw {
+		ls = append(ls, e.labels[c.(map[string]any)["id"].(string)])
+	}
+	if n, ok := r.body["next_cursor"].(string); ok {
+		next = e.labels[n]
+		if next == "" {
+			t.Fatalf("next_cursor %q is no call id", n)
+		}
+	}
+	return r.status, strings.Join(ls, " "), next
+}
+
+func TestListCalls(t *testing.T) {
+	e := newCallsEnv(t, true)
+	tests := []struct {
+		name  string
+		query string
+		want  string
+		next  string
+	}{
+		{"all", "", "a4 b2 a3 b1 a2 a1", ""},
+		{"customer", "customer=bakery", "b2 b1", ""},
+		{"from", "from=2026-05-01T10:20:00Z", "a4 b2 a3 b1", ""},
+		{"to, other zone", "to=" + url.QueryEscape("2026-05-01T12:20:00+02:00"), "a2 a1", ""},
+		{"from and to", "from=2026-05-01T10:10:00Z&to=2026-05-01T10:30:00Z", "b1 a2", ""},
+		{"channel", "channel=" + url.QueryEscape("Google Ads"), "a3 b1 a1", ""},
+		{"number", "number=" + url.QueryEscape("+31850000001"), "a4 a3 a1", ""},
+		{"disposition", "disposition=answered", "a3 a1", ""},
+		{"active", "active=true", "a4 b2", ""},
+		{"ended", "active=false", "a3 b1 a2 a1", ""},
+		{"combined", "customer=acme&number=%2B31850000001&active=false&from=2026-05-01T10:05:00Z", "a3", ""},
+		{"limit", "limit=2", "a4 b2", "b2"},
+		{"none", "disposition=failed", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, got, next := e.list(t, tt.query)
+			if status != 200 || got != tt.want || next != tt.next {
+				t.Fatalf("GET /v1/calls?%s = %d %q next %q, want %q next %q", tt.query, status, got, next, tt.want, tt.next)
+			}
+		})
+	}
+}
+
+func TestListCallsPaging(t *testing.T) {
+	e := newCallsEnv(t, true)
+	for _, q := range []string{"limit=1", "limit=2&customer=acme", "limit=4"} {
+		var all []string
+		cursor := ""
+		for page := 0; page < 10; page++ {
+			status, got, next := e.list(t, q+"&cursor="+url.QueryEscape(cursor))
+			if status != 200 {
+				t.Fatalf("%s page %d: %d", q, page, status)
+			}
+			all = append(all, strings.Fields(got)...)
+			if next == "" {
+				break
+			}
+			cursor = e.ids[next]
+		}
+		want := "a4 b2 a3 b1 a2 a1"
+		if strings.HasSuffix(q, "acme") {
+			want = "a4 a3 a2 a1"
+		}
+		if strings.Join(all, " ") != want {
+			t.Fatalf("paging %s: %v, want %s", q, all, want)
+		}
+	}
+}
+
+func TestListCallsRejectsBadParams(t *testing.T) {
+	e := newCallsEnv(t, true)
+	tests := []struct {
+		name   string
+		query  string
+		status int
+		field  string
+	}{
+		{"customer too long", "customer=" + strings.Repeat("a", 65), 400, "customer"},
+		{"unknown customer", "customer=nobody", 404, "customer"},
+		{"from not RFC 3339", "from=2026-05-01", 400, "from"},
+		{"to not RFC 3339", "to=yesterday", 400, "to"},
+		{"to before from", "from=2026-05-01T11:00:00Z&to=2026-05-01T10:00:00Z", 400, "to"},
+		{"channel too long", "channel=" + strings.Repeat("c", 101), 400, "channel"},
+		{"number not E.164", "number=0850000001", 400, "number"},
+		{"number with letters", "number=%2B3185000000x", 400, "number"},
+		{"disposition", "disposition=hung-up", 400, "disposition"},
+		{"active", "active=yes", 400, "active"},
+		{"limit zero", "limit=0", 400, "limit"},
+		{"limit too big", "limit=1001", 400, "limit"},
+		{"limit not a number", "limit=ten", 400, "limit"},
+		{"cursor too long", "cursor=" + strings.Repeat("0", 65), 400, "cursor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, "GET", e.admin+"/v1/calls?"+tt.query, "", "", "Authorization", "Bearer "+token)
+			if r.status != tt.status || r.body["field"] != tt.field || r.header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("GET /v1/calls?%s = %d %v, want %d field %q", tt.query, r.status, r.body, tt.status, tt.field)
+			}
+		})
+	}
+}
+
+func TestGetCall(t *testing.T) {
+	e := newCallsEnv(t, true)
+	auth := []string{"Authorization", "Bearer " + token}
+	r := do(t, "GET", e.admin+"/v1/calls/"+e.ids["a2"], "", "", auth...)
+	if r.status != 200 || r.body["id"] != e.ids["a2"] || r.body["customer_id"] != "acme" || r.body["disposition"] != "busy" ||
+		r.body["call_id_a"] != "a-a2" || r.body["end"] == nil {
+		t.Fatalf("get a2: %d %v", r.status, r.body)
+	}
+	r = do(t, "GET", e.admin+"/v1/calls/"+e.ids["a4"], "", "", auth...)
+	if r.status != 200 || r.body["end"] != nil || r.body["disposition"] != nil {
+		t.Fatalf("get active a4: %d %v", r.status, r.body)
+	}
+	for _, id := range []string{pool.NewID(time.Now()), strings.Repeat("0", 65)} {
+		if r := do(t, "GET", e.admin+"/v1/calls/"+id, "", "", auth...); r.status != 404 || r.body["detail"] != "unknown call" {
+			t.Fatalf("get %s: %d %v", id, r.status, r.body)
+		}
+	}
+}
+
+func TestCallsNeedTokenAndStore(t *testing.T) {
+	e := newCallsEnv(t, true)
+	for _, path := range []string{"/v1/calls", "/v1/calls/" + e.ids["a1"]} {
+		for _, hdr := range [][]string{nil, {"Authorization", "Bearer wrong"}} {
+			if r := do(t, "GET", e.admin+path, "", "", hdr...); r.status != 401 {
+				t.Fatalf("GET %s with %v: %d", path, hdr, r.status)
+			}
+		}
+	}
+	none := newCallsEnv(t, false)
+	for _, path := range []string{"/v1/calls", "/v1/calls/" + none.ids["a1"]} {
+		r := do(t, "GET", none.admin+path, "", "", "Authorization", "Bearer "+token)
+		if r.status != 503 || r.body["detail"] != "call records are not available" {
+			t.Fatalf("GET %s without call records: %d %v", path, r.status, r.body)
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"slices"
+	"time"
+)
+
+// Call records are keyed by their id in the calls bucket. Call ids are time-ordered: 26
+// Crockford base32 characters whose first ten encode the Unix milliseconds (pool.NewID), so a
+// reverse walk of the bucket, or of the calls_by_customer index (customer 0x00 id), is a walk
+// from the newest call back. The calls_active index (customer 0x00 id) holds the calls whose
+// End is zero. An id's time and the call's Start may differ by a little: startSlack bounds
+// that difference where the walk relies on it.
+
+const (
+	// DefaultCallLimit is the page size of Calls when the filter sets none.
+	DefaultCallLimit = 100
+	// MaxCallScan is the most records one Calls examines before it returns with a cursor.
+	MaxCallScan = 100_000
+	// startSlack is how far a call's Start may be from the time in its id.
+	startSlack = time.Minute
+)
+
+// CallFilter selects call records. The zero value selects every call, newest first.
+type CallFilter struct {
+	CustomerID string // "" for every customer
+	// From and To bound Start to [From, To); a zero time leaves that side open. To is found
+	// by the time in the call ids, so it requires ids made like pool.NewID.
+	From, To    time.Time
+	Channel     string // exact match, "" for any
+	Dialled     string // exact match, "" for any
+	Disposition string // exact match, "" for any
+	Active      *bool  // true: End is zero; false: ended; nil: both
+	Before      string // cursor: only calls with an id below this one ("" for the newest)
+	Limit       int    // page size; 0 means DefaultCallLimit
+
+	scan int // records examined at most; 0 means MaxCallScan (tests lower it)
+}
+
+func (f *CallFilter) match(c *Call) bool {
+	switch {
+	case f.CustomerID != "" && c.CustomerID != f.CustomerID,
+		!f.From.IsZero() && c.Start.Before(f.From),
+		!f.To.IsZero() && !c.Start.Before(f.To),
+		f.Channel != "" && c.Channel != f.Channel,
+		f.Dialled != "" && c.Dialled != f.Dialled,
+		f.Disposition != "" && c.Disposition != f.Disposition,
+		f.Active != nil && *f.Active != c.End.IsZero():
+		return false
+	}
+	return true
+}
+
+// Calls lists the calls f selects, newest first (by id), at most f.Limit of them. next is the
+// cursor for the following page (f.Before of the next call), "" when the walk reached the
+// end. A page may hold fewer than f.Limit calls and still have a next cursor: one call
+// examines at most MaxCallScan records, so that a selective filter over a long history does
+// not hold the read transaction for long.
+func (t *Tx) Calls(f CallFilter) (calls []Call, next string, err error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultCallLimit
+	}
+	scan := f.scan
+	if scan <= 0 {
+		scan = MaxCallScan
+	}
+	// Ids are time-ordered: once a call started well before From, every older one did too.
+	var floor time.Time
+	if !f.From.IsZero() {
+		floor = f.From.Add(-startSlack)
+	}
+	var last []byte
+	examined := 0
+	for id, raw := range t.callsDesc(&f) {
+		if examined == scan {
+			return calls, string(last), nil
+		}
+		examined++
+		last = id
+		if raw == nil {
+			return nil, "", fmt.Errorf("call index entry %q: %w", id, ErrNotFound)
+		}
+		var c Call
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, "", fmt.Errorf("decode call %q: %w", id, err)
+		}
+		if !floor.IsZero() && c.Start.Before(floor) {
+			return calls, "", nil
+		}
+		if !f.match(&c) {
+			continue
+		}
+		calls = append(calls, c)
+		if len(calls) == limit {
+			return calls, string(id), nil
+		}
+	}
+	return calls, "", nil
+}
+
+// callsDesc yields the ids below f's upper bound, newest first, with the raw call record (nil
+// if the record is missing). It walks the smallest source that holds every call f can match.
+func (t *Tx) callsDesc(f *CallFilter) iter.Seq2[[]byte, []byte] {
+	upper := f.upper()
+	calls := t.tx.Bucket(bucketCalls)
+	active := f.Active != nil && *f.Active
+	switch {
+	case f.CustomerID != "":
+		index := bucketCallsByCust
+		if active {
+			index = bucketCallsActive
+		}
+		return func(yield func([]byte, []byte) bool) {
+			prefix := compose(f.CustomerID, "")
+			start := append(compose(f.CustomerID), 1) // sorts after every key of the customer
+			if upper != nil {
+				start = append(compose(f.CustomerID, ""), upper...)
+			}
+			c := t.tx.Bucket(index).Cursor()
+			for k, _ := seekBefore(c, start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+				id := k[len(prefix):]
+				if !yield(id, calls.Get(id)) {
+					return
+				}
+			}
+		}
+	case active:
+		// The active index is ordered by customer first. It holds only the calls in
+		// progress, bounded by the switch's capacity: sort all of their ids.
+		return func(yield func([]byte, []byte) bool) {
+			var ids [][]byte
+			t.tx.Bucket(bucketCallsActive).ForEach(func(k, _ []byte) error {
+				if i := bytes.IndexByte(k, 0); i >= 0 && (upper == nil || bytes.Compare(k[i+1:], upper) < 0) {
+					ids = append(ids, k[i+1:])
+				}
+				return nil
+			})
+			slices.SortFunc(ids, func(a, b []byte) int { return bytes.Compare(b, a) })
+			for _, id := range ids {
+				if !yield(id, calls.Get(id)) {
+					return
+				}
+			}
+		}
+	default:
+		return func(yield func([]byte, []byte) bool) {
+			c := calls.Cursor()
+			k, v := c.Last()
+			if upper != nil {
+				k, v = seekBefore(c, upper)
+			}
+			for ; k != nil; k, v = c.Prev() {
+				if !yield(k, v) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// upper is the exclusive upper bound on the ids f can match: the cursor, or the first id
+// after To (with slack), whichever is lower; nil for none.
+func (f *CallFilter) upper() []byte {
+	var u []byte
+	if f.Before != "" {
+		u = []byte(f.Before)
+	}
+	if !f.To.IsZero() {
+		ms := f.To.Add(startSlack).UnixMilli() + 1
+		if ms >= 0 && ms < 1<<48 {
+			if k := idTimePrefix(ms); u == nil || bytes.Compare(k, u) < 0 {
+				u = k
+			}
+		}
+	}
+	return u
+}
+
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// idTimePrefix is the first ten characters of an id made at ms (see pool.NewID): every id made
+// before ms sorts below it, every id made at or after ms at or above it.
+func idTimePrefix(ms int64) []byte {
+	var b [10]byte
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = crockford[ms&31]
+		ms >>= 5
+	}
+	return b[:]
+}
+
+// ActiveCalls calls fn for every call whose End is zero, ordered by customer and id, until fn
+// returns false. After a crash these are the calls the switch did not finish recording. fn
+// must not write through the transaction: collect the calls, then write in another one.
+func (t *Tx) ActiveCalls(fn func(Call) bool) error {
+	calls := t.tx.Bucket(bucketCalls)
+	c := t.tx.Bucket(bucketCallsActive).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 {
+			return fmt.Errorf("malformed active call key %q", k)
+		}
+		raw := calls.Get(k[i+1:])
+		if raw == nil {
+			return fmt.Errorf("active call index entry %q: %w", k, ErrNotFound)
+		}
+		var call Call
+		if err := json.Unmarshal(raw, &call); err != nil {
+			return fmt.Errorf("decode call %q: %w", k[i+1:], err)
+		}
+		if !fn(call) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// Calls runs Tx.Calls in a read-only transaction.
+func (db *DB) Calls(f CallFilter) ([]Call, string, error) {
+	var calls []Call
+	var next string
+	err := db.view(func(tx *Tx) (err error) {
+		calls, next, err = tx.Calls(f)
+		return err
+	})
+	return calls, next, err
+}
+
+// Call reads one call record in a read-only transaction; ErrNotFound if there is none.
+func (db *DB) Call(id string) (Call, error) {
+	var c Call
+	err := db.view(func(tx *Tx) (err error) {
+		c, err = tx.Call(id)
+		return err
+	})
+	return c, err
+}
