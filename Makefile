@@ -1,0 +1,53 @@
+# trackline: build, run, test and benchmark. `make help` lists the targets.
+
+GO      ?= go
+BIN     := bin/trackline
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Installed by `scripts/deps.sh lint` (version pinned there), run by full path.
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+
+.PHONY: help build run deps test bench bench-startup fmt vet lint clean
+
+help:
+	@echo 'build          go build -o $(BIN) ./cmd/trackline (version $(VERSION))'
+	@echo 'run            build, then serve the embedded default config (data under ./data)'
+	@echo 'deps           install system tools (chromium, sipp, wrk) if missing; go mod download'
+	@echo 'test           deps, go vet, go test -race'
+	@echo 'bench          deps, load benchmark of POST /v1/sessions, Go benchmarks'
+	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
+	@echo 'fmt vet lint   gofmt -w, go vet, staticcheck'
+	@echo 'clean          remove bin/'
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/trackline
+
+run: build
+	./$(BIN) serve
+
+deps:
+	bash scripts/deps.sh
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+bench: deps
+	bash scripts/bench-sessions.sh
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+bench-startup:
+	bash scripts/bench-startup.sh
+
+fmt:
+	git ls-files -z '*.go' | xargs -0 -r gofmt -l -w
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	bash scripts/deps.sh lint
+	$(STATICCHECK) ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Installs what the tests and benchmarks need, and only what is missing. Idempotent.
+#
+#   scripts/deps.sh          system tools (apt) and Go modules
+#   scripts/deps.sh lint     staticcheck, pinned, into $(go env GOPATH)/bin
+#
+# System tools, by the command each package provides:
+#   chromium    chromium   headless browser for the DNI script tests
+#   sip-tester  sipp       SIP peers for the call tests
+#   wrk         wrk        HTTP load generator (make bench)
+#   gcc         gcc        cgo, needed by go test -race
+#   curl, jq    curl, jq   used by the bench scripts
+set -euo pipefail
+
+STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools; v0.8.x is the first line built for Go 1.26
+
+cd "$(dirname "$0")/.."
+
+say() { printf 'deps: %s\n' "$*"; }
+
+run_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		say "need root to run: $*" >&2
+		return 1
+	fi
+}
+
+system_deps() {
+	local -A provides=(
+		[chromium]=chromium
+		[sip-tester]=sipp
+		[wrk]=wrk
+		[gcc]=gcc
+		[curl]=curl
+		[jq]=jq
+	)
+	local pkg missing=()
+	for pkg in chromium sip-tester wrk gcc curl jq; do
+		if command -v "${provides[$pkg]}" >/dev/null 2>&1; then
+			say "$pkg: present ($(command -v "${provides[$pkg]}"))"
+		else
+			missing+=("$pkg")
+		fi
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		return 0
+	fi
+	# Wait for a dpkg/apt lock held by another process instead of failing.
+	local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300)
+	say "missing: ${missing[*]}"
+	say "apt-get update"
+	run_root "${apt[@]}" update
+	say "apt-get install -y --no-install-recommends ${missing[*]}"
+	run_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}"
+}
+
+go_deps() {
+	say "go mod download"
+	go mod download
+}
+
+lint_deps() {
+	local bin want have
+	bin="$(go env GOPATH)/bin"
+	want="$STATICCHECK_VERSION"
+	have=""
+	if [ -x "$bin/staticcheck" ]; then
+		have=$("$bin/staticcheck" -version 2>/dev/null || true)
+	fi
+	case "$have" in
+	*"(${want#v})"*) # staticcheck -version: "staticcheck 2026.2.2 (0.8.2)"
+		say "staticcheck $want: present ($bin/staticcheck)"
+		return 0
+		;;
+	esac
+	say "go install honnef.co/go/tools/cmd/staticcheck@$want into $bin"
+	GOBIN="$bin" go install "honnef.co/go/tools/cmd/staticcheck@$want"
+}
+
+case "${1:-}" in
+"")
+	system_deps
+	go_deps
+	;;
+lint)
+	go_deps
+	lint_deps
+	;;
+*)
+	echo "usage: $0 [lint]" >&2
+	exit 2
+	;;
+esac
