@@ -502,8 +502,6 @@ func (s *Switch) hangup(c *call, l leg, reason string) {
 	}
 }
 
-
-
 // RecoverRecords completes the records of calls that a crash left open: they end now, as
 // failed with the reason "switch restarted"; their talk time is unknown and left at zero.
 func (s *Switch) RecoverRecords(ctx context.Context) (int, error) {

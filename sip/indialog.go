@@ -2,9 +2,9 @@ package sip
 
 import (
 	"context"
-	"strings"
 	"time"
 
+	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 )
 
@@ -111,18 +111,32 @@ func (s *Switch) forward(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	} else {
 		c.fwdMu.Lock()
 	}
-	defer c.fwdMu.Unlock()
+	reply, ok := s.relay(c, e.leg, b, req, tx)
+	c.fwdMu.Unlock() // before answering: the originator may send its next request at once
+	if !ok {
+		return
+	}
+	if err := tx.Respond(reply); err != nil {
+		c.log.Debug("relay in-dialog answer", "err", err)
+	}
+	s.m.response("sent", reply.StatusCode)
+}
+
+// relay sends req's twin on the other leg and builds the answer for the originator; it
+// answers the originator itself (and returns false) when that fails.
+func (s *Switch) relay(c *call, from leg, b *sipgo.DialogClientSession, req *sipmsg.Request, tx sipmsg.ServerTransaction) (*sipmsg.Response, bool) {
+	e := entry{call: c, leg: from}
 
 	var target sipmsg.Uri
 	if e.leg == legCaller {
 		if err := c.a.ReadRequest(req, tx); err != nil {
 			s.respond(req, tx, 500, "Server Internal Error", sipmsg.NewHeader("Retry-After", "1"))
-			return
+			return nil, false
 		}
 		ct := b.InviteResponse.Contact()
 		if ct == nil {
 			s.respond(req, tx, 500, "Server Internal Error")
-			return
+			return nil, false
 		}
 		target = *ct.Address.Clone()
 	} else {
@@ -162,7 +176,7 @@ func (s *Switch) forward(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if err != nil || res == nil {
 		c.log.Info("in-dialog request not answered by the other leg", "method", string(req.Method), "err", err)
 		s.respond(req, tx, 408, "Request Timeout")
-		return
+		return nil, false
 	}
 	s.m.response("received", res.StatusCode)
 	reply := sipmsg.NewResponseFromRequest(req, res.StatusCode, res.Reason, res.Body())
@@ -173,11 +187,8 @@ func (s *Switch) forward(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		contact := s.dialogUA(req.Transport()).ContactHDR
 		reply.AppendHeader(&contact)
 	}
-	if err := tx.Respond(reply); err != nil {
-		c.log.Debug("relay in-dialog answer", "err", err)
-	}
-	s.m.response("sent", res.StatusCode)
-	if strings.EqualFold(string(req.Method), "INVITE") && res.IsSuccess() {
+	if req.IsInvite() && res.IsSuccess() {
 		c.log.Debug("session changed", "from", e.leg.String())
 	}
+	return reply, true
 }

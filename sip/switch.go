@@ -213,11 +213,24 @@ func (s *Switch) dialogUA(transport string) *sipgo.DialogUA {
 	return &s.udpUA
 }
 
-// Serve answers SIP until Close. Listen must have succeeded.
+// Serve answers SIP until Close. Listen must have succeeded. It returns once the UDP socket
+// is registered with sipgo's transport layer: requests sent before that would not go out
+// from the listening socket.
 func (s *Switch) Serve() {
 	s.serveWG.Add(2)
 	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(s.udp) }()
 	go func() { defer s.serveWG.Done(); s.srv.ServeTCP(s.tcp) }()
+	waitServing(s.ua, s.udp.LocalAddr().String())
+}
+
+// waitServing waits (briefly) until sipgo serves the UDP socket at addr.
+func waitServing(ua *sipgo.UserAgent, addr string) {
+	for range 1000 {
+		if c, err := ua.TransportLayer().GetConnection("udp", addr); err == nil && c != nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Drain refuses new INVITEs with 503 and waits for calls in progress to end, at most the

@@ -1,0 +1,317 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store"
+)
+
+func hangup(t *testing.T, d *sipgo.DialogClientSession) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Bye(ctx); err != nil {
+		t.Fatalf("trunk bye: %v", err)
+	}
+}
+
+func statusOf(err error) int {
+	var de *sipgo.ErrDialogResponse
+	if errors.As(err, &de) {
+		return de.Res.StatusCode
+	}
+	return 0
+}
+
+func TestAnsweredCallByeFromCaller(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(0))
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}})
+	// A website visitor saw the pool number just before calling.
+	l, err := e.pool.Assign(context.Background(), "acme", pool.Visit{LandingURL: "https://acme.example/?utm_term=tegels&gclid=G1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.call("31850000001") // the '+'-less international form trunks send
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	if !strings.Contains(string(d.InviteResponse.Body()), "m=audio 50000") {
+		t.Fatalf("caller did not get the business line's SDP: %s", d.InviteResponse.Body())
+	}
+	time.Sleep(300 * time.Millisecond)
+	hangup(t, d)
+	rec := e.record()
+	line.waitHistory("BYE")
+	if got := line.history(); !strings.HasPrefix(got, "INVITE from=+31612345678 ACK BYE") {
+		t.Fatalf("business line saw %q", got)
+	}
+	if got := e.trunk.history(); !strings.Contains(got, "180") || !strings.Contains(got, "200") {
+		t.Fatalf("trunk saw %q", got)
+	}
+	if rec.Disposition != DispAnswered || rec.HangupBy != "caller" || rec.FinalStatus != 200 || rec.Dialled != "+31850000001" ||
+		rec.Caller != "+31612345678" || rec.SessionID != l.SessionID || rec.Channel != pool.ChannelPaidSearch ||
+		rec.Keyword != "tegels" || rec.Gclid != "G1" || rec.Candidates != 1 || rec.BusinessLine != lineURI(line) {
+		t.Fatalf("record %+v", rec)
+	}
+	if rec.CallIDA == "" || rec.CallIDB == "" || rec.CallIDA == rec.CallIDB || rec.Answer.IsZero() || rec.Ringing.IsZero() {
+		t.Fatalf("record legs/times %+v", rec)
+	}
+	if rec.TalkSeconds < 0.25 || rec.TalkSeconds > 3 {
+		t.Fatalf("talk seconds %v", rec.TalkSeconds)
+	}
+}
+
+func TestByeFromBusinessLine(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(200*time.Millisecond))
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}})
+	d, err := e.call("+31850000101")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("caller got no BYE after the business line hung up")
+	}
+	rec := e.record()
+	if rec.HangupBy != "business_line" || rec.Disposition != DispAnswered || rec.Channel != "Flyer" || rec.SessionID != "" {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestCancelWhileRinging(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", ringForever)
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := e.invite(ctx, "+31850000101", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ringing := make(chan struct{})
+	go func() { line.waitHistory("INVITE"); time.Sleep(100 * time.Millisecond); close(ringing) }()
+	<-ringing
+	cancel() // WaitAnswer sends CANCEL
+	err = d.WaitAnswer(ctx, sipgo.AnswerOptions{})
+	if err == nil {
+		t.Fatal("cancelled call was answered")
+	}
+	rec := e.record()
+	line.waitHistory("CANCELLED")
+	if rec.Disposition != DispCancelled || rec.FinalStatus != 487 || rec.HangupBy != "caller" {
+		t.Fatalf("record %+v", rec)
+	}
+	if d.InviteResponse == nil || d.InviteResponse.StatusCode != 487 {
+		t.Fatalf("caller's final answer: %v", d.InviteResponse)
+	}
+}
+
+func TestBusyAndDeclineAreRelayed(t *testing.T) {
+	for _, tt := range []struct {
+		code int
+		disp string
+	}{{486, DispBusy}, {603, DispRejected}} {
+		t.Run(tt.disp, func(t *testing.T) {
+			line := newPeer(t, "127.0.0.1", reject(tt.code, "No"))
+			e := newEnv(t, envOpts{lines: []string{lineURI(line)}})
+			_, err := e.call("+31850000101")
+			if got := statusOf(err); got != tt.code {
+				t.Fatalf("caller got %d (%v), want %d", got, err, tt.code)
+			}
+			if rec := e.record(); rec.Disposition != tt.disp || rec.FinalStatus != tt.code {
+				t.Fatalf("record %+v", rec)
+			}
+		})
+	}
+}
+
+func TestNoAnswerFailsOverThenGives480(t *testing.T) {
+	silent := newPeer(t, "127.0.0.1", ringForever)
+	backup := newPeer(t, "127.0.0.1", answer(100*time.Millisecond))
+	e := newEnv(t, envOpts{lines: []string{lineURI(silent), lineURI(backup)}, ringTimeout: time.Second})
+	d, err := e.call("+31850000101")
+	if err != nil {
+		t.Fatalf("failover call: %v", err)
+	}
+	<-d.Context().Done()
+	rec := e.record()
+	silent.waitHistory("CANCELLED")
+	if rec.BusinessLine != lineURI(backup) || rec.Disposition != DispAnswered {
+		t.Fatalf("record %+v", rec)
+	}
+
+	t.Run("no line answers", func(t *testing.T) {
+		e := newEnv(t, envOpts{lines: []string{lineURI(silent)}, ringTimeout: time.Second})
+		_, err := e.call("+31850000101")
+		if got := statusOf(err); got != 480 {
+			t.Fatalf("caller got %d (%v)", got, err)
+		}
+		if rec := e.record(); rec.Disposition != DispNoAnswer || rec.FinalStatus != 480 {
+			t.Fatalf("record %+v", rec)
+		}
+	})
+}
+
+func TestHoldAndResumeAreForwarded(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(0))
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}})
+	d, err := e.call("+31850000101")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"a=sendonly", "a=sendrecv"} {
+		req := sipmsg.NewRequest(sipmsg.INVITE, d.InviteResponse.Contact().Address)
+		req.SetBody([]byte(offerSDP + dir + "\r\n"))
+		ct := sipmsg.ContentTypeHeader("application/sdp")
+		req.AppendHeader(&ct)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := d.Do(ctx, req)
+		cancel()
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("re-INVITE %s: %v %v", dir, res, err)
+		}
+		wantRecv := dir == "a=sendonly"
+		if got := strings.Contains(string(res.Body()), "a=recvonly"); got != wantRecv {
+			t.Fatalf("re-INVITE %s answered with %q", dir, res.Body())
+		}
+		ack := sipmsg.NewRequest(sipmsg.ACK, d.InviteResponse.Contact().Address)
+		if err := d.WriteRequest(ack); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Count(line.history(), "reINVITE"); got != 2 {
+		t.Fatalf("business line saw %d re-INVITEs: %q", got, line.history())
+	}
+	hangup(t, d)
+	if rec := e.record(); rec.HangupBy != "caller" {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestRejectedBeforeRinging(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(0))
+	tests := []struct {
+		name   string
+		opts   envOpts
+		number string
+		from   string
+		want   int
+	}{
+		{"unknown number", envOpts{lines: []string{lineURI(line)}}, "+31859999999", "", 404},
+		{"not a number", envOpts{lines: []string{lineURI(line)}}, "sales", "", 404},
+		{"source outside the trunk ACL", envOpts{lines: []string{lineURI(line)}}, "+31850000101", "127.0.0.3", 403},
+		{"customer ended", envOpts{lines: []string{lineURI(line)}, status: store.StatusEnded}, "+31850000101", "", 480},
+		{"no business line", envOpts{}, "+31850000101", "", 480},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.opts)
+			from := e.trunk
+			if tt.from != "" {
+				from = newPeer(t, tt.from, nil)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d, err := e.invite(ctx, tt.number, from)
+			if err == nil {
+				err = d.WaitAnswer(ctx, sipgo.AnswerOptions{})
+			}
+			if got := statusOf(err); got != tt.want {
+				t.Fatalf("got %d (%v), want %d", got, err, tt.want)
+			}
+			var calls []store.Call
+			e.db.View(func(tx *store.Tx) (err error) { calls, _, err = tx.Calls(store.CallFilter{}); return err })
+			if len(calls) != 0 {
+				t.Fatalf("a refused call left a record: %+v", calls)
+			}
+		})
+	}
+	if strings.Contains(line.history(), "INVITE") {
+		t.Fatalf("business line rang for a refused call: %q", line.history())
+	}
+}
+
+func TestMaxDurationEndsBothLegs(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(0))
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}, maxDuration: time.Second})
+	d, err := e.call("+31850000101")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("caller not hung up at the maximum duration")
+	}
+	line.waitHistory("BYE")
+	rec := e.record()
+	if rec.HangupBy != "switch" || rec.EndReason != "max_duration" || rec.TalkSeconds < 0.9 || rec.TalkSeconds > 2.5 {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestDrainRefusesNewCallsThenEndsOld(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(0))
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}, drain: 700 * time.Millisecond})
+	d, err := e.call("+31850000101")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan struct{})
+	go func() { e.sw.Drain(context.Background()); close(drained) }()
+	for !e.sw.Draining() {
+		time.Sleep(time.Millisecond)
+	}
+	_, err = e.call("+31850000101")
+	if got := statusOf(err); got != 503 {
+		t.Fatalf("new call while draining: %d (%v)", got, err)
+	}
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain did not end")
+	}
+	<-d.Context().Done()
+	line.waitHistory("BYE")
+	rec := e.record()
+	if rec.EndReason != "shutdown" || rec.HangupBy != "switch" || rec.Disposition != DispAnswered {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestUnknownDialogAndMethods(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	uri := sipmsg.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(e.sw.Addr().Port())}
+	for _, tt := range []struct {
+		method sipmsg.RequestMethod
+		want   int
+	}{{sipmsg.OPTIONS, 200}, {sipmsg.BYE, 481}, {sipmsg.REGISTER, 405}, {sipmsg.MESSAGE, 405}, {sipmsg.INFO, 481}} {
+		res, err := e.trunk.cli.Do(ctx, sipmsg.NewRequest(tt.method, uri))
+		if err != nil || res.StatusCode != tt.want {
+			t.Fatalf("%s: %v %v, want %d", tt.method, res, err, tt.want)
+		}
+	}
+}
+
+func TestRecoverRecordsLeftOpen(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	open := store.Call{ID: pool.NewID(time.Now()), CustomerID: "acme", Start: time.Now(), Answer: time.Now()}
+	if err := e.db.Write(context.Background(), func(tx *store.Tx) error { return tx.PutCall(&open) }); err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.sw.RecoverRecords(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("recovered %d, %v", n, err)
+	}
+	if rec := e.record(); rec.EndReason != "switch restarted" || rec.Disposition != DispAnswered {
+		t.Fatalf("record %+v", rec)
+	}
+}
