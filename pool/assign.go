@@ -79,6 +79,13 @@ func (p *Pool) session(customerID, id string) (store.Session, error) {
 func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew bool) (Lease, error) {
 	now := p.now().UTC()
 	until := now.Add(p.cfg.Lease)
+	var enc store.EncodedSession
+	if isNew {
+		var err error
+		if enc, err = store.EncodeSession(s); err != nil {
+			return Lease{}, err
+		}
+	}
 
 	cu.mu.Lock()
 	if cu.c.Status == store.StatusEnded {
@@ -142,7 +149,7 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 	// Enqueue under the lock so that writes of one customer reach the disk in memory order.
 	pend, err := p.db.Enqueue(ctx, func(tx *store.Tx) error {
 		if isNew {
-			if err := tx.PutSession(s); err != nil {
+			if err := tx.PutEncodedSession(enc); err != nil {
 				return err
 			}
 		}

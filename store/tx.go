@@ -158,10 +158,35 @@ func (t *Tx) Session(id string) (Session, error) {
 
 // PutSession writes a session and its customer index entry.
 func (t *Tx) PutSession(s *Session) error {
-	if err := t.tx.Bucket(bucketSessByCust).Put(compose(s.CustomerID, s.ID), nil); err != nil {
+	enc, err := EncodeSession(s)
+	if err != nil {
 		return err
 	}
-	return t.put(bucketSessions, []byte(s.ID), s)
+	return t.PutEncodedSession(enc)
+}
+
+// EncodedSession is a session encoded outside the transaction, so that the encoding work of
+// many writers is not serialised in the committer.
+type EncodedSession struct {
+	id, customerID string
+	raw            []byte
+}
+
+// EncodeSession encodes a session for PutEncodedSession.
+func EncodeSession(s *Session) (EncodedSession, error) {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return EncodedSession{}, fmt.Errorf("encode session %s: %w", s.ID, err)
+	}
+	return EncodedSession{id: s.ID, customerID: s.CustomerID, raw: raw}, nil
+}
+
+// PutEncodedSession writes an encoded session and its customer index entry.
+func (t *Tx) PutEncodedSession(e EncodedSession) error {
+	if err := t.tx.Bucket(bucketSessByCust).Put(compose(e.customerID, e.id), nil); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketSessions).Put([]byte(e.id), e.raw)
 }
 
 // SessionsOf lists a customer's sessions newest first, starting below the session id
@@ -197,8 +222,24 @@ func assignmentKey(number string, from time.Time, sessionID string) []byte {
 }
 
 // PutAssignment writes (or, with the same number, from and session, updates) an assignment.
+// Everything but the end of the lease is in the key; the value is that end, 8 bytes of
+// big-endian Unix nanoseconds.
 func (t *Tx) PutAssignment(a *Assignment) error {
-	return t.put(bucketAssignments, assignmentKey(a.Number, a.From, a.SessionID), a)
+	return t.tx.Bucket(bucketAssignments).Put(assignmentKey(a.Number, a.From, a.SessionID),
+		binary.BigEndian.AppendUint64(nil, uint64(a.Until.UnixNano())))
+}
+
+func decodeAssignment(number string, k, v []byte) (Assignment, error) {
+	rest := k[len(number)+1:]
+	if len(rest) < 8 || len(v) != 8 {
+		return Assignment{}, fmt.Errorf("assignment of %s: malformed entry", number)
+	}
+	return Assignment{
+		Number:    number,
+		From:      time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8]))).UTC(),
+		SessionID: string(rest[8:]),
+		Until:     time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
+	}, nil
 }
 
 // RecentAssignments walks a number's assignments from the newest back, calling fn for each
@@ -208,9 +249,9 @@ func (t *Tx) RecentAssignments(number string, fn func(Assignment) bool) error {
 	c := t.tx.Bucket(bucketAssignments).Cursor()
 	k, v := seekBefore(c, append([]byte(number), 1))
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-		var a Assignment
-		if err := json.Unmarshal(v, &a); err != nil {
-			return fmt.Errorf("decode assignment of %s: %w", number, err)
+		a, err := decodeAssignment(number, k, v)
+		if err != nil {
+			return err
 		}
 		if !fn(a) {
 			return nil
@@ -229,14 +270,21 @@ func seekBefore(c *bolt.Cursor, key []byte) ([]byte, []byte) {
 
 // --- counters
 
-// Stats reads a customer's counters (zero if none yet).
+// Stats reads a customer's counters (zero if none yet). They are stored as three
+// big-endian uint64: sessions, exhaustions, peak assigned.
 func (t *Tx) Stats(customerID string) (CustomerStats, error) {
-	var s CustomerStats
-	err := t.get(bucketStats, []byte(customerID), &s)
-	if err == ErrNotFound {
-		err = nil
+	v := t.tx.Bucket(bucketStats).Get([]byte(customerID))
+	if v == nil {
+		return CustomerStats{}, nil
 	}
-	return s, err
+	if len(v) != 24 {
+		return CustomerStats{}, fmt.Errorf("counters of %s: malformed", customerID)
+	}
+	return CustomerStats{
+		SessionsTotal: binary.BigEndian.Uint64(v[0:]),
+		Exhaustions:   binary.BigEndian.Uint64(v[8:]),
+		PeakAssigned:  int(binary.BigEndian.Uint64(v[16:])),
+	}, nil
 }
 
 // AddStats adds to a customer's counters; peak is raised to assigned if that is higher.
@@ -245,10 +293,11 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 	if err != nil {
 		return err
 	}
-	s.SessionsTotal += sessions
-	s.Exhaustions += exhaustions
-	s.PeakAssigned = max(s.PeakAssigned, assigned)
-	return t.put(bucketStats, []byte(customerID), &s)
+	var v [24]byte
+	binary.BigEndian.PutUint64(v[0:], s.SessionsTotal+sessions)
+	binary.BigEndian.PutUint64(v[8:], s.Exhaustions+exhaustions)
+	binary.BigEndian.PutUint64(v[16:], uint64(max(s.PeakAssigned, assigned)))
+	return t.tx.Bucket(bucketStats).Put([]byte(customerID), v[:])
 }
 
 // --- calls and recordings

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -182,7 +183,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 	servers := []*server{
 		{name: "http", addr: cfg.Listen.HTTP, handler: a.Public()},
 		{name: "admin", addr: cfg.Listen.Admin, handler: a.Admin()},
-		{name: "metrics", addr: cfg.Listen.Metrics, handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})},
+		{name: "metrics", addr: cfg.Listen.Metrics, handler: metricsMux(reg)},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -225,6 +226,16 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		err = cerr
 	}
 	return err
+}
+
+// metricsMux serves /metrics and, for operators on the same listener, Go's profiler.
+func metricsMux(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, logger *slog.Logger) (*sip.Switch, error) {
