@@ -121,6 +121,11 @@ func New(cfg Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, opts
 	if err := s.m.register(reg); err != nil {
 		return nil, err
 	}
+	if reg != nil {
+		if err := reg.Register(s.dropsCollector()); err != nil {
+			return nil, fmt.Errorf("register sip metrics: %w", err)
+		}
+	}
 	s.base, s.hangupAll = context.WithCancelCause(context.Background())
 	return s, nil
 }

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -313,5 +314,30 @@ func TestRecoverRecordsLeftOpen(t *testing.T) {
 	}
 	if rec := e.record(); rec.EndReason != "switch restarted" || rec.Disposition != DispAnswered {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestUDPDropsCountsAFullReceiveBuffer(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadBuffer(1) // the kernel rounds up to its minimum; never read from it
+	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
+	if got := udpDrops(port); got != 0 {
+		t.Fatalf("drops before any traffic = %d", got)
+	}
+	out, err := net.DialUDP("udp", nil, conn.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	payload := make([]byte, 1000)
+	for range 500 {
+		out.Write(payload)
+	}
+	if got := udpDrops(port); got == 0 {
+		t.Fatal("no drops counted for 500 datagrams into a minimal, unread buffer")
 	}
 }
