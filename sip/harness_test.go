@@ -200,6 +200,12 @@ type envOpts struct {
 	drain       time.Duration
 	trunkSource string
 	status      store.CustomerStatus
+	trunkUser   string // digest credentials the trunk must present
+	trunkPass   string
+	proxy       string // outbound proxy URI
+	proxyUser   string
+	proxyPass   string
+	toFallback  bool
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -230,8 +236,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if src == "" {
 		src = "127.0.0.1/32"
 	}
-	sw, err := New(Config{Listen: "127.0.0.1:0", Trunks: []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}}},
-		DrainTimeout: o.drain}, p, db, nil)
+	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback,
+		Trunks:        []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}},
+		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
