@@ -7,15 +7,17 @@ LDFLAGS := -X main.version=$(VERSION)
 # Installed by `scripts/deps.sh lint` (version pinned there), run by full path.
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: help build run deps test bench bench-startup fmt vet lint clean
+.PHONY: help build run call deps test bench bench-startup bench-sip fmt vet lint clean
 
 help:
 	@echo 'build          go build -o $(BIN) ./cmd/trackline (version $(VERSION))'
 	@echo 'run            build, then serve the embedded default config (data under ./data)'
+	@echo 'call           with `make run` running: one sipp call through it, then its call record'
 	@echo 'deps           install system tools (chromium, sipp, wrk) if missing; go mod download'
 	@echo 'test           deps, go vet, go test -race'
 	@echo 'bench          deps, load benchmark of POST /v1/sessions, Go benchmarks'
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
+	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
 	@echo 'fmt vet lint   gofmt -w, go vet, staticcheck'
 	@echo 'clean          remove bin/'
 
@@ -24,6 +26,9 @@ build:
 
 run: build
 	./$(BIN) serve
+
+call: build
+	bash scripts/call.sh
 
 deps:
 	bash scripts/deps.sh
@@ -38,6 +43,9 @@ bench: deps
 
 bench-startup:
 	bash scripts/bench-startup.sh
+
+bench-sip: build
+	bash scripts/bench-sip.sh
 
 fmt:
 	git ls-files -z '*.go' | xargs -0 -r gofmt -l -w

@@ -7,14 +7,21 @@
 // binary and reads its JSON logs; the browser tests of the DNI snippet
 // (api/web/script.js); the privacy tests (no visitor IP or user agent in the
 // data directory or the logs, bad input refused with problem+json and nothing
-// stored); the durability test (every answered session survives SIGKILL).
+// stored); the durability test (every answered session survives SIGKILL); the
+// call tests (sip_test.go), where sipp plays the SIP trunk and the business
+// lines with the scenarios in testdata/sipp, and the call records are read back
+// through GET /v1/calls; the hostile-input test of the SIP listener.
 //
 // What it does not own: unit tests of the packages; it only uses the contract
-// in docs/api.md (flags, config YAML, HTTP endpoints, cookies).
+// in docs/api.md (flags, config YAML, HTTP endpoints, cookies, the SIP
+// behaviour table).
 //
-// Caveats: the browser tests need Debian's /usr/bin/chromium and fail, not
-// skip, without it (`make deps` installs it). TRACKLINE_E2E_BIN runs the tests
-// against a binary built elsewhere instead of building ./cmd/trackline. When
-// the tests run with -race the binary is built with -race too, and a data race
-// it reports fails the test.
+// Caveats: the browser tests need Debian's /usr/bin/chromium and the call tests
+// sipp (Debian's sip-tester); they fail, not skip, without them (`make deps`
+// installs both). Every sipp runs one call under a -timeout and is killed by PID
+// when its test ends; TestSIPScenarios runs the scenarios against each other,
+// without the switch, so a call test failure points at the switch.
+// TRACKLINE_E2E_BIN runs the tests against a binary built elsewhere instead of
+// building ./cmd/trackline. When the tests run with -race the binary is built
+// with -race too, and a data race it reports fails the test.
 package e2e

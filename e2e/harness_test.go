@@ -115,6 +115,29 @@ type testConfig struct {
 	origins []string
 	// poolSize is the size of the customer's pool_range; default 20.
 	poolSize int
+
+	// SIP, for the call tests (sip_test.go).
+
+	// status is the customer's status; default active.
+	status string
+	// businessLines are the customer's business_lines; default one on
+	// 127.0.0.1:5090, where no test listens.
+	businessLines []string
+	// ringTimeout is the customer's ring_timeout (YAML duration); default unset.
+	ringTimeout string
+	// trunkSources are the sources of the one trunk; default 127.0.0.0/8.
+	trunkSources []string
+	// flyerNumbers are static numbers of the channel "Flyer"; default none.
+	flyerNumbers []string
+}
+
+// yamlList renders strings as a YAML flow sequence of quoted strings.
+func yamlList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // writeConfig writes the YAML config of docs/api.md for one customer and
@@ -127,9 +150,22 @@ func writeConfig(t *testing.T, c testConfig) string {
 	if c.poolSize == 0 {
 		c.poolSize = 20
 	}
-	quoted := make([]string, len(c.origins))
-	for i, o := range c.origins {
-		quoted[i] = fmt.Sprintf("%q", o)
+	if c.status == "" {
+		c.status = "active"
+	}
+	if c.businessLines == nil {
+		c.businessLines = []string{"sip:+31852087972@127.0.0.1:5090"}
+	}
+	if len(c.trunkSources) == 0 {
+		c.trunkSources = []string{"127.0.0.0/8"}
+	}
+	ring := ""
+	if c.ringTimeout != "" {
+		ring = "\n    ring_timeout: " + c.ringTimeout
+	}
+	flyer := ""
+	if len(c.flyerNumbers) > 0 {
+		flyer = "\n      - name: Flyer\n        numbers: " + yamlList(c.flyerNumbers)
 	}
 	yaml := fmt.Sprintf(`country_code: "31"
 admin_token: %q
@@ -137,20 +173,25 @@ pool:
   lease: 30m
   grace: 30m
   rate_limit: 500
+sip:
+  trunks:
+    - name: e2e
+      sources: %s
 customers:
   - id: %s
     name: E2E BV
-    status: active
+    status: %s
     site_key: %s
-    allowed_origins: [%s]
-    business_lines: ["sip:+31852087972@127.0.0.1:5090"]
+    allowed_origins: %s
+    business_lines: %s%s
     display_numbers: [%q]
     display_format: national
     pool_range: {first: %q, count: %d}
     channels:
       - name: Newsletter
-        rules: [{param: utm_source, pattern: "newsletter*"}]
-`, adminToken, customerID, siteKey, strings.Join(quoted, ", "), displayNumber, poolFirst, c.poolSize)
+        rules: [{param: utm_source, pattern: "newsletter*"}]%s
+`, adminToken, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
+		yamlList(c.businessLines), ring, displayNumber, poolFirst, c.poolSize, flyer)
 	path := filepath.Join(t.TempDir(), "trackline.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatalf("write config: %v", err)
@@ -166,9 +207,9 @@ type server struct {
 	dataDir string
 	extra   []string
 
-	// HTTP, Admin and Metrics are the addresses of the running process, from
-	// its ready log line.
-	HTTP, Admin, Metrics string
+	// HTTP, Admin, Metrics and SIP are the addresses of the running process,
+	// from its ready log line.
+	HTTP, Admin, Metrics, SIP string
 
 	logs syncBuffer
 
@@ -208,6 +249,7 @@ func (s *server) start() {
 		"--http", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0",
 		"--metrics", "127.0.0.1:0",
+		"--sip", "127.0.0.1:0",
 		"--log-format", "json",
 	}
 	args = append(args, s.extra...)
@@ -230,14 +272,14 @@ func (s *server) start() {
 	}()
 	select {
 	case r := <-ready:
-		s.HTTP, s.Admin, s.Metrics = r.HTTP, r.Admin, r.Metrics
+		s.HTTP, s.Admin, s.Metrics, s.SIP = r.HTTP, r.Admin, r.Metrics, r.SIP
 	case <-s.exited:
 		s.t.Fatalf("trackline exited before ready: %v\n%s", s.err, s.logs.String())
 	case <-time.After(readyTimeout):
 		s.t.Fatalf("trackline not ready after %v\n%s", readyTimeout, s.logs.String())
 	}
-	if s.HTTP == "" || s.Admin == "" || s.Metrics == "" {
-		s.t.Fatalf("ready line lacks an address: http=%q admin=%q metrics=%q", s.HTTP, s.Admin, s.Metrics)
+	if s.HTTP == "" || s.Admin == "" || s.Metrics == "" || s.SIP == "" {
+		s.t.Fatalf("ready line lacks an address: http=%q admin=%q metrics=%q sip=%q", s.HTTP, s.Admin, s.Metrics, s.SIP)
 	}
 }
 
@@ -246,6 +288,7 @@ type readyLine struct {
 	HTTP    string `json:"http"`
 	Admin   string `json:"admin"`
 	Metrics string `json:"metrics"`
+	SIP     string `json:"sip"`
 }
 
 // readLogs copies stderr into the log buffer and reports the first ready line.
@@ -553,4 +596,52 @@ func checkProblem(t *testing.T, resp response, status int) problem {
 		t.Errorf("problem without title: %s", resp.Body)
 	}
 	return p
+}
+
+// --- Call records (admin API) -----------------------------------------------
+
+// callRecord is a call record of GET /v1/calls (store.Call in docs/api.md).
+type callRecord struct {
+	ID           string    `json:"id"`
+	CustomerID   string    `json:"customer_id"`
+	Dialled      string    `json:"dialled"`
+	Caller       string    `json:"caller"`
+	BusinessLine string    `json:"business_line"`
+	SessionID    string    `json:"session_id"`
+	Channel      string    `json:"channel"`
+	Keyword      string    `json:"keyword"`
+	LandingPage  string    `json:"landing_page"`
+	ReferrerHost string    `json:"referrer_host"`
+	Gclid        string    `json:"gclid"`
+	Candidates   int       `json:"candidates"`
+	Start        time.Time `json:"start"`
+	Ringing      time.Time `json:"ringing"`
+	Answer       time.Time `json:"answer"`
+	End          time.Time `json:"end"`
+	Disposition  string    `json:"disposition"`
+	HangupBy     string    `json:"hangup_by"`
+	EndReason    string    `json:"end_reason"`
+	TalkSeconds  float64   `json:"talk_seconds"`
+	FinalStatus  int       `json:"final_status"`
+	CallIDA      string    `json:"call_id_a"`
+	CallIDB      string    `json:"call_id_b"`
+}
+
+// calls lists call records from GET /v1/calls with the query (one page).
+func (s *server) calls(t *testing.T, q url.Values) []callRecord {
+	t.Helper()
+	var resp struct {
+		Calls      []callRecord `json:"calls"`
+		NextCursor string       `json:"next_cursor"`
+	}
+	s.adminGet(t, "/v1/calls?"+q.Encode(), &resp)
+	return resp.Calls
+}
+
+// callByID reads one call record from GET /v1/calls/{id}.
+func (s *server) callByID(t *testing.T, id string) callRecord {
+	t.Helper()
+	var c callRecord
+	s.adminGet(t, "/v1/calls/"+url.PathEscape(id), &c)
+	return c
 }

@@ -177,7 +177,17 @@ func checkInvite(req *sipmsg.Request) (int, string) {
 	if ct := req.ContentType(); len(req.Body()) > 0 && (ct == nil || !strings.EqualFold(ct.Value(), "application/sdp")) {
 		return 415, "Unsupported Media Type"
 	}
+	if body := req.Body(); len(body) > 0 && !plausibleSDP(body) {
+		return 400, "Malformed SDP"
+	}
 	return 0, ""
+}
+
+// plausibleSDP is the check direct media can afford: an SDP body (RFC 4566 §5) starts with
+// its version line and describes at least one media stream. Anchored media parses it fully.
+func plausibleSDP(b []byte) bool {
+	s := string(b)
+	return strings.HasPrefix(s, "v=0") && (strings.Contains(s, "\nm=") || strings.Contains(s, "\rm="))
 }
 
 // callerNumber is the caller as E.164 when it reads as a number, else the From user as
@@ -394,15 +404,16 @@ func (s *Switch) reject(c *call, code int) {
 		return
 	}
 	disp, status, reason := DispFailed, 480, "Temporarily Unavailable"
+	c.rec.HangupBy = legCallee.String()
 	switch code {
 	case 486, 600:
 		disp, status, reason = DispBusy, 486, "Busy Here"
 	case 603:
 		disp, status, reason = DispRejected, 603, "Decline"
-	case 408:
+	case 408: // nobody answered in time: the switch gave up ringing
 		disp = DispNoAnswer
+		c.rec.HangupBy = "switch"
 	}
-	c.rec.HangupBy = legCallee.String()
 	s.finish(c, disp, status, "")
 	if err := c.a.Respond(status, reason, nil); err == nil {
 		s.m.response("sent", status)

@@ -58,6 +58,10 @@ func (s *Switch) handleOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction)
 		return
 	}
 	s.m.requests.WithLabelValues("OPTIONS").Inc()
+	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil {
+		s.respond(req, tx, 400, "Bad Request")
+		return
+	}
 	code, reason := 200, "OK"
 	if s.draining.Load() {
 		code, reason = 503, "Service Unavailable"

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# SIP load benchmark of the real binary: sipp as the trunk (UAC) and as the business line
+# (UAS), both on loopback, through `trackline serve`. A ladder of call rates, then one
+# sustained run. Each run gets a fresh switch (its own data directory, so peak RSS is per run)
+# and a fresh business line.
+#
+# Environment (defaults in brackets):
+#   RATES            call rates of the ladder, calls per second ["200 500 1000 1500"]
+#   CALLS            calls per ladder step; a step lasts at least 4 s [4000]
+#   SUSTAIN_RATE     rate of the sustained run [1500]
+#   SUSTAIN_SECONDS  length of the sustained run; 0 skips it [60]
+#   CALL_MS          talk time of each call (sipp -d), bounds the concurrency [1000]
+#   NUMBERS          pool numbers the trunk dials in turn [1000]
+#   BUFF             sipp's socket buffers, -buff_size (capped by net.core.rmem_max) [4194304]
+#   KEEP             1: keep the temp dir (config, logs, sipp statistics) [0; kept on failure]
+#
+# Per run it reports: calls, failed calls as sipp counts them (any call whose scenario did
+# not run as written), calls the switch recorded as not answered (trackline_calls_total from
+# /metrics), setup time p50/p99 (INVITE to 200 at the trunk, sipp -trace_rtt, 1 ms
+# resolution), switch CPU per call (utime+stime delta of /proc/PID/stat over the calls), the
+# p95 and max of the switch's CPU per one-second sample, peak RSS (VmHWM), receive drops on
+# the switch's UDP socket (/proc/net/udp) and on sipp's, and the machine's UDP RcvbufErrors
+# delta (/proc/net/snmp). The switch and both sipps share the machine's cores (2 on the
+# reference machine). Exits non-zero when the switch dies or a run cannot start; failed calls
+# are figures, not a failure of the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/sipp.sh
+
+RATES=${RATES:-"200 500 1000 1500"}
+CALLS=${CALLS:-4000}
+SUSTAIN_RATE=${SUSTAIN_RATE:-1500}
+SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-60}
+CALL_MS=${CALL_MS:-1000}
+NUMBERS=${NUMBERS:-1000}
+BUFF=${BUFF:-4194304}
+KEEP=${KEEP:-0}
+
+BIN=bin/trackline
+TOKEN=bench-admin-token-0001
+FIRST=31850100000 # the pool: +31850100000 ... (NUMBERS of them)
+CLK_TCK=$(getconf CLK_TCK)
+
+say() { printf 'bench-sip: %s\n' "$*"; }
+die() { printf 'bench-sip: FAIL: %s\n' "$*" >&2; exit 1; }
+
+for cmd in sipp curl jq go awk; do
+	command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found (run scripts/deps.sh)"
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-sip.XXXXXX")
+server_pid="" line_pid="" sampler_pid=""
+ok_exit=0
+cleanup() {
+	local rc=$?
+	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
+	stop_pid "$line_pid" 2
+	stop_pid "$server_pid" 5
+	if [ "$rc" -eq 0 ] && [ "$ok_exit" -eq 1 ] && [ "$KEEP" != 1 ]; then
+		rm -rf "$tmp"
+	else
+		say "kept $tmp (config, switch logs, sipp statistics and errors)"
+	fi
+}
+trap cleanup EXIT
+
+if [ ! -x "$BIN" ] || [ -n "$(find cmd sip pool store api configs media recordings -newer "$BIN" -name '*.go' 2>/dev/null | head -1)" ]; then
+	say "go build -o $BIN ./cmd/trackline"
+	go build -o "$BIN" ./cmd/trackline
+fi
+
+# The trunk dials the pool numbers in turn (an injection file) from the caller +31612345678.
+{
+	echo SEQUENTIAL
+	for ((i = 0; i < NUMBERS; i++)); do echo "+$((FIRST + i));"; done
+} >"$tmp/numbers.csv"
+scenarios=$PWD/$SIPP_SCENARIOS
+sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer.xml" >"$tmp/uac.xml"
+
+# write_config LINE_PORT
+write_config() {
+	cat >"$tmp/config.yaml" <<YAML
+country_code: "31"
+listen:
+  http: 127.0.0.1:0
+  admin: 127.0.0.1:0
+  metrics: 127.0.0.1:0
+admin_token: $TOKEN
+sip:
+  listen: 127.0.0.1:0
+  trunks:
+    - name: bench
+      sources: ["127.0.0.1/32"]
+  ring_timeout: 10s
+  drain_timeout: 2s
+customers:
+  - id: bench
+    name: Bench BV
+    status: active
+    site_key: bench-site-key-0001
+    allowed_origins: ["http://127.0.0.1"]
+    business_lines: ["sip:+31852087972@127.0.0.1:$1"]
+    display_numbers: ["+31852087972"]
+    pool_range: {first: "+$FIRST", count: $NUMBERS}
+YAML
+}
+
+# start_server LOG: starts the switch, waits (at most 30 s) for the ready line and sets
+# server_pid, sip_addr, admin_addr and metrics_addr.
+start_server() {
+	local log=$1 line="" i
+	: >"$log"
+	"$BIN" serve --config "$tmp/config.yaml" --data "$tmp/data-$run" --log-format json \
+		>/dev/null 2>"$log" &
+	server_pid=$!
+	for ((i = 0; i < 300; i++)); do
+		line=$(grep -m1 '"msg":"ready"' "$log" || true)
+		[ -n "$line" ] && break
+		kill -0 "$server_pid" 2>/dev/null || { tail -20 "$log" >&2; die "switch exited before ready (log: $log)"; }
+		sleep 0.1
+	done
+	[ -n "$line" ] || { tail -20 "$log" >&2; die "no ready line within 30 s (log: $log)"; }
+	sip_addr=$(jq -r '.sip // empty' <<<"$line")
+	admin_addr=$(jq -r '.admin' <<<"$line")
+	metrics_addr=$(jq -r '.metrics' <<<"$line")
+	[ -n "$sip_addr" ] || die "the ready line has no sip address: $line"
+}
+
+# cpu_ticks PID: utime+stime (fields 14 and 15 of /proc/PID/stat), in clock ticks.
+cpu_ticks() {
+	local stat rest
+	stat=$(<"/proc/$1/stat") || return 1
+	rest=${stat##*) }
+	read -ra f <<<"$rest"
+	echo $((f[11] + f[12]))
+}
+
+# sample_cpu PID FILE SECONDS: every second, the CPU % (of one core) PID used in that second;
+# stops when PID exits or after SECONDS samples.
+sample_cpu() {
+	local pid=$1 out=$2 n=$3 prev now i
+	prev=$(cpu_ticks "$pid") || return 0
+	for ((i = 0; i < n; i++)); do
+		sleep 1
+		now=$(cpu_ticks "$pid" 2>/dev/null) || return 0
+		echo $(((now - prev) * 100 / CLK_TCK)) >>"$out"
+		prev=$now
+	done
+}
+
+# stat_field CSV NAME: NAME's value in the last line of a sipp statistics CSV.
+stat_field() {
+	awk -F';' -v k="$2" 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == k) c = i; next} {v = $c} END {print (c && v != "") ? v + 0 : "n/a"}' "$1"
+}
+
+# percentile FILE P: the P-th percentile (nearest rank) of the numbers in FILE, one a line.
+percentile() {
+	sort -g "$1" | awk -v p="$2" '{v[NR] = $1} END {if (!NR) {print "n/a"; exit} r = int(NR * p / 100 + 0.999999); if (r < 1) r = 1; print v[r]}'
+}
+
+# metric NAME_AND_LABELS: a value from the switch's /metrics, or n/a.
+metric_sum() {
+	curl -fsS --max-time 5 "http://$metrics_addr/metrics" 2>/dev/null |
+		awk -v m="$1" -v not="${2:-}" 'index($1, m) == 1 && (not == "" || index($1, not) == 0) {s += $2; found = 1} END {print found ? s : "n/a"}'
+}
+
+results=()
+run=0
+
+# bench NAME RATE CALLS
+bench() {
+	local name=$1 rate=$2 calls=$3
+	run=$((run + 1))
+	local dir="$tmp/run-$run-$name"
+	mkdir -p "$dir"
+
+	local line_port uac_port
+	line_port=$(free_udp_port) || die "no free UDP port"
+	write_config "$line_port"
+	start_server "$dir/switch.log"
+	local pid=$server_pid sip_port=${sip_addr##*:}
+
+	# The business line: answers every call, until stopped.
+	# sipp writes some files into its working directory: run it in the run's directory.
+	(cd "$dir" && exec sipp -sf "$scenarios/uas-answer.xml" -i 127.0.0.1 -p "$line_port" -nostdin -aa -buff_size "$BUFF" \
+		-trace_stat -stf "$dir/line-stat.csv" -fd 1 -trace_err -error_file "$dir/line-errors.log" \
+		-timeout 3600s >/dev/null 2>"$dir/line.stderr") &
+	line_pid=$!
+	wait_udp_bound "$line_pid" "$line_port" || { cat "$dir/line.stderr" >&2; die "the business line could not listen on $line_port"; }
+
+	uac_port=$(free_udp_port) || die "no free UDP port"
+	local secs=$(((calls + rate - 1) / rate))
+	local limit=$((rate * (CALL_MS / 1000 + 5))) # concurrent calls at most (sipp -l)
+	local timeout=$((secs + CALL_MS / 1000 + 60))
+	say "run $run ($name): $calls calls at $rate CPS (~${secs} s), ${CALL_MS} ms each; switch pid $pid sip $sip_addr, line :$line_port"
+
+	local cpu0 snmp0 cpu1 snmp1 hwm drops_sw drops_uac drops_line rc=0
+	cpu0=$(cpu_ticks "$pid")
+	snmp0=$(udp_rcvbuf_errors)
+	sample_cpu "$pid" "$dir/cpu.txt" $((timeout + 10)) &
+	sampler_pid=$!
+	(cd "$dir" && exec sipp -sf "$tmp/uac.xml" -inf "$tmp/numbers.csv" -i 127.0.0.1 -p "$uac_port" \
+		-r "$rate" -rp 1000 -m "$calls" -l "$limit" -d "$CALL_MS" \
+		-nostdin -aa -buff_size "$BUFF" \
+		-trace_stat -stf "$dir/trunk-stat.csv" -fd 1 -trace_rtt -rtt_freq 1000 \
+		-trace_err -error_file "$dir/trunk-errors.log" \
+		-timeout "${timeout}s" -timeout_error "$sip_addr" >/dev/null 2>"$dir/trunk.stderr") || rc=$?
+	# The sockets' drop counters, before the sockets go.
+	drops_sw=$(udp_drops "$sip_port")
+	drops_uac=$(udp_drops "$uac_port")
+	drops_line=$(udp_drops "$line_port")
+	kill "$sampler_pid" 2>/dev/null || true
+	wait "$sampler_pid" 2>/dev/null || true
+	sampler_pid=""
+	kill -0 "$pid" 2>/dev/null || die "the switch died during run $run (log: $dir/switch.log)"
+	sleep 1 # the last records and metrics
+	cpu1=$(cpu_ticks "$pid")
+	snmp1=$(udp_rcvbuf_errors)
+	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
+	local answered total
+	answered=$(metric_sum 'trackline_calls_total{disposition="answered"}')
+	total=$(metric_sum 'trackline_calls_total{')
+	local warns
+	warns=$(grep -c '"level":"\(WARN\|ERROR\)"' "$dir/switch.log" || true)
+	stop_pid "$line_pid" 3
+	line_pid=""
+	stop_pid "$server_pid" 10
+	server_pid=""
+
+	local stat="$dir/trunk-stat.csv"
+	[ -s "$stat" ] || { cat "$dir/trunk.stderr" >&2; die "sipp wrote no statistics (run $run, exit $rc)"; }
+	local created ok failed retrans
+	created=$(stat_field "$stat" 'TotalCallCreated')
+	ok=$(stat_field "$stat" 'SuccessfulCall(C)')
+	failed=$(stat_field "$stat" 'FailedCall(C)')
+	retrans=$(stat_field "$stat" 'Retransmissions(C)')
+	# The rate the trunk made: answered calls over the time from the first answer to the last
+	# (sipp's own CallRate also counts the last call's talk time).
+	local made=n/a
+	local rtt
+	rtt=$(ls "$dir"/uac_*_rtt.csv 2>/dev/null | head -1 || true)
+	local p50=n/a p99=n/a
+	if [ -n "$rtt" ]; then
+		awk -F';' 'NR > 1 {print $2}' "$rtt" >"$dir/setup-ms.txt"
+		made=$(awk -F';' 'NR == 2 {a = $1} NR > 2 {b = $1; n++} END {print (n && b > a) ? sprintf("%.0f", n * 1000 / (b - a)) : "n/a"}' "$rtt")
+		p50=$(percentile "$dir/setup-ms.txt" 50)
+		p99=$(percentile "$dir/setup-ms.txt" 99)
+	fi
+	local cpu_p95 cpu_max
+	cpu_p95=$(percentile "$dir/cpu.txt" 95)
+	cpu_max=$(sort -g "$dir/cpu.txt" | tail -1)
+	local not_answered=n/a
+	[ "$answered" != n/a ] && [ "$total" != n/a ] && not_answered=$((total - answered))
+
+	local row
+	row=$(awk -v name="$name" -v rate="$rate" -v made="$made" -v created="$created" -v ok="$ok" -v failed="$failed" \
+		-v retrans="$retrans" -v recorded="$total" -v notans="$not_answered" -v p50="$p50" -v p99="$p99" \
+		-v ticks=$((cpu1 - cpu0)) -v hz="$CLK_TCK" \
+		-v p95="$cpu_p95" -v cmax="${cpu_max:-n/a}" -v hwm="$hwm" -v dsw="$drops_sw" -v duac="$drops_uac" \
+		-v dline="$drops_line" -v rcv=$((snmp1 - snmp0)) -v rc="$rc" -v warns="$warns" 'BEGIN {
+			ms = created ? ticks / hz * 1000 / created : 0
+			fpct = created ? 100 * failed / created : 0
+			printf "| %s | %d | %s | %d | %d (%.3f %%) | %s | %s | %s | %s | %s | %.3f | %s / %s | %.0f | %d / %d / %d | %d | %d | %d |\n",
+				name, rate, made, created, failed, fpct, notans, recorded, retrans, p50, p99, ms, p95, cmax,
+				hwm / 1024, dsw, duac, dline, rcv, warns, rc
+		}')
+	results+=("$row")
+	say "run $run done: $row"
+}
+
+for rate in $RATES; do
+	calls=$CALLS
+	[ $((rate * 4)) -gt "$calls" ] && calls=$((rate * 4))
+	bench "ladder" "$rate" "$calls"
+done
+if [ "$SUSTAIN_SECONDS" -gt 0 ]; then
+	bench "sustained ${SUSTAIN_SECONDS}s" "$SUSTAIN_RATE" $((SUSTAIN_RATE * SUSTAIN_SECONDS))
+fi
+
+echo
+echo "SIP: $(nproc) cores shared by the switch and both sipps; calls of ${CALL_MS} ms; $(git describe --always --dirty 2>/dev/null || echo unknown)"
+echo
+echo "| run | CPS asked | CPS made | calls | failed (sipp) | not answered (switch) | recorded | retrans | setup p50 ms | setup p99 ms | CPU ms/call | CPU % p95 / max | peak RSS MiB | UDP drops switch / trunk / line | RcvbufErrors Δ | warn+error logs | sipp exit |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+printf '%s\n' "${results[@]}"
+ok_exit=1

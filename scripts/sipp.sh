@@ -1,0 +1,62 @@
+# Helpers for the scripts that run sipp (call.sh, bench-sip.sh). Source it from the module
+# root: `. scripts/sipp.sh`. Scenarios are in e2e/testdata/sipp (the same ones the e2e tests
+# use). Nothing here kills a process it did not start: every helper takes a PID.
+
+SIPP_SCENARIOS=e2e/testdata/sipp
+
+# udp_port_bound PORT [IP]: whether a UDP socket is bound to PORT (on IP, default any
+# loopback or wildcard address), from /proc/net/udp.
+udp_port_bound() {
+	local hex
+	hex=$(printf '%04X' "$1")
+	awk -v p=":$hex" 'NR > 1 && substr($2, length($2) - 4) == p {found = 1} END {exit !found}' /proc/net/udp
+}
+
+# free_udp_port: a random UDP port in 20000-59999 that no socket holds now.
+free_udp_port() {
+	local p i
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 40000))
+		if ! udp_port_bound "$p"; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# udp_drops PORT: the drops column of /proc/net/udp for the socket bound to PORT (0 if none).
+udp_drops() {
+	local hex
+	hex=$(printf '%04X' "$1")
+	awk -v p=":$hex" 'NR > 1 && substr($2, length($2) - 4) == p {d += $NF} END {print d + 0}' /proc/net/udp
+}
+
+# udp_rcvbuf_errors: the machine's UDP RcvbufErrors counter (/proc/net/snmp).
+udp_rcvbuf_errors() {
+	awk '$1 == "Udp:" {if (!n) {for (i = 2; i <= NF; i++) col[$i] = i; n = 1} else {print $col["RcvbufErrors"]; exit}}' /proc/net/snmp
+}
+
+# wait_udp_bound PID PORT: waits (at most 5 s) until PORT is bound; fails if PID exits first.
+wait_udp_bound() {
+	local pid=$1 port=$2 i
+	for ((i = 0; i < 50; i++)); do
+		udp_port_bound "$port" && return 0
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, wait at most SECONDS (default 5), then SIGKILL; only the
+# given PID.
+stop_pid() {
+	local pid=$1 secs=${2:-5} i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < secs * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
