@@ -29,7 +29,14 @@ type Config struct {
 	AdminToken  string     `yaml:"admin_token"`
 	Pool        PoolConfig `yaml:"pool"`
 	SIP         SIPConfig  `yaml:"sip"`
+	Runtime     Runtime    `yaml:"runtime"`
 	Customers   []Customer `yaml:"customers"`
+}
+
+// Runtime tunes Go's garbage collector; GOGC and GOMEMLIMIT in the environment win.
+type Runtime struct {
+	GCPercent     int `yaml:"gc_percent"`      // GOGC (default 200)
+	MemoryLimitMB int `yaml:"memory_limit_mb"` // GOMEMLIMIT in MiB, a soft limit (default 460; -1: none)
 }
 
 // SIPConfig configures the B2BUA.
@@ -44,6 +51,9 @@ type SIPConfig struct {
 	RingTimeout      time.Duration `yaml:"ring_timeout"`
 	MaxCallDuration  time.Duration `yaml:"max_call_duration"`
 	DrainTimeout     time.Duration `yaml:"drain_timeout"`
+	// TransactionLinger is how long a finished transaction stays to absorb retransmissions
+	// (RFC 3261 Timers D, J, L and M; 32 s in the RFC). See docs/api.md.
+	TransactionLinger time.Duration `yaml:"transaction_linger"`
 }
 
 // Trunk is an inbound trunk: where it sends from, and optional digest credentials.
@@ -190,6 +200,15 @@ func (c *Config) defaults() {
 	if c.SIP.DrainTimeout == 0 {
 		c.SIP.DrainTimeout = 30 * time.Second
 	}
+	if c.Runtime.GCPercent == 0 {
+		c.Runtime.GCPercent = 200
+	}
+	if c.Runtime.MemoryLimitMB == 0 {
+		c.Runtime.MemoryLimitMB = 460
+	}
+	if c.SIP.TransactionLinger == 0 {
+		c.SIP.TransactionLinger = 6 * time.Second
+	}
 	for i := range c.Customers {
 		cu := &c.Customers[i]
 		if cu.Status == "" {
@@ -247,10 +266,17 @@ func (c *Config) Check() Problems {
 		lo, hi time.Duration
 	}{{"sip.ring_timeout", c.SIP.RingTimeout, time.Second, 10 * time.Minute},
 		{"sip.max_call_duration", c.SIP.MaxCallDuration, time.Second, 48 * time.Hour},
-		{"sip.drain_timeout", c.SIP.DrainTimeout, 0, time.Hour}} {
+		{"sip.drain_timeout", c.SIP.DrainTimeout, 0, time.Hour},
+		{"sip.transaction_linger", c.SIP.TransactionLinger, 4 * time.Second, 32 * time.Second}} {
 		if d.v < d.lo || d.v > d.hi {
 			add(d.path, "must be between %v and %v", d.lo, d.hi)
 		}
+	}
+	if c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 1000 {
+		add("runtime.gc_percent", "must be between 10 and 1000")
+	}
+	if c.Runtime.MemoryLimitMB != -1 && c.Runtime.MemoryLimitMB < 64 {
+		add("runtime.memory_limit_mb", "must be at least 64, or -1 for none")
 	}
 	numbers := map[string]string{}
 	ids := map[string]string{}

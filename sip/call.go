@@ -40,6 +40,20 @@ type call struct {
 
 func (c *call) hungUpBy(l leg) { c.byeFrom.CompareAndSwap(uint32(legUnknown), uint32(l)) }
 
+// release drops the dialogs' copies of the INVITEs and their answers once the call is over.
+// sipgo keeps a finished transaction, and through its callbacks the dialog, for the linger
+// time; without this each ended call would hold these messages that long. It runs last in
+// the owner goroutine, after the call left the table, and under fwdMu so that no in-dialog
+// forward still reads them.
+func (c *call) release() {
+	c.fwdMu.Lock()
+	defer c.fwdMu.Unlock()
+	c.a.InviteRequest, c.a.InviteResponse = nil, nil
+	if b := c.b.Load(); b != nil {
+		b.InviteRequest, b.InviteResponse = nil, nil
+	}
+}
+
 // handleInvite owns a call from the trunk's INVITE to the completed record.
 func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.m.requests.WithLabelValues("INVITE").Inc()
@@ -110,6 +124,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	defer a.Close()
 
 	c := &call{id: pool.NewID(start), a: a}
+	defer c.release()
 	c.log = s.log.With("call_id", c.id, "customer", cust.ID)
 	c.rec = store.Call{
 		ID: c.id, CustomerID: cust.ID, Dialled: dialled, Caller: callerNumber(req, s.cfg.CountryCode),

@@ -307,16 +307,24 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 // must not change between writes.
 func (t *Tx) PutCall(c *Call) error {
 	key := compose(c.CustomerID, c.ID)
-	if err := t.tx.Bucket(bucketCallsByCust).Put(key, nil); err != nil {
-		return err
+	// Index entries are written only when they change: a write dirties its page even when
+	// the key is already there, and every call is written twice (start and end).
+	if t.tx.Bucket(bucketCalls).Get([]byte(c.ID)) == nil {
+		if err := t.tx.Bucket(bucketCallsByCust).Put(key, nil); err != nil {
+			return err
+		}
 	}
 	active := t.tx.Bucket(bucketCallsActive)
-	if c.End.IsZero() {
+	open := active.Get(key) != nil
+	switch {
+	case c.End.IsZero() && !open:
 		if err := active.Put(key, nil); err != nil {
 			return err
 		}
-	} else if err := active.Delete(key); err != nil {
-		return err
+	case !c.End.IsZero() && open:
+		if err := active.Delete(key); err != nil {
+			return err
+		}
 	}
 	return t.put(bucketCalls, []byte(c.ID), c)
 }

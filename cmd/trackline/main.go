@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -116,8 +117,22 @@ func serve(args []string) int {
 		return 2
 	}
 
-	// sipgo's process-wide logger: its layers log through ours.
+	// sipgo's process-wide settings. Its layers log through our logger. Finished transactions
+	// linger to absorb retransmissions (Timers D, J, L, M); sipgo keeps them, and the dialogs
+	// their callbacks reach, until those timers fire even after the dialog ended, so their
+	// length sets the switch's memory: calls per second x linger x ~16 KB. The retransmission
+	// intervals (T1, T2) stay as RFC 3261 has them.
 	sipmsg.SetDefaultLogger(logger)
+	linger := cfg.SIP.TransactionLinger
+	sipmsg.Timer_D, sipmsg.Timer_J, sipmsg.Timer_L, sipmsg.Timer_M = linger, linger, linger, linger
+	// The garbage collector: fewer cycles (GOGC 200) under a soft memory limit, unless the
+	// environment sets its own.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.Runtime.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.Runtime.MemoryLimitMB > 0 {
+		debug.SetMemoryLimit(int64(cfg.Runtime.MemoryLimitMB) << 20)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
