@@ -40,6 +40,7 @@ type sippSpec struct {
 	service  string // -s, the dialled number (UAC)
 	remote   string // host:port of the switch (UAC); empty for a UAS
 	pauseMS  int    // -d, the <pause/> of the scenario
+	tcp      bool   // -t t1: one TCP connection instead of UDP
 }
 
 // sippProc is a running sipp. Its traces are in its own t.TempDir.
@@ -116,6 +117,9 @@ func startSipp(t *testing.T, name string, spec sippSpec) *sippProc {
 		}
 		if spec.service != "" {
 			args = append(args, "-s", spec.service)
+		}
+		if spec.tcp {
+			args = append(args, "-t", "t1")
 		}
 		if spec.remote != "" {
 			args = append(args, spec.remote)
@@ -316,6 +320,8 @@ type sipFlow struct {
 	// trunkSources, uacIP: the ACL and the trunk's address.
 	trunkSources []string
 	uacIP        string
+	// uacTCP: the trunk sends over TCP (the business line stays on UDP).
+	uacTCP bool
 
 	uac        string
 	uacPauseMS int
@@ -353,6 +359,11 @@ func TestSIPCalls(t *testing.T) {
 			name: "answered, caller hangs up", lines: []string{"uas-answer.xml"},
 			uac: "uac-answer.xml", uacPauseMS: 1500, dial: "session",
 			want: wantCall{disposition: "answered", hangupBy: "caller", finalStatus: 200, answered: true, talk: 1500 * time.Millisecond},
+		},
+		{
+			name: "trunk over TCP", lines: []string{"uas-answer.xml"}, uacTCP: true,
+			uac: "uac-answer.xml", uacPauseMS: 1000, dial: "session",
+			want: wantCall{disposition: "answered", hangupBy: "caller", finalStatus: 200, answered: true, talk: time.Second},
 		},
 		{
 			name: "answered, business line hangs up", lines: []string{"uas-answer-hangup.xml"}, linePauseMS: 1500,
@@ -453,7 +464,7 @@ func runFlow(t *testing.T, f sipFlow) {
 	}
 
 	began := time.Now()
-	uac := startSipp(t, "trunk", sippSpec{scenario: f.uac, ip: f.uacIP, service: dial, remote: s.SIP, pauseMS: f.uacPauseMS})
+	uac := startSipp(t, "trunk", sippSpec{scenario: f.uac, ip: f.uacIP, service: dial, remote: s.SIP, pauseMS: f.uacPauseMS, tcp: f.uacTCP})
 	uac.expectSuccess()
 	for _, p := range uas {
 		p.expectSuccess()
