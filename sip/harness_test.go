@@ -63,6 +63,10 @@ func newPeer(t testing.TB, ip string, line lineBehaviour) *peer {
 		}
 	})
 	p.srv.OnCancel(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) { p.note("CANCEL") })
+	p.srv.OnInfo(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		p.note("INFO " + string(req.Body()))
+		tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
+	})
 	if line != nil {
 		p.serveLine(line)
 	}
@@ -125,6 +129,32 @@ func answer(hangupAfter time.Duration) lineBehaviour {
 		}
 		<-d.Context().Done()
 	}
+}
+
+// answerThenInfo answers, then sends an INFO towards the caller and notes the status it got.
+func answerThenInfo(p *peer, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	d, err := p.uas.ReadInvite(req, tx)
+	if err != nil {
+		p.t.Error(err)
+		return
+	}
+	if err := d.RespondSDP([]byte(answerSDP)); err != nil {
+		p.t.Errorf("business line answer: %v", err)
+		return
+	}
+	info := sipmsg.NewRequest(sipmsg.INFO, d.InviteRequest.Contact().Address)
+	info.SetBody([]byte("Signal=5"))
+	ct := sipmsg.ContentTypeHeader("application/dtmf-relay")
+	info.AppendHeader(&ct)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := d.Do(ctx, info)
+	if err != nil {
+		p.note("INFO failed")
+	} else {
+		p.note(fmt.Sprintf("INFO answered %d", res.StatusCode))
+	}
+	<-d.Context().Done()
 }
 
 func reject(code int, reason string) lineBehaviour {

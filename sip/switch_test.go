@@ -195,6 +195,19 @@ func TestHoldAndResumeAreForwarded(t *testing.T) {
 	}
 }
 
+func TestInfoFromBusinessLineReachesCaller(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answerThenInfo)
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}})
+	d, err := e.call("+31850000101")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.trunk.waitHistory("INFO Signal=5")
+	line.waitHistory("INFO answered 200")
+	hangup(t, d)
+	e.record()
+}
+
 func TestRejectedBeforeRinging(t *testing.T) {
 	line := newPeer(t, "127.0.0.1", answer(0))
 	tests := []struct {
