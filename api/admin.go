@@ -193,8 +193,7 @@ func (a *API) quarantineNumber(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id, number := r.PathValue("id"), r.PathValue("number")
-	c, err := a.pool.Attribute(number, a.now())
-	if err != nil && !errors.Is(err, pool.ErrQuarantined) || c.CustomerID != id {
+	if owner, err := a.pool.NumberOwner(number); err != nil || owner != id {
 		return errStatus(http.StatusNotFound, "number", "not a number of this customer")
 	}
 	if err := a.pool.Quarantine(r.Context(), number, in.Until); err != nil {

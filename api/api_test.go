@@ -317,3 +317,29 @@ func BenchmarkCreateSession(b *testing.B) {
 		}
 	})
 }
+
+func TestAdminQuarantineNumber(t *testing.T) {
+	e := newEnv(t, 100)
+	auth := []string{"Authorization", "Bearer " + token}
+	body := `{"until":"2099-01-01T00:00:00Z"}`
+	tests := []struct {
+		name, customer, number string
+		want                   int
+	}{
+		{"own number", "acme", "+31850000001", 204},
+		{"again, already quarantined", "acme", "+31850000001", 204},
+		{"another customer's number", "gone", "+31850000002", 404},
+		{"unknown number", "acme", "+31859999999", 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, "POST", e.admin.URL+"/v1/customers/"+tt.customer+"/numbers/"+tt.number+"/quarantine", "application/json", body, auth...)
+			if r.status != tt.want {
+				t.Fatalf("status %d, want %d: %v", r.status, tt.want, r.body)
+			}
+		})
+	}
+	if st, _ := e.pool.Status("acme"); st.Quarantined != 1 {
+		t.Fatalf("quarantined = %d, want 1", st.Quarantined)
+	}
+}

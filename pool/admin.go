@@ -260,6 +260,17 @@ func clip(s string) string {
 	return s
 }
 
+// NumberOwner returns the id of the customer that owns a tracked number.
+func (p *Pool) NumberOwner(number string) (string, error) {
+	p.mu.RLock()
+	num := p.numbers[number]
+	p.mu.RUnlock()
+	if num == nil {
+		return "", ErrUnknownNumber
+	}
+	return num.n.CustomerID, nil
+}
+
 // Quarantine takes a number out of circulation until the given time.
 func (p *Pool) Quarantine(ctx context.Context, number string, until time.Time) error {
 	p.mu.RLock()

@@ -1,6 +1,9 @@
 package pool
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+)
 
 var (
 	// ErrUnknownCustomer: no customer with that id or site key.
@@ -30,7 +33,7 @@ type InvalidError struct {
 
 func (e *InvalidError) Error() string {
 	if e.Line > 0 {
-		return "line " + itoa(e.Line) + ": " + e.Field + ": " + e.Reason
+		return "line " + strconv.Itoa(e.Line) + ": " + e.Field + ": " + e.Reason
 	}
 	return e.Field + ": " + e.Reason
 }
@@ -39,25 +42,3 @@ func (e *InvalidError) Error() string {
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
 func invalid(field, reason string) error { return &InvalidError{Field: field, Reason: reason} }
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
-}

@@ -129,10 +129,9 @@ func (s *Switch) forward(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // relay sends req's twin on the other leg and builds the answer for the originator; it
 // answers the originator itself (and returns false) when that fails.
 func (s *Switch) relay(c *call, from leg, b *sipgo.DialogClientSession, req *sipmsg.Request, tx sipmsg.ServerTransaction) (*sipmsg.Response, bool) {
-	e := entry{call: c, leg: from}
 
 	var target sipmsg.Uri
-	if e.leg == legCaller {
+	if from == legCaller {
 		if err := c.a.ReadRequest(req, tx); err != nil {
 			s.respond(req, tx, 500, "Server Internal Error", sipmsg.NewHeader("Retry-After", "1"))
 			return nil, false
@@ -160,7 +159,7 @@ func (s *Switch) relay(c *call, from leg, b *sipgo.DialogClientSession, req *sip
 	defer cancel()
 	var res *sipmsg.Response
 	var err error
-	if e.leg == legCaller {
+	if from == legCaller {
 		out.SetTransport(b.InviteRequest.Transport())
 		res, err = b.Do(ctx, out)
 		if err == nil && out.IsInvite() && res.IsSuccess() {
@@ -192,7 +191,7 @@ func (s *Switch) relay(c *call, from leg, b *sipgo.DialogClientSession, req *sip
 		reply.AppendHeader(&contact)
 	}
 	if req.IsInvite() && res.IsSuccess() {
-		c.log.Debug("session changed", "from", e.leg.String())
+		c.log.Debug("session changed", "from", from.String())
 	}
 	return reply, true
 }

@@ -224,7 +224,7 @@ func (t *Tx) ActiveCalls(fn func(Call) bool) error {
 func (db *DB) Calls(f CallFilter) ([]Call, string, error) {
 	var calls []Call
 	var next string
-	err := db.view(func(tx *Tx) (err error) {
+	err := db.View(func(tx *Tx) (err error) {
 		calls, next, err = tx.Calls(f)
 		return err
 	})
@@ -234,7 +234,7 @@ func (db *DB) Calls(f CallFilter) ([]Call, string, error) {
 // Call reads one call record in a read-only transaction; ErrNotFound if there is none.
 func (db *DB) Call(id string) (Call, error) {
 	var c Call
-	err := db.view(func(tx *Tx) (err error) {
+	err := db.View(func(tx *Tx) (err error) {
 		c, err = tx.Call(id)
 		return err
 	})

@@ -278,13 +278,10 @@ func (db *DB) commit(batch []*writeReq) {
 	}
 }
 
-// view runs fn in a read-only transaction.
-func (db *DB) view(fn func(*Tx) error) error {
+// View runs fn in a read-only transaction. fn must copy out what it keeps and return quickly.
+func (db *DB) View(fn func(*Tx) error) error {
 	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
-
-// View runs fn in a read-only transaction. fn must copy out what it keeps and return quickly.
-func (db *DB) View(fn func(*Tx) error) error { return db.view(fn) }
 
 // Path is the file's path.
 func (db *DB) Path() string { return db.bolt.Path() }
