@@ -33,6 +33,10 @@ type call struct {
 	a   *sipgo.DialogServerSession
 	b   atomic.Pointer[sipgo.DialogClientSession]
 	rec store.Call
+	// ms anchors the call's media (nil: direct media). Set before the call is in the table,
+	// never changed after.
+	ms        MediaSession
+	recording *store.Recording // written with the final record
 
 	byeFrom atomic.Uint32 // the leg whose BYE ended the call first
 	fwdMu   sync.Mutex    // one in-dialog forward at a time
@@ -134,6 +138,25 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		c.rec.SessionID, c.rec.Keyword, c.rec.LandingPage = ses.ID, ses.UTMTerm, ses.LandingPage
 		c.rec.ReferrerHost, c.rec.Gclid = ses.ReferrerHost, ses.Gclid
 	}
+	if s.media != nil {
+		info := CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel, Start: start.UnixNano()}
+		ms, err := s.media.Anchor(a.Context(), &info, req.Body())
+		c.rec.NotRecordedReason = info.NotRecorded
+		if err != nil {
+			code, reason := 488, "Not Acceptable Here"
+			if errors.Is(err, ErrBadSDP) {
+				code, reason = 400, "Malformed SDP"
+			}
+			c.log.Info("media refused the offer", "err", err)
+			a.Respond(code, reason, nil)
+			s.m.response("sent", code)
+			return
+		}
+		if ms != nil {
+			c.ms = ms
+			defer ms.Close(nil) // a no-op once finish closed it
+		}
+	}
 	// The record is durable before the business line rings.
 	if err := s.saveCall(c); err != nil {
 		c.log.Error("write call record", "err", err)
@@ -154,19 +177,16 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		s.calls.remove(c, ids...)
 	}()
 
-	var ms MediaSession
 	offer := req.Body()
-	if s.media != nil {
-		ms, err = s.media.Anchor(a.Context(), CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel}, offer)
-		if err != nil {
-			c.log.Info("media refused the offer", "err", err)
-			s.finish(c, DispFailed, 488, "")
-			a.Respond(488, "Not Acceptable Here", nil)
-			return
-		}
-		if ms != nil {
-			defer ms.Close()
-			offer = ms.Offer()
+	ms := c.ms
+	if ms != nil {
+		offer = ms.Offer()
+		if ms.Early() {
+			// The disclaimer plays as early media while the business line rings.
+			ct := sipmsg.ContentTypeHeader("application/sdp")
+			if err := a.Respond(183, "Session Progress", ms.CallerSDP(), &ct); err == nil {
+				s.m.response("sent", 183)
+			}
 		}
 	}
 
@@ -232,14 +252,24 @@ func safeToken(v string, n int) string {
 
 // saveCall writes the call record durably.
 func (s *Switch) saveCall(c *call) error {
-	rec := c.rec
+	rec, recording := c.rec, c.recording
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&rec) })
+	return s.db.Write(ctx, func(tx *store.Tx) error {
+		if recording != nil {
+			if err := tx.PutRecording(recording); err != nil {
+				return err
+			}
+		}
+		return tx.PutCall(&rec)
+	})
 }
 
 // finish completes the record and the metrics; talk time counts from the answer.
 func (s *Switch) finish(c *call, disposition string, status int, reason string) {
+	if c.ms != nil {
+		c.recording = c.ms.Close(&c.rec)
+	}
 	end := s.now().UTC()
 	c.rec.End, c.rec.Disposition, c.rec.FinalStatus, c.rec.EndReason = end, disposition, status, reason
 	if !c.rec.Answer.IsZero() {
@@ -384,17 +414,23 @@ func (s *Switch) ringLine(c *call, line string, offer []byte, ms MediaSession, t
 }
 
 // relayProvisional passes 180/183 to the caller; 183's SDP goes through media if anchored.
+// While a disclaimer plays the caller already has its 183 and hears the anchor: the
+// business line's provisional answers only tell the media where the line is.
 func (s *Switch) relayProvisional(c *call, r *sipmsg.Response, ms MediaSession) {
 	body := r.Body()
 	var hdrs []sipmsg.Header
-	if len(body) > 0 {
-		if ms != nil {
-			var err error
-			if body, err = ms.Answer(body); err != nil {
-				c.log.Warn("early media answer", "err", err)
-				body = nil
-			}
+	if ms != nil && len(body) > 0 {
+		if err := ms.Callee(body); err != nil {
+			c.log.Warn("early media answer", "err", err)
+			body = nil
+		} else {
+			body = ms.CallerSDP()
 		}
+	}
+	if ms != nil && ms.Early() {
+		return
+	}
+	if len(body) > 0 {
 		if len(body) > 0 {
 			ct := sipmsg.ContentTypeHeader("application/sdp")
 			hdrs = append(hdrs, &ct)
@@ -449,15 +485,25 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 		c.log.Warn("ack business line", "err", err)
 	}
 	answer := b.InviteResponse.Body()
-	if ms != nil && len(answer) > 0 {
-		if answer, err = ms.Answer(answer); err != nil {
-			c.log.Warn("media answer", "err", err)
-			s.hangup(c, legCallee, "media")
-			c.rec.HangupBy = "switch"
-			s.finish(c, DispFailed, 488, "media")
-			a.Respond(488, "Not Acceptable Here", nil)
+	var mediaDone <-chan struct{}
+	if ms != nil {
+		if len(answer) > 0 {
+			if err = ms.Callee(answer); err != nil {
+				c.log.Warn("media answer", "err", err)
+				s.hangup(c, legCallee, "media")
+				c.rec.HangupBy = "switch"
+				s.finish(c, DispFailed, 488, "media")
+				a.Respond(488, "Not Acceptable Here", nil)
+				return
+			}
+		}
+		ms.Answered()
+		if !s.awaitBridge(c, b, ms) {
 			return
 		}
+		c.rec.Answer = s.now().UTC() // the caller is connected from here
+		ms.Bridge()
+		answer, mediaDone = ms.CallerSDP(), ms.Done()
 	}
 	var hdrs []sipmsg.Header
 	if len(answer) > 0 {
@@ -489,6 +535,8 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 		c.hungUpBy(legCallee)
 	case <-limit.C:
 		reason = "max_duration"
+	case <-mediaDone:
+		reason = "rtp_timeout"
 	case <-s.base.Done():
 		reason = "shutdown"
 	}
@@ -505,6 +553,33 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 		s.hangup(c, legCallee, reason)
 	}
 	s.finish(c, DispAnswered, 200, reason)
+}
+
+// awaitBridge waits, with the business line answered, until the media may bridge (the
+// disclaimer and whisper are over). It ends the call and returns false when a side hangs up
+// or the switch shuts down first.
+func (s *Switch) awaitBridge(c *call, b *sipgo.DialogClientSession, ms MediaSession) bool {
+	select {
+	case <-ms.Ready():
+		return true
+	case <-c.a.Context().Done(): // the caller cancelled; the transaction layer answered 487
+		c.hungUpBy(legCaller)
+		s.hangup(c, legCallee, "cancelled")
+		c.rec.HangupBy = legCaller.String()
+		s.finish(c, DispCancelled, 487, "cancelled during the disclaimer")
+	case <-b.Context().Done():
+		c.rec.HangupBy = legCallee.String()
+		s.finish(c, DispFailed, 480, "business line hung up during the disclaimer")
+		if err := c.a.Respond(480, "Temporarily Unavailable", nil); err == nil {
+			s.m.response("sent", 480)
+		}
+	case <-s.base.Done():
+		s.hangup(c, legCallee, "shutdown")
+		c.rec.HangupBy = "switch"
+		s.finish(c, DispFailed, 503, "shutdown")
+		c.a.Respond(503, "Service Unavailable", nil)
+	}
+	return false
 }
 
 func byeLeg(c *call) leg { return leg(c.byeFrom.Load()) }

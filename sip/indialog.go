@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -152,6 +153,14 @@ func (s *Switch) relay(c *call, from leg, b *sipgo.DialogClientSession, req *sip
 		}
 	}
 	if body := req.Body(); len(body) > 0 {
+		if c.ms != nil && isSDP(req.ContentType()) {
+			var err error
+			if body, err = c.ms.Rewrite(from == legCaller, body); err != nil {
+				c.log.Info("in-dialog SDP refused", "err", err)
+				s.respond(req, tx, 488, "Not Acceptable Here")
+				return nil, false
+			}
+		}
 		out.SetBody(body)
 	}
 
@@ -182,8 +191,15 @@ func (s *Switch) relay(c *call, from leg, b *sipgo.DialogClientSession, req *sip
 		return nil, false
 	}
 	s.m.response("received", res.StatusCode)
-	reply := sipmsg.NewResponseFromRequest(req, res.StatusCode, res.Reason, res.Body())
-	if h := res.ContentType(); h != nil && len(res.Body()) > 0 {
+	body := res.Body()
+	if c.ms != nil && len(body) > 0 && isSDP(res.ContentType()) {
+		if body, err = c.ms.Rewrite(from != legCaller, body); err != nil {
+			c.log.Info("in-dialog SDP answer refused", "err", err)
+			body = nil
+		}
+	}
+	reply := sipmsg.NewResponseFromRequest(req, res.StatusCode, res.Reason, body)
+	if h := res.ContentType(); h != nil && len(body) > 0 {
 		reply.AppendHeader(sipmsg.HeaderClone(h))
 	}
 	if req.IsInvite() && res.IsSuccess() {
@@ -194,4 +210,8 @@ func (s *Switch) relay(c *call, from leg, b *sipgo.DialogClientSession, req *sip
 		c.log.Debug("session changed", "from", from.String())
 	}
 	return reply, true
+}
+
+func isSDP(h *sipmsg.ContentTypeHeader) bool {
+	return h != nil && strings.EqualFold(h.Value(), "application/sdp")
 }

@@ -135,6 +135,33 @@ type Customer struct {
 	RingTimeout time.Duration `json:"ring_timeout,omitzero"`
 	// MaxCallDuration is the fair-use limit of one call (0: the switch default, 4h).
 	MaxCallDuration time.Duration `json:"max_call_duration,omitzero"`
+	// Recording says which of the customer's calls are recorded.
+	Recording RecordingPolicy `json:"recording,omitzero"`
+	// Prompts are played on every call; NumberPrompts override them per tracked number.
+	Prompts       Prompts            `json:"prompts,omitzero"`
+	NumberPrompts map[string]Prompts `json:"number_prompts,omitempty"`
+}
+
+// RecordingPolicy says which calls of a customer are recorded.
+type RecordingPolicy struct {
+	Enabled bool `json:"enabled,omitempty"`
+	// Numbers and Channels narrow recording to calls to these tracked numbers (E.164) or
+	// attributed to these channels; both empty records every call.
+	Numbers  []string `json:"numbers,omitempty"`
+	Channels []string `json:"channels,omitempty"`
+	// ProfessionalSecrecy marks a customer bound by professional secrecy (doctors, lawyers,
+	// notaries, accountants, psychologists, interpreters): its calls are recorded only once
+	// ConsentConfirmed is set.
+	ProfessionalSecrecy bool `json:"professional_secrecy,omitempty"`
+	ConsentConfirmed    bool `json:"recording_consent_confirmed,omitempty"`
+}
+
+// Prompts are the audio played on a call: Disclaimer to the caller before the bridge,
+// Whisper to the business line. Each is "" (none), "default" (the built-in disclaimer) or
+// the path of an 8 kHz mono 16-bit PCM WAV file.
+type Prompts struct {
+	Disclaimer string `json:"disclaimer,omitempty"`
+	Whisper    string `json:"whisper,omitempty"`
 }
 
 // ChannelRule matches a visit parameter against a glob pattern ('*' matches any run).
@@ -231,6 +258,31 @@ type Call struct {
 	CallIDA      string    `json:"call_id_a,omitempty"`
 	CallIDB      string    `json:"call_id_b,omitempty"`
 	RecordingID  string    `json:"recording_id,omitempty"`
+	// Media holds the RTP statistics of an anchored call (nil for direct media).
+	Media *CallMedia `json:"media,omitempty"`
+	// NotRecordedReason says why a call of a recording customer was not recorded.
+	NotRecordedReason string `json:"not_recorded_reason,omitempty"`
+}
+
+// CallMedia is what the media anchor saw of a call.
+type CallMedia struct {
+	CallerCodec string `json:"caller_codec"`
+	CalleeCodec string `json:"business_line_codec,omitempty"`
+	// FromCaller and FromCallee count the RTP received from each leg.
+	FromCaller StreamStats `json:"from_caller"`
+	FromCallee StreamStats `json:"from_business_line"`
+	// StrictSourceDrops counts packets from addresses other than the leg's; BadRTP counts
+	// packets that were not valid RTP.
+	StrictSourceDrops uint64 `json:"strict_source_drops,omitempty"`
+	BadRTP            uint64 `json:"bad_rtp,omitempty"`
+}
+
+// StreamStats describe one direction of RTP (RFC 3550 §6.4.1, A.3, A.8).
+type StreamStats struct {
+	Packets  uint64  `json:"packets"`
+	Bytes    uint64  `json:"bytes"`
+	Lost     int64   `json:"lost"`
+	JitterMs float64 `json:"jitter_ms"`
 }
 
 // Recording is the stereo audio file of a call. The audio is a file; this is its metadata.
@@ -242,4 +294,5 @@ type Recording struct {
 	Duration   time.Duration `json:"duration"`
 	Size       int64         `json:"size"`
 	SHA256     string        `json:"sha256"`
+	Created    time.Time     `json:"created"`
 }
