@@ -1,0 +1,174 @@
+package recordings
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/trackline/trackline/media/g711"
+)
+
+// SamplesPerChunk is the length of a Chunk: one second at 8000 Hz.
+const SamplesPerChunk = 8000
+
+// Chunk is one second (8000 samples) of both channels, µ-law, aligned in time.
+type Chunk struct {
+	Index uint32                // second number since the recording started (0, 1, 2, ...)
+	N     int                   // valid samples, 8000 except in a call's last chunk (0 < N <= 8000)
+	L, R  [SamplesPerChunk]byte // L = caller, R = business line; µ-law; untouched samples are silence 0xFF
+}
+
+// Info describes a finished (or repaired) recording file.
+type Info struct {
+	CustomerID string
+	CallID     string
+	Path       string        // absolute path of the .wav
+	Rel        string        // path relative to the Recorder's Dir, slash-separated
+	Duration   time.Duration // play time of the audio
+	Size       int64         // file size in bytes, header included
+	SHA256     string        // hex sha256 of the whole file
+	Dropped    int64         // chunks dropped while recording (0 for a repaired file)
+}
+
+// Recording states (Recording.state).
+const (
+	stateOpen uint32 = iota
+	stateDone        // Finish or Abort called
+)
+
+// Recording is one call's recording in progress. NewChunk and Submit may be called from
+// the packet path; Finish and Abort block and belong to the call's owner goroutine, after
+// the packet path stopped submitting.
+type Recording struct {
+	r          *Recorder
+	w          *worker
+	customerID string
+	callID     string
+	part       string // absolute path of the .wav.part
+	rel        string // slash-separated path of the final .wav relative to Dir
+	f          *os.File
+
+	state   atomic.Uint32
+	aborted atomic.Bool // the worker skips the chunks still queued
+	dropped atomic.Int64
+
+	// Owned by the worker until it closes done (or exits); read by Finish after that.
+	next  uint32 // index of the next chunk expected
+	end   int64  // audio bytes written, as the last chunk's N counts them
+	ended bool   // the end op was handled: later chunks are dropped
+	err   error  // first write error; later chunks are dropped
+	done  chan struct{}
+}
+
+// NewChunk returns a chunk for second index from the Recorder's free pool, both channels
+// silence (0xFF) and N = 8000. It does not allocate in steady state.
+func (rec *Recording) NewChunk(index uint32) *Chunk {
+	c := rec.r.chunks.Get().(*Chunk)
+	c.Index, c.N = index, SamplesPerChunk
+	c.L[0] = g711.ULawSilence // doubling copies fill the rest
+	for n := 1; n < len(c.L); n *= 2 {
+		copy(c.L[n:], c.L[:n])
+	}
+	c.R = c.L
+	return c
+}
+
+// Release gives back to the free pool a chunk that will not be submitted; the caller must
+// not touch it afterwards.
+func (rec *Recording) Release(c *Chunk) {
+	if c != nil {
+		rec.r.chunks.Put(c)
+	}
+}
+
+// Submit queues c to this recording's worker without blocking, and hands c over: the
+// caller must not touch it afterwards. When the worker's queue is full (or the recording
+// or Recorder is closed) the chunk is dropped, counted and returned to the pool, and
+// Submit returns false. It takes no lock and never waits, so it is safe on a locked OS
+// thread that must not block.
+func (rec *Recording) Submit(c *Chunk) bool {
+	if c == nil {
+		return false
+	}
+	if rec.state.Load() == stateOpen && !rec.r.closed.Load() {
+		select {
+		case rec.w.q <- item{op: opChunk, rec: rec, c: c}:
+			return true
+		default:
+		}
+	}
+	rec.drop(c)
+	return false
+}
+
+// drop counts a chunk that will not be written and returns it to the pool.
+func (rec *Recording) drop(c *Chunk) {
+	rec.dropped.Add(1)
+	rec.r.m.dropped.Inc()
+	rec.r.chunks.Put(c)
+}
+
+// Finish waits until the recording's queued chunks are written, fixes the header sizes,
+// fsyncs the file, renames .wav.part to .wav, fsyncs the directory and hashes the file.
+// A recording whose chunks were all dropped still becomes a valid (empty or
+// silence-filled) WAV. After a write error the file is still finished with the audio
+// written before it, and Info is returned together with the error. Finish after Finish or
+// Abort gives ErrDone; after the Recorder's Close, ErrClosed (the .part stays for Repair).
+func (rec *Recording) Finish() (Info, error) {
+	if !rec.state.CompareAndSwap(stateOpen, stateDone) {
+		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, ErrDone)
+	}
+	if !rec.r.release(rec) {
+		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, ErrClosed)
+	}
+	rec.stop()
+	if err := finalize(rec.f, rec.part, rec.end); err != nil {
+		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, err)
+	}
+	info := Info{
+		CustomerID: rec.customerID,
+		CallID:     rec.callID,
+		Path:       rec.part[:len(rec.part)-len(partSuffix)],
+		Rel:        rec.rel,
+		Duration:   durationOf(rec.end),
+		Dropped:    rec.dropped.Load(),
+	}
+	var err error
+	if info.SHA256, info.Size, err = fileSHA256(info.Path); err != nil {
+		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, err)
+	}
+	rec.r.m.written.Inc()
+	if rec.err != nil {
+		return info, fmt.Errorf("finish recording %s: audio after %s lost: %w", rec.callID, info.Duration, rec.err)
+	}
+	return info, nil
+}
+
+// Abort discards the recording: queued chunks are skipped and the .part is removed. It is
+// for a call that turns out not to be recorded. Abort after Finish or Abort does nothing.
+func (rec *Recording) Abort() {
+	if !rec.state.CompareAndSwap(stateOpen, stateDone) {
+		return
+	}
+	rec.aborted.Store(true)
+	if rec.r.release(rec) {
+		rec.stop()
+		rec.f.Close()
+	} // else Close closed the file already.
+	os.Remove(rec.part)
+}
+
+// stop hands the worker the end marker behind the queued chunks and waits until it was
+// handled, or the worker exited (Close): either way the worker no longer touches rec.
+func (rec *Recording) stop() {
+	select {
+	case rec.w.q <- item{op: opEnd, rec: rec}:
+	case <-rec.w.exited:
+		return
+	}
+	select {
+	case <-rec.done:
+	case <-rec.w.exited:
+	}
+}

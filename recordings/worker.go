@@ -1,0 +1,125 @@
+package recordings
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/trackline/trackline/media/g711"
+)
+
+type opKind uint8
+
+const (
+	opUnknown opKind = iota
+	opChunk          // write c
+	opEnd            // no more chunks for rec: mark it ended, close rec.done
+	opSync           // close done, then wait for release if set (tests and benchmarks)
+)
+
+// item is one queue entry; sent by value so queueing allocates nothing.
+type item struct {
+	op      opKind
+	rec     *Recording
+	c       *Chunk
+	done    chan struct{}
+	release chan struct{}
+}
+
+// worker owns one queue and writes the chunks of the recordings assigned to it, in order.
+type worker struct {
+	r      *Recorder
+	q      chan item
+	exited chan struct{} // closed when run returns
+	buf    [chunkBytes]byte
+}
+
+// run handles items until the Recorder closes, then drains what is queued and returns.
+func (w *worker) run() {
+	defer w.r.wg.Done()
+	defer close(w.exited)
+	for {
+		select {
+		case it := <-w.q:
+			w.handle(it)
+		case <-w.r.quit:
+			for {
+				select {
+				case it := <-w.q:
+					w.handle(it)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (w *worker) handle(it item) {
+	switch it.op {
+	case opChunk:
+		w.write(it.rec, it.c)
+	case opEnd:
+		it.rec.ended = true
+		close(it.rec.done)
+	case opSync:
+		close(it.done)
+		if it.release != nil {
+			<-it.release
+		}
+	}
+}
+
+// write puts chunk c of rec at its place in the file: first silence for any seconds
+// missing since the last chunk, so that a dropped chunk does not shift later audio.
+func (w *worker) write(rec *Recording, c *Chunk) {
+	if rec.aborted.Load() {
+		w.r.chunks.Put(c)
+		return
+	}
+	if rec.ended || rec.err != nil || c.Index < rec.next || c.Index >= w.r.maxChunks ||
+		c.N <= 0 || c.N > SamplesPerChunk {
+		rec.drop(c)
+		return
+	}
+	start := time.Now()
+	var written int
+	for ; rec.next < c.Index; rec.next++ {
+		n, err := rec.f.WriteAt(w.r.silence, offset(rec.next))
+		written += n
+		if err != nil {
+			rec.err = err
+			break
+		}
+		rec.end = offset(rec.next+1) - headerSize
+	}
+	if rec.err == nil {
+		decode(&w.buf, c)
+		n, err := rec.f.WriteAt(w.buf[:], offset(c.Index))
+		written += n
+		if err != nil {
+			rec.err = err
+		} else {
+			rec.next = c.Index + 1
+			rec.end = int64(c.Index)*chunkBytes + int64(c.N)*frameSize
+		}
+	}
+	w.r.m.bytes.Add(float64(written))
+	w.r.m.writeSeconds.Observe(time.Since(start).Seconds())
+	if rec.err != nil {
+		rec.drop(c) // its audio did not make it to the file
+		return
+	}
+	w.r.chunks.Put(c)
+}
+
+// offset is where second i starts in the file.
+func offset(i uint32) int64 { return headerSize + int64(i)*chunkBytes }
+
+// decode expands both µ-law channels of c into interleaved little-endian PCM16 frames.
+func decode(buf *[chunkBytes]byte, c *Chunk) {
+	tab := &g711.ULawToLinear
+	for i := range SamplesPerChunk {
+		l, r := uint16(tab[c.L[i]]), uint16(tab[c.R[i]])
+		binary.LittleEndian.PutUint32(buf[4*i:], uint32(l)|uint32(r)<<16)
+	}
+}
