@@ -14,12 +14,19 @@ import (
 
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/pool/e164"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 	"gopkg.in/yaml.v3"
 )
 
 //go:embed trackline.yaml
 var defaultYAML []byte
+
+// DefaultDisclaimer is the built-in disclaimer (Dutch, then English), the prompt a customer
+// names "default". See prompts/README.md.
+//
+//go:embed prompts/disclaimer.wav
+var DefaultDisclaimer []byte
 
 // Config is the whole configuration.
 type Config struct {
@@ -29,6 +36,8 @@ type Config struct {
 	AdminToken  string     `yaml:"admin_token"`
 	Pool        PoolConfig `yaml:"pool"`
 	SIP         SIPConfig  `yaml:"sip"`
+	Media       Media      `yaml:"media"`
+	Recordings  Recordings `yaml:"recordings"`
 	Runtime     Runtime    `yaml:"runtime"`
 	Customers   []Customer `yaml:"customers"`
 }
@@ -54,6 +63,37 @@ type SIPConfig struct {
 	// TransactionLinger is how long a finished transaction stays to absorb retransmissions
 	// (RFC 3261 Timers D, J, L and M; 32 s in the RFC). See docs/api.md.
 	TransactionLinger time.Duration `yaml:"transaction_linger"`
+}
+
+// Media configures the RTP anchor (package media).
+type Media struct {
+	IP          string        `yaml:"ip"`           // IPv4 address the RTP sockets bind to (default: the SIP listen host)
+	Announce    string        `yaml:"announce"`     // address written in SDP (default: ip)
+	RTPPorts    string        `yaml:"rtp_ports"`    // "min-max" (default 20000-29999)
+	RTPTimeout  time.Duration `yaml:"rtp_timeout"`  // no RTP this long ends a call (default 60s; -1s disables)
+	LatchWindow time.Duration `yaml:"latch_window"` // NAT latching window (default 3s)
+	Loops       int           `yaml:"loops"`        // packet loops (default 1)
+}
+
+// Ports parses RTPPorts.
+func (m *Media) Ports() (lo, hi int, err error) {
+	a, b, ok := strings.Cut(m.RTPPorts, "-")
+	if ok {
+		lo, err = strconv.Atoi(strings.TrimSpace(a))
+		if err == nil {
+			hi, err = strconv.Atoi(strings.TrimSpace(b))
+		}
+	}
+	if !ok || err != nil || lo < 1024 || hi > 65535 || hi-lo < 3 {
+		return 0, 0, fmt.Errorf("%q: want \"min-max\" within 1024-65535, at least 4 ports", m.RTPPorts)
+	}
+	return lo, hi, nil
+}
+
+// Recordings configures where and how recordings are written.
+type Recordings struct {
+	Dir     string `yaml:"dir"`     // default <data_dir>/recordings
+	Workers int    `yaml:"workers"` // writer goroutines (default 2)
 }
 
 // Trunk is an inbound trunk: where it sends from, and optional digest credentials.
@@ -110,6 +150,26 @@ type Customer struct {
 	Pool            []string      `yaml:"pool"`
 	PoolRange       *Range        `yaml:"pool_range"`
 	Channels        []Channel     `yaml:"channels"`
+	Recording       Recording     `yaml:"recording"`
+	Prompts         Prompts       `yaml:"prompts"`
+	// NumberPrompts override Prompts for calls to one tracked number (E.164 key).
+	NumberPrompts map[string]Prompts `yaml:"number_prompts"`
+}
+
+// Recording is a customer's recording policy (store.RecordingPolicy).
+type Recording struct {
+	Enabled             bool     `yaml:"enabled"`
+	Numbers             []string `yaml:"numbers"`
+	Channels            []string `yaml:"channels"`
+	ProfessionalSecrecy bool     `yaml:"professional_secrecy"`
+	ConsentConfirmed    bool     `yaml:"recording_consent_confirmed"`
+}
+
+// Prompts name a customer's prompts: "" none, "default" the built-in disclaimer, or the
+// path of an 8 kHz mono 16-bit PCM WAV.
+type Prompts struct {
+	Disclaimer string `yaml:"disclaimer"`
+	Whisper    string `yaml:"whisper"`
 }
 
 // Range is a run of consecutive numbers.
@@ -209,6 +269,21 @@ func (c *Config) defaults() {
 	if c.SIP.TransactionLinger == 0 {
 		c.SIP.TransactionLinger = 6 * time.Second
 	}
+	if c.Media.RTPPorts == "" {
+		c.Media.RTPPorts = "20000-29999"
+	}
+	if c.Media.RTPTimeout == 0 {
+		c.Media.RTPTimeout = 60 * time.Second
+	}
+	if c.Media.LatchWindow == 0 {
+		c.Media.LatchWindow = 3 * time.Second
+	}
+	if c.Media.Loops == 0 {
+		c.Media.Loops = 1
+	}
+	if c.Recordings.Workers == 0 {
+		c.Recordings.Workers = 2
+	}
 	for i := range c.Customers {
 		cu := &c.Customers[i]
 		if cu.Status == "" {
@@ -278,6 +353,26 @@ func (c *Config) Check() Problems {
 	if c.Runtime.MemoryLimitMB != -1 && c.Runtime.MemoryLimitMB < 64 {
 		add("runtime.memory_limit_mb", "must be at least 64, or -1 for none")
 	}
+	if _, _, err := c.Media.Ports(); err != nil {
+		add("media.rtp_ports", "%v", err)
+	}
+	for _, a := range []struct{ path, v string }{{"media.ip", c.Media.IP}, {"media.announce", c.Media.Announce}} {
+		if ip, err := netip.ParseAddr(a.v); a.v != "" && (err != nil || !ip.Is4()) {
+			add(a.path, "%q is not an IPv4 address", a.v)
+		}
+	}
+	if c.Media.RTPTimeout < 0 && c.Media.RTPTimeout != -time.Second || c.Media.RTPTimeout > 0 && c.Media.RTPTimeout < time.Second {
+		add("media.rtp_timeout", "must be at least 1s, or -1s to disable")
+	}
+	if c.Media.LatchWindow < 0 || c.Media.LatchWindow > time.Minute {
+		add("media.latch_window", "must be between 0 and 1m")
+	}
+	if c.Media.Loops < 1 || c.Media.Loops > 16 {
+		add("media.loops", "must be between 1 and 16")
+	}
+	if c.Recordings.Workers < 1 || c.Recordings.Workers > 64 {
+		add("recordings.workers", "must be between 1 and 64")
+	}
 	numbers := map[string]string{}
 	ids := map[string]string{}
 	keys := map[string]string{}
@@ -299,6 +394,18 @@ func (c *Config) Check() Problems {
 		}
 		if cu.MaxCallDuration != 0 && (cu.MaxCallDuration < time.Second || cu.MaxCallDuration > 48*time.Hour) {
 			add(at+".max_call_duration", "must be between 1s and 48h")
+		}
+		checkPrompts(at+".prompts", cu.Prompts, add)
+		for n, np := range cu.NumberPrompts {
+			if !e164.Valid(n) {
+				add(at+".number_prompts", "%q is not E.164", n)
+			}
+			checkPrompts(at+".number_prompts."+n, np, add)
+		}
+		for j, n := range cu.Recording.Numbers {
+			if !e164.Valid(n) {
+				add(fmt.Sprintf("%s.recording.numbers[%d]", at, j), "%q is not E.164", n)
+			}
 		}
 		if prev, dup := ids[cu.ID]; dup {
 			add(at+".id", "%q repeats %s", cu.ID, prev)
@@ -365,7 +472,36 @@ func (cu *Customer) Record() (store.Customer, error) {
 		AllowedOrigins: cu.AllowedOrigins, BusinessLines: cu.BusinessLines,
 		DisplayNumbers: cu.DisplayNumbers, DisplayFormat: cu.DisplayFormat,
 		RingTimeout: cu.RingTimeout, MaxCallDuration: cu.MaxCallDuration,
+		Recording: store.RecordingPolicy{
+			Enabled: cu.Recording.Enabled, Numbers: cu.Recording.Numbers, Channels: cu.Recording.Channels,
+			ProfessionalSecrecy: cu.Recording.ProfessionalSecrecy, ConsentConfirmed: cu.Recording.ConsentConfirmed,
+		},
+		Prompts:       store.Prompts(cu.Prompts),
+		NumberPrompts: numberPrompts(cu.NumberPrompts),
 	}, err
+}
+
+func numberPrompts(m map[string]Prompts) map[string]store.Prompts {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]store.Prompts, len(m))
+	for k, v := range m {
+		out[k] = store.Prompts(v)
+	}
+	return out
+}
+
+// checkPrompts loads each named prompt file, so a wrong file is reported at start.
+func checkPrompts(at string, p Prompts, add func(path, f string, args ...any)) {
+	for _, x := range []struct{ key, name string }{{"disclaimer", p.Disclaimer}, {"whisper", p.Whisper}} {
+		if x.name == "" || x.name == "default" {
+			continue
+		}
+		if _, err := recordings.LoadPrompt(x.name); err != nil {
+			add(at+"."+x.key, "%v", err)
+		}
+	}
 }
 
 // Numbers expands the range.

@@ -1,0 +1,380 @@
+// Package media anchors the RTP of calls that need it: calls that are recorded, or that
+// play a disclaimer or whisper prompt. It rewrites both legs' SDP onto its own ports,
+// relays packets between the legs with strict-source latching, transcodes between the
+// G.711 laws, keeps RFC 3550 statistics, plays prompts and hands audio to the recorder.
+//
+// The packet path runs in a few epoll loops on locked OS threads (Config.Loops, one by
+// default), over raw non-blocking sockets, and allocates nothing per packet.
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/recordings"
+	"github.com/trackline/trackline/sip"
+	"github.com/trackline/trackline/store"
+)
+
+// Config configures the anchor.
+type Config struct {
+	IP       netip.Addr // the IPv4 address the RTP sockets bind to
+	Announce netip.Addr // the address written in SDP (default: IP)
+	// PortMin and PortMax bound the RTP ports; each leg takes an even port for RTP and the
+	// odd one above it for RTCP.
+	PortMin, PortMax int
+	// RTPTimeout ends a bridged call when a leg sends no RTP for this long (not on hold);
+	// 0 means 60 s, negative disables it.
+	RTPTimeout time.Duration
+	// LatchWindow is how long after its SDP a leg latches onto the first source seen even if
+	// it is not the announced address (NAT); 0 means 3 s.
+	LatchWindow time.Duration
+	Loops       int // packet loops (default 1; at most one per core)
+	// DefaultDisclaimer is the WAV played for the prompt name "default".
+	DefaultDisclaimer []byte
+}
+
+func (c *Config) defaults() error {
+	if !c.IP.IsValid() {
+		c.IP = netip.MustParseAddr("127.0.0.1")
+	}
+	if !c.IP.Is4() {
+		return fmt.Errorf("media: %s: the RTP address must be IPv4", c.IP)
+	}
+	if !c.Announce.IsValid() {
+		c.Announce = c.IP
+	}
+	if c.PortMin == 0 && c.PortMax == 0 {
+		c.PortMin, c.PortMax = 20000, 29999
+	}
+	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMax-c.PortMin < 3 {
+		return fmt.Errorf("media: RTP port range %d-%d: want at least 4 ports within 1024-65535", c.PortMin, c.PortMax)
+	}
+	if c.RTPTimeout == 0 {
+		c.RTPTimeout = 60 * time.Second
+	}
+	if c.LatchWindow <= 0 {
+		c.LatchWindow = 3 * time.Second
+	}
+	if c.Loops <= 0 {
+		c.Loops = 1
+	}
+	return nil
+}
+
+// Customers looks a customer up (pool.Pool.Customer).
+type Customers func(id string) (store.Customer, error)
+
+// Engine is the media anchor: it implements sip.Media.
+type Engine struct {
+	cfg       Config
+	announce  netip.Addr
+	customers Customers
+	rec       *recordings.Recorder
+	log       *slog.Logger
+	m         metrics
+
+	ports *ports
+	slots []atomic.Pointer[leg] // by port pair
+	loops []*loop
+	next  atomic.Uint32
+
+	promptMu sync.Mutex
+	prompts  map[string]*Prompt
+}
+
+var _ sip.Media = (*Engine)(nil)
+
+// New starts the anchor's loops. rec may be nil when nothing is recorded.
+func New(cfg Config, customers Customers, rec *recordings.Recorder, reg prometheus.Registerer, log *slog.Logger) (*Engine, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Engine{
+		cfg: cfg, announce: cfg.Announce, customers: customers, rec: rec, log: log,
+		ports: newPorts(cfg.PortMin, cfg.PortMax), prompts: map[string]*Prompt{},
+	}
+	e.slots = make([]atomic.Pointer[leg], e.ports.pairs())
+	e.m = newMetrics(reg, e.ports)
+	for range cfg.Loops {
+		l, err := newLoop(e)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("media: %w", err)
+		}
+		e.loops = append(e.loops, l)
+		go l.run()
+	}
+	return e, nil
+}
+
+// Close stops the loops; sessions still open lose their sockets.
+func (e *Engine) Close() {
+	for _, l := range e.loops {
+		l.close()
+	}
+	e.loops = nil
+}
+
+// plan is what the anchor does for one call.
+type plan struct {
+	record     bool
+	disclaimer *Prompt
+	whisper    *Prompt
+}
+
+// planFor applies the customer's recording rules and prompts to a call.
+func (e *Engine) planFor(info *sip.CallInfo, c store.Customer) (plan, error) {
+	var p plan
+	pr := c.Prompts
+	if np, ok := c.NumberPrompts[info.Dialled]; ok {
+		if np.Disclaimer != "" {
+			pr.Disclaimer = np.Disclaimer
+		}
+		if np.Whisper != "" {
+			pr.Whisper = np.Whisper
+		}
+	}
+	var err error
+	if p.disclaimer, err = e.prompt(pr.Disclaimer); err != nil {
+		return p, err
+	}
+	if p.whisper, err = e.prompt(pr.Whisper); err != nil {
+		return p, err
+	}
+	rp := c.Recording
+	if rp.Enabled && (len(rp.Numbers) == 0 && len(rp.Channels) == 0 || contains(rp.Numbers, info.Dialled) || containsFold(rp.Channels, info.Channel)) {
+		p.record = true
+		if rp.ProfessionalSecrecy && !rp.ConsentConfirmed {
+			p.record = false
+			info.NotRecorded = "recording consent not confirmed"
+			e.m.refused.WithLabelValues("consent").Inc()
+			e.log.Warn("call not recorded: the customer is bound by professional secrecy and has not confirmed recording consent",
+				"call_id", info.CallID, "customer", info.CustomerID)
+		} else if e.rec == nil {
+			p.record = false
+			info.NotRecorded = "no recordings directory"
+			e.m.refused.WithLabelValues("no_recorder").Inc()
+		}
+	}
+	return p, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(list []string, v string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// prompt loads (once) the prompt named by a customer: "" none, "default", or a WAV path.
+func (e *Engine) prompt(name string) (*Prompt, error) {
+	if name == "" {
+		return nil, nil
+	}
+	e.promptMu.Lock()
+	defer e.promptMu.Unlock()
+	if p, ok := e.prompts[name]; ok {
+		return p, nil
+	}
+	var pcm []int16
+	var err error
+	if name == "default" {
+		if len(e.cfg.DefaultDisclaimer) == 0 {
+			return nil, errors.New("media: no default disclaimer configured")
+		}
+		pcm, err = recordings.ParsePrompt(e.cfg.DefaultDisclaimer)
+	} else {
+		pcm, err = recordings.LoadPrompt(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := NewPrompt(name, pcm)
+	e.prompts[name] = p
+	return p, nil
+}
+
+// CheckPrompt loads a prompt as a call would, for configuration checks.
+func (e *Engine) CheckPrompt(name string) error {
+	_, err := e.prompt(name)
+	return err
+}
+
+// Anchor implements sip.Media. It returns a nil session when the call needs no anchor.
+func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (sip.MediaSession, error) {
+	cust, err := e.customers(info.CustomerID)
+	if err != nil {
+		return nil, nil
+	}
+	p, err := e.planFor(info, cust)
+	if err != nil {
+		// A broken prompt must not cost the call: it goes on without prompts.
+		e.log.Error("prompt", "call_id", info.CallID, "err", err)
+		p.disclaimer, p.whisper = nil, nil
+	}
+	if !p.record && p.disclaimer == nil && p.whisper == nil {
+		return nil, nil
+	}
+	if len(offer) == 0 {
+		// A late offer (INVITE without SDP) leaves no way to play early media: the call
+		// goes on with direct media, unrecorded.
+		if p.record {
+			info.NotRecorded = "INVITE without SDP (late offer)"
+		}
+		e.log.Info("late offer: media not anchored", "call_id", info.CallID)
+		return nil, nil
+	}
+	d, err := parseDesc(offer)
+	if err != nil {
+		return nil, sdpErr(err)
+	}
+	s := &Session{e: e, info: *info, plan: p, ready: make(chan struct{}), done: make(chan struct{})}
+	if err := e.allocate(s); err != nil {
+		return nil, err
+	}
+	now := monoNow()
+	a, b := &s.legs[caller], &s.legs[callee]
+	a.law, a.te, a.dir = d.laws[0], d.te, d.dir
+	a.setRemote(d.addr, e.cfg.LatchWindow, now)
+	b.law = a.law // until the business line answers
+	laws := []g711.Law{a.law, g711.ALaw}
+	if a.law == g711.ALaw {
+		laws[1] = g711.ULaw
+	}
+	s.callerSDP = a.orig.build(sdpOut{ip: e.announce, port: a.port, laws: []g711.Law{a.law}, te: d.te, dir: answerDir(d.dir), index: d.index, streams: d.streams})
+	s.offer = b.orig.build(sdpOut{ip: e.announce, port: b.port, laws: laws, te: d.te, dir: d.dir})
+
+	s.mu.Lock()
+	s.whispering = p.whisper != nil
+	if p.disclaimer != nil {
+		s.disclaiming = true
+		a.play(p.disclaimer, now, s.disclaimerEnded)
+	}
+	s.checkReady()
+	s.mu.Unlock()
+
+	s.lp = e.loops[int(e.next.Add(1))%len(e.loops)]
+	for i := range s.legs {
+		e.slots[s.legs[i].pair].Store(&s.legs[i])
+	}
+	s.lp.add(s)
+	e.m.active.Inc()
+	return s, nil
+}
+
+// disclaimerEnded runs under s.mu after the disclaimer's last frame: the caller hears the
+// ringback tone until the bridge, the business line's wait on silence ends.
+func (s *Session) disclaimerEnded() {
+	s.disclaiming = false
+	a := &s.legs[caller]
+	a.play(ringback, monoNow(), nil)
+	a.onEnd = s.ringbackEnded
+	if s.answered && !s.whispering {
+		s.legs[callee].stopGen()
+	}
+	s.checkReady()
+}
+
+func (s *Session) ringbackEnded() {
+	s.legs[caller].play(ringback, monoNow(), s.ringbackEnded)
+}
+
+// allocate opens the two legs' socket pairs.
+func (e *Engine) allocate(s *Session) error {
+	for i := range s.legs {
+		lg := &s.legs[i]
+		*lg = leg{s: s, side: i, fd: -1, rtcp: -1, out: newOutStream(), orig: origin{id: rand.Uint64() >> 1}}
+		if err := e.openPair(lg); err != nil {
+			for j := range i {
+				l := &s.legs[j]
+				closeFD(l.fd, l.rtcp)
+				e.ports.put(l.pair)
+			}
+			e.m.portsExhausted.Inc()
+			return fmt.Errorf("%w: %v", sip.ErrNotAcceptable, err)
+		}
+	}
+	return nil
+}
+
+// openPair binds a free port pair, skipping pairs another process holds.
+func (e *Engine) openPair(lg *leg) error {
+	for range 16 {
+		pair, ok := e.ports.take()
+		if !ok {
+			return errors.New("no free RTP ports")
+		}
+		port := e.ports.port(pair)
+		fd, err := openUDP(e.cfg.IP, port)
+		if err != nil {
+			e.ports.put(pair)
+			continue
+		}
+		rtcp, err := openUDP(e.cfg.IP, port+1)
+		if err != nil {
+			closeFD(fd)
+			e.ports.put(pair)
+			continue
+		}
+		lg.pair, lg.port, lg.fd, lg.rtcp = pair, port, fd, rtcp
+		return nil
+	}
+	return errors.New("no bindable RTP ports")
+}
+
+// finished publishes a closed session's statistics.
+func (e *Engine) finished(s *Session, m *store.CallMedia) {
+	e.m.active.Dec()
+	e.m.lostCaller.Add(float64(max(m.FromCaller.Lost, 0)))
+	e.m.lostCallee.Add(float64(max(m.FromCallee.Lost, 0)))
+	if m.FromCaller.Packets > 0 {
+		e.m.jitter.WithLabelValues("caller").Observe(m.FromCaller.JitterMs / 1000)
+	}
+	if m.FromCallee.Packets > 0 {
+		e.m.jitter.WithLabelValues("callee").Observe(m.FromCallee.JitterMs / 1000)
+	}
+	if m.CalleeCodec != "" && m.CalleeCodec != m.CallerCodec {
+		e.m.transcoded.Inc()
+	}
+}
+
+// openRecording starts the recording of a session at its bridge.
+func (e *Engine) openRecording(s *Session) (*tap, error) {
+	start := time.Unix(0, s.info.Start)
+	if s.info.Start == 0 {
+		start = time.Now()
+	}
+	r, err := e.rec.Open(s.info.CustomerID, s.info.CallID, start)
+	if err != nil {
+		return nil, err
+	}
+	return newTap(r, monoNow()), nil
+}
+
+// transcode converts G.711 in place between laws.
+var transcode = g711.Transcode

@@ -1,0 +1,408 @@
+package media
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A loop moves the packets of its share of the sessions: one level-triggered epoll set over
+// non-blocking sockets, on a locked OS thread, with the generated audio and the per-second
+// checks driven by epoll_wait's timeout. See ../shared/notes/media-performance.md for why.
+type loop struct {
+	e    *Engine
+	epfd int
+	wfd  int // eventfd that wakes the loop for commands
+
+	mu      sync.Mutex
+	adds    []*Session
+	removes []*Session
+	pending atomic.Bool
+
+	sessions []*Session // owned by the loop goroutine
+	nextSec  int64
+	buf      [2048]byte
+	gbuf     [rtpHeaderLen + frameSamples]byte
+	from     rawAddr
+	cnt      counters
+	stopped  chan struct{}
+	stop     atomic.Bool
+}
+
+// counters are the loop's own tallies, added to the metrics once a second so the packet path
+// touches no shared cache line.
+type counters struct {
+	rx      [2]uint64
+	relayed uint64
+	strict  uint64
+	bad     uint64
+	rtcp    uint64
+	sendErr uint64
+}
+
+// Epoll data: the pair index, with rtcpBit set for a leg's RTCP socket and wakeData for the
+// eventfd.
+const (
+	rtcpBit  = 1 << 30
+	wakeData = -1
+)
+
+func newLoop(e *Engine) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wfd), Pad: wakeData}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wfd)
+		return nil, err
+	}
+	return &loop{e: e, epfd: epfd, wfd: wfd, stopped: make(chan struct{})}, nil
+}
+
+// wake makes the loop look at its commands and generated audio now.
+func (l *loop) wake() {
+	var one = [8]byte{1}
+	unix.Write(l.wfd, one[:])
+}
+
+func (l *loop) add(s *Session) {
+	l.mu.Lock()
+	l.adds = append(l.adds, s)
+	l.mu.Unlock()
+	l.pending.Store(true)
+	l.wake()
+}
+
+func (l *loop) remove(s *Session) {
+	l.mu.Lock()
+	l.removes = append(l.removes, s)
+	l.mu.Unlock()
+	l.pending.Store(true)
+	l.wake()
+}
+
+func (l *loop) close() {
+	l.stop.Store(true)
+	l.wake()
+	<-l.stopped
+	unix.Close(l.epfd)
+	unix.Close(l.wfd)
+}
+
+func (l *loop) run() {
+	runtime.LockOSThread()
+	defer close(l.stopped)
+	events := make([]unix.EpollEvent, 256)
+	l.nextSec = monoNow() + int64(time.Second)
+	timeout := 1000
+	for !l.stop.Load() {
+		n, err := unix.EpollWait(l.epfd, events, timeout)
+		if err != nil && err != unix.EINTR {
+			l.e.log.Error("epoll_wait", "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+		now := monoNow()
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			switch {
+			case ev.Pad == wakeData:
+				var b [8]byte
+				unix.Read(l.wfd, b[:])
+			case ev.Pad&rtcpBit != 0:
+				l.readRTCP(int(ev.Pad &^ rtcpBit))
+			default:
+				l.readRTP(int(ev.Pad), now)
+			}
+		}
+		// Sockets are closed here, after the batch: no event of this batch can name a
+		// descriptor that was closed and reused.
+		if l.pending.Load() {
+			l.commands()
+		}
+		timeout = l.tick(monoNow())
+	}
+	for _, s := range l.sessions {
+		l.release(s)
+	}
+}
+
+// commands registers new sessions' sockets and releases removed ones.
+func (l *loop) commands() {
+	l.mu.Lock()
+	adds, removes := l.adds, l.removes
+	l.adds, l.removes = nil, nil
+	l.pending.Store(false)
+	l.mu.Unlock()
+	for _, s := range adds {
+		ok := true
+		for i := range s.legs {
+			lg := &s.legs[i]
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lg.fd), Pad: int32(lg.pair)}
+			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
+				ok = false
+			}
+			ev = unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lg.rtcp), Pad: int32(lg.pair) | rtcpBit}
+			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lg.rtcp, &ev); err != nil {
+				ok = false
+			}
+		}
+		if !ok {
+			l.e.log.Error("register RTP sockets", "call_id", s.info.CallID)
+		}
+		l.sessions = append(l.sessions, s)
+	}
+	for _, s := range removes {
+		for i, x := range l.sessions {
+			if x == s {
+				last := len(l.sessions) - 1
+				l.sessions[i] = l.sessions[last]
+				l.sessions[last] = nil
+				l.sessions = l.sessions[:last]
+				break
+			}
+		}
+		l.release(s)
+	}
+}
+
+// release closes a session's sockets and returns its ports.
+func (l *loop) release(s *Session) {
+	for i := range s.legs {
+		lg := &s.legs[i]
+		if lg.fd < 0 {
+			continue
+		}
+		l.e.slots[lg.pair].Store(nil)
+		unix.Close(lg.fd)
+		unix.Close(lg.rtcp)
+		lg.fd, lg.rtcp = -1, -1
+		l.e.ports.put(lg.pair)
+	}
+}
+
+// readRTCP drains one RTCP datagram: RTCP ends at the anchor, each leg's endpoint gets none.
+func (l *loop) readRTCP(pair int) {
+	lg := l.e.slots[pair].Load()
+	if lg == nil {
+		return
+	}
+	if _, e := recvfrom(lg.rtcp, l.buf[:], &l.from); e == 0 {
+		l.cnt.rtcp++
+	}
+}
+
+// readRTP is the packet path: one datagram from a leg, checked, counted, recorded and
+// relayed to the other leg. It allocates nothing.
+func (l *loop) readRTP(pair int, now int64) {
+	lg := l.e.slots[pair].Load()
+	if lg == nil {
+		return
+	}
+	n, e := recvfrom(lg.fd, l.buf[:], &l.from)
+	if e != 0 || n <= 0 {
+		return
+	}
+	s := lg.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if !lg.admit(&l.from, now) {
+		s.strictDrops++
+		l.cnt.strict++
+		s.mu.Unlock()
+		return
+	}
+	p := l.buf[:n]
+	start, end, ok := parseRTP(p)
+	if !ok {
+		s.badRTP++
+		l.cnt.bad++
+		s.mu.Unlock()
+		return
+	}
+	pt, seq, ts, ssrc := rtpFields(p)
+	marker := p[1]&0x80 != 0
+	lg.lastRx = now
+	lg.rx.update(ssrc, seq, ts, uint32(now/125_000), n)
+	l.cnt.rx[lg.side]++
+	audio := pt == lg.law.PayloadType()
+	if audio && s.rec != nil {
+		s.rec.write(lg.side, ssrc, ts, p[start:end], lg.law, now)
+	}
+	peer := &s.legs[1-lg.side]
+	if !s.flow || !peer.destOK || peer.gen != genNone {
+		s.mu.Unlock()
+		return
+	}
+	var outPT uint8
+	switch {
+	case audio:
+		outPT = peer.law.PayloadType()
+		if peer.law != lg.law {
+			transcode(p[start:end], lg.law, peer.law)
+		}
+	case pt == lg.te && lg.te != 0 && peer.te != 0:
+		outPT = peer.te
+	case pt == 13: // comfort noise (RFC 3389) has the same meaning on both legs
+		outPT = 13
+	default:
+		s.mu.Unlock()
+		return
+	}
+	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
+	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
+	dest := peer.dest
+	fd := peer.fd
+	s.mu.Unlock()
+	if sendto(fd, p, &dest) != 0 {
+		l.cnt.sendErr++
+		return
+	}
+	l.cnt.relayed++
+}
+
+// tick sends due generated frames and, once a second, checks timeouts, advances recordings
+// and publishes counters. It returns the epoll_wait timeout in milliseconds.
+func (l *loop) tick(now int64) int {
+	due := int64(-1)
+	for _, s := range l.sessions {
+		if !s.generating.Load() {
+			continue
+		}
+		if d := l.generate(s, now); d > 0 && (due < 0 || d < due) {
+			due = d
+		}
+	}
+	if now >= l.nextSec {
+		l.nextSec = now + int64(time.Second)
+		for _, s := range l.sessions {
+			l.second(s, now)
+		}
+		l.publish()
+	}
+	wait := l.nextSec - now
+	if due >= 0 && due-now < wait {
+		wait = due - now
+	}
+	ms := int((wait + 999_999) / 1_000_000)
+	if ms < 0 {
+		ms = 0
+	}
+	return ms
+}
+
+// generate sends the frames due in s's generating legs and returns the next due time.
+func (l *loop) generate(s *Session, now int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0
+	}
+	next := int64(0)
+	active := false
+	for i := range s.legs {
+		lg := &s.legs[i]
+		if lg.gen == genNone {
+			continue
+		}
+		active = true
+		if now-lg.next > 5*frameNanos { // the loop was held up: do not burst, resume from now
+			lg.next = now
+		}
+		for lg.gen != genNone && lg.next <= now {
+			l.sendFrame(lg, now)
+			lg.next += frameNanos
+		}
+		if lg.gen != genNone && (next == 0 || lg.next < next) {
+			next = lg.next
+		}
+	}
+	if !active {
+		s.generating.Store(false)
+	}
+	return next
+}
+
+// sendFrame sends the leg's next generated frame.
+func (l *loop) sendFrame(lg *leg, now int64) {
+	law := lg.law
+	if law == 0 {
+		law = 1
+	}
+	var payload []byte
+	switch lg.gen {
+	case genPrompt:
+		payload = lg.prompt.frame(law, lg.pos)
+		lg.pos++
+		if lg.pos >= lg.prompt.frames {
+			end := lg.onEnd
+			lg.stopGen()
+			if end != nil {
+				end() // may start the next generator on this leg
+			}
+		}
+	default:
+		payload = silence[law]
+	}
+	if !lg.destOK {
+		return
+	}
+	seq, ts, marker := lg.out.generated(now)
+	p := l.gbuf[:rtpHeaderLen+len(payload)]
+	p[0] = 0x80
+	setRTP(p, law.PayloadType(), marker, seq, ts, lg.out.ssrc)
+	copy(p[rtpHeaderLen:], payload)
+	if sendto(lg.fd, p, &lg.dest) != 0 {
+		l.cnt.sendErr++
+	}
+}
+
+// second runs s's once-a-second duties: the RTP timeout and the recording's clock.
+func (l *loop) second(s *Session, now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if s.rec != nil {
+		s.rec.flush(now)
+	}
+	if !s.bridged || s.onHold() || s.e.cfg.RTPTimeout <= 0 {
+		return
+	}
+	for i := range s.legs {
+		if now-s.legs[i].lastRx > int64(s.e.cfg.RTPTimeout) {
+			if !s.doneClosed {
+				s.e.m.timeouts.Inc()
+			}
+			s.end("rtp_timeout")
+			return
+		}
+	}
+}
+
+// publish adds the loop's tallies to the metrics.
+func (l *loop) publish() {
+	m := &l.e.m
+	c := &l.cnt
+	m.rxCaller.Add(float64(c.rx[caller]))
+	m.rxCallee.Add(float64(c.rx[callee]))
+	m.relayed.Add(float64(c.relayed))
+	m.strict.Add(float64(c.strict))
+	m.bad.Add(float64(c.bad))
+	m.rtcp.Add(float64(c.rtcp))
+	m.sendErr.Add(float64(c.sendErr))
+	*c = counters{}
+}

@@ -1,0 +1,84 @@
+package media
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
+
+type metrics struct {
+	active         prometheus.Gauge
+	rxCaller       prometheus.Counter
+	rxCallee       prometheus.Counter
+	lostCaller     prometheus.Counter
+	lostCallee     prometheus.Counter
+	relayed        prometheus.Counter
+	strict         prometheus.Counter
+	bad            prometheus.Counter
+	rtcp           prometheus.Counter
+	sendErr        prometheus.Counter
+	timeouts       prometheus.Counter
+	transcoded     prometheus.Counter
+	portsExhausted prometheus.Counter
+	recorded       prometheus.Counter
+	jitter         *prometheus.HistogramVec
+	refused        *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, p *ports) metrics {
+	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trackline_rtp_packets_total", Help: "Valid RTP packets received, by the leg they came from (caller, callee).",
+	}, []string{"direction"})
+	lost := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trackline_rtp_lost_packets_total", Help: "RTP packets lost (RFC 3550) on the way in, by leg, counted at call end.",
+	}, []string{"direction"})
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trackline_rtp_dropped_total", Help: "Packets dropped by the anchor: strict_source (from an address other than the leg's), bad_rtp (not valid RTP), rtcp (RTCP ends at the anchor), send_error.",
+	}, []string{"reason"})
+	m := metrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trackline_media_sessions_active", Help: "Calls whose media is anchored.",
+		}),
+		rxCaller: packets.WithLabelValues("caller"), rxCallee: packets.WithLabelValues("callee"),
+		lostCaller: lost.WithLabelValues("caller"), lostCallee: lost.WithLabelValues("callee"),
+		relayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackline_rtp_relayed_packets_total", Help: "RTP packets relayed from one leg to the other.",
+		}),
+		strict: dropped.WithLabelValues("strict_source"), bad: dropped.WithLabelValues("bad_rtp"),
+		rtcp: dropped.WithLabelValues("rtcp"), sendErr: dropped.WithLabelValues("send_error"),
+		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackline_rtp_timeouts_total", Help: "Calls ended because a leg sent no RTP within the RTP timeout.",
+		}),
+		transcoded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackline_media_transcoded_calls_total", Help: "Anchored calls whose legs used different G.711 laws.",
+		}),
+		portsExhausted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackline_media_port_exhaustions_total", Help: "Calls refused (488) because no RTP port pair was free.",
+		}),
+		recorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackline_calls_recorded_total", Help: "Calls whose recording was finished and linked.",
+		}),
+		jitter: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "trackline_rtp_jitter_seconds", Help: "Interarrival jitter (RFC 3550) per call and leg, at call end.",
+			Buckets: []float64{.001, .002, .005, .01, .02, .03, .05, .1, .2},
+		}, []string{"direction"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackline_recording_refused_total", Help: "Calls of recording customers that were not recorded, by reason (consent: professional secrecy without confirmed consent).",
+		}, []string{"reason"}),
+	}
+	m.refused.WithLabelValues("consent")
+	freePorts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "trackline_media_ports_free", Help: "Free RTP port pairs.",
+	}, func() float64 { return float64(p.available()) })
+	if reg != nil {
+		reg.MustRegister(packets, lost, dropped, m.active, m.relayed, m.timeouts, m.transcoded, m.portsExhausted, m.recorded, m.jitter, m.refused, freePorts)
+	}
+	return m
+}
+
+func closeFD(fds ...int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}

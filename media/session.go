@@ -1,0 +1,435 @@
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/sip"
+	"github.com/trackline/trackline/store"
+)
+
+// Sides of a session.
+const (
+	caller = 0 // the trunk's leg (A)
+	callee = 1 // the business line's leg (B)
+)
+
+var sideNames = [2]string{"caller", "callee"}
+
+// genKind is what the anchor itself sends into a leg while it is not bridged.
+type genKind uint8
+
+const (
+	genNone genKind = iota
+	genPrompt
+	genSilence
+)
+
+// outStream is the RTP stream the anchor sends into a leg. It keeps one SSRC, and sequence
+// numbers and timestamps that run on across prompts and relayed audio (RFC 3550 §5.1):
+// whenever the source changes, the next packet is re-based onto the stream and marked.
+type outStream struct {
+	ssrc    uint32
+	seq     uint16 // last sent
+	ts      uint32 // last sent
+	started bool
+	last    int64 // monotonic time of the last packet sent
+
+	src      uint32 // the relayed source the deltas belong to
+	srcOK    bool
+	seqDelta uint16
+	tsDelta  uint32
+}
+
+func newOutStream() outStream {
+	return outStream{ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32()}
+}
+
+// advance moves the stream to its next packet, sent at now, and reports whether the packet
+// starts a new run (the marker bit).
+func (o *outStream) advance(now int64) bool {
+	if !o.started {
+		o.started, o.last = true, now
+		return true
+	}
+	o.seq++
+	step := uint32(frameSamples)
+	if gap := (now - o.last) / 125_000; gap > 3*frameSamples/2 { // more than a frame was skipped
+		step = uint32((gap + frameSamples/2) / frameSamples * frameSamples)
+	}
+	o.ts += step
+	o.last = now
+	return false
+}
+
+// generated returns the header fields of the next generated frame.
+func (o *outStream) generated(now int64) (seq uint16, ts uint32, marker bool) {
+	marker = o.advance(now)
+	o.srcOK = false
+	return o.seq, o.ts, marker
+}
+
+// relayed maps a relayed packet's sequence number and timestamp onto the stream.
+func (o *outStream) relayed(ssrc uint32, seq uint16, ts uint32, now int64) (uint16, uint32, bool) {
+	marker := false
+	if !o.srcOK || ssrc != o.src {
+		o.advance(now)
+		marker = true
+		o.seqDelta, o.tsDelta = o.seq-seq, o.ts-ts
+		o.src, o.srcOK = ssrc, true
+		return o.seq, o.ts, marker
+	}
+	oseq, ots := seq+o.seqDelta, ts+o.tsDelta
+	if int16(oseq-o.seq) > 0 {
+		o.seq, o.ts = oseq, ots
+	}
+	o.last = now
+	return oseq, ots, false
+}
+
+// leg is one side of a session: its socket pair, what its SDP said, where it latched, and
+// the streams in and out. Fields below mu are guarded by the session's mu.
+type leg struct {
+	s    *Session
+	side int
+	pair int
+	port int
+	fd   int
+	rtcp int
+
+	sdpAddr    netip.AddrPort // as announced in SDP
+	dest       rawAddr        // where packets for this leg go
+	destOK     bool
+	latched    bool
+	latchUntil int64
+	law        g711.Law
+	te         uint8
+	dir        string
+	lastRx     int64
+	rx         rxStats
+	out        outStream
+	orig       origin
+
+	gen     genKind
+	prompt  *Prompt
+	pos     int
+	next    int64
+	onEnd   func() // called (under mu) when prompt ends
+	loopGen bool   // generating; mirrored into Session.generating for the loop
+}
+
+// setRemote takes the address from the leg's latest SDP. A new address unlatches the leg:
+// it latches again on the SDP address, or within the window on the first source.
+func (l *leg) setRemote(ap netip.AddrPort, window time.Duration, now int64) {
+	if ap == l.sdpAddr && (l.latched || l.destOK) {
+		return
+	}
+	l.sdpAddr = ap
+	l.latched = false
+	l.latchUntil = now + int64(window)
+	l.destOK = ap.IsValid()
+	if l.destOK {
+		l.dest = toRaw(ap)
+	}
+}
+
+// admit applies the strict-source rule to a packet from src.
+func (l *leg) admit(src *rawAddr, now int64) bool {
+	if l.latched {
+		return src.Addr == l.dest.Addr && src.Port == l.dest.Port
+	}
+	sdp := l.destOK && src.Addr == l.dest.Addr && src.Port == l.dest.Port
+	if !sdp && now > l.latchUntil {
+		return false
+	}
+	l.dest, l.destOK, l.latched = *src, true, true
+	l.dest.Family = 2 // AF_INET, as the kernel filled it
+	return true
+}
+
+// play starts p into the leg; onEnd runs (under the session's mu) after its last frame.
+func (l *leg) play(p *Prompt, now int64, onEnd func()) {
+	l.gen, l.prompt, l.pos, l.next, l.onEnd = genPrompt, p, 0, now, onEnd
+	l.s.generating.Store(true)
+}
+
+func (l *leg) playSilence(now int64) {
+	l.gen, l.prompt, l.onEnd = genSilence, nil, nil
+	l.next = now
+	l.s.generating.Store(true)
+}
+
+func (l *leg) stopGen() { l.gen, l.prompt, l.onEnd = genNone, nil, nil }
+
+// Session is one anchored call. The SIP side drives it through the sip.MediaSession
+// methods; its loop moves the packets.
+type Session struct {
+	e    *Engine
+	lp   *loop
+	info sip.CallInfo
+	plan plan
+
+	callerSDP []byte
+	offer     []byte
+	ready     chan struct{}
+	done      chan struct{}
+
+	generating atomic.Bool // some leg generates audio: the loop's tick looks at it
+
+	mu          sync.Mutex
+	legs        [2]leg
+	flow        bool // packets are relayed between the legs
+	bridged     bool
+	answered    bool
+	disclaiming bool // the disclaimer still plays
+	whispering  bool // a whisper is configured and has not finished
+	readyClosed bool
+	doneClosed  bool
+	endReason   string
+	closed      bool
+	strictDrops uint64
+	badRTP      uint64
+	rec         *tap
+	calleeKnown bool
+}
+
+var _ sip.MediaSession = (*Session)(nil)
+
+// Offer implements sip.MediaSession.
+func (s *Session) Offer() []byte { return s.offer }
+
+// CallerSDP implements sip.MediaSession.
+func (s *Session) CallerSDP() []byte { return s.callerSDP }
+
+// Early implements sip.MediaSession.
+func (s *Session) Early() bool { return s.plan.disclaimer != nil }
+
+// Ready implements sip.MediaSession.
+func (s *Session) Ready() <-chan struct{} { return s.ready }
+
+// Done implements sip.MediaSession.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Callee implements sip.MediaSession: the business line's answer picks its law and address.
+func (s *Session) Callee(body []byte) error {
+	d, err := parseDesc(body)
+	if err != nil {
+		return sdpErr(err)
+	}
+	law := g711.None
+	for _, l := range d.laws {
+		if l == g711.ULaw || l == g711.ALaw {
+			law = l
+			break
+		}
+	}
+	now := monoNow()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &s.legs[callee]
+	b.law, b.te, b.dir = law, d.te, d.dir
+	b.setRemote(d.addr, s.e.cfg.LatchWindow, now)
+	s.calleeKnown = true
+	if s.plan.disclaimer == nil && !s.flow {
+		s.flow = true // no disclaimer: early media passes
+	}
+	return nil
+}
+
+// Answered implements sip.MediaSession.
+func (s *Session) Answered() {
+	now := monoNow()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answered = true
+	if w := s.plan.whisper; w != nil {
+		s.legs[callee].play(w, now, func() {
+			s.whispering = false
+			s.legs[callee].playSilence(monoNow())
+			s.checkReady()
+		})
+	} else if s.disclaiming {
+		s.legs[callee].playSilence(now) // it waits on silence until the disclaimer ends
+	}
+	s.lp.wake()
+}
+
+// checkReady closes Ready once nothing is left to play before the bridge. Called under mu.
+func (s *Session) checkReady() {
+	if s.readyClosed || s.disclaiming || s.whispering {
+		return
+	}
+	s.readyClosed = true
+	close(s.ready)
+}
+
+// Bridge implements sip.MediaSession: the legs are connected and recording starts.
+func (s *Session) Bridge() {
+	var r *tap
+	if s.plan.record {
+		var err error
+		if r, err = s.e.openRecording(s); err != nil {
+			s.e.log.Error("open recording", "call_id", s.info.CallID, "err", err)
+			r = nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.legs {
+		s.legs[i].stopGen()
+	}
+	s.generating.Store(false)
+	s.flow, s.bridged, s.rec = true, true, r
+	now := monoNow()
+	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now // the RTP timeout counts from here
+}
+
+// Rewrite implements sip.MediaSession for in-dialog offers and answers: the sending leg's
+// address, law and direction are taken, and the other leg gets the anchor's address.
+func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
+	d, err := parseDesc(body)
+	if err != nil {
+		return nil, sdpErr(err)
+	}
+	from, to := callee, caller
+	if fromCaller {
+		from, to = caller, callee
+	}
+	now := monoNow()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("%w: the call's media is closed", sip.ErrNotAcceptable)
+	}
+	f, t := &s.legs[from], &s.legs[to]
+	if !d.has(f.law) {
+		f.law = d.laws[0]
+	}
+	f.te, f.dir = d.te, d.dir
+	f.setRemote(d.addr, s.e.cfg.LatchWindow, now)
+	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now
+	out := t.orig.build(sdpOut{ip: s.e.announce, port: t.port, laws: []g711.Law{t.law}, te: teFor(t, d.te), dir: d.dir})
+	return out, nil
+}
+
+// teFor keeps telephone-event on a leg that negotiated it when the other side still has it.
+func teFor(l *leg, peerTE uint8) uint8 {
+	if peerTE == 0 {
+		return 0
+	}
+	if l.te != 0 {
+		return l.te
+	}
+	return peerTE
+}
+
+// onHold reports whether the latest SDP of either leg holds the call. Called under mu.
+func (s *Session) onHold() bool {
+	for i := range s.legs {
+		l := &s.legs[i]
+		if l.dir != "" && l.dir != dirSendRecv || (l.dir != "" && !l.sdpAddr.IsValid()) {
+			return true
+		}
+	}
+	return false
+}
+
+// end finishes the session from the loop (RTP timeout). Called under mu.
+func (s *Session) end(reason string) {
+	if s.doneClosed {
+		return
+	}
+	s.doneClosed, s.endReason = true, reason
+	close(s.done)
+}
+
+// Close implements sip.MediaSession.
+func (s *Session) Close(rec *store.Call) *store.Recording {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.generating.Store(false)
+	t := s.rec
+	s.rec = nil
+	var media store.CallMedia
+	media.CallerCodec = s.legs[caller].law.String()
+	if s.calleeKnown {
+		media.CalleeCodec = s.legs[callee].law.String()
+	}
+	media.FromCaller = streamStats(&s.legs[caller].rx)
+	media.FromCallee = streamStats(&s.legs[callee].rx)
+	media.StrictSourceDrops, media.BadRTP = s.strictDrops, s.badRTP
+	var last *tapEnd
+	if t != nil {
+		last = t.close(monoNow())
+	}
+	s.mu.Unlock()
+
+	s.e.finished(s, &media)
+	s.lp.remove(s)
+	if rec != nil {
+		rec.Media = &media
+		if s.endReason != "" && rec.EndReason == "" {
+			rec.EndReason = s.endReason
+		}
+	}
+	if last == nil {
+		return nil
+	}
+	info, err := last.finish()
+	if err != nil {
+		s.e.log.Error("finish recording", "call_id", s.info.CallID, "err", err)
+		return nil
+	}
+	s.e.m.recorded.Inc()
+	r := &store.Recording{
+		ID: s.info.CallID, CustomerID: s.info.CustomerID, CallID: s.info.CallID, Path: info.Rel,
+		Duration: info.Duration, Size: info.Size, SHA256: info.SHA256, Created: time.Now().UTC(),
+	}
+	if rec != nil {
+		rec.RecordingID = r.ID
+	}
+	return r
+}
+
+func streamStats(r *rxStats) store.StreamStats {
+	return store.StreamStats{Packets: r.packets, Bytes: r.bytes, Lost: r.lost(), JitterMs: r.jitterSeconds() * 1000}
+}
+
+// sdpErr maps the SDP layer's errors onto the sip package's.
+func sdpErr(err error) error {
+	switch {
+	case errors.Is(err, ErrNotAcceptable):
+		return fmt.Errorf("%w: %v", sip.ErrNotAcceptable, err)
+	case errors.Is(err, ErrBadSDP):
+		return fmt.Errorf("%w: %v", sip.ErrBadSDP, err)
+	}
+	return err
+}
+
+// rtpFields reads the fields the relay rewrites.
+func rtpFields(p []byte) (pt uint8, seq uint16, ts, ssrc uint32) {
+	return p[1] & 0x7f, binary.BigEndian.Uint16(p[2:]), binary.BigEndian.Uint32(p[4:]), binary.BigEndian.Uint32(p[8:])
+}
+
+// setRTP writes the rewritten header fields.
+func setRTP(p []byte, pt uint8, marker bool, seq uint16, ts, ssrc uint32) {
+	m := byte(0)
+	if marker {
+		m = 0x80
+	}
+	p[1] = m | pt
+	binary.BigEndian.PutUint16(p[2:], seq)
+	binary.BigEndian.PutUint32(p[4:], ts)
+	binary.BigEndian.PutUint32(p[8:], ssrc)
+}
