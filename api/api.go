@@ -26,15 +26,17 @@ type Config struct {
 
 // API serves the public and the admin HTTP handlers.
 type API struct {
-	cfg         Config
-	pool        *pool.Pool
-	calls       CallReader // nil: call records are not available
-	log         *slog.Logger
-	now         func() time.Time
-	limiter     *limiter
-	scriptETag  string
-	reqDuration *prometheus.HistogramVec
-	rejected    *prometheus.CounterVec
+	cfg           Config
+	pool          *pool.Pool
+	calls         CallReader      // nil: call records are not available
+	recordings    RecordingReader // nil: recordings are not available
+	recordingsDir string
+	log           *slog.Logger
+	now           func() time.Time
+	limiter       *limiter
+	scriptETag    string
+	reqDuration   *prometheus.HistogramVec
+	rejected      *prometheus.CounterVec
 }
 
 // Option configures New.
@@ -107,6 +109,7 @@ func (a *API) Admin() http.Handler {
 	a.route(mux, "GET /v1/customers/{id}/attribution", a.auth(a.attribution))
 	a.route(mux, "GET /v1/calls", a.auth(a.listCalls))
 	a.route(mux, "GET /v1/calls/{id}", a.auth(a.getCall))
+	a.route(mux, "GET /v1/recordings/{id}", a.auth(a.getRecording))
 	a.route(mux, "/", notFound)
 	return mux
 }

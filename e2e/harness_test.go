@@ -129,6 +129,13 @@ type testConfig struct {
 	trunkSources []string
 	// flyerNumbers are static numbers of the channel "Flyer"; default none.
 	flyerNumbers []string
+
+	// Media, for the recording tests (media_test.go).
+
+	// record enables recording for the customer.
+	record bool
+	// disclaimer is the customer's disclaimer prompt ("default" or a WAV path); default none.
+	disclaimer string
 }
 
 // yamlList renders strings as a YAML flow sequence of quoted strings.
@@ -162,6 +169,12 @@ func writeConfig(t *testing.T, c testConfig) string {
 	ring := ""
 	if c.ringTimeout != "" {
 		ring = "\n    ring_timeout: " + c.ringTimeout
+	}
+	if c.record {
+		ring += "\n    recording: {enabled: true}"
+	}
+	if c.disclaimer != "" {
+		ring += fmt.Sprintf("\n    prompts: {disclaimer: %q}", c.disclaimer)
 	}
 	flyer := ""
 	if len(c.flyerNumbers) > 0 {
@@ -625,6 +638,23 @@ type callRecord struct {
 	FinalStatus  int       `json:"final_status"`
 	CallIDA      string    `json:"call_id_a"`
 	CallIDB      string    `json:"call_id_b"`
+	RecordingID  string    `json:"recording_id"`
+	Media        *struct {
+		CallerCodec       string      `json:"caller_codec"`
+		CalleeCodec       string      `json:"business_line_codec"`
+		FromCaller        streamStats `json:"from_caller"`
+		FromCallee        streamStats `json:"from_business_line"`
+		StrictSourceDrops uint64      `json:"strict_source_drops"`
+		BadRTP            uint64      `json:"bad_rtp"`
+	} `json:"media"`
+}
+
+// streamStats are one direction's RTP statistics in a call record.
+type streamStats struct {
+	Packets  uint64  `json:"packets"`
+	Bytes    uint64  `json:"bytes"`
+	Lost     int64   `json:"lost"`
+	JitterMs float64 `json:"jitter_ms"`
 }
 
 // calls lists call records from GET /v1/calls with the query (one page).

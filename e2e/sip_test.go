@@ -41,6 +41,10 @@ type sippSpec struct {
 	remote   string // host:port of the switch (UAC); empty for a UAS
 	pauseMS  int    // -d, the <pause/> of the scenario
 	tcp      bool   // -t t1: one TCP connection instead of UDP
+	// media gives sipp a media port of its own (-mp, -mi = ip) for scenarios with audio.
+	media bool
+	// files are written into sipp's working directory before it starts (pcaps to play).
+	files map[string][]byte
 }
 
 // sippProc is a running sipp. Its traces are in its own t.TempDir.
@@ -54,6 +58,8 @@ type sippProc struct {
 	stderr syncBuffer
 	exited chan struct{}
 	err    error
+	// mediaPort is sipp's RTP port when spec.media is set.
+	mediaPort int
 }
 
 // sippBinary is sipp from PATH; the tests fail without it (make deps installs it).
@@ -101,6 +107,11 @@ func startSipp(t *testing.T, name string, spec sippSpec) *sippProc {
 	}
 	scen := scenarioPath(t, spec.scenario)
 	dir := t.TempDir()
+	for name, data := range spec.files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		p := &sippProc{t: t, name: name, spec: spec, dir: dir, port: freeUDPPort(t, spec.ip), exited: make(chan struct{})}
 		args := []string{"-sf", scen,
@@ -120,6 +131,10 @@ func startSipp(t *testing.T, name string, spec sippSpec) *sippProc {
 		}
 		if spec.tcp {
 			args = append(args, "-t", "t1")
+		}
+		if spec.media {
+			p.mediaPort = freeUDPPort(t, spec.ip) &^ 1
+			args = append(args, "-mi", spec.ip, "-mp", strconv.Itoa(p.mediaPort))
 		}
 		if spec.remote != "" {
 			args = append(args, spec.remote)

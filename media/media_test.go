@@ -296,11 +296,11 @@ func TestBadRTPIsDroppedAndCallGoesOn(t *testing.T) {
 		t.Fatal("not relayed")
 	}
 	bad := [][]byte{
-		{0x80},                          // runt
+		{0x80},                            // runt
 		[]byte("garbage garbage garbage"), // version 1
-		{0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa}, // 15 CSRCs in 13 bytes
+		{0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa},                    // 15 CSRCs in 13 bytes
 		append([]byte{0xa0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1}, 1, 2, 200), // padding 200 > payload
-		{0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 9}, // extension past the end
+		{0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 9},        // extension past the end
 	}
 	for _, p := range bad {
 		if _, err := a.conn.WriteToUDPAddrPort(p, toA); err != nil {

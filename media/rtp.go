@@ -117,4 +117,4 @@ func (s *rxStats) lost() int64 {
 }
 
 // jitterSeconds is the interarrival jitter at 8 kHz.
-func (s *rxStats) jitterSeconds() float64 { return float64(s.jitter>>4) / 8000 }
+func (s *rxStats) jitterSeconds() float64 { return float64(s.jitter) / 16 / 8000 }

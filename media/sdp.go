@@ -38,12 +38,6 @@ type desc struct {
 	streams []string // every m= line's "media proto fmt", to reject the others in an answer
 }
 
-// hold reports whether the description puts the stream on hold (RFC 3264 §8.4, and the
-// older c=0.0.0.0 of RFC 2543).
-func (d *desc) hold() bool {
-	return d.dir == dirSendOnly || d.dir == dirInactive || !d.addr.IsValid()
-}
-
 // parseDesc reads the first RTP/AVP audio stream of an SDP body.
 func parseDesc(b []byte) (desc, error) {
 	var d desc

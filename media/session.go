@@ -21,8 +21,6 @@ const (
 	callee = 1 // the business line's leg (B)
 )
 
-var sideNames = [2]string{"caller", "callee"}
-
 // genKind is what the anchor itself sends into a leg while it is not bridged.
 type genKind uint8
 
@@ -117,12 +115,11 @@ type leg struct {
 	out        outStream
 	orig       origin
 
-	gen     genKind
-	prompt  *Prompt
-	pos     int
-	next    int64
-	onEnd   func() // called (under mu) when prompt ends
-	loopGen bool   // generating; mirrored into Session.generating for the loop
+	gen    genKind
+	prompt *Prompt
+	pos    int
+	next   int64
+	onEnd  func() // called (under mu) when prompt ends
 }
 
 // setRemote takes the address from the leg's latest SDP. A new address unlatches the leg:

@@ -26,10 +26,6 @@ func toRaw(ap netip.AddrPort) rawAddr {
 	return r
 }
 
-func fromRaw(r *rawAddr) netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port<<8|r.Port>>8)
-}
-
 // recvfrom reads one datagram without allocating: the raw system call on a non-blocking
 // socket, with the source written into from.
 func recvfrom(fd int, p []byte, from *rawAddr) (int, unix.Errno) {

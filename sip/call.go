@@ -478,24 +478,27 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 	c.b.Store(b)
 	s.calls.index(b.ID, c, legCallee)
 	c.rec.Answer = s.now().UTC()
+	answer := b.InviteResponse.Body()
+	var mediaErr error
+	if ms != nil && len(answer) > 0 {
+		// Before the ACK: the line may send audio as soon as it has it.
+		mediaErr = ms.Callee(answer)
+	}
 	ackCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	err := b.Ack(ackCtx)
 	cancel()
 	if err != nil {
 		c.log.Warn("ack business line", "err", err)
 	}
-	answer := b.InviteResponse.Body()
 	var mediaDone <-chan struct{}
 	if ms != nil {
-		if len(answer) > 0 {
-			if err = ms.Callee(answer); err != nil {
-				c.log.Warn("media answer", "err", err)
-				s.hangup(c, legCallee, "media")
-				c.rec.HangupBy = "switch"
-				s.finish(c, DispFailed, 488, "media")
-				a.Respond(488, "Not Acceptable Here", nil)
-				return
-			}
+		if mediaErr != nil {
+			c.log.Warn("media answer", "err", mediaErr)
+			s.hangup(c, legCallee, "media")
+			c.rec.HangupBy = "switch"
+			s.finish(c, DispFailed, 488, "media")
+			a.Respond(488, "Not Acceptable Here", nil)
+			return
 		}
 		ms.Answered()
 		if !s.awaitBridge(c, b, ms) {

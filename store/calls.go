@@ -240,3 +240,14 @@ func (db *DB) Call(id string) (Call, error) {
 	})
 	return c, err
 }
+
+// Recording reads one recording's metadata; an error wrapping ErrNotFound if there is none.
+func (db *DB) Recording(id string) (Recording, error) {
+	var r Recording
+	err := db.View(func(tx *Tx) error {
+		var err error
+		r, err = tx.Recording(id)
+		return err
+	})
+	return r, err
+}

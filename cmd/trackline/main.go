@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,7 +28,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/trackline/trackline/api"
 	"github.com/trackline/trackline/configs"
+	"github.com/trackline/trackline/media"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 )
@@ -177,11 +180,26 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		logger.Info("seeded customers from config", "customers", n)
 	}
 
-	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger), api.WithCalls(db))
+	recDir := cfg.Recordings.Dir
+	if recDir == "" {
+		recDir = filepath.Join(cfg.DataDir, "recordings")
+	}
+	rec, err := recordings.New(recordings.Options{Dir: recDir, Workers: cfg.Recordings.Workers, Registerer: reg, Logger: logger})
 	if err != nil {
 		return err
 	}
-	sw, err := newSwitch(cfg, p, db, reg, logger)
+	defer rec.Close()
+	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg,
+		api.WithLogger(logger), api.WithCalls(db), api.WithRecordings(db, rec.Dir()))
+	if err != nil {
+		return err
+	}
+	me, err := newMedia(cfg, p, rec, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer me.Close()
+	sw, err := newSwitch(cfg, p, db, reg, logger, sip.WithMedia(me))
 	if err != nil {
 		return err
 	}
@@ -190,6 +208,11 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		return err
 	} else if n > 0 {
 		logger.Warn("completed call records left open by an earlier stop", "calls", n)
+	}
+	if n, err := media.RecoverRecordings(ctx, db, rec); err != nil {
+		logger.Error("repair recordings left by an earlier stop", "repaired", n, "err", err)
+	} else if n > 0 {
+		logger.Warn("repaired recordings left by an earlier stop", "recordings", n)
 	}
 	if err := sw.Listen(); err != nil {
 		return err
@@ -253,7 +276,36 @@ func metricsMux(reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
-func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, logger *slog.Logger) (*sip.Switch, error) {
+// newMedia starts the RTP anchor on the SIP host unless media.ip says otherwise.
+func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg prometheus.Registerer, logger *slog.Logger) (*media.Engine, error) {
+	lo, hi, err := cfg.Media.Ports()
+	if err != nil {
+		return nil, err
+	}
+	mc := media.Config{PortMin: lo, PortMax: hi, RTPTimeout: cfg.Media.RTPTimeout, LatchWindow: cfg.Media.LatchWindow,
+		Loops: cfg.Media.Loops, DefaultDisclaimer: configs.DefaultDisclaimer}
+	ipText := cfg.Media.IP
+	if ipText == "" {
+		ipText, _, _ = net.SplitHostPort(cfg.SIP.Listen)
+	}
+	if mc.IP, err = netip.ParseAddr(ipText); err != nil || !mc.IP.Is4() {
+		return nil, fmt.Errorf("media.ip: %q is not an IPv4 address; set media.ip", ipText)
+	}
+	announce := cfg.Media.Announce
+	if announce == "" && mc.IP.IsUnspecified() {
+		announce = cfg.SIP.ExternalHost
+	}
+	if announce != "" {
+		if mc.Announce, err = netip.ParseAddr(announce); err != nil || !mc.Announce.Is4() {
+			return nil, fmt.Errorf("media.announce: %q is not an IPv4 address", announce)
+		}
+	} else if mc.IP.IsUnspecified() {
+		return nil, errors.New("media: RTP binds to 0.0.0.0: set media.announce to the address callers reach")
+	}
+	return media.New(mc, p.Customer, rec, reg, logger)
+}
+
+func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, logger *slog.Logger, opts ...sip.Option) (*sip.Switch, error) {
 	sc := sip.Config{
 		Listen: cfg.SIP.Listen, ExternalHost: cfg.SIP.ExternalHost, OutboundProxy: cfg.SIP.OutboundProxy,
 		OutboundUsername: cfg.SIP.OutboundUsername, OutboundPassword: cfg.SIP.OutboundPassword,
@@ -267,7 +319,7 @@ func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.R
 		}
 		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: t.Name, Sources: prefixes, Username: t.Username, Password: t.Password})
 	}
-	return sip.New(sc, p, db, reg, sip.WithLogger(logger))
+	return sip.New(sc, p, db, reg, append([]sip.Option{sip.WithLogger(logger)}, opts...)...)
 }
 
 type server struct {
