@@ -18,6 +18,7 @@ help:
 	@echo 'bench          deps, load benchmark of POST /v1/sessions, Go benchmarks'
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
 	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
+	@echo 'bench-media    200/500/1,000 concurrent anchored, recorded calls: loss, CPU, latency, disk'
 	@echo 'fmt vet lint   gofmt -w, go vet, staticcheck'
 	@echo 'clean          remove bin/'
 
@@ -46,6 +47,9 @@ bench-startup:
 
 bench-sip: build
 	bash scripts/bench-sip.sh
+
+bench-media: build
+	bash scripts/bench-media.sh
 
 fmt:
 	git ls-files -z '*.go' | xargs -0 -r gofmt -l -w

@@ -269,6 +269,7 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 	s.callerSDP = a.orig.build(sdpOut{ip: e.announce, port: a.port, laws: []g711.Law{a.law}, te: d.te, dir: answerDir(d.dir), index: d.index, streams: d.streams})
 	s.offer = b.orig.build(sdpOut{ip: e.announce, port: b.port, laws: laws, te: d.te, dir: d.dir})
 
+	s.lp = e.loops[int(e.next.Add(1))%len(e.loops)]
 	s.mu.Lock()
 	s.whispering = p.whisper != nil
 	if p.disclaimer != nil {
@@ -278,7 +279,6 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 	s.checkReady()
 	s.mu.Unlock()
 
-	s.lp = e.loops[int(e.next.Add(1))%len(e.loops)]
 	for i := range s.legs {
 		e.slots[s.legs[i].pair].Store(&s.legs[i])
 	}

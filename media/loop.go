@@ -21,6 +21,8 @@ type loop struct {
 	adds    []*Session
 	removes []*Session
 	pending atomic.Bool
+	// generating counts sessions with a leg that generates audio (Session.setGenerating).
+	generating atomic.Int32
 
 	sessions []*Session // owned by the loop goroutine
 	nextSec  int64
@@ -277,12 +279,14 @@ func (l *loop) readRTP(pair int, now int64) {
 // and publishes counters. It returns the epoll_wait timeout in milliseconds.
 func (l *loop) tick(now int64) int {
 	due := int64(-1)
-	for _, s := range l.sessions {
-		if !s.generating.Load() {
-			continue
-		}
-		if d := l.generate(s, now); d > 0 && (due < 0 || d < due) {
-			due = d
+	if l.generating.Load() > 0 {
+		for _, s := range l.sessions {
+			if !s.generating.Load() {
+				continue
+			}
+			if d := l.generate(s, now); d > 0 && (due < 0 || d < due) {
+				due = d
+			}
 		}
 	}
 	if now >= l.nextSec {
@@ -330,7 +334,7 @@ func (l *loop) generate(s *Session, now int64) int64 {
 		}
 	}
 	if !active {
-		s.generating.Store(false)
+		s.setGenerating(false)
 	}
 	return next
 }

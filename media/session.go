@@ -154,13 +154,13 @@ func (l *leg) admit(src *rawAddr, now int64) bool {
 // play starts p into the leg; onEnd runs (under the session's mu) after its last frame.
 func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.gen, l.prompt, l.pos, l.next, l.onEnd = genPrompt, p, 0, now, onEnd
-	l.s.generating.Store(true)
+	l.s.setGenerating(true)
 }
 
 func (l *leg) playSilence(now int64) {
 	l.gen, l.prompt, l.onEnd = genSilence, nil, nil
 	l.next = now
-	l.s.generating.Store(true)
+	l.s.setGenerating(true)
 }
 
 func (l *leg) stopGen() { l.gen, l.prompt, l.onEnd = genNone, nil, nil }
@@ -198,6 +198,19 @@ type Session struct {
 }
 
 var _ sip.MediaSession = (*Session)(nil)
+
+// setGenerating marks whether some leg of s generates audio, keeping its loop's count of
+// such sessions (the loop skips the scan for due frames when there are none).
+func (s *Session) setGenerating(on bool) {
+	if s.generating.CompareAndSwap(!on, on) {
+		if on {
+			s.lp.generating.Add(1)
+		} else {
+			s.lp.generating.Add(-1)
+		}
+		s.lp.wake()
+	}
+}
 
 // Offer implements sip.MediaSession.
 func (s *Session) Offer() []byte { return s.offer }
@@ -282,7 +295,7 @@ func (s *Session) Bridge() {
 	for i := range s.legs {
 		s.legs[i].stopGen()
 	}
-	s.generating.Store(false)
+	s.setGenerating(false)
 	s.flow, s.bridged, s.rec = true, true, r
 	now := monoNow()
 	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now // the RTP timeout counts from here
@@ -355,7 +368,7 @@ func (s *Session) Close(rec *store.Call) *store.Recording {
 		return nil
 	}
 	s.closed = true
-	s.generating.Store(false)
+	s.setGenerating(false)
 	t := s.rec
 	s.rec = nil
 	var media store.CallMedia
