@@ -249,6 +249,7 @@ func (s *Switch) finish(c *call, disposition string, status int, reason string) 
 		c.log.Error("complete call record", "err", err)
 	}
 	s.m.calls.WithLabelValues(disposition).Inc()
+	s.m.custCalls.WithLabelValues(c.rec.CustomerID, disposition).Inc()
 	c.log.Info("call ended", "disposition", disposition, "status", status, "hangup_by", c.rec.HangupBy, "reason", reason)
 }
 
