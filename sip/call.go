@@ -62,10 +62,11 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		return
 	}
 	start := s.now()
-	if s.draining.Load() {
+	if !s.admit() {
 		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", strconv.Itoa(int(s.cfg.DrainTimeout.Seconds()))))
 		return
 	}
+	defer s.callsWG.Done()
 	trunk, ok := s.trunkFor(req)
 	if !ok {
 		s.m.aclRejected.Inc()
@@ -140,8 +141,6 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		a.Respond(500, "Server Internal Error", nil)
 		return
 	}
-	s.callsWG.Add(1)
-	defer s.callsWG.Done()
 	s.m.active.Inc()
 	defer s.m.active.Dec()
 	s.calls.add(c)
