@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -353,5 +354,21 @@ func TestLogLevelAtRuntime(t *testing.T) {
 	}
 	if want := "INFO>DEBUG by SIGHUP,DEBUG>INFO by SIGHUP,INFO>WARN by admin api"; strings.Join(changes, ",") != want {
 		t.Errorf("log level changes logged: %q, want %q", strings.Join(changes, ","), want)
+	}
+}
+
+// TestReadyzDiskThreshold: with a free-space threshold no disk meets, the process serves but
+// is not ready, and says why.
+func TestReadyzDiskThreshold(t *testing.T) {
+	s := startServer(t, testConfig{}, "--min-free-disk-mb", "1000000000") // 1 EB
+	status, body := readyz(t, s.Admin)
+	if failed := failedChecks(body); status != http.StatusServiceUnavailable || !slices.Equal(failed, []string{"disk"}) {
+		t.Fatalf("/readyz: %d %v, want 503 with only the disk check failed", status, body)
+	}
+	if !strings.Contains(toJSON(body), "MiB free") {
+		t.Errorf("/readyz on the admin listener does not say how much is free: %v", body)
+	}
+	if resp, err := do(context.Background(), httpClient, http.MethodGet, "http://"+s.Admin+"/healthz", "", nil, nil); err != nil || resp.Status != 200 {
+		t.Errorf("/healthz of a live but unready switch: %v %d, want 200", err, resp.Status)
 	}
 }
