@@ -372,3 +372,33 @@ func TestReadyzDiskThreshold(t *testing.T) {
 		t.Errorf("/healthz of a live but unready switch: %v %d, want 200", err, resp.Status)
 	}
 }
+
+// TestVersionAndBuildInfo: `trackline version` and the trackline_build_info metric name the
+// same build.
+func TestVersionAndBuildInfo(t *testing.T) {
+	out, err := exec.Command(tracklineBin, "version").Output()
+	if err != nil {
+		t.Fatalf("trackline version: %v", err)
+	}
+	version, ok := strings.CutPrefix(strings.TrimSpace(string(out)), "trackline ")
+	if !ok || version == "" {
+		t.Fatalf("trackline version printed %q, want \"trackline VERSION\"", out)
+	}
+	s := startServer(t, testConfig{})
+	resp, err := do(context.Background(), httpClient, http.MethodGet, "http://"+s.Metrics+"/metrics", "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range strings.Split(string(resp.Body), "\n") {
+		if strings.HasPrefix(l, "trackline_build_info{") {
+			found = true
+			if !strings.Contains(l, `version="`+version+`"`) || !strings.Contains(l, `goversion="go`) || !strings.HasSuffix(l, "} 1") {
+				t.Errorf("%s, want version %q, a goversion and the value 1", l, version)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no trackline_build_info on /metrics")
+	}
+}
