@@ -31,6 +31,9 @@ type API struct {
 	calls         CallReader      // nil: call records are not available
 	recordings    RecordingReader // nil: recordings are not available
 	recordingsDir string
+	checks        []Check  // readiness checks of /readyz
+	backup        Backuper // nil: no hot backup
+	level         *slog.LevelVar
 	log           *slog.Logger
 	now           func() time.Time
 	limiter       *limiter
@@ -87,14 +90,20 @@ func (a *API) Public() http.Handler {
 	a.route(mux, "GET /v1/amp/number", a.ampNumber)
 	a.route(mux, "GET /v1/script.js", a.serveScript)
 	a.route(mux, "GET /healthz", healthz)
+	a.route(mux, "GET /readyz", a.readyz(false))
 	a.route(mux, "/", notFound)
 	return mux
 }
 
-// Admin is the handler of the admin API; every route but /healthz needs the bearer token.
+// Admin is the handler of the admin API; every route but /healthz and /readyz needs the
+// bearer token.
 func (a *API) Admin() http.Handler {
 	mux := http.NewServeMux()
 	a.route(mux, "GET /healthz", healthz)
+	a.route(mux, "GET /readyz", a.readyz(true))
+	a.route(mux, "GET /v1/backup", a.auth(a.getBackup))
+	a.route(mux, "GET /v1/log-level", a.auth(a.getLogLevel))
+	a.route(mux, "PUT /v1/log-level", a.auth(a.putLogLevel))
 	a.route(mux, "GET /v1/customers", a.auth(a.listCustomers))
 	a.route(mux, "POST /v1/customers", a.auth(a.createCustomer))
 	a.route(mux, "GET /v1/customers/{id}", a.auth(a.getCustomer))

@@ -6,5 +6,8 @@
 // never reads, logs or passes on a visitor's IP address or user agent: handlers use only the
 // body, the site key and the Origin header; the per-site-key rate limit is kept in memory.
 //
+// Operations endpoints live here too: /healthz and /readyz (the checks are wired in by main),
+// the hot backup of the store (GET /v1/backup) and the runtime log level (/v1/log-level).
+//
 // It does not own business rules: leases and attribution are package pool's.
 package api

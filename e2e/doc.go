@@ -10,7 +10,10 @@
 // stored); the durability test (every answered session survives SIGKILL); the
 // call tests (sip_test.go), where sipp plays the SIP trunk and the business
 // lines with the scenarios in testdata/sipp, and the call records are read back
-// through GET /v1/calls; the hostile-input test of the SIP listener.
+// through GET /v1/calls; the hostile-input test of the SIP listener; the operations tests
+// (ops_test.go, ops_metrics_test.go): every metric the Grafana dashboard and the alert rules
+// query is on the binary's /metrics, a hot backup taken under a sipp load restores, /readyz
+// turns 503 when the drain begins, the log level changes at runtime.
 //
 // What it does not own: unit tests of the packages; it only uses the contract
 // in docs/api.md (flags, config YAML, HTTP endpoints, cookies, the SIP

@@ -10,6 +10,9 @@
 #   wrk         wrk        HTTP load generator (make bench)
 #   gcc         gcc        cgo, needed by go test -race
 #   curl, jq    curl, jq   used by the bench scripts
+#   prometheus  promtool   checks and unit-tests configs/prometheus; the package also brings a
+#                          Prometheus server, not needed: on a host with systemd its service
+#                          starts on :9090 (trackline's default metrics port): systemctl disable --now prometheus
 set -euo pipefail
 
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools; v0.8.x is the first line built for Go 1.26
@@ -37,9 +40,10 @@ system_deps() {
 		[gcc]=gcc
 		[curl]=curl
 		[jq]=jq
+		[prometheus]=promtool
 	)
 	local pkg missing=()
-	for pkg in chromium sip-tester wrk gcc curl jq; do
+	for pkg in chromium sip-tester wrk gcc curl jq prometheus; do
 		if command -v "${provides[$pkg]}" >/dev/null 2>&1; then
 			say "$pkg: present ($(command -v "${provides[$pkg]}"))"
 		else

@@ -66,10 +66,11 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		return
 	}
 	start := s.now()
-	if s.draining.Load() {
+	if !s.admit() {
 		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", strconv.Itoa(int(s.cfg.DrainTimeout.Seconds()))))
 		return
 	}
+	defer s.callsWG.Done()
 	trunk, ok := s.trunkFor(req)
 	if !ok {
 		s.m.aclRejected.Inc()
@@ -163,8 +164,6 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		a.Respond(500, "Server Internal Error", nil)
 		return
 	}
-	s.callsWG.Add(1)
-	defer s.callsWG.Done()
 	s.m.active.Inc()
 	defer s.m.active.Dec()
 	s.calls.add(c)
@@ -279,6 +278,7 @@ func (s *Switch) finish(c *call, disposition string, status int, reason string) 
 		c.log.Error("complete call record", "err", err)
 	}
 	s.m.calls.WithLabelValues(disposition).Inc()
+	s.m.custCalls.WithLabelValues(c.rec.CustomerID, disposition).Inc()
 	c.log.Info("call ended", "disposition", disposition, "status", status, "hangup_by", c.rec.HangupBy, "reason", reason)
 }
 

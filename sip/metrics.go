@@ -9,6 +9,7 @@ import (
 type metrics struct {
 	active      prometheus.Gauge
 	calls       *prometheus.CounterVec
+	custCalls   *prometheus.CounterVec
 	setup       *prometheus.HistogramVec
 	requests    *prometheus.CounterVec
 	responses   *prometheus.CounterVec
@@ -24,6 +25,9 @@ func newMetrics() *metrics {
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackline_calls_total", Help: "Calls ended, by disposition.",
 		}, []string{"disposition"}),
+		custCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackline_customer_calls_total", Help: "Calls ended, by customer and disposition (the answer ratio per customer).",
+		}, []string{"customer", "disposition"}),
 		setup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "trackline_call_setup_seconds",
 			Help:    "From the trunk's INVITE to the business line's first provisional answer (stage=provisional) and to its answer (stage=answer).",
@@ -45,7 +49,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	if r == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.active, m.calls, m.setup, m.requests, m.responses, m.aclRejected} {
+	for _, c := range []prometheus.Collector{m.active, m.calls, m.custCalls, m.setup, m.requests, m.responses, m.aclRejected} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("register sip metrics: %w", err)
 		}

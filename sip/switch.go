@@ -84,7 +84,8 @@ type Switch struct {
 	addr netip.AddrPort
 
 	draining  atomic.Bool
-	callsWG   sync.WaitGroup // one per call owner goroutine
+	admitMu   sync.Mutex     // orders callsWG.Add of an admitted INVITE before a drain's Wait
+	callsWG   sync.WaitGroup // one per INVITE handler admitted before the drain
 	hangupAll context.CancelCauseFunc
 	base      context.Context
 	closeOnce sync.Once
@@ -242,7 +243,7 @@ func waitServing(ua *sipgo.UserAgent, addr string) {
 // drain timeout (or until ctx ends); then it ends the rest with BYE on both legs and waits
 // for their records to be completed.
 func (s *Switch) Drain(ctx context.Context) {
-	s.draining.Store(true)
+	s.stopAdmitting()
 	done := make(chan struct{})
 	go func() { s.callsWG.Wait(); close(done) }()
 	t := time.NewTimer(s.cfg.DrainTimeout)
@@ -258,13 +259,33 @@ func (s *Switch) Drain(ctx context.Context) {
 	<-done
 }
 
+// admit counts a new INVITE's handler in callsWG unless the switch is draining. A
+// WaitGroup's Add from zero must happen before its Wait: the lock orders them.
+func (s *Switch) admit() bool {
+	s.admitMu.Lock()
+	defer s.admitMu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.callsWG.Add(1)
+	return true
+}
+
+// stopAdmitting makes admit refuse from now on; a Wait on callsWG after it sees every
+// admitted handler.
+func (s *Switch) stopAdmitting() {
+	s.admitMu.Lock()
+	s.draining.Store(true)
+	s.admitMu.Unlock()
+}
+
 // Draining tells whether the switch refuses new calls.
 func (s *Switch) Draining() bool { return s.draining.Load() }
 
 // Close ends every call, then closes the sockets. It is idempotent.
 func (s *Switch) Close() error {
 	s.closeOnce.Do(func() {
-		s.draining.Store(true)
+		s.stopAdmitting()
 		s.hangupAll(ErrDraining)
 		s.callsWG.Wait()
 		if s.ua != nil {

@@ -16,6 +16,9 @@
 // recent assignments of a number are a reverse cursor walk away; sessions are keyed by their
 // time-ordered id, so inserts append at the end of the B+tree.
 //
+// Backup copies the whole file in one read transaction while writes go on (hot backup);
+// BackupFile and Verify open a file read-only, for a stopped switch and for checking a copy.
+//
 // Caveats (bbolt): the file never shrinks (compact after mass deletion); long read
 // transactions block page reuse, so read closures copy values out and return quickly.
 package store

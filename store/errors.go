@@ -11,4 +11,8 @@ var (
 	ErrClosed = errors.New("store closed")
 	// ErrSchema is returned when the file has a schema this build does not know.
 	ErrSchema = errors.New("unsupported schema version")
+	// ErrLocked is returned when another process has the store file open (a running switch).
+	ErrLocked = errors.New("store file in use by another process")
+	// ErrCorrupt is returned by Verify for a file that is not a consistent store.
+	ErrCorrupt = errors.New("store file corrupt")
 )

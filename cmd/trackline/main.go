@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		os.Exit(serve(os.Args[2:]))
+	case "backup":
+		os.Exit(backup(os.Args[2:]))
 	case "version":
 		fmt.Println("trackline", version)
 	default:
@@ -55,7 +58,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: trackline serve [flags] | trackline version\n       trackline serve -h for the flags")
+	fmt.Fprintln(os.Stderr, "usage: trackline serve [flags] | trackline backup [flags] FILE | trackline version\n       trackline serve -h, trackline backup -h for the flags")
 }
 
 func serve(args []string) int {
@@ -67,7 +70,8 @@ func serve(args []string) int {
 	metricsAddr := fs.String("metrics", "", "metrics listen address (overrides listen.metrics)")
 	sipAddr := fs.String("sip", "", "SIP listen address, UDP and TCP (overrides sip.listen)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (SIGHUP toggles debug)")
+	minFreeMB := fs.Uint64("min-free-disk-mb", 1024, "/readyz fails when the data or recordings filesystem has less free (MiB)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -77,7 +81,9 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "--log-level:", err)
 		return 2
 	}
-	hopts := &slog.HandlerOptions{Level: level}
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	hopts := &slog.HandlerOptions{Level: lv}
 	var logger *slog.Logger
 	switch *logFormat {
 	case "text":
@@ -137,9 +143,12 @@ func serve(args []string) int {
 		debug.SetMemoryLimit(int64(cfg.Runtime.MemoryLimitMB) << 20)
 	}
 
+	hup, stopHUP := notifyHUP()
+	defer stopHUP()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, logger); err != nil {
+	go toggleDebugOnHUP(ctx, hup, lv, level, logger)
+	if err := run(ctx, cfg, logger, opsConfig{level: lv, minFreeDisk: *minFreeMB << 20}); err != nil {
 		logger.Error("trackline stopped", "err", err)
 		return 1
 	}
@@ -158,12 +167,17 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
+func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsConfig) error {
 	start := time.Now()
+	recDir := recordingsDir(cfg)
+	if err := os.MkdirAll(recDir, 0o700); err != nil {
+		return fmt.Errorf("create recordings directory: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(opsCollectors(recDir)...)
 
-	db, err := store.Open(filepath.Join(cfg.DataDir, "trackline.db"), store.WithLogger(logger), store.WithRegisterer(reg))
+	db, err := store.Open(filepath.Join(cfg.DataDir, store.FileName), store.WithLogger(logger), store.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}
@@ -180,20 +194,11 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		logger.Info("seeded customers from config", "customers", n)
 	}
 
-	recDir := cfg.Recordings.Dir
-	if recDir == "" {
-		recDir = filepath.Join(cfg.DataDir, "recordings")
-	}
 	rec, err := recordings.New(recordings.Options{Dir: recDir, Workers: cfg.Recordings.Workers, Registerer: reg, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer rec.Close()
-	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg,
-		api.WithLogger(logger), api.WithCalls(db), api.WithRecordings(db, rec.Dir()))
-	if err != nil {
-		return err
-	}
 	me, err := newMedia(cfg, p, rec, reg, logger)
 	if err != nil {
 		return err
@@ -204,6 +209,13 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer sw.Close()
+	var stopping atomic.Bool // set when the drain begins: /readyz answers 503 from then on
+	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger), api.WithCalls(db),
+		api.WithRecordings(db, rec.Dir()), api.WithBackup(db), api.WithLogLevel(ops.level),
+		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
+	if err != nil {
+		return err
+	}
 	if n, err := sw.RecoverRecords(ctx); err != nil {
 		return err
 	} else if n > 0 {
@@ -221,7 +233,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 	servers := []*server{
 		{name: "http", addr: cfg.Listen.HTTP, handler: a.Public()},
 		{name: "admin", addr: cfg.Listen.Admin, handler: a.Admin()},
-		{name: "metrics", addr: cfg.Listen.Metrics, handler: metricsMux(reg)},
+		{name: "metrics", addr: cfg.Listen.Metrics, handler: metricsMux(reg, a.Ready())},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -249,6 +261,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 		logger.Info("stopping")
 	case err = <-errc:
 	}
+	stopping.Store(true)
 	// Calls first: new INVITEs get 503 while calls in progress finish (up to the drain
 	// timeout), then the HTTP listeners, the pool sampler and the store.
 	sw.Drain(context.Background())
@@ -266,10 +279,16 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger) error {
 	return err
 }
 
-// metricsMux serves /metrics and, for operators on the same listener, Go's profiler.
-func metricsMux(reg *prometheus.Registry) http.Handler {
+// metricsMux serves /metrics, /healthz and /readyz and, for operators on the same listener,
+// Go's profiler.
+func metricsMux(reg *prometheus.Registry, ready http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /readyz", ready)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

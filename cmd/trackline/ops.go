@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/api"
+	"github.com/trackline/trackline/configs"
+	"github.com/trackline/trackline/sip"
+	"github.com/trackline/trackline/store"
+)
+
+// Operations wiring: readiness checks, the build-info and disk metrics, and the log level's
+// SIGHUP toggle.
+
+// opsConfig is what serve's flags give run for operations.
+type opsConfig struct {
+	level       *slog.LevelVar // the handler's level, changed at runtime
+	minFreeDisk uint64         // readiness fails below this many free bytes (data, recordings)
+}
+
+// readiness is the checks of /readyz: not shutting down, the store answers a read, SIP is
+// listening, the recordings directory takes a file, and the disks of the data and the
+// recordings have at least minFree bytes free.
+func readiness(stopping *atomic.Bool, db *store.DB, sw *sip.Switch, dataDir, recDir string, minFree uint64) []api.Check {
+	return []api.Check{
+		{Name: "draining", Fn: func(context.Context) error {
+			if stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		}},
+		{Name: "store", Fn: func(context.Context) error {
+			return db.View(func(*store.Tx) error { return nil })
+		}},
+		{Name: "sip", Fn: func(context.Context) error {
+			if !sw.Listening() {
+				return errors.New("not listening (starting, draining or closed)")
+			}
+			return nil
+		}},
+		{Name: "recordings", Fn: func(context.Context) error { return dirWritable(recDir) }},
+		{Name: "disk", Fn: func(context.Context) error {
+			for _, dir := range []string{dataDir, recDir} {
+				free, err := diskFree(dir)
+				if err != nil {
+					return err
+				}
+				if free < minFree {
+					return fmt.Errorf("%s: %d MiB free, want at least %d MiB", dir, free>>20, minFree>>20)
+				}
+			}
+			return nil
+		}},
+	}
+}
+
+// dirWritable creates and removes a file in dir.
+func dirWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".readyz-*")
+	if err != nil {
+		return fmt.Errorf("recordings directory not writable: %w", err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("ok"))
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	if err := errors.Join(werr, cerr, rerr); err != nil {
+		return fmt.Errorf("recordings directory not writable: %w", err)
+	}
+	return nil
+}
+
+// diskFree is the space an unprivileged process may still use on dir's filesystem.
+func diskFree(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// opsCollectors are the build-info gauge (always 1; its labels are the information) and the
+// free space on the recordings' filesystem, sampled at each scrape.
+func opsCollectors(recDir string) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "trackline_build_info",
+			Help:        "Always 1; the labels say which build runs.",
+			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+		}, func() float64 { return 1 }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "trackline_recordings_disk_free_bytes",
+			Help: "Bytes free for trackline on the filesystem of the recordings directory (NaN when it cannot be read).",
+		}, func() float64 {
+			free, err := diskFree(recDir)
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(free)
+		}),
+	}
+}
+
+// recordingsDir is where recordings are written: <data_dir>/recordings.
+// recordingsDir is recordings.dir, by default <data_dir>/recordings.
+func recordingsDir(cfg *configs.Config) string {
+	if cfg.Recordings.Dir != "" {
+		return cfg.Recordings.Dir
+	}
+	return filepath.Join(cfg.DataDir, "recordings")
+}
+
+// toggleDebugOnHUP switches the log level to debug on SIGHUP, and back to the configured
+// level on the next one, until ctx ends. The admin API sets any level (PUT /v1/log-level); a
+// SIGHUP after that goes to debug, or back to the configured level from debug.
+func toggleDebugOnHUP(ctx context.Context, hup <-chan os.Signal, lv *slog.LevelVar, configured slog.Level, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		old, next := lv.Level(), slog.LevelDebug
+		if old == slog.LevelDebug {
+			next = configured
+		}
+		lv.Set(next)
+		logger.Log(ctx, max(old, next, slog.LevelInfo), "log level changed", "from", old.String(), "to", next.String(), "by", "SIGHUP")
+	}
+}
+
+// notifyHUP starts catching SIGHUP (whose default ends the process) before anything runs.
+func notifyHUP() (<-chan os.Signal, func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	return c, func() { signal.Stop(c) }
+}
