@@ -186,6 +186,8 @@ pool:
   lease: 30m
   grace: 30m
   rate_limit: 500
+media:
+  rtp_ports: 16000-17999
 sip:
   trunks:
     - name: e2e

@@ -322,9 +322,10 @@ func (e *Engine) allocate(s *Session) error {
 	return nil
 }
 
-// openPair binds a free port pair, skipping pairs another process holds.
+// openPair binds a free port pair, skipping pairs another process holds (they go to the
+// back of the ring; up to 1,024 are tried).
 func (e *Engine) openPair(lg *leg) error {
-	for range 16 {
+	for range min(1024, e.ports.pairs()) {
 		pair, ok := e.ports.take()
 		if !ok {
 			return errors.New("no free RTP ports")
