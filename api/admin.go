@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +58,14 @@ func (in *customerInput) apply(c *store.Customer) error {
 }
 
 func (a *API) listCustomers(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]any{"customers": a.pool.Customers()})
+	cs := a.pool.Customers()
+	if p := who(r); p.customer != "" {
+		cs = slices.DeleteFunc(cs, func(c store.Customer) bool { return c.ID != p.customer })
+	}
+	if cs == nil {
+		cs = []store.Customer{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customers": cs})
 	return nil
 }
 
@@ -78,6 +86,9 @@ func (a *API) createCustomer(w http.ResponseWriter, r *http.Request) error {
 	}
 	c, err := a.pool.CreateCustomer(r.Context(), c)
 	if err != nil {
+		return err
+	}
+	if err := a.auditWrite(r, "customer.create", c.ID); err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/v1/customers/"+c.ID)
@@ -108,6 +119,9 @@ func (a *API) patchCustomer(w http.ResponseWriter, r *http.Request) error {
 		return applyErr
 	}
 	if err != nil {
+		return err
+	}
+	if err := a.auditWrite(r, "customer.update", c.ID); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, c)
@@ -253,8 +267,16 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) error {
 	if len(cursor) > 64 {
 		return errStatus(http.StatusBadRequest, "cursor", "cursor: malformed")
 	}
-	ss, err := a.pool.Sessions(r.PathValue("id"), cursor, limit)
+	id := r.PathValue("id")
+	ss, err := a.pool.Sessions(id, cursor, limit)
 	if err != nil {
+		return err
+	}
+	ids := make([]string, len(ss))
+	for i := range ss {
+		ids[i] = ss[i].ID
+	}
+	if err := a.audit(r, "sessions.list", id, ids...); err != nil {
 		return err
 	}
 	out := map[string]any{"sessions": ss}
@@ -280,6 +302,13 @@ func (a *API) attribution(w http.ResponseWriter, r *http.Request) error {
 		err = pool.ErrUnknownNumber
 	}
 	if err != nil && !errors.Is(err, pool.ErrQuarantined) {
+		return err
+	}
+	var ids []string
+	if res.Session != nil {
+		ids = append(ids, res.Session.ID)
+	}
+	if err := a.audit(r, "attribution.read", res.CustomerID, ids...); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {

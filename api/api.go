@@ -2,7 +2,6 @@ package api
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/hex"
 	"fmt"
@@ -30,6 +29,7 @@ type API struct {
 	pool          *pool.Pool
 	calls         CallReader      // nil: call records are not available
 	recordings    RecordingReader // nil: recordings are not available
+	access        Access          // nil: only the operator token, no audit log
 	recordingsDir string
 	checks        []Check  // readiness checks of /readyz
 	backup        Backuper // nil: no hot backup
@@ -95,47 +95,14 @@ func (a *API) Public() http.Handler {
 	return mux
 }
 
-// Admin is the handler of the admin API; every route but /healthz and /readyz needs the
-// bearer token.
+// Admin is the handler of the admin API: every route but /healthz and /readyz needs the
+// operator's bearer token or a customer's, as adminRoutes rules (see access.go).
 func (a *API) Admin() http.Handler {
 	mux := http.NewServeMux()
-	a.route(mux, "GET /healthz", healthz)
-	a.route(mux, "GET /readyz", a.readyz(true))
-	a.route(mux, "GET /v1/backup", a.auth(a.getBackup))
-	a.route(mux, "GET /v1/log-level", a.auth(a.getLogLevel))
-	a.route(mux, "PUT /v1/log-level", a.auth(a.putLogLevel))
-	a.route(mux, "GET /v1/customers", a.auth(a.listCustomers))
-	a.route(mux, "POST /v1/customers", a.auth(a.createCustomer))
-	a.route(mux, "GET /v1/customers/{id}", a.auth(a.getCustomer))
-	a.route(mux, "PATCH /v1/customers/{id}", a.auth(a.patchCustomer))
-	a.route(mux, "GET /v1/customers/{id}/numbers", a.auth(a.listNumbers))
-	a.route(mux, "POST /v1/customers/{id}/numbers", a.auth(a.importNumbers))
-	a.route(mux, "POST /v1/customers/{id}/numbers/{number}/quarantine", a.auth(a.quarantineNumber))
-	a.route(mux, "GET /v1/customers/{id}/channels", a.auth(a.listChannels))
-	a.route(mux, "POST /v1/customers/{id}/channels", a.auth(a.putChannel))
-	a.route(mux, "GET /v1/customers/{id}/pool", a.auth(a.poolStatus))
-	a.route(mux, "GET /v1/customers/{id}/sessions", a.auth(a.listSessions))
-	a.route(mux, "GET /v1/customers/{id}/attribution", a.auth(a.attribution))
-	a.route(mux, "GET /v1/calls", a.auth(a.listCalls))
-	a.route(mux, "GET /v1/calls/{id}", a.auth(a.getCall))
-	a.route(mux, "GET /v1/recordings/{id}", a.auth(a.getRecording))
-	a.route(mux, "/", notFound)
+	for _, rt := range a.adminRoutes() {
+		a.route(mux, rt.pattern, a.guard(rt))
+	}
 	return mux
-}
-
-func (a *API) auth(h handlerFunc) handlerFunc {
-	if a.cfg.AdminToken == "" {
-		return h
-	}
-	want := []byte("Bearer " + a.cfg.AdminToken)
-	return func(w http.ResponseWriter, r *http.Request) error {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="trackline"`)
-			return errStatus(http.StatusUnauthorized, "", "missing or wrong bearer token")
-		}
-		return h(w, r)
-	}
 }
 
 func healthz(w http.ResponseWriter, r *http.Request) error {

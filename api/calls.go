@@ -40,9 +40,13 @@ func (a *API) callFilter(r *http.Request) (store.CallFilter, error) {
 	bad := func(field, reason string) (store.CallFilter, error) {
 		return store.CallFilter{}, errStatus(http.StatusBadRequest, field, field+": "+reason)
 	}
+	p := who(r)
 	if v := q.Get("customer"); v != "" {
 		if len(v) > 64 {
 			return bad("customer", "too long")
+		}
+		if !p.sees(v) {
+			return store.CallFilter{}, errStatus(http.StatusNotFound, "customer", "unknown customer")
 		}
 		if _, err := a.pool.Customer(v); err != nil {
 			if errors.Is(err, pool.ErrUnknownCustomer) {
@@ -51,6 +55,9 @@ func (a *API) callFilter(r *http.Request) (store.CallFilter, error) {
 			return store.CallFilter{}, err
 		}
 		f.CustomerID = v
+	}
+	if p.customer != "" {
+		f.CustomerID = p.customer
 	}
 	for _, p := range []struct {
 		name string
@@ -122,6 +129,9 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request) error {
 	if calls == nil {
 		calls = []store.Call{}
 	}
+	if err := a.auditCalls(r, f.CustomerID, calls); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Calls      []store.Call `json:"calls"`
 		NextCursor string       `json:"next_cursor,omitempty"`
@@ -138,12 +148,38 @@ func (a *API) getCall(w http.ResponseWriter, r *http.Request) error {
 		return errStatus(http.StatusNotFound, "", "unknown call")
 	}
 	c, err := a.calls.Call(id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || err == nil && !who(r).sees(c.CustomerID) {
 		return errStatus(http.StatusNotFound, "", "unknown call")
 	}
 	if err != nil {
 		return err
 	}
+	if err := a.audit(r, "call.read", c.CustomerID, c.ID); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+// auditCalls writes one calls.list entry per customer whose calls the page holds, so that
+// each customer's log shows who listed its calls; a page without calls writes one entry for
+// the customer filtered on (or none).
+func (a *API) auditCalls(r *http.Request, customerID string, calls []store.Call) error {
+	if len(calls) == 0 {
+		return a.audit(r, "calls.list", customerID)
+	}
+	var order []string
+	ids := map[string][]string{}
+	for _, c := range calls {
+		if _, ok := ids[c.CustomerID]; !ok {
+			order = append(order, c.CustomerID)
+		}
+		ids[c.CustomerID] = append(ids[c.CustomerID], c.ID)
+	}
+	for _, cu := range order {
+		if err := a.audit(r, "calls.list", cu, ids[cu]...); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -9,5 +9,10 @@
 // Operations endpoints live here too: /healthz and /readyz (the checks are wired in by main),
 // the hot backup of the store (GET /v1/backup) and the runtime log level (/v1/log-level).
 //
+// Tenancy and access (access.go): the operator token and customers' tokens (kept as hashes by
+// package store), a rule per admin route that keeps a customer token to its own customer's
+// records (another's answer 404, as if they did not exist), and the audit log of every read,
+// export, change or deletion of personal data.
+//
 // It does not own business rules: leases and attribution are package pool's.
 package api

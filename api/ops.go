@@ -90,6 +90,10 @@ func (a *API) getBackup(w http.ResponseWriter, r *http.Request) error {
 	if a.backup == nil {
 		return errStatus(http.StatusServiceUnavailable, "", "backup is not available")
 	}
+	// A copy of the store is every customer's personal data.
+	if err := a.audit(r, "backup.read", ""); err != nil {
+		return err
+	}
 	start := a.now()
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(start.Add(backupTimeout)) // an error: the listener has none

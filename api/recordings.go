@@ -33,7 +33,7 @@ func (a *API) getRecording(w http.ResponseWriter, r *http.Request) error {
 		return errStatus(http.StatusNotFound, "", "unknown recording")
 	}
 	rec, err := a.recordings.Recording(id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || err == nil && !who(r).sees(rec.CustomerID) {
 		return errStatus(http.StatusNotFound, "", "unknown recording")
 	}
 	if err != nil {
@@ -54,6 +54,9 @@ func (a *API) getRecording(w http.ResponseWriter, r *http.Request) error {
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		return err
+	}
+	if err := a.audit(r, "recording.read", rec.CustomerID, rec.ID, rec.CallID); err != nil {
 		return err
 	}
 	h := w.Header()

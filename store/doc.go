@@ -1,6 +1,7 @@
 // Package store is trackline's persistence: one bbolt file with typed records for customers,
 // channels, numbers, sessions, assignments, per-customer counters and (for the call and media
-// layers) calls and recordings.
+// layers) calls and recordings; and the access records: customers' API tokens (as hashes)
+// and the append-only audit log (access.go).
 //
 // It owns the file layout (buckets, key encodings, the schema version) and the write path. It
 // does not know what a lease means or how a channel is classified: that is package pool.
@@ -15,6 +16,9 @@
 // Keys are big-endian sortable: assignments are keyed number|from|session so that the most
 // recent assignments of a number are a reverse cursor walk away; sessions are keyed by their
 // time-ordered id, so inserts append at the end of the B+tree.
+//
+// Writes nobody waits for (audit entries of reads, DB.Audit) are queued with the others and
+// share their commit: they add no fsync, and are durable once the next commit lands.
 //
 // Backup copies the whole file in one read transaction while writes go on (hot backup);
 // BackupFile and Verify open a file read-only, for a stopped switch and for checking a copy.

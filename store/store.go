@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,10 +32,18 @@ var (
 	bucketCallsByCust = []byte("calls_by_customer")
 	bucketCallsActive = []byte("calls_active")
 	bucketRecordings  = []byte("recordings")
+	bucketTokens      = []byte("tokens")
+	bucketTokensByCu  = []byte("tokens_by_customer")
+	bucketAudit       = []byte("audit")
+	bucketAuditByCust = []byte("audit_by_customer")
 
 	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
 		bucketSessions, bucketSessByCust, bucketAssignments, bucketStats, bucketCalls, bucketCallsByCust,
 		bucketCallsActive, bucketRecordings}
+	// addedBuckets were added to schema 1 later. Adding a bucket changes no existing key or
+	// value, so it needs no new schema version: Open creates them in a file an earlier build
+	// wrote, an earlier build ignores them, and Verify accepts a file without them.
+	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust}
 
 	keySchema = []byte("schema_version")
 )
@@ -62,6 +71,21 @@ type DB struct {
 type writeReq struct {
 	fn   func(*Tx) error
 	done chan error
+	// detached writes have no waiter: the committer logs their failure and recycles them.
+	detached string
+}
+
+// finish reports the outcome of r to its waiter, or for a detached write logs a failure.
+func (db *DB) finish(r *writeReq, err error) {
+	if r.detached == "" {
+		r.done <- err
+		return
+	}
+	if err != nil {
+		db.log.Error("store write failed", "write", r.detached, "err", err)
+	}
+	r.fn, r.detached = nil, ""
+	reqPool.Put(r)
 }
 
 var reqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error, 1)} }}
@@ -137,7 +161,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
+		for _, name := range slices.Concat(allBuckets, addedBuckets) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -185,21 +209,32 @@ type Pending struct{ r *writeReq }
 // order they were enqueued, so a caller that enqueues under its own lock keeps its order on
 // disk while waiting outside the lock.
 func (db *DB) Enqueue(ctx context.Context, fn func(*Tx) error) (Pending, error) {
+	return db.enqueue(ctx, fn, "")
+}
+
+func (db *DB) enqueue(ctx context.Context, fn func(*Tx) error, detached string) (Pending, error) {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed {
 		return Pending{}, ErrClosed
 	}
 	r := reqPool.Get().(*writeReq)
-	r.fn = fn
+	r.fn, r.detached = fn, detached
 	select {
 	case db.writes <- r:
 		return Pending{r}, nil
 	case <-ctx.Done():
-		r.fn = nil
+		r.fn, r.detached = nil, ""
 		reqPool.Put(r)
 		return Pending{}, ctx.Err()
 	}
+}
+
+// enqueueDetached queues fn like Enqueue, for a write nobody waits for: it shares the next
+// commit, and the committer logs its failure under name.
+func (db *DB) enqueueDetached(ctx context.Context, name string, fn func(*Tx) error) error {
+	_, err := db.enqueue(ctx, fn, name)
+	return err
 }
 
 // Wait blocks until the write is durable or failed. Once queued a write is committed or fails
@@ -260,7 +295,7 @@ func (db *DB) commit(batch []*writeReq) {
 	db.batchSize.Observe(float64(len(batch)))
 	if err == nil {
 		for _, r := range batch {
-			r.done <- nil
+			db.finish(r, nil)
 		}
 		return
 	}
@@ -268,13 +303,13 @@ func (db *DB) commit(batch []*writeReq) {
 		// The commit itself failed (disk full, I/O error): every write in it failed.
 		db.log.Error("store commit failed", "err", err, "writes", len(batch))
 		for _, r := range batch {
-			r.done <- err
+			db.finish(r, err)
 		}
 		return
 	}
 	// One write failed: the others are innocent, run each on its own.
 	for _, r := range batch {
-		r.done <- db.bolt.Update(func(tx *bolt.Tx) error { return r.fn(&Tx{tx: tx}) })
+		db.finish(r, db.bolt.Update(func(tx *bolt.Tx) error { return r.fn(&Tx{tx: tx}) }))
 	}
 }
 
