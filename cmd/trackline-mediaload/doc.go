@@ -17,7 +17,8 @@
 //     whose index falls in that step, so the packets of all calls are spread evenly over
 //     the slot, then reads what its sockets hold: epoll_wait without waiting on its own
 //     level-triggered set of raw non-blocking sockets (golang.org/x/sys/unix), one recvmsg
-//     per ready socket. Nothing on this path allocates.
+//     per ready socket. sendto, recvmsg and the zero-timeout epoll_pwait are raw system
+//     calls (none of them blocks), and nothing on this path allocates.
 //   - Measuring. Every payload starts with a stamp: a magic value, the call index, the
 //     direction, the 20 ms slot the packet belongs to and its send time (CLOCK_MONOTONIC
 //     ns, taken just before sendto). The receiver counts packets without the magic as

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -59,8 +60,8 @@ func (w *window) received(i int) int {
 type stream struct {
 	used   atomic.Bool // activated once, never again
 	active atomic.Bool
-	fd     int                // written before active is set, read after
-	to     unix.SockaddrInet4 // likewise; its raw form is written by the owning loop only
+	fd     int                   // written before active is set, read after
+	to     unix.RawSockaddrInet4 // likewise
 
 	// Owned by the loop that sends the stream.
 	started bool
@@ -223,7 +224,8 @@ func (e *engine) activate(call int, d direction, fd int, to netip.AddrPort) bool
 		return false
 	}
 	s.fd = fd
-	s.to = unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
+	s.to = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: to.Addr().As4()}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s.to.Port))[:], to.Port())
 	s.active.Store(true)
 	return true
 }
@@ -341,7 +343,11 @@ func (e *engine) sendOne(s *stream, i int, slot uint32, inWin bool, pkt []byte, 
 	putStamp(pkt[rtpHeaderLen:], stamp{call: uint32(i % e.calls), dir: d, slot: slot, sent: e.clk.now()})
 	s.seq++
 	s.ts += samplesPerSlot
-	if err := unix.Sendto(s.fd, pkt, 0, &s.to); err != nil {
+	// sendto(2) on a non-blocking socket: a raw system call, without the scheduler's
+	// bookkeeping around a call that may block, and with the address prebuilt.
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(unsafe.Pointer(&pkt[0])), uintptr(len(pkt)),
+		0, uintptr(unsafe.Pointer(&s.to)), unix.SizeofSockaddrInet4)
+	if errno != 0 {
 		st.sendErrs++
 		return
 	}
@@ -371,13 +377,16 @@ func (e *engine) drain(epfd int, w *window, r *reader, events []unix.EpollEvent,
 	// taken now, so that a step of the wall clock lasts one drain at most.
 	off := time.Now().UnixNano() - e.clk.now()
 	for range 8 {
-		n, err := unix.EpollWait(epfd, events, 0)
-		if err != nil {
-			if err != unix.EINTR {
+		// epoll_pwait(2) with a zero timeout never blocks: a raw system call, like the reads.
+		r0, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+			uintptr(len(events)), 0, 0, 0)
+		if errno != 0 {
+			if errno != unix.EINTR {
 				st.waitErrs++
 			}
 			return
 		}
+		n := int(r0)
 		for j := range n {
 			ev := &events[j]
 			size, kts, ok := r.read(int(ev.Fd))
@@ -437,7 +446,8 @@ func (e *engine) account(st *loopStats, w *window, id int, b []byte, at, now int
 }
 
 // reader reads datagrams with their kernel receive time through recvmsg(2), reusing its
-// buffers: x/sys's Recvmsg would allocate the source address each time.
+// buffers: x/sys's Recvmsg would allocate the source address each time. The call is raw
+// (no scheduler bookkeeping): with MSG_DONTWAIT it never blocks.
 type reader struct {
 	buf [2048]byte
 	oob [8]uint64 // control messages; uint64 for the alignment of Cmsghdr
@@ -460,7 +470,7 @@ func newReader() *reader {
 func (r *reader) read(fd int) (int, int64, bool) {
 	r.msg.SetControllen(int(unsafe.Sizeof(r.oob)))
 	r.msg.Flags = 0
-	n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), unix.MSG_DONTWAIT)
+	n, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), unix.MSG_DONTWAIT)
 	if errno != 0 {
 		return 0, 0, false
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,30 +43,60 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / userHZ, nil
 }
 
-// machineBusy is the CPU time all processors have spent not idle since boot (proc(5): the
-// cpu line of /proc/stat without idle and iowait; guest time is already in user).
-func machineBusy() (time.Duration, error) {
-	b, err := os.ReadFile("/proc/stat")
+// procTime is one process's start time and the CPU it and its reaped children have used,
+// in clock ticks (proc(5): fields 22, and 14 to 17 of /proc/PID/stat).
+type procTime struct{ start, cpu int64 }
+
+// allProcs reads procTime for every process. The kernel's machine-wide /proc/stat is no
+// substitute: it samples at the tick, and a process that sleeps until the next millisecond
+// (as the generator's loops do) is then mostly seen idle.
+func allProcs() map[int]procTime {
+	out := make(map[int]procTime)
+	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return out
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, errors.New("proc stat: no cpu line")
-	}
-	var ticks int64
-	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
-		if i == 3 || i == 4 {
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
-		n, err := strconv.ParseInt(v, 10, 64)
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
-			return 0, fmt.Errorf("proc stat: %w", err)
+			continue // gone
 		}
-		ticks += n
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 20 {
+			continue
+		}
+		var t procTime
+		for _, i := range []int{11, 12, 13, 14} {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			t.cpu += v
+		}
+		t.start, _ = strconv.ParseInt(f[19], 10, 64)
+		out[pid] = t
 	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+	return out
+}
+
+// otherCPU is the CPU that processes other than those in exclude used between two
+// readings of allProcs: a process in both counts its growth, one started since counts in
+// full, and one that exited in between counts in its parent's children time once reaped.
+func otherCPU(a, b map[int]procTime, exclude ...int) time.Duration {
+	var ticks int64
+	for pid, tb := range b {
+		if slices.Contains(exclude, pid) {
+			continue
+		}
+		if ta, ok := a[pid]; ok && ta.start == tb.start {
+			ticks += tb.cpu - ta.cpu
+		} else {
+			ticks += tb.cpu
+		}
+	}
+	return time.Duration(ticks) * time.Second / userHZ
 }
 
 // selfCPU is the user+system CPU this process has used (getrusage(2)).

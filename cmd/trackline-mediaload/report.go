@@ -52,8 +52,7 @@ type report struct {
 	GeneratorCPUS          float64 `json:"generator_cpu_s"`        // the whole run
 	GeneratorWindowCPUS    float64 `json:"generator_window_cpu_s"` // the window only
 	GeneratorCPUPctPerCall float64 `json:"generator_cpu_pct_per_call"`
-	MachineWindowCPUS      float64 `json:"machine_window_cpu_s"` // every process, the window only (/proc/stat)
-	OtherWindowCPUS        float64 `json:"other_window_cpu_s"`   // machine minus switch and generator (needs -switch-pid)
+	OtherWindowCPUS        float64 `json:"other_window_cpu_s"` // every other process (and the switch without -switch-pid), the window only
 
 	Switch *switchReport `json:"switch,omitempty"`
 	Error  string        `json:"error,omitempty"`
@@ -131,11 +130,11 @@ func (r *report) print(w io.Writer) {
 		r.ReadDelayUs.P50, r.ReadDelayUs.P99, r.ReadDelayUs.P999, r.ReadDelayUs.Max)
 	fmt.Fprintf(w, "packets: foreign %d, misrouted %d, early %d, malformed %d, send errors %d; sender late steps %d (max %.0f µs)\n",
 		r.ForeignPackets, r.MisroutedPackets, r.EarlyPackets, r.MalformedPackets, r.SendErrors, r.SenderLateSteps, r.SenderLateMaxUs)
-	fmt.Fprintf(w, "generator CPU: %.2f s in all, %.2f s in the window (%.4f %% of a core per call); machine %.2f s in the window\n",
-		r.GeneratorCPUS, r.GeneratorWindowCPUS, r.GeneratorCPUPctPerCall, r.MachineWindowCPUS)
+	fmt.Fprintf(w, "generator CPU: %.2f s in all, %.2f s in the window (%.4f %% of a core per call); other processes %.2f s in the window\n",
+		r.GeneratorCPUS, r.GeneratorWindowCPUS, r.GeneratorCPUPctPerCall, r.OtherWindowCPUS)
 	if s := r.Switch; s != nil {
-		fmt.Fprintf(w, "switch: CPU %s s (%s %% of a core per call), mallocs %s, relayed %s, allocs/packet %s; other processes %.2f s",
-			num(s.CPUS, 2), num(s.CPUPctPerCall, 4), num(s.Mallocs, 0), num(s.RelayedPackets, 0), num(s.AllocsPerPacket, 4), r.OtherWindowCPUS)
+		fmt.Fprintf(w, "switch: CPU %s s (%s %% of a core per call), mallocs %s, relayed %s, allocs/packet %s",
+			num(s.CPUS, 2), num(s.CPUPctPerCall, 4), num(s.Mallocs, 0), num(s.RelayedPackets, 0), num(s.AllocsPerPacket, 4))
 		if len(s.Errors) > 0 {
 			fmt.Fprintf(w, " (errors: %s)", strings.Join(s.Errors, "; "))
 		}

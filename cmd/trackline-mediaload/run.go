@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -141,7 +142,7 @@ func (g *gen) upCount() int {
 type sample struct {
 	at      time.Time
 	self    time.Duration
-	machine time.Duration // every process's CPU (0 if unknown)
+	procs   map[int]procTime // every process
 	sw      time.Duration
 	swErr   error
 	metrics map[string]float64
@@ -150,7 +151,7 @@ type sample struct {
 
 func (g *gen) sample(ctx context.Context) sample {
 	s := sample{at: time.Now(), self: selfCPU()}
-	s.machine, _ = machineBusy()
+	s.procs = allProcs()
 	if g.cfg.switchPID > 0 {
 		s.sw, s.swErr = procCPU(g.cfg.switchPID)
 	}
@@ -341,9 +342,7 @@ func (g *gen) fill(rep *report, a, b sample) {
 	rep.WindowEndUnixMs = b.at.UnixMilli()
 	rep.GeneratorWindowCPUS = (b.self - a.self).Seconds()
 	rep.GeneratorCPUPctPerCall = pctPerCall(rep.GeneratorWindowCPUS, win, rep.CallsUp)
-	if a.machine > 0 && b.machine > 0 {
-		rep.MachineWindowCPUS = (b.machine - a.machine).Seconds()
-	}
+	rep.OtherWindowCPUS = otherCPU(a.procs, b.procs, os.Getpid(), g.cfg.switchPID).Seconds()
 	if g.cfg.switchPID == 0 && g.cfg.metricsURL == "" {
 		return
 	}
@@ -355,9 +354,7 @@ func (g *gen) fill(rep *report, a, b sample) {
 		} else {
 			cpu := (b.sw - a.sw).Seconds()
 			sw.CPUS = &cpu
-			if rep.MachineWindowCPUS > 0 {
-				rep.OtherWindowCPUS = max(rep.MachineWindowCPUS-cpu-rep.GeneratorWindowCPUS, 0)
-			}
+
 			pct := pctPerCall(cpu, win, rep.CallsUp)
 			sw.CPUPctPerCall = &pct
 		}
