@@ -166,15 +166,15 @@ func writeConfig(t *testing.T, c testConfig) string {
 	if len(c.trunkSources) == 0 {
 		c.trunkSources = []string{"127.0.0.0/8"}
 	}
-	ring := ""
+	extra := "" // optional customer keys
 	if c.ringTimeout != "" {
-		ring = "\n    ring_timeout: " + c.ringTimeout
+		extra += "\n    ring_timeout: " + c.ringTimeout
 	}
 	if c.record {
-		ring += "\n    recording: {enabled: true}"
+		extra += "\n    recording: {enabled: true}"
 	}
 	if c.disclaimer != "" {
-		ring += fmt.Sprintf("\n    prompts: {disclaimer: %q}", c.disclaimer)
+		extra += fmt.Sprintf("\n    prompts: {disclaimer: %q}", c.disclaimer)
 	}
 	flyer := ""
 	if len(c.flyerNumbers) > 0 {
@@ -206,7 +206,7 @@ customers:
       - name: Newsletter
         rules: [{param: utm_source, pattern: "newsletter*"}]%s
 `, adminToken, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
-		yamlList(c.businessLines), ring, displayNumber, poolFirst, c.poolSize, flyer)
+		yamlList(c.businessLines), extra, displayNumber, poolFirst, c.poolSize, flyer)
 	path := filepath.Join(t.TempDir(), "trackline.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatalf("write config: %v", err)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math"
 	"net"
@@ -344,5 +343,3 @@ func (s *server) metric(t *testing.T, series string) float64 {
 	t.Fatalf("metric %s not found", series)
 	return 0
 }
-
-var _ = fmt.Sprintf

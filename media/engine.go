@@ -259,7 +259,7 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 	}
 	now := monoNow()
 	a, b := &s.legs[caller], &s.legs[callee]
-	a.law, a.te, a.dir = d.laws[0], d.te, d.dir
+	a.law, a.te, a.held = d.laws[0], d.te, d.held()
 	a.setRemote(d.addr, e.cfg.LatchWindow, now)
 	b.law = a.law // until the business line answers
 	laws := []g711.Law{a.law, g711.ALaw}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trackline/trackline/media/g711"
 	"golang.org/x/sys/unix"
 )
 
@@ -342,8 +343,8 @@ func (l *loop) generate(s *Session, now int64) int64 {
 // sendFrame sends the leg's next generated frame.
 func (l *loop) sendFrame(lg *leg, now int64) {
 	law := lg.law
-	if law == 0 {
-		law = 1
+	if law == g711.None {
+		law = g711.ULaw
 	}
 	var payload []byte
 	switch lg.gen {

@@ -38,6 +38,10 @@ type desc struct {
 	streams []string // every m= line's "media proto fmt", to reject the others in an answer
 }
 
+// held reports whether the description puts the stream on hold (RFC 3264 §8.4: sendonly,
+// inactive, or recvonly in the answer to a hold; the older c=0.0.0.0 of RFC 2543).
+func (d *desc) held() bool { return d.dir != dirSendRecv || !d.addr.IsValid() }
+
 // parseDesc reads the first RTP/AVP audio stream of an SDP body.
 func parseDesc(b []byte) (desc, error) {
 	var d desc

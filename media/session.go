@@ -109,7 +109,7 @@ type leg struct {
 	latchUntil int64
 	law        g711.Law
 	te         uint8
-	dir        string
+	held       bool // its latest SDP holds the call
 	lastRx     int64
 	rx         rxStats
 	out        outStream
@@ -147,7 +147,6 @@ func (l *leg) admit(src *rawAddr, now int64) bool {
 		return false
 	}
 	l.dest, l.destOK, l.latched = *src, true, true
-	l.dest.Family = 2 // AF_INET, as the kernel filled it
 	return true
 }
 
@@ -233,18 +232,11 @@ func (s *Session) Callee(body []byte) error {
 	if err != nil {
 		return sdpErr(err)
 	}
-	law := g711.None
-	for _, l := range d.laws {
-		if l == g711.ULaw || l == g711.ALaw {
-			law = l
-			break
-		}
-	}
 	now := monoNow()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := &s.legs[callee]
-	b.law, b.te, b.dir = law, d.te, d.dir
+	b.law, b.te, b.held = d.laws[0], d.te, d.held()
 	b.setRemote(d.addr, s.e.cfg.LatchWindow, now)
 	s.calleeKnown = true
 	if s.plan.disclaimer == nil && !s.flow {
@@ -322,7 +314,7 @@ func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 	if !d.has(f.law) {
 		f.law = d.laws[0]
 	}
-	f.te, f.dir = d.te, d.dir
+	f.te, f.held = d.te, d.held()
 	f.setRemote(d.addr, s.e.cfg.LatchWindow, now)
 	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now
 	out := t.orig.build(sdpOut{ip: s.e.announce, port: t.port, laws: []g711.Law{t.law}, te: teFor(t, d.te), dir: d.dir})
@@ -342,13 +334,7 @@ func teFor(l *leg, peerTE uint8) uint8 {
 
 // onHold reports whether the latest SDP of either leg holds the call. Called under mu.
 func (s *Session) onHold() bool {
-	for i := range s.legs {
-		l := &s.legs[i]
-		if l.dir != "" && l.dir != dirSendRecv || (l.dir != "" && !l.sdpAddr.IsValid()) {
-			return true
-		}
-	}
-	return false
+	return s.legs[caller].held || s.legs[callee].held
 }
 
 // end finishes the session from the loop (RTP timeout). Called under mu.

@@ -32,7 +32,7 @@
 # figures, not failures of the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/sipp.sh # free_udp_port, stop_pid, udp_rcvbuf_errors (sipp itself is not needed)
+. scripts/sipp.sh # free_udp_port, stop_pid, udp_rcvbuf_errors, build_switch (sipp itself is not needed)
 
 CALLS=${CALLS:-"200 500 1000"}
 RUNS=${RUNS:-1}
@@ -77,10 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ ! -x "$BIN" ] || [ -n "$(find cmd sip pool store api configs media recordings -newer "$BIN" -name '*.go' 2>/dev/null | head -1)" ]; then
-	say "go build -o $BIN ./cmd/trackline"
-	go build -o "$BIN" ./cmd/trackline
-fi
+build_switch "$BIN"
 go build -o "$GEN" ./cmd/trackline-mediaload
 
 # write_config DIR LINE_PORT

@@ -64,10 +64,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ ! -x "$BIN" ] || [ -n "$(find cmd sip pool store api configs media recordings -newer "$BIN" -name '*.go' 2>/dev/null | head -1)" ]; then
-	say "go build -o $BIN ./cmd/trackline"
-	go build -o "$BIN" ./cmd/trackline
-fi
+build_switch "$BIN"
 
 # The trunk dials the pool numbers in turn (an injection file) from the caller +31612345678.
 {

@@ -1,4 +1,4 @@
-# Helpers for the scripts that run sipp (call.sh, bench-sip.sh). Source it from the module
+# Helpers for the scripts that run sipp or the switch (call.sh, bench-sip.sh, bench-media.sh). Source it from the module
 # root: `. scripts/sipp.sh`. Scenarios are in e2e/testdata/sipp (the same ones the e2e tests
 # use). Nothing here kills a process it did not start: every helper takes a PID.
 
@@ -59,4 +59,14 @@ stop_pid() {
 		sleep 0.1
 	done
 	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# build_switch BIN: go build ./cmd/trackline into BIN when BIN is missing or older than a
+# Go source it is built from.
+build_switch() {
+	local bin=$1
+	if [ ! -x "$bin" ] || [ -n "$(find cmd sip pool store api configs media recordings -newer "$bin" -name '*.go' 2>/dev/null | head -1)" ]; then
+		printf 'go build -o %s ./cmd/trackline\n' "$bin"
+		go build -o "$bin" ./cmd/trackline
+	fi
 }

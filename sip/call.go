@@ -477,7 +477,9 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 	a := c.a
 	c.b.Store(b)
 	s.calls.index(b.ID, c, legCallee)
-	c.rec.Answer = s.now().UTC()
+	if ms == nil {
+		c.rec.Answer = s.now().UTC() // the caller is connected with the line's answer
+	}
 	answer := b.InviteResponse.Body()
 	var mediaErr error
 	if ms != nil && len(answer) > 0 {
