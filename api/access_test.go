@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +16,9 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 const (
@@ -47,7 +48,15 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recDir := t.TempDir()
+	keys, err := keyring.Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorder, err := recordings.New(recordings.Options{Dir: t.TempDir(), Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { recorder.Close() })
 	ctx := context.Background()
 	e := &tenancyEnv{db: db, number: map[string]string{}, call: map[string]string{}, recording: map[string]string{}, tokenID: map[string]string{}}
 	for i, cu := range []string{"acme", "bakery"} {
@@ -66,14 +75,9 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		now := time.Now()
 		c := store.Call{ID: pool.NewID(now), CustomerID: cu, Dialled: num, Caller: probeCaller, SessionID: lease.SessionID,
 			LandingPage: "https://" + cu + ".example/" + probeLanding, Start: now, End: now.Add(time.Minute), Disposition: "answered"}
-		rec := store.Recording{ID: pool.NewID(now), CustomerID: cu, CallID: c.ID, Path: cu + "/" + c.ID + ".wav", Created: now}
+		info := recordOneSecond(t, recorder, cu, c.ID)
+		rec := store.Recording{ID: pool.NewID(now), CustomerID: cu, CallID: c.ID, Path: info.Rel, Size: info.Size, SHA256: info.SHA256, Created: now}
 		c.RecordingID = rec.ID
-		if err := os.MkdirAll(filepath.Join(recDir, cu), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(recDir, rec.Path), []byte("RIFF....WAVE"), 0o600); err != nil {
-			t.Fatal(err)
-		}
 		if err := db.Write(ctx, func(tx *store.Tx) error {
 			if err := tx.PutCall(&c); err != nil {
 				return err
@@ -84,7 +88,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		}
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
-	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recDir), WithBackup(db),
+	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithBackup(db),
 		WithLogLevel(new(slog.LevelVar)), WithAccess(db))
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +108,21 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		}
 	}
 	return e
+}
+
+// recordOneSecond records one second of silence of a call, as the media layer would.
+func recordOneSecond(t *testing.T, r *recordings.Recorder, customerID, callID string) recordings.Info {
+	t.Helper()
+	rec, err := r.Open(customerID, callID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Submit(rec.NewChunk(0))
+	info, err := rec.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
 
 // raw does a request and returns the status, Content-Type and body.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 //go:embed web/script.js
@@ -31,8 +32,9 @@ type API struct {
 	recordings    RecordingReader // nil: recordings are not available
 	access        Access          // nil: only the operator token, no audit log
 	recordingsDir string
-	checks        []Check  // readiness checks of /readyz
-	backup        Backuper // nil: no hot backup
+	keys          *keyring.Keyring // the customers' keys (recordings, caller pseudonyms)
+	checks        []Check          // readiness checks of /readyz
+	backup        Backuper         // nil: no hot backup
 	level         *slog.LevelVar
 	log           *slog.Logger
 	now           func() time.Time

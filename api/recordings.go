@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // RecordingReader reads recording metadata; *store.DB is one.
@@ -16,14 +18,39 @@ type RecordingReader interface {
 	Recording(id string) (store.Recording, error)
 }
 
-// WithRecordings serves the recordings under dir, as r describes them, on the admin API.
-// Without it, /v1/recordings answers 503.
-func WithRecordings(r RecordingReader, dir string) Option {
-	return func(a *API) { a.recordings, a.recordingsDir = r, dir }
+// WithRecordings serves the recordings under dir, as r describes them, on the admin API,
+// decrypting them with the customers' keys. Without it, /v1/recordings answers 503.
+func WithRecordings(r RecordingReader, dir string, keys *keyring.Keyring) Option {
+	return func(a *API) { a.recordings, a.recordingsDir, a.keys = r, dir, keys }
 }
 
-// getRecording streams a recording's WAV file. Range requests are served (browsers seek in
-// audio this way); the ETag is the file's sha256 from the record.
+// openRecording opens the plain WAV of a recording, checking that the file is the one its
+// record names. A file that is gone, or whose key was destroyed, answers 410.
+func (a *API) openRecording(rec store.Recording) (*recordings.Reader, error) {
+	rel := filepath.FromSlash(rec.Path)
+	if !filepath.IsLocal(rel) {
+		a.log.Error("recording path leaves the recordings directory", "recording", rec.ID)
+		return nil, errStatus(http.StatusNotFound, "", "unknown recording")
+	}
+	rd, err := recordings.Open(a.keys, filepath.Join(a.recordingsDir, rel))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, errStatus(http.StatusGone, "", "the recording's file is gone")
+	case errors.Is(err, keyring.ErrNoKey):
+		return nil, errStatus(http.StatusGone, "", "the recording's key was destroyed")
+	case err != nil:
+		return nil, err
+	}
+	if rd.CustomerID() != rec.CustomerID || rd.CallID() != rec.CallID {
+		rd.Close()
+		return nil, errors.New("recording " + rec.ID + ": the file belongs to another call")
+	}
+	return rd, nil
+}
+
+// getRecording streams a recording's plain WAV, decrypting it as it goes. Range requests
+// are served (browsers seek in audio this way); the ETag is the plain WAV's sha256 from the
+// record.
 func (a *API) getRecording(w http.ResponseWriter, r *http.Request) error {
 	if a.recordings == nil {
 		return errStatus(http.StatusServiceUnavailable, "", "recordings are not available")
@@ -39,23 +66,11 @@ func (a *API) getRecording(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rel := filepath.FromSlash(rec.Path)
-	if !filepath.IsLocal(rel) {
-		a.log.Error("recording path leaves the recordings directory", "recording", rec.ID)
-		return errStatus(http.StatusNotFound, "", "unknown recording")
-	}
-	f, err := os.Open(filepath.Join(a.recordingsDir, rel))
-	if errors.Is(err, os.ErrNotExist) {
-		return errStatus(http.StatusGone, "", "the recording's file is gone")
-	}
+	rd, err := a.openRecording(rec)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
+	defer rd.Close()
 	if err := a.audit(r, "recording.read", rec.CustomerID, rec.ID, rec.CallID); err != nil {
 		return err
 	}
@@ -66,6 +81,6 @@ func (a *API) getRecording(w http.ResponseWriter, r *http.Request) error {
 	if rec.SHA256 != "" {
 		h.Set("ETag", `"`+rec.SHA256+`"`)
 	}
-	http.ServeContent(w, r, "", st.ModTime(), f)
+	http.ServeContent(w, r, "", rd.ModTime(), rd)
 	return nil
 }

@@ -38,6 +38,7 @@ type Config struct {
 	SIP         SIPConfig  `yaml:"sip"`
 	Media       Media      `yaml:"media"`
 	Recordings  Recordings `yaml:"recordings"`
+	Keys        Keys       `yaml:"keys"`
 	Runtime     Runtime    `yaml:"runtime"`
 	Customers   []Customer `yaml:"customers"`
 }
@@ -94,6 +95,15 @@ func (m *Media) Ports() (lo, hi int, err error) {
 type Recordings struct {
 	Dir     string `yaml:"dir"`     // default <data_dir>/recordings
 	Workers int    `yaml:"workers"` // writer goroutines (default 2)
+}
+
+// Keys configures the per-customer keys (package keyring) that encrypt recordings and make
+// caller pseudonyms.
+type Keys struct {
+	Dir string `yaml:"dir"` // default <data_dir>/keys; back it up apart from the store
+	// MasterKeyFile names a file holding a 32-byte master key as 64 hex characters; the key
+	// files are then sealed with it. The environment variable TRACKLINE_MASTER_KEY wins.
+	MasterKeyFile string `yaml:"master_key_file"`
 }
 
 // Trunk is an inbound trunk: where it sends from, and optional digest credentials.

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"math"
 	"net"
@@ -268,10 +270,29 @@ func TestRecordedCallEndToEnd(t *testing.T) {
 		t.Errorf("left channel carries the business line's audio: correlation %.3f", c)
 	}
 
+	// The ETag is the sha256 of the WAV served; on disk the recording is encrypted: no WAV
+	// header, and no second of the served audio in the clear.
+	if sum := sha256.Sum256(data); hdr.Get("ETag") != `"`+hex.EncodeToString(sum[:])+`"` {
+		t.Errorf("ETag %s is not the sha256 of the WAV served", hdr.Get("ETag"))
+	}
+	files, _ := filepath.Glob(filepath.Join(s.dataDir, "recordings", customerID, "*", "*", "*", call.ID+".wav.enc"))
+	if len(files) != 1 {
+		t.Fatalf("recording files of the call: %v", files)
+	}
+	onDisk, _ := os.ReadFile(files[0])
+	if bytes.Contains(onDisk, []byte("RIFF")) || bytes.Contains(onDisk, data[44+8000:44+8000+64]) {
+		t.Errorf("the recording is stored in the clear")
+	}
+
 	// Browsers seek with Range requests.
 	code, hdr, part := s.getRecording(t, call.RecordingID, http.Header{"Range": {"bytes=0-43"}})
 	if code != http.StatusPartialContent || len(part) != 44 || !bytes.Equal(part, data[:44]) {
 		t.Errorf("Range request: %d, %d bytes, Content-Range %q", code, len(part), hdr.Get("Content-Range"))
+	}
+	// A range across chunk boundaries (32,000 bytes of audio each) decrypts the right bytes.
+	code, _, part = s.getRecording(t, call.RecordingID, http.Header{"Range": {"bytes=31000-65000"}})
+	if code != http.StatusPartialContent || !bytes.Equal(part, data[31000:65001]) {
+		t.Errorf("Range request across chunks: %d, %d bytes", code, len(part))
 	}
 	if code, _, _ := s.getRecording(t, "01NOSUCHRECORDING000000000", nil); code != 404 {
 		t.Errorf("unknown recording: %d, want 404", code)

@@ -19,6 +19,7 @@ import (
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // endpoint is a test RTP peer on a real loopback UDP socket.
@@ -103,7 +104,11 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 	t.Helper()
 	f := &fixture{reg: prometheus.NewRegistry(), cust: cust}
 	var err error
-	f.rec, err = recordings.New(recordings.Options{Dir: t.TempDir(), Registerer: f.reg})
+	keys, err := keyring.Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rec, err = recordings.New(recordings.Options{Dir: t.TempDir(), Keys: keys, Registerer: f.reg})
 	if err != nil {
 		t.Fatal(err)
 	}

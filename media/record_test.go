@@ -2,13 +2,14 @@ package media
 
 import (
 	"encoding/binary"
+	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 )
 
@@ -59,7 +60,12 @@ func TestRecordingChannelsAndGaps(t *testing.T) {
 	if rec.Media.FromCaller.Lost != 20 {
 		t.Errorf("caller loss %d, want 20", rec.Media.FromCaller.Lost)
 	}
-	data, err := os.ReadFile(filepath.Join(f.rec.Dir(), r.Path))
+	plain, err := recordings.Open(f.rec.Keys(), filepath.Join(f.rec.Dir(), r.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(plain)
+	plain.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,9 @@ var (
 	ErrDone = errors.New("recording already finished or aborted")
 	// ErrPrompt: a prompt file is not a usable WAV; the error text says what is wrong.
 	ErrPrompt = errors.New("unusable prompt")
+	// ErrCorrupt: a recording file is not one this package wrote, or was changed, cut
+	// short or damaged since (a chunk fails authentication).
+	ErrCorrupt = errors.New("recording file corrupt")
 )
 
 // promptError is a prompt format problem; errors.Is(err, ErrPrompt) holds for it.

@@ -2,12 +2,15 @@ package recordings_test
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/trackline/trackline/media/g711"
 	"github.com/trackline/trackline/recordings"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // A call of two and a half seconds: the media relay fills one chunk per second of call,
@@ -19,7 +22,11 @@ func Example() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	r, err := recordings.New(recordings.Options{Dir: dir})
+	keys, err := keyring.Open(filepath.Join(dir, "keys"))
+	if err != nil {
+		panic(err)
+	}
+	r, err := recordings.New(recordings.Options{Dir: filepath.Join(dir, "recordings"), Keys: keys})
 	if err != nil {
 		panic(err)
 	}
@@ -45,5 +52,17 @@ func Example() {
 		panic(err)
 	}
 	fmt.Println(info.Rel, info.Duration, info.Size, info.Dropped)
-	// Output: bakery/2026/05/01/call-0001.wav 2.5s 80044 0
+
+	// Reading it back: the plain WAV, decrypted one chunk at a time as it is read.
+	wav, err := recordings.Open(keys, info.Path)
+	if err != nil {
+		panic(err)
+	}
+	defer wav.Close()
+	head := make([]byte, 4)
+	io.ReadFull(wav, head)
+	fmt.Println(string(head), wav.Size())
+	// Output:
+	// bakery/2026/05/01/call-0001.wav.enc 2.5s 80044 0
+	// RIFF 80044
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // Defaults for Options.
@@ -29,6 +30,9 @@ const maxChunks = maxData / chunkBytes
 type Options struct {
 	// Dir is the root of the recordings tree. It is created if missing. Required.
 	Dir string
+	// Keys holds the customers' keys; every recording is encrypted with its customer's.
+	// Required.
+	Keys *keyring.Keyring
 	// Workers is the number of writer goroutines (default 2). Each owns a queue; a
 	// recording always goes to the same worker so its chunks stay in order.
 	Workers int
@@ -48,6 +52,7 @@ type Options struct {
 // Its methods are safe for concurrent use.
 type Recorder struct {
 	dir       string
+	keys      *keyring.Keyring
 	log       *slog.Logger
 	m         *metrics
 	maxChunks uint32
@@ -70,6 +75,9 @@ type Recorder struct {
 func New(o Options) (*Recorder, error) {
 	if o.Dir == "" {
 		return nil, errors.New("new recorder: no directory")
+	}
+	if o.Keys == nil {
+		return nil, errors.New("new recorder: no keyring")
 	}
 	if o.Workers < 0 || o.QueueLen < 0 || o.MaxDuration < 0 {
 		return nil, fmt.Errorf("new recorder: negative workers (%d), queue length (%d) or max duration (%s)",
@@ -96,6 +104,7 @@ func New(o Options) (*Recorder, error) {
 	}
 	r := &Recorder{
 		dir:       dir,
+		keys:      o.Keys,
 		log:       o.Logger,
 		m:         newMetrics(),
 		maxChunks: uint32(min(int64(o.MaxDuration/time.Second), maxChunks)),
@@ -118,6 +127,9 @@ func New(o Options) (*Recorder, error) {
 
 // Dir is the absolute root of the recordings tree.
 func (r *Recorder) Dir() string { return r.dir }
+
+// Keys is the keyring the recordings are encrypted with.
+func (r *Recorder) Keys() *keyring.Keyring { return r.keys }
 
 // Close stops accepting chunks, lets every worker write what is queued, and stops the
 // workers. Recordings still open are synced and closed but stay .wav.part files, for
@@ -152,9 +164,9 @@ func (r *Recorder) Close() error {
 }
 
 // Open starts the recording of one call: it creates
-// <Dir>/<customerID>/<yyyy>/<mm>/<dd>/<callID>.wav.part (the UTC date of start) with a
-// placeholder header. Both ids must be 1 to 64 of [A-Za-z0-9_-] (ErrInvalidID); a call
-// that already has a recording gets ErrExists.
+// <Dir>/<customerID>/<yyyy>/<mm>/<dd>/<callID>.wav.enc.part (the UTC date of start) with
+// the file's header, and makes the customer's key if it has none yet. Both ids must be 1
+// to 64 of [A-Za-z0-9_-] (ErrInvalidID); a call that already has a recording gets ErrExists.
 func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording, error) {
 	if !safeID(customerID) {
 		return nil, fmt.Errorf("open recording: customer id %q: %w", customerID, ErrInvalidID)
@@ -165,8 +177,17 @@ func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording,
 	if r.closed.Load() {
 		return nil, fmt.Errorf("open recording %s: %w", callID, ErrClosed)
 	}
+	key, err := r.keys.Get(customerID)
+	if err != nil {
+		return nil, fmt.Errorf("open recording %s: %w", callID, err)
+	}
+	h := newHeader(customerID, callID)
+	aead, err := fileAEAD(key, h[:], callID)
+	if err != nil {
+		return nil, fmt.Errorf("open recording %s: %w", callID, err)
+	}
 	day := start.UTC()
-	rel := filepath.Join(customerID, day.Format("2006"), day.Format("01"), day.Format("02"), callID+wavSuffix)
+	rel := filepath.Join(customerID, day.Format("2006"), day.Format("01"), day.Format("02"), callID+encSuffix)
 	final := filepath.Join(r.dir, rel)
 	part := final + partSuffix
 	if err := mkdirSynced(r.dir, filepath.Dir(rel)); err != nil {
@@ -175,15 +196,13 @@ func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording,
 	if _, err := os.Lstat(final); err == nil {
 		return nil, fmt.Errorf("open recording %s: %w", callID, ErrExists)
 	}
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640) // Finish reads the last chunk back
 	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("open recording %s: %w", callID, ErrExists)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open recording %s: %w", callID, err)
 	}
-	var h [headerSize]byte
-	putHeader(&h, -1)
 	if _, err := f.Write(h[:]); err != nil {
 		f.Close()
 		os.Remove(part)
@@ -197,6 +216,8 @@ func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording,
 		part:       part,
 		rel:        filepath.ToSlash(rel),
 		f:          f,
+		aead:       aead,
+		h:          h[:],
 		done:       make(chan struct{}),
 	}
 	r.mu.Lock()
@@ -209,7 +230,7 @@ func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording,
 	r.open[rec] = struct{}{}
 	r.mu.Unlock()
 	r.m.active.Inc()
-	r.m.bytes.Add(headerSize)
+	r.m.bytes.Add(encHeaderSize)
 	return rec, nil
 }
 
@@ -234,7 +255,7 @@ func (r *Recorder) Repair() ([]Info, error) {
 		busy[rec.part] = true
 	}
 	r.mu.Unlock()
-	infos, err := repair(r.dir, func(path string) bool { return busy[path] })
+	infos, err := repair(r.dir, r.keys, func(path string) bool { return busy[path] })
 	r.m.repaired.Add(float64(len(infos)))
 	return infos, err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // day is a start time whose local date (2 May, CEST) differs from its UTC date (1 May).
@@ -28,6 +30,9 @@ func newTestRecorder(t testing.TB, o Options) (*Recorder, *prometheus.Registry) 
 	t.Helper()
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
+	}
+	if o.Keys == nil {
+		o.Keys = testKeys(t)
 	}
 	reg := prometheus.NewRegistry()
 	o.Registerer = reg
@@ -49,6 +54,16 @@ func newTestRecorder(t testing.TB, o Options) (*Recorder, *prometheus.Registry) 
 		}
 	})
 	return r, reg
+}
+
+// testKeys is a keyring in a temporary directory.
+func testKeys(t testing.TB) *keyring.Keyring {
+	t.Helper()
+	k, err := keyring.Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // metric is the value of a counter or gauge, or a histogram's sample count.
@@ -104,19 +119,35 @@ func toneChunk(rec *Recording, index uint32, n int) *Chunk {
 func wantL(n int) int16 { return g711.ULawToLinear[g711.EncodeULaw(toneSample(freqL, ampL, n))] }
 func wantR(n int) int16 { return g711.ULawToLinear[g711.EncodeULaw(toneSample(freqR, ampR, n))] }
 
-// wavFile is a stereo recording read back by readWAV, independent of the package's code.
+// wavFile is a stereo recording read back by readWAV.
 type wavFile struct {
 	size int64
 	L, R []int16
 }
 
-// readWAV parses a recording and checks every header field of the canonical layout.
-func readWAV(t *testing.T, path string) wavFile {
+// plainWAV is the plain WAV of the recording file at path, read through Open.
+func plainWAV(t *testing.T, keys *keyring.Keyring, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	r, err := Open(keys, path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) != r.Size() {
+		t.Fatalf("read %d bytes, Size says %d", len(b), r.Size())
+	}
+	return b
+}
+
+// readWAV decrypts a recording and checks every header field of the canonical layout,
+// independently of the package's WAV code.
+func readWAV(t *testing.T, keys *keyring.Keyring, path string) wavFile {
+	t.Helper()
+	b := plainWAV(t, keys, path)
 	if len(b) < 44 {
 		t.Fatalf("%s: %d bytes, shorter than a WAV header", path, len(b))
 	}
@@ -163,13 +194,10 @@ func rms(s []int16) float64 {
 	return math.Sqrt(sum / float64(len(s)))
 }
 
-func fileHash(t *testing.T, path string) string {
+// plainHash is the hex sha256 of the recording's plain WAV.
+func plainHash(t *testing.T, keys *keyring.Keyring, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(plainWAV(t, keys, path))
 	return hex.EncodeToString(sum[:])
 }
 
@@ -197,7 +225,7 @@ func TestRecordingStereoWAV(t *testing.T) {
 	if got := metric(t, reg, "trackline_recordings_active"); got != 1 {
 		t.Errorf("active = %v while open, want 1", got)
 	}
-	part := filepath.Join(r.Dir(), "cust-1", "2026", "05", "01", "call_1.wav.part")
+	part := filepath.Join(r.Dir(), "cust-1", "2026", "05", "01", "call_1.wav.enc.part")
 	if _, err := os.Stat(part); err != nil {
 		t.Fatalf("no .part while recording: %v", err)
 	}
@@ -216,8 +244,8 @@ func TestRecordingStereoWAV(t *testing.T) {
 	wantInfo := Info{
 		CustomerID: "cust-1",
 		CallID:     "call_1",
-		Path:       filepath.Join(r.Dir(), "cust-1", "2026", "05", "01", "call_1.wav"),
-		Rel:        "cust-1/2026/05/01/call_1.wav",
+		Path:       filepath.Join(r.Dir(), "cust-1", "2026", "05", "01", "call_1.wav.enc"),
+		Rel:        "cust-1/2026/05/01/call_1.wav.enc",
 		Duration:   3500 * time.Millisecond,
 		Size:       44 + frames*4,
 		SHA256:     info.SHA256, // checked below
@@ -231,11 +259,11 @@ func TestRecordingStereoWAV(t *testing.T) {
 	if _, err := os.Stat(part); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf(".part still there after Finish: %v", err)
 	}
-	if got := fileHash(t, info.Path); got != info.SHA256 {
+	if got := plainHash(t, r.Keys(), info.Path); got != info.SHA256 {
 		t.Errorf("SHA256 = %s, file hashes to %s", info.SHA256, got)
 	}
 
-	w := readWAV(t, info.Path)
+	w := readWAV(t, r.Keys(), info.Path)
 	if len(w.L) != frames {
 		t.Fatalf("%d frames, want %d", len(w.L), frames)
 	}
@@ -252,7 +280,7 @@ func TestRecordingStereoWAV(t *testing.T) {
 	for name, want := range map[string]float64{
 		"trackline_recordings_active":              0,
 		"trackline_recordings_written_total":       1,
-		"trackline_recording_bytes_total":          44 + 4*32000, // the last chunk is written whole, then cut
+		"trackline_recording_bytes_total":          encHeaderSize + 4*sealedChunk, // the last chunk is written whole, then cut
 		"trackline_recording_dropped_chunks_total": 0,
 		"trackline_recording_write_seconds":        4,
 	} {
@@ -314,7 +342,7 @@ func TestChunkPlacement(t *testing.T) {
 			if want := time.Duration(tt.frames) * time.Second / sampleRate; info.Duration != want {
 				t.Errorf("Duration = %s, want %s", info.Duration, want)
 			}
-			w := readWAV(t, info.Path)
+			w := readWAV(t, r.Keys(), info.Path)
 			if len(w.L) != tt.frames {
 				t.Fatalf("%d frames, want %d", len(w.L), tt.frames)
 			}
@@ -384,7 +412,7 @@ func TestSubmitQueueFull(t *testing.T) {
 	if info.Dropped != 2 || info.Duration != 4*time.Second {
 		t.Errorf("Dropped = %d, Duration = %s; want 2, 4s", info.Dropped, info.Duration)
 	}
-	if w := readWAV(t, info.Path); len(w.L) != 4*SamplesPerChunk || w.L[3*SamplesPerChunk+1] != wantL(3*SamplesPerChunk+1) {
+	if w := readWAV(t, r.Keys(), info.Path); len(w.L) != 4*SamplesPerChunk || w.L[3*SamplesPerChunk+1] != wantL(3*SamplesPerChunk+1) {
 		t.Errorf("file does not hold the four queued seconds")
 	}
 
@@ -425,7 +453,7 @@ func TestWriteError(t *testing.T) {
 	if info.Duration != time.Second || info.Dropped != 2 {
 		t.Errorf("Duration = %s, Dropped = %d; want the 1s before the error, 2", info.Duration, info.Dropped)
 	}
-	if w := readWAV(t, info.Path); len(w.L) != SamplesPerChunk || w.L[100] != wantL(100) {
+	if w := readWAV(t, r.Keys(), info.Path); len(w.L) != SamplesPerChunk || w.L[100] != wantL(100) {
 		t.Error("the audio before the error is not in the finished file")
 	}
 	if got := metric(t, reg, "trackline_recording_dropped_chunks_total"); got != 2 {
@@ -520,9 +548,9 @@ func TestClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 	// Close drained the queue into the .part and left it for Repair.
-	part := filepath.Join(r.Dir(), "cust", "2026", "05", "01", "call.wav.part")
-	if st, err := os.Stat(part); err != nil || st.Size() != 44+2*chunkBytes {
-		t.Fatalf("after Close: .part %v, %v; want %d bytes", st, err, 44+2*chunkBytes)
+	part := filepath.Join(r.Dir(), "cust", "2026", "05", "01", "call.wav.enc.part")
+	if st, err := os.Stat(part); err != nil || st.Size() != encHeaderSize+2*sealedChunk {
+		t.Fatalf("after Close: .part %v, %v; want %d bytes", st, err, encHeaderSize+2*sealedChunk)
 	}
 	if rec.Submit(rec.NewChunk(2)) {
 		t.Error("Submit after Close queued the chunk")
@@ -577,8 +605,11 @@ func TestRepair(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(r.Dir(), "other", "2026", "04", "30"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	tiny := filepath.Join(r.Dir(), "other", "2026", "04", "30", "tiny.wav.part")
-	if err := os.WriteFile(tiny, []byte("RIFF\xff\xff"), 0o640); err != nil {
+	tiny := filepath.Join(r.Dir(), "other", "2026", "04", "30", "tiny.wav.enc.part")
+	if err := os.WriteFile(tiny, []byte(encMagic[:6]), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Keys().Get("other"); err != nil { // Open made it before the crash
 		t.Fatal(err)
 	}
 
@@ -590,7 +621,7 @@ func TestRepair(t *testing.T) {
 	if len(infos) != 1 || infos[0].CallID != "tiny" || infos[0].CustomerID != "other" || infos[0].Duration != 0 {
 		t.Fatalf("Recorder.Repair = %+v, want only other/tiny, empty", infos)
 	}
-	if w := readWAV(t, infos[0].Path); w.size != 44 {
+	if w := readWAV(t, r.Keys(), infos[0].Path); w.size != 44 {
 		t.Errorf("repaired tiny file is %d bytes, want 44", w.size)
 	}
 	if got := metric(t, reg, "trackline_recordings_repaired_total"); got != 1 {
@@ -599,7 +630,7 @@ func TestRepair(t *testing.T) {
 
 	// After restart (the Recorder forgot it), the package func repairs the crashed one.
 	r.release(crashed)
-	infos, err = Repair(r.Dir())
+	infos, err = Repair(r.Dir(), r.Keys())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,8 +643,8 @@ func TestRepair(t *testing.T) {
 	want := Info{
 		CustomerID: "cust",
 		CallID:     "crashed",
-		Path:       filepath.Join(dayDir, "crashed.wav"),
-		Rel:        "cust/2026/05/01/crashed.wav",
+		Path:       filepath.Join(dayDir, "crashed.wav.enc"),
+		Rel:        "cust/2026/05/01/crashed.wav.enc",
 		Duration:   4 * time.Second,
 		Size:       44 + frames*4,
 		SHA256:     info.SHA256,
@@ -621,10 +652,10 @@ func TestRepair(t *testing.T) {
 	if info != want {
 		t.Errorf("Info = %+v\nwant   %+v", info, want)
 	}
-	if got := fileHash(t, info.Path); got != info.SHA256 {
+	if got := plainHash(t, r.Keys(), info.Path); got != info.SHA256 {
 		t.Errorf("SHA256 = %s, file hashes to %s", info.SHA256, got)
 	}
-	w := readWAV(t, info.Path)
+	w := readWAV(t, r.Keys(), info.Path)
 	if len(w.L) != frames {
 		t.Fatalf("%d frames, want %d", len(w.L), frames)
 	}
@@ -635,7 +666,7 @@ func TestRepair(t *testing.T) {
 	}
 
 	if b, _ := os.ReadFile(doneInfo.Path); !bytes.Equal(b, doneBytes) {
-		t.Error("Repair changed a finished .wav")
+		t.Error("Repair changed a finished recording")
 	}
 	filepath.WalkDir(r.Dir(), func(path string, d fs.DirEntry, err error) error {
 		if strings.HasSuffix(path, ".part") {
@@ -643,23 +674,23 @@ func TestRepair(t *testing.T) {
 		}
 		return nil
 	})
-	if infos, err := Repair(r.Dir()); err != nil || len(infos) != 0 {
+	if infos, err := Repair(r.Dir(), r.Keys()); err != nil || len(infos) != 0 {
 		t.Errorf("second Repair = %v, %v; want nothing to do", infos, err)
 	}
 }
 
 func TestRepairKeepsPartWhenWAVExists(t *testing.T) {
 	dir := t.TempDir()
-	wav := filepath.Join(dir, "c", "2026", "05", "01", "x.wav")
+	wav := filepath.Join(dir, "c", "2026", "05", "01", "x.wav.enc")
 	os.MkdirAll(filepath.Dir(wav), 0o750)
 	os.WriteFile(wav, []byte("finished"), 0o640)
 	os.WriteFile(wav+".part", make([]byte, 100), 0o640)
-	infos, err := Repair(dir)
+	infos, err := Repair(dir, testKeys(t))
 	if !errors.Is(err, ErrExists) || len(infos) != 0 {
 		t.Errorf("Repair = %v, %v; want ErrExists and nothing repaired", infos, err)
 	}
 	if b, _ := os.ReadFile(wav); string(b) != "finished" {
-		t.Error("Repair overwrote a finished .wav")
+		t.Error("Repair overwrote a finished recording")
 	}
 	if _, err := os.Stat(wav + ".part"); err != nil {
 		t.Errorf(".part removed: %v", err)
@@ -667,10 +698,14 @@ func TestRepairKeepsPartWhenWAVExists(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	if _, err := New(Options{}); err == nil {
+	keys := testKeys(t)
+	if _, err := New(Options{Keys: keys}); err == nil {
 		t.Error("New without Dir: no error")
 	}
-	if _, err := New(Options{Dir: t.TempDir(), Workers: -1}); err == nil {
+	if _, err := New(Options{Dir: t.TempDir()}); err == nil {
+		t.Error("New without Keys: no error")
+	}
+	if _, err := New(Options{Dir: t.TempDir(), Keys: keys, Workers: -1}); err == nil {
 		t.Error("New with -1 workers: no error")
 	}
 	// The metric names are fixed; registering twice on one registry must fail cleanly.
@@ -678,7 +713,7 @@ func TestNewOptions(t *testing.T) {
 	if len(r.workers) != 3 || cap(r.workers[0].q) != DefaultQueueLen {
 		t.Errorf("%d workers with queues of %d, want 3 of %d", len(r.workers), cap(r.workers[0].q), DefaultQueueLen)
 	}
-	if _, err := New(Options{Dir: t.TempDir(), Registerer: reg}); err == nil {
+	if _, err := New(Options{Dir: t.TempDir(), Keys: keys, Registerer: reg}); err == nil {
 		t.Error("second Recorder on the same registry: no error")
 	}
 }

@@ -1,6 +1,7 @@
 package recordings
 
 import (
+	"crypto/cipher"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -19,15 +20,17 @@ type Chunk struct {
 	L, R  [SamplesPerChunk]byte // L = caller, R = business line; µ-law; untouched samples are silence 0xFF
 }
 
-// Info describes a finished (or repaired) recording file.
+// Info describes a finished (or repaired) recording file. Size and SHA256 are of the plain
+// WAV that Open reads (and the API serves), not of the encrypted file, which is 176 bytes
+// plus 16 bytes a second larger and whose hash would change with nothing but its salt.
 type Info struct {
 	CustomerID string
 	CallID     string
-	Path       string        // absolute path of the .wav
+	Path       string        // absolute path of the .wav.enc
 	Rel        string        // path relative to the Recorder's Dir, slash-separated
 	Duration   time.Duration // play time of the audio
-	Size       int64         // file size in bytes, header included
-	SHA256     string        // hex sha256 of the whole file
+	Size       int64         // plain WAV size in bytes, header included
+	SHA256     string        // hex sha256 of the plain WAV
 	Dropped    int64         // chunks dropped while recording (0 for a repaired file)
 }
 
@@ -45,9 +48,11 @@ type Recording struct {
 	w          *worker
 	customerID string
 	callID     string
-	part       string // absolute path of the .wav.part
-	rel        string // slash-separated path of the final .wav relative to Dir
+	part       string // absolute path of the .wav.enc.part
+	rel        string // slash-separated path of the final .wav.enc relative to Dir
 	f          *os.File
+	aead       cipher.AEAD // the file's cipher
+	h          []byte      // the file's header: every chunk's additional data
 
 	state   atomic.Uint32
 	aborted atomic.Bool // the worker skips the chunks still queued
@@ -109,8 +114,9 @@ func (rec *Recording) drop(c *Chunk) {
 	rec.r.chunks.Put(c)
 }
 
-// Finish waits until the recording's queued chunks are written, fixes the header sizes,
-// fsyncs the file, renames .wav.part to .wav, fsyncs the directory and hashes the file.
+// Finish waits until the recording's queued chunks are written, seals the last chunk as the
+// last, fsyncs the file, renames .wav.enc.part to .wav.enc, fsyncs the directory and hashes
+// the plain WAV (reading the file back through Open, which also proves it decrypts).
 // A recording whose chunks were all dropped still becomes a valid (empty or
 // silence-filled) WAV. After a write error the file is still finished with the audio
 // written before it, and Info is returned together with the error. Finish after Finish or
@@ -123,7 +129,7 @@ func (rec *Recording) Finish() (Info, error) {
 		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, ErrClosed)
 	}
 	rec.stop()
-	if err := finalize(rec.f, rec.part, rec.end); err != nil {
+	if err := finalize(rec.f, rec.aead, rec.h, rec.part, rec.end); err != nil {
 		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, err)
 	}
 	info := Info{
@@ -135,7 +141,7 @@ func (rec *Recording) Finish() (Info, error) {
 		Dropped:    rec.dropped.Load(),
 	}
 	var err error
-	if info.SHA256, info.Size, err = fileSHA256(info.Path); err != nil {
+	if info.SHA256, info.Size, err = plainSHA256(rec.r.keys, info.Path); err != nil {
 		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, err)
 	}
 	rec.r.m.written.Inc()

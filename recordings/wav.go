@@ -1,6 +1,7 @@
 package recordings
 
 import (
+	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // The on-disk format: canonical 44-byte header, PCM, 2 channels, 8000 Hz, 16 bits.
@@ -28,16 +31,10 @@ const (
 )
 
 // putHeader fills h with a canonical WAV header for dataLen bytes of stereo 8 kHz PCM16.
-// A dataLen of -1 writes the placeholder sizes used while recording (0xFFFFFFFF, the
-// "unknown length" convention of streaming writers).
 func putHeader(h *[headerSize]byte, dataLen int64) {
-	riff, data := uint32(0xFFFFFFFF), uint32(0xFFFFFFFF)
-	if dataLen >= 0 {
-		riff, data = uint32(36+dataLen), uint32(dataLen)
-	}
 	le := binary.LittleEndian
 	copy(h[0:], "RIFF")
-	le.PutUint32(h[4:], riff)
+	le.PutUint32(h[4:], uint32(36+dataLen))
 	copy(h[8:], "WAVEfmt ")
 	le.PutUint32(h[16:], 16)                   // fmt chunk size
 	le.PutUint16(h[20:], 1)                    // PCM
@@ -47,7 +44,7 @@ func putHeader(h *[headerSize]byte, dataLen int64) {
 	le.PutUint16(h[32:], frameSize)            // block align
 	le.PutUint16(h[34:], 16)                   // bits per sample
 	copy(h[36:], "data")
-	le.PutUint32(h[40:], data)
+	le.PutUint32(h[40:], uint32(dataLen))
 }
 
 // durationOf is the play time of dataLen bytes of stereo 8 kHz PCM16.
@@ -55,16 +52,11 @@ func durationOf(dataLen int64) time.Duration {
 	return time.Duration(dataLen/frameSize) * time.Second / sampleRate
 }
 
-// finalize turns the open .part file f of dataLen data bytes into the finished .wav:
-// header sizes fixed, length cut to header+data, fsync, close, rename, directory fsync.
-// It closes f in every case.
-func finalize(f *os.File, part string, dataLen int64) error {
-	var h [headerSize]byte
-	putHeader(&h, dataLen)
-	_, err := f.WriteAt(h[:], 0)
-	if err == nil {
-		err = f.Truncate(headerSize + dataLen)
-	}
+// finalize turns the open .part file f of dataLen audio bytes into the finished .wav.enc:
+// last chunk sealed as the last, fsync, close, rename, directory fsync. It closes f in every
+// case.
+func finalize(f *os.File, aead cipher.AEAD, h []byte, part string, dataLen int64) error {
+	err := sealLast(f, aead, h, dataLen)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -94,36 +86,39 @@ func syncDir(dir string) error {
 	return err
 }
 
-// fileSHA256 is the hex sha256 of the file at path, and its size.
-func fileSHA256(path string) (string, int64, error) {
-	f, err := os.Open(path)
+// plainSHA256 is the hex sha256 of the plain WAV in the recording file at path, and its size.
+func plainSHA256(keys *keyring.Keyring, path string) (string, int64, error) {
+	r, err := Open(keys, path)
 	if err != nil {
 		return "", 0, err
 	}
-	defer f.Close()
+	defer r.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, r)
 	if err != nil {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// Repair turns every *.wav.part under dir, left by a crash (SIGKILL, power loss), into a
-// valid .wav and returns an Info for each. The audio is taken to be everything after the
-// 44-byte header, cut down to whole stereo frames (a torn tail is truncated); a .part
-// shorter than the header gets a fresh header and no audio. CustomerID and CallID come
-// from the path (<customer>/<yyyy>/<mm>/<dd>/<call>.wav.part). Finished .wav files are
-// never touched; a .part whose .wav already exists is left alone and reported as an error.
+// Repair turns every *.wav.enc.part under dir, left by a crash (SIGKILL, power loss), into a
+// valid .wav.enc and returns an Info for each. The audio kept is the longest run of chunks,
+// from the first, that decrypt and authenticate (the chunks handed to the kernel before a
+// SIGKILL all do; a torn or lost write after a power loss ends the run there); its last
+// chunk is sealed again as the last. A .part shorter than its header gets a fresh header
+// and no audio. The customer's key must be in keys. CustomerID and CallID come from the
+// file's header (from the path, <customer>/<yyyy>/<mm>/<dd>/<call>.wav.enc.part, when the
+// header is torn). Finished files are never touched; a .part whose .wav.enc already exists
+// is left alone and reported as an error.
 //
 // Repair must not run on a directory a Recorder is writing to (use Recorder.Repair, which
 // skips the recordings it has open). Failures of single files are joined into the error;
 // the others are still repaired.
-func Repair(dir string) ([]Info, error) {
-	return repair(dir, nil)
+func Repair(dir string, keys *keyring.Keyring) ([]Info, error) {
+	return repair(dir, keys, nil)
 }
 
-func repair(dir string, skip func(path string) bool) ([]Info, error) {
+func repair(dir string, keys *keyring.Keyring, skip func(path string) bool) ([]Info, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("repair recordings: %w", err)
@@ -141,13 +136,13 @@ func repair(dir string, skip func(path string) bool) ([]Info, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasSuffix(d.Name(), wavSuffix+partSuffix) {
+		if !d.Type().IsRegular() || !strings.HasSuffix(d.Name(), encSuffix+partSuffix) {
 			return nil
 		}
 		if skip != nil && skip(path) {
 			return nil
 		}
-		info, err := repairFile(abs, path)
+		info, err := repairFile(abs, keys, path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repair %s: %w", path, err))
 			return nil
@@ -164,39 +159,130 @@ func repair(dir string, skip func(path string) bool) ([]Info, error) {
 	return infos, nil
 }
 
-func repairFile(root, part string) (Info, error) {
+func repairFile(root string, keys *keyring.Keyring, part string) (Info, error) {
 	final := strings.TrimSuffix(part, partSuffix)
 	if _, err := os.Lstat(final); err == nil {
 		return Info{}, fmt.Errorf("%w: %s", ErrExists, final)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return Info{}, err
 	}
+	info := infoFor(root, final)
 	f, err := os.OpenFile(part, os.O_RDWR, 0)
 	if err != nil {
 		return Info{}, err
 	}
-	st, err := f.Stat()
-	if err != nil {
+	if err := salvage(f, keys, info.CustomerID, info.CallID); err != nil {
 		f.Close()
 		return Info{}, err
 	}
-	dataLen := max(st.Size()-headerSize, 0)
-	dataLen = min(dataLen/frameSize*frameSize, maxData)
-	if err := finalize(f, part, dataLen); err != nil {
+	if err := finalizeRecovered(f, part); err != nil {
 		return Info{}, err
 	}
-	info := infoFor(root, final)
-	info.Duration = durationOf(dataLen)
-	info.SHA256, info.Size, err = fileSHA256(final)
+	info.SHA256, info.Size, err = plainSHA256(keys, final)
 	if err != nil {
 		return Info{}, err
 	}
+	info.Duration = durationOf(info.Size - headerSize)
 	return info, nil
+}
+
+// salvage makes the crashed recording f complete: the longest run of chunks that open is
+// kept and its last chunk sealed as the last. customerID and callID come from the path:
+// the header must name the same, and they make a new header when it is torn.
+func salvage(f *os.File, keys *keyring.Keyring, customerID, callID string) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	h := make([]byte, encHeaderSize)
+	if st.Size() < encHeaderSize {
+		// The header never reached the disk whole: nothing can be decrypted, start afresh.
+		if !safeID(customerID) || !safeID(callID) {
+			return fmt.Errorf("%w: torn header and no ids in the path", ErrCorrupt)
+		}
+		key, err := keys.Lookup(customerID)
+		if err != nil {
+			return err
+		}
+		h = newHeader(customerID, callID)[:]
+		aead, err := fileAEAD(key, h, callID)
+		if err != nil {
+			return err
+		}
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(h, 0); err != nil {
+			return err
+		}
+		return sealLast(f, aead, h, 0)
+	}
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return err
+	}
+	hc, hk, err := parseHeader(h)
+	if err != nil {
+		return err
+	}
+	if hc != customerID || hk != callID {
+		return fmt.Errorf("%w: the header names %s/%s", ErrCorrupt, hc, hk)
+	}
+	key, err := keys.Lookup(customerID)
+	if err != nil {
+		return err
+	}
+	aead, err := fileAEAD(key, h, callID)
+	if err != nil {
+		return err
+	}
+	// Walk the chunks from the first while they open: unflagged ones while recording,
+	// then possibly the flagged last one that Finish wrote before the crash.
+	sealed, plain := make([]byte, sealedChunk), make([]byte, 0, chunkBytes)
+	var nb [12]byte
+	var dataLen int64
+	for i := int64(0); ; i++ {
+		off := encOffset(i)
+		n := min(st.Size()-off, sealedChunk)
+		if n < tagSize {
+			break
+		}
+		if _, err := f.ReadAt(sealed[:n], off); err != nil {
+			return err
+		}
+		if n == sealedChunk {
+			if _, err := aead.Open(plain[:0], nonce(&nb, uint32(i), false), sealed, h); err == nil {
+				dataLen += chunkBytes
+				continue
+			}
+		}
+		if _, err := aead.Open(plain[:0], nonce(&nb, uint32(i), true), sealed[:n], h); err == nil {
+			// Finish had sealed the last chunk: the file is whole up to its end.
+			return f.Truncate(off + n)
+		}
+		break
+	}
+	return sealLast(f, aead, h, dataLen)
+}
+
+// finalizeRecovered fsyncs and closes a repaired .part, renames it and fsyncs the directory.
+func finalizeRecovered(f *os.File, part string) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	final := strings.TrimSuffix(part, partSuffix)
+	if err := os.Rename(part, final); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(final))
 }
 
 // infoFor fills the names of an Info from a recording's path under root.
 func infoFor(root, path string) Info {
-	info := Info{Path: path, CallID: strings.TrimSuffix(filepath.Base(path), wavSuffix)}
+	info := Info{Path: path, CallID: strings.TrimSuffix(filepath.Base(path), encSuffix)}
 	if rel, err := filepath.Rel(root, path); err == nil {
 		info.Rel = filepath.ToSlash(rel)
 		if parts := strings.Split(info.Rel, "/"); len(parts) == 5 {

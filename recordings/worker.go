@@ -31,6 +31,8 @@ type worker struct {
 	q      chan item
 	exited chan struct{} // closed when run returns
 	buf    [chunkBytes]byte
+	sealed [sealedChunk]byte
+	nonce  [12]byte
 }
 
 // run handles items until the Recorder closes, then drains what is queued and returns.
@@ -69,8 +71,10 @@ func (w *worker) handle(it item) {
 	}
 }
 
-// write puts chunk c of rec at its place in the file: first silence for any seconds
-// missing since the last chunk, so that a dropped chunk does not shift later audio.
+// write encrypts chunk c of rec and puts it at its place in the file: first silence for any
+// seconds missing since the last chunk, so that a dropped chunk does not shift later audio.
+// Every chunk is sealed whole (32000 bytes) and without the last-chunk flag; Finish cuts and
+// flags the last one.
 func (w *worker) write(rec *Recording, c *Chunk) {
 	if rec.aborted.Load() {
 		w.r.chunks.Put(c)
@@ -84,17 +88,17 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 	start := time.Now()
 	var written int
 	for ; rec.next < c.Index; rec.next++ {
-		n, err := rec.f.WriteAt(w.r.silence, offset(rec.next))
+		n, err := rec.f.WriteAt(w.seal(rec, rec.next, w.r.silence), encOffset(int64(rec.next)))
 		written += n
 		if err != nil {
 			rec.err = err
 			break
 		}
-		rec.end = offset(rec.next+1) - headerSize
+		rec.end = int64(rec.next+1) * chunkBytes
 	}
 	if rec.err == nil {
 		decode(&w.buf, c)
-		n, err := rec.f.WriteAt(w.buf[:], offset(c.Index))
+		n, err := rec.f.WriteAt(w.seal(rec, c.Index, w.buf[:]), encOffset(int64(c.Index)))
 		written += n
 		if err != nil {
 			rec.err = err
@@ -112,8 +116,10 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 	w.r.chunks.Put(c)
 }
 
-// offset is where second i starts in the file.
-func offset(i uint32) int64 { return headerSize + int64(i)*chunkBytes }
+// seal encrypts the plain audio of second i of rec into the worker's buffer.
+func (w *worker) seal(rec *Recording, i uint32, plain []byte) []byte {
+	return rec.aead.Seal(w.sealed[:0], nonce(&w.nonce, i, false), plain, rec.h)
+}
 
 // decode expands both µ-law channels of c into interleaved little-endian PCM16 frames.
 func decode(buf *[chunkBytes]byte, c *Chunk) {

@@ -194,7 +194,11 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		logger.Info("seeded customers from config", "customers", n)
 	}
 
-	rec, err := recordings.New(recordings.Options{Dir: recDir, Workers: cfg.Recordings.Workers, Registerer: reg, Logger: logger})
+	keys, err := openKeyring(cfg)
+	if err != nil {
+		return err
+	}
+	rec, err := recordings.New(recordings.Options{Dir: recDir, Keys: keys, Workers: cfg.Recordings.Workers, Registerer: reg, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -211,7 +215,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	defer sw.Close()
 	var stopping atomic.Bool // set when the drain begins: /readyz answers 503 from then on
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger), api.WithCalls(db),
-		api.WithRecordings(db, rec.Dir()), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db),
+		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
 		return err

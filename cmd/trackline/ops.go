@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // Operations wiring: readiness checks, the build-info and disk metrics, and the log level's
@@ -119,6 +122,33 @@ func recordingsDir(cfg *configs.Config) string {
 		return cfg.Recordings.Dir
 	}
 	return filepath.Join(cfg.DataDir, "recordings")
+}
+
+// openKeyring opens the customers' keys: <data_dir>/keys unless keys.dir says otherwise,
+// sealed with the master key of TRACKLINE_MASTER_KEY or keys.master_key_file if one is set
+// (64 hex characters).
+func openKeyring(cfg *configs.Config) (*keyring.Keyring, error) {
+	dir := cfg.Keys.Dir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "keys")
+	}
+	hexKey, from := os.Getenv("TRACKLINE_MASTER_KEY"), "TRACKLINE_MASTER_KEY"
+	if hexKey == "" && cfg.Keys.MasterKeyFile != "" {
+		b, err := os.ReadFile(cfg.Keys.MasterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("keys.master_key_file: %w", err)
+		}
+		hexKey, from = string(b), "keys.master_key_file"
+	}
+	var opts []keyring.Option
+	if hexKey = strings.TrimSpace(hexKey); hexKey != "" {
+		master, err := hex.DecodeString(hexKey)
+		if err != nil || len(master) != keyring.MasterKeySize {
+			return nil, fmt.Errorf("%s: want %d hex characters (openssl rand -hex %d)", from, 2*keyring.MasterKeySize, keyring.MasterKeySize)
+		}
+		opts = append(opts, keyring.WithMasterKey(master))
+	}
+	return keyring.Open(dir, opts...)
 }
 
 // toggleDebugOnHUP switches the log level to debug on SIGHUP, and back to the configured

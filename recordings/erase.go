@@ -1,0 +1,128 @@
+package recordings
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Remove erases one recording for good. rel is the path under dir that Info.Rel gave (a
+// .wav.enc file). The file's header, which holds the salt its key is derived from, is
+// overwritten with zeros and fsynced before the file is removed, so that the audio cannot
+// be decrypted even from blocks the filesystem leaves behind (on filesystems that write in
+// place), although the customer's key lives on. A .part of the same recording goes too,
+// then the directory is fsynced. A recording whose files are already gone is not an error.
+func Remove(dir, rel string) error {
+	local := filepath.FromSlash(rel)
+	if !filepath.IsLocal(local) || !strings.HasSuffix(local, encSuffix) {
+		return fmt.Errorf("remove recording %q: not a recording path", rel)
+	}
+	final := filepath.Join(dir, local)
+	var errs []error
+	removed := false
+	for _, path := range []string{final, final + partSuffix} {
+		err := shred(path)
+		if err == nil {
+			removed = true
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if removed {
+		errs = append(errs, syncDir(filepath.Dir(final)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove recording %s: %w", filepath.Base(final), err)
+	}
+	return nil
+}
+
+// shred overwrites the header of the file at path with zeros, fsyncs it and removes it.
+func shred(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = zeroHeader(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Remove(path)
+}
+
+// zeroHeader overwrites the first encHeaderSize bytes of f (fewer if it is shorter) with
+// zeros, without syncing.
+func zeroHeader(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(make([]byte, min(st.Size(), encHeaderSize)), 0)
+	return err
+}
+
+// RemoveCustomer erases a customer's whole recordings tree under dir: every file's header
+// is overwritten with zeros, the filesystem is synced once, and the tree is removed and its
+// parent fsynced. Combined with destroying the customer's key (package keyring) this leaves
+// nothing of its recordings that can be read, here or in backups. A customer without
+// recordings is not an error. Call it only when no recording of the customer is open.
+func RemoveCustomer(dir, customerID string) error {
+	if !safeID(customerID) {
+		return fmt.Errorf("remove recordings of %q: %w", customerID, ErrInvalidID)
+	}
+	root := filepath.Join(dir, customerID)
+	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var errs []error
+	walkErr := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		if d.Type().IsRegular() {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err == nil {
+				err = zeroHeader(f)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	errs = append(errs, walkErr, syncFS(dir))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove recordings of %s: %w", customerID, err)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		return fmt.Errorf("remove recordings of %s: %w", customerID, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("remove recordings of %s: %w", customerID, err)
+	}
+	return nil
+}
+
+// syncFS flushes the filesystem that holds dir (syncfs(2)): one flush for many files.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
