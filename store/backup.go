@@ -33,7 +33,7 @@ func (db *DB) Backup(w io.Writer, size func(int64)) (int64, error) {
 		return 0, ErrClosed
 	}
 	var n int64
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		if size != nil {
 			size(tx.Size())
 		}

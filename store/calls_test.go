@@ -128,7 +128,7 @@ func TestCallsStopAtFrom(t *testing.T) {
 	db := openTest(t)
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	old := testCallID(t0.Add(-48*time.Hour), 0)
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+	if err := db.raw().Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketCalls).Put([]byte(old), []byte("{broken")); err != nil {
 			return err
 		}
@@ -257,7 +257,7 @@ func TestActiveCallsIndex(t *testing.T) {
 			t.Fatalf("%s: active calls %q, want %q", s.name, got, s.want)
 		}
 		var n int
-		db.bolt.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketCallsActive).Stats().KeyN; return nil })
+		db.raw().View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketCallsActive).Stats().KeyN; return nil })
 		if n != len(strings.Fields(s.want)) {
 			t.Fatalf("%s: %d keys in calls_active, want %d", s.name, n, len(strings.Fields(s.want)))
 		}
@@ -282,7 +282,7 @@ func TestOpenCreatesCallsActive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.bolt.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketCallsActive) }); err != nil {
+	if err := db.raw().Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketCallsActive) }); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

@@ -23,6 +23,16 @@
 // Backup copies the whole file in one read transaction while writes go on (hot backup);
 // BackupFile and Verify open a file read-only, for a stopped switch and for checking a copy.
 //
-// Caveats (bbolt): the file never shrinks (compact after mass deletion); long read
-// transactions block page reuse, so read closures copy values out and return quickly.
+// Callers (callers.go): calls are indexed by their caller's pseudonym, a keyed hash made by
+// the call layer (package keyring), so that a data subject's calls are listed, exported and
+// erased without reading the others; DeleteCall removes a call with every index entry.
+//
+// Compaction (compact.go): bbolt leaves freed pages as they were, so deleted bytes stay in
+// the file. Compact copies the live records into a new file while the switch serves, makes
+// in the copy the changes committed meanwhile (write transactions log them, oplog.go), and
+// swaps the files; writes wait only for that last step, reads never. Erasure is: delete,
+// then compact.
+//
+// Caveats (bbolt): the file never shrinks by itself (Compact it after mass deletion); long
+// read transactions block page reuse, so read closures copy values out and return quickly.
 package store

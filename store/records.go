@@ -140,6 +140,9 @@ type Customer struct {
 	// Prompts are played on every call; NumberPrompts override them per tracked number.
 	Prompts       Prompts            `json:"prompts,omitzero"`
 	NumberPrompts map[string]Prompts `json:"number_prompts,omitempty"`
+	// PseudonymousCallers: the caller's number is never stored, only its pseudonym (a keyed
+	// hash, Call.CallerPseudonym) and its last three digits (Call.CallerLastDigits).
+	PseudonymousCallers bool `json:"pseudonymous_callers,omitempty"`
 }
 
 // RecordingPolicy says which calls of a customer are recorded.
@@ -237,7 +240,7 @@ type Call struct {
 	ID           string    `json:"id"`
 	CustomerID   string    `json:"customer_id"`
 	Dialled      string    `json:"dialled"`
-	Caller       string    `json:"caller"`
+	Caller       string    `json:"caller,omitempty"` // E.164 (or the From user as sent); empty for pseudonymous callers
 	BusinessLine string    `json:"business_line,omitempty"`
 	SessionID    string    `json:"session_id,omitempty"`
 	Channel      string    `json:"channel,omitempty"`
@@ -262,6 +265,13 @@ type Call struct {
 	Media *CallMedia `json:"media,omitempty"`
 	// NotRecordedReason says why a call of a recording customer was not recorded.
 	NotRecordedReason string `json:"not_recorded_reason,omitempty"`
+	// CallerPseudonym is the caller's pseudonym at this customer: a keyed hash of the
+	// caller's number (package keyring), the same for every call of one caller. Calls are
+	// indexed by it.
+	CallerPseudonym string `json:"caller_pseudonym,omitempty"`
+	// CallerLastDigits are the last three digits of the caller's number, kept in its place
+	// for a customer with pseudonymous callers.
+	CallerLastDigits string `json:"caller_last_digits,omitempty"`
 }
 
 // CallMedia is what the media anchor saw of a call.

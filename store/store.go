@@ -3,12 +3,15 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +46,7 @@ var (
 	// addedBuckets were added to schema 1 later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
-	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust}
+	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketCallsByCaller}
 
 	keySchema = []byte("schema_version")
 )
@@ -53,8 +56,12 @@ const maxBatch = 2048
 
 // DB is the open store.
 type DB struct {
-	bolt *bolt.DB
-	log  *slog.Logger
+	// cur is the open file. Compact replaces it; readers hold the handle they started on
+	// (acquire), so a swap neither waits for them nor pulls the file from under them.
+	cur     atomic.Pointer[handle]
+	path    string
+	log     *slog.Logger
+	retired sync.WaitGroup // handles replaced by Compact, closing once their readers are done
 
 	writes    chan *writeReq
 	stop      chan struct{}
@@ -66,6 +73,13 @@ type DB struct {
 
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
+
+	compactMu sync.Mutex // one Compact at a time
+	// replay, owned by the committer, is non-nil while Compact copies the file: every
+	// committed change is logged in it, to be made in the copy before the swap.
+	replay *opLog
+	// afterSnapshot, if set (tests), runs in Compact once the snapshot is taken.
+	afterSnapshot func()
 }
 
 type writeReq struct {
@@ -73,6 +87,8 @@ type writeReq struct {
 	done chan error
 	// detached writes have no waiter: the committer logs their failure and recycles them.
 	detached string
+	// ctl, when set, is run by the committer between two commits instead of fn.
+	ctl func() error
 }
 
 // finish reports the outcome of r to its waiter, or for a detached write logs a failure.
@@ -117,17 +133,18 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         o.timeout,
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: 256 << 20,
-		NoFreelistSync:  true,
-	})
+	b, err := bolt.Open(path, 0o600, boltOptions(o.timeout))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// A copy left by a compaction that did not finish (a crash) holds nothing the file
+	// does not: remove it. The file's lock, held now, keeps another process from compacting.
+	if err := os.Remove(path + compactSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		b.Close()
+		return nil, fmt.Errorf("remove unfinished compaction: %w", err)
+	}
 	db := &DB{
-		bolt:   b,
+		path:   path,
 		log:    o.log,
 		writes: make(chan *writeReq, 4*maxBatch),
 		stop:   make(chan struct{}),
@@ -143,6 +160,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
 	}
+	db.cur.Store(newHandle(b))
 	if err := db.init(); err != nil {
 		b.Close()
 		return nil, err
@@ -159,8 +177,18 @@ func Open(path string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
+// boltOptions are the options every store file is opened with.
+func boltOptions(timeout time.Duration) *bolt.Options {
+	return &bolt.Options{
+		Timeout:         timeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 256 << 20,
+		NoFreelistSync:  true,
+	}
+}
+
 func (db *DB) init() error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.cur.Load().b.Update(func(tx *bolt.Tx) error {
 		for _, name := range slices.Concat(allBuckets, addedBuckets) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
@@ -186,7 +214,8 @@ func (db *DB) Close() error {
 		db.mu.Unlock()
 		close(db.stop)
 		<-db.done
-		db.closeErr = db.bolt.Close()
+		db.closeErr = db.cur.Load().b.Close()
+		db.retired.Wait()
 	})
 	return db.closeErr
 }
@@ -247,19 +276,30 @@ func (p Pending) Wait() error {
 }
 
 // commitLoop is the only writer. It exits when stop is closed and the queue is drained.
+// A control request (ctl) ends the batch being filled and runs after its commit, so it
+// sees every write queued before it committed and none queued after.
 func (db *DB) commitLoop() {
 	defer close(db.done)
 	batch := make([]*writeReq, 0, maxBatch)
 	for {
+		var ctl *writeReq
 		select {
 		case r := <-db.writes:
+			if r.ctl != nil {
+				db.control(r)
+				continue
+			}
 			batch = append(batch[:0], r)
 		case <-db.stop:
 			// Drain what was queued before Close.
 			for {
 				select {
 				case r := <-db.writes:
-					db.commit(append(batch[:0], r))
+					if r.ctl != nil {
+						db.control(r)
+					} else {
+						db.commit(append(batch[:0], r))
+					}
 				default:
 					return
 				}
@@ -269,20 +309,47 @@ func (db *DB) commitLoop() {
 		for len(batch) < maxBatch {
 			select {
 			case r := <-db.writes:
+				if r.ctl != nil {
+					ctl = r
+					break fill
+				}
 				batch = append(batch, r)
 			default:
 				break fill
 			}
 		}
 		db.commit(batch)
+		if ctl != nil {
+			db.control(ctl)
+		}
 	}
+}
+
+// control runs a control request and reports its outcome.
+func (db *DB) control(r *writeReq) {
+	r.done <- r.ctl()
+}
+
+// update runs fn in a write transaction of the current file; while a compaction copies,
+// the changes of a transaction that commits are logged for the copy.
+func (db *DB) update(fn func(*Tx) error) error {
+	var log *opLog
+	if db.replay != nil {
+		log = &opLog{}
+	}
+	err := db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+		return fn(&Tx{tx: boltTx{tx: tx, log: log}})
+	})
+	if err == nil && log != nil {
+		db.replay.ops = append(db.replay.ops, log.ops...)
+	}
+	return err
 }
 
 func (db *DB) commit(batch []*writeReq) {
 	start := time.Now()
 	failed := -1
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		t := &Tx{tx: tx}
+	err := db.update(func(t *Tx) error {
 		for i, r := range batch {
 			if err := r.fn(t); err != nil {
 				failed = i
@@ -309,21 +376,28 @@ func (db *DB) commit(batch []*writeReq) {
 	}
 	// One write failed: the others are innocent, run each on its own.
 	for _, r := range batch {
-		db.finish(r, db.bolt.Update(func(tx *bolt.Tx) error { return r.fn(&Tx{tx: tx}) }))
+		db.finish(r, db.update(r.fn))
 	}
 }
 
 // View runs fn in a read-only transaction. fn must copy out what it keeps and return quickly.
 func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return db.view(func(tx *bolt.Tx) error { return fn(&Tx{tx: boltTx{tx: tx}}) })
+}
+
+// view runs fn in a read-only bbolt transaction of the current file.
+func (db *DB) view(fn func(*bolt.Tx) error) error {
+	h := db.acquire()
+	defer h.release()
+	return h.b.View(fn)
 }
 
 // Path is the file's path.
-func (db *DB) Path() string { return db.bolt.Path() }
+func (db *DB) Path() string { return db.path }
 
 // Size is the file's current size in bytes.
 func (db *DB) Size() (int64, error) {
 	var n int64
-	err := db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	err := db.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n, err
 }

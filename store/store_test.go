@@ -166,7 +166,7 @@ func TestReopenKeepsDataAndChecksSchema(t *testing.T) {
 	if got.Channel != "Direct" {
 		t.Fatalf("after reopen: %+v", got)
 	}
-	db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{0, 0, 0, 9}) })
+	db.raw().Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{0, 0, 0, 9}) })
 	db.Close()
 	if _, err := Open(path); !errors.Is(err, ErrSchema) {
 		t.Fatalf("open with newer schema = %v", err)
@@ -196,3 +196,6 @@ func BenchmarkWriteParallel(b *testing.B) {
 		}
 	})
 }
+
+// raw is the current bbolt file, for tests that reach under the store's API.
+func (db *DB) raw() *bolt.DB { return db.cur.Load().b }

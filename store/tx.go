@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Tx is a store transaction with typed accessors. It is valid only inside the function it
 // was passed to; values it returns are copies.
 type Tx struct {
-	tx *bolt.Tx
+	tx boltTx
 }
 
 func (t *Tx) get(bucket, key []byte, v any) error {
@@ -261,7 +259,7 @@ func (t *Tx) RecentAssignments(number string, fn func(Assignment) bool) error {
 }
 
 // seekBefore positions c on the last key below key.
-func seekBefore(c *bolt.Cursor, key []byte) ([]byte, []byte) {
+func seekBefore(c cursor, key []byte) ([]byte, []byte) {
 	if k, _ := c.Seek(key); k == nil {
 		return c.Last()
 	}
@@ -302,9 +300,10 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 
 // --- calls and recordings
 
-// PutCall writes a call record and keeps its index entries in step: the customer index, and
-// the index of active calls, which holds the call while its End is zero. A call's CustomerID
-// must not change between writes.
+// PutCall writes a call record and keeps its index entries in step: the customer index, the
+// caller index (by CallerPseudonym), and the index of active calls, which holds the call
+// while its End is zero. A call's CustomerID and CallerPseudonym must not change between
+// writes.
 func (t *Tx) PutCall(c *Call) error {
 	key := compose(c.CustomerID, c.ID)
 	// Index entries are written only when they change: a write dirties its page even when
@@ -312,6 +311,11 @@ func (t *Tx) PutCall(c *Call) error {
 	if t.tx.Bucket(bucketCalls).Get([]byte(c.ID)) == nil {
 		if err := t.tx.Bucket(bucketCallsByCust).Put(key, nil); err != nil {
 			return err
+		}
+		if c.CallerPseudonym != "" {
+			if err := t.tx.Bucket(bucketCallsByCaller).Put(callerKey(c.CustomerID, c.CallerPseudonym, c.ID), nil); err != nil {
+				return err
+			}
 		}
 	}
 	active := t.tx.Bucket(bucketCallsActive)
