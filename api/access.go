@@ -22,10 +22,11 @@ import (
 //
 // Two kinds of bearer token are accepted: the operator's (Config.AdminToken), which may do
 // everything, and customers' tokens (tokenPrefix, made through the API and kept as hashes by
-// Access), which may only read, and only their own customer's records. Each admin route
-// declares its rule in adminRoutes; a request of a customer token for another customer's
-// record answers 404 exactly like a record that does not exist, so that existence does not
-// leak; an operator-only route answers it 403 whatever the ids.
+// Access), which may only read their own customer's records and answer its callers'
+// requests (list, export, erase: callers.go). Each admin route declares its rule in
+// adminRoutes; a request of a customer token for another customer's record answers 404
+// exactly like a record that does not exist, so that existence does not leak; an
+// operator-only route answers it 403 whatever the ids.
 //
 // Every read, export, change or deletion of personal data writes an audit entry (ids only).
 // A read's entry is queued with the store's group commit before the answer is written and
@@ -111,6 +112,9 @@ func (a *API) adminRoutes() []adminRoute {
 		{"GET /v1/calls/{id}", ruleScoped, a.getCall},
 		{"GET /v1/recordings/{id}", ruleScoped, a.getRecording},
 		{"GET /v1/audit", ruleScoped, a.listAudit},
+		{"GET /v1/callers/{number}", ruleScoped, a.getCaller},
+		{"GET /v1/callers/{number}/export", ruleScoped, a.exportCaller},
+		{"DELETE /v1/callers/{number}", ruleScoped, a.eraseCaller},
 		{"/", rulePublic, notFound},
 	}
 }

@@ -31,6 +31,8 @@ const (
 // session, a call and a recording, and a token of acme.
 type tenancyEnv struct {
 	db        *store.DB
+	keys      *keyring.Keyring
+	recorder  *recordings.Recorder
 	url       string
 	acmeToken string // a customer token of acme
 	// per customer: a pool number, a call id, a recording id, a token id
@@ -58,7 +60,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 	}
 	t.Cleanup(func() { recorder.Close() })
 	ctx := context.Background()
-	e := &tenancyEnv{db: db, number: map[string]string{}, call: map[string]string{}, recording: map[string]string{}, tokenID: map[string]string{}}
+	e := &tenancyEnv{db: db, keys: keys, recorder: recorder, number: map[string]string{}, call: map[string]string{}, recording: map[string]string{}, tokenID: map[string]string{}}
 	for i, cu := range []string{"acme", "bakery"} {
 		if _, err := p.CreateCustomer(ctx, store.Customer{ID: cu, Name: cu, Status: store.StatusActive, SiteKey: cu + "-site-key",
 			AllowedOrigins: []string{"https://" + cu + ".example"}}); err != nil {
@@ -73,7 +75,11 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 			t.Fatal(err)
 		}
 		now := time.Now()
-		c := store.Call{ID: pool.NewID(now), CustomerID: cu, Dialled: num, Caller: probeCaller, SessionID: lease.SessionID,
+		key, err := keys.Get(cu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := store.Call{ID: pool.NewID(now), CustomerID: cu, Dialled: num, Caller: probeCaller, CallerPseudonym: key.Pseudonym(probeCaller), SessionID: lease.SessionID,
 			LandingPage: "https://" + cu + ".example/" + probeLanding, Start: now, End: now.Add(time.Minute), Disposition: "answered"}
 		info := recordOneSecond(t, recorder, cu, c.ID)
 		rec := store.Recording{ID: pool.NewID(now), CustomerID: cu, CallID: c.ID, Path: info.Rel, Size: info.Size, SHA256: info.SHA256, Created: now}
@@ -88,7 +94,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		}
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
-	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithBackup(db),
+	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithCallers(db), WithBackup(db),
 		WithLogLevel(new(slog.LevelVar)), WithAccess(db))
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +200,13 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 		"GET /v1/recordings/{id}": {own: get("/v1/recordings/" + e.recording["acme"]), other: get("/v1/recordings/" + e.recording["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/recordings/" + pool.NewID(time.Now())},
 		"GET /v1/audit":           {own: get("/v1/audit"), other: get("/v1/audit?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/audit?customer=nobody", notIn: true},
 		"/":                       {own: get("/v1/nothing"), other: get("/v1/customers/bakery/nothing"), ownStatus: 404, otherStatus: 404},
+		"GET /v1/callers/{number}": {own: get("/v1/callers/" + probeCaller), other: get("/v1/callers/" + probeCaller + "?customer=bakery"),
+			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "?customer=nobody", notIn: true},
+		"GET /v1/callers/{number}/export": {own: get("/v1/callers/" + probeCaller + "/export"), other: get("/v1/callers/" + probeCaller + "/export?customer=bakery"),
+			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "/export?customer=nobody"},
+		// The own case erases a caller without calls, so that the other cases keep their data.
+		"DELETE /v1/callers/{number}": {own: req{"DELETE", "/v1/callers/+31600000000", ""}, other: req{"DELETE", "/v1/callers/" + probeCaller + "?customer=bakery", ""},
+			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "?customer=nobody"},
 	}
 	a := &API{}
 	bakeryIDs := []string{"bakery", e.call["bakery"], e.recording["bakery"], e.number["bakery"]}

@@ -28,6 +28,9 @@ type customerInput struct {
 	BusinessLines  *[]string `json:"business_lines"`
 	DisplayNumbers *[]string `json:"display_numbers"`
 	DisplayFormat  *string   `json:"display_format"`
+	// PseudonymousCallers applies to calls from the moment it is set: stored calls keep
+	// what they hold (erase a caller to remove the number from them).
+	PseudonymousCallers *bool `json:"pseudonymous_callers"`
 }
 
 func (in *customerInput) apply(c *store.Customer) error {
@@ -39,6 +42,9 @@ func (in *customerInput) apply(c *store.Customer) error {
 	set(&c.Name, in.Name)
 	set(&c.SiteKey, in.SiteKey)
 	set(&c.DisplayFormat, in.DisplayFormat)
+	if in.PseudonymousCallers != nil {
+		c.PseudonymousCallers = *in.PseudonymousCallers
+	}
 	if in.Status != nil {
 		s, err := store.ParseCustomerStatus(*in.Status)
 		if err != nil {

@@ -22,6 +22,8 @@ var script []byte
 type Config struct {
 	AdminToken string  // bearer token of the operator; empty means no auth (loopback only)
 	RateLimit  float64 // new sessions per second per site key; burst is twice that
+	// CountryCode reads national numbers given to the data-subject endpoints (default "31").
+	CountryCode string
 }
 
 // API serves the public and the admin HTTP handlers.
@@ -31,6 +33,7 @@ type API struct {
 	calls         CallReader      // nil: call records are not available
 	recordings    RecordingReader // nil: recordings are not available
 	access        Access          // nil: only the operator token, no audit log
+	callers       CallerStore     // nil: no data-subject endpoints
 	recordingsDir string
 	keys          *keyring.Keyring // the customers' keys (recordings, caller pseudonyms)
 	checks        []Check          // readiness checks of /readyz
@@ -57,6 +60,9 @@ func WithClock(now func() time.Time) Option { return func(a *API) { a.now = now 
 func New(cfg Config, p *pool.Pool, reg prometheus.Registerer, opts ...Option) (*API, error) {
 	if cfg.RateLimit <= 0 {
 		cfg.RateLimit = 500
+	}
+	if cfg.CountryCode == "" {
+		cfg.CountryCode = "31"
 	}
 	sum := sha256.Sum256(script)
 	a := &API{

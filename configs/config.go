@@ -164,6 +164,8 @@ type Customer struct {
 	Prompts         Prompts       `yaml:"prompts"`
 	// NumberPrompts override Prompts for calls to one tracked number (E.164 key).
 	NumberPrompts map[string]Prompts `yaml:"number_prompts"`
+	// PseudonymousCallers stores callers as a keyed hash and their last three digits only.
+	PseudonymousCallers bool `yaml:"pseudonymous_callers"`
 }
 
 // Recording is a customer's recording policy (store.RecordingPolicy).
@@ -486,8 +488,9 @@ func (cu *Customer) Record() (store.Customer, error) {
 			Enabled: cu.Recording.Enabled, Numbers: cu.Recording.Numbers, Channels: cu.Recording.Channels,
 			ProfessionalSecrecy: cu.Recording.ProfessionalSecrecy, ConsentConfirmed: cu.Recording.ConsentConfirmed,
 		},
-		Prompts:       store.Prompts(cu.Prompts),
-		NumberPrompts: numberPrompts(cu.NumberPrompts),
+		Prompts:             store.Prompts(cu.Prompts),
+		NumberPrompts:       numberPrompts(cu.NumberPrompts),
+		PseudonymousCallers: cu.PseudonymousCallers,
 	}, err
 }
 

@@ -344,6 +344,18 @@ func TestRemove(t *testing.T) {
 		}
 	}
 
+	// RemoveCall finds a call's file by its start date, also when it began the day before.
+	ci := recordTone(t, r, "cust", "c", 1, SamplesPerChunk) // recorded on 2026-05-01 (UTC)
+	if err := RemoveCall(r.Dir(), "cust", "c", day.Add(-24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ci.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("RemoveCall left %s: %v", ci.Path, err)
+	}
+	if err := RemoveCall(r.Dir(), "cust", "../c", day); !errors.Is(err, ErrInvalidID) {
+		t.Errorf("RemoveCall(../c) = %v, want ErrInvalidID", err)
+	}
+
 	if err := RemoveCustomer(r.Dir(), "cust"); err != nil {
 		t.Fatal(err)
 	}

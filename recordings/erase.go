@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,6 +42,22 @@ func Remove(dir, rel string) error {
 		return fmt.Errorf("remove recording %s: %w", filepath.Base(final), err)
 	}
 	return nil
+}
+
+// RemoveCall erases a call's recording files wherever the layout puts them: under the UTC
+// date of the call's start and of the day after (a call bridged after midnight), finished
+// or .part, whether or not a record links them. For erasure, next to Remove of the
+// recording a record names.
+func RemoveCall(dir, customerID, callID string, start time.Time) error {
+	if !safeID(customerID) || !safeID(callID) {
+		return fmt.Errorf("remove recording of %q/%q: %w", customerID, callID, ErrInvalidID)
+	}
+	var errs []error
+	for _, day := range []time.Time{start.UTC(), start.UTC().AddDate(0, 0, 1)} {
+		rel := filepath.Join(customerID, day.Format("2006"), day.Format("01"), day.Format("02"), callID+encSuffix)
+		errs = append(errs, Remove(dir, filepath.ToSlash(rel)))
+	}
+	return errors.Join(errs...)
 }
 
 // shred overwrites the header of the file at path with zeros, fsyncs it and removes it.

@@ -33,6 +33,9 @@ type call struct {
 	a   *sipgo.DialogServerSession
 	b   atomic.Pointer[sipgo.DialogClientSession]
 	rec store.Call
+	// caller is the caller's number as sent onwards to the business line (From and
+	// P-Asserted-Identity); the record may hold only its pseudonym. Never logged.
+	caller string
 	// ms anchors the call's media (nil: direct media). Set before the call is in the table,
 	// never changed after.
 	ms        MediaSession
@@ -128,12 +131,18 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	}
 	defer a.Close()
 
-	c := &call{id: pool.NewID(start), a: a}
+	c := &call{id: pool.NewID(start), a: a, caller: callerNumber(req, s.cfg.CountryCode)}
 	defer c.release()
 	c.log = s.log.With("call_id", c.id, "customer", cust.ID)
 	c.rec = store.Call{
-		ID: c.id, CustomerID: cust.ID, Dialled: dialled, Caller: callerNumber(req, s.cfg.CountryCode),
+		ID: c.id, CustomerID: cust.ID, Dialled: dialled,
 		Channel: attr.Channel, Candidates: attr.Candidates, Start: start.UTC(), CallIDA: req.CallID().Value(),
+	}
+	if err := s.storeCaller(&c.rec, cust, c.caller); err != nil {
+		c.log.Error("caller pseudonym", "err", err)
+		a.Respond(500, "Server Internal Error", nil)
+		s.m.response("sent", 500)
+		return
 	}
 	if ses := attr.Session; ses != nil {
 		c.rec.SessionID, c.rec.Keyword, c.rec.LandingPage = ses.ID, ses.UTMTerm, ses.LandingPage
@@ -222,6 +231,30 @@ func checkInvite(req *sipmsg.Request) (int, string) {
 func plausibleSDP(b []byte) bool {
 	s := string(b)
 	return strings.HasPrefix(s, "v=0") && (strings.Contains(s, "\nm=") || strings.Contains(s, "\rm="))
+}
+
+// storeCaller fills the caller fields of a call record: the pseudonym (with the customer's
+// key) and either the number, or for a customer with pseudonymous callers only its last
+// three digits.
+func (s *Switch) storeCaller(rec *store.Call, cust store.Customer, caller string) error {
+	if caller == "" {
+		return nil
+	}
+	if s.keys != nil {
+		key, err := s.keys.Get(cust.ID)
+		if err != nil {
+			return err
+		}
+		rec.CallerPseudonym = key.Pseudonym(caller)
+	}
+	if !cust.PseudonymousCallers {
+		rec.Caller = caller
+		return nil
+	}
+	if strings.HasPrefix(caller, "+") && len(caller) > 3 {
+		rec.CallerLastDigits = caller[len(caller)-3:]
+	}
+	return nil
 }
 
 // callerNumber is the caller as E.164 when it reads as a number, else the From user as
@@ -341,7 +374,7 @@ func (s *Switch) ringLine(c *call, line string, offer []byte, ms MediaSession, t
 	breq := sipmsg.NewRequest(sipmsg.INVITE, target)
 	breq.SetTransport(transport)
 	host := s.udpUA.ContactHDR.Address.Host
-	caller := c.rec.Caller
+	caller := c.caller
 	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: caller, Host: host}, Params: sipmsg.NewParams()}
 	from.Params.Add("tag", sipmsg.GenerateTagN(16))
 	if dn := safeToken(a.InviteRequest.From().DisplayName, 64); dn != "" {

@@ -16,6 +16,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 const offerSDP = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
@@ -224,18 +225,20 @@ type env struct {
 }
 
 type envOpts struct {
-	lines       []string
-	ringTimeout time.Duration
-	maxDuration time.Duration
-	drain       time.Duration
-	trunkSource string
-	status      store.CustomerStatus
-	trunkUser   string // digest credentials the trunk must present
-	trunkPass   string
-	proxy       string // outbound proxy URI
-	proxyUser   string
-	proxyPass   string
-	toFallback  bool
+	lines        []string
+	ringTimeout  time.Duration
+	maxDuration  time.Duration
+	drain        time.Duration
+	trunkSource  string
+	status       store.CustomerStatus
+	trunkUser    string // digest credentials the trunk must present
+	trunkPass    string
+	proxy        string // outbound proxy URI
+	proxyUser    string
+	proxyPass    string
+	toFallback   bool
+	keys         *keyring.Keyring // caller pseudonyms
+	pseudonymous bool             // the customer's callers are pseudonymous
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -253,7 +256,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		o.status = store.StatusActive
 	}
 	if _, err := p.CreateCustomer(ctx, store.Customer{ID: "acme", Name: "Acme", Status: o.status, SiteKey: "acme-site-key",
-		BusinessLines: o.lines, RingTimeout: o.ringTimeout, MaxCallDuration: o.maxDuration}); err != nil {
+		BusinessLines: o.lines, RingTimeout: o.ringTimeout, MaxCallDuration: o.maxDuration, PseudonymousCallers: o.pseudonymous}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.PutChannel(ctx, "acme", store.Channel{Name: "Flyer"}); err != nil {
@@ -268,7 +271,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback,
 		Trunks:        []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}},
-		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, nil)
+		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, nil, WithKeys(o.keys))
 	if err != nil {
 		t.Fatal(err)
 	}

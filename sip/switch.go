@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // Config configures the switch.
@@ -68,6 +69,7 @@ type Switch struct {
 	pool  *pool.Pool
 	db    *store.DB
 	media Media
+	keys  *keyring.Keyring // caller pseudonyms; nil: calls are stored without one
 	now   func() time.Time
 	m     *metrics
 
@@ -100,6 +102,12 @@ func WithLogger(l *slog.Logger) Option { return func(s *Switch) { s.log = l } }
 
 // WithMedia anchors media through m (default: direct media).
 func WithMedia(m Media) Option { return func(s *Switch) { s.media = m } }
+
+// WithKeys gives every call record its caller's pseudonym (a keyed hash with the customer's
+// key), which indexes calls by caller and, for customers with pseudonymous callers, is
+// stored in place of the number. Without it, calls have no pseudonym, and a customer with
+// pseudonymous callers keeps only the caller's last three digits.
+func WithKeys(k *keyring.Keyring) Option { return func(s *Switch) { s.keys = k } }
 
 // WithClock sets the clock.
 func WithClock(now func() time.Time) Option { return func(s *Switch) { s.now = now } }

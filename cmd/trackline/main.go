@@ -208,13 +208,14 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	}
 	defer me.Close()
-	sw, err := newSwitch(cfg, p, db, reg, logger, sip.WithMedia(me))
+	sw, err := newSwitch(cfg, p, db, reg, logger, sip.WithMedia(me), sip.WithKeys(keys))
 	if err != nil {
 		return err
 	}
 	defer sw.Close()
 	var stopping atomic.Bool // set when the drain begins: /readyz answers 503 from then on
-	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger), api.WithCalls(db),
+	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p, reg,
+		api.WithLogger(logger), api.WithCalls(db), api.WithCallers(db),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
@@ -224,6 +225,17 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	} else if n > 0 {
 		logger.Warn("completed call records left open by an earlier stop", "calls", n)
+	}
+	if n, err := db.IndexCallers(ctx, func(customerID, caller string) (string, error) {
+		key, err := keys.Get(customerID)
+		if err != nil {
+			return "", err
+		}
+		return key.Pseudonym(caller), nil
+	}); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("indexed the calls stored before the caller index", "calls", n)
 	}
 	if n, err := media.RecoverRecordings(ctx, db, rec); err != nil {
 		logger.Error("repair recordings left by an earlier stop", "repaired", n, "err", err)
