@@ -120,6 +120,7 @@ func New(cfg Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, opts
 	for _, o := range opts {
 		o(s)
 	}
+	s.log = slog.New(RedactHandler(s.log.Handler())) // no caller number in the logs
 	if cfg.OutboundProxy != "" {
 		var u sipmsg.Uri
 		if err := sipmsg.ParseUri(cfg.OutboundProxy, &u); err != nil || u.Host == "" {
