@@ -17,7 +17,8 @@ import (
 // customer's tokens can be listed and one revoked by its id. A token is 256 random bits, so a
 // plain hash is enough: nobody can search that space for a preimage, keyed or not.
 //
-// The audit log is append-only: the store has no call that changes or deletes an entry. Keys
+// The audit log is append-only: the store has no call that changes an entry, and the only
+// one that deletes entries is the log's retention, PruneAudit, oldest first. Keys
 // are 16 bytes, the entry's time in big-endian Unix nanoseconds and then the audit bucket's
 // sequence number, so a reverse walk is a walk from the newest entry back and two entries of
 // the same nanosecond keep their order. audit_by_customer (customer 0x00 key) indexes the
