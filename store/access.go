@@ -40,13 +40,16 @@ type AuditEntry struct {
 	// ID is the entry's key in hex (set when read); it is also the cursor of the next page.
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
-	// Actor is "operator" or "token:" and the token's id (never the token).
+	// Actor is "operator", "token:" and the token's id (never the token), "sweeper" (the
+	// retention job) or "config" (a change the config file made at start).
 	Actor string `json:"actor"`
 	// Action names what was done, e.g. call.read, calls.list, token.create.
 	Action     string `json:"action"`
 	CustomerID string `json:"customer_id,omitempty"`
 	// IDs are the records read or changed: call, session, recording or token ids.
 	IDs []string `json:"ids,omitempty"`
+	// Counts are how many records of each kind an action concerned (a sweep, a purge).
+	Counts map[string]int `json:"counts,omitempty"`
 }
 
 // AuditFilter selects audit entries. The zero value selects every entry, newest first.

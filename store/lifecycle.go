@@ -15,11 +15,13 @@ import (
 // The data lifecycle: usage counters, deleting a whole customer (PurgeCustomer), sessions
 // that never led to a call (ExpireSessions), releasing numbers and pruning the audit log.
 //
-// Usage counters are kept per customer and month (UTC) in the usage bucket, keyed
-// customer 0x00 "yyyy-mm", three big-endian uint64: sessions created, calls started, talk
-// time in milliseconds. They are counted as the records are written, so that they outlive
-// the records (sessions expire; callers may be erased) and a month's report stays what it
-// was.
+// Usage per customer and month (UTC). Calls and talk time are counted as calls are written
+// (PutCall), so that the counts outlive the records (callers may be erased). Sessions are
+// counted from the session index (their ids are time-ordered), which costs the session path
+// nothing; once a month is over the sweeper freezes its count (FreezeSessionCounts), before
+// any of its sessions expire. The usage bucket is keyed customer 0x00 "yyyy-mm"; values are
+// four big-endian uint64: the frozen session count, calls started, talk time in
+// milliseconds, flags (1: the session count is frozen).
 //
 // sessions_called (customer 0x00 session id) marks the sessions that led to a call: the
 // session expiry keeps those.
@@ -48,67 +50,162 @@ type Usage struct {
 // Month is the usage month of t: its UTC year and month, "yyyy-mm".
 func Month(t time.Time) string { return t.UTC().Format("2006-01") }
 
+// ParseMonth reads "yyyy-mm" and answers the first moment of that month (UTC).
+func ParseMonth(month string) (time.Time, error) {
+	t, err := time.Parse("2006-01", month)
+	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
+		return time.Time{}, fmt.Errorf("month %q: want yyyy-mm", month)
+	}
+	return t, nil
+}
+
 func usageKey(customerID, month string) []byte { return compose(customerID, month) }
 
-// AddUsage adds to a customer's counters of the month of at.
-func (t *Tx) AddUsage(customerID string, at time.Time, sessions, calls uint64, talk time.Duration) error {
+// The usage value: sessions (once frozen), calls, talk time in milliseconds, flags.
+const (
+	usageLen      = 32
+	usageFrozen   = 1 // the sessions count is frozen
+	usageSessions = 0
+	usageCalls    = 8
+	usageTalk     = 16
+	usageFlags    = 24
+)
+
+func (t *Tx) usageValue(key []byte) ([usageLen]byte, error) {
+	var v [usageLen]byte
+	cur := t.tx.Bucket(bucketUsage).Get(key)
+	if cur != nil && len(cur) != usageLen {
+		return v, fmt.Errorf("usage %q: malformed", key)
+	}
+	copy(v[:], cur)
+	return v, nil
+}
+
+// addCallUsage counts calls started and talk time in the month of at.
+func (t *Tx) addCallUsage(customerID string, at time.Time, calls uint64, talk time.Duration) error {
 	key := usageKey(customerID, Month(at))
-	u, err := t.usage(key)
+	v, err := t.usageValue(key)
 	if err != nil {
 		return err
 	}
-	var v [24]byte
-	binary.BigEndian.PutUint64(v[0:], u.Sessions+sessions)
-	binary.BigEndian.PutUint64(v[8:], u.Calls+calls)
-	binary.BigEndian.PutUint64(v[16:], uint64((u.TalkTime + talk).Milliseconds()))
+	binary.BigEndian.PutUint64(v[usageCalls:], binary.BigEndian.Uint64(v[usageCalls:])+calls)
+	binary.BigEndian.PutUint64(v[usageTalk:], binary.BigEndian.Uint64(v[usageTalk:])+uint64(talk.Milliseconds()))
 	return t.tx.Bucket(bucketUsage).Put(key, v[:])
 }
 
-func (t *Tx) usage(key []byte) (Usage, error) {
-	v := t.tx.Bucket(bucketUsage).Get(key)
-	if v == nil {
-		return Usage{}, nil
+// countSessions counts a customer's sessions made in [from, to) by their time-ordered ids.
+func (t *Tx) countSessions(customerID string, from, to time.Time) uint64 {
+	prefix := compose(customerID, "")
+	lo := append(bytes.Clone(prefix), idTimePrefix(from.UnixMilli())...)
+	hi := append(bytes.Clone(prefix), idTimePrefix(to.UnixMilli())...)
+	var n uint64
+	c := t.tx.Bucket(bucketSessByCust).Cursor()
+	for k, _ := c.Seek(lo); k != nil && bytes.Compare(k, hi) < 0; k, _ = c.Next() {
+		n++
 	}
-	if len(v) != 24 {
-		return Usage{}, fmt.Errorf("usage %q: malformed", key)
-	}
-	talk := time.Duration(binary.BigEndian.Uint64(v[16:])) * time.Millisecond
-	return Usage{
-		Sessions: binary.BigEndian.Uint64(v[0:]), Calls: binary.BigEndian.Uint64(v[8:]),
-		TalkTime: talk, TalkSeconds: talk.Seconds(),
-	}, nil
+	return n
 }
 
-// Usage reads a customer's counters of one month ("yyyy-mm"); zero if nothing was counted.
+// Usage reads a customer's usage of one month ("yyyy-mm"): the sessions made in it, the
+// calls that started in it and their talk time. Sessions are counted from the session
+// index until the month is frozen (FreezeSessionCounts), so that expired sessions still
+// count; calls are counted as they are written, so that erased calls still count.
 func (t *Tx) Usage(customerID, month string) (Usage, error) {
-	u, err := t.usage(usageKey(customerID, month))
-	u.Month = month
-	return u, err
+	from, err := ParseMonth(month)
+	if err != nil {
+		return Usage{}, err
+	}
+	v, err := t.usageValue(usageKey(customerID, month))
+	if err != nil {
+		return Usage{}, err
+	}
+	talk := time.Duration(binary.BigEndian.Uint64(v[usageTalk:])) * time.Millisecond
+	u := Usage{Month: month, Calls: binary.BigEndian.Uint64(v[usageCalls:]), TalkTime: talk, TalkSeconds: talk.Seconds()}
+	if binary.BigEndian.Uint64(v[usageFlags:])&usageFrozen != 0 {
+		u.Sessions = binary.BigEndian.Uint64(v[usageSessions:])
+	} else {
+		u.Sessions = t.countSessions(customerID, from, from.AddDate(0, 1, 0))
+	}
+	return u, nil
 }
 
-// Usage reads a customer's counters of one month in a read-only transaction.
+// Usage reads a customer's usage of one month in a read-only transaction.
 func (db *DB) Usage(customerID, month string) (Usage, error) {
 	var u Usage
 	err := db.View(func(tx *Tx) (err error) { u, err = tx.Usage(customerID, month); return err })
 	return u, err
 }
 
-// backfillUsage fills the usage counters and the sessions_called marks from the sessions
-// and calls of a file written before they existed.
-func (t *Tx) backfillUsage() error {
-	err := t.tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-		var s struct {
-			CustomerID string    `json:"customer_id"`
-			Created    time.Time `json:"created"`
+// FreezeSessionCounts stores the session count of each month of the customer that ended by
+// before and is not frozen yet, from the month of its oldest session on: from then on the
+// month's count no longer follows the sessions (which expire). Run it before sessions are
+// deleted.
+func (db *DB) FreezeSessionCounts(ctx context.Context, customerID string, before time.Time) (int, error) {
+	prefix := compose(customerID, "")
+	var oldest time.Time
+	err := db.View(func(tx *Tx) error {
+		k, _ := tx.tx.Bucket(bucketSessByCust).Cursor().Seek(prefix)
+		if k == nil || !bytes.HasPrefix(k, prefix) {
+			return nil
 		}
-		if err := json.Unmarshal(v, &s); err != nil {
-			return fmt.Errorf("decode session %q: %w", k, err)
+		if ms, ok := idTime(k[len(prefix):]); ok {
+			oldest = time.UnixMilli(ms).UTC()
 		}
-		return t.AddUsage(s.CustomerID, s.Created, 1, 0, 0)
+		return nil
 	})
-	if err != nil {
-		return err
+	if err != nil || oldest.IsZero() {
+		return 0, err
 	}
+	frozen := 0
+	month, _ := ParseMonth(Month(oldest))
+	for ; !month.AddDate(0, 1, 0).After(before); month = month.AddDate(0, 1, 0) {
+		if err := ctx.Err(); err != nil {
+			return frozen, err
+		}
+		from, key := month, usageKey(customerID, Month(month))
+		done := false
+		err := db.Write(ctx, func(tx *Tx) error {
+			v, err := tx.usageValue(key)
+			if err != nil {
+				return err
+			}
+			done = binary.BigEndian.Uint64(v[usageFlags:])&usageFrozen != 0
+			if done {
+				return nil
+			}
+			binary.BigEndian.PutUint64(v[usageSessions:], tx.countSessions(customerID, from, from.AddDate(0, 1, 0)))
+			binary.BigEndian.PutUint64(v[usageFlags:], binary.BigEndian.Uint64(v[usageFlags:])|usageFrozen)
+			return tx.tx.Bucket(bucketUsage).Put(key, v[:])
+		})
+		if err != nil {
+			return frozen, fmt.Errorf("freeze session count of %s %s: %w", customerID, Month(month), err)
+		}
+		if !done {
+			frozen++
+		}
+	}
+	return frozen, nil
+}
+
+// idTime reads the milliseconds in the first ten characters of a time-ordered id.
+func idTime(id []byte) (int64, bool) {
+	if len(id) < 10 {
+		return 0, false
+	}
+	var ms int64
+	for _, c := range id[:10] {
+		i := bytes.IndexByte([]byte(crockford), c)
+		if i < 0 {
+			return 0, false
+		}
+		ms = ms<<5 | int64(i)
+	}
+	return ms, true
+}
+
+// backfillUsage fills the calls' usage counters and the sessions_called marks from the
+// calls of a file written before they existed (sessions are counted from their index).
+func (t *Tx) backfillUsage() error {
 	return t.tx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
 		var c Call
 		if err := json.Unmarshal(v, &c); err != nil {
@@ -123,7 +220,7 @@ func (t *Tx) backfillUsage() error {
 		if !c.End.IsZero() {
 			talk = time.Duration(c.TalkSeconds * float64(time.Second))
 		}
-		return t.AddUsage(c.CustomerID, c.Start, 0, 1, talk)
+		return t.addCallUsage(c.CustomerID, c.Start, 1, talk)
 	})
 }
 
@@ -458,6 +555,18 @@ func (db *DB) recordingsOf(customerID string) ([][]byte, error) {
 		}
 		after = last
 	}
+}
+
+// HasActiveCalls tells whether a customer has calls in progress.
+func (db *DB) HasActiveCalls(customerID string) (bool, error) {
+	prefix := compose(customerID, "")
+	var busy bool
+	err := db.View(func(tx *Tx) error {
+		k, _ := tx.tx.Bucket(bucketCallsActive).Cursor().Seek(prefix)
+		busy = k != nil && bytes.HasPrefix(k, prefix)
+		return nil
+	})
+	return busy, err
 }
 
 // ExpireResult counts what ExpireSessions deleted.

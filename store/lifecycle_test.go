@@ -53,9 +53,6 @@ func lifecycleFixture(t *testing.T, db *DB, t0 time.Time, activeCall bool) {
 				if err := tx.PutSession(&s); err != nil {
 					return err
 				}
-				if err := tx.AddUsage(cu, at, 1, 0, 0); err != nil {
-					return err
-				}
 				return tx.PutAssignment(&Assignment{Number: num, SessionID: s.ID, From: at, Until: at.Add(30 * time.Minute)})
 			})
 			if err != nil {
@@ -211,6 +208,13 @@ func TestExpireSessions(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	lifecycleFixture(t, db, t0, false)
+	// May is over: its session count is frozen before any session expires.
+	if n, err := db.FreezeSessionCounts(ctx, "gone", time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)); err != nil || n != 1 {
+		t.Fatalf("FreezeSessionCounts = %d %v, want 1 month", n, err)
+	}
+	if n, err := db.FreezeSessionCounts(ctx, "gone", time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)); err != nil || n != 1 {
+		t.Fatalf("FreezeSessionCounts again = %d %v, want 1 month (June; May is frozen)", n, err)
+	}
 	// Sessions 0-2 of each customer led to calls; 3-6 did not. Expire gone's sessions made
 	// before hour 5: sessions 3 and 4 go, with their assignments.
 	res, err := db.ExpireSessions(ctx, "gone", t0.Add(5*time.Hour), 1)
@@ -246,9 +250,16 @@ func TestExpireSessions(t *testing.T) {
 	if res, err := db.ExpireSessions(ctx, "gone", t0.Add(5*time.Hour), 0); err != nil || res.Sessions+res.Assignments != 0 {
 		t.Fatalf("second run: %+v %v", res, err)
 	}
-	// The month's usage still counts the expired sessions.
+	// The month's usage still counts the expired sessions; an unfrozen month follows the
+	// sessions that exist.
 	if u, err := db.Usage("gone", "2026-05"); err != nil || u.Sessions != 7 {
 		t.Fatalf("usage after expiry %+v %v", u, err)
+	}
+	if u, err := db.Usage("kept", "2026-05"); err != nil || u.Sessions != 7 {
+		t.Fatalf("kept's usage %+v %v", u, err)
+	}
+	if u, err := db.Usage("gone", "2026-04"); err != nil || u.Sessions != 0 || u.Calls != 0 {
+		t.Fatalf("April's usage %+v %v", u, err)
 	}
 }
 
@@ -318,7 +329,7 @@ func TestUsageBackfilled(t *testing.T) {
 	}
 	defer db.Close()
 	if u, err := db.Usage("gone", "2026-05"); err != nil || u.Sessions != 7 || u.Calls != 3 || u.TalkSeconds != 270 {
-		t.Fatalf("backfilled usage %+v %v", u, err)
+		t.Fatalf("usage of a file from before the counters %+v %v", u, err)
 	}
 	if w := rawHolds(t, db, "gone\x00"); len(w) == 0 {
 		t.Fatal("nothing indexed")

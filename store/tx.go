@@ -337,7 +337,7 @@ func (t *Tx) PutCall(c *Call) error {
 		talk = time.Duration(c.TalkSeconds * float64(time.Second))
 	}
 	if calls > 0 || talk > 0 {
-		if err := t.AddUsage(c.CustomerID, c.Start, 0, calls, talk); err != nil {
+		if err := t.addCallUsage(c.CustomerID, c.Start, calls, talk); err != nil {
 			return err
 		}
 	}
