@@ -31,8 +31,10 @@ type API struct {
 	recordings    RecordingReader // nil: recordings are not available
 	access        Access          // nil: only the operator token, no audit log
 	recordingsDir string
-	checks        []Check  // readiness checks of /readyz
-	backup        Backuper // nil: no hot backup
+	checks        []Check     // readiness checks of /readyz
+	backup        Backuper    // nil: no hot backup
+	exporter      Exporter    // nil: no exports
+	usage         UsageReader // nil: no usage report
 	level         *slog.LevelVar
 	log           *slog.Logger
 	now           func() time.Time
