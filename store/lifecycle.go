@@ -156,33 +156,43 @@ func (db *DB) FreezeSessionCounts(ctx context.Context, customerID string, before
 	if err != nil || oldest.IsZero() {
 		return 0, err
 	}
-	frozen := 0
+	// Which months are over and not frozen yet: usually none, or last month.
+	var todo []time.Time
 	month, _ := ParseMonth(Month(oldest))
-	for ; !month.AddDate(0, 1, 0).After(before); month = month.AddDate(0, 1, 0) {
-		if err := ctx.Err(); err != nil {
-			return frozen, err
-		}
-		from, key := month, usageKey(customerID, Month(month))
-		done := false
-		err := db.Write(ctx, func(tx *Tx) error {
-			v, err := tx.usageValue(key)
+	err = db.View(func(tx *Tx) error {
+		for ; !month.AddDate(0, 1, 0).After(before); month = month.AddDate(0, 1, 0) {
+			v, err := tx.usageValue(usageKey(customerID, Month(month)))
 			if err != nil {
 				return err
 			}
-			done = binary.BigEndian.Uint64(v[usageFlags:])&usageFrozen != 0
-			if done {
-				return nil
+			if binary.BigEndian.Uint64(v[usageFlags:])&usageFrozen == 0 {
+				todo = append(todo, month)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	frozen := 0
+	for _, from := range todo {
+		if err := ctx.Err(); err != nil {
+			return frozen, err
+		}
+		key := usageKey(customerID, Month(from))
+		err := db.Write(ctx, func(tx *Tx) error {
+			v, err := tx.usageValue(key)
+			if err != nil || binary.BigEndian.Uint64(v[usageFlags:])&usageFrozen != 0 {
+				return err
 			}
 			binary.BigEndian.PutUint64(v[usageSessions:], tx.countSessions(customerID, from, from.AddDate(0, 1, 0)))
 			binary.BigEndian.PutUint64(v[usageFlags:], binary.BigEndian.Uint64(v[usageFlags:])|usageFrozen)
 			return tx.tx.Bucket(bucketUsage).Put(key, v[:])
 		})
 		if err != nil {
-			return frozen, fmt.Errorf("freeze session count of %s %s: %w", customerID, Month(month), err)
+			return frozen, fmt.Errorf("freeze session count of %s %s: %w", customerID, Month(from), err)
 		}
-		if !done {
-			frozen++
-		}
+		frozen++
 	}
 	return frozen, nil
 }
@@ -578,9 +588,10 @@ type ExpireResult struct {
 
 // ExpireSessions deletes a customer's sessions made before `before` that never led to a
 // call, and the assignments of its numbers that began before `before` and whose session is
-// gone. Sessions that led to a call are kept (they are the call's attribution). It works in
-// transactions of at most batch deletions (0: DefaultPurgeBatch). Session ids must be
-// time-ordered (pool.NewID): the walk stops at the first id made at or after `before`.
+// gone. Sessions that led to a call are kept (they are the call's attribution). The walk is
+// done in short read transactions; only what is deleted is written, in transactions of at
+// most batch deletions (0: DefaultPurgeBatch). Session ids must be time-ordered
+// (pool.NewID): the walk stops at the first id made at or after `before`.
 func (db *DB) ExpireSessions(ctx context.Context, customerID string, before time.Time, batch int) (ExpireResult, error) {
 	var res ExpireResult
 	if batch <= 0 {
@@ -588,65 +599,26 @@ func (db *DB) ExpireSessions(ctx context.Context, customerID string, before time
 	}
 	prefix := compose(customerID, "")
 	cut := idTimePrefix(before.UnixMilli())
-	scan := 10 * batch
-	var after []byte // the last index key examined
-	for {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		var ids []string
-		var last []byte
-		done := false
-		err := db.Write(ctx, func(tx *Tx) error {
-			ids, last, done = ids[:0], nil, false
-			idx := tx.tx.Bucket(bucketSessByCust)
-			called := tx.tx.Bucket(bucketSessCalled)
-			c := idx.Cursor()
-			k, _ := c.Seek(prefix)
-			if after != nil {
-				if k, _ = c.Seek(after); k != nil && bytes.Equal(k, after) {
-					k, _ = c.Next()
-				}
+	// Sessions: index keys customer 0x00 id, oldest first.
+	err := db.sweepKeys(ctx, bucketSessByCust, prefix, batch,
+		func(k []byte) bool { return bytes.Compare(k[len(prefix):], cut) < 0 },
+		func(tx *Tx, k []byte) bool { return tx.tx.Bucket(bucketSessCalled).Get(k) == nil },
+		func(tx *Tx, k []byte) error {
+			if err := tx.tx.Bucket(bucketSessions).Delete(k[len(prefix):]); err != nil {
+				return err
 			}
-			var keys [][]byte
-			examined := 0
-			for ; ; k, _ = c.Next() {
-				if k == nil || !bytes.HasPrefix(k, prefix) || bytes.Compare(k[len(prefix):], cut) >= 0 {
-					done = true
-					break
-				}
-				if examined == scan || len(keys) == batch {
-					break
-				}
-				examined++
-				last = bytes.Clone(k)
-				if called.Get(k) == nil {
-					keys = append(keys, bytes.Clone(k))
-				}
-			}
+			return tx.tx.Bucket(bucketSessByCust).Delete(k)
+		},
+		func(keys [][]byte) {
 			for _, k := range keys {
-				if err := tx.tx.Bucket(bucketSessions).Delete(k[len(prefix):]); err != nil {
-					return err
-				}
-				if err := idx.Delete(k); err != nil {
-					return err
-				}
-				ids = append(ids, string(k[len(prefix):]))
+				res.SessionIDs = append(res.SessionIDs, string(k[len(prefix):]))
 			}
-			return nil
 		})
-		if err != nil {
-			return res, fmt.Errorf("expire sessions of %s: %w", customerID, err)
-		}
-		res.Sessions += len(ids)
-		res.SessionIDs = append(res.SessionIDs, ids...)
-		if last != nil {
-			after = last
-		}
-		if done {
-			break
-		}
+	res.Sessions = len(res.SessionIDs)
+	if err != nil {
+		return res, fmt.Errorf("expire sessions of %s: %w", customerID, err)
 	}
+	// Assignments: keys number 0x00 from(8) session, oldest first, of each pool number.
 	var numbers []string
 	if err := db.View(func(tx *Tx) error {
 		return tx.Numbers(func(n Number) error {
@@ -661,59 +633,83 @@ func (db *DB) ExpireSessions(ctx context.Context, customerID string, before time
 	floor := binary.BigEndian.AppendUint64(nil, uint64(before.UnixNano()))
 	for _, num := range numbers {
 		np := append([]byte(num), 0)
-		var after []byte
-		for {
-			var n int
-			var last []byte
-			done := false
-			err := db.Write(ctx, func(tx *Tx) error {
-				n, last, done = 0, nil, false
-				b := tx.tx.Bucket(bucketAssignments)
-				sessions := tx.tx.Bucket(bucketSessions)
-				c := b.Cursor()
-				k, _ := c.Seek(np)
-				if after != nil {
-					if k, _ = c.Seek(after); k != nil && bytes.Equal(k, after) {
-						k, _ = c.Next()
-					}
-				}
-				var keys [][]byte
-				examined := 0
-				for ; ; k, _ = c.Next() {
-					if k == nil || !bytes.HasPrefix(k, np) || len(k) < len(np)+8 || bytes.Compare(k[len(np):len(np)+8], floor) >= 0 {
-						done = true
-						break
-					}
-					if examined == scan || len(keys) == batch {
-						break
-					}
-					examined++
-					last = bytes.Clone(k)
-					if sessions.Get(k[len(np)+8:]) == nil {
-						keys = append(keys, bytes.Clone(k))
-					}
-				}
-				for _, k := range keys {
-					if err := b.Delete(k); err != nil {
-						return err
-					}
-				}
-				n = len(keys)
-				return nil
-			})
-			if err != nil {
-				return res, fmt.Errorf("expire assignments of %s: %w", num, err)
-			}
-			res.Assignments += n
-			if last != nil {
-				after = last
-			}
-			if done {
-				break
-			}
+		err := db.sweepKeys(ctx, bucketAssignments, np, batch,
+			func(k []byte) bool { return len(k) >= len(np)+8 && bytes.Compare(k[len(np):len(np)+8], floor) < 0 },
+			func(tx *Tx, k []byte) bool { return tx.tx.Bucket(bucketSessions).Get(k[len(np)+8:]) == nil },
+			func(tx *Tx, k []byte) error { return tx.tx.Bucket(bucketAssignments).Delete(k) },
+			func(keys [][]byte) { res.Assignments += len(keys) })
+		if err != nil {
+			return res, fmt.Errorf("expire assignments of %s: %w", num, err)
 		}
 	}
 	return res, nil
+}
+
+// sweepKeys walks the keys of bucket that start with prefix, in order, while in(key) holds,
+// in read transactions of a bounded length. The keys for which doomed holds are deleted by
+// del in write transactions of at most batch keys, which check doomed again (the record may
+// have changed since the read); gone is told the keys deleted once their write committed.
+// del must only write through tx: a write function may run twice.
+func (db *DB) sweepKeys(ctx context.Context, bucket, prefix []byte, batch int, in func(k []byte) bool,
+	doomed func(tx *Tx, k []byte) bool, del func(tx *Tx, k []byte) error, gone func(keys [][]byte)) error {
+	scan := 10 * batch
+	var after []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var keys [][]byte
+		done := false
+		err := db.View(func(tx *Tx) error {
+			c := tx.tx.Bucket(bucket).Cursor()
+			k, _ := c.Seek(prefix)
+			if after != nil {
+				if k, _ = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, _ = c.Next()
+				}
+			}
+			for examined := 0; ; k, _ = c.Next() {
+				if k == nil || !bytes.HasPrefix(k, prefix) || !in(k) {
+					done = true
+					return nil
+				}
+				if examined == scan || len(keys) == batch {
+					return nil
+				}
+				examined++
+				after = bytes.Clone(k)
+				if doomed(tx, k) {
+					keys = append(keys, bytes.Clone(k))
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			var deleted [][]byte
+			err := db.Write(ctx, func(tx *Tx) error {
+				deleted = deleted[:0]
+				for _, k := range keys {
+					if tx.tx.Bucket(bucket).Get(k) == nil || !doomed(tx, k) {
+						continue // gone, or changed since the read
+					}
+					if err := del(tx, k); err != nil {
+						return err
+					}
+					deleted = append(deleted, k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			gone(deleted)
+		}
+		if done {
+			return nil
+		}
+	}
 }
 
 // PruneAudit deletes the audit entries older than before, oldest first, in transactions of
