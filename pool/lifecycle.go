@@ -221,6 +221,12 @@ func (p *Pool) SetPorting(ctx context.Context, e164 string, porting bool) (store
 	case held != nil:
 		p.heldMu.Lock()
 		defer p.heldMu.Unlock()
+		p.mu.RLock()
+		held = p.held[e164]
+		p.mu.RUnlock()
+		if held == nil {
+			return store.Number{}, ErrUnknownNumber
+		}
 		rec := *held
 		rec.Porting = porting
 		if err := p.db.Write(ctx, func(tx *store.Tx) error { return tx.PutNumber(&rec) }); err != nil {
@@ -308,7 +314,10 @@ func (p *Pool) releaseIfDue(ctx context.Context, e164 string, at time.Time, forc
 	if held != nil {
 		p.heldMu.Lock()
 		defer p.heldMu.Unlock()
-		if !due(held) {
+		p.mu.RLock()
+		held = p.held[e164] // as SetPorting may have left it
+		p.mu.RUnlock()
+		if held == nil || !due(held) {
 			return Release{}, false, nil
 		}
 		if err := p.db.Write(ctx, func(tx *store.Tx) error { _, err := tx.DeleteNumber(e164); return err }); err != nil && !errors.Is(err, store.ErrNotFound) {
