@@ -31,6 +31,7 @@ type customerInput struct {
 	// PseudonymousCallers applies to calls from the moment it is set: stored calls keep
 	// what they hold (erase a caller to remove the number from them).
 	PseudonymousCallers *bool `json:"pseudonymous_callers"`
+	lifecycleInput
 }
 
 func (in *customerInput) apply(c *store.Customer) error {
@@ -60,7 +61,7 @@ func (in *customerInput) apply(c *store.Customer) error {
 			*l.dst = *l.v
 		}
 	}
-	return nil
+	return in.lifecycleInput.apply(c)
 }
 
 func (a *API) listCustomers(w http.ResponseWriter, r *http.Request) error {

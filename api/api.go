@@ -38,6 +38,8 @@ type API struct {
 	keys          *keyring.Keyring // the customers' keys (recordings, caller pseudonyms)
 	checks        []Check          // readiness checks of /readyz
 	backup        Backuper         // nil: no hot backup
+	exporter      Exporter         // nil: no exports
+	usage         UsageReader      // nil: no usage report
 	level         *slog.LevelVar
 	log           *slog.Logger
 	now           func() time.Time

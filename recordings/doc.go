@@ -14,8 +14,8 @@
 // 16 bits; the left channel is the caller, the right the business line.
 //
 // It does not decide whether a call is recorded, play the disclaimer, know RTP, or keep
-// the call record (the caller stores Info with it). Retention is the caller's too: Remove
-// and RemoveCustomer erase files when told.
+// the call record (the caller stores Info with it). Retention is the caller's too: Remove,
+// RemoveCall and RemoveCustomer erase files when told.
 //
 // # Encryption at rest
 //
@@ -32,6 +32,15 @@
 // while the customer's key lives on. Encrypting costs about 18 µs per second of call in the
 // writer goroutines (docs/benchmarks.md); a file is 176 bytes plus 16 bytes a second larger
 // than the audio.
+//
+// # Reading back, exports and removal
+//
+// Open is the one reader of recording files. Opener (files.go) wraps it for exports, and
+// the admin API streams through it. Exporter (export.go) writes a customer's export
+// archive, a zip streamed from the store's records and the recordings read through an
+// OpenFunc (Opener by default), to a writer or durably to a file in an export directory.
+// RemoveCustomer deletes a customer's recordings directory; the Exporter's RemoveCustomer
+// also destroys the customer's key.
 //
 // # Data flow
 //

@@ -237,6 +237,8 @@ type envOpts struct {
 	proxyUser    string
 	proxyPass    string
 	toFallback   bool
+	trialEnds    time.Time        // a trial customer's end
+	switchMax    time.Duration    // the switch's default maximum call duration
 	keys         *keyring.Keyring // caller pseudonyms
 	pseudonymous bool             // the customer's callers are pseudonymous
 }
@@ -256,7 +258,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 		o.status = store.StatusActive
 	}
 	if _, err := p.CreateCustomer(ctx, store.Customer{ID: "acme", Name: "Acme", Status: o.status, SiteKey: "acme-site-key",
-		BusinessLines: o.lines, RingTimeout: o.ringTimeout, MaxCallDuration: o.maxDuration, PseudonymousCallers: o.pseudonymous}); err != nil {
+		BusinessLines: o.lines, RingTimeout: o.ringTimeout, MaxCallDuration: o.maxDuration, TrialEnds: o.trialEnds,
+		PseudonymousCallers: o.pseudonymous}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.PutChannel(ctx, "acme", store.Channel{Name: "Flyer"}); err != nil {
@@ -269,7 +272,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if src == "" {
 		src = "127.0.0.1/32"
 	}
-	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback,
+	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
 		Trunks:        []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}},
 		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, nil, WithKeys(o.keys))
 	if err != nil {

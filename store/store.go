@@ -39,6 +39,9 @@ var (
 	bucketTokensByCu  = []byte("tokens_by_customer")
 	bucketAudit       = []byte("audit")
 	bucketAuditByCust = []byte("audit_by_customer")
+	bucketSessCalled  = []byte("sessions_called")
+	bucketUsage       = []byte("usage")
+	bucketPurged      = []byte("customers_purged")
 
 	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
 		bucketSessions, bucketSessByCust, bucketAssignments, bucketStats, bucketCalls, bucketCallsByCust,
@@ -46,7 +49,8 @@ var (
 	// addedBuckets were added to schema 1 later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
-	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketCallsByCaller}
+	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust,
+		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller}
 
 	keySchema = []byte("schema_version")
 )
@@ -189,9 +193,16 @@ func boltOptions(timeout time.Duration) *bolt.Options {
 
 func (db *DB) init() error {
 	return db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+		// Derived buckets added later are filled from the records once, when created.
+		backfill := tx.Bucket(bucketUsage) == nil && tx.Bucket(bucketSessions) != nil
 		for _, name := range slices.Concat(allBuckets, addedBuckets) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		if backfill {
+			if err := (&Tx{tx: boltTx{tx: tx}}).backfillUsage(); err != nil {
+				return fmt.Errorf("fill usage counters: %w", err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
