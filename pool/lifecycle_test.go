@@ -194,6 +194,10 @@ func (e *lifecycleEnv) gone(tn *tenant) {
 	if _, err := os.Stat(filepath.Join(e.recDir, tn.id)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("recordings of %s still on disk: %v", tn.id, err)
 	}
+	// Copies of its recordings cannot be read any more.
+	if _, err := e.keys.Lookup(tn.id); !errors.Is(err, keyring.ErrNoKey) {
+		t.Errorf("key of %s: %v, want destroyed", tn.id, err)
+	}
 }
 
 // auditActions lists the (actor action customer) of the audit log, oldest first.
@@ -232,7 +236,8 @@ func TestTrialExpiry(t *testing.T) {
 		t.Fatalf("Assign after the trial: %v, want ErrCustomerEnded", err)
 	}
 	rep := e.sweep()
-	if rep["trials_expired"] != 1 || rep["calls"] != 1 || rep["sessions"] != 4 || rep["recordings"] != 1 || rep["numbers"] != 3 {
+	if rep["trials_expired"] != 1 || rep["calls"] != 1 || rep["sessions"] != 4 || rep["recordings"] != 1 || rep["numbers"] != 3 ||
+		rep["compactions"] != 1 {
 		t.Fatalf("sweep after the trial: %v", rep)
 	}
 	e.gone(tn)
@@ -309,7 +314,7 @@ func TestContractEndRetentionAndQuarantine(t *testing.T) {
 			// Three months after the end: deleted (exported first if so chosen).
 			e.clk.add(31 * 24 * time.Hour)
 			rep := e.sweep()
-			if rep["customers_purged"] != 1 || rep["numbers"] != 0 || rep["held_numbers"] != 3 {
+			if rep["customers_purged"] != 1 || rep["numbers"] != 0 || rep["held_numbers"] != 3 || rep["compactions"] != 1 {
 				t.Fatalf("sweep after the retention: %v", rep)
 			}
 			e.gone(tn)
