@@ -120,6 +120,7 @@ func (a *API) adminRoutes() []adminRoute {
 		{"GET /v1/callers/{number}", ruleScoped, a.getCaller},
 		{"GET /v1/callers/{number}/export", ruleScoped, a.exportCaller},
 		{"DELETE /v1/callers/{number}", ruleScoped, a.eraseCaller},
+		{"POST /v1/customers/{id}/erase", ruleOperator, a.eraseCustomer},
 		{"/", rulePublic, notFound},
 	}
 }

@@ -31,6 +31,7 @@ const (
 // session, a call and a recording, and a token of acme.
 type tenancyEnv struct {
 	db        *store.DB
+	pool      *pool.Pool
 	keys      *keyring.Keyring
 	recorder  *recordings.Recorder
 	url       string
@@ -60,7 +61,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 	}
 	t.Cleanup(func() { recorder.Close() })
 	ctx := context.Background()
-	e := &tenancyEnv{db: db, keys: keys, recorder: recorder, number: map[string]string{}, call: map[string]string{}, recording: map[string]string{}, tokenID: map[string]string{}}
+	e := &tenancyEnv{db: db, pool: p, keys: keys, recorder: recorder, number: map[string]string{}, call: map[string]string{}, recording: map[string]string{}, tokenID: map[string]string{}}
 	for i, cu := range []string{"acme", "bakery"} {
 		if _, err := p.CreateCustomer(ctx, store.Customer{ID: cu, Name: cu, Status: store.StatusActive, SiteKey: cu + "-site-key",
 			AllowedOrigins: []string{"https://" + cu + ".example"}}); err != nil {
@@ -94,7 +95,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		}
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
-	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithCallers(db), WithBackup(db),
+	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithErasure(db), WithBackup(db),
 		WithLogLevel(new(slog.LevelVar)), WithAccess(db), WithExport(recordings.NewExporter(db, recorder.Dir(), keys)), WithUsage(db))
 	if err != nil {
 		t.Fatal(err)
@@ -210,6 +211,7 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "?customer=nobody", notIn: true},
 		"GET /v1/callers/{number}/export": {own: get("/v1/callers/" + probeCaller + "/export"), other: get("/v1/callers/" + probeCaller + "/export?customer=bakery"),
 			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "/export?customer=nobody"},
+		"POST /v1/customers/{id}/erase": operatorOnly("POST", "/v1/customers/acme/erase", ""),
 		// The own case erases a caller without calls, so that the other cases keep their data.
 		"DELETE /v1/callers/{number}": {own: req{"DELETE", "/v1/callers/+31600000000", ""}, other: req{"DELETE", "/v1/callers/" + probeCaller + "?customer=bakery", ""},
 			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "?customer=nobody"},

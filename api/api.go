@@ -33,7 +33,7 @@ type API struct {
 	calls         CallReader      // nil: call records are not available
 	recordings    RecordingReader // nil: recordings are not available
 	access        Access          // nil: only the operator token, no audit log
-	callers       CallerStore     // nil: no data-subject endpoints
+	callers       ErasureStore    // nil: no data-subject endpoints, no erasure
 	recordingsDir string
 	keys          *keyring.Keyring // the customers' keys (recordings, caller pseudonyms)
 	checks        []Check          // readiness checks of /readyz

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/pool/e164"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
@@ -21,19 +22,24 @@ import (
 // lookup works the same for customers with pseudonymous callers. The number itself is never
 // logged or written to the audit log: entries name the calls and recordings concerned.
 
-// CallerStore is what the data-subject endpoints need of the store; *store.DB is one.
-type CallerStore interface {
+// ErasureStore is what the data-subject endpoints and customer erasure need of the store;
+// *store.DB is one.
+type ErasureStore interface {
 	// CallsOfCaller lists the calls of the caller with this pseudonym, newest first.
 	CallsOfCaller(customerID, pseudonym string) ([]store.Call, error)
+	// HasActiveCalls tells whether a customer has calls in progress.
+	HasActiveCalls(customerID string) (bool, error)
 	// Write runs fn in a durable transaction.
 	Write(ctx context.Context, fn func(*store.Tx) error) error
 	// Compact rewrites the store file without what was deleted.
 	Compact(ctx context.Context) (store.CompactStats, error)
 }
 
-// WithCallers enables the data-subject endpoints (/v1/callers) on the store db. They need
-// the keys of WithRecordings too; without either, they answer 503.
-func WithCallers(db CallerStore) Option { return func(a *API) { a.callers = db } }
+// WithErasure enables the data-subject endpoints (/v1/callers) and customer erasure on the
+// store db. They need the keys of WithRecordings too; without either, they answer 503.
+func WithErasure(db ErasureStore) Option { return func(a *API) { a.callers = db } }
+
+var errUnavailable = errStatus(http.StatusServiceUnavailable, "", "erasure and caller data are not available")
 
 // subject is the caller a data-subject request names, at one customer.
 type subject struct {
@@ -47,7 +53,7 @@ type subject struct {
 // operator names the customer with the customer parameter.
 func (a *API) resolveCaller(r *http.Request) (subject, error) {
 	if a.callers == nil || a.keys == nil {
-		return subject{}, errStatus(http.StatusServiceUnavailable, "", "caller data is not available")
+		return subject{}, errUnavailable
 	}
 	p := who(r)
 	customer := r.URL.Query().Get("customer")
@@ -308,4 +314,59 @@ func recIDs(recs []store.Recording) []string {
 		out = append(out, r.ID)
 	}
 	return out
+}
+
+// eraseCustomer erases a customer for good, in an order that a retry completes after a
+// crash or an error: its key is destroyed first, so that its recordings, wherever copies
+// are (backups), can never be decrypted and its callers' pseudonyms never linked again; then
+// its recording files and every record it has are deleted (pool.Purge: its numbers are held
+// in quarantine after a contract, freed after a lapsed trial), the audit entry is committed
+// (ids and counts), and the store file is compacted. The customer must be out of service
+// (its contract or trial ended) and have no call in progress; otherwise 409.
+func (a *API) eraseCustomer(w http.ResponseWriter, r *http.Request) error {
+	if a.callers == nil || a.keys == nil {
+		return errUnavailable
+	}
+	id := r.PathValue("id")
+	c, err := a.pool.Customer(id)
+	if err != nil {
+		return err
+	}
+	now := a.now()
+	if pool.InService(&c, now) {
+		return errStatus(http.StatusConflict, "", "the customer is in service: end its contract (or trial) first")
+	}
+	if busy, err := a.callers.HasActiveCalls(id); err != nil {
+		return err
+	} else if busy {
+		return errStatus(http.StatusConflict, "", "the customer has calls in progress; erase it once they have ended")
+	}
+	if err := a.keys.Destroy(id); err != nil {
+		return err
+	}
+	if err := recordings.RemoveCustomer(a.recordingsDir, id); err != nil {
+		return err
+	}
+	res, err := a.pool.Purge(r.Context(), id, !pool.TrialLapsed(&c, now))
+	if errors.Is(err, store.ErrActiveCalls) {
+		return errStatus(http.StatusConflict, "", "the customer has calls in progress; erase it once they have ended")
+	}
+	if err != nil {
+		return err
+	}
+	e := store.AuditEntry{Time: now, Actor: who(r).actor(), Action: "customer.erase", CustomerID: id, Counts: res.Counts()}
+	if err := a.callers.Write(r.Context(), func(tx *store.Tx) error { return tx.AppendAudit(&e) }); err != nil {
+		return err
+	}
+	st, err := a.callers.Compact(context.WithoutCancel(r.Context()))
+	if err != nil {
+		return errors.Join(errors.New("erased, but the store was not compacted"), err)
+	}
+	a.log.Info("customer erased", "customer", id, "store_bytes_before", st.Before, "store_bytes_after", st.After,
+		"compact_ms", st.Copy.Milliseconds(), "write_pause_ms", st.Pause.Milliseconds())
+	writeJSON(w, http.StatusOK, struct {
+		CustomerID string         `json:"customer_id"`
+		Erased     map[string]int `json:"erased"`
+	}{id, res.Counts()})
+	return nil
 }

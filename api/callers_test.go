@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -261,5 +262,89 @@ func TestCallerErase(t *testing.T) {
 	e.db.AuditRaw(func(k, v []byte) error { audit.Write(k); audit.Write(v); return nil })
 	if bytes.Contains(audit.Bytes(), []byte("687654321")) || !bytes.Contains(audit.Bytes(), []byte(`"caller.erase"`)) {
 		t.Errorf("audit log: %s", audit.Bytes())
+	}
+}
+
+// TestCustomerErase: erasing a customer destroys its key (a copy of a recording made before
+// can no longer be read), deletes its recordings and records, compacts the store, and
+// leaves the other customer alone; only the operator may, and only once the customer is out
+// of service and has no call in progress.
+func TestCustomerErase(t *testing.T) {
+	e := newCallerEnv(t)
+	const number = "+31698765432"
+	c := e.addCall(t, "bakery", number, "https://bakery.example/erase-me-landing", false, false)
+	rec, err := e.db.Recording(c.RecordingID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.wav.enc")
+	b, _ := os.ReadFile(filepath.Join(e.recorder.Dir(), filepath.FromSlash(rec.Path)))
+	os.WriteFile(backup, b, 0o600)
+	if r, err := recordings.Open(e.keys, backup); err != nil {
+		t.Fatalf("the backup copy before erasure: %v", err)
+	} else {
+		r.Close()
+	}
+
+	post := func(tok string) (int, string) {
+		status, _, body := raw(t, "POST", e.url+"/v1/customers/bakery/erase", tok, "")
+		return status, body
+	}
+	if status, body := post(e.acmeToken); status != 403 {
+		t.Errorf("a customer token: %d %s", status, body)
+	}
+	if status, body := post(token); status != 409 {
+		t.Errorf("a customer in service: %d %s", status, body)
+	}
+	if _, err := e.tenancyEnv.pool.EndContract(context.Background(), "bakery", time.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	active := e.addCall(t, "bakery", "+31611122233", "", false, true)
+	if status, body := post(token); status != 409 {
+		t.Errorf("a call in progress: %d %s", status, body)
+	}
+	if _, err := e.keys.Lookup("bakery"); err != nil {
+		t.Fatalf("a refused erasure destroyed the key: %v", err)
+	}
+	active.End, active.Disposition = active.Start.Add(time.Minute), "answered"
+	if err := e.db.Write(context.Background(), func(tx *store.Tx) error { return tx.PutCall(&active) }); err != nil {
+		t.Fatal(err)
+	}
+
+	status, body := post(token)
+	if status != 200 || !strings.Contains(body, `"calls":3`) || !strings.Contains(body, `"recordings":3`) {
+		t.Fatalf("erase: %d %s", status, body)
+	}
+	if _, err := e.keys.Lookup("bakery"); !errors.Is(err, keyring.ErrNoKey) {
+		t.Errorf("key after erasure: %v", err)
+	}
+	if _, err := recordings.Open(e.keys, backup); !errors.Is(err, keyring.ErrNoKey) {
+		t.Errorf("the backup copy after erasure: %v, want ErrNoKey", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.recorder.Dir(), "bakery")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("bakery's recordings: %v", err)
+	}
+	if s, _, _ := raw(t, "GET", e.url+"/v1/customers/bakery", token, ""); s != 404 {
+		t.Errorf("GET the erased customer: %d", s)
+	}
+	if s, _, _ := raw(t, "POST", e.url+"/v1/customers/bakery/erase", token, ""); s != 404 {
+		t.Errorf("erase it again: %d", s)
+	}
+	file, _ := os.ReadFile(e.db.Path())
+	for _, needle := range []string{"698765432", "erase-me-landing", "bakery-site-key", "bakery.example"} {
+		if bytes.Contains(file, []byte(needle)) {
+			t.Errorf("the store file still holds %q", needle)
+		}
+	}
+	// acme is untouched.
+	if status, a, _ := e.caller(t, e.acmeToken, "/v1/callers/"+probeCaller); status != 200 || len(a.Calls) != 1 {
+		t.Errorf("acme after bakery's erasure: %d %+v", status, a)
+	}
+	if s, _, _ := raw(t, "GET", e.url+"/v1/recordings/"+e.recording["acme"], token, ""); s != 200 {
+		t.Errorf("acme's recording after bakery's erasure: %d", s)
+	}
+	entries, _, _ := e.db.AuditLog(store.AuditFilter{CustomerID: "bakery", Limit: 1})
+	if len(entries) != 1 || entries[0].Action != "customer.erase" || entries[0].Counts["calls"] != 3 {
+		t.Errorf("audit: %+v", entries)
 	}
 }

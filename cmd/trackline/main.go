@@ -234,7 +234,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	}
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p, reg,
-		api.WithLogger(logger), api.WithCalls(db), api.WithCallers(db),
+		api.WithLogger(logger), api.WithCalls(db), api.WithErasure(db),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db),
 		api.WithExport(exporter), api.WithUsage(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
