@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -20,12 +21,13 @@ import (
 )
 
 // The SIP tests drive the real binary with sipp (Debian's sip-tester) as the trunk and as
-// the business lines, all on loopback. Scenarios are in testdata/sipp; every sipp runs one
-// call (-m 1) under a global -timeout, and its exit code says whether its scenario ran as
-// written (0: every call successful).
+// the business lines, all on loopback. Scenarios are in testdata/sipp; every sipp runs its
+// calls (-m 1 unless sippSpec.calls says) under a global -timeout, and its exit code says
+// whether its scenario ran as written (0: every call successful).
 
 const (
-	// callerNumber is the From user of every scenario in testdata/sipp.
+	// callerNumber is the From user of every scenario in testdata/sipp (uac-media.xml takes
+	// another with sippSpec.caller).
 	callerNumber = "+31612345678"
 	// flyerNumber is a static number of the channel "Flyer" when a test asks for it.
 	flyerNumber = "+31850000101"
@@ -45,6 +47,10 @@ type sippSpec struct {
 	media bool
 	// files are written into sipp's working directory before it starts (pcaps to play).
 	files map[string][]byte
+	// caller is the From user of scenarios that take it (-key caller); default callerNumber.
+	caller string
+	// calls is how many calls sipp makes or answers before it exits (-m); default 1.
+	calls int
 }
 
 // sippProc is a running sipp. Its traces are in its own t.TempDir.
@@ -117,7 +123,8 @@ func startSipp(t *testing.T, name string, spec sippSpec) *sippProc {
 		args := []string{"-sf", scen,
 			"-i", spec.ip, "-p", strconv.Itoa(p.port),
 			"-cp", strconv.Itoa(freeUDPPort(t, "127.0.0.1")),
-			"-m", "1",
+			"-m", strconv.Itoa(max(spec.calls, 1)),
+			"-key", "caller", cmp.Or(spec.caller, callerNumber),
 			"-timeout", strconv.Itoa(int(sippTimeout.Seconds())) + "s", "-timeout_error",
 			"-nostdin",
 			"-trace_msg", "-message_file", filepath.Join(dir, name+".msg"),
