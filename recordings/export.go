@@ -554,6 +554,8 @@ var callColumns = []column[store.Call]{
 	{"not_recorded_reason", func(c *store.Call) string { return c.NotRecordedReason }},
 	{"call_id_a", func(c *store.Call) string { return c.CallIDA }},
 	{"call_id_b", func(c *store.Call) string { return c.CallIDB }},
+	{"caller_pseudonym", func(c *store.Call) string { return c.CallerPseudonym }},
+	{"caller_last_digits", func(c *store.Call) string { return c.CallerLastDigits }},
 }
 
 var sessionColumns = []column[store.Session]{

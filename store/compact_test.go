@@ -272,3 +272,84 @@ func TestCompactAfterClose(t *testing.T) {
 		t.Error("Compact after Close: no error")
 	}
 }
+
+// BenchmarkCompact compacts a store while a writer commits a call record every millisecond,
+// as call setup does, and reports the copy time, the write pause of the swap, the slowest
+// write during the compaction, the writes replayed and the file sizes. TRACKLINE_BENCH_STORE
+// names a store file to compact a copy of (scripts/bench-compact.sh seeds one with a million
+// sessions); without it the store is 20,000 synthetic calls.
+func BenchmarkCompact(b *testing.B) {
+	src := os.Getenv("TRACKLINE_BENCH_STORE")
+	for b.Loop() {
+		b.StopTimer()
+		path := filepath.Join(b.TempDir(), "trackline.db")
+		if src != "" {
+			in, err := os.ReadFile(src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(path, in, 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
+		db, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if src == "" {
+			t0 := time.Now()
+			for chunk := 0; chunk < 20; chunk++ {
+				err := db.Write(context.Background(), func(tx *Tx) error {
+					for i := range 1000 {
+						n := chunk*1000 + i
+						c := Call{ID: testCallID(t0.Add(time.Duration(n)*time.Second), n), CustomerID: "acme", Caller: "+31612345678",
+							Start: t0, End: t0.Add(time.Minute), LandingPage: "https://shop.example/landing/page"}
+						if err := tx.PutCall(&c); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		stop, done := make(chan struct{}), make(chan time.Duration)
+		go func() {
+			var slowest time.Duration
+			t0 := time.Now()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					done <- slowest
+					return
+				case <-time.After(time.Millisecond):
+				}
+				c := Call{ID: testCallID(t0.Add(time.Duration(n)*time.Millisecond), 1_000_000+n), CustomerID: "bench", Caller: "+31600000000", Start: t0}
+				start := time.Now()
+				if err := db.Write(context.Background(), func(tx *Tx) error { return tx.PutCall(&c) }); err != nil {
+					b.Error(err)
+				}
+				slowest = max(slowest, time.Since(start))
+			}
+		}()
+		time.Sleep(50 * time.Millisecond)
+		b.StartTimer()
+		st, err := db.Compact(context.Background())
+		b.StopTimer()
+		close(stop)
+		slowest := <-done
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(st.Copy.Milliseconds()), "copy-ms")
+		b.ReportMetric(float64(st.Pause.Microseconds())/1000, "pause-ms")
+		b.ReportMetric(float64(slowest.Microseconds())/1000, "slowest-write-ms")
+		b.ReportMetric(float64(st.Replayed), "replayed")
+		b.ReportMetric(float64(st.Before>>20), "before-MiB")
+		b.ReportMetric(float64(st.After>>20), "after-MiB")
+		db.Close()
+		b.StartTimer()
+	}
+}
