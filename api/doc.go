@@ -18,6 +18,11 @@
 // recordings writes it), the monthly usage report, numbers marked for porting and the
 // numbers held after their customer was deleted.
 //
+// Data subjects and erasure (callers.go): a caller's data, found by the number through its
+// pseudonym, listed, exported as a zip and erased; a customer erased (its key destroyed
+// first). Both erasures end with the store compacted. Recordings are served decrypted
+// (recordings.go), with Range requests.
+//
 // It does not own business rules: leases, attribution and the contract lifecycle are
 // package pool's.
 package api

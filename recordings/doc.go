@@ -29,7 +29,7 @@
 // file. Info.Size and Info.SHA256 are those of the plain WAV. Destroying a customer's key
 // makes all of its recordings unreadable, copies in backups included; Remove also
 // overwrites a file's header (its salt) before removing it, so one recording is shredded
-// while the customer's key lives on. Encrypting costs about 18 µs per second of call in the
+// while the customer's key lives on. Encrypting costs about 10 µs per second of call in the
 // writer goroutines (docs/benchmarks.md); a file is 176 bytes plus 16 bytes a second larger
 // than the audio.
 //
