@@ -33,6 +33,8 @@ type ErasureStore interface {
 	Write(ctx context.Context, fn func(*store.Tx) error) error
 	// Compact rewrites the store file without what was deleted.
 	Compact(ctx context.Context) (store.CompactStats, error)
+	// CompactionDue tells whether deleted records may still be in the file's freed pages.
+	CompactionDue() (bool, error)
 }
 
 // WithErasure enables the data-subject endpoints (/v1/callers) and customer erasure on the
@@ -246,9 +248,10 @@ func writeCallerArchive(w io.Writer, d *callerData, readers []*recordings.Reader
 // eraseCaller erases everything held about a caller at a customer, for good: the recording
 // files are shredded and removed first, then the calls with their recordings' records go
 // in one transaction with the audit entry, then the store file is compacted so that no
-// freed page keeps them. It runs whole again when called again: a crash or an error midway
-// leaves nothing that a second call does not remove. A call from the caller that is still
-// in progress answers 409: erase once it has ended.
+// freed page keeps them (when anything was deleted since the last compaction: the store
+// marks it, crash-proof). It runs whole again when called again: a crash or an error midway
+// leaves nothing that a second call, or the next start, does not remove. A call from the
+// caller that is still in progress answers 409: erase once it has ended.
 func (a *API) eraseCaller(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.resolveCaller(r)
 	if err != nil {
@@ -285,13 +288,21 @@ func (a *API) eraseCaller(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := a.callers.Compact(context.WithoutCancel(r.Context()))
+	// Nothing erased and nothing owed from an erasure cut short: no compaction (which reads
+	// and writes the whole file) for a number that has nothing here.
+	due, err := a.callers.CompactionDue()
 	if err != nil {
-		return errors.Join(errors.New("erased, but the store was not compacted: erase again"), err)
+		return err
 	}
-	a.log.Info("caller erased", "customer", s.customerID, "calls", len(d.Calls), "recordings", len(recs),
-		"store_bytes_before", st.Before, "store_bytes_after", st.After, "compact_ms", st.Copy.Milliseconds(),
-		"write_pause_ms", st.Pause.Milliseconds())
+	if due {
+		st, err := a.callers.Compact(context.WithoutCancel(r.Context()))
+		if err != nil {
+			return errors.Join(errors.New("erased, but the store was not compacted: erase again"), err)
+		}
+		a.log.Info("caller erased", "customer", s.customerID, "calls", len(d.Calls), "recordings", len(recs),
+			"store_bytes_before", st.Before, "store_bytes_after", st.After, "compact_ms", st.Copy.Milliseconds(),
+			"write_pause_ms", st.Pause.Milliseconds())
+	}
 	writeJSON(w, http.StatusOK, struct {
 		CustomerID string   `json:"customer_id"`
 		Calls      []string `json:"erased_calls"`

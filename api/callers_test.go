@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,9 +217,27 @@ func TestCallerErase(t *testing.T) {
 		t.Errorf("the refused erasure removed the call: %v", err)
 	}
 
+	// A number with nothing here: nothing erased, and no compaction (the file stays).
+	inode := func() uint64 {
+		st, err := os.Stat(e.db.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Ino
+	}
+	before := inode()
+	if status, _, body := raw(t, "DELETE", e.url+"/v1/callers/0600000001", e.acmeToken, ""); status != 200 || !strings.Contains(body, `"erased_calls":[]`) {
+		t.Errorf("erase a number without calls: %d %s", status, body)
+	}
+	if inode() != before {
+		t.Error("erasing a number without calls compacted the store")
+	}
 	status, _, body := raw(t, "DELETE", e.url+"/v1/callers/"+url.PathEscape("06 8765 4321"), e.acmeToken, "")
 	if status != 200 {
 		t.Fatalf("erase: %d %s", status, body)
+	}
+	if inode() == before {
+		t.Error("the erasure did not compact the store")
 	}
 	for _, v := range victims {
 		if !strings.Contains(body, v.ID) {

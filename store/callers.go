@@ -20,6 +20,9 @@ var (
 	// keyCallersIndexed in the meta bucket marks that every call written before the caller
 	// index existed was given its pseudonym (IndexCallers).
 	keyCallersIndexed = []byte("callers_indexed")
+	// keyCompactionDue in the meta bucket marks that records were deleted since the last
+	// compaction: their bytes may still be in freed pages (CompactionDue).
+	keyCompactionDue = []byte("compaction_due")
 )
 
 func callerKey(customerID, pseudonym, callID string) []byte {
@@ -84,6 +87,9 @@ func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 			return Call{}, Recording{}, err
 		}
 	}
+	if err := t.MarkCompactionDue(); err != nil {
+		return Call{}, Recording{}, err
+	}
 	key := compose(c.CustomerID, c.ID)
 	for _, del := range []struct{ b, k []byte }{
 		{bucketCallsByCust, key},
@@ -96,6 +102,24 @@ func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 		}
 	}
 	return c, rec, nil
+}
+
+// MarkCompactionDue records that personal data was deleted in this transaction, so that the
+// file is to be compacted (CompactionDue). DeleteCall and PurgeCustomer mark it; the mark
+// outlives a crash, and Compact clears it.
+func (t *Tx) MarkCompactionDue() error {
+	return t.tx.Bucket(bucketMeta).Put(keyCompactionDue, []byte{1})
+}
+
+// CompactionDue tells whether records were deleted (DeleteCall, PurgeCustomer) since the
+// last compaction that began after them: their bytes may still be in the file's freed pages.
+func (db *DB) CompactionDue() (bool, error) {
+	var due bool
+	err := db.View(func(tx *Tx) error {
+		due = tx.tx.Bucket(bucketMeta).Get(keyCompactionDue) != nil
+		return nil
+	})
+	return due, err
 }
 
 // indexCaller gives a stored call its pseudonym and caller index entry.

@@ -166,7 +166,15 @@ func (db *DB) Compact(ctx context.Context) (CompactStats, error) {
 		db.replay = nil
 		st.Replayed = len(log.ops)
 		dst.NoSync = false
-		if err := dst.Update(log.apply); err != nil {
+		// The copy holds nothing deleted before the snapshot: it owes no compaction but for
+		// deletions made during the copy, whose logged mark the replay sets again.
+		err := dst.Update(func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketMeta).Delete(keyCompactionDue); err != nil {
+				return err
+			}
+			return log.apply(tx)
+		})
+		if err != nil {
 			return err
 		}
 		if err := os.Rename(tmp, db.path); err != nil {
@@ -177,7 +185,7 @@ func (db *DB) Compact(ctx context.Context) (CompactStats, error) {
 		old := db.cur.Load()
 		db.cur.Store(newHandle(dst))
 		db.retire(old)
-		err := syncDir(filepath.Dir(db.path))
+		err = syncDir(filepath.Dir(db.path))
 		st.Pause = time.Since(start)
 		return err
 	})

@@ -71,9 +71,15 @@ func TestCompactRemovesDeletedBytes(t *testing.T) {
 	if !fileHas(t, db.Path(), needle) {
 		t.Fatal("the deleted number is not in the file before compaction: the test proves nothing")
 	}
+	if due, err := db.CompactionDue(); !due || err != nil {
+		t.Fatalf("CompactionDue after a deletion = %v, %v", due, err)
+	}
 	st, err := db.Compact(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if due, err := db.CompactionDue(); due || err != nil {
+		t.Errorf("CompactionDue after the compaction = %v, %v", due, err)
 	}
 	if fileHas(t, db.Path(), needle) {
 		t.Error("the deleted number is still in the file after compaction")
@@ -232,9 +238,15 @@ func TestCompactKeepsWritesDuringCopy(t *testing.T) {
 		t.Errorf("newest audit entry %+v", entries)
 	}
 	// A deletion made during the copy is made in the copy too, so its bytes are in the
-	// copy's freed pages: the next compaction removes them.
+	// copy's freed pages: a compaction is still due, and the next one removes them.
+	if due, _ := db.CompactionDue(); !due {
+		t.Error("no compaction due after deletions during the copy")
+	}
 	if _, err := db.Compact(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if due, _ := db.CompactionDue(); due {
+		t.Error("a compaction still due after the second")
 	}
 	if fileHas(t, db.Path(), needle) {
 		t.Error("a number deleted before the second compaction is in the file")
@@ -351,5 +363,28 @@ func BenchmarkCompact(b *testing.B) {
 		b.ReportMetric(float64(st.After>>20), "after-MiB")
 		db.Close()
 		b.StartTimer()
+	}
+}
+
+// A deletion that a crash kept from its compaction is still owed at the next start.
+func TestCompactionDueSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trackline.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	needles, _ := fillCalls(t, db, 20)
+	if due, _ := db.CompactionDue(); due {
+		t.Fatal("compaction due before anything was deleted")
+	}
+	deleteCalls(t, db, needles[:1])
+	db.Close()
+	db, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if due, _ := db.CompactionDue(); !due {
+		t.Error("the owed compaction was forgotten across a restart")
 	}
 }

@@ -521,6 +521,9 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 		if err := tx.tx.Bucket(bucketCustomers).Delete([]byte(customerID)); err != nil {
 			return err
 		}
+		if err := tx.MarkCompactionDue(); err != nil {
+			return err
+		}
 		at := opts.At
 		if at.IsZero() {
 			at = time.Now()

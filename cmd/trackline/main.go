@@ -257,6 +257,17 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	} else if n > 0 {
 		logger.Info("indexed the calls stored before the caller index", "calls", n)
 	}
+	// An erasure cut short by a crash: finish its compaction before serving.
+	if due, err := db.CompactionDue(); err != nil {
+		return err
+	} else if due {
+		st, err := db.Compact(ctx)
+		if err != nil {
+			return fmt.Errorf("compact the store after an unfinished erasure: %w", err)
+		}
+		logger.Warn("compacted the store after an unfinished erasure", "store_bytes_before", st.Before,
+			"store_bytes_after", st.After, "compact_ms", st.Copy.Milliseconds())
+	}
 	if n, err := media.RecoverRecordings(ctx, db, rec); err != nil {
 		logger.Error("repair recordings left by an earlier stop", "repaired", n, "err", err)
 	} else if n > 0 {
