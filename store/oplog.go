@@ -20,7 +20,7 @@ type boltTx struct {
 	log *opLog
 }
 
-// Bucket is the top-level bucket name; its b is nil if there is none.
+// Bucket is the top-level bucket called name; its b is nil if there is none.
 func (t boltTx) Bucket(name []byte) bucket {
 	return bucket{b: t.tx.Bucket(name), name: name, log: t.log}
 }
