@@ -104,15 +104,20 @@ func (l *loop) close() {
 
 func (l *loop) run() {
 	runtime.LockOSThread()
+	holdP(1)
+	defer holdP(-1)
 	defer close(l.stopped)
 	events := make([]unix.EpollEvent, 256)
 	l.nextSec = monoNow() + int64(time.Second)
 	timeout := 1000
 	for !l.stop.Load() {
-		n, err := unix.EpollWait(l.epfd, events, timeout)
-		if err != nil && err != unix.EINTR {
+		n, err := epollWait(l.epfd, events, timeout)
+		if err != 0 && err != unix.EINTR {
 			l.e.log.Error("epoll_wait", "err", err)
 			time.Sleep(10 * time.Millisecond)
+		}
+		if err != 0 {
+			n = 0
 		}
 		now := monoNow()
 		for i := 0; i < n; i++ {
@@ -137,6 +142,18 @@ func (l *loop) run() {
 	for _, s := range l.sessions {
 		l.release(s)
 	}
+}
+
+// gomaxprocs guards the P count while loops start and stop.
+var gomaxprocs sync.Mutex
+
+// holdP adds delta to GOMAXPROCS. A loop waits in epoll_wait without giving up its P (see
+// epollWait), so each running loop brings a P of its own and the rest of the process keeps
+// the Ps it had.
+func holdP(delta int) {
+	gomaxprocs.Lock()
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + delta)
+	gomaxprocs.Unlock()
 }
 
 // commands registers new sessions' sockets and releases removed ones.

@@ -42,6 +42,14 @@ func sendto(fd int, p []byte, to *rawAddr) unix.Errno {
 	return e
 }
 
+// epollWait is epoll_wait as a raw system call: the loop's thread keeps its P while it
+// waits, so the scheduler never hands the P off and takes it back around every wait.
+func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), uintptr(msec), 0, 0)
+	return int(n), e
+}
+
 // openUDP binds a non-blocking UDP socket to ip:port.
 func openUDP(ip netip.Addr, port int) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
