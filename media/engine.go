@@ -308,7 +308,7 @@ func (s *Session) ringbackEnded() {
 func (e *Engine) allocate(s *Session) error {
 	for i := range s.legs {
 		lg := &s.legs[i]
-		*lg = leg{s: s, side: i, fd: -1, rtcp: -1, out: newOutStream(), orig: origin{id: rand.Uint64() >> 1}}
+		*lg = leg{s: s, side: i, fd: -1, rtcp: -1, stray: -1, out: newOutStream(), orig: origin{id: rand.Uint64() >> 1}}
 		if err := e.openPair(lg); err != nil {
 			for j := range i {
 				l := &s.legs[j]

@@ -50,6 +50,7 @@ type counters struct {
 // eventfd.
 const (
 	rtcpBit  = 1 << 30
+	strayBit = 1 << 29
 	wakeData = -1
 )
 
@@ -128,8 +129,10 @@ func (l *loop) run() {
 				unix.Read(l.wfd, b[:])
 			case ev.Pad&rtcpBit != 0:
 				l.readRTCP(int(ev.Pad &^ rtcpBit))
+			case ev.Pad&strayBit != 0:
+				l.readRTP(int(ev.Pad&^strayBit), true, now)
 			default:
-				l.readRTP(int(ev.Pad), now)
+				l.readRTP(int(ev.Pad), false, now)
 			}
 		}
 		// Sockets are closed here, after the batch: no event of this batch can name a
@@ -205,7 +208,10 @@ func (l *loop) release(s *Session) {
 		l.e.slots[lg.pair].Store(nil)
 		unix.Close(lg.fd)
 		unix.Close(lg.rtcp)
-		lg.fd, lg.rtcp = -1, -1
+		if lg.stray >= 0 {
+			unix.Close(lg.stray)
+		}
+		lg.fd, lg.rtcp, lg.stray = -1, -1, -1
 		l.e.ports.put(lg.pair)
 	}
 }
@@ -222,13 +228,21 @@ func (l *loop) readRTCP(pair int) {
 }
 
 // readRTP is the packet path: one datagram from a leg, checked, counted, recorded and
-// relayed to the other leg. It allocates nothing.
-func (l *loop) readRTP(pair int, now int64) {
+// relayed to the other leg. It allocates nothing. stray says the datagram waits in the leg's
+// stray socket rather than its own.
+func (l *loop) readRTP(pair int, stray bool, now int64) {
 	lg := l.e.slots[pair].Load()
 	if lg == nil {
 		return
 	}
-	n, e := recvfrom(lg.fd, l.buf[:], &l.from)
+	fd := lg.fd
+	if stray {
+		fd = lg.stray
+	}
+	if fd < 0 {
+		return
+	}
+	n, e := recvfrom(fd, l.buf[:], &l.from)
 	if e != 0 || n <= 0 {
 		return
 	}
@@ -243,6 +257,9 @@ func (l *loop) readRTP(pair int, now int64) {
 		l.cnt.strict++
 		s.mu.Unlock()
 		return
+	}
+	if !lg.connected {
+		l.connect(lg)
 	}
 	p := l.buf[:n]
 	start, end, ok := parseRTP(p)
@@ -284,13 +301,46 @@ func (l *loop) readRTP(pair int, now int64) {
 	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
 	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
 	dest := peer.dest
-	fd := peer.fd
+	out, connected := peer.fd, peer.connected
 	s.mu.Unlock()
-	if sendto(fd, p, &dest) != 0 {
+	var err unix.Errno
+	if connected {
+		err = send(out, p)
+	} else {
+		err = sendto(out, p, &dest)
+	}
+	if err != 0 {
 		l.cnt.sendErr++
 		return
 	}
 	l.cnt.relayed++
+}
+
+// connect connects a leg that has just latched to its source, opening its stray socket
+// first (see openStray). A leg that cannot be connected works unconnected, as before.
+func (l *loop) connect(lg *leg) {
+	if lg.stray == -2 {
+		return
+	}
+	if lg.stray < 0 {
+		fd, err := openStray(lg.fd, l.e.cfg.IP, lg.port)
+		if err != nil {
+			lg.stray = -2
+			l.e.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
+			return
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(lg.pair) | strayBit}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			unix.Close(fd)
+			lg.stray = -2
+			l.e.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
+			return
+		}
+		lg.stray = fd
+	}
+	if connectTo(lg.fd, &lg.dest) == 0 {
+		lg.connected = true
+	}
 }
 
 // tick sends due generated frames and, once a second, checks timeouts, advances recordings
@@ -386,7 +436,7 @@ func (l *loop) sendFrame(lg *leg, now int64) {
 	p[0] = 0x80
 	setRTP(p, law.PayloadType(), marker, seq, ts, lg.out.ssrc)
 	copy(p[rtpHeaderLen:], payload)
-	if sendto(lg.fd, p, &lg.dest) != 0 {
+	if lg.send(p) != 0 {
 		l.cnt.sendErr++
 	}
 }
