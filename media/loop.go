@@ -27,6 +27,7 @@ type loop struct {
 
 	sessions []*Session // owned by the loop goroutine
 	nextSec  int64
+	nextHand int64 // when the recordings' finished chunks are next handed over
 	buf      [2048]byte
 	gbuf     [rtpHeaderLen + frameSamples]byte
 	from     rawAddr
@@ -146,6 +147,9 @@ func (l *loop) run() {
 		l.release(s)
 	}
 }
+
+// handOverEvery is how often a loop hands its recordings' finished chunks to the writers.
+const handOverEvery = int64(100 * time.Millisecond)
 
 // gomaxprocs guards the P count while loops start and stop.
 var gomaxprocs sync.Mutex
@@ -357,6 +361,16 @@ func (l *loop) tick(now int64) int {
 			}
 		}
 	}
+	if now >= l.nextHand {
+		l.nextHand = now + handOverEvery
+		for _, s := range l.sessions {
+			s.mu.Lock()
+			if s.rec != nil && len(s.rec.done) > 0 {
+				s.rec.handOver()
+			}
+			s.mu.Unlock()
+		}
+	}
 	if now >= l.nextSec {
 		l.nextSec = now + int64(time.Second)
 		for _, s := range l.sessions {
@@ -364,7 +378,7 @@ func (l *loop) tick(now int64) int {
 		}
 		l.publish()
 	}
-	wait := l.nextSec - now
+	wait := min(l.nextSec, l.nextHand) - now
 	if due >= 0 && due-now < wait {
 		wait = due - now
 	}
