@@ -4,7 +4,10 @@
 // G.711 laws, keeps RFC 3550 statistics, plays prompts and hands audio to the recorder.
 //
 // The packet path runs in a few epoll loops on locked OS threads (Config.Loops, one by
-// default), over raw non-blocking sockets, and allocates nothing per packet.
+// default), over raw non-blocking sockets, and allocates nothing per packet. Each loop waits
+// in a raw epoll_wait and keeps its P (GOMAXPROCS grows by one per loop); a latched leg's
+// socket is connected to its source; recordings get their audio in one hand-over per loop
+// every 100 ms.
 package media
 
 import (
