@@ -125,7 +125,8 @@ func (h *Hub) Disconnect(customerID, tokenID string) {
 	}
 	h.mu.Unlock()
 	for _, a := range gone {
-		a.close(websocket.StatusPolicyViolation, "agent token revoked")
+		// The close handshake waits for the page; the revoking request does not.
+		go a.close(websocket.StatusPolicyViolation, "agent token revoked")
 	}
 }
 

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -635,7 +636,7 @@ func (s *Switch) hangup(c *call, l leg, reason string) {
 		if b := c.b.Load(); b != nil {
 			err = b.Bye(ctx)
 		} else if c.agent != nil {
-			c.agent.Hangup(reason)
+			c.agent.Hangup(cmp.Or(reason, "caller")) // without a reason: the caller hung up
 		}
 	}
 	if err != nil {
