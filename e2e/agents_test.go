@@ -168,8 +168,9 @@ func TestAgentPageAnswersACall(t *testing.T) {
 }
 
 // Two agent pages ring; the one that accepts gets the call and the other stops ringing. Bad
-// signalling from a third client harms neither. The caller hangs up: the switch closes the
-// agent's peer connection.
+// signalling from a third client harms neither. The caller refreshes the session (re-INVITE)
+// and sends an INFO, both answered by the switch, then hangs up: the switch closes the agent's
+// peer connection.
 func TestAgentPagesRingAllCallerHangsUp(t *testing.T) {
 	callerAudio := g711.Encode(nil, testSignal(4*8000, 8), g711.ULaw)
 	// Not recorded, no disclaimer: a webrtc line is anchored all the same.
@@ -182,7 +183,7 @@ func TestAgentPagesRingAllCallerHangsUp(t *testing.T) {
 	loginAgent(t, anna, s, tokA)
 	loginAgent(t, bert, s, tokB)
 
-	trunk := startSipp(t, "trunk", sippSpec{scenario: "uac-media.xml", service: flyerNumber, remote: s.SIP, pauseMS: 3000,
+	trunk := startSipp(t, "trunk", sippSpec{scenario: "uac-media-reinvite.xml", service: flyerNumber, remote: s.SIP, pauseMS: 2000,
 		media: true, files: map[string][]byte{"caller.pcap": pcapOf(callerAudio, 0xCA11E4)}})
 	anna.must(t, `document.querySelectorAll('.ring').length === 1`, 10*time.Second)
 	bert.must(t, `document.querySelectorAll('.ring').length === 1`, 10*time.Second)
@@ -239,7 +240,7 @@ func TestAgentPagesRingAllCallerHangsUp(t *testing.T) {
 		t.Fatalf("the call did not survive the bad input: %s", bert.agentState(t))
 	}
 
-	trunk.expectSuccess() // the caller hung up after 3 s and got 200
+	trunk.expectSuccess() // re-INVITE and INFO answered 200, BYE answered 200
 	bert.must(t, `window.agentState.ended.some(function (e) { return e.reason === 'caller'; }) && window.agentState.call === null`, 5*time.Second)
 	bert.must(t, `window.agentState.remoteClosed === true`, 2*time.Second)
 	call := finalCall(t, s, flyerNumber)
