@@ -30,7 +30,7 @@ import (
 // env is a hub on a real store and a real HTTP server, and a UDP socket that plays the media
 // anchor's business-line leg.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	hub    *Hub
 	srv    *httptest.Server
 	db     *store.DB
@@ -38,7 +38,7 @@ type env struct {
 	tokens map[string]string // label -> secret
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
@@ -83,7 +83,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // checkNoLeaks waits until no goroutine of this package is left.
-func checkNoLeaks(t *testing.T) {
+func checkNoLeaks(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -113,7 +113,7 @@ func (e *env) offer() []byte {
 
 // page is an agent page: a WebSocket client, and a pion PeerConnection as the browser's.
 type page struct {
-	t    *testing.T
+	t    testing.TB
 	conn *websocket.Conn
 	msgs chan outMsg
 	done chan struct{}
@@ -357,7 +357,7 @@ func (e *env) ring(ctx context.Context, id string, timeout time.Duration) <-chan
 	return out
 }
 
-func waitRing(t *testing.T, ch <-chan ringResult) ringResult {
+func waitRing(t testing.TB, ch <-chan ringResult) ringResult {
 	t.Helper()
 	select {
 	case r := <-ch:
@@ -411,7 +411,7 @@ func (e *env) anchorHeard(b byte, within time.Duration) int {
 }
 
 // bridgeAddr reads the bridge's address from the agent call's SDP.
-func bridgeAddr(t *testing.T, c sip.AgentCall) netip.AddrPort {
+func bridgeAddr(t testing.TB, c sip.AgentCall) netip.AddrPort {
 	t.Helper()
 	var port int
 	for _, l := range strings.Split(string(c.SDP()), "\r\n") {
