@@ -240,7 +240,7 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 		e.log.Error("prompt", "call_id", info.CallID, "err", err)
 		p.disclaimer, p.whisper = nil, nil
 	}
-	if !p.record && p.disclaimer == nil && p.whisper == nil {
+	if !p.record && p.disclaimer == nil && p.whisper == nil && !info.Anchor {
 		return nil, nil
 	}
 	if len(offer) == 0 {
