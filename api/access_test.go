@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 )
 
@@ -85,7 +86,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
 	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recDir), WithBackup(db),
-		WithLogLevel(new(slog.LevelVar)), WithAccess(db))
+		WithLogLevel(new(slog.LevelVar)), WithAccess(db), WithExport(recordings.NewExporter(db, recDir)), WithUsage(db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,13 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 		"GET /v1/calls/{id}":      {own: get("/v1/calls/" + e.call["acme"]), other: get("/v1/calls/" + e.call["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/calls/" + pool.NewID(time.Now())},
 		"GET /v1/recordings/{id}": {own: get("/v1/recordings/" + e.recording["acme"]), other: get("/v1/recordings/" + e.recording["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/recordings/" + pool.NewID(time.Now())},
 		"GET /v1/audit":           {own: get("/v1/audit"), other: get("/v1/audit?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/audit?customer=nobody", notIn: true},
-		"/":                       {own: get("/v1/nothing"), other: get("/v1/customers/bakery/nothing"), ownStatus: 404, otherStatus: 404},
+		// The archive is compressed: TestExportArchive checks what it holds.
+		"GET /v1/export":                            {own: get("/v1/export"), other: get("/v1/export?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/export?customer=nobody"},
+		"GET /v1/customers/{id}/usage":              {own: get("/v1/customers/acme/usage"), other: get("/v1/customers/bakery/usage"), ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/usage", notIn: true},
+		"PATCH /v1/customers/{id}/numbers/{number}": operatorOnly("PATCH", "/v1/customers/acme/numbers/"+e.number["acme"], `{"porting":true}`),
+		"GET /v1/numbers/held":                      operatorOnly("GET", "/v1/numbers/held", ""),
+		"DELETE /v1/numbers/held/{number}":          operatorOnly("DELETE", "/v1/numbers/held/"+e.number["acme"], ""),
+		"/":                                         {own: get("/v1/nothing"), other: get("/v1/customers/bakery/nothing"), ownStatus: 404, otherStatus: 404},
 	}
 	a := &API{}
 	bakeryIDs := []string{"bakery", e.call["bakery"], e.recording["bakery"], e.number["bakery"]}

@@ -28,6 +28,7 @@ type customerInput struct {
 	BusinessLines  *[]string `json:"business_lines"`
 	DisplayNumbers *[]string `json:"display_numbers"`
 	DisplayFormat  *string   `json:"display_format"`
+	lifecycleInput
 }
 
 func (in *customerInput) apply(c *store.Customer) error {
@@ -54,7 +55,7 @@ func (in *customerInput) apply(c *store.Customer) error {
 			*l.dst = *l.v
 		}
 	}
-	return nil
+	return in.lifecycleInput.apply(c)
 }
 
 func (a *API) listCustomers(w http.ResponseWriter, r *http.Request) error {

@@ -32,8 +32,10 @@ type API struct {
 	access        Access          // nil: only the operator token, no audit log
 	agents        Agents          // nil: no browser agents
 	recordingsDir string
-	checks        []Check  // readiness checks of /readyz
-	backup        Backuper // nil: no hot backup
+	checks        []Check     // readiness checks of /readyz
+	backup        Backuper    // nil: no hot backup
+	exporter      Exporter    // nil: no exports
+	usage         UsageReader // nil: no usage report
 	level         *slog.LevelVar
 	log           *slog.Logger
 	now           func() time.Time

@@ -14,5 +14,10 @@
 // records (another's answer 404, as if they did not exist), and the audit log of every read,
 // export, change or deletion of personal data.
 //
-// It does not own business rules: leases and attribution are package pool's.
+// The data lifecycle (lifecycle.go): GET /v1/export streams a customer's archive (package
+// recordings writes it), the monthly usage report, numbers marked for porting and the
+// numbers held after their customer was deleted.
+//
+// It does not own business rules: leases, attribution and the contract lifecycle are
+// package pool's.
 package api

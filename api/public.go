@@ -117,7 +117,7 @@ func (a *API) customerFor(w http.ResponseWriter, r *http.Request, siteKey string
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
 	}
-	if c.Status == store.StatusEnded {
+	if !pool.InService(&c, a.now()) {
 		return c, pool.ErrCustomerEnded
 	}
 	return c, nil

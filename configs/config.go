@@ -41,7 +41,19 @@ type Config struct {
 	WebRTC      WebRTC     `yaml:"webrtc"`
 	Recordings  Recordings `yaml:"recordings"`
 	Runtime     Runtime    `yaml:"runtime"`
+	Lifecycle   Lifecycle  `yaml:"lifecycle"`
 	Customers   []Customer `yaml:"customers"`
+}
+
+// Lifecycle holds the contract and retention rules (package pool's lifecycle and sweeper).
+type Lifecycle struct {
+	SweepInterval    time.Duration `yaml:"sweep_interval"`    // how often the retention sweeper runs (default 1h)
+	TrialDays        int           `yaml:"trial_days"`        // length of a new trial (default 14)
+	RetentionMonths  int           `yaml:"retention_months"`  // data kept after a contract ended (default 3)
+	QuarantineMonths int           `yaml:"quarantine_months"` // numbers of an ended contract (default 6)
+	SessionDays      int           `yaml:"session_days"`      // sessions that never led to a call (default 90)
+	AuditMonths      int           `yaml:"audit_months"`      // audit entries (default 24)
+	ExportDir        string        `yaml:"export_dir"`        // archives of export_then_delete (default <data_dir>/exports)
 }
 
 // Runtime tunes Go's garbage collector; GOGC and GOMEMLIMIT in the environment win.
@@ -214,6 +226,12 @@ type Customer struct {
 	Prompts         Prompts       `yaml:"prompts"`
 	// NumberPrompts override Prompts for calls to one tracked number (E.164 key).
 	NumberPrompts map[string]Prompts `yaml:"number_prompts"`
+	// The contract: a trial's end (default: trial_days after it is made), the end of an
+	// active contract (none: open-ended), and what becomes of the data after it ended.
+	TrialEnds       time.Time `yaml:"trial_ends"`
+	ContractEnds    time.Time `yaml:"contract_ends"`
+	RetentionMonths int       `yaml:"retention_months"` // 0: lifecycle.retention_months
+	RetentionAction string    `yaml:"retention_action"` // delete (default) | export_then_delete
 }
 
 // Recording is a customer's recording policy (store.RecordingPolicy).
@@ -353,6 +371,18 @@ func (c *Config) defaults() {
 	if c.WebRTC.MaxAgents == 0 {
 		c.WebRTC.MaxAgents = 100
 	}
+	l := &c.Lifecycle
+	for _, d := range []struct {
+		dst *int
+		v   int
+	}{{&l.TrialDays, 14}, {&l.RetentionMonths, 3}, {&l.QuarantineMonths, 6}, {&l.SessionDays, 90}, {&l.AuditMonths, 24}} {
+		if *d.dst == 0 {
+			*d.dst = d.v
+		}
+	}
+	if l.SweepInterval == 0 {
+		l.SweepInterval = time.Hour
+	}
 	for i := range c.Customers {
 		cu := &c.Customers[i]
 		if cu.Status == "" {
@@ -443,6 +473,21 @@ func (c *Config) Check() Problems {
 		add("recordings.workers", "must be between 1 and 64")
 	}
 	c.checkWebRTC(add)
+	l := c.Lifecycle
+	if l.SweepInterval < time.Minute || l.SweepInterval > 24*time.Hour {
+		add("lifecycle.sweep_interval", "must be between 1m and 24h")
+	}
+	for _, n := range []struct {
+		path   string
+		v      int
+		lo, hi int
+	}{{"lifecycle.trial_days", l.TrialDays, 1, 365}, {"lifecycle.retention_months", l.RetentionMonths, 1, 120},
+		{"lifecycle.quarantine_months", l.QuarantineMonths, 1, 60}, {"lifecycle.session_days", l.SessionDays, 1, 3650},
+		{"lifecycle.audit_months", l.AuditMonths, 1, 120}} {
+		if n.v < n.lo || n.v > n.hi {
+			add(n.path, "must be between %d and %d", n.lo, n.hi)
+		}
+	}
 	numbers := map[string]string{}
 	ids := map[string]string{}
 	keys := map[string]string{}
@@ -458,6 +503,9 @@ func (c *Config) Check() Problems {
 			} else {
 				add(at, "%v", err)
 			}
+		}
+		if _, err := store.ParseRetentionAction(cu.RetentionAction); err != nil {
+			add(at+".retention_action", "must be delete or export_then_delete")
 		}
 		if cu.RingTimeout != 0 && (cu.RingTimeout < time.Second || cu.RingTimeout > 10*time.Minute) {
 			add(at+".ring_timeout", "must be between 1s and 10m")
@@ -537,7 +585,10 @@ func (c *Config) Check() Problems {
 // Record is the store record of a configured customer.
 func (cu *Customer) Record() (store.Customer, error) {
 	st, err := store.ParseCustomerStatus(cu.Status)
+	ra, _ := store.ParseRetentionAction(cu.RetentionAction) // Check reports a bad one
 	return store.Customer{
+		TrialEnds: cu.TrialEnds.UTC(), ContractEnds: cu.ContractEnds.UTC(),
+		RetentionMonths: cu.RetentionMonths, RetentionAction: ra,
 		ID: cu.ID, Name: cu.Name, Status: st, SiteKey: cu.SiteKey,
 		AllowedOrigins: cu.AllowedOrigins, BusinessLines: cu.BusinessLines,
 		DisplayNumbers: cu.DisplayNumbers, DisplayFormat: cu.DisplayFormat,

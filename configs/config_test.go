@@ -30,9 +30,9 @@ func TestDefaultIsTheDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for round, want := range []int{1, 0} { // seeding twice creates nothing the second time
-		n, err := c.Seed(context.Background(), p)
-		if err != nil || n != want {
-			t.Fatalf("seed round %d: %d, %v", round, n, err)
+		rep, err := c.Seed(context.Background(), p)
+		if err != nil || rep.Created != want {
+			t.Fatalf("seed round %d: %+v, %v", round, rep, err)
 		}
 	}
 	st, err := p.Status("demo")

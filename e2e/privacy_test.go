@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -59,8 +61,10 @@ func probeHeaders() http.Header {
 }
 
 // TestNoVisitorIPOrUserAgentStored sends sessions, touches and bad requests
-// that carry a visitor address and user agent, stops the binary and searches
-// every byte of the data directory and of the logs for them.
+// that carry a visitor address and user agent, reads the sessions, the export
+// archive and the audit log through the admin API with the same headers, stops
+// the binary and searches every byte of the data directory, of the logs, of the
+// archive's files and of the audit log for them.
 func TestNoVisitorIPOrUserAgentStored(t *testing.T) {
 	s := startServer(t, testConfig{}, "--log-level", "debug")
 	client, source := probeClient(t)
@@ -112,6 +116,28 @@ func TestNoVisitorIPOrUserAgentStored(t *testing.T) {
 	if amp.Status != http.StatusOK {
 		t.Errorf("GET /v1/amp/number: status %d, want 200: %s", amp.Status, amp.Body)
 	}
+	// The admin API, called with the same headers: the sessions, the export archive and the
+	// audit log that records those reads.
+	admin := func(path string) response {
+		t.Helper()
+		h := probeHeaders()
+		h.Set("Authorization", "Bearer "+adminToken)
+		resp, err := do(ctx, client, http.MethodGet, "http://"+s.Admin+path, "", nil, h)
+		if err != nil || resp.Status != http.StatusOK {
+			t.Fatalf("GET %s: %v %d %s", path, err, resp.Status, resp.Body)
+		}
+		return resp
+	}
+	admin("/v1/customers/" + customerID + "/sessions")
+	export := admin("/v1/export?customer=" + customerID)
+	archive := unzipAll(t, export.Body)
+	if !bytes.Contains(archive["sessions.jsonl"], []byte(ids[0])) {
+		t.Fatalf("the export lacks the session %s", ids[0])
+	}
+	audit := admin("/v1/audit?limit=1000")
+	if !bytes.Contains(audit.Body, []byte(`"action":"export"`)) || !bytes.Contains(audit.Body, []byte(`"action":"sessions.list"`)) {
+		t.Fatalf("the audit log lacks the reads: %s", audit.Body)
+	}
 
 	s.Stop()
 
@@ -158,6 +184,39 @@ func TestNoVisitorIPOrUserAgentStored(t *testing.T) {
 			t.Errorf("%s %q found in the logs: ...%s...", name, n, excerpt(logs, i, len(n)))
 		}
 	}
+	// The export archive (every file, uncompressed, and the zip as sent) and the audit log.
+	archive["(the zip as sent)"] = export.Body
+	archive["(the audit log as answered)"] = audit.Body
+	for file, b := range archive {
+		for name, n := range needles {
+			if i := bytes.Index(b, n); i >= 0 {
+				t.Errorf("%s %q found in the export's %s at offset %d", name, n, file, i)
+			}
+		}
+	}
+}
+
+// unzipAll reads every file of a zip archive.
+func unzipAll(t *testing.T, b []byte) map[string][]byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatalf("not a zip archive: %v", err)
+	}
+	files := map[string][]byte{}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", f.Name, err)
+		}
+		files[f.Name] = data
+	}
+	return files
 }
 
 func excerpt(s string, i, n int) string {

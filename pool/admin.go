@@ -61,6 +61,12 @@ func CheckCustomer(c *store.Customer) error {
 			return invalid(fmt.Sprintf("display_numbers[%d]", i), "must be E.164, like +31852087972")
 		}
 	}
+	switch {
+	case c.RetentionMonths < 0 || c.RetentionMonths > 120:
+		return invalid("retention_months", "must be 0 (the default) to 120")
+	case c.RetentionAction > store.RetainExportThenDelete:
+		return invalid("retention_action", "must be delete or export_then_delete")
+	}
 	return nil
 }
 
@@ -81,6 +87,7 @@ func (p *Pool) CreateCustomer(ctx context.Context, c store.Customer) (store.Cust
 	if c.Created.IsZero() {
 		c.Created = p.now().UTC()
 	}
+	p.lifecycleDefaults(&c)
 	err := p.db.Write(ctx, func(tx *store.Tx) error { return tx.CreateCustomer(&c) })
 	if errors.Is(err, store.ErrExists) {
 		return c, fmt.Errorf("%w: %v", ErrConflict, err)
@@ -92,41 +99,15 @@ func (p *Pool) CreateCustomer(ctx context.Context, c store.Customer) (store.Cust
 	return c, nil
 }
 
-// UpdateCustomer applies change to a customer, validates and stores the result.
+// UpdateCustomer applies change to a customer, validates and stores the result. A change of
+// status is a lifecycle transition (see lifecycle.go): its dates are set, and the numbers of
+// a contract that ends are quarantined.
 func (p *Pool) UpdateCustomer(ctx context.Context, id string, change func(*store.Customer)) (store.Customer, error) {
 	cu, err := p.customerByID(id)
 	if err != nil {
 		return store.Customer{}, err
 	}
-	cu.mu.Lock()
-	defer cu.mu.Unlock()
-	c := cu.c
-	c.AllowedOrigins = slices.Clone(c.AllowedOrigins)
-	c.BusinessLines = slices.Clone(c.BusinessLines)
-	c.DisplayNumbers = slices.Clone(c.DisplayNumbers)
-	change(&c)
-	c.ID = id
-	if err := CheckCustomer(&c); err != nil {
-		return cu.c, err
-	}
-	err = p.db.Write(ctx, func(tx *store.Tx) error { return tx.PutCustomer(&c) })
-	if errors.Is(err, store.ErrExists) {
-		return cu.c, fmt.Errorf("%w: %v", ErrConflict, err)
-	}
-	if err != nil {
-		return cu.c, err
-	}
-	p.mu.Lock()
-	if cu.c.SiteKey != c.SiteKey {
-		delete(p.bySiteKey, cu.c.SiteKey)
-		p.bySiteKey[c.SiteKey] = cu
-	}
-	p.mu.Unlock()
-	cu.c = c
-	if s, err := e164.ParseStyle(c.DisplayFormat); err == nil {
-		cu.style = s
-	}
-	return c, nil
+	return p.update(ctx, cu, change, p.now())
 }
 
 // Channels lists a customer's channels in rule order.
@@ -239,9 +220,13 @@ func (p *Pool) ImportNumbers(ctx context.Context, customerID string, in []Number
 		}
 		p.mu.RLock()
 		_, exists := p.numbers[n]
+		held := p.held[n]
 		p.mu.RUnlock()
 		if exists {
 			return 0, &InvalidError{Field: "number", Line: line, Reason: n + " is already a tracked number"}
+		}
+		if held != nil {
+			return 0, &InvalidError{Field: "number", Line: line, Reason: n + " is in quarantine until " + held.QuarantinedUntil.Format(time.DateOnly)}
 		}
 		recs = append(recs, rec)
 	}
@@ -323,17 +308,13 @@ func (p *Pool) Numbers(customerID string) ([]NumberView, error) {
 		return nil, err
 	}
 	now := p.now()
-	var out []NumberView
-	p.mu.RLock()
-	for _, num := range p.numbers {
-		if num.cust == cu {
-			cu.mu.Lock()
-			out = append(out, NumberView{Number: num.n, Live: p.liveState(num, now), Until: num.leaseUntil})
-			cu.mu.Unlock()
-		}
+	nums := p.numbersOf(cu)
+	out := make([]NumberView, 0, len(nums))
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	for _, num := range nums {
+		out = append(out, NumberView{Number: num.n, Live: p.liveState(num, now), Until: num.leaseUntil})
 	}
-	p.mu.RUnlock()
-	slices.SortFunc(out, func(a, b NumberView) int { return cmp.Compare(a.E164, b.E164) })
 	return out, nil
 }
 

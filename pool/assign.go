@@ -88,7 +88,7 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 	}
 
 	cu.mu.Lock()
-	if cu.c.Status == store.StatusEnded {
+	if cu.gone || !InService(&cu.c, now) {
 		cu.mu.Unlock()
 		return Lease{}, ErrCustomerEnded
 	}

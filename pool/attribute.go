@@ -24,8 +24,12 @@ type Attribution struct {
 // Attribute maps a call on number at the moment at to the session or channel behind it.
 func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 	p.mu.RLock()
-	num := p.numbers[number]
+	num, held := p.numbers[number], p.held[number]
 	p.mu.RUnlock()
+	if held != nil {
+		// Held in quarantine after its customer was deleted: it belongs to nobody.
+		return Attribution{Number: number, Kind: held.Kind, Channel: ChannelUnattributed}, ErrQuarantined
+	}
 	if num == nil {
 		return Attribution{}, ErrUnknownNumber
 	}

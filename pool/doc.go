@@ -17,6 +17,20 @@
 // Attribution. Each number keeps its last few assignments in memory, newest first; older
 // moments are answered from the store's assignment index.
 //
+// Contract lifecycle (lifecycle.go). A customer is a trial, active or ended, with its dates;
+// InService says whether it hands out numbers and takes calls at a moment, so that a trial
+// or contract that ran out is refused at once, before any job ran. A contract that ends
+// quarantines its numbers (Config.QuarantineMonths); a trial that ends without a contract is
+// deleted whole and frees its numbers at once. Purge deletes a customer's records and its
+// place in memory; the quarantined numbers of a deleted customer stay held, without an
+// owner, until ReleaseDue frees them (not those marked for porting).
+//
+// Retention (sweep.go). The Sweeper runs the rules periodically on the pool's clock: it ends
+// contracts whose end date passed, deletes lapsed trials, deletes (or exports, then deletes)
+// the data of ended contracts after their retention period, expires sessions that never led
+// to a call, releases numbers and prunes the audit log. Files are not the pool's: the
+// sweeper reaches them through the Archive interface (package recordings implements it).
+//
 // Caveat: a session id given by a client is only honoured if the store knows it for the same
 // customer; otherwise a new id is minted.
 package pool

@@ -8,13 +8,15 @@ import (
 var (
 	// ErrUnknownCustomer: no customer with that id or site key.
 	ErrUnknownCustomer = errors.New("unknown customer")
-	// ErrCustomerEnded: the customer's contract ended; no numbers are handed out.
+	// ErrCustomerEnded: the customer is not in service (its contract or trial ended); no
+	// numbers are handed out.
 	ErrCustomerEnded = errors.New("customer ended")
 	// ErrUnknownSession: no such session for this customer.
 	ErrUnknownSession = errors.New("unknown session")
 	// ErrUnknownNumber: the number is not a tracked number.
 	ErrUnknownNumber = errors.New("unknown number")
-	// ErrQuarantined: the number is quarantined.
+	// ErrQuarantined: the number is quarantined (Attribution.CustomerID is "" for a number
+	// held after its customer was deleted).
 	ErrQuarantined = errors.New("number quarantined")
 	// ErrNoNumbers: the customer has no pool numbers to hand out.
 	ErrNoNumbers = errors.New("no pool numbers")

@@ -65,3 +65,22 @@ func ExamplePool_Attribute() {
 	// Organic search 1 www.google.nl
 	// Unattributed 0 true
 }
+
+func ExamplePool_EndContract() {
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	p, done := openDemo(func() time.Time { return now })
+	defer done()
+	ctx := context.Background()
+
+	// The contract ends: no more numbers, and the numbers go into quarantine for 6 months.
+	c, _ := p.EndContract(ctx, "bakery", now)
+	fmt.Println(c.Status, pool.InService(&c, now))
+	_, err := p.Assign(ctx, "bakery", pool.Visit{})
+	fmt.Println(err)
+	ns, _ := p.Numbers("bakery")
+	fmt.Println(ns[0].State, ns[0].QuarantinedUntil.Format(time.DateOnly))
+	// Output:
+	// ended false
+	// customer ended
+	// quarantined 2026-11-01
+}

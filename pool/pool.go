@@ -17,6 +17,11 @@ type Config struct {
 	Lease       time.Duration // a lease runs this long after the last touch (default 30m)
 	Grace       time.Duration // attribution window after a lease ended (default 30m)
 	CountryCode string        // for reading national numbers (default "31")
+	// TrialDays is how long a new trial runs (default 14).
+	TrialDays int
+	// QuarantineMonths is how long the numbers of an ended contract are quarantined
+	// before they return to the stock (default 6).
+	QuarantineMonths int
 }
 
 func (c *Config) defaults() {
@@ -28,6 +33,12 @@ func (c *Config) defaults() {
 	}
 	if c.CountryCode == "" {
 		c.CountryCode = "31"
+	}
+	if c.TrialDays <= 0 {
+		c.TrialDays = 14
+	}
+	if c.QuarantineMonths <= 0 {
+		c.QuarantineMonths = 6
 	}
 }
 
@@ -42,10 +53,13 @@ type Pool struct {
 	now func() time.Time
 	m   *metrics
 
+	// Lock order: a customer's mu before mu. heldMu serialises the writes of held numbers.
 	mu        sync.RWMutex // guards the maps below (not the customers' insides)
 	customers map[string]*customer
 	bySiteKey map[string]*customer
 	numbers   map[string]*number
+	held      map[string]*store.Number // quarantined numbers whose customer was deleted
+	heldMu    sync.Mutex
 }
 
 type customer struct {
@@ -58,6 +72,7 @@ type customer struct {
 	pool     []*number          // every pool number, for status
 	holders  map[string]*number // session id -> the number it holds
 	stats    store.CustomerStats
+	gone     bool // being deleted (Purge): hands out nothing, changes nothing
 }
 
 type number struct {
@@ -92,6 +107,7 @@ func New(db *store.DB, cfg Config, opts ...Option) (*Pool, error) {
 	p := &Pool{
 		db: db, cfg: cfg, log: slog.New(slog.DiscardHandler), now: time.Now, m: newMetrics(),
 		customers: map[string]*customer{}, bySiteKey: map[string]*customer{}, numbers: map[string]*number{},
+		held: map[string]*store.Number{},
 	}
 	for _, o := range opts {
 		o(p)
@@ -100,6 +116,11 @@ func New(db *store.DB, cfg Config, opts ...Option) (*Pool, error) {
 		return nil, err
 	}
 	if err := p.load(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.fillLifecycle(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -125,6 +146,10 @@ func (p *Pool) load() error {
 			cu.stats = stats
 		}
 		return tx.Numbers(func(n store.Number) error {
+			if n.CustomerID == "" {
+				p.held[n.E164] = &n
+				return nil
+			}
 			cu := p.customers[n.CustomerID]
 			if cu == nil {
 				p.log.Warn("number of unknown customer ignored", "number", n.E164, "customer", n.CustomerID)
@@ -225,13 +250,17 @@ func (p *Pool) Customer(id string) (store.Customer, error) {
 // Customers lists every customer, ordered by id.
 func (p *Pool) Customers() []store.Customer {
 	p.mu.RLock()
-	out := make([]store.Customer, 0, len(p.customers))
+	cus := make([]*customer, 0, len(p.customers))
 	for _, cu := range p.customers {
+		cus = append(cus, cu)
+	}
+	p.mu.RUnlock()
+	out := make([]store.Customer, 0, len(cus))
+	for _, cu := range cus {
 		cu.mu.Lock()
 		out = append(out, cu.c)
 		cu.mu.Unlock()
 	}
-	p.mu.RUnlock()
 	sortCustomers(out)
 	return out
 }

@@ -14,8 +14,16 @@
 // caller, the right the business line.
 //
 // It does not decide whether a call is recorded, play the disclaimer, know RTP, or keep
-// the call record (the caller stores Info with it). Retention, encryption at rest and
-// serving files are to come here too, and are not done yet.
+// the call record (the caller stores Info with it). Encryption at rest is to come here too,
+// and is not done yet.
+//
+// # Reading back, exports and removal
+//
+// Opener (files.go) is the one reader of finished recordings for anything but the admin
+// API's streaming: how a file is kept at rest is known there alone. Exporter (export.go)
+// writes a customer's export archive, a zip streamed from the store's records and the
+// recordings read through an OpenFunc (Opener by default), to a writer or durably to a file
+// in an export directory. RemoveCustomer deletes a customer's recordings directory.
 //
 // # Data flow
 //

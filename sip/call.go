@@ -106,18 +106,30 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		return
 	}
 	attr, err := s.pool.Attribute(dialled, start)
-	if err != nil {
-		if errors.Is(err, pool.ErrUnknownNumber) || errors.Is(err, pool.ErrQuarantined) {
+	switch {
+	case errors.Is(err, pool.ErrUnknownNumber):
+		s.respond(req, tx, 404, "Not Found")
+		return
+	case errors.Is(err, pool.ErrQuarantined):
+		// A number the operator took out of a running contract is not found; the numbers
+		// of an ended contract, and those held after their customer was deleted, are
+		// not in service.
+		if c, cerr := s.pool.Customer(attr.CustomerID); cerr == nil && pool.InService(&c, start) {
 			s.respond(req, tx, 404, "Not Found")
 		} else {
-			s.log.Error("attribute call", "err", err)
-			s.respond(req, tx, 500, "Server Internal Error")
+			s.respond(req, tx, 480, "Not In Service")
 		}
+		return
+	case err != nil:
+		s.log.Error("attribute call", "err", err)
+		s.respond(req, tx, 500, "Server Internal Error")
 		return
 	}
 	cust, err := s.pool.Customer(attr.CustomerID)
-	if err != nil || cust.Status == store.StatusEnded {
-		s.respond(req, tx, 480, "Temporarily Unavailable")
+	if err != nil || !pool.InService(&cust, start) {
+		// The contract or the trial ended (RFC 3261 §21.4.18: 480, the callee is not
+		// reachable here now).
+		s.respond(req, tx, 480, "Not In Service")
 		return
 	}
 	if len(cust.BusinessLines) == 0 {

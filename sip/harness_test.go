@@ -236,6 +236,8 @@ type envOpts struct {
 	proxyUser   string
 	proxyPass   string
 	toFallback  bool
+	trialEnds   time.Time     // a trial customer's end
+	switchMax   time.Duration // the switch's default maximum call duration
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -253,7 +255,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		o.status = store.StatusActive
 	}
 	if _, err := p.CreateCustomer(ctx, store.Customer{ID: "acme", Name: "Acme", Status: o.status, SiteKey: "acme-site-key",
-		BusinessLines: o.lines, RingTimeout: o.ringTimeout, MaxCallDuration: o.maxDuration}); err != nil {
+		BusinessLines: o.lines, RingTimeout: o.ringTimeout, MaxCallDuration: o.maxDuration, TrialEnds: o.trialEnds}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.PutChannel(ctx, "acme", store.Channel{Name: "Flyer"}); err != nil {
@@ -266,7 +268,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if src == "" {
 		src = "127.0.0.1/32"
 	}
-	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback,
+	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
 		Trunks:        []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}},
 		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, nil)
 	if err != nil {

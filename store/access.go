@@ -17,7 +17,8 @@ import (
 // customer's tokens can be listed and one revoked by its id. A token is 256 random bits, so a
 // plain hash is enough: nobody can search that space for a preimage, keyed or not.
 //
-// The audit log is append-only: the store has no call that changes or deletes an entry. Keys
+// The audit log is append-only: the store has no call that changes an entry, and the only
+// one that deletes entries is the log's retention, PruneAudit, oldest first. Keys
 // are 16 bytes, the entry's time in big-endian Unix nanoseconds and then the audit bucket's
 // sequence number, so a reverse walk is a walk from the newest entry back and two entries of
 // the same nanosecond keep their order. audit_by_customer (customer 0x00 key) indexes the
@@ -39,13 +40,16 @@ type AuditEntry struct {
 	// ID is the entry's key in hex (set when read); it is also the cursor of the next page.
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
-	// Actor is "operator" or "token:" and the token's id (never the token).
+	// Actor is "operator", "token:" and the token's id (never the token), "sweeper" (the
+	// retention job) or "config" (a change the config file made at start).
 	Actor string `json:"actor"`
 	// Action names what was done, e.g. call.read, calls.list, token.create.
 	Action     string `json:"action"`
 	CustomerID string `json:"customer_id,omitempty"`
 	// IDs are the records read or changed: call, session, recording or token ids.
 	IDs []string `json:"ids,omitempty"`
+	// Counts are how many records of each kind an action concerned (a sweep, a purge).
+	Counts map[string]int `json:"counts,omitempty"`
 }
 
 // AuditFilter selects audit entries. The zero value selects every entry, newest first.

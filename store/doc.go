@@ -3,6 +3,12 @@
 // layers) calls and recordings; and the access records: customers' API tokens (as hashes)
 // and the append-only audit log (access.go).
 //
+// The data lifecycle (lifecycle.go): usage counters per customer and month, counted as
+// records are written; PurgeCustomer, which deletes every record of a customer in bounded
+// transactions (its recording files are package recordings': RemoveCustomer); the expiry of
+// sessions that never led to a call; deleting a released number; and the audit log's
+// retention (PruneAudit).
+//
 // It owns the file layout (buckets, key encodings, the schema version) and the write path. It
 // does not know what a lease means or how a channel is classified: that is package pool.
 //

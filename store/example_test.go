@@ -41,3 +41,38 @@ func ExampleDB_Write() {
 	// <nil>
 	// S1 Direct 30m0s
 }
+
+func ExampleDB_PurgeCustomer() {
+	dir, _ := os.MkdirTemp("", "store-example")
+	defer os.RemoveAll(dir)
+	db, err := store.Open(filepath.Join(dir, "trackline.db"))
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	db.Write(ctx, func(tx *store.Tx) error {
+		tx.CreateCustomer(&store.Customer{ID: "bakery", Status: store.StatusEnded, SiteKey: "bakery-site-key"})
+		tx.PutNumber(&store.Number{E164: "+31850000001", CustomerID: "bakery", Kind: store.KindPool, State: store.NumberAvailable})
+		tx.PutNumber(&store.Number{E164: "+31850000002", CustomerID: "bakery", Kind: store.KindPool,
+			State: store.NumberQuarantined, QuarantinedUntil: t0.AddDate(0, 6, 0)})
+		tx.PutSession(&store.Session{ID: "S1", CustomerID: "bakery", Channel: "Direct"})
+		return tx.PutCall(&store.Call{ID: "C1", CustomerID: "bakery", SessionID: "S1", Start: t0, End: t0.Add(time.Minute)})
+	})
+
+	// Every record goes; the quarantined number stays held, without an owner.
+	res, err := db.PurgeCustomer(ctx, "bakery", store.PurgeOptions{HoldQuarantined: true})
+	fmt.Println(err, res.Calls, res.Sessions, res.Numbers, res.HeldNumbers)
+	db.View(func(tx *store.Tx) error {
+		_, err := tx.Customer("bakery")
+		n, _ := tx.Number("+31850000002")
+		fmt.Println(err, n.State, n.CustomerID == "")
+		return nil
+	})
+	fmt.Println(db.Purged("bakery"))
+	// Output:
+	// <nil> 1 1 1 1
+	// not found quarantined true
+	// true
+}

@@ -45,6 +45,45 @@ func (s *CustomerStatus) UnmarshalText(b []byte) error {
 	return err
 }
 
+// RetentionAction is what happens to a customer's data when its retention period is over.
+type RetentionAction uint8
+
+// Retention actions. The zero value is unset and means RetainDelete.
+const (
+	RetainUnset RetentionAction = iota
+	RetainDelete
+	RetainExportThenDelete
+)
+
+var retentionActionNames = [...]string{"", "delete", "export_then_delete"}
+
+func (a RetentionAction) String() string {
+	if int(a) < len(retentionActionNames) {
+		return retentionActionNames[a]
+	}
+	return fmt.Sprintf("RetentionAction(%d)", uint8(a))
+}
+
+// ParseRetentionAction reads "delete" or "export_then_delete" ("" is unset).
+func ParseRetentionAction(v string) (RetentionAction, error) {
+	for i, n := range retentionActionNames {
+		if n == v {
+			return RetentionAction(i), nil
+		}
+	}
+	return RetainUnset, fmt.Errorf("unknown retention action %q (want delete or export_then_delete)", v)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (a RetentionAction) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (a *RetentionAction) UnmarshalText(b []byte) error {
+	v, err := ParseRetentionAction(string(b))
+	*a = v
+	return err
+}
+
 // NumberKind tells how a number is used.
 type NumberKind uint8
 
@@ -129,8 +168,20 @@ type Customer struct {
 	DisplayNumbers []string       `json:"display_numbers"`
 	DisplayFormat  string         `json:"display_format"`
 	Created        time.Time      `json:"created"`
-	TrialEnds      time.Time      `json:"trial_ends,omitzero"`
-	ContractEnds   time.Time      `json:"contract_ends,omitzero"`
+	// TrialEnds is when a trial ends; a trial still running then ends without a contract
+	// and its data is deleted.
+	TrialEnds time.Time `json:"trial_ends,omitzero"`
+	// ActiveSince is when the contract started (the customer became active); zero for a
+	// customer that never had a contract.
+	ActiveSince time.Time `json:"active_since,omitzero"`
+	// ContractEnds is when an active contract is to end (zero: open-ended).
+	ContractEnds time.Time `json:"contract_ends,omitzero"`
+	// EndedAt is when the customer ended.
+	EndedAt time.Time `json:"ended_at,omitzero"`
+	// RetentionMonths is how long the data is kept after the contract ended (0: the switch
+	// default, 3); RetentionAction what happens to it then.
+	RetentionMonths int             `json:"retention_months,omitempty"`
+	RetentionAction RetentionAction `json:"retention_action,omitempty"`
 	// RingTimeout bounds how long one business line rings (0: the switch default, 30s).
 	RingTimeout time.Duration `json:"ring_timeout,omitzero"`
 	// MaxCallDuration is the fair-use limit of one call (0: the switch default, 4h).
@@ -182,7 +233,8 @@ type Channel struct {
 	Rules      []ChannelRule `json:"rules,omitempty"`
 }
 
-// Number is a tracked phone number in E.164.
+// Number is a tracked phone number in E.164. CustomerID is empty for a number held in
+// quarantine after its customer's data was deleted (see DB.PurgeCustomer).
 type Number struct {
 	E164             string      `json:"number"`
 	CustomerID       string      `json:"customer_id"`
@@ -190,7 +242,10 @@ type Number struct {
 	ChannelID        string      `json:"channel_id,omitempty"`
 	State            NumberState `json:"state"`
 	QuarantinedUntil time.Time   `json:"quarantined_until,omitzero"`
-	Created          time.Time   `json:"created"`
+	// Porting marks a number the customer takes to another provider: when its quarantine
+	// is over it is not released to the stock.
+	Porting bool      `json:"porting,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // Session is one visitor's visit that saw a number. It holds no IP address and no user

@@ -38,6 +38,9 @@ var (
 	bucketAuditByCust = []byte("audit_by_customer")
 	bucketAgentTokens = []byte("agent_tokens")
 	bucketAgentByCu   = []byte("agent_tokens_by_customer")
+	bucketSessCalled  = []byte("sessions_called")
+	bucketUsage       = []byte("usage")
+	bucketPurged      = []byte("customers_purged")
 
 	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
 		bucketSessions, bucketSessByCust, bucketAssignments, bucketStats, bucketCalls, bucketCallsByCust,
@@ -45,7 +48,8 @@ var (
 	// addedBuckets were added to schema 1 later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
-	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu}
+	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
+		bucketSessCalled, bucketUsage, bucketPurged}
 
 	keySchema = []byte("schema_version")
 )
@@ -163,9 +167,16 @@ func Open(path string, opts ...Option) (*DB, error) {
 
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
+		// Derived buckets added later are filled from the records once, when created.
+		backfill := tx.Bucket(bucketUsage) == nil && tx.Bucket(bucketSessions) != nil
 		for _, name := range slices.Concat(allBuckets, addedBuckets) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		if backfill {
+			if err := (&Tx{tx: tx}).backfillUsage(); err != nil {
+				return fmt.Errorf("fill usage counters: %w", err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)

@@ -55,10 +55,14 @@ func (t *Tx) Customer(id string) (Customer, error) {
 	return c, err
 }
 
-// CreateCustomer stores a new customer; ErrExists if the id or the site key is taken.
+// CreateCustomer stores a new customer; ErrExists if the id or the site key is taken, or the
+// id was a deleted customer's.
 func (t *Tx) CreateCustomer(c *Customer) error {
 	if t.tx.Bucket(bucketCustomers).Get([]byte(c.ID)) != nil {
 		return fmt.Errorf("customer %q: %w", c.ID, ErrExists)
+	}
+	if t.Purged(c.ID) {
+		return fmt.Errorf("customer %q: the id of a deleted customer: %w", c.ID, ErrExists)
 	}
 	if t.tx.Bucket(bucketSiteKeys).Get([]byte(c.SiteKey)) != nil {
 		return fmt.Errorf("site key: %w", ErrExists)
@@ -307,15 +311,36 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 // must not change between writes.
 func (t *Tx) PutCall(c *Call) error {
 	key := compose(c.CustomerID, c.ID)
+	active := t.tx.Bucket(bucketCallsActive)
+	open := active.Get(key) != nil
 	// Index entries are written only when they change: a write dirties its page even when
 	// the key is already there, and every call is written twice (start and end).
-	if t.tx.Bucket(bucketCalls).Get([]byte(c.ID)) == nil {
+	isNew := t.tx.Bucket(bucketCalls).Get([]byte(c.ID)) == nil
+	if isNew {
 		if err := t.tx.Bucket(bucketCallsByCust).Put(key, nil); err != nil {
 			return err
 		}
+		if c.SessionID != "" {
+			if err := t.tx.Bucket(bucketSessCalled).Put(compose(c.CustomerID, c.SessionID), nil); err != nil {
+				return err
+			}
+		}
 	}
-	active := t.tx.Bucket(bucketCallsActive)
-	open := active.Get(key) != nil
+	// The usage counters count a call once, in the month it started, and add its talk time
+	// when it ends.
+	var calls uint64
+	var talk time.Duration
+	if isNew {
+		calls = 1
+	}
+	if !c.End.IsZero() && (isNew || open) {
+		talk = time.Duration(c.TalkSeconds * float64(time.Second))
+	}
+	if calls > 0 || talk > 0 {
+		if err := t.addCallUsage(c.CustomerID, c.Start, calls, talk); err != nil {
+			return err
+		}
+	}
 	switch {
 	case c.End.IsZero() && !open:
 		if err := active.Put(key, nil); err != nil {

@@ -184,15 +184,24 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	defer db.Close()
 
-	p, err := pool.New(db, pool.Config{Lease: cfg.Pool.Lease, Grace: cfg.Pool.Grace, CountryCode: cfg.CountryCode},
+	p, err := pool.New(db, pool.Config{Lease: cfg.Pool.Lease, Grace: cfg.Pool.Grace, CountryCode: cfg.CountryCode,
+		TrialDays: cfg.Lifecycle.TrialDays, QuarantineMonths: cfg.Lifecycle.QuarantineMonths},
 		pool.WithLogger(logger), pool.WithRegisterer(reg))
 	if err != nil {
 		return fmt.Errorf("load pool: %w", err)
 	}
-	if n, err := cfg.Seed(ctx, p); err != nil {
+	seeded, err := cfg.Seed(ctx, p)
+	if err != nil {
 		return err
-	} else if n > 0 {
-		logger.Info("seeded customers from config", "customers", n)
+	}
+	if seeded.Created > 0 {
+		logger.Info("seeded customers from config", "customers", seeded.Created)
+	}
+	if len(seeded.Changed) > 0 {
+		logger.Info("config moved customers on in their contract", "customers", seeded.Changed)
+	}
+	if len(seeded.Deleted) > 0 {
+		logger.Warn("customers in the config were deleted (lapsed trial or retention over) and are not made again; remove them from the config", "customers", seeded.Deleted)
 	}
 
 	rec, err := recordings.New(recordings.Options{Dir: recDir, Workers: cfg.Recordings.Workers, Registerer: reg, Logger: logger})
@@ -216,8 +225,18 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	defer sw.Close()
 	var stopping atomic.Bool // set when the drain begins: /readyz answers 503 from then on
+	// Exports read recordings through recordings.Opener, the one reader of recording files.
+	exporter := recordings.NewExporter(db, rec.Dir())
+	sweeper, err := pool.NewSweeper(p, pool.SweepConfig{
+		Interval: cfg.Lifecycle.SweepInterval, RetentionMonths: cfg.Lifecycle.RetentionMonths,
+		SessionDays: cfg.Lifecycle.SessionDays, AuditMonths: cfg.Lifecycle.AuditMonths, ExportDir: exportDir(cfg),
+	}, exporter, pool.SweepLogger(logger), pool.SweepRegisterer(reg))
+	if err != nil {
+		return err
+	}
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit}, p, reg, api.WithLogger(logger), api.WithCalls(db),
 		api.WithRecordings(db, rec.Dir()), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
+		api.WithExport(exporter), api.WithUsage(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
 		return err
@@ -255,8 +274,9 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	sw.Serve()
 	poolCtx, stopPool := context.WithCancel(ctx)
-	poolDone := make(chan struct{})
+	poolDone, sweepDone := make(chan struct{}), make(chan struct{})
 	go func() { p.Run(poolCtx); close(poolDone) }()
+	go func() { sweeper.Run(poolCtx); close(sweepDone) }()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
 		"metrics", servers[2].ln.Addr().String(), "sip", sw.Addr().String(), "data", cfg.DataDir, "version", version,
@@ -280,6 +300,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	stopPool()
 	<-poolDone
+	<-sweepDone
 	if cerr := db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

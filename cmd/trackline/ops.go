@@ -121,6 +121,15 @@ func recordingsDir(cfg *configs.Config) string {
 	return filepath.Join(cfg.DataDir, "recordings")
 }
 
+// exportDir is where the retention sweeper writes the archives of customers that chose
+// export_then_delete.
+func exportDir(cfg *configs.Config) string {
+	if cfg.Lifecycle.ExportDir != "" {
+		return cfg.Lifecycle.ExportDir
+	}
+	return filepath.Join(cfg.DataDir, "exports")
+}
+
 // toggleDebugOnHUP switches the log level to debug on SIGHUP, and back to the configured
 // level on the next one, until ctx ends. The admin API sets any level (PUT /v1/log-level); a
 // SIGHUP after that goes to debug, or back to the configured level from debug.

@@ -1,0 +1,597 @@
+package recordings
+
+import (
+	"archive/zip"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trackline/trackline/store"
+)
+
+// The export archive of a customer: a zip, written as a stream (nothing is held whole in
+// memory), that holds everything the store keeps of the customer and its recordings:
+//
+//	customer.json                  the customer record
+//	calls.jsonl, calls.csv         call records, newest first
+//	sessions.jsonl, sessions.csv   website sessions, newest first
+//	channels.jsonl, channels.csv   channels and their rules
+//	numbers.jsonl, numbers.csv     tracked numbers
+//	recordings.jsonl, .csv         recording metadata (id, call, file, duration, size, sha256)
+//	recordings/<call id>.wav       the recordings
+//	manifest.json                  format, version, customer, time, and per file its records,
+//	                               bytes and sha256; recordings whose file was gone
+//
+// The JSON Lines files hold one record per line, as the admin API shows them. The CSV files
+// (RFC 4180, a header line) hold the same records flattened; a text cell that a spreadsheet
+// would run as a formula (it starts with =, +, -, @, a tab or a carriage return, and is not
+// a plain number such as +31612345678) is written with a leading apostrophe. Calls and
+// sessions are read in pages of short read transactions: each file holds the records that
+// existed when the export began (a call still in progress may differ between the two).
+
+// ArchiveFormat and ArchiveVersion name the archive's layout in its manifest.
+const (
+	ArchiveFormat  = "trackline-export"
+	ArchiveVersion = 1
+)
+
+// Manifest describes an export archive; it is its last file, manifest.json.
+type Manifest struct {
+	Format     string         `json:"format"`
+	Version    int            `json:"version"`
+	CustomerID string         `json:"customer_id"`
+	Created    time.Time      `json:"created"`
+	Files      []ManifestFile `json:"files"`
+	// MissingRecordings are the ids of recordings whose record exists but whose file does not.
+	MissingRecordings []string `json:"missing_recordings,omitempty"`
+}
+
+// ManifestFile is one file of the archive.
+type ManifestFile struct {
+	Name    string `json:"name"`
+	Records int    `json:"records,omitempty"` // lines of data (JSONL, CSV without its header)
+	Bytes   int64  `json:"bytes"`
+	SHA256  string `json:"sha256"`
+}
+
+// Exporter writes customers' export archives from a store and a recordings tree.
+type Exporter struct {
+	db   *store.DB
+	dir  string
+	open OpenFunc
+	now  func() time.Time
+}
+
+// ExportOption configures NewExporter.
+type ExportOption func(*Exporter)
+
+// WithOpen sets how recordings are read back (default Opener(dir)).
+func WithOpen(open OpenFunc) ExportOption { return func(e *Exporter) { e.open = open } }
+
+// WithExportClock sets the clock that stamps archives (tests).
+func WithExportClock(now func() time.Time) ExportOption { return func(e *Exporter) { e.now = now } }
+
+// NewExporter exports from db and the recordings under dir.
+func NewExporter(db *store.DB, dir string, opts ...ExportOption) *Exporter {
+	e := &Exporter{db: db, dir: dir, open: Opener(dir), now: time.Now}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// RemoveCustomer deletes the customer's recordings directory (RemoveCustomer).
+func (e *Exporter) RemoveCustomer(customerID string) error { return RemoveCustomer(e.dir, customerID) }
+
+// ExportFile writes the customer's archive into dir as
+// trackline-export-<customer>-<yyyymmddThhmmssZ>.zip: first as .part, then fsynced,
+// renamed and the directory fsynced, so that a file by that name is complete and durable.
+// It answers the file's path.
+func (e *Exporter) ExportFile(ctx context.Context, dir, customerID string) (string, error) {
+	if dir == "" {
+		return "", errors.New("export: no export directory configured")
+	}
+	if !safeID(customerID) {
+		return "", fmt.Errorf("export: customer id %q: %w", customerID, ErrInvalidID)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("export: %w", err)
+	}
+	name := fmt.Sprintf("trackline-export-%s-%s.zip", customerID, e.now().UTC().Format("20060102T150405Z"))
+	final := filepath.Join(dir, name)
+	part := final + partSuffix
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("export: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	_, err = e.Write(ctx, bw, customerID)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(part, final)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		os.Remove(part)
+		return "", fmt.Errorf("export %s: %w", customerID, err)
+	}
+	return final, nil
+}
+
+// Write streams the customer's archive to w. An error part way leaves w with an incomplete
+// zip (no central directory), which no reader takes for a whole one.
+func (e *Exporter) Write(ctx context.Context, w io.Writer, customerID string) (Manifest, error) {
+	x := &export{e: e, ctx: ctx, id: customerID, zw: zip.NewWriter(w),
+		m: Manifest{Format: ArchiveFormat, Version: ArchiveVersion, CustomerID: customerID, Created: e.now().UTC().Truncate(time.Second)}}
+	if err := x.run(); err != nil {
+		return x.m, fmt.Errorf("export %s: %w", customerID, err)
+	}
+	return x.m, nil
+}
+
+// export is one archive being written.
+type export struct {
+	e   *Exporter
+	ctx context.Context
+	id  string
+	zw  *zip.Writer
+	m   Manifest
+
+	callBound, sessionBound string   // the newest call and session when the export began
+	recordings              []string // recording ids of the calls, in call order
+}
+
+func (x *export) run() error {
+	var c store.Customer
+	var chs []store.Channel
+	var nums []store.Number
+	err := x.e.db.View(func(tx *store.Tx) error {
+		var err error
+		if c, err = tx.Customer(x.id); err != nil {
+			return err
+		}
+		if chs, err = tx.Channels(x.id); err != nil {
+			return err
+		}
+		return tx.Numbers(func(n store.Number) error {
+			if n.CustomerID == x.id {
+				nums = append(nums, n)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if err := x.file("customer.json", zip.Deflate, func(f *entry) error {
+		b, err := json.MarshalIndent(c, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(append(b, '\n'))
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := x.bounds(); err != nil {
+		return err
+	}
+	steps := []struct {
+		name string
+		body func(f *entry) error
+	}{
+		{"calls.jsonl", func(f *entry) error {
+			return x.eachCall(func(c *store.Call) error {
+				if c.RecordingID != "" {
+					x.recordings = append(x.recordings, c.RecordingID)
+				}
+				return f.jsonLine(c)
+			})
+		}},
+		{"calls.csv", func(f *entry) error {
+			return writeCSV(f, callColumns, func(row func(*store.Call) error) error { return x.eachCall(row) })
+		}},
+		{"sessions.jsonl", func(f *entry) error {
+			return x.eachSession(func(s *store.Session) error { return f.jsonLine(s) })
+		}},
+		{"sessions.csv", func(f *entry) error {
+			return writeCSV(f, sessionColumns, func(row func(*store.Session) error) error { return x.eachSession(row) })
+		}},
+		{"channels.jsonl", func(f *entry) error { return eachJSON(f, chs) }},
+		{"channels.csv", func(f *entry) error { return writeCSV(f, channelColumns, eachOf(chs)) }},
+		{"numbers.jsonl", func(f *entry) error { return eachJSON(f, nums) }},
+		{"numbers.csv", func(f *entry) error { return writeCSV(f, numberColumns, eachOf(nums)) }},
+		{"recordings.jsonl", func(f *entry) error {
+			return x.eachRecording(func(r *store.Recording) error { return f.jsonLine(recordingLine(r)) })
+		}},
+		{"recordings.csv", func(f *entry) error {
+			return writeCSV(f, recordingColumns, func(row func(*store.Recording) error) error { return x.eachRecording(row) })
+		}},
+	}
+	for _, s := range steps {
+		if err := x.file(s.name, zip.Deflate, s.body); err != nil {
+			return err
+		}
+	}
+	// The audio, stored as it is (PCM does not deflate much and costs CPU).
+	err = x.eachRecording(func(r *store.Recording) error {
+		rc, err := x.e.open(*r)
+		if errors.Is(err, ErrGone) {
+			x.m.MissingRecordings = append(x.m.MissingRecordings, r.ID)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return x.file(recordingFile(r), zip.Store, func(f *entry) error {
+			_, err := io.Copy(f, rc)
+			return err
+		})
+	})
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(x.m, "", "  ")
+	if err != nil {
+		return err
+	}
+	mw, err := x.zw.CreateHeader(&zip.FileHeader{Name: "manifest.json", Method: zip.Deflate, Modified: x.m.Created})
+	if err != nil {
+		return err
+	}
+	if _, err := mw.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	return x.zw.Close()
+}
+
+// file writes one entry of the archive and notes it in the manifest.
+func (x *export) file(name string, method uint16, body func(f *entry) error) error {
+	if err := x.ctx.Err(); err != nil {
+		return err
+	}
+	w, err := x.zw.CreateHeader(&zip.FileHeader{Name: name, Method: method, Modified: x.m.Created})
+	if err != nil {
+		return err
+	}
+	f := &entry{w: w, h: sha256.New()}
+	if err := body(f); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	x.m.Files = append(x.m.Files, ManifestFile{Name: name, Records: f.records, Bytes: f.n, SHA256: hex.EncodeToString(f.h.Sum(nil))})
+	return nil
+}
+
+// entry is an archive entry being written: it counts bytes and records and hashes them.
+type entry struct {
+	w       io.Writer
+	h       hash.Hash
+	n       int64
+	records int
+}
+
+func (f *entry) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	f.h.Write(p[:n])
+	f.n += int64(n)
+	return n, err
+}
+
+func (f *entry) jsonLine(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	f.records++
+	_, err = f.Write(append(b, '\n'))
+	return err
+}
+
+func eachJSON[T any](f *entry, recs []T) error {
+	for i := range recs {
+		if err := f.jsonLine(&recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func eachOf[T any](recs []T) func(func(*T) error) error {
+	return func(row func(*T) error) error {
+		for i := range recs {
+			if err := row(&recs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// pageSize is how many calls or sessions one read transaction of an export reads.
+const pageSize = 500
+
+// bounds notes the newest call and session, so that both files of each hold the same ones.
+func (x *export) bounds() error {
+	calls, _, err := x.e.db.Calls(store.CallFilter{CustomerID: x.id, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(calls) > 0 {
+		x.callBound = calls[0].ID
+	}
+	return x.e.db.View(func(tx *store.Tx) error {
+		ss, err := tx.SessionsOf(x.id, "", 1)
+		if len(ss) > 0 {
+			x.sessionBound = ss[0].ID
+		}
+		return err
+	})
+}
+
+// eachCall calls fn for each call up to the bound, newest first.
+func (x *export) eachCall(fn func(*store.Call) error) error {
+	if x.callBound == "" {
+		return nil
+	}
+	before := ""
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		calls, next, err := x.e.db.Calls(store.CallFilter{CustomerID: x.id, Before: before, Limit: pageSize})
+		if err != nil {
+			return err
+		}
+		for i := range calls {
+			if calls[i].ID > x.callBound {
+				continue
+			}
+			if err := fn(&calls[i]); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		before = next
+	}
+}
+
+// eachSession calls fn for each session up to the bound, newest first.
+func (x *export) eachSession(fn func(*store.Session) error) error {
+	if x.sessionBound == "" {
+		return nil
+	}
+	before := ""
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		var ss []store.Session
+		err := x.e.db.View(func(tx *store.Tx) (err error) { ss, err = tx.SessionsOf(x.id, before, pageSize); return err })
+		if err != nil {
+			return err
+		}
+		for i := range ss {
+			if ss[i].ID > x.sessionBound {
+				continue
+			}
+			if err := fn(&ss[i]); err != nil {
+				return err
+			}
+		}
+		if len(ss) < pageSize {
+			return nil
+		}
+		before = ss[len(ss)-1].ID
+	}
+}
+
+// eachRecording calls fn for the recording of each exported call that has one.
+func (x *export) eachRecording(fn func(*store.Recording) error) error {
+	for _, id := range x.recordings {
+		r, err := x.e.db.Recording(id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // erased since the calls were read
+		}
+		if err != nil {
+			return err
+		}
+		if r.CustomerID != x.id {
+			continue
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordingFile is a recording's name in the archive.
+func recordingFile(r *store.Recording) string {
+	name := r.CallID
+	if !safeID(name) {
+		name = r.ID
+	}
+	return "recordings/" + name + ".wav"
+}
+
+// recordingMeta is a recording's line in recordings.jsonl.
+type recordingMeta struct {
+	ID              string    `json:"id"`
+	CallID          string    `json:"call_id"`
+	File            string    `json:"file"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	Size            int64     `json:"size"`
+	SHA256          string    `json:"sha256"`
+	Created         time.Time `json:"created"`
+}
+
+func recordingLine(r *store.Recording) recordingMeta {
+	return recordingMeta{ID: r.ID, CallID: r.CallID, File: recordingFile(r), DurationSeconds: r.Duration.Seconds(),
+		Size: r.Size, SHA256: r.SHA256, Created: r.Created}
+}
+
+// column is one CSV column: its header and its cell of a record.
+type column[T any] struct {
+	name string
+	cell func(*T) string
+}
+
+func writeCSV[T any](f *entry, cols []column[T], each func(func(*T) error) error) error {
+	cw := csv.NewWriter(f)
+	row := make([]string, len(cols))
+	for i, c := range cols {
+		row[i] = c.name
+	}
+	if err := cw.Write(row); err != nil {
+		return err
+	}
+	err := each(func(r *T) error {
+		for i, c := range cols {
+			row[i] = safeCell(c.cell(r))
+		}
+		f.records++
+		return cw.Write(row)
+	})
+	cw.Flush()
+	if err != nil {
+		return err
+	}
+	return cw.Error()
+}
+
+// safeCell keeps a spreadsheet from running a cell as a formula: text that starts with =,
+// +, -, @, a tab or a carriage return gets a leading apostrophe, unless it is a plain
+// number (such as +31612345678 or -1.5).
+func safeCell(s string) string {
+	if s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return s
+	}
+	digits, dot := 0, false
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return "'" + s
+		}
+	}
+	if digits == 0 || s[0] != '+' && s[0] != '-' {
+		return "'" + s
+	}
+	return s
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func itoa(n int) string           { return strconv.Itoa(n) }
+func ftoa(f float64) string       { return strconv.FormatFloat(f, 'f', -1, 64) }
+func btoa(b bool) string          { return strconv.FormatBool(b) }
+func secs(d time.Duration) string { return ftoa(d.Seconds()) }
+
+var callColumns = []column[store.Call]{
+	{"id", func(c *store.Call) string { return c.ID }},
+	{"dialled", func(c *store.Call) string { return c.Dialled }},
+	{"caller", func(c *store.Call) string { return c.Caller }},
+	{"business_line", func(c *store.Call) string { return c.BusinessLine }},
+	{"start", func(c *store.Call) string { return ts(c.Start) }},
+	{"ringing", func(c *store.Call) string { return ts(c.Ringing) }},
+	{"answer", func(c *store.Call) string { return ts(c.Answer) }},
+	{"end", func(c *store.Call) string { return ts(c.End) }},
+	{"talk_seconds", func(c *store.Call) string { return ftoa(c.TalkSeconds) }},
+	{"disposition", func(c *store.Call) string { return c.Disposition }},
+	{"hangup_by", func(c *store.Call) string { return c.HangupBy }},
+	{"end_reason", func(c *store.Call) string { return c.EndReason }},
+	{"final_status", func(c *store.Call) string { return itoa(c.FinalStatus) }},
+	{"channel", func(c *store.Call) string { return c.Channel }},
+	{"session_id", func(c *store.Call) string { return c.SessionID }},
+	{"keyword", func(c *store.Call) string { return c.Keyword }},
+	{"landing_page", func(c *store.Call) string { return c.LandingPage }},
+	{"referrer_host", func(c *store.Call) string { return c.ReferrerHost }},
+	{"gclid", func(c *store.Call) string { return c.Gclid }},
+	{"candidates", func(c *store.Call) string { return itoa(c.Candidates) }},
+	{"recording_id", func(c *store.Call) string { return c.RecordingID }},
+	{"not_recorded_reason", func(c *store.Call) string { return c.NotRecordedReason }},
+	{"call_id_a", func(c *store.Call) string { return c.CallIDA }},
+	{"call_id_b", func(c *store.Call) string { return c.CallIDB }},
+}
+
+var sessionColumns = []column[store.Session]{
+	{"id", func(s *store.Session) string { return s.ID }},
+	{"created", func(s *store.Session) string { return ts(s.Created) }},
+	{"channel", func(s *store.Session) string { return s.Channel }},
+	{"landing_page", func(s *store.Session) string { return s.LandingPage }},
+	{"referrer_host", func(s *store.Session) string { return s.ReferrerHost }},
+	{"utm_source", func(s *store.Session) string { return s.UTMSource }},
+	{"utm_medium", func(s *store.Session) string { return s.UTMMedium }},
+	{"utm_campaign", func(s *store.Session) string { return s.UTMCampaign }},
+	{"utm_term", func(s *store.Session) string { return s.UTMTerm }},
+	{"utm_content", func(s *store.Session) string { return s.UTMContent }},
+	{"gclid", func(s *store.Session) string { return s.Gclid }},
+	{"gbraid", func(s *store.Session) string { return s.Gbraid }},
+	{"wbraid", func(s *store.Session) string { return s.Wbraid }},
+}
+
+var channelColumns = []column[store.Channel]{
+	{"id", func(c *store.Channel) string { return c.ID }},
+	{"name", func(c *store.Channel) string { return c.Name }},
+	{"order", func(c *store.Channel) string { return itoa(c.Order) }},
+	{"rules", func(c *store.Channel) string {
+		parts := make([]string, len(c.Rules))
+		for i, r := range c.Rules {
+			parts[i] = r.Param + "=" + r.Pattern
+		}
+		return strings.Join(parts, ";")
+	}},
+}
+
+var numberColumns = []column[store.Number]{
+	{"number", func(n *store.Number) string { return n.E164 }},
+	{"kind", func(n *store.Number) string { return n.Kind.String() }},
+	{"channel_id", func(n *store.Number) string { return n.ChannelID }},
+	{"state", func(n *store.Number) string { return n.State.String() }},
+	{"quarantined_until", func(n *store.Number) string { return ts(n.QuarantinedUntil) }},
+	{"porting", func(n *store.Number) string { return btoa(n.Porting) }},
+	{"created", func(n *store.Number) string { return ts(n.Created) }},
+}
+
+var recordingColumns = []column[store.Recording]{
+	{"id", func(r *store.Recording) string { return r.ID }},
+	{"call_id", func(r *store.Recording) string { return r.CallID }},
+	{"file", func(r *store.Recording) string { return recordingFile(r) }},
+	{"duration_seconds", func(r *store.Recording) string { return secs(r.Duration) }},
+	{"size", func(r *store.Recording) string { return strconv.FormatInt(r.Size, 10) }},
+	{"sha256", func(r *store.Recording) string { return r.SHA256 }},
+	{"created", func(r *store.Recording) string { return ts(r.Created) }},
+}
