@@ -50,6 +50,8 @@ type Access interface {
 	Audit(ctx context.Context, e store.AuditEntry) error
 	// AuditLog reads the entries f selects, newest first, and the next page's cursor.
 	AuditLog(f store.AuditFilter) ([]store.AuditEntry, string, error)
+	// AgentTokens lists a customer's browser agent tokens.
+	AgentTokens(customerID string) ([]store.AgentToken, error)
 }
 
 // WithAccess enables customer tokens and the audit log. Without it only the operator token is
@@ -113,6 +115,9 @@ func (a *API) adminRoutes() []adminRoute {
 		{"GET /v1/customers/{id}/tokens", ruleOperator, a.listTokens},
 		{"POST /v1/customers/{id}/tokens", ruleOperator, a.createToken},
 		{"DELETE /v1/customers/{id}/tokens/{token}", ruleOperator, a.revokeToken},
+		{"GET /v1/customers/{id}/agent-tokens", ruleOperator, a.listAgentTokens},
+		{"POST /v1/customers/{id}/agent-tokens", ruleOperator, a.createAgentToken},
+		{"DELETE /v1/customers/{id}/agent-tokens/{token}", ruleOperator, a.revokeAgentToken},
 		{"GET /v1/calls", ruleScoped, a.listCalls},
 		{"GET /v1/calls/{id}", ruleScoped, a.getCall},
 		{"GET /v1/recordings/{id}", ruleScoped, a.getRecording},

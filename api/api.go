@@ -34,6 +34,7 @@ type API struct {
 	recordings    RecordingReader // nil: recordings are not available
 	access        Access          // nil: only the operator token, no audit log
 	callers       ErasureStore    // nil: no data-subject endpoints, no erasure
+	agents        Agents          // nil: no browser agents
 	recordingsDir string
 	keys          *keyring.Keyring // the customers' keys (recordings, caller pseudonyms)
 	checks        []Check          // readiness checks of /readyz
@@ -101,6 +102,11 @@ func (a *API) Public() http.Handler {
 	a.route(mux, "GET /v1/script.js", a.serveScript)
 	a.route(mux, "GET /healthz", healthz)
 	a.route(mux, "GET /readyz", a.readyz(false))
+	if a.agents != nil {
+		a.route(mux, "GET /agent", a.servePage)
+		// A WebSocket lives as long as its page: outside the request duration metric.
+		mux.HandleFunc("GET /v1/agent/ws", a.agents.ServeSignalling)
+	}
 	a.route(mux, "/", notFound)
 	return mux
 }

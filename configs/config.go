@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ type Config struct {
 	Pool        PoolConfig `yaml:"pool"`
 	SIP         SIPConfig  `yaml:"sip"`
 	Media       Media      `yaml:"media"`
+	WebRTC      WebRTC     `yaml:"webrtc"`
 	Recordings  Recordings `yaml:"recordings"`
 	Keys        Keys       `yaml:"keys"`
 	Runtime     Runtime    `yaml:"runtime"`
@@ -101,6 +103,64 @@ func (m *Media) Ports() (lo, hi int, err error) {
 		return 0, 0, fmt.Errorf("%q: want \"min-max\" within 1024-65535, at least 4 ports", m.RTPPorts)
 	}
 	return lo, hi, nil
+}
+
+// WebRTC configures the browser agents (package agents): business lines "webrtc:<group>".
+type WebRTC struct {
+	// IPs are the host candidates' addresses (default: every address of the host but
+	// loopback); Interfaces limit them to these network interfaces.
+	IPs        []string `yaml:"ips"`
+	Interfaces []string `yaml:"interfaces"`
+	// UDPPorts is "min-max" for ICE and DTLS-SRTP (default: any ephemeral port).
+	UDPPorts string `yaml:"udp_ports"`
+	// AnnounceIPs replace the host candidates' addresses behind a 1:1 NAT.
+	AnnounceIPs []string `yaml:"announce_ips"`
+	// Loopback offers 127.0.0.1 candidates too (an agent on the switch's host; tests).
+	Loopback bool `yaml:"loopback"`
+	// ICEServers are passed to the agent page, for agents behind NAT.
+	ICEServers     []ICEServer   `yaml:"ice_servers"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"` // accept to media up (default 10s)
+	MaxMessage     int64         `yaml:"max_message"`     // signalling message size limit in bytes (default 16384)
+	MaxAgents      int           `yaml:"max_agents"`      // agent pages per customer (default 100)
+}
+
+// ICEServer is a STUN or TURN server for the agent page.
+type ICEServer struct {
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
+}
+
+// Ports parses UDPPorts; 0, 0 when unset.
+func (w *WebRTC) Ports() (lo, hi uint16, err error) {
+	if w.UDPPorts == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(w.UDPPorts, "-")
+	var l, h int
+	if ok {
+		l, err = strconv.Atoi(strings.TrimSpace(a))
+		if err == nil {
+			h, err = strconv.Atoi(strings.TrimSpace(b))
+		}
+	}
+	if !ok || err != nil || l < 1024 || h > 65535 || h < l {
+		return 0, 0, fmt.Errorf("%q: want \"min-max\" within 1024-65535", w.UDPPorts)
+	}
+	return uint16(l), uint16(h), nil
+}
+
+// Addrs parses IPs.
+func (w *WebRTC) Addrs() ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, s := range w.IPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("%q is not an IPv4 address", s)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // Recordings configures where and how recordings are written.
@@ -314,6 +374,15 @@ func (c *Config) defaults() {
 	if c.Recordings.Workers == 0 {
 		c.Recordings.Workers = 2
 	}
+	if c.WebRTC.ConnectTimeout == 0 {
+		c.WebRTC.ConnectTimeout = 10 * time.Second
+	}
+	if c.WebRTC.MaxMessage == 0 {
+		c.WebRTC.MaxMessage = 16 << 10
+	}
+	if c.WebRTC.MaxAgents == 0 {
+		c.WebRTC.MaxAgents = 100
+	}
 	l := &c.Lifecycle
 	for _, d := range []struct {
 		dst *int
@@ -415,6 +484,7 @@ func (c *Config) Check() Problems {
 	if c.Recordings.Workers < 1 || c.Recordings.Workers > 64 {
 		add("recordings.workers", "must be between 1 and 64")
 	}
+	c.checkWebRTC(add)
 	l := c.Lifecycle
 	if l.SweepInterval < time.Minute || l.SweepInterval > 24*time.Hour {
 		add("lifecycle.sweep_interval", "must be between 1m and 24h")
@@ -600,4 +670,54 @@ func digits(s string, lo, hi int) bool {
 		}
 	}
 	return true
+}
+
+// checkWebRTC checks the webrtc section.
+func (c *Config) checkWebRTC(add func(path, f string, args ...any)) {
+	w := &c.WebRTC
+	if _, err := w.Addrs(); err != nil {
+		add("webrtc.ips", "%v", err)
+	}
+	if _, _, err := w.Ports(); err != nil {
+		add("webrtc.udp_ports", "%v", err)
+	}
+	for i, a := range w.AnnounceIPs {
+		if ip, err := netip.ParseAddr(a); err != nil || !ip.Is4() {
+			add(fmt.Sprintf("webrtc.announce_ips[%d]", i), "%q is not an IPv4 address", a)
+		}
+	}
+	for i, s := range w.ICEServers {
+		at := fmt.Sprintf("webrtc.ice_servers[%d]", i)
+		if len(s.URLs) == 0 {
+			add(at+".urls", "must list at least one stun:, stuns:, turn: or turns: URL")
+		}
+		for j, u := range s.URLs {
+			scheme, _, _ := strings.Cut(u, ":")
+			if !slices.Contains([]string{"stun", "stuns", "turn", "turns"}, scheme) || len(u) > 256 || strings.ContainsAny(u, " \r\n") {
+				add(fmt.Sprintf("%s.urls[%d]", at, j), "%q: want a stun:, stuns:, turn: or turns: URL", u)
+			}
+		}
+		if (scheme(s.URLs) == "turn") && (s.Username == "" || s.Credential == "") {
+			add(at, "a TURN server needs username and credential")
+		}
+	}
+	if w.ConnectTimeout < time.Second || w.ConnectTimeout > time.Minute {
+		add("webrtc.connect_timeout", "must be between 1s and 1m")
+	}
+	if w.MaxMessage < 4096 || w.MaxMessage > 1<<20 {
+		add("webrtc.max_message", "must be between 4096 and 1048576 bytes")
+	}
+	if w.MaxAgents < 1 || w.MaxAgents > 10000 {
+		add("webrtc.max_agents", "must be between 1 and 10000")
+	}
+}
+
+// scheme is "turn" when any URL is a TURN server's.
+func scheme(urls []string) string {
+	for _, u := range urls {
+		if strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:") {
+			return "turn"
+		}
+	}
+	return ""
 }

@@ -111,3 +111,41 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestWebRTCProblems(t *testing.T) {
+	_, err := Parse([]byte(`
+webrtc:
+  ips: ["eth0", "::1"]
+  udp_ports: 40000-30000
+  announce_ips: ["example.net"]
+  ice_servers:
+    - urls: ["http://stun.example.net"]
+    - urls: ["turn:turn.example.net:3478"]
+  connect_timeout: 5m
+  max_message: 10
+customers:
+  - {id: a, name: A, site_key: "valid-site-key", business_lines: ["webrtc:Sales Desk"]}
+`))
+	for _, want := range []string{"webrtc.ips:", "webrtc.udp_ports:", "webrtc.announce_ips[0]:", "webrtc.ice_servers[0].urls[0]:",
+		"webrtc.ice_servers[1]: a TURN server needs username and credential", "webrtc.connect_timeout:", "webrtc.max_message:",
+		"customers[0].business_lines[0]: webrtc:<group>"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+	c, err := Parse([]byte(`
+webrtc:
+  ips: ["127.0.0.1"]
+  udp_ports: 30000-30099
+  loopback: true
+  ice_servers: [{urls: ["stun:stun.example.net:3478"]}]
+customers:
+  - {id: a, name: A, site_key: "valid-site-key", business_lines: ["webrtc:sales", "sip:+31852087972@127.0.0.1:5090"]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo, hi, _ := c.WebRTC.Ports(); lo != 30000 || hi != 30099 || c.WebRTC.ConnectTimeout != 10*time.Second {
+		t.Fatalf("webrtc %+v", c.WebRTC)
+	}
+}

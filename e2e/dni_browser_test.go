@@ -265,8 +265,8 @@ type browser struct {
 	console []chromedp.ConsoleMessage
 }
 
-// newBrowser starts Debian's Chromium. It fails the test when it is missing.
-func newBrowser(t *testing.T) *browser {
+// newBrowser starts Debian's Chromium, with extra flags if given. It fails the test when it is missing.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("%s is missing (%v): run `make deps`, which installs Debian's chromium", chromiumPath, err)
@@ -284,6 +284,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
 	}
+	opts = append(opts, extra...)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	if err := chromedp.Do(ctx); err != nil {

@@ -136,6 +136,12 @@ type testConfig struct {
 	record bool
 	// disclaimer is the customer's disclaimer prompt ("default" or a WAV path); default none.
 	disclaimer string
+
+	// Browser agents, for the agent tests (agents_test.go).
+
+	// webrtc gives the switch a webrtc section for agents on this host: loopback
+	// candidates on ports 18000-18999.
+	webrtc bool
 }
 
 // yamlList renders strings as a YAML flow sequence of quoted strings.
@@ -176,6 +182,10 @@ func writeConfig(t *testing.T, c testConfig) string {
 	if c.disclaimer != "" {
 		extra += fmt.Sprintf("\n    prompts: {disclaimer: %q}", c.disclaimer)
 	}
+	webrtc := ""
+	if c.webrtc {
+		webrtc = "webrtc:\n  ips: [\"127.0.0.1\"]\n  loopback: true\n  udp_ports: 18000-18999\n  connect_timeout: 8s\n"
+	}
 	flyer := ""
 	if len(c.flyerNumbers) > 0 {
 		flyer = "\n      - name: Flyer\n        numbers: " + yamlList(c.flyerNumbers)
@@ -188,7 +198,7 @@ pool:
   rate_limit: 500
 media:
   rtp_ports: 16000-17999
-sip:
+%ssip:
   trunks:
     - name: e2e
       sources: %s
@@ -205,7 +215,7 @@ customers:
     channels:
       - name: Newsletter
         rules: [{param: utm_source, pattern: "newsletter*"}]%s
-`, adminToken, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
+`, adminToken, webrtc, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
 		yamlList(c.businessLines), extra, displayNumber, poolFirst, c.poolSize, flyer)
 	path := filepath.Join(t.TempDir(), "trackline.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
@@ -622,6 +632,7 @@ type callRecord struct {
 	Dialled      string    `json:"dialled"`
 	Caller       string    `json:"caller"`
 	BusinessLine string    `json:"business_line"`
+	AgentID      string    `json:"agent_id"`
 	SessionID    string    `json:"session_id"`
 	Channel      string    `json:"channel"`
 	Keyword      string    `json:"keyword"`

@@ -4,7 +4,10 @@
 // G.711 laws, keeps RFC 3550 statistics, plays prompts and hands audio to the recorder.
 //
 // The packet path runs in a few epoll loops on locked OS threads (Config.Loops, one by
-// default), over raw non-blocking sockets, and allocates nothing per packet.
+// default), over raw non-blocking sockets, and allocates nothing per packet. Each loop waits
+// in a raw epoll_wait and keeps its P (GOMAXPROCS grows by one per loop); a latched leg's
+// socket is connected to its source; recordings get their audio in one hand-over per loop
+// every 100 ms.
 package media
 
 import (
@@ -237,7 +240,7 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 		e.log.Error("prompt", "call_id", info.CallID, "err", err)
 		p.disclaimer, p.whisper = nil, nil
 	}
-	if !p.record && p.disclaimer == nil && p.whisper == nil {
+	if !p.record && p.disclaimer == nil && p.whisper == nil && !info.Anchor {
 		return nil, nil
 	}
 	if len(offer) == 0 {
@@ -308,7 +311,7 @@ func (s *Session) ringbackEnded() {
 func (e *Engine) allocate(s *Session) error {
 	for i := range s.legs {
 		lg := &s.legs[i]
-		*lg = leg{s: s, side: i, fd: -1, rtcp: -1, out: newOutStream(), orig: origin{id: rand.Uint64() >> 1}}
+		*lg = leg{s: s, side: i, fd: -1, rtcp: -1, stray: -1, out: newOutStream(), orig: origin{id: rand.Uint64() >> 1}}
 		if err := e.openPair(lg); err != nil {
 			for j := range i {
 				l := &s.legs[j]

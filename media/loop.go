@@ -27,6 +27,7 @@ type loop struct {
 
 	sessions []*Session // owned by the loop goroutine
 	nextSec  int64
+	nextHand int64 // when the recordings' finished chunks are next handed over
 	buf      [2048]byte
 	gbuf     [rtpHeaderLen + frameSamples]byte
 	from     rawAddr
@@ -50,6 +51,7 @@ type counters struct {
 // eventfd.
 const (
 	rtcpBit  = 1 << 30
+	strayBit = 1 << 29
 	wakeData = -1
 )
 
@@ -104,15 +106,20 @@ func (l *loop) close() {
 
 func (l *loop) run() {
 	runtime.LockOSThread()
+	holdP(1)
+	defer holdP(-1)
 	defer close(l.stopped)
 	events := make([]unix.EpollEvent, 256)
 	l.nextSec = monoNow() + int64(time.Second)
 	timeout := 1000
 	for !l.stop.Load() {
-		n, err := unix.EpollWait(l.epfd, events, timeout)
-		if err != nil && err != unix.EINTR {
+		n, err := epollWait(l.epfd, events, timeout)
+		if err != 0 && err != unix.EINTR {
 			l.e.log.Error("epoll_wait", "err", err)
 			time.Sleep(10 * time.Millisecond)
+		}
+		if err != 0 {
+			n = 0
 		}
 		now := monoNow()
 		for i := 0; i < n; i++ {
@@ -123,8 +130,10 @@ func (l *loop) run() {
 				unix.Read(l.wfd, b[:])
 			case ev.Pad&rtcpBit != 0:
 				l.readRTCP(int(ev.Pad &^ rtcpBit))
+			case ev.Pad&strayBit != 0:
+				l.readRTP(int(ev.Pad&^strayBit), true, now)
 			default:
-				l.readRTP(int(ev.Pad), now)
+				l.readRTP(int(ev.Pad), false, now)
 			}
 		}
 		// Sockets are closed here, after the batch: no event of this batch can name a
@@ -137,6 +146,21 @@ func (l *loop) run() {
 	for _, s := range l.sessions {
 		l.release(s)
 	}
+}
+
+// handOverEvery is how often a loop hands its recordings' finished chunks to the writers.
+const handOverEvery = int64(100 * time.Millisecond)
+
+// gomaxprocs guards the P count while loops start and stop.
+var gomaxprocs sync.Mutex
+
+// holdP adds delta to GOMAXPROCS. A loop waits in epoll_wait without giving up its P (see
+// epollWait), so each running loop brings a P of its own and the rest of the process keeps
+// the Ps it had.
+func holdP(delta int) {
+	gomaxprocs.Lock()
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + delta)
+	gomaxprocs.Unlock()
 }
 
 // commands registers new sessions' sockets and releases removed ones.
@@ -188,7 +212,10 @@ func (l *loop) release(s *Session) {
 		l.e.slots[lg.pair].Store(nil)
 		unix.Close(lg.fd)
 		unix.Close(lg.rtcp)
-		lg.fd, lg.rtcp = -1, -1
+		if lg.stray >= 0 {
+			unix.Close(lg.stray)
+		}
+		lg.fd, lg.rtcp, lg.stray = -1, -1, -1
 		l.e.ports.put(lg.pair)
 	}
 }
@@ -205,13 +232,21 @@ func (l *loop) readRTCP(pair int) {
 }
 
 // readRTP is the packet path: one datagram from a leg, checked, counted, recorded and
-// relayed to the other leg. It allocates nothing.
-func (l *loop) readRTP(pair int, now int64) {
+// relayed to the other leg. It allocates nothing. stray says the datagram waits in the leg's
+// stray socket rather than its own.
+func (l *loop) readRTP(pair int, stray bool, now int64) {
 	lg := l.e.slots[pair].Load()
 	if lg == nil {
 		return
 	}
-	n, e := recvfrom(lg.fd, l.buf[:], &l.from)
+	fd := lg.fd
+	if stray {
+		fd = lg.stray
+	}
+	if fd < 0 {
+		return
+	}
+	n, e := recvfrom(fd, l.buf[:], &l.from)
 	if e != 0 || n <= 0 {
 		return
 	}
@@ -226,6 +261,9 @@ func (l *loop) readRTP(pair int, now int64) {
 		l.cnt.strict++
 		s.mu.Unlock()
 		return
+	}
+	if !lg.connected {
+		l.connect(lg)
 	}
 	p := l.buf[:n]
 	start, end, ok := parseRTP(p)
@@ -267,13 +305,46 @@ func (l *loop) readRTP(pair int, now int64) {
 	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
 	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
 	dest := peer.dest
-	fd := peer.fd
+	out, connected := peer.fd, peer.connected
 	s.mu.Unlock()
-	if sendto(fd, p, &dest) != 0 {
+	var err unix.Errno
+	if connected {
+		err = send(out, p)
+	} else {
+		err = sendto(out, p, &dest)
+	}
+	if err != 0 {
 		l.cnt.sendErr++
 		return
 	}
 	l.cnt.relayed++
+}
+
+// connect connects a leg that has just latched to its source, opening its stray socket
+// first (see openStray). A leg that cannot be connected works unconnected, as before.
+func (l *loop) connect(lg *leg) {
+	if lg.stray == -2 {
+		return
+	}
+	if lg.stray < 0 {
+		fd, err := openStray(lg.fd, l.e.cfg.IP, lg.port)
+		if err != nil {
+			lg.stray = -2
+			l.e.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
+			return
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(lg.pair) | strayBit}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			unix.Close(fd)
+			lg.stray = -2
+			l.e.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
+			return
+		}
+		lg.stray = fd
+	}
+	if connectTo(lg.fd, &lg.dest) == 0 {
+		lg.connected = true
+	}
 }
 
 // tick sends due generated frames and, once a second, checks timeouts, advances recordings
@@ -290,6 +361,16 @@ func (l *loop) tick(now int64) int {
 			}
 		}
 	}
+	if now >= l.nextHand {
+		l.nextHand = now + handOverEvery
+		for _, s := range l.sessions {
+			s.mu.Lock()
+			if s.rec != nil && len(s.rec.done) > 0 {
+				s.rec.handOver()
+			}
+			s.mu.Unlock()
+		}
+	}
 	if now >= l.nextSec {
 		l.nextSec = now + int64(time.Second)
 		for _, s := range l.sessions {
@@ -297,7 +378,7 @@ func (l *loop) tick(now int64) int {
 		}
 		l.publish()
 	}
-	wait := l.nextSec - now
+	wait := min(l.nextSec, l.nextHand) - now
 	if due >= 0 && due-now < wait {
 		wait = due - now
 	}
@@ -369,7 +450,7 @@ func (l *loop) sendFrame(lg *leg, now int64) {
 	p[0] = 0x80
 	setRTP(p, law.PayloadType(), marker, seq, ts, lg.out.ssrc)
 	copy(p[rtpHeaderLen:], payload)
-	if sendto(lg.fd, p, &lg.dest) != 0 {
+	if lg.send(p) != 0 {
 		l.cnt.sendErr++
 	}
 }

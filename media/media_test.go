@@ -20,6 +20,7 @@ import (
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
+	"golang.org/x/sys/unix"
 )
 
 // endpoint is a test RTP peer on a real loopback UDP socket.
@@ -290,6 +291,81 @@ func TestStrictSource(t *testing.T) {
 	if rec.Media.StrictSourceDrops != 10 {
 		t.Errorf("strict source drops %d, want 10", rec.Media.StrictSourceDrops)
 	}
+}
+
+// A latched leg's socket is connected to its source, with a stray socket beside it for other
+// sources: the port stays closed to any third socket, and a new SDP address re-latches.
+func TestConnectedLegKeepsPortAndRelatches(t *testing.T) {
+	f := newFixture(t, Config{}, recordingCustomer())
+	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+	s, toA, toB := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+	a.send(toA, 0, payload(1))
+	if _, ok := b.recv(2 * time.Second); !ok {
+		t.Fatal("not relayed")
+	}
+	if got := peerOf(t, s, caller); got != a.addr() {
+		t.Fatalf("the caller's leg is connected to %v, want %v", got, a.addr())
+	}
+	for _, reuse := range []bool{false, true} {
+		if err := bindPort(toA, reuse); err == nil {
+			t.Fatalf("a third socket (SO_REUSEPORT %v) could bind the latched leg's port %v", reuse, toA)
+		}
+	}
+	// The caller moves (a re-INVITE with a new address): a's packets are now strays, c's relayed.
+	c := newEndpoint(t, "127.0.0.1")
+	if _, err := s.Rewrite(true, c.sdp("sendrecv", "0")); err != nil {
+		t.Fatal(err)
+	}
+	c.send(toA, 0, payload(3))
+	p, ok := b.recv(2 * time.Second)
+	if !ok || p.Payload[0] != 3 {
+		t.Fatalf("after the move got %v %v, want the new address's packet", ok, p.Payload[:1])
+	}
+	if got := peerOf(t, s, caller); got != c.addr() {
+		t.Fatalf("after the move the caller's leg is connected to %v, want %v", got, c.addr())
+	}
+	a.send(toA, 0, payload(2))
+	if p, ok := b.recv(200 * time.Millisecond); ok {
+		t.Fatalf("the old address's packet was relayed: %v", p.Payload[:1])
+	}
+	b.send(toB, 0, payload(4))
+	if p, ok := c.recv(2 * time.Second); !ok || p.Payload[0] != 4 {
+		t.Fatalf("the business line's audio did not reach the new address: %v", ok)
+	}
+	var rec store.Call
+	s.Close(&rec)
+	if rec.Media.StrictSourceDrops != 1 {
+		t.Errorf("strict source drops %d, want 1 (the old address)", rec.Media.StrictSourceDrops)
+	}
+}
+
+// peerOf is the address a leg's socket is connected to.
+func peerOf(t *testing.T, s *Session, side int) netip.AddrPort {
+	t.Helper()
+	s.mu.Lock()
+	fd := s.legs[side].fd
+	s.mu.Unlock()
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		t.Fatalf("getpeername: %v", err)
+	}
+	in := sa.(*unix.SockaddrInet4)
+	return netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(in.Port))
+}
+
+// bindPort tries to bind a UDP socket to ap, with or without SO_REUSEPORT.
+func bindPort(ap netip.AddrPort, reuse bool) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if reuse {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return err
+		}
+	}
+	return unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
 }
 
 func TestBadRTPIsDroppedAndCallGoesOn(t *testing.T) {

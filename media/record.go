@@ -19,7 +19,11 @@ type tap struct {
 	k     uint32
 	cur   *recordings.Chunk // second k
 	next  *recordings.Chunk // second k+1
-	ch    [2]struct {
+	// done holds the chunks the window has left, until the loop hands them to the writers
+	// in one go with every other session's (handOver): one wake-up of the writers per
+	// hand-over rather than one per chunk.
+	done []*recordings.Chunk
+	ch   [2]struct {
 		base, ssrc uint32
 		ok         bool
 	}
@@ -86,14 +90,13 @@ func (t *tap) chunk(idx uint32) *recordings.Chunk {
 // advance moves the window so that second idx is its later chunk.
 func (t *tap) advance(idx uint32) {
 	if idx == t.k+2 {
-		t.r.Submit(t.cur)
+		t.done = append(t.done, t.cur)
 		t.cur, t.k = t.next, t.k+1
 		t.next = t.r.NewChunk(t.k + 1)
 		return
 	}
 	// A jump: hand over both; the writer fills the gap with silence.
-	t.r.Submit(t.cur)
-	t.r.Submit(t.next)
+	t.done = append(t.done, t.cur, t.next)
 	t.k = idx - 1
 	t.cur, t.next = t.r.NewChunk(t.k), t.r.NewChunk(idx)
 }
@@ -105,11 +108,21 @@ func (t *tap) flush(now int64) {
 	}
 }
 
+// handOver submits the chunks the window has left.
+func (t *tap) handOver() {
+	for i, c := range t.done {
+		t.r.Submit(c)
+		t.done[i] = nil
+	}
+	t.done = t.done[:0]
+}
+
 // tapEnd is a recording whose last chunks are handed over, to be finished off the loop.
 type tapEnd struct{ r *recordings.Recording }
 
 // close hands over the chunks up to now, the last one cut at the sample the call ended.
 func (t *tap) close(now int64) *tapEnd {
+	t.handOver()
 	total := t.clock(now)
 	last, n := total/chunkSamples, int(total%chunkSamples)
 	for _, c := range []*recordings.Chunk{t.cur, t.next} {

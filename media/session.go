@@ -13,6 +13,7 @@ import (
 	"github.com/trackline/trackline/media/g711"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
+	"golang.org/x/sys/unix"
 )
 
 // Sides of a session.
@@ -101,6 +102,11 @@ type leg struct {
 	port int
 	fd   int
 	rtcp int
+	// stray is the socket that receives other sources' datagrams while fd is connected to
+	// dest: -1 until the leg first latches, -2 when it could not be opened (the leg then
+	// stays unconnected). Opened, read and closed by the loop only.
+	stray     int
+	connected bool // fd is connected to dest
 
 	sdpAddr    netip.AddrPort // as announced in SDP
 	dest       rawAddr        // where packets for this leg go
@@ -129,6 +135,10 @@ func (l *leg) setRemote(ap netip.AddrPort, window time.Duration, now int64) {
 		return
 	}
 	l.sdpAddr = ap
+	if l.connected {
+		disconnect(l.fd)
+		l.connected = false
+	}
 	l.latched = false
 	l.latchUntil = now + int64(window)
 	l.destOK = ap.IsValid()
@@ -151,6 +161,14 @@ func (l *leg) admit(src *rawAddr, now int64) bool {
 }
 
 // play starts p into the leg; onEnd runs (under the session's mu) after its last frame.
+// send sends p to the leg's destination.
+func (l *leg) send(p []byte) unix.Errno {
+	if l.connected {
+		return send(l.fd, p)
+	}
+	return sendto(l.fd, p, &l.dest)
+}
+
 func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.gen, l.prompt, l.pos, l.next, l.onEnd = genPrompt, p, 0, now, onEnd
 	l.s.setGenerating(true)

@@ -42,6 +42,64 @@ func sendto(fd int, p []byte, to *rawAddr) unix.Errno {
 	return e
 }
 
+// epollWait is epoll_wait as a raw system call: the loop's thread keeps its P while it
+// waits, so the scheduler never hands the P off and takes it back around every wait.
+func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), uintptr(msec), 0, 0)
+	return int(n), e
+}
+
+// send writes one datagram on a connected socket.
+func send(fd int, p []byte) unix.Errno {
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
+	return e
+}
+
+// connectTo connects a UDP socket to a: it may then send without an address, which spares
+// the kernel a route lookup per datagram, and it receives only a's datagrams.
+func connectTo(fd int, a *rawAddr) unix.Errno {
+	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(a)), unix.SizeofSockaddrInet4)
+	return e
+}
+
+// disconnect dissolves a UDP socket's association (connect to AF_UNSPEC): it receives from
+// every source again.
+func disconnect(fd int) unix.Errno {
+	a := rawAddr{Family: unix.AF_UNSPEC}
+	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&a)), unix.SizeofSockaddrInet4)
+	return e
+}
+
+// openStray binds a second socket to the address of fd (bound to ip:port). Once fd is
+// connected, the kernel delivers the datagrams of its peer to fd and those of every other
+// source to the stray socket, so that strict-source drops can still be counted. Both sockets
+// share the port through SO_REUSEPORT only while the second binds: the option is cleared on
+// both at once, so no third socket, of this process or another, can bind the port.
+func openStray(fd int, ip netip.Addr, port int) (int, error) {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return -1, err
+	}
+	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 0)
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	if err := unix.Bind(s, &unix.SockaddrInet4{Port: port, Addr: ip.As4()}); err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEPORT, 0); err != nil {
+		unix.Close(s)
+		return -1, err
+	}
+	return s, nil
+}
+
 // openUDP binds a non-blocking UDP socket to ip:port.
 func openUDP(ip netip.Addr, port int) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)

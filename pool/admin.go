@@ -46,7 +46,13 @@ func CheckCustomer(c *store.Customer) error {
 		}
 	}
 	for i, l := range c.BusinessLines {
-		if !strings.HasPrefix(l, "sip:") && !strings.HasPrefix(l, "sips:") && !strings.HasPrefix(l, "webrtc:") || len(l) > 256 || strings.ContainsAny(l, "\r\n\x00 ") {
+		if group, ok := strings.CutPrefix(l, "webrtc:"); ok {
+			if !ValidAgentGroup(group) {
+				return invalid(fmt.Sprintf("business_lines[%d]", i), "webrtc:<group>: the group must be 1-32 of a-z, 0-9, '_' and '-'")
+			}
+			continue
+		}
+		if !strings.HasPrefix(l, "sip:") && !strings.HasPrefix(l, "sips:") || len(l) > 256 || strings.ContainsAny(l, "\r\n\x00 ") {
 			return invalid(fmt.Sprintf("business_lines[%d]", i), "must be a sip:, sips: or webrtc: URI without spaces or line breaks")
 		}
 	}
@@ -63,6 +69,12 @@ func CheckCustomer(c *store.Customer) error {
 	}
 	return nil
 }
+
+// agentGroupRe is a browser agent group: the <group> of a business line "webrtc:<group>".
+var agentGroupRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// ValidAgentGroup reports whether g names a browser agent group.
+func ValidAgentGroup(g string) bool { return agentGroupRe.MatchString(g) }
 
 // CreateCustomer stores and indexes a new customer.
 func (p *Pool) CreateCustomer(ctx context.Context, c store.Customer) (store.Customer, error) {

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -40,6 +41,10 @@ type call struct {
 	// never changed after.
 	ms        MediaSession
 	recording *store.Recording // written with the final record
+	// agent is the browser agent that answered, when the business line is "webrtc:<group>";
+	// read and written by the owner goroutine only. agentUp tells in-dialog handlers.
+	agent   AgentCall
+	agentUp atomic.Bool
 
 	byeFrom atomic.Uint32 // the leg whose BYE ended the call first
 	fwdMu   sync.Mutex    // one in-dialog forward at a time
@@ -161,7 +166,8 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		c.rec.ReferrerHost, c.rec.Gclid = ses.ReferrerHost, ses.Gclid
 	}
 	if s.media != nil {
-		info := CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel, Start: start.UnixNano()}
+		info := CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel, Start: start.UnixNano(),
+			Anchor: s.agents != nil && hasAgentLine(cust.BusinessLines)}
 		ms, err := s.media.Anchor(a.Context(), &info, req.Body())
 		c.rec.NotRecordedReason = info.NotRecorded
 		if err != nil {
@@ -210,13 +216,17 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		}
 	}
 
-	b, code := s.ring(c, cust, offer, ms, start)
-	if b == nil {
+	ans, code := s.ring(c, cust, offer, ms, start)
+	switch {
+	case ans.b != nil:
+		defer ans.b.Close()
+	case ans.agent != nil:
+		defer ans.agent.Hangup("") // releases the agent's media whatever happened
+	default:
 		s.reject(c, code)
 		return
 	}
-	defer b.Close()
-	s.talk(c, b, ms, cust)
+	s.talk(c, ans, ms, cust)
 }
 
 // checkInvite validates what the dialog layer relies on (RFC 3261 §8.1.1).
@@ -334,28 +344,40 @@ type ringResult struct {
 	cancelled bool // the caller gave up
 }
 
-// ring tries the business lines in order. It returns the answered B leg, or nil and the
+// lineAnswer is the business line that answered: a SIP dialog or a browser agent.
+type lineAnswer struct {
+	b     *sipgo.DialogClientSession
+	agent AgentCall
+}
+
+// ring tries the business lines in order. It returns the answered line, or none and the
 // status to give the caller (0 when the caller cancelled and already got 487).
-func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms MediaSession, start time.Time) (*sipgo.DialogClientSession, int) {
+func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms MediaSession, start time.Time) (lineAnswer, int) {
 	timeout := cust.RingTimeout
 	if timeout <= 0 {
 		timeout = s.cfg.RingTimeout
 	}
 	last := ringResult{}
 	for i, line := range cust.BusinessLines {
-		b, res := s.ringLine(c, line, offer, ms, timeout, start)
-		if b != nil {
+		var ans lineAnswer
+		var res ringResult
+		if group, ok := agentGroup(line); ok {
+			ans.agent, res = s.ringAgents(c, group, ms, timeout, start)
+		} else {
+			ans.b, res = s.ringLine(c, line, offer, ms, timeout, start)
+		}
+		if ans.b != nil || ans.agent != nil {
 			c.rec.BusinessLine = line
-			return b, 200
+			return ans, 200
 		}
 		last = res
 		if res.cancelled {
-			return nil, 0
+			return lineAnswer{}, 0
 		}
 		switch res.code {
 		case 486, 600, 603:
 			c.rec.BusinessLine = line
-			return nil, res.code
+			return lineAnswer{}, res.code
 		}
 		if s.base.Err() != nil {
 			break
@@ -363,9 +385,9 @@ func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms MediaSessio
 		c.log.Info("business line did not answer", "line_index", i, "status", res.code, "no_answer", res.noAnswer)
 	}
 	if last.noAnswer {
-		return nil, 408 // mapped to 480 with disposition no-answer by reject
+		return lineAnswer{}, 408 // mapped to 480 with disposition no-answer by reject
 	}
-	return nil, 480
+	return lineAnswer{}, 480
 }
 
 // ringLine rings one business line until it answers, fails, the ring timeout passes or
@@ -518,24 +540,36 @@ func (s *Switch) reject(c *call, code int) {
 
 // talk answers the caller with the business line's SDP and holds the call until one side
 // hangs up, the fair-use maximum passes or the switch shuts down.
-func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cust store.Customer) {
+func (s *Switch) talk(c *call, ans lineAnswer, ms MediaSession, cust store.Customer) {
 	a := c.a
-	c.b.Store(b)
-	s.calls.index(b.ID, c, legCallee)
-	if ms == nil {
-		c.rec.Answer = s.now().UTC() // the caller is connected with the line's answer
-	}
-	answer := b.InviteResponse.Body()
+	var answer []byte
+	var calleeDone <-chan struct{}
 	var mediaErr error
-	if ms != nil && len(answer) > 0 {
-		// Before the ACK: the line may send audio as soon as it has it.
-		mediaErr = ms.Callee(answer)
-	}
-	ackCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := b.Ack(ackCtx)
-	cancel()
-	if err != nil {
-		c.log.Warn("ack business line", "err", err)
+	if b := ans.b; b != nil {
+		c.b.Store(b)
+		s.calls.index(b.ID, c, legCallee)
+		calleeDone = b.Context().Done()
+		if ms == nil {
+			c.rec.Answer = s.now().UTC() // the caller is connected with the line's answer
+		}
+		answer = b.InviteResponse.Body()
+		if ms != nil && len(answer) > 0 {
+			// Before the ACK: the line may send audio as soon as it has it.
+			mediaErr = ms.Callee(answer)
+		}
+		ackCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := b.Ack(ackCtx)
+		cancel()
+		if err != nil {
+			c.log.Warn("ack business line", "err", err)
+		}
+	} else {
+		// A browser agent: always anchored (ringAgents needs the anchor).
+		c.agent = ans.agent
+		c.agentUp.Store(true)
+		c.rec.AgentID = ans.agent.AgentID()
+		calleeDone = ans.agent.Done()
+		mediaErr = ms.Callee(ans.agent.SDP())
 	}
 	var mediaDone <-chan struct{}
 	if ms != nil {
@@ -548,7 +582,7 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 			return
 		}
 		ms.Answered()
-		if !s.awaitBridge(c, b, ms) {
+		if !s.awaitBridge(c, calleeDone, ms) {
 			return
 		}
 		c.rec.Answer = s.now().UTC() // the caller is connected from here
@@ -581,7 +615,7 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 	select {
 	case <-a.Context().Done():
 		c.hungUpBy(legCaller)
-	case <-b.Context().Done():
+	case <-calleeDone:
 		c.hungUpBy(legCallee)
 	case <-limit.C:
 		reason = "max_duration"
@@ -608,7 +642,7 @@ func (s *Switch) talk(c *call, b *sipgo.DialogClientSession, ms MediaSession, cu
 // awaitBridge waits, with the business line answered, until the media may bridge (the
 // disclaimer and whisper are over). It ends the call and returns false when a side hangs up
 // or the switch shuts down first.
-func (s *Switch) awaitBridge(c *call, b *sipgo.DialogClientSession, ms MediaSession) bool {
+func (s *Switch) awaitBridge(c *call, calleeDone <-chan struct{}, ms MediaSession) bool {
 	select {
 	case <-ms.Ready():
 		return true
@@ -617,7 +651,7 @@ func (s *Switch) awaitBridge(c *call, b *sipgo.DialogClientSession, ms MediaSess
 		s.hangup(c, legCallee, "cancelled")
 		c.rec.HangupBy = legCaller.String()
 		s.finish(c, DispCancelled, 487, "cancelled during the disclaimer")
-	case <-b.Context().Done():
+	case <-calleeDone:
 		c.rec.HangupBy = legCallee.String()
 		s.finish(c, DispFailed, 480, "business line hung up during the disclaimer")
 		if err := c.a.Respond(480, "Temporarily Unavailable", nil); err == nil {
@@ -646,6 +680,8 @@ func (s *Switch) hangup(c *call, l leg, reason string) {
 	case legCallee:
 		if b := c.b.Load(); b != nil {
 			err = b.Bye(ctx)
+		} else if c.agent != nil {
+			c.agent.Hangup(cmp.Or(reason, "caller")) // without a reason: the caller hung up
 		}
 	}
 	if err != nil {

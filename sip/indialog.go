@@ -101,6 +101,10 @@ func (s *Switch) forward(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	c := e.call
+	if c.agentUp.Load() {
+		s.answerInDialog(c, req, tx)
+		return
+	}
 	b := c.b.Load()
 	if b == nil || b.InviteResponse == nil {
 		s.respond(req, tx, 491, "Request Pending")

@@ -21,6 +21,9 @@ type CallInfo struct {
 	Dialled    string
 	Channel    string
 	Start      int64 // Unix nanoseconds of the INVITE
+	// Anchor asks for anchored media whatever the customer's recording and prompts: a
+	// business line is a browser agent, whose audio only the anchor can bridge.
+	Anchor bool
 
 	// NotRecorded is set by Anchor when the customer records calls but this one is not
 	// recorded, with the reason (e.g. consent not confirmed).

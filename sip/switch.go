@@ -64,14 +64,15 @@ func (c *Config) defaults() {
 
 // Switch is the B2BUA.
 type Switch struct {
-	cfg   Config
-	log   *slog.Logger
-	pool  *pool.Pool
-	db    *store.DB
-	media Media
-	keys  *keyring.Keyring // caller pseudonyms; nil: calls are stored without one
-	now   func() time.Time
-	m     *metrics
+	cfg    Config
+	log    *slog.Logger
+	pool   *pool.Pool
+	db     *store.DB
+	media  Media
+	agents Agents           // nil: webrtc: business lines are skipped
+	keys   *keyring.Keyring // caller pseudonyms; nil: calls are stored without one
+	now    func() time.Time
+	m      *metrics
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server

@@ -496,6 +496,17 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 		})
 	}
 	if err == nil {
+		var agents int
+		agents, _, err = steps("agent tokens", func(tx *Tx) (int, int, error) {
+			tokens, idx := tx.tx.Bucket(bucketAgentTokens), tx.tx.Bucket(bucketAgentByCu)
+			n, err := deletePrefix(idx, prefix, batch, func(k []byte) error {
+				return tokens.Delete(bytes.Clone(idx.Get(k)))
+			})
+			return n, 0, err
+		})
+		res.Tokens += agents
+	}
+	if err == nil {
 		_, _, err = steps("usage", func(tx *Tx) (int, int, error) {
 			n, err := deletePrefix(tx.tx.Bucket(bucketUsage), prefix, batch, nil)
 			return n, 0, err

@@ -40,6 +40,10 @@ func lifecycleFixture(t *testing.T, db *DB, t0 time.Time, activeCall bool) {
 			if err := tx.PutToken(h, &Token{ID: "tok-" + cu, CustomerID: cu, Created: t0}); err != nil {
 				return err
 			}
+			ah := sha256.Sum256([]byte("tla_" + cu))
+			if err := tx.PutAgentToken(ah, &AgentToken{ID: "agent-" + cu, CustomerID: cu, Groups: []string{"sales"}, Created: t0}); err != nil {
+				return err
+			}
 			return tx.AppendAudit(&AuditEntry{Time: t0, Actor: "operator", Action: "customer.create", CustomerID: cu})
 		})
 		if err != nil {
@@ -118,7 +122,7 @@ func TestPurgeCustomer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := PurgeResult{Calls: 3, Recordings: 2, Sessions: 7, Assignments: 7, Numbers: 3, HeldNumbers: 1, Channels: 1, Tokens: 1}
+	want := PurgeResult{Calls: 3, Recordings: 2, Sessions: 7, Assignments: 7, Numbers: 3, HeldNumbers: 1, Channels: 1, Tokens: 2}
 	if res != want {
 		t.Fatalf("PurgeCustomer = %+v, want %+v", res, want)
 	}

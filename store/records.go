@@ -292,11 +292,13 @@ type CustomerStats struct {
 // the call is active); HangupBy is caller, business_line or switch; EndReason says why the
 // switch ended a call (max_duration, shutdown, ...).
 type Call struct {
-	ID           string    `json:"id"`
-	CustomerID   string    `json:"customer_id"`
-	Dialled      string    `json:"dialled"`
-	Caller       string    `json:"caller,omitempty"` // E.164 (or the From user as sent); empty for pseudonymous callers
-	BusinessLine string    `json:"business_line,omitempty"`
+	ID           string `json:"id"`
+	CustomerID   string `json:"customer_id"`
+	Dialled      string `json:"dialled"`
+	Caller       string `json:"caller,omitempty"` // E.164 (or the From user as sent); empty for pseudonymous callers
+	BusinessLine string `json:"business_line,omitempty"`
+	// AgentID is the agent token of the browser agent that answered a webrtc: line.
+	AgentID      string    `json:"agent_id,omitempty"`
 	SessionID    string    `json:"session_id,omitempty"`
 	Channel      string    `json:"channel,omitempty"`
 	Keyword      string    `json:"keyword,omitempty"`

@@ -39,6 +39,8 @@ var (
 	bucketTokensByCu  = []byte("tokens_by_customer")
 	bucketAudit       = []byte("audit")
 	bucketAuditByCust = []byte("audit_by_customer")
+	bucketAgentTokens = []byte("agent_tokens")
+	bucketAgentByCu   = []byte("agent_tokens_by_customer")
 	bucketSessCalled  = []byte("sessions_called")
 	bucketUsage       = []byte("usage")
 	bucketPurged      = []byte("customers_purged")
@@ -49,7 +51,7 @@ var (
 	// addedBuckets were added to schema 1 later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
-	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust,
+	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
 		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller}
 
 	keySchema = []byte("schema_version")

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/trackline/trackline/agents"
 	"github.com/trackline/trackline/api"
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/media"
@@ -218,7 +219,12 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	}
 	defer me.Close()
-	sw, err := newSwitch(cfg, p, db, reg, logger, sip.WithMedia(me), sip.WithKeys(keys))
+	hub, err := newAgents(cfg, db, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer hub.Close()
+	sw, err := newSwitch(cfg, p, db, reg, logger, sip.WithMedia(me), sip.WithAgents(hub), sip.WithKeys(keys))
 	if err != nil {
 		return err
 	}
@@ -235,7 +241,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p, reg,
 		api.WithLogger(logger), api.WithCalls(db), api.WithErasure(db),
-		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db),
+		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
 		api.WithExport(exporter), api.WithUsage(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
@@ -314,6 +320,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	// timeout), then the HTTP listeners, the pool sampler and the store.
 	sw.Drain(context.Background())
 	sw.Close()
+	hub.Close() // the agent pages' WebSockets: http.Server.Shutdown does not wait for them
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range servers {
@@ -352,12 +359,8 @@ func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg p
 	}
 	mc := media.Config{PortMin: lo, PortMax: hi, RTPTimeout: cfg.Media.RTPTimeout, LatchWindow: cfg.Media.LatchWindow,
 		Loops: cfg.Media.Loops, DefaultDisclaimer: configs.DefaultDisclaimer}
-	ipText := cfg.Media.IP
-	if ipText == "" {
-		ipText, _, _ = net.SplitHostPort(cfg.SIP.Listen)
-	}
-	if mc.IP, err = netip.ParseAddr(ipText); err != nil || !mc.IP.Is4() {
-		return nil, fmt.Errorf("media.ip: %q is not an IPv4 address; set media.ip", ipText)
+	if mc.IP, err = mediaIP(cfg); err != nil {
+		return nil, err
 	}
 	announce := cfg.Media.Announce
 	if announce == "" && mc.IP.IsUnspecified() {
@@ -371,6 +374,41 @@ func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg p
 		return nil, errors.New("media: RTP binds to 0.0.0.0: set media.announce to the address callers reach")
 	}
 	return media.New(mc, p.Customer, rec, reg, logger)
+}
+
+// mediaIP is the address the RTP sockets bind to: media.ip, else the SIP listen host.
+func mediaIP(cfg *configs.Config) (netip.Addr, error) {
+	ipText := cfg.Media.IP
+	if ipText == "" {
+		ipText, _, _ = net.SplitHostPort(cfg.SIP.Listen)
+	}
+	ip, err := netip.ParseAddr(ipText)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, fmt.Errorf("media.ip: %q is not an IPv4 address; set media.ip", ipText)
+	}
+	return ip, nil
+}
+
+// newAgents builds the browser agents' hub; its bridges talk RTP with the anchor on the
+// media address.
+func newAgents(cfg *configs.Config, db *store.DB, reg prometheus.Registerer, logger *slog.Logger) (*agents.Hub, error) {
+	w := cfg.WebRTC
+	ac := agents.Config{Interfaces: w.Interfaces, AnnounceIPs: w.AnnounceIPs, Loopback: w.Loopback,
+		ConnectTimeout: w.ConnectTimeout, MaxMessage: w.MaxMessage, MaxAgents: w.MaxAgents}
+	var err error
+	if ac.MediaIP, err = mediaIP(cfg); err != nil {
+		return nil, err
+	}
+	if ac.IPs, err = w.Addrs(); err != nil {
+		return nil, fmt.Errorf("webrtc.ips: %w", err)
+	}
+	if ac.PortMin, ac.PortMax, err = w.Ports(); err != nil {
+		return nil, fmt.Errorf("webrtc.udp_ports: %w", err)
+	}
+	for _, s := range w.ICEServers {
+		ac.ICEServers = append(ac.ICEServers, agents.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return agents.New(ac, db, agents.WithLogger(logger), agents.WithRegisterer(reg))
 }
 
 func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, logger *slog.Logger, opts ...sip.Option) (*sip.Switch, error) {
