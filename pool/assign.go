@@ -93,18 +93,24 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 		return Lease{}, ErrCustomerEnded
 	}
 	var (
-		cur, prev  store.Assignment // cur: written; prev: a lease cut short, if any
+		cur, prev  store.Assignment // cur: written; prev: a record ended early (a lease cut short, or continued in cur), if any
 		cutShort   bool
 		exhausted  bool
 		num        = cu.holders[s.ID]
 		reuseOwned = num != nil && num.holder == s.ID && num.heapIdx >= 0
 	)
 	switch {
-	case reuseOwned && !now.After(num.leaseUntil):
+	case reuseOwned && !now.After(num.leaseUntil) && now.Sub(num.recent[0].From) < store.AssignmentSpan:
 		// Live lease: extend it.
 		num.leaseUntil = until
 		num.recent[0].Until = until
 		cur = num.recent[0]
+	case reuseOwned && !now.After(num.leaseUntil):
+		// Live lease, renewed in its record for long enough (store.AssignmentSpan): it goes
+		// on in a new one.
+		num.recent[0].Until = now
+		prev, cutShort = num.recent[0], true
+		cur = p.newAssignment(cu, num, s.ID, now, until)
 	case reuseOwned:
 		// Expired, but nobody took the number since: a new lease on the same number.
 		cur = p.newAssignment(cu, num, s.ID, now, until)
@@ -176,7 +182,7 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 
 // newAssignment starts a lease of num to session; the caller holds cu.mu.
 func (p *Pool) newAssignment(cu *customer, num *number, session string, now, until time.Time) store.Assignment {
-	a := store.Assignment{Number: num.n.E164, SessionID: session, From: now, Until: until}
+	a := store.Assignment{CustomerID: cu.c.ID, Number: num.n.E164, SessionID: session, From: now, Until: until}
 	num.holder, num.from, num.leaseUntil = session, now, until
 	if len(num.recent) == recentMax {
 		num.recent = num.recent[:recentMax-1]

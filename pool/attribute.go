@@ -2,6 +2,7 @@ package pool
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/trackline/trackline/store"
@@ -54,40 +55,43 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 		return res, nil
 	}
 
-	// In memory when the recent assignments reach back past the window; else the store.
-	covers := func(a store.Assignment) bool { return !a.From.After(at) && !at.After(a.Until.Add(p.cfg.Grace)) }
-	gone := func(a store.Assignment) bool { return a.Until.Add(p.cfg.Grace).Before(at) }
-	var first *store.Assignment
-	if complete || len(recent) > 0 && gone(recent[len(recent)-1]) {
+	// From memory when it holds every assignment that may cover the moment: it reaches back
+	// past the window, or its oldest had ended before it. Else from the store: the records
+	// of the customer that began in the window before the moment.
+	covers := func(a *store.Assignment) bool { return !a.From.After(at) && !at.After(a.Until.Add(p.cfg.Grace)) }
+	var found []store.Assignment // newest first
+	if complete && !at.Before(p.since.Add(p.window())) ||
+		len(recent) > 0 && recent[len(recent)-1].Until.Add(p.cfg.Grace).Before(at) {
 		for i := range recent {
-			if covers(recent[i]) {
-				if first == nil {
-					first = &recent[i]
-				}
-				res.Candidates++
+			if covers(&recent[i]) {
+				found = append(found, recent[i])
 			}
 		}
 	} else {
 		err := p.db.View(func(tx *store.Tx) error {
-			return tx.RecentAssignments(number, func(a store.Assignment) bool {
-				if covers(a) {
-					if first == nil {
-						first = &a
-					}
-					res.Candidates++
+			return tx.Assignments(res.CustomerID, at.Add(-p.window()), at, func(a store.Assignment) bool {
+				if a.Number == number && covers(&a) {
+					found = append(found, a)
 				}
-				return !gone(a)
+				return true
 			})
 		})
 		if err != nil {
 			return res, err
 		}
+		slices.Reverse(found)
 	}
-	if first == nil {
+	// A lease renewed for long is stored in segments: count sessions, not records.
+	for i := range found {
+		if !slices.ContainsFunc(found[:i], func(b store.Assignment) bool { return b.SessionID == found[i].SessionID }) {
+			res.Candidates++
+		}
+	}
+	if len(found) == 0 {
 		return res, nil
 	}
 	var s store.Session
-	err := p.db.View(func(tx *store.Tx) (err error) { s, err = tx.Session(first.SessionID); return err })
+	err := p.db.View(func(tx *store.Tx) (err error) { s, err = tx.Session(found[0].SessionID); return err })
 	if errors.Is(err, store.ErrNotFound) {
 		return res, nil // erased since
 	}

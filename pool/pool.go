@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +61,9 @@ type Pool struct {
 	numbers   map[string]*number
 	held      map[string]*store.Number // quarantined numbers whose customer was deleted
 	heldMu    sync.Mutex
+	// since is where the assignments loaded at start begin: every assignment that began at
+	// or after it is in memory (the numbers' recent, up to recentMax each).
+	since time.Time
 }
 
 type customer struct {
@@ -84,7 +88,7 @@ type number struct {
 	leaseUntil time.Time
 	heapIdx    int // -1 when not in the heap (quarantined)
 	recent     []store.Assignment
-	complete   bool // recent holds every assignment the number ever had
+	complete   bool // recent holds every assignment of the number that began at or after Pool.since
 }
 
 // Option configures New.
@@ -127,7 +131,7 @@ func New(db *store.DB, cfg Config, opts ...Option) (*Pool, error) {
 }
 
 func (p *Pool) load() error {
-	now := p.now()
+	p.since = p.now().Add(-p.window())
 	return p.db.View(func(tx *store.Tx) error {
 		cs, err := tx.Customers()
 		if err != nil {
@@ -145,7 +149,7 @@ func (p *Pool) load() error {
 			cu := p.newCustomer(c, chs)
 			cu.stats = stats
 		}
-		return tx.Numbers(func(n store.Number) error {
+		err = tx.Numbers(func(n store.Number) error {
 			if n.CustomerID == "" {
 				p.held[n.E164] = &n
 				return nil
@@ -156,15 +160,23 @@ func (p *Pool) load() error {
 				return nil
 			}
 			num := p.addNumber(cu, n)
-			if n.Kind != store.KindPool {
-				return nil
-			}
-			horizon := now.Add(-24 * time.Hour)
-			num.complete = true
-			err := tx.RecentAssignments(n.E164, func(a store.Assignment) bool {
-				if len(num.recent) == recentMax || a.Until.Before(horizon) && len(num.recent) > 0 {
+			num.complete = n.Kind == store.KindPool
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// The assignments of the window, oldest first: each number keeps its newest
+		// recentMax, and its newest is its current lease (if still live).
+		for _, cu := range p.customers {
+			err := tx.Assignments(cu.c.ID, p.since, time.Time{}, func(a store.Assignment) bool {
+				num := p.numbers[a.Number]
+				if num == nil || num.cust != cu || num.n.Kind != store.KindPool {
+					return true // a number since deleted, or no longer this customer's
+				}
+				if len(num.recent) == recentMax {
+					num.recent = append(num.recent[:0], num.recent[1:]...)
 					num.complete = false
-					return false
 				}
 				num.recent = append(num.recent, a)
 				return true
@@ -172,7 +184,11 @@ func (p *Pool) load() error {
 			if err != nil {
 				return err
 			}
-			if len(num.recent) > 0 {
+			for _, num := range cu.pool {
+				if len(num.recent) == 0 {
+					continue
+				}
+				slices.Reverse(num.recent)
 				a := num.recent[0]
 				num.holder, num.from, num.leaseUntil = a.SessionID, a.From, a.Until
 				cu.holders[a.SessionID] = num
@@ -180,9 +196,16 @@ func (p *Pool) load() error {
 					cu.heap.fix(num.heapIdx)
 				}
 			}
-			return nil
-		})
+		}
+		return nil
 	})
+}
+
+// window is how far before a moment the assignments that may cover it began: a record is
+// renewed for at most store.AssignmentSpan, its lease runs Lease after the last renewal,
+// and attribution looks Grace past its end.
+func (p *Pool) window() time.Duration {
+	return store.AssignmentSpan + p.cfg.Lease + p.cfg.Grace
 }
 
 func (p *Pool) newCustomer(c store.Customer, chs []store.Channel) *customer {

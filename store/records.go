@@ -270,12 +270,13 @@ type Session struct {
 	Wbraid       string    `json:"wbraid,omitempty"`
 }
 
-// Assignment is a lease of one pool number to one session over [From, Until].
+// Assignment is a lease of one pool number of a customer to one session over [From, Until].
 type Assignment struct {
-	Number    string    `json:"number"`
-	SessionID string    `json:"session_id"`
-	From      time.Time `json:"from"`
-	Until     time.Time `json:"until"`
+	CustomerID string    `json:"customer_id"`
+	Number     string    `json:"number"`
+	SessionID  string    `json:"session_id"`
+	From       time.Time `json:"from"`
+	Until      time.Time `json:"until"`
 }
 
 // CustomerStats are counters kept per customer.

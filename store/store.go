@@ -18,8 +18,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// SchemaVersion is the layout this build reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout this build reads and writes. Version 2 keeps assignments by
+// customer and time (assignments.go); Open converts a file of version 1.
+const SchemaVersion = 2
 
 var (
 	bucketMeta        = []byte("meta")
@@ -29,7 +30,6 @@ var (
 	bucketNumbers     = []byte("numbers")
 	bucketSessions    = []byte("sessions")
 	bucketSessByCust  = []byte("sessions_by_customer")
-	bucketAssignments = []byte("assignments")
 	bucketStats       = []byte("customer_stats")
 	bucketCalls       = []byte("calls")
 	bucketCallsByCust = []byte("calls_by_customer")
@@ -46,9 +46,9 @@ var (
 	bucketPurged      = []byte("customers_purged")
 
 	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
-		bucketSessions, bucketSessByCust, bucketAssignments, bucketStats, bucketCalls, bucketCallsByCust,
+		bucketSessions, bucketSessByCust, bucketAssignByTime, bucketStats, bucketCalls, bucketCallsByCust,
 		bucketCallsActive, bucketRecordings}
-	// addedBuckets were added to schema 1 later. Adding a bucket changes no existing key or
+	// addedBuckets were added to schema 1 (or 2) later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
 	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
@@ -194,7 +194,8 @@ func boltOptions(timeout time.Duration) *bolt.Options {
 }
 
 func (db *DB) init() error {
-	return db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+	v1 := false
+	err := db.cur.Load().b.Update(func(tx *bolt.Tx) error {
 		// Derived buckets added later are filled from the records once, when created.
 		backfill := tx.Bucket(bucketUsage) == nil && tx.Bucket(bucketSessions) != nil
 		for _, name := range slices.Concat(allBuckets, addedBuckets) {
@@ -212,11 +213,24 @@ func (db *DB) init() error {
 		if v == nil {
 			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
 		}
+		if len(v) == 4 && binary.BigEndian.Uint32(v) == 1 {
+			v1 = true
+			return nil
+		}
 		if len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion {
 			return fmt.Errorf("%w: file has %x, this build knows %d", ErrSchema, v, SchemaVersion)
 		}
 		return nil
 	})
+	if err != nil || !v1 {
+		return err
+	}
+	start := time.Now()
+	n, err := db.migrateAssignments()
+	if err == nil {
+		db.log.Info("store converted to schema 2", "assignments", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return err
 }
 
 // Close stops the committer after the queued writes and closes the file. It is idempotent.

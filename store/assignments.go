@@ -1,0 +1,224 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Assignments (schema 2). They are kept per customer in the order they began: the key is
+// customer 0x00 from(8) number 0x00 session, the value the end of the lease (8 bytes); times
+// are big-endian Unix nanoseconds. A new lease is an append at the end of its customer's
+// range, so a batch of new sessions dirties the last page of each customer that got one,
+// whatever numbers they got. The view by number that attribution needs is package pool's,
+// in memory, built from the recent records at start.
+//
+// A record is renewed in place for at most AssignmentSpan after its From; package pool
+// continues a lease renewed after that in a new record (a segment). So every record whose
+// lease still ran at a moment `at` began after at - AssignmentSpan - lease: reads of a
+// moment are a bounded walk of the records that began in a window before it.
+//
+// Schema 1 kept them keyed number 0x00 from(8) session in bucket "assignments": each new
+// session then updated a page somewhere in the middle of that bucket (its number's range).
+// Open converts such a file (migrateAssignments).
+
+// AssignmentSpan is the longest time from an assignment record's From to its last renewal.
+const AssignmentSpan = 30 * time.Minute
+
+var bucketAssignByTime = []byte("assignments_by_time")
+
+func assignmentKey(customerID string, from time.Time, number, sessionID string) []byte {
+	k := make([]byte, 0, len(customerID)+1+8+len(number)+1+len(sessionID))
+	k = append(k, customerID...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(from.UnixNano()))
+	k = append(k, number...)
+	k = append(k, 0)
+	return append(k, sessionID...)
+}
+
+// PutAssignment writes (or, with the same customer, from, number and session, updates) an
+// assignment. a.CustomerID must be set: assignments are kept per customer.
+func (t *Tx) PutAssignment(a *Assignment) error {
+	if a.CustomerID == "" || a.Number == "" {
+		return fmt.Errorf("assignment of %q to session %q: no customer or number", a.Number, a.SessionID)
+	}
+	return t.tx.Bucket(bucketAssignByTime).Put(assignmentKey(a.CustomerID, a.From, a.Number, a.SessionID),
+		binary.BigEndian.AppendUint64(nil, uint64(a.Until.UnixNano())))
+}
+
+// decodeAssignment reads a record of the customer whose key prefix (customer 0x00) is p.
+func decodeAssignment(customerID string, p, k, v []byte) (Assignment, error) {
+	rest := k[len(p):]
+	if len(rest) < 8+2 || len(v) != 8 {
+		return Assignment{}, fmt.Errorf("assignment %q: malformed entry", k)
+	}
+	number, session, ok := bytes.Cut(rest[8:], []byte{0})
+	if !ok {
+		return Assignment{}, fmt.Errorf("assignment %q: malformed key", k)
+	}
+	return Assignment{
+		CustomerID: customerID,
+		Number:     string(number),
+		SessionID:  string(session),
+		From:       time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8]))).UTC(),
+		Until:      time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
+	}, nil
+}
+
+// Assignments walks a customer's assignments that began in [from, to], oldest first, calling
+// fn for each until fn returns false. A zero from or to is no bound.
+func (t *Tx) Assignments(customerID string, from, to time.Time, fn func(Assignment) bool) error {
+	p := compose(customerID, "")
+	end := append(compose(customerID), 1) // past every key of the customer
+	if !to.IsZero() {
+		end = binary.BigEndian.AppendUint64(bytes.Clone(p), uint64(to.UnixNano())+1)
+	}
+	start := p
+	if from.After(time.Unix(0, 0)) {
+		start = binary.BigEndian.AppendUint64(bytes.Clone(p), uint64(from.UnixNano()))
+	}
+	c := t.tx.Bucket(bucketAssignByTime).Cursor()
+	for k, v := c.Seek(start); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+		a, err := decodeAssignment(customerID, p, k, v)
+		if err != nil {
+			return err
+		}
+		if !fn(a) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// assignmentSession is the session id in an assignment key of the customer whose key
+// prefix is p; nil if the key is malformed.
+func assignmentSession(p, k []byte) []byte {
+	if len(k) < len(p)+8 {
+		return nil
+	}
+	_, s, ok := bytes.Cut(k[len(p)+8:], []byte{0})
+	if !ok {
+		return nil
+	}
+	return s
+}
+
+// --- schema 1 -> 2
+
+// bucketAssignV1 is schema 1's bucket of assignments, keyed number 0x00 from(8) session.
+var bucketAssignV1 = []byte("assignments")
+
+// keyMigrateAfter, in meta while Open converts a schema 1 file, is the last schema 1
+// assignment key converted so far.
+var keyMigrateAfter = []byte("migrate_assignments_after")
+
+// migrateBatch bounds the records one conversion transaction writes.
+const migrateBatch = 50_000
+
+// migrateAssignments converts the assignments of a schema 1 file to schema 2, in
+// transactions of at most migrateBatch records, then drops the old bucket and writes schema
+// version 2. A conversion cut short (a crash) leaves schema 1 and the last key converted in
+// meta, and goes on from there at the next Open; a build of schema 1 still reads the file
+// meanwhile. A record whose number is no longer stored, or has no customer, is dropped (no
+// attribution can reach it). A lease that ran longer than AssignmentSpan is written as
+// consecutive segments of at most AssignmentSpan each, as package pool writes them.
+func (db *DB) migrateAssignments() (int, error) {
+	b := db.cur.Load().b
+	var owners map[string]string
+	if err := b.View(func(tx *bolt.Tx) (err error) { owners, err = numberOwners(tx); return err }); err != nil {
+		return 0, err
+	}
+	total := 0
+	for done := false; !done; {
+		err := b.Update(func(tx *bolt.Tx) error {
+			var n int
+			var err error
+			done, n, err = migrateAssignmentsStep(tx, owners, migrateBatch)
+			total += n
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("convert assignments to schema 2: %w", err)
+		}
+	}
+	return total, nil
+}
+
+// numberOwners maps every stored number to its customer.
+func numberOwners(tx *bolt.Tx) (map[string]string, error) {
+	owners := map[string]string{}
+	err := tx.Bucket(bucketNumbers).ForEach(func(k, v []byte) error {
+		var n struct {
+			CustomerID string `json:"customer_id"`
+		}
+		if err := json.Unmarshal(v, &n); err != nil {
+			return fmt.Errorf("decode number %q: %w", k, err)
+		}
+		owners[string(k)] = n.CustomerID
+		return nil
+	})
+	return owners, err
+}
+
+// migrateAssignmentsStep converts up to batch schema 1 records after the last one converted
+// and notes how far it got; after the last record it drops the old bucket and writes the
+// schema version. It answers whether the conversion is complete and how many records it
+// wrote.
+func migrateAssignmentsStep(tx *bolt.Tx, owners map[string]string, batch int) (bool, int, error) {
+	meta, old, dst := tx.Bucket(bucketMeta), tx.Bucket(bucketAssignV1), tx.Bucket(bucketAssignByTime)
+	if old == nil {
+		return true, 0, meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+	}
+	c := old.Cursor()
+	k, v := c.First()
+	if after := meta.Get(keyMigrateAfter); after != nil {
+		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	n := 0
+	var last []byte
+	for ; k != nil && n < batch; k, v = c.Next() {
+		number, rest, ok := bytes.Cut(k, []byte{0})
+		if !ok || len(rest) < 8 || len(v) != 8 {
+			return false, n, fmt.Errorf("schema 1 assignment %q: malformed entry", k)
+		}
+		last = k
+		cust := owners[string(number)]
+		if cust == "" {
+			continue
+		}
+		from := time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8])))
+		until := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+		for {
+			end := until
+			if until.Sub(from) > AssignmentSpan {
+				end = from.Add(AssignmentSpan)
+			}
+			if err := dst.Put(assignmentKey(cust, from, string(number), string(rest[8:])),
+				binary.BigEndian.AppendUint64(nil, uint64(end.UnixNano()))); err != nil {
+				return false, n, err
+			}
+			n++
+			if !end.Before(until) {
+				break
+			}
+			from = end
+		}
+	}
+	if k != nil {
+		return false, n, meta.Put(keyMigrateAfter, bytes.Clone(last))
+	}
+	if err := tx.DeleteBucket(bucketAssignV1); err != nil {
+		return false, n, err
+	}
+	if err := meta.Delete(keyMigrateAfter); err != nil {
+		return false, n, err
+	}
+	return true, n, meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+}
