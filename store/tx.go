@@ -176,7 +176,7 @@ type EncodedSession struct {
 
 // EncodeSession encodes a session for PutEncodedSession.
 func EncodeSession(s *Session) (EncodedSession, error) {
-	raw, err := json.Marshal(s)
+	raw, err := marshalSession(s)
 	if err != nil {
 		return EncodedSession{}, fmt.Errorf("encode session %s: %w", s.ID, err)
 	}
