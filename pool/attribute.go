@@ -68,10 +68,11 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 			}
 		}
 	} else {
+		var recs []store.Assignment
 		err := p.db.View(func(tx *store.Tx) error {
 			return tx.Assignments(res.CustomerID, at.Add(-p.window()), at, func(a store.Assignment) bool {
-				if a.Number == number && covers(&a) {
-					found = append(found, a)
+				if a.Number == number {
+					recs = append(recs, a)
 				}
 				return true
 			})
@@ -79,7 +80,12 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 		if err != nil {
 			return res, err
 		}
-		slices.Reverse(found)
+		applyCuts(recs)
+		for i := len(recs) - 1; i >= 0; i-- {
+			if covers(&recs[i]) {
+				found = append(found, recs[i])
+			}
+		}
 	}
 	// A lease renewed for long is stored in segments: count sessions, not records.
 	for i := range found {
@@ -100,4 +106,31 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 	}
 	res.Session, res.Channel = &s, s.Channel
 	return res, nil
+}
+
+// applyCuts ends each of recs, the records of one number oldest first, where a record that
+// cut it short began (store.Assignment's CutFrom): a record is not rewritten when it is cut
+// short.
+func applyCuts(recs []store.Assignment) {
+	var first map[int64]int // From -> the first record that began then
+	for i := range recs {
+		a := &recs[i]
+		if a.CutFrom.IsZero() {
+			continue
+		}
+		if first == nil {
+			first = make(map[int64]int, len(recs))
+			for j := len(recs) - 1; j >= 0; j-- {
+				first[recs[j].From.UnixNano()] = j
+			}
+		}
+		j, ok := first[a.CutFrom.UnixNano()]
+		for ok && j == i { // not itself, if both began at the same moment
+			j++
+			ok = j < len(recs) && recs[j].From.Equal(a.CutFrom)
+		}
+		if ok && recs[j].Until.After(a.From) {
+			recs[j].Until = a.From
+		}
+	}
 }

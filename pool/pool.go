@@ -188,6 +188,7 @@ func (p *Pool) load() error {
 				if len(num.recent) == 0 {
 					continue
 				}
+				applyCuts(num.recent) // a record cut short by one dropped here is dropped too
 				slices.Reverse(num.recent)
 				a := num.recent[0]
 				num.holder, num.from, num.leaseUntil = a.SessionID, a.From, a.Until

@@ -145,3 +145,73 @@ func TestSchema1StoreKeepsAttribution(t *testing.T) {
 		}
 	}
 }
+
+func TestLeaseCutShortAcrossRestart(t *testing.T) {
+	// One number: b takes it over at +10m while a's lease runs (until +30m). a's lease ended
+	// at +10m: at +45m only b may have made the call, before and after a restart, from memory
+	// and (a day later) from the store.
+	f := newFixture(t, 1)
+	t0 := f.clk.now()
+	f.assign(Visit{UTMSource: "a"})
+	f.clk.add(10 * time.Minute)
+	f.assign(Visit{UTMSource: "b"})
+	f.clk.add(5 * time.Minute)
+	tests := []struct {
+		at         time.Duration
+		session    string
+		candidates int
+	}{
+		{5 * time.Minute, "a", 1},
+		{11 * time.Minute, "b", 2},
+		{39 * time.Minute, "b", 2},
+		{45 * time.Minute, "b", 1},
+	}
+	check := func(t *testing.T) {
+		for _, tt := range tests {
+			if s, n := attributed(t, f.p, numberOf(1), t0.Add(tt.at)); s != tt.session || n != tt.candidates {
+				t.Errorf("at +%v: %q of %d, want %q of %d", tt.at, s, n, tt.session, tt.candidates)
+			}
+		}
+	}
+	t.Run("memory", check)
+	f.restart()
+	t.Run("after restart", check)
+	f.clk.add(24 * time.Hour)
+	f.restart()
+	t.Run("from the store", check)
+}
+
+func TestApplyCuts(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	rec := func(s string, from, until int, cut ...int) store.Assignment {
+		a := store.Assignment{SessionID: s, From: at(from), Until: at(until)}
+		if len(cut) > 0 {
+			a.CutFrom = at(cut[0])
+		}
+		return a
+	}
+	tests := []struct {
+		name string
+		in   []store.Assignment
+		want []int // the Until of each, in minutes
+	}{
+		{"taken over", []store.Assignment{rec("a", 0, 30), rec("b", 10, 40, 0)}, []int{10, 40}},
+		{"segments", []store.Assignment{rec("a", 0, 60), rec("a", 30, 90, 0), rec("a", 60, 95, 30)}, []int{30, 60, 95}},
+		{"at the same moment", []store.Assignment{rec("b", 0, 30, 0), rec("a", 0, 30)}, []int{30, 0}},
+		{"at the same moment, other order", []store.Assignment{rec("a", 0, 30), rec("b", 0, 30, 0)}, []int{0, 30}},
+		{"the record cut is not there", []store.Assignment{rec("b", 10, 40, 0)}, []int{40}},
+		{"already ended", []store.Assignment{rec("a", 0, 5), rec("b", 10, 40, 0)}, []int{5, 40}},
+		{"no cut", []store.Assignment{rec("a", 0, 30), rec("b", 40, 70)}, []int{30, 70}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			applyCuts(tt.in)
+			for i, a := range tt.in {
+				if !a.Until.Equal(at(tt.want[i])) {
+					t.Fatalf("record %d ends at +%v, want +%dm", i, a.Until.Sub(t0), tt.want[i])
+				}
+			}
+		})
+	}
+}

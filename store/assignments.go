@@ -22,6 +22,14 @@ import (
 // lease still ran at a moment `at` began after at - AssignmentSpan - lease: reads of a
 // moment are a bounded walk of the records that began in a window before it.
 //
+// A lease cut short (its number taken over while it ran, or continued in a new segment) is
+// not rewritten: the record that cut it names it by its From (CutFrom; the value is then
+// until(8) cut-from(8)), and its lease ended at that record's From at the latest. The record
+// named began within the same window before it (it ran when it was cut), so a read of a
+// window sees both. ExpireSessions, which deletes a record whose session is gone, writes
+// such an end into the record it names first. The name holds no session id, so nothing of
+// an expired session stays in the records that outlive it.
+//
 // Schema 1 kept them keyed number 0x00 from(8) session in bucket "assignments": each new
 // session then updated a page somewhere in the middle of that bucket (its number's range).
 // Open converts such a file (migrateAssignments).
@@ -47,31 +55,40 @@ func (t *Tx) PutAssignment(a *Assignment) error {
 	if a.CustomerID == "" || a.Number == "" {
 		return fmt.Errorf("assignment of %q to session %q: no customer or number", a.Number, a.SessionID)
 	}
-	return t.tx.Bucket(bucketAssignByTime).Put(assignmentKey(a.CustomerID, a.From, a.Number, a.SessionID),
-		binary.BigEndian.AppendUint64(nil, uint64(a.Until.UnixNano())))
+	v := make([]byte, 0, 16)
+	v = binary.BigEndian.AppendUint64(v, uint64(a.Until.UnixNano()))
+	if !a.CutFrom.IsZero() {
+		v = binary.BigEndian.AppendUint64(v, uint64(a.CutFrom.UnixNano()))
+	}
+	return t.tx.Bucket(bucketAssignByTime).Put(assignmentKey(a.CustomerID, a.From, a.Number, a.SessionID), v)
 }
 
 // decodeAssignment reads a record of the customer whose key prefix (customer 0x00) is p.
 func decodeAssignment(customerID string, p, k, v []byte) (Assignment, error) {
 	rest := k[len(p):]
-	if len(rest) < 8+2 || len(v) != 8 {
+	if len(rest) < 8+2 || len(v) != 8 && len(v) != 16 {
 		return Assignment{}, fmt.Errorf("assignment %q: malformed entry", k)
 	}
 	number, session, ok := bytes.Cut(rest[8:], []byte{0})
 	if !ok {
 		return Assignment{}, fmt.Errorf("assignment %q: malformed key", k)
 	}
-	return Assignment{
+	a := Assignment{
 		CustomerID: customerID,
 		Number:     string(number),
 		SessionID:  string(session),
 		From:       time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8]))).UTC(),
 		Until:      time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
-	}, nil
+	}
+	if len(v) == 16 {
+		a.CutFrom = time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC()
+	}
+	return a, nil
 }
 
 // Assignments walks a customer's assignments that began in [from, to], oldest first, calling
-// fn for each until fn returns false. A zero from or to is no bound.
+// fn for each until fn returns false. A zero from or to is no bound. The records are as
+// written: a record cut short by a later one keeps its Until (see CutFrom).
 func (t *Tx) Assignments(customerID string, from, to time.Time, fn func(Assignment) bool) error {
 	p := compose(customerID, "")
 	end := append(compose(customerID), 1) // past every key of the customer
@@ -106,6 +123,38 @@ func assignmentSession(p, k []byte) []byte {
 		return nil
 	}
 	return s
+}
+
+// deleteAssignment deletes the record k of the customer whose key prefix is p. If it names
+// a record it cut short, that record's Until is first brought down to k's From: its end
+// must not go with k.
+func (t *Tx) deleteAssignment(p, k []byte) error {
+	b := t.tx.Bucket(bucketAssignByTime)
+	v := b.Get(k)
+	if len(v) != 16 || len(k) < len(p)+8 {
+		return b.Delete(k)
+	}
+	from := k[len(p) : len(p)+8]
+	number, _, ok := bytes.Cut(k[len(p)+8:], []byte{0})
+	if !ok {
+		return b.Delete(k)
+	}
+	// The records of the number that began at the cut's From (one, unless two leases
+	// began at the same nanosecond); not k itself.
+	cut := append(append(append(bytes.Clone(p), v[8:16]...), number...), 0)
+	c := b.Cursor()
+	for ck, cv := c.Seek(cut); ck != nil && bytes.HasPrefix(ck, cut); ck, cv = c.Next() {
+		if bytes.Equal(ck, k) || len(cv) < 8 || bytes.Compare(cv[:8], from) <= 0 {
+			continue
+		}
+		cv = bytes.Clone(cv)
+		copy(cv, from)
+		if err := b.Put(bytes.Clone(ck), cv); err != nil {
+			return err
+		}
+		break
+	}
+	return b.Delete(k)
 }
 
 // --- schema 1 -> 2

@@ -235,3 +235,53 @@ func TestSchema1ConversionResumes(t *testing.T) {
 		t.Fatalf("converted in two goes:\n%v\nwant\n%v", got, schema1Converted)
 	}
 }
+
+func TestExpireKeepsTheEndOfALeaseCutShort(t *testing.T) {
+	// s2 took the number over from s1 at +10m; the record of the takeover names s1's, which
+	// was not rewritten. s2 never led to a call and expires with its record: s1's record,
+	// kept for its call, then ends where s2's began.
+	db := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	s1, s2 := testCallID(t0, 1), testCallID(t0.Add(10*time.Minute), 2)
+	p := Assignment{CustomerID: "acme", Number: "+31850000001", SessionID: s1, From: t0, Until: t0.Add(30 * time.Minute)}
+	r := Assignment{CustomerID: "acme", Number: "+31850000001", SessionID: s2, From: t0.Add(10 * time.Minute),
+		Until: t0.Add(40 * time.Minute), CutFrom: t0}
+	err := db.Write(ctx, func(tx *Tx) error {
+		for _, s := range []string{s1, s2} {
+			if err := tx.PutSession(&Session{ID: s, CustomerID: "acme", Channel: "Direct"}); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutCall(&Call{ID: testCallID(t0.Add(time.Minute), 3), CustomerID: "acme", SessionID: s1,
+			Start: t0.Add(time.Minute), End: t0.Add(2 * time.Minute)}); err != nil {
+			return err
+		}
+		if err := tx.PutAssignment(&p); err != nil {
+			return err
+		}
+		return tx.PutAssignment(&r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Assignment
+	read := func() {
+		got = nil
+		db.View(func(tx *Tx) error {
+			return tx.Assignments("acme", time.Time{}, time.Time{}, func(a Assignment) bool { got = append(got, a); return true })
+		})
+	}
+	if read(); len(got) != 2 || got[0] != p || got[1] != r {
+		t.Fatalf("records as written: %+v", got)
+	}
+	res, err := db.ExpireSessions(ctx, "acme", t0.Add(time.Hour), 0)
+	if err != nil || res.Sessions != 1 || res.Assignments != 1 {
+		t.Fatalf("ExpireSessions = %+v %v, want s2 and its record", res, err)
+	}
+	want := p
+	want.Until = r.From
+	if read(); len(got) != 1 || got[0] != want {
+		t.Fatalf("left: %+v, want %+v", got, want)
+	}
+}

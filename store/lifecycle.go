@@ -639,7 +639,7 @@ func (db *DB) ExpireSessions(ctx context.Context, customerID string, before time
 			s := assignmentSession(prefix, k)
 			return s != nil && tx.tx.Bucket(bucketSessions).Get(s) == nil
 		},
-		func(tx *Tx, k []byte) error { return tx.tx.Bucket(bucketAssignByTime).Delete(k) },
+		func(tx *Tx, k []byte) error { return tx.deleteAssignment(prefix, k) },
 		func(keys [][]byte) { res.Assignments += len(keys) })
 	if err != nil {
 		return res, fmt.Errorf("expire assignments of %s: %w", customerID, err)

@@ -277,6 +277,10 @@ type Assignment struct {
 	SessionID  string    `json:"session_id"`
 	From       time.Time `json:"from"`
 	Until      time.Time `json:"until"`
+	// CutFrom, when set, names the record of the same number (by its From) that this one
+	// cut short at its From: a live lease taken over, or continued in a new record. That
+	// record is not rewritten; its lease ended here, at the latest, whatever its Until says.
+	CutFrom time.Time `json:"cut_from,omitzero"`
 }
 
 // CustomerStats are counters kept per customer.
