@@ -16,8 +16,9 @@
 // while the previous commit was in flight in a single bbolt transaction (group commit), so many
 // requests share one fsync. This is the coalescing bbolt's DB.Batch offers, without its fixed
 // MaxBatchDelay: under light load a write commits at once, under heavy load batches grow by
-// themselves. Write returns only after the transaction is on disk, so an answered request is
-// durable. A write function must not keep references to the transaction.
+// themselves. Before a commit the committer yields to the goroutines that are ready, so that
+// under load the requests the last commit woke answer and the next ones join the batch.
+// Write returns only after the transaction is on disk, so an answered request is durable. A write function must not keep references to the transaction.
 //
 // Keys are big-endian sortable, and what a new session writes appends: sessions are keyed by
 // their time-ordered id, and assignments by customer|from|number|session (assignments.go), so
