@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -162,112 +164,127 @@ func (t *Tx) deleteAssignment(p, k []byte) error {
 // bucketAssignV1 is schema 1's bucket of assignments, keyed number 0x00 from(8) session.
 var bucketAssignV1 = []byte("assignments")
 
-// keyMigrateAfter, in meta while Open converts a schema 1 file, is the last schema 1
-// assignment key converted so far.
+// keyMigrateAfter, in meta while Open converts a schema 1 file, is the last customer whose
+// assignments are converted.
 var keyMigrateAfter = []byte("migrate_assignments_after")
 
 // migrateBatch bounds the records one conversion transaction writes.
 const migrateBatch = 50_000
 
-// migrateAssignments converts the assignments of a schema 1 file to schema 2, in
-// transactions of at most migrateBatch records, then drops the old bucket and writes schema
-// version 2. A conversion cut short (a crash) leaves schema 1 and the last key converted in
-// meta, and goes on from there at the next Open; a build of schema 1 still reads the file
-// meanwhile. A record whose number is no longer stored, or has no customer, is dropped (no
-// attribution can reach it). A lease that ran longer than AssignmentSpan is written as
-// consecutive segments of at most AssignmentSpan each, as package pool writes them.
+// migrateAssignments converts the assignments of a schema 1 file to schema 2, a customer at
+// a time (each in transactions of at most migrateBatch records, written in key order so
+// that they append), then drops the old bucket and writes schema version 2. A conversion
+// cut short (a crash) leaves schema 1 and the last customer converted in meta, and goes on
+// with the next at the next Open; a build of schema 1 still reads the file meanwhile. A
+// record whose number is no longer stored, or has no customer, is dropped (no attribution
+// can reach it). A lease that ran longer than AssignmentSpan is written as consecutive
+// segments of at most AssignmentSpan each, as package pool writes them.
 func (db *DB) migrateAssignments() (int, error) {
 	b := db.cur.Load().b
-	var owners map[string]string
-	if err := b.View(func(tx *bolt.Tx) (err error) { owners, err = numberOwners(tx); return err }); err != nil {
+	numbers := map[string][]string{} // customer -> its numbers
+	var after string
+	if err := b.View(func(tx *bolt.Tx) error {
+		after = string(tx.Bucket(bucketMeta).Get(keyMigrateAfter))
+		return tx.Bucket(bucketNumbers).ForEach(func(k, v []byte) error {
+			var n struct {
+				CustomerID string `json:"customer_id"`
+			}
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("decode number %q: %w", k, err)
+			}
+			if n.CustomerID != "" {
+				numbers[n.CustomerID] = append(numbers[n.CustomerID], string(k))
+			}
+			return nil
+		})
+	}); err != nil {
 		return 0, err
 	}
 	total := 0
-	for done := false; !done; {
-		err := b.Update(func(tx *bolt.Tx) error {
-			var n int
-			var err error
-			done, n, err = migrateAssignmentsStep(tx, owners, migrateBatch)
-			total += n
-			return err
-		})
-		if err != nil {
-			return total, fmt.Errorf("convert assignments to schema 2: %w", err)
-		}
-	}
-	return total, nil
-}
-
-// numberOwners maps every stored number to its customer.
-func numberOwners(tx *bolt.Tx) (map[string]string, error) {
-	owners := map[string]string{}
-	err := tx.Bucket(bucketNumbers).ForEach(func(k, v []byte) error {
-		var n struct {
-			CustomerID string `json:"customer_id"`
-		}
-		if err := json.Unmarshal(v, &n); err != nil {
-			return fmt.Errorf("decode number %q: %w", k, err)
-		}
-		owners[string(k)] = n.CustomerID
-		return nil
-	})
-	return owners, err
-}
-
-// migrateAssignmentsStep converts up to batch schema 1 records after the last one converted
-// and notes how far it got; after the last record it drops the old bucket and writes the
-// schema version. It answers whether the conversion is complete and how many records it
-// wrote.
-func migrateAssignmentsStep(tx *bolt.Tx, owners map[string]string, batch int) (bool, int, error) {
-	meta, old, dst := tx.Bucket(bucketMeta), tx.Bucket(bucketAssignV1), tx.Bucket(bucketAssignByTime)
-	if old == nil {
-		return true, 0, meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
-	}
-	c := old.Cursor()
-	k, v := c.First()
-	if after := meta.Get(keyMigrateAfter); after != nil {
-		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-			k, v = c.Next()
-		}
-	}
-	n := 0
-	var last []byte
-	for ; k != nil && n < batch; k, v = c.Next() {
-		number, rest, ok := bytes.Cut(k, []byte{0})
-		if !ok || len(rest) < 8 || len(v) != 8 {
-			return false, n, fmt.Errorf("schema 1 assignment %q: malformed entry", k)
-		}
-		last = k
-		cust := owners[string(number)]
-		if cust == "" {
+	for _, cu := range slices.Sorted(maps.Keys(numbers)) {
+		if cu <= after {
 			continue
 		}
-		from := time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8])))
-		until := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-		for {
-			end := until
-			if until.Sub(from) > AssignmentSpan {
-				end = from.Add(AssignmentSpan)
-			}
-			if err := dst.Put(assignmentKey(cust, from, string(number), string(rest[8:])),
-				binary.BigEndian.AppendUint64(nil, uint64(end.UnixNano()))); err != nil {
-				return false, n, err
-			}
-			n++
-			if !end.Before(until) {
-				break
-			}
-			from = end
+		n, err := db.migrateCustomer(cu, numbers[cu])
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("convert assignments of %s to schema 2: %w", cu, err)
 		}
 	}
-	if k != nil {
-		return false, n, meta.Put(keyMigrateAfter, bytes.Clone(last))
+	err := b.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketAssignV1) != nil {
+			if err := tx.DeleteBucket(bucketAssignV1); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Delete(keyMigrateAfter); err != nil {
+			return err
+		}
+		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+	})
+	return total, err
+}
+
+// migrateCustomer converts the schema 1 assignments of a customer's numbers and then notes
+// the customer as converted. It answers how many records it wrote.
+func (db *DB) migrateCustomer(customerID string, numbers []string) (int, error) {
+	b := db.cur.Load().b
+	type record struct{ k, v []byte }
+	var recs []record
+	err := b.View(func(tx *bolt.Tx) error {
+		old := tx.Bucket(bucketAssignV1)
+		if old == nil {
+			return nil
+		}
+		c := old.Cursor()
+		for _, number := range numbers {
+			p := append([]byte(number), 0)
+			for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+				rest := k[len(p):]
+				if len(rest) < 8 || len(v) != 8 {
+					return fmt.Errorf("schema 1 assignment %q: malformed entry", k)
+				}
+				from := time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8])))
+				until := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+				for {
+					end := until
+					if until.Sub(from) > AssignmentSpan {
+						end = from.Add(AssignmentSpan)
+					}
+					recs = append(recs, record{assignmentKey(customerID, from, number, string(rest[8:])),
+						binary.BigEndian.AppendUint64(nil, uint64(end.UnixNano()))})
+					if !end.Before(until) {
+						break
+					}
+					from = end
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	if err := tx.DeleteBucket(bucketAssignV1); err != nil {
-		return false, n, err
+	slices.SortFunc(recs, func(a, b record) int { return bytes.Compare(a.k, b.k) })
+	for done := 0; done == 0 || done < len(recs); {
+		chunk := recs[done:min(done+migrateBatch, len(recs))]
+		err := b.Update(func(tx *bolt.Tx) error {
+			dst := tx.Bucket(bucketAssignByTime)
+			for _, r := range chunk {
+				if err := dst.Put(r.k, r.v); err != nil {
+					return err
+				}
+			}
+			if done+len(chunk) < len(recs) {
+				return nil
+			}
+			return tx.Bucket(bucketMeta).Put(keyMigrateAfter, []byte(customerID))
+		})
+		if err != nil {
+			return done, err
+		}
+		done += max(len(chunk), 1)
 	}
-	if err := meta.Delete(keyMigrateAfter); err != nil {
-		return false, n, err
-	}
-	return true, n, meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+	return len(recs), nil
 }

@@ -197,28 +197,24 @@ func TestSchema1FileIsConverted(t *testing.T) {
 
 func TestSchema1ConversionResumes(t *testing.T) {
 	path := copySchema1(t)
-	// A conversion cut short after its first transaction of 3 records (a crash).
+	// A conversion cut short after its first customer (a crash).
 	b, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketAssignByTime); err != nil {
-			return err
-		}
-		owners, err := numberOwners(tx)
-		if err != nil {
-			return err
-		}
-		done, n, err := migrateAssignmentsStep(tx, owners, 3)
-		if done || n != 3 || err != nil {
-			return fmt.Errorf("first step: done %v, %d records, %v", done, n, err)
-		}
-		return nil
+		_, err := tx.CreateBucketIfNotExists(bucketAssignByTime)
+		return err
 	})
-	b.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	half := &DB{}
+	half.cur.Store(newHandle(b))
+	n, err := half.migrateCustomer("acme", []string{"+31850000001", "+31850000002"})
+	b.Close()
+	if n != 7 || err != nil {
+		t.Fatalf("first customer: %d records, %v", n, err)
 	}
 	if err := Verify(path); err != nil {
 		t.Fatalf("Verify halfway: %v", err)
