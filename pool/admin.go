@@ -256,8 +256,21 @@ func (p *Pool) ImportNumbers(ctx context.Context, customerID string, in []Number
 	if err != nil {
 		return 0, err
 	}
+	var pooled []*number
 	for _, r := range recs {
-		p.addNumber(cu, r)
+		if num := p.addNumber(cu, r); r.Kind == store.KindPool {
+			pooled = append(pooled, num)
+		}
+	}
+	// Memory answers attribution from here on: it reads what the store has of the window
+	// (nothing, unless a number comes back soon after it left).
+	if len(pooled) > 0 {
+		if err := p.db.View(func(tx *store.Tx) error { return p.loadRecent(tx, cu, pooled, now.Add(-p.window())) }); err != nil {
+			p.log.Warn("imported numbers: recent assignments not read; attribution reads the store", "customer", cu.c.ID, "err", err)
+			for _, num := range pooled {
+				num.recent, num.since = nil, time.Time{}
+			}
+		}
 	}
 	return len(recs), nil
 }

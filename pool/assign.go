@@ -181,8 +181,8 @@ func (p *Pool) newAssignment(cu *customer, num *number, session string, now, unt
 	}
 	num.holder, num.from, num.leaseUntil = session, now, until
 	if len(num.recent) == recentMax {
+		num.since = num.recent[recentMax-1].From.Add(1)
 		num.recent = num.recent[:recentMax-1]
-		num.complete = false
 	}
 	num.recent = append(num.recent, store.Assignment{})
 	copy(num.recent[1:], num.recent)

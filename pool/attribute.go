@@ -46,7 +46,7 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 		}
 	}
 	recent := append([]store.Assignment(nil), num.recent...)
-	complete := num.complete
+	since := num.since
 	cu.mu.Unlock()
 	if state == store.NumberQuarantined && at.Before(until) {
 		return res, ErrQuarantined
@@ -60,7 +60,7 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 	// of the customer that began in the window before the moment.
 	covers := func(a *store.Assignment) bool { return !a.From.After(at) && !at.After(a.Until.Add(p.cfg.Grace)) }
 	var found []store.Assignment // newest first
-	if complete && !at.Before(p.since.Add(p.window())) ||
+	if !since.IsZero() && !at.Before(since.Add(p.window())) ||
 		len(recent) > 0 && recent[len(recent)-1].Until.Add(p.cfg.Grace).Before(at) {
 		for i := range recent {
 			if covers(&recent[i]) {
@@ -70,10 +70,8 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 	} else {
 		var recs []store.Assignment
 		err := p.db.View(func(tx *store.Tx) error {
-			return tx.Assignments(res.CustomerID, at.Add(-p.window()), at, func(a store.Assignment) bool {
-				if a.Number == number {
-					recs = append(recs, a)
-				}
+			return tx.NumberAssignments(res.CustomerID, number, at.Add(-p.window()), at, func(a store.Assignment) bool {
+				recs = append(recs, a)
 				return true
 			})
 		})

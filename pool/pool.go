@@ -61,9 +61,6 @@ type Pool struct {
 	numbers   map[string]*number
 	held      map[string]*store.Number // quarantined numbers whose customer was deleted
 	heldMu    sync.Mutex
-	// since is where the assignments loaded at start begin: every assignment that began at
-	// or after it is in memory (the numbers' recent, up to recentMax each).
-	since time.Time
 }
 
 type customer struct {
@@ -88,7 +85,9 @@ type number struct {
 	leaseUntil time.Time
 	heapIdx    int // -1 when not in the heap (quarantined)
 	recent     []store.Assignment
-	complete   bool // recent holds every assignment of the number that began at or after Pool.since
+	// since: recent holds every assignment of the number that began at or after it (zero:
+	// not known). Memory answers the moments from since + the window on (Pool.window).
+	since time.Time
 }
 
 // Option configures New.
@@ -131,7 +130,7 @@ func New(db *store.DB, cfg Config, opts ...Option) (*Pool, error) {
 }
 
 func (p *Pool) load() error {
-	p.since = p.now().Add(-p.window())
+	since := p.now().Add(-p.window())
 	return p.db.View(func(tx *store.Tx) error {
 		cs, err := tx.Customers()
 		if err != nil {
@@ -159,47 +158,60 @@ func (p *Pool) load() error {
 				p.log.Warn("number of unknown customer ignored", "number", n.E164, "customer", n.CustomerID)
 				return nil
 			}
-			num := p.addNumber(cu, n)
-			num.complete = n.Kind == store.KindPool
+			p.addNumber(cu, n)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		// The assignments of the window, oldest first: each number keeps its newest
-		// recentMax, and its newest is its current lease (if still live).
 		for _, cu := range p.customers {
-			err := tx.Assignments(cu.c.ID, p.since, time.Time{}, func(a store.Assignment) bool {
-				num := p.numbers[a.Number]
-				if num == nil || num.cust != cu || num.n.Kind != store.KindPool {
-					return true // a number since deleted, or no longer this customer's
-				}
-				if len(num.recent) == recentMax {
-					num.recent = append(num.recent[:0], num.recent[1:]...)
-					num.complete = false
-				}
-				num.recent = append(num.recent, a)
-				return true
-			})
-			if err != nil {
+			if err := p.loadRecent(tx, cu, cu.pool, since); err != nil {
 				return err
-			}
-			for _, num := range cu.pool {
-				if len(num.recent) == 0 {
-					continue
-				}
-				applyCuts(num.recent) // a record cut short by one dropped here is dropped too
-				slices.Reverse(num.recent)
-				a := num.recent[0]
-				num.holder, num.from, num.leaseUntil = a.SessionID, a.From, a.Until
-				cu.holders[a.SessionID] = num
-				if num.heapIdx >= 0 {
-					cu.heap.fix(num.heapIdx)
-				}
 			}
 		}
 		return nil
 	})
+}
+
+// loadRecent reads the assignments of nums, pool numbers of cu, that began at or after
+// since: each number keeps its newest recentMax, and its newest is its current lease (if
+// still live). The caller holds cu.mu or owns cu exclusively.
+func (p *Pool) loadRecent(tx *store.Tx, cu *customer, nums []*number, since time.Time) error {
+	of := make(map[string]*number, len(nums))
+	for _, num := range nums {
+		of[num.n.E164] = num
+		num.since = since
+	}
+	// The records of the window, oldest first.
+	err := tx.Assignments(cu.c.ID, since, time.Time{}, func(a store.Assignment) bool {
+		num := of[a.Number]
+		if num == nil {
+			return true // a number since deleted, or not one of nums
+		}
+		if len(num.recent) == recentMax {
+			num.since = num.recent[0].From.Add(1)
+			num.recent = append(num.recent[:0], num.recent[1:]...)
+		}
+		num.recent = append(num.recent, a)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, num := range nums {
+		if len(num.recent) == 0 {
+			continue
+		}
+		applyCuts(num.recent) // a record cut short by one dropped here is dropped too
+		slices.Reverse(num.recent)
+		a := num.recent[0]
+		num.holder, num.from, num.leaseUntil = a.SessionID, a.From, a.Until
+		cu.holders[a.SessionID] = num
+		if num.heapIdx >= 0 {
+			cu.heap.fix(num.heapIdx)
+		}
+	}
+	return nil
 }
 
 // window is how far before a moment the assignments that may cover it began: a record is

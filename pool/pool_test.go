@@ -509,6 +509,26 @@ func BenchmarkAttribute(b *testing.B) {
 	}
 }
 
+// BenchmarkAttributeFromStore: a moment older than memory holds, read from the customer's
+// records of the window before it (here 300 of 100 numbers).
+func BenchmarkAttributeFromStore(b *testing.B) {
+	f := newFixture(b, 100)
+	t0 := f.clk.now()
+	for range 300 {
+		f.clk.add(time.Second)
+		f.p.Assign(context.Background(), "acme", Visit{})
+	}
+	f.clk.add(24 * time.Hour)
+	f.restart()
+	at := t0.Add(5 * time.Minute)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if got, err := f.p.Attribute(numberOf(1+i%100), at); err != nil || got.Session == nil {
+			b.Fatal(got, err)
+		}
+	}
+}
+
 // FuzzQueryValue: the landing URL's parameters read without url.ParseQuery are the same.
 func FuzzQueryValue(f *testing.F) {
 	f.Add("utm_source=google&utm_medium=cpc&utm_term=kw1", "utm_term")

@@ -92,6 +92,19 @@ func decodeAssignment(customerID string, p, k, v []byte) (Assignment, error) {
 // fn for each until fn returns false. A zero from or to is no bound. The records are as
 // written: a record cut short by a later one keeps its Until (see CutFrom).
 func (t *Tx) Assignments(customerID string, from, to time.Time, fn func(Assignment) bool) error {
+	return t.assignments(customerID, "", from, to, fn)
+}
+
+// NumberAssignments is Assignments of one number of the customer.
+func (t *Tx) NumberAssignments(customerID, number string, from, to time.Time, fn func(Assignment) bool) error {
+	if number == "" {
+		return nil
+	}
+	return t.assignments(customerID, number, from, to, fn)
+}
+
+// assignments walks as Assignments does, the records of number only if it is not "".
+func (t *Tx) assignments(customerID, number string, from, to time.Time, fn func(Assignment) bool) error {
 	p := compose(customerID, "")
 	end := append(compose(customerID), 1) // past every key of the customer
 	if !to.IsZero() {
@@ -101,8 +114,15 @@ func (t *Tx) Assignments(customerID string, from, to time.Time, fn func(Assignme
 	if from.After(time.Unix(0, 0)) {
 		start = binary.BigEndian.AppendUint64(bytes.Clone(p), uint64(from.UnixNano()))
 	}
+	var want []byte // number 0x00
+	if number != "" {
+		want = append([]byte(number), 0)
+	}
 	c := t.tx.Bucket(bucketAssignByTime).Cursor()
 	for k, v := c.Seek(start); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+		if want != nil && (len(k) < len(p)+8 || !bytes.HasPrefix(k[len(p)+8:], want)) {
+			continue
+		}
 		a, err := decodeAssignment(customerID, p, k, v)
 		if err != nil {
 			return err

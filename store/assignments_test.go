@@ -64,6 +64,16 @@ func TestAssignmentsByCustomerAndTime(t *testing.T) {
 			}
 		})
 	}
+	var ofNumber []string
+	db.View(func(tx *Tx) error {
+		return tx.NumberAssignments("ab", "+31850000001", time.Time{}, time.Time{}, func(a Assignment) bool {
+			ofNumber = append(ofNumber, a.SessionID)
+			return true
+		})
+	})
+	if fmt.Sprint(ofNumber) != "[s0 s1]" { // not s2 of +318500000010
+		t.Fatalf("NumberAssignments = %v", ofNumber)
+	}
 	var s1 Assignment
 	db.View(func(tx *Tx) error {
 		return tx.Assignments("ab", t0.Add(time.Hour), t0.Add(time.Hour), func(a Assignment) bool { s1 = a; return false })
