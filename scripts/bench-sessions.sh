@@ -8,9 +8,10 @@
 #   DURATION     seconds of load per run [15]
 #   RUNS         number of runs; the summary gives the median of each figure [3]
 #   THREADS      wrk threads [1]
-#   CONNECTIONS  wrk connections [64]: on 2 cores, the most that kept p99 under 10 ms with room
-#                (c32: 13.8k/s p99 4.5 ms; c64: 16k/s p99 7.4-9.1 ms; c96: 17.4k/s p99 10.2 ms);
-#                -t2 gave the same throughput for more wrk CPU
+#   CONNECTIONS  wrk connections [64]: the goal's setting (20k/s, p99 < 10 ms). On 2 cores at
+#                58232be: c64 20.7-23.4k/s p99 6.1-7.1 ms; c80 24.3-24.7k/s p99 7.1-7.3 ms;
+#                c96 26.7-27.8k/s p99 7.8 ms (docs/benchmarks.md); -t2 gave the same
+#                throughput for more wrk CPU
 #   KEEP         1: keep the temp dir (config, data, logs, wrk output) [0; kept on failure]
 #   BIN          a prebuilt trackline binary to measure instead of building bin/trackline
 #                (for A/B runs of two builds) [bin/trackline, built]
