@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ type legacyFixture struct {
 
 var callStart = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 
-func newLegacyFixture(t *testing.T) *legacyFixture {
+func newLegacyFixture(t testing.TB) *legacyFixture {
 	t.Helper()
 	r, reg := newTestRecorder(t, Options{})
 	db, err := store.Open(filepath.Join(t.TempDir(), store.FileName))
@@ -73,7 +74,7 @@ func oldHeader(dataLen int64) []byte {
 // the header and cut the file to its audio and renamed it to .wav; otherwise the process
 // died, leaving the .wav.part. It answers the file's path and the plain WAV it holds once
 // finished or repaired (a repaired one keeps its last chunk whole).
-func oldRecording(t *testing.T, dir, customer, call string, seconds uint32, n int, finished bool) (string, []byte) {
+func oldRecording(t testing.TB, dir, customer, call string, seconds uint32, n int, finished bool) (string, []byte) {
 	t.Helper()
 	silence := uint16(g711.ULawToLinear[g711.ULawSilence])
 	audio := make([]byte, int(seconds)*chunkBytes)
@@ -115,7 +116,7 @@ func sha(b []byte) string {
 
 // putCall stores an ended call of cust; with a plain recording's record (as the old builds
 // wrote it: the file's path, size and sha256) when plain is not nil.
-func (f *legacyFixture) putCall(t *testing.T, customer, id string, plain []byte) {
+func (f *legacyFixture) putCall(t testing.TB, customer, id string, plain []byte) {
 	t.Helper()
 	err := f.db.Write(context.Background(), func(tx *store.Tx) error {
 		c := store.Call{ID: id, CustomerID: customer, Dialled: "+31850000001", Start: callStart,
@@ -475,5 +476,24 @@ func TestRemovePlain(t *testing.T) {
 		if len(b) == 0 || !bytes.Equal(b, make([]byte, len(b))) {
 			t.Errorf("%s: its %d bytes were not all zeroed", filepath.Base(p), len(b))
 		}
+	}
+}
+
+// BenchmarkMigratePlain migrates one plain one-minute recording per iteration (encrypt,
+// fsync, decrypt to verify, record update, zero and remove the plain file): MB/s of plain
+// WAV.
+func BenchmarkMigratePlain(b *testing.B) {
+	f := newLegacyFixture(b)
+	var plain []byte
+	for i := range b.N {
+		id := "call-" + strconv.Itoa(i)
+		_, plain = oldRecording(b, f.r.Dir(), "cust", id, 60, SamplesPerChunk, true)
+		f.putCall(b, "cust", id, plain)
+	}
+	b.SetBytes(int64(len(plain)))
+	b.ResetTimer()
+	st, err := f.r.MigratePlain(context.Background(), f.db)
+	if err != nil || st.Encrypted != b.N {
+		b.Fatalf("MigratePlain = %+v, %v", st, err)
 	}
 }
