@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,7 @@ type API struct {
 	scriptETag    string
 	reqDuration   *prometheus.HistogramVec
 	rejected      *prometheus.CounterVec
+	buffers       sync.Pool // *bytes.Buffer for the session endpoints' bodies, in and out
 }
 
 // Option configures New.

@@ -86,16 +86,37 @@ func newRequestDuration() *prometheus.HistogramVec {
 // trailing data and content types other than JSON (or text/plain, which browsers may send
 // without a preflight).
 func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, allowText bool) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !(mt == "application/json" || allowText && mt == "text/plain") {
-			return errStatus(http.StatusUnsupportedMediaType, "", "Content-Type must be application/json")
-		}
+	if err := checkContentType(r, allowText); err != nil {
+		return err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		return err
 	}
+	return decodeJSON(body, v)
+}
+
+// checkContentType accepts a request without a Content-Type, with JSON, or (allowText) with
+// text/plain.
+func checkContentType(r *http.Request, allowText bool) error {
+	ct := r.Header.Get("Content-Type")
+	switch ct {
+	case "", "application/json", "application/json; charset=utf-8":
+		return nil
+	case "text/plain;charset=UTF-8", "text/plain":
+		if allowText { // as browsers send it
+			return nil
+		}
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || !(mt == "application/json" || allowText && mt == "text/plain") {
+		return errStatus(http.StatusUnsupportedMediaType, "", "Content-Type must be application/json")
+	}
+	return nil
+}
+
+// decodeJSON decodes body into v as decodeBody does.
+func decodeJSON(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

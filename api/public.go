@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -123,9 +124,59 @@ func (a *API) customerFor(w http.ResponseWriter, r *http.Request, siteKey string
 	return c, nil
 }
 
+// buffer is a buffer of a.buffers (or a new one), to be given back with putBuffer.
+func (a *API) buffer() *bytes.Buffer {
+	if b, ok := a.buffers.Get().(*bytes.Buffer); ok {
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (a *API) putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 2*maxBody {
+		b.Reset()
+		a.buffers.Put(b)
+	}
+}
+
+// readSessionRequest reads and decodes the body of the session endpoints: a plain body
+// without reflection (parseSessionRequest), else with encoding/json.
+func (a *API) readSessionRequest(w http.ResponseWriter, r *http.Request, req *sessionRequest) error {
+	if err := checkContentType(r, true); err != nil {
+		return err
+	}
+	buf := a.buffer()
+	defer a.putBuffer(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBody)); err != nil {
+		return err
+	}
+	if parseSessionRequest(buf.Bytes(), req) {
+		return nil
+	}
+	return decodeJSON(buf.Bytes(), req)
+}
+
+// writeSession answers a lease as writeJSON does.
+func (a *API) writeSession(w http.ResponseWriter, status int, l pool.Lease) {
+	resp := leaseResponse(l)
+	buf := a.buffer()
+	defer a.putBuffer(buf)
+	out, ok := appendSessionResponse(buf.AvailableBuffer(), &resp)
+	if !ok {
+		writeJSON(w, status, resp)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(out)
+}
+
 func (a *API) createSession(w http.ResponseWriter, r *http.Request) error {
 	var req sessionRequest
-	if err := decodeBody(w, r, maxBody, &req, true); err != nil {
+	if err := a.readSessionRequest(w, r, &req); err != nil {
 		a.rejected.WithLabelValues("bad_request").Inc()
 		return err
 	}
@@ -155,7 +206,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) error {
 	if l.New {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, leaseResponse(l))
+	a.writeSession(w, status, l)
 	return nil
 }
 
@@ -179,7 +230,7 @@ func (a *API) touchSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, leaseResponse(l))
+	a.writeSession(w, http.StatusOK, l)
 	return nil
 }
 

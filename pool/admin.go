@@ -17,12 +17,24 @@ import (
 
 var (
 	customerIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	siteKeyRe    = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
 	channelIDRe  = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
-// ValidSiteKey reports whether s has the shape of a site key.
-func ValidSiteKey(s string) bool { return siteKeyRe.MatchString(s) }
+// ValidSiteKey reports whether s has the shape of a site key: 8-64 of A-Z, a-z, 0-9, '_' and
+// '-'. Every public request is checked with it first.
+func ValidSiteKey(s string) bool {
+	if len(s) < 8 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // CheckCustomer validates a customer's fields, naming the first wrong one.
 func CheckCustomer(c *store.Customer) error {
@@ -33,7 +45,7 @@ func CheckCustomer(c *store.Customer) error {
 		return invalid("name", "must be 1-200 characters")
 	case c.Status == store.StatusUnknown || c.Status > store.StatusEnded:
 		return invalid("status", "must be trial, active or ended")
-	case !siteKeyRe.MatchString(c.SiteKey):
+	case !ValidSiteKey(c.SiteKey):
 		return invalid("site_key", "must be 8-64 of A-Z, a-z, 0-9, '_' and '-'")
 	}
 	if _, err := e164.ParseStyle(c.DisplayFormat); err != nil {
@@ -244,8 +256,21 @@ func (p *Pool) ImportNumbers(ctx context.Context, customerID string, in []Number
 	if err != nil {
 		return 0, err
 	}
+	var pooled []*number
 	for _, r := range recs {
-		p.addNumber(cu, r)
+		if num := p.addNumber(cu, r); r.Kind == store.KindPool {
+			pooled = append(pooled, num)
+		}
+	}
+	// Memory answers attribution from here on: it reads what the store has of the window
+	// (nothing, unless a number comes back soon after it left).
+	if len(pooled) > 0 {
+		if err := p.db.View(func(tx *store.Tx) error { return p.loadRecent(tx, cu, pooled, now.Add(-p.window())) }); err != nil {
+			p.log.Warn("imported numbers: recent assignments not read; attribution reads the store", "customer", cu.c.ID, "err", err)
+			for _, num := range pooled {
+				num.recent, num.since = nil, time.Time{}
+			}
+		}
 	}
 	return len(recs), nil
 }

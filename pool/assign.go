@@ -93,21 +93,24 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 		return Lease{}, ErrCustomerEnded
 	}
 	var (
-		cur, prev  store.Assignment // cur: written; prev: a lease cut short, if any
-		cutShort   bool
+		cur        store.Assignment // the record written
 		exhausted  bool
 		num        = cu.holders[s.ID]
 		reuseOwned = num != nil && num.holder == s.ID && num.heapIdx >= 0
 	)
 	switch {
-	case reuseOwned && !now.After(num.leaseUntil):
+	case reuseOwned && !now.After(num.leaseUntil) && now.Sub(num.recent[0].From) < store.AssignmentSpan:
 		// Live lease: extend it.
 		num.leaseUntil = until
 		num.recent[0].Until = until
 		cur = num.recent[0]
+	case reuseOwned && !now.After(num.leaseUntil):
+		// Live lease, renewed in its record for long enough (store.AssignmentSpan): it goes
+		// on in a new one, which ends the old one.
+		cur = p.newAssignment(cu, num, s.ID, now, until, true)
 	case reuseOwned:
 		// Expired, but nobody took the number since: a new lease on the same number.
-		cur = p.newAssignment(cu, num, s.ID, now, until)
+		cur = p.newAssignment(cu, num, s.ID, now, until, false)
 	default:
 		delete(cu.holders, s.ID)
 		num = cu.heap.min()
@@ -115,16 +118,14 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 			cu.mu.Unlock()
 			return Lease{}, ErrNoNumbers
 		}
+		live := false
 		if num.holder != "" {
 			exhausted = now.Before(num.leaseUntil.Add(p.cfg.Grace))
-			if now.Before(num.leaseUntil) {
-				// Every number is live: cut the least recently touched lease short.
-				num.recent[0].Until = now
-				prev, cutShort = num.recent[0], true
-			}
+			// Every number is live: the least recently touched lease is cut short.
+			live = now.Before(num.leaseUntil)
 			delete(cu.holders, num.holder)
 		}
-		cur = p.newAssignment(cu, num, s.ID, now, until)
+		cur = p.newAssignment(cu, num, s.ID, now, until, live)
 	}
 	cu.heap.fix(num.heapIdx)
 	cu.holders[s.ID] = num
@@ -153,11 +154,6 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 				return err
 			}
 		}
-		if cutShort {
-			if err := tx.PutAssignment(&prev); err != nil {
-				return err
-			}
-		}
 		if err := tx.PutAssignment(&cur); err != nil {
 			return err
 		}
@@ -174,13 +170,19 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 	return l, nil
 }
 
-// newAssignment starts a lease of num to session; the caller holds cu.mu.
-func (p *Pool) newAssignment(cu *customer, num *number, session string, now, until time.Time) store.Assignment {
-	a := store.Assignment{Number: num.n.E164, SessionID: session, From: now, Until: until}
+// newAssignment starts a lease of num to session; the caller holds cu.mu. With cut, the
+// number's current lease is live and ends now: the new record names it (store.Assignment's
+// CutFrom), so that it need not be rewritten.
+func (p *Pool) newAssignment(cu *customer, num *number, session string, now, until time.Time, cut bool) store.Assignment {
+	a := store.Assignment{CustomerID: cu.c.ID, Number: num.n.E164, SessionID: session, From: now, Until: until}
+	if cut {
+		num.recent[0].Until = now
+		a.CutFrom = num.recent[0].From
+	}
 	num.holder, num.from, num.leaseUntil = session, now, until
 	if len(num.recent) == recentMax {
+		num.since = num.recent[recentMax-1].From.Add(1)
 		num.recent = num.recent[:recentMax-1]
-		num.complete = false
 	}
 	num.recent = append(num.recent, store.Assignment{})
 	copy(num.recent[1:], num.recent)

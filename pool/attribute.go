@@ -2,6 +2,7 @@ package pool
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/trackline/trackline/store"
@@ -45,7 +46,7 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 		}
 	}
 	recent := append([]store.Assignment(nil), num.recent...)
-	complete := num.complete
+	since := num.since
 	cu.mu.Unlock()
 	if state == store.NumberQuarantined && at.Before(until) {
 		return res, ErrQuarantined
@@ -54,40 +55,47 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 		return res, nil
 	}
 
-	// In memory when the recent assignments reach back past the window; else the store.
-	covers := func(a store.Assignment) bool { return !a.From.After(at) && !at.After(a.Until.Add(p.cfg.Grace)) }
-	gone := func(a store.Assignment) bool { return a.Until.Add(p.cfg.Grace).Before(at) }
-	var first *store.Assignment
-	if complete || len(recent) > 0 && gone(recent[len(recent)-1]) {
+	// From memory when it holds every assignment that may cover the moment: it reaches back
+	// past the window, or its oldest had ended before it. Else from the store: the records
+	// of the customer that began in the window before the moment.
+	covers := func(a *store.Assignment) bool { return !a.From.After(at) && !at.After(a.Until.Add(p.cfg.Grace)) }
+	var found []store.Assignment // newest first
+	if !since.IsZero() && !at.Before(since.Add(p.window())) ||
+		len(recent) > 0 && recent[len(recent)-1].Until.Add(p.cfg.Grace).Before(at) {
 		for i := range recent {
-			if covers(recent[i]) {
-				if first == nil {
-					first = &recent[i]
-				}
-				res.Candidates++
+			if covers(&recent[i]) {
+				found = append(found, recent[i])
 			}
 		}
 	} else {
+		var recs []store.Assignment
 		err := p.db.View(func(tx *store.Tx) error {
-			return tx.RecentAssignments(number, func(a store.Assignment) bool {
-				if covers(a) {
-					if first == nil {
-						first = &a
-					}
-					res.Candidates++
-				}
-				return !gone(a)
+			return tx.NumberAssignments(res.CustomerID, number, at.Add(-p.window()), at, func(a store.Assignment) bool {
+				recs = append(recs, a)
+				return true
 			})
 		})
 		if err != nil {
 			return res, err
 		}
+		applyCuts(recs)
+		for i := len(recs) - 1; i >= 0; i-- {
+			if covers(&recs[i]) {
+				found = append(found, recs[i])
+			}
+		}
 	}
-	if first == nil {
+	// A lease renewed for long is stored in segments: count sessions, not records.
+	for i := range found {
+		if !slices.ContainsFunc(found[:i], func(b store.Assignment) bool { return b.SessionID == found[i].SessionID }) {
+			res.Candidates++
+		}
+	}
+	if len(found) == 0 {
 		return res, nil
 	}
 	var s store.Session
-	err := p.db.View(func(tx *store.Tx) (err error) { s, err = tx.Session(first.SessionID); return err })
+	err := p.db.View(func(tx *store.Tx) (err error) { s, err = tx.Session(found[0].SessionID); return err })
 	if errors.Is(err, store.ErrNotFound) {
 		return res, nil // erased since
 	}
@@ -96,4 +104,31 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 	}
 	res.Session, res.Channel = &s, s.Channel
 	return res, nil
+}
+
+// applyCuts ends each of recs, the records of one number oldest first, where a record that
+// cut it short began (store.Assignment's CutFrom): a record is not rewritten when it is cut
+// short.
+func applyCuts(recs []store.Assignment) {
+	var first map[int64]int // From -> the first record that began then
+	for i := range recs {
+		a := &recs[i]
+		if a.CutFrom.IsZero() {
+			continue
+		}
+		if first == nil {
+			first = make(map[int64]int, len(recs))
+			for j := len(recs) - 1; j >= 0; j-- {
+				first[recs[j].From.UnixNano()] = j
+			}
+		}
+		j, ok := first[a.CutFrom.UnixNano()]
+		for ok && j == i { // not itself, if both began at the same moment
+			j++
+			ok = j < len(recs) && recs[j].From.Equal(a.CutFrom)
+		}
+		if ok && recs[j].Until.After(a.From) {
+			recs[j].Until = a.From
+		}
+	}
 }

@@ -42,10 +42,14 @@ func visitSession(v *Visit) store.Session {
 		Gclid: v.Gclid, Gbraid: v.Gbraid, Wbraid: v.Wbraid,
 	}
 	if u, err := url.Parse(v.LandingURL); err == nil && u.Host != "" {
-		q := u.Query()
+		get := func(key string) string { return queryValue(u.RawQuery, key) }
+		if strings.ContainsAny(u.RawQuery, "%+;") || len(u.RawQuery) > 10000 {
+			q := u.Query() // values to unescape, separators to refuse, or a limit to apply
+			get = q.Get
+		}
 		fill := func(dst *string, key string) {
 			if *dst == "" {
-				*dst = q.Get(key)
+				*dst = get(key)
 			}
 		}
 		fill(&s.UTMSource, "utm_source")
@@ -63,6 +67,20 @@ func visitSession(v *Visit) store.Session {
 		s.ReferrerHost = strings.ToLower(u.Hostname())
 	}
 	return s
+}
+
+// queryValue is url.Values.Get of the parsed query q for a query of at most 10,000 bytes
+// without escapes ('%', '+') and semicolons: the value of the first non-empty key=value pair,
+// split at '&', whose key is key.
+func queryValue(q, key string) string {
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if k, v, _ := strings.Cut(pair, "="); k == key && pair != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // rule is a compiled channel rule.

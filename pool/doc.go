@@ -14,8 +14,13 @@
 // reused anyway (the lease that ended longest ago, else the least recently touched live one),
 // and the exhaustion is counted.
 //
-// Attribution. Each number keeps its last few assignments in memory, newest first; older
-// moments are answered from the store's assignment index.
+// Attribution. Each number keeps its last few assignments in memory, newest first, loaded at
+// start from the store's records of the recent window (store.AssignmentSpan + Lease + Grace:
+// every lease that may still cover a moment from then on). Older moments are answered from
+// the store: the customer's records that began in that window before the moment. A lease
+// renewed for longer than store.AssignmentSpan goes on in a new record (a segment of the same
+// lease); candidates count sessions, not records. After a restart a number whose last lease
+// ended before the window counts as never leased for the choice of the least recently used.
 //
 // Contract lifecycle (lifecycle.go). A customer is a trial, active or ended, with its dates;
 // InService says whether it hands out numbers and takes calls at a moment, so that a trial

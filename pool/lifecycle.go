@@ -320,7 +320,7 @@ func (p *Pool) releaseIfDue(ctx context.Context, e164 string, at time.Time, forc
 		if held == nil || !due(held) {
 			return Release{}, false, nil
 		}
-		if err := p.db.Write(ctx, func(tx *store.Tx) error { _, err := tx.DeleteNumber(e164); return err }); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := p.db.Write(ctx, func(tx *store.Tx) error { return tx.DeleteNumber(e164) }); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return Release{}, false, fmt.Errorf("release %s: %w", e164, err)
 		}
 		p.mu.Lock()
@@ -350,7 +350,7 @@ func (p *Pool) releaseIfDue(ctx context.Context, e164 string, at time.Time, forc
 		}
 		return r, true, nil
 	}
-	if err := p.db.Write(ctx, func(tx *store.Tx) error { _, err := tx.DeleteNumber(e164); return err }); err != nil {
+	if err := p.db.Write(ctx, func(tx *store.Tx) error { return tx.DeleteNumber(e164) }); err != nil {
 		return r, false, fmt.Errorf("release %s: %w", e164, err)
 	}
 	p.mu.Lock()

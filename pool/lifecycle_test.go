@@ -177,11 +177,9 @@ func (e *lifecycleEnv) gone(tn *tenant) {
 		if chs, err := tx.Channels(tn.id); err != nil || len(chs) != 0 {
 			return fmt.Errorf("channels: %v %v", chs, err)
 		}
-		for _, n := range tn.numbers {
-			found := false
-			if err := tx.RecentAssignments(n, func(store.Assignment) bool { found = true; return false }); err != nil || found {
-				return fmt.Errorf("assignments of %s left (%v)", n, err)
-			}
+		found := false
+		if err := tx.Assignments(tn.id, time.Time{}, time.Time{}, func(store.Assignment) bool { found = true; return false }); err != nil || found {
+			return fmt.Errorf("assignments left (%v)", err)
 		}
 		if u, err := tx.Usage(tn.id, "2026-03"); err != nil || u.Sessions+u.Calls != 0 {
 			return fmt.Errorf("usage: %+v %v", u, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -84,7 +85,9 @@ type number struct {
 	leaseUntil time.Time
 	heapIdx    int // -1 when not in the heap (quarantined)
 	recent     []store.Assignment
-	complete   bool // recent holds every assignment the number ever had
+	// since: recent holds every assignment of the number that began at or after it (zero:
+	// not known). Memory answers the moments from since + the window on (Pool.window).
+	since time.Time
 }
 
 // Option configures New.
@@ -127,7 +130,7 @@ func New(db *store.DB, cfg Config, opts ...Option) (*Pool, error) {
 }
 
 func (p *Pool) load() error {
-	now := p.now()
+	since := p.now().Add(-p.window())
 	return p.db.View(func(tx *store.Tx) error {
 		cs, err := tx.Customers()
 		if err != nil {
@@ -145,7 +148,7 @@ func (p *Pool) load() error {
 			cu := p.newCustomer(c, chs)
 			cu.stats = stats
 		}
-		return tx.Numbers(func(n store.Number) error {
+		err = tx.Numbers(func(n store.Number) error {
 			if n.CustomerID == "" {
 				p.held[n.E164] = &n
 				return nil
@@ -155,34 +158,67 @@ func (p *Pool) load() error {
 				p.log.Warn("number of unknown customer ignored", "number", n.E164, "customer", n.CustomerID)
 				return nil
 			}
-			num := p.addNumber(cu, n)
-			if n.Kind != store.KindPool {
-				return nil
-			}
-			horizon := now.Add(-24 * time.Hour)
-			num.complete = true
-			err := tx.RecentAssignments(n.E164, func(a store.Assignment) bool {
-				if len(num.recent) == recentMax || a.Until.Before(horizon) && len(num.recent) > 0 {
-					num.complete = false
-					return false
-				}
-				num.recent = append(num.recent, a)
-				return true
-			})
-			if err != nil {
-				return err
-			}
-			if len(num.recent) > 0 {
-				a := num.recent[0]
-				num.holder, num.from, num.leaseUntil = a.SessionID, a.From, a.Until
-				cu.holders[a.SessionID] = num
-				if num.heapIdx >= 0 {
-					cu.heap.fix(num.heapIdx)
-				}
-			}
+			p.addNumber(cu, n)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		for _, cu := range p.customers {
+			if err := p.loadRecent(tx, cu, cu.pool, since); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// loadRecent reads the assignments of nums, pool numbers of cu, that began at or after
+// since: each number keeps its newest recentMax, and its newest is its current lease (if
+// still live). The caller holds cu.mu or owns cu exclusively.
+func (p *Pool) loadRecent(tx *store.Tx, cu *customer, nums []*number, since time.Time) error {
+	of := make(map[string]*number, len(nums))
+	for _, num := range nums {
+		of[num.n.E164] = num
+		num.since = since
+	}
+	// The records of the window, oldest first.
+	err := tx.Assignments(cu.c.ID, since, time.Time{}, func(a store.Assignment) bool {
+		num := of[a.Number]
+		if num == nil {
+			return true // a number since deleted, or not one of nums
+		}
+		if len(num.recent) == recentMax {
+			num.since = num.recent[0].From.Add(1)
+			num.recent = append(num.recent[:0], num.recent[1:]...)
+		}
+		num.recent = append(num.recent, a)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, num := range nums {
+		if len(num.recent) == 0 {
+			continue
+		}
+		applyCuts(num.recent) // a record cut short by one dropped here is dropped too
+		slices.Reverse(num.recent)
+		a := num.recent[0]
+		num.holder, num.from, num.leaseUntil = a.SessionID, a.From, a.Until
+		cu.holders[a.SessionID] = num
+		if num.heapIdx >= 0 {
+			cu.heap.fix(num.heapIdx)
+		}
+	}
+	return nil
+}
+
+// window is how far before a moment the assignments that may cover it began: a record is
+// renewed for at most store.AssignmentSpan, its lease runs Lease after the last renewal,
+// and attribution looks Grace past its end.
+func (p *Pool) window() time.Duration {
+	return store.AssignmentSpan + p.cfg.Lease + p.cfg.Grace
 }
 
 func (p *Pool) newCustomer(c store.Customer, chs []store.Channel) *customer {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -504,4 +507,54 @@ func BenchmarkAttribute(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAttributeFromStore: a moment older than memory holds, read from the customer's
+// records of the window before it (here 300 of 100 numbers).
+func BenchmarkAttributeFromStore(b *testing.B) {
+	f := newFixture(b, 100)
+	t0 := f.clk.now()
+	for range 300 {
+		f.clk.add(time.Second)
+		f.p.Assign(context.Background(), "acme", Visit{})
+	}
+	f.clk.add(24 * time.Hour)
+	f.restart()
+	at := t0.Add(5 * time.Minute)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if got, err := f.p.Attribute(numberOf(1+i%100), at); err != nil || got.Session == nil {
+			b.Fatal(got, err)
+		}
+	}
+}
+
+// FuzzQueryValue: the landing URL's parameters read without url.ParseQuery are the same.
+func FuzzQueryValue(f *testing.F) {
+	f.Add("utm_source=google&utm_medium=cpc&utm_term=kw1", "utm_term")
+	f.Add("a&utm_source&utm_source=x&=y", "utm_source")
+	f.Add("gclid=1=2&gclid=3", "gclid")
+	f.Add("&=0", "")
+	f.Fuzz(func(t *testing.T, q, key string) {
+		if strings.ContainsAny(q, "%+;") || len(q) > 10000 {
+			return
+		}
+		want, _ := url.ParseQuery(q)
+		if got := queryValue(q, key); got != want.Get(key) {
+			t.Fatalf("queryValue(%q, %q) = %q, url.Values.Get %q", q, key, got, want.Get(key))
+		}
+	})
+}
+
+// FuzzValidSiteKey: the check is the documented pattern.
+func FuzzValidSiteKey(f *testing.F) {
+	f.Add("acme-site-key")
+	f.Add("short")
+	f.Add("bench-site-key-0001\n")
+	re := regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidSiteKey(s), re.MatchString(s); got != want {
+			t.Fatalf("ValidSiteKey(%q) = %v, want %v", s, got, want)
+		}
+	})
 }

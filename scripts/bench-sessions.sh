@@ -12,6 +12,8 @@
 #                (c32: 13.8k/s p99 4.5 ms; c64: 16k/s p99 7.4-9.1 ms; c96: 17.4k/s p99 10.2 ms);
 #                -t2 gave the same throughput for more wrk CPU
 #   KEEP         1: keep the temp dir (config, data, logs, wrk output) [0; kept on failure]
+#   BIN          a prebuilt trackline binary to measure instead of building bin/trackline
+#                (for A/B runs of two builds) [bin/trackline, built]
 #
 # The server and wrk share the machine's cores (2 on the reference machine); the figures are
 # for that setup. Exits non-zero when a run loses answered sessions, answers nothing, or the
@@ -24,8 +26,8 @@ RUNS=${RUNS:-3}
 THREADS=${THREADS:-1}
 CONNECTIONS=${CONNECTIONS:-64}
 KEEP=${KEEP:-0}
+BIN=${BIN:-}
 
-BIN=bin/trackline
 CUSTOMER=bench
 SITE_KEY=bench-site-key-0001
 ORIGIN=http://127.0.0.1
@@ -55,9 +57,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "go build -o $BIN ./cmd/trackline"
-go build -ldflags "-X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" \
-	-o "$BIN" ./cmd/trackline
+if [ -z "$BIN" ]; then
+	BIN=bin/trackline
+	say "go build -o $BIN ./cmd/trackline"
+	go build -ldflags "-X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" \
+		-o "$BIN" ./cmd/trackline
+fi
+[ -x "$BIN" ] || die "$BIN is not an executable"
 
 cat >"$tmp/config.yaml" <<YAML
 data_dir: $tmp/data

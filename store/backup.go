@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -70,8 +72,8 @@ func BackupFile(path string, w io.Writer, opts ...Option) (int64, error) {
 }
 
 // Verify checks that the file at path is a store this build can open: it is as long as its
-// pages need, bbolt's consistency check of every page passes, every bucket exists and the schema version is this build's. It
-// opens the file read-only, like BackupFile.
+// pages need, bbolt's consistency check of every page passes, every bucket exists and the schema version is this build's
+// (or version 1, which Open converts). It opens the file read-only, like BackupFile.
 func Verify(path string, opts ...Option) error {
 	b, err := openReadOnly(path, opts)
 	if err != nil {
@@ -90,14 +92,23 @@ func Verify(path string, opts ...Option) error {
 		for err := range tx.Check() {
 			return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 		}
-		for _, name := range allBuckets {
+		if tx.Bucket(bucketMeta) == nil {
+			return fmt.Errorf("%w: %s: no bucket %s", ErrCorrupt, path, bucketMeta)
+		}
+		v := tx.Bucket(bucketMeta).Get(keySchema)
+		want := allBuckets
+		switch {
+		case len(v) == 4 && binary.BigEndian.Uint32(v) == 1:
+			// Schema 1, which Open converts: its assignments are in their old bucket.
+			want = slices.Clone(allBuckets)
+			want[slices.IndexFunc(want, func(b []byte) bool { return bytes.Equal(b, bucketAssignByTime) })] = bucketAssignV1
+		case len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion:
+			return fmt.Errorf("%w: %s has %x, this build knows %d", ErrSchema, path, v, SchemaVersion)
+		}
+		for _, name := range want {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%w: %s: no bucket %s", ErrCorrupt, path, name)
 			}
-		}
-		v := tx.Bucket(bucketMeta).Get(keySchema)
-		if len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion {
-			return fmt.Errorf("%w: %s has %x, this build knows %d", ErrSchema, path, v, SchemaVersion)
 		}
 		return nil
 	})

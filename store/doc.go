@@ -6,8 +6,8 @@
 // The data lifecycle (lifecycle.go): usage counters per customer and month, counted as
 // records are written; PurgeCustomer, which deletes every record of a customer in bounded
 // transactions (its recording files are package recordings': RemoveCustomer); the expiry of
-// sessions that never led to a call; deleting a released number; and the audit log's
-// retention (PruneAudit).
+// sessions that never led to a call (with their assignments); deleting a released number;
+// and the audit log's retention (PruneAudit).
 //
 // It owns the file layout (buckets, key encodings, the schema version) and the write path. It
 // does not know what a lease means or how a channel is classified: that is package pool.
@@ -16,12 +16,17 @@
 // while the previous commit was in flight in a single bbolt transaction (group commit), so many
 // requests share one fsync. This is the coalescing bbolt's DB.Batch offers, without its fixed
 // MaxBatchDelay: under light load a write commits at once, under heavy load batches grow by
-// themselves. Write returns only after the transaction is on disk, so an answered request is
-// durable. A write function must not keep references to the transaction.
+// themselves. Before a commit the committer yields to the goroutines that are ready, so that
+// under load the requests the last commit woke answer and the next ones join the batch.
+// Write returns only after the transaction is on disk, so an answered request is durable. A write function must not keep references to the transaction.
 //
-// Keys are big-endian sortable: assignments are keyed number|from|session so that the most
-// recent assignments of a number are a reverse cursor walk away; sessions are keyed by their
-// time-ordered id, so inserts append at the end of the B+tree.
+// Keys are big-endian sortable, and what a new session writes appends: sessions are keyed by
+// their time-ordered id, and assignments by customer|from|number|session (assignments.go), so
+// a batch of new sessions dirties the last pages of a few B+trees, not a page per number. A
+// record of an assignment is renewed for at most AssignmentSpan, so the assignments that may
+// cover a moment are those that began in a bounded window before it; the view by number is
+// package pool's, in memory. Schema 1 files, which kept assignments by number, are converted
+// by Open.
 //
 // Writes nobody waits for (audit entries of reads, DB.Audit) are queued with the others and
 // share their commit: they add no fsync, and are durable once the next commit lands.

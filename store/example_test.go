@@ -25,21 +25,23 @@ func ExampleDB_Write() {
 		if err := tx.PutSession(&store.Session{ID: "S1", CustomerID: "bakery", Channel: "Direct"}); err != nil {
 			return err
 		}
-		return tx.PutAssignment(&store.Assignment{Number: "+31850000001", SessionID: "S1", From: from, Until: from.Add(30 * time.Minute)})
+		return tx.PutAssignment(&store.Assignment{CustomerID: "bakery", Number: "+31850000001", SessionID: "S1",
+			From: from, Until: from.Add(30 * time.Minute)})
 	})
 	fmt.Println(err)
 
-	// Reads copy values out of a short read transaction.
+	// Reads copy values out of a short read transaction. Assignments are walked per
+	// customer in the order they began, from a moment on.
 	db.View(func(tx *store.Tx) error {
-		return tx.RecentAssignments("+31850000001", func(a store.Assignment) bool {
+		return tx.Assignments("bakery", from.Add(-time.Hour), time.Time{}, func(a store.Assignment) bool {
 			s, _ := tx.Session(a.SessionID)
-			fmt.Println(a.SessionID, s.Channel, a.Until.Sub(a.From))
+			fmt.Println(a.SessionID, a.Number, s.Channel, a.Until.Sub(a.From))
 			return true
 		})
 	})
 	// Output:
 	// <nil>
-	// S1 Direct 30m0s
+	// S1 +31850000001 Direct 30m0s
 }
 
 func ExampleDB_PurgeCustomer() {

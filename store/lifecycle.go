@@ -242,17 +242,15 @@ func (db *DB) Purged(id string) bool {
 	return p
 }
 
-// DeleteNumber removes a number and its assignments: it is no longer tracked, and may be
-// imported again, by any customer. It answers how many assignments went with it.
-func (t *Tx) DeleteNumber(e164 string) (int, error) {
+// DeleteNumber removes a number: it is no longer tracked, and may be imported again, by any
+// customer. Its assignments stay with the customer that had them (its attribution history,
+// read only through that customer) until they expire with their sessions or the customer is
+// purged.
+func (t *Tx) DeleteNumber(e164 string) error {
 	if t.tx.Bucket(bucketNumbers).Get([]byte(e164)) == nil {
-		return 0, fmt.Errorf("number %s: %w", e164, ErrNotFound)
+		return fmt.Errorf("number %s: %w", e164, ErrNotFound)
 	}
-	n, err := deletePrefix(t.tx.Bucket(bucketAssignments), append([]byte(e164), 0), 0, nil)
-	if err != nil {
-		return n, err
-	}
-	return n, t.tx.Bucket(bucketNumbers).Delete([]byte(e164))
+	return t.tx.Bucket(bucketNumbers).Delete([]byte(e164))
 }
 
 // deletePrefix deletes up to limit keys (0: all) of b that start with prefix, calling each
@@ -443,16 +441,13 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 	if err != nil {
 		return res, err
 	}
-	// Assignments, a number at a time, then the numbers.
-	for _, num := range numbers {
-		n, _, err := steps("assignments", func(tx *Tx) (int, int, error) {
-			n, err := deletePrefix(tx.tx.Bucket(bucketAssignments), append([]byte(num.E164), 0), batch, nil)
-			return n, 0, err
-		})
-		res.Assignments += n
-		if err != nil {
-			return res, err
-		}
+	// Assignments, then the numbers.
+	res.Assignments, _, err = steps("assignments", func(tx *Tx) (int, int, error) {
+		n, err := deletePrefix(tx.tx.Bucket(bucketAssignByTime), prefix, batch, nil)
+		return n, 0, err
+	})
+	if err != nil {
+		return res, err
 	}
 	for len(numbers) > 0 {
 		chunk := numbers[:min(batch, len(numbers))]
@@ -606,8 +601,7 @@ type ExpireResult struct {
 }
 
 // ExpireSessions deletes a customer's sessions made before `before` that never led to a
-// call, and the assignments of its numbers that began before `before` and whose session is
-// gone. Sessions that led to a call are kept (they are the call's attribution). The walk is
+// call, and its assignments that began before `before` and whose session is gone. Sessions that led to a call are kept (they are the call's attribution). The walk is
 // done in short read transactions; only what is deleted is written, in transactions of at
 // most batch deletions (0: DefaultPurgeBatch). Session ids must be time-ordered
 // (pool.NewID): the walk stops at the first id made at or after `before`.
@@ -637,29 +631,18 @@ func (db *DB) ExpireSessions(ctx context.Context, customerID string, before time
 	if err != nil {
 		return res, fmt.Errorf("expire sessions of %s: %w", customerID, err)
 	}
-	// Assignments: keys number 0x00 from(8) session, oldest first, of each pool number.
-	var numbers []string
-	if err := db.View(func(tx *Tx) error {
-		return tx.Numbers(func(n Number) error {
-			if n.CustomerID == customerID && n.Kind == KindPool {
-				numbers = append(numbers, n.E164)
-			}
-			return nil
-		})
-	}); err != nil {
-		return res, err
-	}
-	floor := binary.BigEndian.AppendUint64(nil, uint64(before.UnixNano()))
-	for _, num := range numbers {
-		np := append([]byte(num), 0)
-		err := db.sweepKeys(ctx, bucketAssignments, np, batch,
-			func(k []byte) bool { return len(k) >= len(np)+8 && bytes.Compare(k[len(np):len(np)+8], floor) < 0 },
-			func(tx *Tx, k []byte) bool { return tx.tx.Bucket(bucketSessions).Get(k[len(np)+8:]) == nil },
-			func(tx *Tx, k []byte) error { return tx.tx.Bucket(bucketAssignments).Delete(k) },
-			func(keys [][]byte) { res.Assignments += len(keys) })
-		if err != nil {
-			return res, fmt.Errorf("expire assignments of %s: %w", num, err)
-		}
+	// Assignments: keys customer 0x00 from(8) number 0x00 session, oldest first.
+	floor := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(before.UnixNano()))
+	err = db.sweepKeys(ctx, bucketAssignByTime, prefix, batch,
+		func(k []byte) bool { return bytes.Compare(k, floor) < 0 },
+		func(tx *Tx, k []byte) bool {
+			s := assignmentSession(prefix, k)
+			return s != nil && tx.tx.Bucket(bucketSessions).Get(s) == nil
+		},
+		func(tx *Tx, k []byte) error { return tx.deleteAssignment(prefix, k) },
+		func(keys [][]byte) { res.Assignments += len(keys) })
+	if err != nil {
+		return res, fmt.Errorf("expire assignments of %s: %w", customerID, err)
 	}
 	return res, nil
 }

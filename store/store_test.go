@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 )
 
 func openTest(t *testing.T) *DB {
@@ -116,30 +115,6 @@ func TestSessionsOfPaging(t *testing.T) {
 	}
 	if len(ids) != 25 || ids[0] != "024-ab" || ids[24] != "000-ab" {
 		t.Fatalf("paged ids = %v", ids)
-	}
-}
-
-func TestRecentAssignmentsNewestFirst(t *testing.T) {
-	db := openTest(t)
-	ctx := context.Background()
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i, n := range []string{"+31850000001", "+31850000002", "+318500000010"} {
-		for j := range 3 {
-			a := Assignment{Number: n, SessionID: fmt.Sprintf("s%d%d", i, j), From: t0.Add(time.Duration(j) * time.Hour)}
-			if err := db.Write(ctx, func(tx *Tx) error { return tx.PutAssignment(&a) }); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	var got []string
-	db.View(func(tx *Tx) error {
-		return tx.RecentAssignments("+31850000001", func(a Assignment) bool {
-			got = append(got, a.SessionID)
-			return len(got) < 5
-		})
-	})
-	if fmt.Sprint(got) != "[s02 s01 s00]" {
-		t.Fatalf("RecentAssignments = %v", got)
 	}
 }
 

@@ -176,7 +176,7 @@ type EncodedSession struct {
 
 // EncodeSession encodes a session for PutEncodedSession.
 func EncodeSession(s *Session) (EncodedSession, error) {
-	raw, err := json.Marshal(s)
+	raw, err := marshalSession(s)
 	if err != nil {
 		return EncodedSession{}, fmt.Errorf("encode session %s: %w", s.ID, err)
 	}
@@ -213,54 +213,7 @@ func (t *Tx) SessionsOf(customerID, before string, limit int) ([]Session, error)
 	return out, nil
 }
 
-// --- assignments
-
-func assignmentKey(number string, from time.Time, sessionID string) []byte {
-	k := make([]byte, 0, len(number)+1+8+len(sessionID))
-	k = append(k, number...)
-	k = append(k, 0)
-	k = binary.BigEndian.AppendUint64(k, uint64(from.UnixNano()))
-	return append(k, sessionID...)
-}
-
-// PutAssignment writes (or, with the same number, from and session, updates) an assignment.
-// Everything but the end of the lease is in the key; the value is that end, 8 bytes of
-// big-endian Unix nanoseconds.
-func (t *Tx) PutAssignment(a *Assignment) error {
-	return t.tx.Bucket(bucketAssignments).Put(assignmentKey(a.Number, a.From, a.SessionID),
-		binary.BigEndian.AppendUint64(nil, uint64(a.Until.UnixNano())))
-}
-
-func decodeAssignment(number string, k, v []byte) (Assignment, error) {
-	rest := k[len(number)+1:]
-	if len(rest) < 8 || len(v) != 8 {
-		return Assignment{}, fmt.Errorf("assignment of %s: malformed entry", number)
-	}
-	return Assignment{
-		Number:    number,
-		From:      time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8]))).UTC(),
-		SessionID: string(rest[8:]),
-		Until:     time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
-	}, nil
-}
-
-// RecentAssignments walks a number's assignments from the newest back, calling fn for each
-// until fn returns false.
-func (t *Tx) RecentAssignments(number string, fn func(Assignment) bool) error {
-	prefix := append([]byte(number), 0)
-	c := t.tx.Bucket(bucketAssignments).Cursor()
-	k, v := seekBefore(c, append([]byte(number), 1))
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-		a, err := decodeAssignment(number, k, v)
-		if err != nil {
-			return err
-		}
-		if !fn(a) {
-			return nil
-		}
-	}
-	return nil
-}
+// --- assignments: assignments.go
 
 // seekBefore positions c on the last key below key.
 func seekBefore(c cursor, key []byte) ([]byte, []byte) {

@@ -82,7 +82,7 @@ func run(dir string, sessions, numbers, customers int) error {
 				if err := tx.PutSession(&s); err != nil {
 					return err
 				}
-				a := store.Assignment{Number: nums[c][(i/customers)%perCustomer], SessionID: s.ID, From: created, Until: created.Add(30 * time.Minute)}
+				a := store.Assignment{CustomerID: s.CustomerID, Number: nums[c][(i/customers)%perCustomer], SessionID: s.ID, From: created, Until: created.Add(30 * time.Minute)}
 				if err := tx.PutAssignment(&a); err != nil {
 					return err
 				}
