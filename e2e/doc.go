@@ -13,11 +13,14 @@
 // through GET /v1/calls; the hostile-input test of the SIP listener; the operations tests
 // (ops_test.go, ops_metrics_test.go): every metric the Grafana dashboard and the alert rules
 // query is on the binary's /metrics, a hot backup taken under a sipp load restores, /readyz
-// turns 503 when the drain begins, the log level changes at runtime.
+// turns 503 when the drain begins, the log level changes at runtime; the upgrade test
+// (upgrade_test.go): plain recordings of a build before encryption at rest are encrypted
+// at start and served as before.
 //
 // What it does not own: unit tests of the packages; it only uses the contract
 // in docs/api.md (flags, config YAML, HTTP endpoints, cookies, the SIP
-// behaviour table).
+// behaviour table). The one exception is the upgrade test, which writes the records an
+// earlier build left into the stopped binary's store with package store.
 //
 // Caveats: the browser tests need Debian's /usr/bin/chromium and the call tests
 // sipp (Debian's sip-tester); they fail, not skip, without them (`make deps`

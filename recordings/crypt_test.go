@@ -338,7 +338,7 @@ func TestRemove(t *testing.T) {
 	if err := Remove(r.Dir(), a.Rel); err != nil {
 		t.Errorf("second Remove = %v, want nil", err)
 	}
-	for _, bad := range []string{"../x.wav.enc", "/etc/passwd", "cust/2026/05/01/b.wav", ""} {
+	for _, bad := range []string{"../x.wav.enc", "/etc/passwd", "cust/2026/05/01/b.wav.part", "cust/2026/05/01/b.txt", ""} {
 		if err := Remove(r.Dir(), bad); err == nil {
 			t.Errorf("Remove(%q): no error", bad)
 		}

@@ -72,6 +72,15 @@
 // Info for each so the call records can be updated. It needs the customer's key. Finished
 // files are never modified.
 //
+// # Recordings of earlier builds
+//
+// Builds before encryption at rest wrote plain WAV files (<call>.wav, <call>.wav.part) whose
+// records named the .wav. Recorder.MigratePlain (legacy.go), run at start after Repair,
+// encrypts each into a .wav.enc, verifies it, points the record at it and only then zeroes
+// and removes the plain file; a crash at any step is finished at the next run. Plain files
+// of customers no longer in the store are zeroed and removed. Remove, RemoveCall and
+// RemoveCustomer zero plain files whole (an encrypted file only needs its header zeroed).
+//
 // # Caveats
 //
 //   - Finish and Abort block (queue drain, two fsyncs, hashing the file); call them from

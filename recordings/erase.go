@@ -17,16 +17,28 @@ import (
 // overwritten with zeros and fsynced before the file is removed, so that the audio cannot
 // be decrypted even from blocks the filesystem leaves behind (on filesystems that write in
 // place), although the customer's key lives on. A .part of the same recording goes too,
-// then the directory is fsynced. A recording whose files are already gone is not an error.
+// and a .tmp of MigratePlain, then the directory is fsynced. rel may also name a plain .wav
+// of a build before encryption at rest that MigratePlain left (its record still names
+// it): that file, its .part and .shred are overwritten with zeros whole. A recording whose
+// files are already gone is not an error.
 func Remove(dir, rel string) error {
 	local := filepath.FromSlash(rel)
-	if !filepath.IsLocal(local) || !strings.HasSuffix(local, encSuffix) {
+	var names []string
+	switch {
+	case !filepath.IsLocal(local):
+	case strings.HasSuffix(local, encSuffix):
+		names = []string{"", partSuffix, tmpSuffix}
+	case strings.HasSuffix(local, wavSuffix):
+		names = []string{"", partSuffix, shredSuffix}
+	}
+	if names == nil {
 		return fmt.Errorf("remove recording %q: not a recording path", rel)
 	}
 	final := filepath.Join(dir, local)
 	var errs []error
 	removed := false
-	for _, path := range []string{final, final + partSuffix} {
+	for _, suffix := range names {
+		path := final + suffix
 		err := shred(path)
 		if err == nil {
 			removed = true
@@ -46,27 +58,46 @@ func Remove(dir, rel string) error {
 
 // RemoveCall erases a call's recording files wherever the layout puts them: under the UTC
 // date of the call's start and of the day after (a call bridged after midnight), finished
-// or .part, whether or not a record links them. For erasure, next to Remove of the
-// recording a record names.
+// or .part, encrypted or plain (of a build before encryption at rest), whether or not a
+// record links them. For erasure, next to Remove of the recording a record names.
 func RemoveCall(dir, customerID, callID string, start time.Time) error {
 	if !safeID(customerID) || !safeID(callID) {
 		return fmt.Errorf("remove recording of %q/%q: %w", customerID, callID, ErrInvalidID)
 	}
 	var errs []error
 	for _, day := range []time.Time{start.UTC(), start.UTC().AddDate(0, 0, 1)} {
-		rel := filepath.Join(customerID, day.Format("2006"), day.Format("01"), day.Format("02"), callID+encSuffix)
-		errs = append(errs, Remove(dir, filepath.ToSlash(rel)))
+		for _, suffix := range []string{encSuffix, wavSuffix} {
+			rel := filepath.Join(customerID, day.Format("2006"), day.Format("01"), day.Format("02"), callID+suffix)
+			errs = append(errs, Remove(dir, filepath.ToSlash(rel)))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// shred overwrites the header of the file at path with zeros, fsyncs it and removes it.
+// plainName tells whether a file of the recordings tree holds audio in the clear: a
+// recording of a build before encryption at rest (.wav, .wav.part), or one that MigratePlain
+// is shredding (.wav.shred).
+func plainName(name string) bool {
+	for _, suffix := range []string{wavSuffix, wavSuffix + partSuffix, wavSuffix + shredSuffix} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// shred overwrites the file at path with zeros, fsyncs it and removes it: the header of an
+// encrypted file (its salt), every byte of a plain one.
 func shred(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	err = zeroHeader(f)
+	if plainName(filepath.Base(path)) {
+		err = zeroAll(f)
+	} else {
+		err = zeroHeader(f)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -90,9 +121,24 @@ func zeroHeader(f *os.File) error {
 	return err
 }
 
+// zeroAll overwrites the whole of f with zeros, without syncing.
+func zeroAll(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	zeros := make([]byte, min(st.Size(), 1<<20))
+	for off := int64(0); off < st.Size(); off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(st.Size()-off, int64(len(zeros)))], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RemoveCustomer erases a customer's whole recordings tree under dir: every file's header
-// is overwritten with zeros, the filesystem is synced once, and the tree is removed and its
-// parent fsynced. Combined with destroying the customer's key (package keyring) this leaves
+// (every byte of a plain file, see plainName) is overwritten with zeros, the filesystem is
+// synced once, and the tree is removed and its parent fsynced. Combined with destroying the customer's key (package keyring) this leaves
 // nothing of its recordings that can be read, here or in backups. A customer without
 // recordings is not an error. Call it only when no recording of the customer is open.
 func RemoveCustomer(dir, customerID string) error {
@@ -111,7 +157,9 @@ func RemoveCustomer(dir, customerID string) error {
 		}
 		if d.Type().IsRegular() {
 			f, err := os.OpenFile(path, os.O_WRONLY, 0)
-			if err == nil {
+			if err == nil && plainName(d.Name()) {
+				err = zeroAll(f)
+			} else if err == nil {
 				err = zeroHeader(f)
 				if cerr := f.Close(); err == nil {
 					err = cerr

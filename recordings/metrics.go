@@ -14,10 +14,12 @@ type metrics struct {
 	dropped      prometheus.Counter
 	repaired     prometheus.Counter
 	writeSeconds prometheus.Histogram
+	migrated     *prometheus.CounterVec // result: encrypted, removed, failed (MigratePlain)
+	plain        prometheus.Gauge
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trackline_recordings_active", Help: "Recordings open for writing.",
 		}),
@@ -38,14 +40,26 @@ func newMetrics() *metrics {
 			Help:    "Time to decode and write one one-second chunk (including gap silence before it).",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14), // 50µs .. 410ms
 		}),
+		migrated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackline_recordings_migrated_total",
+			Help: "Plain recordings of builds before encryption at rest handled at start: encrypted, removed (customer gone) or failed (left as they were).",
+		}, []string{"result"}),
+		plain: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trackline_recordings_plain_files",
+			Help: "Recordings still stored in the clear (plain .wav of an earlier build) after the migration at start.",
+		}),
 	}
+	for _, result := range []string{"encrypted", "removed", "failed"} {
+		m.migrated.WithLabelValues(result)
+	}
+	return m
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	cs := []prometheus.Collector{m.active, m.written, m.bytes, m.dropped, m.repaired, m.writeSeconds}
+	cs := []prometheus.Collector{m.active, m.written, m.bytes, m.dropped, m.repaired, m.writeSeconds, m.migrated, m.plain}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

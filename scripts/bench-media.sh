@@ -18,6 +18,8 @@
 #               generator itself) [1]
 #   LOOPS       the generator's media loops (OS threads) [1]
 #   KEEP        1: keep the temp dir (configs, logs, reports) [0; kept on failure]
+#   BIN         a prebuilt trackline binary to measure instead of bin/trackline, which is
+#               built when stale (for A/B runs of two builds)
 #
 # Per run, over the steady window only (the generator samples the switch at its two ends):
 # packet loss (per call and direction, from the payload's sequence stamps), the switch's CPU
@@ -43,7 +45,7 @@ MEDIA=${MEDIA:-1}
 LOOPS=${LOOPS:-1}
 KEEP=${KEEP:-0}
 
-BIN=bin/trackline
+BIN=${BIN:-}
 GEN=bin/trackline-mediaload
 FIRST=+31850000001
 
@@ -77,7 +79,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build_switch "$BIN"
+if [ -z "$BIN" ]; then
+	BIN=bin/trackline
+	build_switch "$BIN"
+fi
+[ -x "$BIN" ] || die "$BIN is not an executable"
 go build -o "$GEN" ./cmd/trackline-mediaload
 
 # write_config DIR LINE_PORT

@@ -279,6 +279,15 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	} else if n > 0 {
 		logger.Warn("repaired recordings left by an earlier stop", "recordings", n)
 	}
+	// Recordings of a build before encryption at rest: encrypted, or shredded when their
+	// customer is gone.
+	if st, err := rec.MigratePlain(ctx, db); err != nil {
+		logger.Error("encrypt the plain recordings of an earlier build", "encrypted", st.Encrypted, "repaired", st.Repaired,
+			"unlinked", st.Unlinked, "removed", st.Removed, "failed", st.Failed, "err", err)
+	} else if st != (recordings.MigrateStats{}) {
+		logger.Warn("encrypted the plain recordings of an earlier build", "encrypted", st.Encrypted, "repaired", st.Repaired,
+			"unlinked", st.Unlinked, "removed", st.Removed)
+	}
 	if err := sw.Listen(); err != nil {
 		return err
 	}
