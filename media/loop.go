@@ -307,13 +307,7 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 	dest := peer.dest
 	out, connected := peer.fd, peer.connected
 	s.mu.Unlock()
-	var err unix.Errno
-	if connected {
-		err = send(out, p)
-	} else {
-		err = sendto(out, p, &dest)
-	}
-	if err != 0 {
+	if sendOn(out, connected, p, &dest) != 0 {
 		l.cnt.sendErr++
 		return
 	}
@@ -327,15 +321,8 @@ func (l *loop) connect(lg *leg) {
 		return
 	}
 	if lg.stray < 0 {
-		fd, err := openStray(lg.fd, l.e.cfg.IP, lg.port)
+		fd, err := l.openStray(lg)
 		if err != nil {
-			lg.stray = -2
-			l.e.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
-			return
-		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(lg.pair) | strayBit}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			unix.Close(fd)
 			lg.stray = -2
 			l.e.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
 			return
@@ -345,6 +332,20 @@ func (l *loop) connect(lg *leg) {
 	if connectTo(lg.fd, &lg.dest) == 0 {
 		lg.connected = true
 	}
+}
+
+// openStray opens lg's stray socket and adds it to the loop's epoll set.
+func (l *loop) openStray(lg *leg) (int, error) {
+	fd, err := openStray(lg.fd, l.e.cfg.IP, lg.port)
+	if err != nil {
+		return -1, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(lg.pair) | strayBit}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // tick sends due generated frames and, once a second, checks timeouts, advances recordings

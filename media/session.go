@@ -160,15 +160,10 @@ func (l *leg) admit(src *rawAddr, now int64) bool {
 	return true
 }
 
-// play starts p into the leg; onEnd runs (under the session's mu) after its last frame.
 // send sends p to the leg's destination.
-func (l *leg) send(p []byte) unix.Errno {
-	if l.connected {
-		return send(l.fd, p)
-	}
-	return sendto(l.fd, p, &l.dest)
-}
+func (l *leg) send(p []byte) unix.Errno { return sendOn(l.fd, l.connected, p, &l.dest) }
 
+// play starts p into the leg; onEnd runs (under the session's mu) after its last frame.
 func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.gen, l.prompt, l.pos, l.next, l.onEnd = genPrompt, p, 0, now, onEnd
 	l.s.setGenerating(true)

@@ -56,6 +56,15 @@ func send(fd int, p []byte) unix.Errno {
 	return e
 }
 
+// sendOn sends p on fd: without an address when fd is connected (to the leg's destination),
+// else to to.
+func sendOn(fd int, connected bool, p []byte, to *rawAddr) unix.Errno {
+	if connected {
+		return send(fd, p)
+	}
+	return sendto(fd, p, to)
+}
+
 // connectTo connects a UDP socket to a: it may then send without an address, which spares
 // the kernel a route lookup per datagram, and it receives only a's datagrams.
 func connectTo(fd int, a *rawAddr) unix.Errno {
