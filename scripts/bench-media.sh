@@ -20,6 +20,11 @@
 #   KEEP        1: keep the temp dir (configs, logs, reports) [0; kept on failure]
 #   BIN         a prebuilt trackline binary to measure instead of bin/trackline, which is
 #               built when stale (for A/B runs of two builds)
+#   BASELINE    1: after each run of the switch, the same run on scripts/bare-relay.c, a bare
+#               C epoll recv/send relay with no SIP, parsing or recording (needs cc); the
+#               summary adds its CPU per call and the switch's ratio to it, the median of the
+#               runs' ratios. Each pair of runs is back to back, so the machine's drift over
+#               minutes touches both alike [0]
 #
 # Per run, over the steady window only (the generator samples the switch at its two ends):
 # packet loss (per call and direction, from the payload's sequence stamps), the switch's CPU
@@ -44,6 +49,8 @@ NUMBERS=${NUMBERS:-20}
 MEDIA=${MEDIA:-1}
 LOOPS=${LOOPS:-1}
 KEEP=${KEEP:-0}
+BASELINE=${BASELINE:-0}
+RELAY_FIRST=10000 # the bare relay's ports: FIRST .. FIRST+4N, below the ephemeral range
 
 BIN=${BIN:-}
 GEN=bin/trackline-mediaload
@@ -67,10 +74,12 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-media.XXXXXX")
 server_pid=""
+relay_pid=""
 ok_exit=0
 cleanup() {
 	local rc=$?
 	stop_pid "$server_pid" 5
+	stop_pid "$relay_pid" 5
 	if [ "$rc" -eq 0 ] && [ "$ok_exit" -eq 1 ] && [ "$KEEP" != 1 ]; then
 		rm -rf "$tmp"
 	else
@@ -85,6 +94,11 @@ if [ -z "$BIN" ]; then
 fi
 [ -x "$BIN" ] || die "$BIN is not an executable"
 go build -o "$GEN" ./cmd/trackline-mediaload
+RELAY=bin/bare-relay
+if [ "$BASELINE" = 1 ]; then
+	command -v cc >/dev/null 2>&1 || die "BASELINE=1 needs a C compiler (apt-get install gcc)"
+	cc -O2 -Wall -o "$RELAY" scripts/bare-relay.c
+fi
 
 # write_config DIR LINE_PORT
 write_config() {
@@ -149,6 +163,8 @@ line_port() {
 
 results="$tmp/results.tsv" # N run loss% sw%/call p50 p99 p999 B/call-s allocs/pkt gen%/call up failed other%
 : >"$results"
+baseline="$tmp/baseline.tsv" # N run loss% relay%/call p50 p99 p999 other% ratio
+: >"$baseline"
 failed_runs=0
 
 # bench N RUN
@@ -216,13 +232,49 @@ bench() {
 		"UDP RcvbufErrors Δ ${f[18]}; switch warn+error logs ${f[19]}"
 }
 
+# bench_bare N RUN: the same run on the bare relay; the ratio is to the switch's run just before.
+bench_bare() {
+	local n=$1 r=$2 dir="$tmp/n$1-run$2-bare" rc=0 line="" i
+	mkdir -p "$dir"
+	"$RELAY" 127.0.0.1 "$RELAY_FIRST" "$n" >"$dir/relay.out" 2>&1 &
+	relay_pid=$!
+	for ((i = 0; i < 100; i++)); do
+		line=$(grep -m1 '^ready' "$dir/relay.out" || true)
+		[ -n "$line" ] && break
+		kill -0 "$relay_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	[ -n "$line" ] || { cat "$dir/relay.out" >&2; die "the bare relay did not start (N=$n)"; }
+	"$GEN" -relay "127.0.0.1:$RELAY_FIRST" -bind 127.0.0.1 -calls "$n" -duration "${DURATION}s" \
+		-switch-pid "$relay_pid" -loops "$LOOPS" -json -v >"$dir/report.json" 2>"$dir/generator.log" || rc=$?
+	stop_pid "$relay_pid" 5
+	relay_pid=""
+	jq -e . "$dir/report.json" >/dev/null 2>&1 || { tail -20 "$dir/generator.log" >&2; die "N=$n run $r: no report from the bare relay's run (exit $rc)"; }
+	local sw row
+	sw=$(awk -F'\t' -v n="$n" -v r="$r" '$1 == n && $2 == r {print $4}' "$results")
+	row=$(jq -r --arg n "$n" --arg r "$r" --arg sw "${sw:-n/a}" '
+		def f(x; p): if x == null then "n/a" else (x * pow(10; p) | round / pow(10; p) | tostring) end;
+		[ $n, $r, f(.loss_pct.total; 4), f(.switch.cpu_pct_per_call; 4),
+		  f(.latency_us.p50; 0), f(.latency_us.p99; 0), f(.latency_us.p999; 0),
+		  f(if .duration_s > 0 then 100 * .other_window_cpu_s / .duration_s else null end; 1),
+		  (if $sw == "n/a" or .switch.cpu_pct_per_call == null then "n/a"
+		   else f(($sw | tonumber) / .switch.cpu_pct_per_call; 2) end)
+		] | @tsv' "$dir/report.json")
+	printf '%s\n' "$row" >>"$baseline"
+	local f
+	IFS=$'\t' read -ra f <<<"$row"
+	say "N=$n run $r: bare relay: loss ${f[2]} %, CPU ${f[3]} % of a core per call, latency p50/p99/p99.9" \
+		"${f[4]}/${f[5]}/${f[6]} µs; other processes ${f[7]} % of a core; the switch used ${f[8]} times as much"
+}
+
 for n in $CALLS; do
 	for ((r = 1; r <= RUNS; r++)); do
 		bench "$n" "$r"
+		[ "$BASELINE" = 1 ] && bench_bare "$n" "$r"
 	done
 done
 
-# median N COLUMN: the median of a column over N's runs, ignoring n/a.
+# median N COLUMN [FILE]: the median of a column over N's runs, ignoring n/a.
 median() {
 	awk -F'\t' -v n="$1" -v c="$2" '$1 == n && $c != "n/a" {v[++k] = $c + 0}
 		END {
@@ -230,7 +282,7 @@ median() {
 			for (i = 2; i <= k; i++) {x = v[i]; for (j = i - 1; j > 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
 			m = (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
 			print m
-		}' "$results"
+		}' "${3:-$results}"
 }
 
 echo
@@ -243,6 +295,18 @@ for n in $CALLS; do
 		"$(median "$n" 4)" "$(median "$n" 5)" "$(median "$n" 6)" "$(median "$n" 7)" "$(median "$n" 8)" \
 		"$(median "$n" 9)" "$(median "$n" 10)" "$(median "$n" 13)"
 done
+if [ "$BASELINE" = 1 ]; then
+	echo
+	echo "The bare C relay (scripts/bare-relay.c) in the same runs, each right after the switch's:"
+	echo
+	echo "| calls | loss % | bare relay CPU % of a core per call | latency p50 / p99 / p99.9 µs | other processes % of a core | switch ÷ bare relay (median of the runs' ratios) |"
+	echo "| --- | --- | --- | --- | --- | --- |"
+	for n in $CALLS; do
+		printf '| %s | %s | %s | %s / %s / %s | %s | %s |\n' "$n" "$(median "$n" 3 "$baseline")" \
+			"$(median "$n" 4 "$baseline")" "$(median "$n" 5 "$baseline")" "$(median "$n" 6 "$baseline")" \
+			"$(median "$n" 7 "$baseline")" "$(median "$n" 8 "$baseline")" "$(median "$n" 9 "$baseline")"
+	done
+fi
 echo
 echo "Goals: ≤ 0.07 % of a core per recorded call at 200 and ≤ 0.05 % at 500; < 0.1 % loss at 1,000;"
 echo "p99.9 added latency < 10,000 µs while recording; 0 allocations per relayed packet."

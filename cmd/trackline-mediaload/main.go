@@ -88,6 +88,7 @@ type config struct {
 	deadline   time.Duration
 	switchPID  int
 	metricsURL string
+	relay      netip.AddrPort // a bare relay's first port: no SIP (see rampDirect)
 	json       bool
 	verbose    bool
 	cpuProfile string
@@ -107,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	sw := fs.String("switch", "127.0.0.1:5060", "the switch's SIP address (UDP)")
 	listen := fs.String("listen", "127.0.0.1:5090", "the business line's SIP address (the switch rings it there)")
 	bind := fs.String("bind", "127.0.0.1", "the trunk's address for SIP and RTP")
+	relay := fs.String("relay", "", "ADDR:FIRST of scripts/bare-relay.c instead of a switch: no SIP; call i's trunk side sends to port FIRST+4i, its line side to FIRST+4i+2")
 	fs.IntVar(&c.calls, "calls", 100, "concurrent calls")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "the measuring window: media time once every call is up")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "wait between the last call up and the window")
@@ -137,6 +139,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.listen, err = loopbackAddrPort("-listen", *listen); err != nil {
 		return c, err
 	}
+	if *relay != "" {
+		if c.relay, err = loopbackAddrPort("-relay", *relay); err != nil {
+			return c, err
+		}
+	}
 	if c.bind, err = netip.ParseAddr(*bind); err != nil || !c.bind.Is4() || !c.bind.IsLoopback() {
 		return c, fmt.Errorf("-bind %q: want an IPv4 loopback address", *bind)
 	}
@@ -155,6 +162,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-tick: want 100µs to 20ms")
 	case c.deadline < 0:
 		return c, errors.New("-deadline: want 0 or more")
+	case c.relay.IsValid() && int(c.relay.Port())+4*c.calls > 65535:
+		return c, errors.New("-relay: the calls' ports do not fit below 65536")
 	}
 	if *numbers != "" {
 		for n := range strings.SplitSeq(*numbers, ",") {

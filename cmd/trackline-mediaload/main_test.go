@@ -2,9 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
+	"log/slog"
 	"math"
+	"net"
 	"net/netip"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,6 +277,9 @@ func TestParseFlags(t *testing.T) {
 		{"no calls", []string{"-calls", "0"}, false},
 		{"short window", []string{"-duration", "500ms"}, false},
 		{"header injection", []string{"-numbers", "+3185\r\nX: y"}, false},
+		{"bare relay", []string{"-relay", "127.0.0.1:10000", "-calls", "1000"}, true},
+		{"bare relay not on loopback", []string{"-relay", "192.0.2.1:10000"}, false},
+		{"bare relay ports past 65535", []string{"-relay", "127.0.0.1:60000", "-calls", "2000"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,5 +412,97 @@ func TestHotPathAllocs(t *testing.T) {
 	}
 	if binary.BigEndian.Uint32(pkt[rtpHeaderLen:]) != magic {
 		t.Fatal("sent packet lacks the stamp")
+	}
+}
+
+// TestRunDirect runs the generator without SIP against a relay of the bare relay's layout
+// (scripts/bare-relay.c: pair i on ports FIRST+4i and FIRST+4i+2, each side connected to the
+// first source it hears): every call is up, every window packet arrives at the other side
+// of its own call, and the relay's CPU is sampled.
+func TestRunDirect(t *testing.T) {
+	const calls = 3
+	lo := netip.MustParseAddr("127.0.0.1")
+	var first uint16
+	var socks [2 * calls]*net.UDPConn
+	for try := 0; ; try++ {
+		first = uint16(11000 + 64*try)
+		ok := true
+		for i := range socks {
+			c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, first+uint16(2*i))))
+			if err != nil {
+				ok = false
+				break
+			}
+			socks[i] = c
+		}
+		if ok {
+			break
+		}
+		for i := range socks {
+			if socks[i] != nil {
+				socks[i].Close()
+				socks[i] = nil
+			}
+		}
+		if try == 20 {
+			t.Fatal("no free run of relay ports")
+		}
+	}
+	var mu sync.Mutex
+	peers := map[int]netip.AddrPort{}
+	var wg sync.WaitGroup
+	for i, c := range socks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				peers[i] = from
+				to, ok := peers[i^1]
+				mu.Unlock()
+				if ok {
+					socks[i^1].WriteToUDPAddrPort(buf[:n], to)
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range socks {
+			c.Close()
+		}
+		wg.Wait()
+	}()
+
+	var out bytes.Buffer
+	cfg, err := parseFlags([]string{"-relay", netip.AddrPortFrom(lo, first).String(), "-calls", fmt.Sprint(calls),
+		"-duration", "1s", "-settle", "200ms", "-switch-pid", fmt.Sprint(os.Getpid())}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := run(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CallsUp != calls || rep.CallsFailed != 0 {
+		t.Fatalf("calls up %d, failed %d; want %d, 0", rep.CallsUp, rep.CallsFailed, calls)
+	}
+	if want := uint64(2 * calls * 50); rep.PacketsSent < want {
+		t.Fatalf("sent %d packets in the window; want at least %d", rep.PacketsSent, want)
+	}
+	if rep.LossPct.Total != 0 || rep.MisroutedPackets != 0 {
+		t.Fatalf("loss %v %%, misrouted %d; want none", rep.LossPct.Total, rep.MisroutedPackets)
+	}
+	if rep.Switch == nil || rep.Switch.CPUPctPerCall == nil {
+		t.Fatalf("no CPU figure for the relay: %+v", rep.Switch)
+	}
+	if rep.CallSeconds <= 0 {
+		t.Fatalf("call seconds %v; want more than 0", rep.CallSeconds)
 	}
 }

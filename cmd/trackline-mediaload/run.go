@@ -54,6 +54,9 @@ func newGen(ctx context.Context, cfg config, log *slog.Logger) (*gen, error) {
 	if g.eng, err = newEngine(cfg.calls, cfg.loops, cfg.tick, cfg.grace); err != nil {
 		return nil, err
 	}
+	if cfg.relay.IsValid() {
+		return g, nil
+	}
 	if g.trunk, err = newPeer(netip.AddrPortFrom(cfg.bind, 0), log); err != nil {
 		g.close()
 		return nil, fmt.Errorf("trunk: %w", err)
@@ -86,13 +89,17 @@ func (g *gen) close() {
 // run is the whole run: ramp, settle, window, stragglers, hang-up; it fills rep.
 func (g *gen) run(ctx context.Context, rep *report) error {
 	g.eng.start()
-	err := g.ramp(ctx)
+	ramp, hangup := g.ramp, g.hangup
+	if g.cfg.relay.IsValid() {
+		ramp, hangup = g.rampDirect, g.hangupDirect
+	}
+	err := ramp(ctx)
 	var a, b sample
 	if err == nil {
 		a, b, err = g.measure(ctx)
 	}
 	g.eng.stop()
-	g.hangup(ctx)
+	hangup(ctx)
 	g.fill(rep, a, b)
 	return err
 }
@@ -126,6 +133,53 @@ func (g *gen) ramp(ctx context.Context) error {
 		return errors.New("no call was answered")
 	}
 	return nil
+}
+
+// rampDirect is ramp without SIP, for the bare relay: each call's two sockets send to their
+// ports of the relay (-relay) at once.
+func (g *gen) rampDirect(ctx context.Context) error {
+	first := g.cfg.relay
+	for i := range g.cfg.calls {
+		if ctx.Err() != nil {
+			return fmt.Errorf("ramp (%d of %d calls placed): %w", g.placed, g.cfg.calls, ctx.Err())
+		}
+		c := &g.calls[i]
+		g.placed++
+		trunk, _, err := g.eng.openSocket(g.cfg.bind, i, lineToTrunk)
+		if err != nil {
+			c.fail = "socket"
+			continue
+		}
+		line, _, err := g.eng.openSocket(g.cfg.bind, i, trunkToLine)
+		if err != nil {
+			c.fail = "socket"
+			continue
+		}
+		port := first.Port() + uint16(4*i)
+		g.eng.activate(i, trunkToLine, trunk, netip.AddrPortFrom(first.Addr(), port))
+		g.eng.activate(i, lineToTrunk, line, netip.AddrPortFrom(first.Addr(), port+2))
+		c.answered = time.Now()
+		c.up.Store(true)
+		g.lineUp.Add(1)
+	}
+	g.ramped = true
+	if g.upCount() == 0 {
+		return errors.New("no call could open its sockets")
+	}
+	return nil
+}
+
+// hangupDirect ends rampDirect's calls.
+func (g *gen) hangupDirect(context.Context) {
+	now := time.Now()
+	for i := range g.placed {
+		if g.calls[i].up.Load() {
+			g.eng.deactivate(i, trunkToLine)
+			g.eng.deactivate(i, lineToTrunk)
+			g.calls[i].ended = now
+		}
+	}
+	g.ended = true
 }
 
 func (g *gen) upCount() int {
