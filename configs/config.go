@@ -88,6 +88,7 @@ type Media struct {
 	RTPTimeout  time.Duration `yaml:"rtp_timeout"`  // no RTP this long ends a call (default 60s; -1s disables)
 	LatchWindow time.Duration `yaml:"latch_window"` // NAT latching window (default 3s)
 	Loops       int           `yaml:"loops"`        // packet loops (default 1)
+	BatchWait   time.Duration `yaml:"batch_wait"`   // wait after a small batch of packets before reading again (default 2ms; -1s: none)
 }
 
 // Ports parses RTPPorts.
@@ -477,6 +478,9 @@ func (c *Config) Check() Problems {
 	}
 	if c.Media.LatchWindow < 0 || c.Media.LatchWindow > time.Minute {
 		add("media.latch_window", "must be between 0 and 1m")
+	}
+	if c.Media.BatchWait < 0 && c.Media.BatchWait != -time.Second || c.Media.BatchWait > 20*time.Millisecond {
+		add("media.batch_wait", "must be between 0 and 20ms, or -1s for none")
 	}
 	if c.Media.Loops < 1 || c.Media.Loops > 16 {
 		add("media.loops", "must be between 1 and 16")

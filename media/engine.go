@@ -29,6 +29,9 @@ import (
 	"github.com/trackline/trackline/store"
 )
 
+// DefaultBatchWait is Config.BatchWait's default: see docs/benchmarks.md for what it saves.
+const DefaultBatchWait = 2 * time.Millisecond
+
 // Config configures the anchor.
 type Config struct {
 	IP       netip.Addr // the IPv4 address the RTP sockets bind to
@@ -43,6 +46,12 @@ type Config struct {
 	// it is not the announced address (NAT); 0 means 3 s.
 	LatchWindow time.Duration
 	Loops       int // packet loops (default 1; at most one per core)
+	// BatchWait is the least time between two reads of a loop's ready sockets while packets
+	// trickle in: after a small batch the loop sleeps out the rest of it, so that one
+	// wake-up serves the packets of many calls. It adds at most that much to a packet's time
+	// in the relay, and nothing under load, when batches are large. 0 means
+	// DefaultBatchWait; negative turns it off (a wake-up per arrival).
+	BatchWait time.Duration
 	// DefaultDisclaimer is the WAV played for the prompt name "default".
 	DefaultDisclaimer []byte
 }
@@ -71,6 +80,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Loops <= 0 {
 		c.Loops = 1
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = DefaultBatchWait
 	}
 	return nil
 }

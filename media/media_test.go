@@ -187,8 +187,16 @@ func bridged(t *testing.T, f *fixture, a, b *endpoint, aPTs, bPTs []string) (*Se
 	return s, anchorAddr(t, s.CallerSDP()), anchorAddr(t, s.Offer())
 }
 
+// TestRelayBothWays relays with the default batch wait, with none (a read per arrival), and
+// with a long one.
 func TestRelayBothWays(t *testing.T) {
-	f := newFixture(t, Config{}, recordingCustomer())
+	for _, wait := range []time.Duration{0, -1, 10 * time.Millisecond} {
+		t.Run(fmt.Sprintf("batch_wait=%v", wait), func(t *testing.T) { relayBothWays(t, Config{BatchWait: wait}) })
+	}
+}
+
+func relayBothWays(t *testing.T, cfg Config) {
+	f := newFixture(t, cfg, recordingCustomer())
 	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
 	s, toA, toB := bridged(t, f, a, b, []string{"0", "101"}, []string{"0", "101"})
 

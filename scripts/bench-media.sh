@@ -18,6 +18,9 @@
 #               generator itself) [1]
 #   LOOPS       the generator's media loops (OS threads) [1]
 #   KEEP        1: keep the temp dir (configs, logs, reports) [0; kept on failure]
+#   TICK        the generator's pacing step within each 20 ms slot: all packets of a step leave
+#               together (-tick; 100us spreads them closer to independent phones) [1ms]
+#   BATCH_WAIT  the switch's media.batch_wait (e.g. 4ms, or -1s for none) [its default]
 #   BIN         a prebuilt trackline binary to measure instead of bin/trackline, which is
 #               built when stale (for A/B runs of two builds)
 #   BASELINE    1: after each run of the switch, the same run on scripts/bare-relay.c, a bare
@@ -49,6 +52,7 @@ NUMBERS=${NUMBERS:-20}
 MEDIA=${MEDIA:-1}
 LOOPS=${LOOPS:-1}
 KEEP=${KEEP:-0}
+TICK=${TICK:-1ms}
 BASELINE=${BASELINE:-0}
 RELAY_FIRST=10000 # the bare relay's ports: FIRST .. FIRST+4N, below the ephemeral range
 
@@ -105,7 +109,8 @@ write_config() {
 	local dir=$1 line_port=$2 media="" recording=""
 	if [ "$MEDIA" = 1 ]; then
 		media="media:
-  rtp_ports: 20000-29999
+  rtp_ports: 20000-29999${BATCH_WAIT:+
+  batch_wait: $BATCH_WAIT}
 recordings:
   dir: $dir/recordings"
 		recording="    recording: {enabled: true}"
@@ -180,7 +185,7 @@ bench() {
 	rcv0=$(udp_rcvbuf_errors)
 	"$GEN" -switch "$sip_addr" -listen "127.0.0.1:$port" -bind 127.0.0.1 -calls "$n" \
 		-duration "${DURATION}s" -setup-rate "$SETUP_RATE" -number-first "$FIRST" -number-count "$NUMBERS" \
-		-switch-pid "$pid" -switch-metrics "http://$metrics_addr/metrics" -loops "$LOOPS" -json -v \
+		-switch-pid "$pid" -switch-metrics "http://$metrics_addr/metrics" -loops "$LOOPS" -tick "$TICK" -json -v \
 		>"$dir/report.json" 2>"$dir/generator.log" || rc=$?
 	rcv1=$(udp_rcvbuf_errors)
 	kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/switch.log" >&2; die "the switch died during N=$n run $r (log: $dir/switch.log)"; }
@@ -246,7 +251,7 @@ bench_bare() {
 	done
 	[ -n "$line" ] || { cat "$dir/relay.out" >&2; die "the bare relay did not start (N=$n)"; }
 	"$GEN" -relay "127.0.0.1:$RELAY_FIRST" -bind 127.0.0.1 -calls "$n" -duration "${DURATION}s" \
-		-switch-pid "$relay_pid" -loops "$LOOPS" -json -v >"$dir/report.json" 2>"$dir/generator.log" || rc=$?
+		-switch-pid "$relay_pid" -loops "$LOOPS" -tick "$TICK" -json -v >"$dir/report.json" 2>"$dir/generator.log" || rc=$?
 	stop_pid "$relay_pid" 5
 	relay_pid=""
 	jq -e . "$dir/report.json" >/dev/null 2>&1 || { tail -20 "$dir/generator.log" >&2; die "N=$n run $r: no report from the bare relay's run (exit $rc)"; }
