@@ -117,10 +117,7 @@ func (l *loop) run() {
 	timeout := 1000
 	batch := int64(l.e.cfg.BatchWait)
 	for !l.stop.Load() {
-		n, err := epollWait(l.epfd, events, 0)
-		if n == 0 && err == 0 {
-			n, err = epollWait(l.epfd, events, timeout)
-		}
+		n, err := epollWait(l.epfd, events, timeout)
 		if err != 0 && err != unix.EINTR {
 			l.e.log.Error("epoll_wait", "err", err)
 			time.Sleep(10 * time.Millisecond)
@@ -128,8 +125,7 @@ func (l *loop) run() {
 		if err != 0 {
 			n = 0
 		}
-		now := monoNow()
-		start := now
+		start := monoNow() // the batch's time, and the batch wait's start
 		for i := 0; i < n; i++ {
 			ev := &events[i]
 			switch {
@@ -139,9 +135,9 @@ func (l *loop) run() {
 			case ev.Pad&rtcpBit != 0:
 				l.readRTCP(int(ev.Pad &^ rtcpBit))
 			case ev.Pad&strayBit != 0:
-				l.readRTP(int(ev.Pad&^strayBit), true, now)
+				l.readRTP(int(ev.Pad&^strayBit), true, start)
 			default:
-				l.readRTP(int(ev.Pad), false, now)
+				l.readRTP(int(ev.Pad), false, start)
 			}
 		}
 		// Sockets are closed here, after the batch: no event of this batch can name a
@@ -149,7 +145,7 @@ func (l *loop) run() {
 		if l.pending.Load() {
 			l.commands()
 		}
-		now = monoNow()
+		now := monoNow()
 		timeout = l.tick(now)
 		// A small batch: sleep out the rest of the batch wait, so that the next read finds
 		// the packets of many calls ready (see Config.BatchWait). The next timer still
