@@ -89,6 +89,8 @@ type Media struct {
 	LatchWindow time.Duration `yaml:"latch_window"` // NAT latching window (default 3s)
 	Loops       int           `yaml:"loops"`        // packet loops (default 1)
 	BatchWait   time.Duration `yaml:"batch_wait"`   // wait after a small batch of packets before reading again (default 2ms; -1s: none)
+	// SCHED_FIFO priority of the packet loops' threads (default 10; -1: none)
+	RealtimePriority int `yaml:"realtime_priority"`
 }
 
 // Ports parses RTPPorts.
@@ -481,6 +483,9 @@ func (c *Config) Check() Problems {
 	}
 	if c.Media.BatchWait < 0 && c.Media.BatchWait != -time.Second || c.Media.BatchWait > 20*time.Millisecond {
 		add("media.batch_wait", "must be between 0 and 20ms, or -1s for none")
+	}
+	if c.Media.RealtimePriority < -1 || c.Media.RealtimePriority > 99 {
+		add("media.realtime_priority", "must be between 1 and 99, or -1 for none")
 	}
 	if c.Media.Loops < 1 || c.Media.Loops > 16 {
 		add("media.loops", "must be between 1 and 16")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/configs"
+	"github.com/trackline/trackline/media"
 )
 
 // The operations files under configs/: the Prometheus scrape config and alert rules, the
@@ -250,10 +251,26 @@ func TestSystemdUnitDirectives(t *testing.T) {
 		t.Errorf("AmbientCapabilities=%q, but a default port below 1024: %v", amb, low)
 	}
 
-	// Descriptors: 4 UDP sockets and a recording file per anchored call, for 4,000 calls.
+	// Descriptors: 6 UDP sockets (RTP, RTCP and a stray socket per leg) and a recording file
+	// per anchored call, for 4,000 calls.
 	nofile, _ := u.last(svc, "LimitNOFILE")
-	if n, err := strconv.Atoi(nofile); err != nil || n < 4000*5 {
-		t.Errorf("LimitNOFILE=%q, want a number of at least %d", nofile, 4000*5)
+	if n, err := strconv.Atoi(nofile); err != nil || n < 4000*7 {
+		t.Errorf("LimitNOFILE=%q, want a number of at least %d", nofile, 4000*7)
+	}
+
+	// The packet loops' real-time priority (media.realtime_priority) is allowed, without a
+	// capability: RLIMIT_RTPRIO covers the default, and no seccomp rule forbids it.
+	prio := cfg.Media.RealtimePriority
+	if prio == 0 {
+		prio = media.DefaultRealtimePriority
+	}
+	if rtprio, _ := u.last(svc, "LimitRTPRIO"); prio > 0 {
+		if n, err := strconv.Atoi(rtprio); err != nil || n < prio {
+			t.Errorf("LimitRTPRIO=%q, want at least media.realtime_priority %d", rtprio, prio)
+		}
+	}
+	if rr, _ := u.last(svc, "RestrictRealtime"); rr == "yes" || rr == "true" {
+		t.Errorf("RestrictRealtime=%s forbids the packet loops' real-time priority", rr)
 	}
 
 	// Stopping waits for the drain and the HTTP shutdown (10 s) before SIGKILL.

@@ -32,6 +32,10 @@ import (
 // DefaultBatchWait is Config.BatchWait's default: see docs/benchmarks.md for what it saves.
 const DefaultBatchWait = 2 * time.Millisecond
 
+// DefaultRealtimePriority is Config.RealtimePriority's default: low among real-time
+// priorities, below the kernel's own threads that use them (e.g. 50 for threaded IRQs).
+const DefaultRealtimePriority = 10
+
 // Config configures the anchor.
 type Config struct {
 	IP       netip.Addr // the IPv4 address the RTP sockets bind to
@@ -52,6 +56,11 @@ type Config struct {
 	// in the relay, and nothing under load, when batches are large. 0 means
 	// DefaultBatchWait; negative turns it off (a wake-up per arrival).
 	BatchWait time.Duration
+	// RealtimePriority is the SCHED_FIFO priority (1-99) of the loops' threads, so that a
+	// loop runs the moment packets arrive however busy the cores are. When the process may
+	// not use it (RLIMIT_RTPRIO, CAP_SYS_NICE) the loops run without, and say so in the log.
+	// 0 means DefaultRealtimePriority; negative turns it off.
+	RealtimePriority int
 	// DefaultDisclaimer is the WAV played for the prompt name "default".
 	DefaultDisclaimer []byte
 }
@@ -83,6 +92,12 @@ func (c *Config) defaults() error {
 	}
 	if c.BatchWait == 0 {
 		c.BatchWait = DefaultBatchWait
+	}
+	if c.RealtimePriority == 0 {
+		c.RealtimePriority = DefaultRealtimePriority
+	}
+	if c.RealtimePriority > 99 {
+		return fmt.Errorf("media: real-time priority %d: want 1-99, or negative for none", c.RealtimePriority)
 	}
 	return nil
 }

@@ -108,8 +108,8 @@ func (l *loop) run() {
 	runtime.LockOSThread()
 	holdP(1)
 	defer holdP(-1)
-	if err := shortSlice(); err != nil {
-		l.e.log.Debug("scheduler slice of the packet loop", "err", err)
+	if l.schedule() {
+		defer l.e.m.realtime.Add(-1)
 	}
 	defer close(l.stopped)
 	events := make([]unix.EpollEvent, 256)
@@ -159,6 +159,24 @@ func (l *loop) run() {
 	for _, s := range l.sessions {
 		l.release(s)
 	}
+}
+
+// schedule sets the loop thread's scheduling (loopScheduling), says so in the log and
+// publishes it; true with real-time priority.
+func (l *loop) schedule() bool {
+	prio := l.e.cfg.RealtimePriority
+	how, err := loopScheduling(prio)
+	switch {
+	case how == schedRealtime:
+		l.e.m.realtime.Add(1)
+		l.e.log.Info("packet loop runs with real-time priority", "policy", "SCHED_FIFO", "priority", prio)
+	case prio > 0:
+		l.e.log.Warn("packet loop runs without real-time priority: allow it with LimitRTPRIO (systemd) or CAP_SYS_NICE, or set media.realtime_priority: -1",
+			"priority", prio, "scheduling", how, "err", err)
+	case err != nil:
+		l.e.log.Debug("packet loop scheduling", "err", err)
+	}
+	return how == schedRealtime
 }
 
 // smallBatch is the batch size below which a loop sleeps out its batch wait: one wake-up

@@ -57,27 +57,55 @@ func sleep(d int64) {
 	unix.RawSyscall6(unix.SYS_CLOCK_NANOSLEEP, unix.CLOCK_MONOTONIC, 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 }
 
-// loopSlice is the scheduler slice a loop's thread asks for. A loop sleeps between batches;
-// when it wakes while both cores are busy, EEVDF (Linux 6.6+) lets it preempt a running
-// thread only if its virtual deadline comes first, and with the default slice (0.7-3 ms by
-// core count) it often waits out the running thread's: packets then sit in their sockets for
-// milliseconds. A short slice (sched_runtime of SCHED_OTHER, Linux 6.12+; clamped by the
-// kernel to at least 0.1 ms) makes its deadline early, so it runs at once, in short turns.
-// It needs no privilege and changes no share of the CPU.
+// loopSlice is the scheduler slice a loop's thread asks for when it runs without real-time
+// priority. A loop sleeps between batches; when it wakes while both cores are busy, EEVDF
+// (Linux 6.6+) lets it preempt a running thread only if its virtual deadline comes first,
+// and with the default slice (0.7-3 ms by core count) it often waits out the running
+// thread's: packets then sit in their sockets for milliseconds. A short slice (sched_runtime
+// of SCHED_OTHER, Linux 6.12+; clamped by the kernel to at least 0.1 ms) makes its deadline
+// early, so it runs at once, in short turns. It needs no privilege and changes no share of
+// the CPU.
 const loopSlice = 100 * time.Microsecond
 
-// shortSlice gives the calling thread loopSlice, unless it runs under a policy other than
-// SCHED_OTHER (set by the operator, e.g. chrt). Kernels before 6.12 ignore the slice.
-func shortSlice() error {
+// How a loop's thread is scheduled (loopScheduling).
+const (
+	schedRealtime = "realtime" // SCHED_FIFO at the configured priority
+	schedSlice    = "slice"    // SCHED_OTHER with loopSlice
+	schedExternal = "external" // a policy set from outside (e.g. chrt), left alone
+)
+
+// loopScheduling schedules the calling (locked) thread for a packet loop. With prio > 0 it
+// asks for SCHED_FIFO at prio: the loop then preempts every ordinary thread the moment
+// packets wake it, and no busy core holds its packets back (Asterisk's -p and FreeSWITCH's
+// -rp do the same for their media threads). That needs RLIMIT_RTPRIO >= prio (systemd:
+// LimitRTPRIO=) or CAP_SYS_NICE; without it, or with prio <= 0, the thread gets loopSlice
+// under SCHED_OTHER. SCHED_FLAG_RESET_ON_FORK keeps either from passing to threads this one
+// creates. The loop sleeps in epoll_wait whenever its sockets are empty, and the kernel's
+// real-time throttling (sched_rt_runtime_us) keeps a flood from taking a whole core. It
+// returns how the thread is scheduled now, and the error that refused real-time priority.
+func loopScheduling(prio int) (string, error) {
 	a, err := unix.SchedGetAttr(0, 0)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if a.Policy != unix.SCHED_NORMAL {
-		return nil
+		return schedExternal, nil
+	}
+	var rtErr error
+	if prio > 0 {
+		rt := *a
+		rt.Policy, rt.Priority, rt.Nice, rt.Runtime = unix.SCHED_FIFO, uint32(prio), 0, 0
+		rt.Flags = unix.SCHED_FLAG_RESET_ON_FORK
+		if rtErr = unix.SchedSetAttr(0, &rt, 0); rtErr == nil {
+			return schedRealtime, nil
+		}
 	}
 	a.Runtime = uint64(loopSlice)
-	return unix.SchedSetAttr(0, a, 0)
+	a.Flags = unix.SCHED_FLAG_RESET_ON_FORK
+	if err := unix.SchedSetAttr(0, a, 0); err != nil {
+		return "", err
+	}
+	return schedSlice, rtErr
 }
 
 // send writes one datagram on a connected socket.
