@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Installed by `scripts/deps.sh lint` (version pinned there), run by full path.
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: help build run call deps test bench bench-startup bench-sip bench-media bench-compact fmt vet lint clean
+.PHONY: help build run call deps test bench bench-startup bench-sip bench-media bench-floor bench-compact fmt vet lint clean
 
 help:
 	@echo 'build          go build -o $(BIN) ./cmd/trackline (version $(VERSION))'
@@ -19,6 +19,7 @@ help:
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
 	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
 	@echo 'bench-media    200/500/1,000 concurrent anchored, recorded calls: loss, CPU, latency, disk'
+	@echo 'bench-floor    the same RTP load through bare C relays (epoll, io_uring): the machine'"'"'s floor'
 	@echo 'bench-compact  store compaction (erasure) on 1M sessions: copy time, write pause'
 	@echo 'fmt vet lint   gofmt -w, go vet, staticcheck'
 	@echo 'clean          remove bin/'
@@ -51,6 +52,9 @@ bench-sip: build
 
 bench-media: build
 	bash scripts/bench-media.sh
+
+bench-floor:
+	bash scripts/bench-floor.sh
 
 bench-compact:
 	bash scripts/bench-compact.sh

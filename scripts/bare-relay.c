@@ -9,7 +9,11 @@
  * recvfrom per ready socket, and a socket connect()ed to the first source it hears (the
  * latch), so the other side of the pair sends with a plain send and no route lookup.
  *
- * usage: bare-relay ADDR FIRST CALLS    (runs until SIGTERM or SIGINT)
+ * WAIT_US, when given, is a batch wait like the switch's media.batch_wait: after a batch of
+ * fewer than 32 packets the loop sleeps out the rest of WAIT_US before it reads again.
+ * scripts/bench-floor.sh compares it with scripts/bare-relay-uring.c.
+ *
+ * usage: bare-relay ADDR FIRST CALLS [WAIT_US]    (runs until SIGTERM or SIGINT)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +24,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "bare-relay.h"
 
 static volatile sig_atomic_t stop;
 
@@ -33,18 +40,20 @@ struct side {
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: bare-relay ADDR FIRST CALLS\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: bare-relay ADDR FIRST CALLS [WAIT_US]\n");
 		return 2;
 	}
+	long wait_us = argc == 5 ? strtol(argv[4], NULL, 10) : 0;
 	struct in_addr addr;
 	if (inet_pton(AF_INET, argv[1], &addr) != 1) {
 		fprintf(stderr, "bare-relay: %s: not an IPv4 address\n", argv[1]);
 		return 2;
 	}
 	long first = strtol(argv[2], NULL, 10), calls = strtol(argv[3], NULL, 10);
-	if (first < 1024 || calls < 1 || first + 4 * calls > 65535) {
-		fprintf(stderr, "bare-relay: FIRST %ld and CALLS %ld do not fit in the port space\n", first, calls);
+	if (first < 1024 || calls < 1 || first + 4 * calls > 65535 || wait_us < 0 || wait_us > 20000) {
+		fprintf(stderr, "bare-relay: FIRST %ld and CALLS %ld do not fit in the port space, or WAIT_US %ld is not 0-20000\n",
+			first, calls, wait_us);
 		return 2;
 	}
 	int n = (int)(2 * calls);
@@ -79,6 +88,8 @@ int main(int argc, char **argv)
 	unsigned long long relayed = 0, dropped = 0;
 	while (!stop) {
 		int k = epoll_wait(ep, events, 256, 1000);
+		struct timespec t0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		for (int j = 0; j < k; j++) {
 			int i = (int)events[j].data.u32;
 			struct side *s = &sides[i], *peer = &sides[i ^ 1];
@@ -97,6 +108,8 @@ int main(int argc, char **argv)
 			}
 			relayed++;
 		}
+		if (k > 0 && k < SMALL_BATCH)
+			batch_wait(&t0, wait_us);
 	}
 	printf("relayed %llu dropped %llu\n", relayed, dropped);
 	return 0;
