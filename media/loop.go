@@ -105,6 +105,8 @@ func (l *loop) close() {
 }
 
 func (l *loop) run() {
+	// Locked for good: the thread ends with the loop, so its scheduling (loopScheduling)
+	// never passes to another goroutine.
 	runtime.LockOSThread()
 	holdP(1)
 	defer holdP(-1)
@@ -169,7 +171,15 @@ func (l *loop) schedule() bool {
 	switch {
 	case how == schedRealtime:
 		l.e.m.realtime.Add(1)
-		l.e.log.Info("packet loop runs with real-time priority", "policy", "SCHED_FIFO", "priority", prio)
+		if a, err := unix.SchedGetAttr(0, 0); err == nil {
+			policy := "SCHED_FIFO"
+			if a.Policy == unix.SCHED_RR {
+				policy = "SCHED_RR"
+			}
+			l.e.log.Info("packet loop runs with real-time priority", "policy", policy, "priority", a.Priority)
+		}
+	case how == schedExternal:
+		l.e.log.Info("packet loop keeps the scheduling policy it was started with")
 	case prio > 0:
 		l.e.log.Warn("packet loop runs without real-time priority: allow it with LimitRTPRIO (systemd) or CAP_SYS_NICE, or set media.realtime_priority: -1",
 			"priority", prio, "scheduling", how, "err", err)

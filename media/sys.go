@@ -71,7 +71,7 @@ const loopSlice = 100 * time.Microsecond
 const (
 	schedRealtime = "realtime" // SCHED_FIFO at the configured priority
 	schedSlice    = "slice"    // SCHED_OTHER with loopSlice
-	schedExternal = "external" // a policy set from outside (e.g. chrt), left alone
+	schedExternal = "external" // a policy other than SCHED_OTHER set from outside (e.g. chrt), left alone
 )
 
 // loopScheduling schedules the calling (locked) thread for a packet loop. With prio > 0 it
@@ -82,13 +82,18 @@ const (
 // under SCHED_OTHER. SCHED_FLAG_RESET_ON_FORK keeps either from passing to threads this one
 // creates. The loop sleeps in epoll_wait whenever its sockets are empty, and the kernel's
 // real-time throttling (sched_rt_runtime_us) keeps a flood from taking a whole core. It
-// returns how the thread is scheduled now, and the error that refused real-time priority.
+// returns how the thread is scheduled now, and the error that refused real-time priority. A
+// thread started under another policy than SCHED_OTHER (chrt) keeps it.
 func loopScheduling(prio int) (string, error) {
 	a, err := unix.SchedGetAttr(0, 0)
 	if err != nil {
 		return "", err
 	}
-	if a.Policy != unix.SCHED_NORMAL {
+	switch a.Policy {
+	case unix.SCHED_NORMAL:
+	case unix.SCHED_FIFO, unix.SCHED_RR: // real-time already (chrt)
+		return schedRealtime, nil
+	default:
 		return schedExternal, nil
 	}
 	var rtErr error

@@ -17,16 +17,16 @@ type scheduled struct {
 	attr *unix.SchedAttr
 }
 
-// scheduleThread runs loopScheduling(prio) on a new locked thread, first dropping
-// CAP_SYS_NICE from that thread when drop is set, and reports the thread's scheduling. The
-// goroutine ends locked, so the thread ends with it and its scheduling touches nothing else.
-func scheduleThread(t *testing.T, prio int, drop bool) scheduled {
+// scheduleThread runs loopScheduling(prio) on a new locked thread, after pre (if any) has
+// run on that thread, and reports the thread's scheduling. The goroutine ends locked, so the
+// thread ends with it and its scheduling touches nothing else.
+func scheduleThread(t *testing.T, prio int, pre func() error) scheduled {
 	t.Helper()
 	ch := make(chan scheduled, 1)
 	go func() {
 		runtime.LockOSThread()
-		if drop {
-			if err := dropCapSysNice(); err != nil {
+		if pre != nil {
+			if err := pre(); err != nil {
 				ch <- scheduled{err: err}
 				return
 			}
@@ -95,7 +95,7 @@ func TestLoopScheduling(t *testing.T) {
 	allowed := rtprioLimit(t) >= prio || hasCapSysNice()
 
 	t.Run("priority", func(t *testing.T) {
-		s := scheduleThread(t, prio, false)
+		s := scheduleThread(t, prio, nil)
 		if !allowed {
 			wantSlice(t, s)
 			if !errors.Is(s.err, unix.EPERM) {
@@ -114,17 +114,37 @@ func TestLoopScheduling(t *testing.T) {
 		if rtprioLimit(t) >= prio {
 			t.Skipf("RLIMIT_RTPRIO allows priority %d without CAP_SYS_NICE; the priority case covers it", prio)
 		}
-		s := scheduleThread(t, prio, true)
+		s := scheduleThread(t, prio, dropCapSysNice)
 		wantSlice(t, s)
 		if !errors.Is(s.err, unix.EPERM) {
 			t.Errorf("err = %v, want EPERM", s.err)
 		}
 	})
 	t.Run("none", func(t *testing.T) {
-		s := scheduleThread(t, -1, false)
+		s := scheduleThread(t, -1, nil)
 		wantSlice(t, s)
 		if s.err != nil {
 			t.Errorf("err = %v", s.err)
+		}
+	})
+	// A policy set from outside (chrt) stays: SCHED_BATCH needs no privilege.
+	t.Run("external", func(t *testing.T) {
+		s := scheduleThread(t, prio, func() error {
+			return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}, 0)
+		})
+		if s.how != schedExternal || s.err != nil || s.attr.Policy != unix.SCHED_BATCH {
+			t.Errorf("got %q (%v), policy %d; want SCHED_BATCH left alone", s.how, s.err, s.attr.Policy)
+		}
+	})
+	t.Run("external real-time", func(t *testing.T) {
+		if !allowed {
+			t.Skipf("RLIMIT_RTPRIO < %d and no CAP_SYS_NICE: no real-time policy to start from", prio)
+		}
+		s := scheduleThread(t, prio, func() error {
+			return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_RR, Priority: 3}, 0)
+		})
+		if s.how != schedRealtime || s.err != nil || s.attr.Policy != unix.SCHED_RR || s.attr.Priority != 3 {
+			t.Errorf("got %q (%v), policy %d priority %d; want SCHED_RR at 3 left alone", s.how, s.err, s.attr.Policy, s.attr.Priority)
 		}
 	})
 }
