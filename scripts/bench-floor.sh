@@ -14,7 +14,7 @@
 # generator's pacing step [1ms]. Prints per run, then the medians, as a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/sipp.sh # stop_pid
+. scripts/sipp.sh # stop_pid, tsv_median
 CALLS=${CALLS:-500}
 DURATION=${DURATION:-15}
 RUNS=${RUNS:-2}
@@ -74,14 +74,7 @@ for ((r = 1; r <= RUNS; r++)); do
 	done
 done
 
-median() { # median NAME COLUMN
-	awk -F'\t' -v n="$1" -v c="$2" '$1 == n && $c != "n/a" {v[++k] = $c + 0}
-		END {
-			if (!k) {print "n/a"; exit}
-			for (i = 2; i <= k; i++) {x = v[i]; for (j = i - 1; j > 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
-			print (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-		}' "$rows"
-}
+median() { tsv_median "$rows" "$1" "$2"; } # median NAME COLUMN
 echo
 echo "$CALLS calls, ${DURATION} s, medians of $RUNS rounds (batch wait $WAIT_US µs where named):"
 echo

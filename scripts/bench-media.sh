@@ -44,7 +44,7 @@
 # figures, not failures of the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/sipp.sh # free_udp_port, stop_pid, udp_rcvbuf_errors, build_switch (sipp itself is not needed)
+. scripts/sipp.sh # free_udp_port, stop_pid, udp_rcvbuf_errors, build_switch, tsv_median (sipp itself is not needed)
 
 CALLS=${CALLS:-"200 500 1000"}
 RUNS=${RUNS:-1}
@@ -284,15 +284,7 @@ for n in $CALLS; do
 done
 
 # median N COLUMN [FILE]: the median of a column over N's runs, ignoring n/a.
-median() {
-	awk -F'\t' -v n="$1" -v c="$2" '$1 == n && $c != "n/a" {v[++k] = $c + 0}
-		END {
-			if (!k) {print "n/a"; exit}
-			for (i = 2; i <= k; i++) {x = v[i]; for (j = i - 1; j > 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
-			m = (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-			print m
-		}' "${3:-$results}"
-}
+median() { tsv_median "${3:-$results}" "$1" "$2"; }
 
 echo
 echo "Media: $(nproc) cores shared by the switch and the generator; MEDIA=$MEDIA; ${DURATION} s window; medians of $RUNS run(s); $(git describe --always --dirty 2>/dev/null || echo unknown)"

@@ -70,3 +70,14 @@ build_switch() {
 		go build -o "$bin" ./cmd/trackline
 	fi
 }
+
+# tsv_median FILE KEY COLUMN: the median of COLUMN over FILE's tab-separated rows whose first
+# field is KEY, ignoring n/a; n/a when there is none.
+tsv_median() {
+	awk -F'\t' -v n="$2" -v c="$3" '$1 == n && $c != "n/a" {v[++k] = $c + 0}
+		END {
+			if (!k) {print "n/a"; exit}
+			for (i = 2; i <= k; i++) {x = v[i]; for (j = i - 1; j > 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
+			print (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+		}' "$1"
+}
