@@ -38,7 +38,7 @@ type opsConfig struct {
 func readiness(stopping *atomic.Bool, db *store.DB, sw *sip.Switch, dataDir, recDir string, minFree uint64) []api.Check {
 	return []api.Check{
 		{Name: "draining", Fn: func(context.Context) error {
-			if stopping.Load() {
+			if stopping.Load() || sw.Draining() {
 				return errors.New("shutting down")
 			}
 			return nil
@@ -47,8 +47,10 @@ func readiness(stopping *atomic.Bool, db *store.DB, sw *sip.Switch, dataDir, rec
 			return db.View(func(*store.Tx) error { return nil })
 		}},
 		{Name: "sip", Fn: func(context.Context) error {
-			if !sw.Listening() {
-				return errors.New("not listening (starting, draining or closed)")
+			// A drain is the draining check's to report: the checks run one after
+			// another, and a drain that begins between them must not show as SIP's.
+			if !sw.Listening() && !sw.Draining() {
+				return errors.New("not listening (starting or closed)")
 			}
 			return nil
 		}},
