@@ -7,9 +7,9 @@
 //
 // A Ring belongs to one goroutine locked to one OS thread (runtime.LockOSThread): it is
 // created with IORING_SETUP_SINGLE_ISSUER and IORING_SETUP_DEFER_TASKRUN, so only the
-// thread that called New may submit or wait, and completions of socket operations are
-// produced only while that thread is in Enter (or EnterTimeout, or Submit with GETEVENTS
-// semantics as documented). Nothing in the package is safe for concurrent use.
+// thread that called New may submit or wait (the kernel answers others with EEXIST), and
+// the completions of socket operations are produced only while that thread is in Enter or
+// EnterTimeout. Nothing in the package is safe for concurrent use.
 //
 // Everything the kernel reads or writes after a call returns lives in memory the package
 // mapped itself (rings, submission entries, the recvmsg header, destination addresses,
@@ -299,10 +299,12 @@ func anonMap(size int) ([]byte, error) {
 	return b, nil
 }
 
-// Close releases the ring: the kernel cancels what is still in flight, and the memory
-// shared with it is unmapped. Closing the ring's descriptor first makes the kernel stop
-// touching that memory before it goes. Close may be called from any goroutine once the
-// ring's own goroutine no longer uses it; calling it again does nothing.
+// Close releases the ring and its buffer rings: the kernel cancels what is still in
+// flight, and the memory shared with it is unmapped. Closing the ring's descriptor first
+// makes the kernel stop touching that memory before it goes. Close may be called from any
+// goroutine once the ring's own goroutine no longer uses it; calling it again does
+// nothing. The Ring's methods then return ErrClosed or nothing, and its BufRings must not
+// be used.
 func (r *Ring) Close() error {
 	if r.fd < 0 {
 		return nil
@@ -316,6 +318,8 @@ func (r *Ring) Close() error {
 	}
 	r.ringMem, r.sqeMem, r.scratchM = nil, nil, nil
 	r.sqes, r.cqes, r.addrs, r.msg = nil, nil, nil, nil
+	r.sqHead, r.sqTail, r.cqHead, r.cqTail, r.cqOverflow = nil, nil, nil, nil, nil
+	r.cqSeenTail = r.cqLocalHead // Next finds nothing more
 	for _, b := range r.bufRings {
 		b.unmap()
 	}
@@ -335,7 +339,12 @@ func (r *Ring) CQEntries() uint32 { return uint32(len(r.cqes)) }
 // Overflow is the number of completions the kernel could not keep (the CQ ring's overflow
 // counter). With IORING_FEAT_NODROP it stays 0: the kernel holds completions that do not
 // fit and posts them when the ring has room again.
-func (r *Ring) Overflow() uint32 { return atomic.LoadUint32(r.cqOverflow) }
+func (r *Ring) Overflow() uint32 {
+	if r.fd < 0 {
+		return 0
+	}
+	return atomic.LoadUint32(r.cqOverflow)
+}
 
 // getSQE returns the next free submission entry, zeroed, submitting what the queue holds
 // first when it is full.
@@ -359,7 +368,12 @@ func (r *Ring) getSQE() (*sqe, uint32, error) {
 }
 
 // Pending is the number of prepared submissions the kernel has not taken yet.
-func (r *Ring) Pending() uint32 { return r.sqeTail - atomic.LoadUint32(r.sqHead) }
+func (r *Ring) Pending() uint32 {
+	if r.fd < 0 {
+		return 0
+	}
+	return r.sqeTail - atomic.LoadUint32(r.sqHead)
+}
 
 // flush publishes the prepared submissions and the consumed completions to the kernel.
 func (r *Ring) flush() uint32 {
@@ -376,7 +390,9 @@ func (r *Ring) enter(toSubmit, waitNr, flags uint32, arg unsafe.Pointer, argSz u
 
 // result turns io_uring_enter's outcome into the number of submissions the kernel took
 // and an error. EINTR (a signal, e.g. the Go scheduler's preemption) and ETIME (the
-// timeout) are no errors: the caller looks at the completions and calls again.
+// timeout) are no errors: the caller looks at the completions and calls again. EBUSY (or
+// EAGAIN) means that the kernel holds completions the queue had no room for: the caller
+// consumes completions with Next and calls again.
 func (r *Ring) result(before uint32, e unix.Errno) (int, error) {
 	n := int(before - (r.sqeTail - atomic.LoadUint32(r.sqHead)))
 	switch e {

@@ -510,7 +510,19 @@ func TestWaitYieldsToGC(t *testing.T) {
 
 func TestClosed(t *testing.T) {
 	r := newRing(t, 4)
+	r.Nop(1)
+	r.Nop(2)
+	if _, err := r.Enter(2); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := r.Next(); !ok || c.UserData != 1 {
+		t.Fatalf("Next: %+v %v", c, ok)
+	}
+	r.Nop(3) // left unsubmitted, with a completion left unread
 	r.Close()
+	if r.Pending() != 0 || r.Ready() != 0 || r.Overflow() != 0 {
+		t.Errorf("after Close: pending %d, ready %d, overflow %d", r.Pending(), r.Ready(), r.Overflow())
+	}
 	if err := r.Nop(1); !errors.Is(err, ErrClosed) {
 		t.Errorf("Nop after Close: %v", err)
 	}
