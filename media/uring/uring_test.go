@@ -650,3 +650,48 @@ func BenchmarkRelayRound(b *testing.B) {
 		}
 	}
 }
+
+// TestSendToAddresses: sends to different addresses in one submission each get their own
+// destination (SendTo copies the address into the entry's slot of the ring's memory).
+func TestSendToAddresses(t *testing.T) {
+	r := newRing(t, 8)
+	out, outAddr := udpSocket(t, 0)
+	var fars [3]*net.UDPConn
+	for i := range fars {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fars[i] = c
+	}
+	const n = 20 // more than the queue holds: slots are reused on the way
+	payloads := make([][]byte, n)
+	for i := range payloads {
+		payloads[i] = packet(i%len(fars), i)
+		to := SockaddrInet4(fars[i%len(fars)].LocalAddr().(*net.UDPAddr).AddrPort())
+		if err := r.SendTo(out, payloads[i], &to, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+		to = unix.RawSockaddrInet4{} // the ring has its own copy
+	}
+	done := 0
+	pump(t, r, func(c CQE) {
+		if c.Res != int32(len(payloads[c.UserData])) {
+			t.Fatalf("send %d: %d %v", c.UserData, c.Res, c.Err())
+		}
+		done++
+	}, func() bool { return done == n })
+	buf := make([]byte, 512)
+	for i := 0; i < n; i++ {
+		far := fars[i%len(fars)]
+		far.SetReadDeadline(time.Now().Add(5 * time.Second))
+		m, from, err := far.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if from != outAddr || !bytes.Equal(buf[:m], payloads[i]) {
+			t.Fatalf("far %d: datagram from %v % x, want datagram %d from %v", i%len(fars), from, buf[:min(m, 8)], i, outAddr)
+		}
+	}
+}
