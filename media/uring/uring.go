@@ -220,6 +220,9 @@ func New(entries, cqEntries uint32) (*Ring, error) {
 	if cqEntries == 0 {
 		cqEntries = 2 * entries
 	}
+	if cqEntries < entries {
+		return nil, fmt.Errorf("uring: %d completion entries for %d submission entries", cqEntries, entries)
+	}
 	p := params{
 		flags:     setupSingleIssuer | setupDeferTaskrun | setupCQSize | setupSubmitAll,
 		cqEntries: cqEntries,
@@ -243,7 +246,7 @@ func setupError(e unix.Errno) error {
 	case unix.EPERM, unix.EACCES:
 		return fmt.Errorf("uring: io_uring_setup: %w (io_uring disabled: sysctl kernel.io_uring_disabled, seccomp or container policy)", e)
 	case unix.EINVAL:
-		return fmt.Errorf("uring: io_uring_setup: %w (kernel older than 6.1: no IORING_SETUP_DEFER_TASKRUN)", e)
+		return fmt.Errorf("uring: io_uring_setup: %w (sizes out of range, or a kernel older than 6.1 without IORING_SETUP_DEFER_TASKRUN)", e)
 	}
 	return fmt.Errorf("uring: io_uring_setup: %w", e)
 }
