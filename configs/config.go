@@ -91,6 +91,9 @@ type Media struct {
 	BatchWait   time.Duration `yaml:"batch_wait"`   // wait after a small batch of packets before reading again (default 2ms; -1s: none)
 	// SCHED_FIFO priority of the packet loops' threads (default 10; -1: none)
 	RealtimePriority int `yaml:"realtime_priority"`
+	// how the loops move packets: auto (io_uring where the kernel allows it, else epoll),
+	// epoll, or io_uring (start fails without it)
+	IO string `yaml:"io"`
 }
 
 // Ports parses RTPPorts.
@@ -486,6 +489,11 @@ func (c *Config) Check() Problems {
 	}
 	if c.Media.RealtimePriority < -1 || c.Media.RealtimePriority > 99 {
 		add("media.realtime_priority", "must be between 1 and 99, or -1 for none")
+	}
+	switch c.Media.IO {
+	case "", "auto", "epoll", "io_uring":
+	default:
+		add("media.io", "must be auto, epoll or io_uring")
 	}
 	if c.Media.Loops < 1 || c.Media.Loops > 16 {
 		add("media.loops", "must be between 1 and 16")

@@ -273,6 +273,32 @@ func TestSystemdUnitDirectives(t *testing.T) {
 		t.Errorf("RestrictRealtime=%s forbids the packet loops' real-time priority", rr)
 	}
 
+	// The packet loops' io_uring (media.io auto or io_uring) is allowed: its system calls
+	// are on an allow line, and no deny line (expanded where systemd-analyze is installed)
+	// takes them away.
+	if cfg.Media.IO != "epoll" {
+		allowed, denied := map[string]bool{}, map[string]bool{}
+		for _, v := range u[svc]["SystemCallFilter"] {
+			set, v := allowed, v
+			if strings.HasPrefix(v, "~") {
+				set, v = denied, v[1:]
+			}
+			for _, name := range strings.Fields(v) {
+				set[name] = true
+				if strings.HasPrefix(name, "@") {
+					for _, sc := range syscallGroup(t, name) {
+						set[sc] = true
+					}
+				}
+			}
+		}
+		for _, sc := range []string{"io_uring_setup", "io_uring_enter", "io_uring_register"} {
+			if !allowed[sc] || denied[sc] {
+				t.Errorf("SystemCallFilter: %s allowed %v, denied %v; media.io %q needs it", sc, allowed[sc], denied[sc], cfg.Media.IO)
+			}
+		}
+	}
+
 	// Stopping waits for the drain and the HTTP shutdown (10 s) before SIGKILL.
 	stop, _ := u.last(svc, "TimeoutStopSec")
 	d, err := time.ParseDuration(stop + "s")
@@ -285,6 +311,27 @@ func TestSystemdUnitDirectives(t *testing.T) {
 	if _, ok := u.last("Install", "WantedBy"); !ok {
 		t.Errorf("no [Install] WantedBy: systemctl enable would do nothing")
 	}
+}
+
+// syscallGroup lists the system calls of a systemd syscall group (such as @privileged), or
+// none where systemd-analyze is not installed.
+func syscallGroup(t *testing.T, group string) []string {
+	t.Helper()
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		return nil
+	}
+	out, err := exec.Command("systemd-analyze", "syscall-filter", group).Output()
+	if err != nil {
+		t.Fatalf("systemd-analyze syscall-filter %s: %v", group, err)
+	}
+	var names []string
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "@") && !strings.Contains(l, " ") {
+			names = append(names, l)
+		}
+	}
+	return names
 }
 
 // TestSystemdAnalyzeVerify runs systemd-analyze verify where systemd is installed. verify

@@ -6,14 +6,27 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/trackline/trackline/media/uring"
 )
 
 // BenchmarkRelay sends packets through a bridged, recorded call and reads them on the other
-// side: one op is one relayed packet. allocs/op counts the whole process, the test's own
-// sockets included (they allocate nothing per packet either).
+// side, on each I/O of the loops, with no batch wait (so that ns/op is a packet's round
+// through the relay): one op is one relayed packet. allocs/op counts the whole process, the
+// test's own sockets included (they allocate nothing per packet either).
 func BenchmarkRelay(b *testing.B) {
+	for _, mode := range []string{IOEpoll, IOUring} {
+		b.Run(mode, func(b *testing.B) {
+			if mode == IOUring && uring.Available() != nil {
+				b.Skipf("io_uring is not available here: %v", uring.Available())
+			}
+			benchmarkRelay(b, Config{IO: mode, BatchWait: -1})
+		})
+	}
+}
+
+func benchmarkRelay(b *testing.B, cfg Config) {
 	t := &testing.T{}
-	f := newFixture(t, Config{}, recordingCustomer())
+	f := newFixture(t, cfg, recordingCustomer())
 	defer f.e.Close()
 	ea, eb := newEndpointB(b), newEndpointB(b)
 	s, toA, _ := bridged(t, f, ea, eb, []string{"0"}, []string{"0"})

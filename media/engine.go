@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/media/uring"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
@@ -61,6 +62,9 @@ type Config struct {
 	// not use it (RLIMIT_RTPRIO, CAP_SYS_NICE) the loops run without, and say so in the log.
 	// 0 means DefaultRealtimePriority; negative turns it off.
 	RealtimePriority int
+	// IO is how the loops move packets: IOAuto (io_uring where the kernel allows it, else
+	// epoll), IOEpoll or IOUring (an error where io_uring is not available).
+	IO string
 	// DefaultDisclaimer is the WAV played for the prompt name "default".
 	DefaultDisclaimer []byte
 }
@@ -90,17 +94,32 @@ func (c *Config) defaults() error {
 	if c.Loops <= 0 {
 		c.Loops = 1
 	}
+	if c.IO == "" {
+		c.IO = IOAuto
+	}
 	if c.BatchWait == 0 {
 		c.BatchWait = DefaultBatchWait
 	}
 	if c.RealtimePriority == 0 {
 		c.RealtimePriority = DefaultRealtimePriority
 	}
+	switch c.IO {
+	case IOAuto, IOEpoll, IOUring:
+	default:
+		return fmt.Errorf("media: I/O %q: want %q, %q or %q", c.IO, IOAuto, IOEpoll, IOUring)
+	}
 	if c.RealtimePriority > 99 {
 		return fmt.Errorf("media: real-time priority %d: want 1-99, or negative for none", c.RealtimePriority)
 	}
 	return nil
 }
+
+// The loops' I/O (Config.IO).
+const (
+	IOAuto  = "auto"
+	IOEpoll = "epoll"
+	IOUring = "io_uring"
+)
 
 // Customers looks a customer up (pool.Pool.Customer).
 type Customers func(id string) (store.Customer, error)
@@ -118,6 +137,8 @@ type Engine struct {
 	slots []atomic.Pointer[leg] // by port pair
 	loops []*loop
 	next  atomic.Uint32
+	// useRing: the loops run on io_uring (Config.IO).
+	useRing bool
 
 	promptMu sync.Mutex
 	prompts  map[string]*Prompt
@@ -139,6 +160,15 @@ func New(cfg Config, customers Customers, rec *recordings.Recorder, reg promethe
 	}
 	e.slots = make([]atomic.Pointer[leg], e.ports.pairs())
 	e.m = newMetrics(reg, e.ports)
+	switch err := uring.Available(); {
+	case cfg.IO == IOEpoll:
+	case err == nil:
+		e.useRing = true
+	case cfg.IO == IOUring:
+		return nil, fmt.Errorf("media: io_uring: %w", err)
+	default:
+		log.Info("packet loops use epoll: io_uring is not available", "err", err)
+	}
 	for range cfg.Loops {
 		l, err := newLoop(e)
 		if err != nil {

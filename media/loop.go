@@ -34,6 +34,7 @@ type loop struct {
 	cnt      counters
 	stopped  chan struct{}
 	stop     atomic.Bool
+	ring     *ringIO // the loop's io_uring state; nil on epoll
 }
 
 // counters are the loop's own tallies, added to the metrics once a second so the packet path
@@ -106,7 +107,8 @@ func (l *loop) close() {
 
 func (l *loop) run() {
 	// Locked for good: the thread ends with the loop, so its scheduling (loopScheduling)
-	// never passes to another goroutine.
+	// never passes to another goroutine, and a ring (which only its creating thread may
+	// use) stays with it.
 	runtime.LockOSThread()
 	holdP(1)
 	defer holdP(-1)
@@ -114,8 +116,25 @@ func (l *loop) run() {
 		defer l.e.m.realtime.Add(-1)
 	}
 	defer close(l.stopped)
-	events := make([]unix.EpollEvent, 256)
 	l.nextSec = monoNow() + int64(time.Second)
+	if l.e.useRing {
+		u, err := newRingIO(l)
+		if err == nil {
+			l.e.log.Info("packet loop moves packets through io_uring")
+			l.e.m.ringLoops.Add(1)
+			defer l.e.m.ringLoops.Add(-1)
+			l.runRing(u)
+			return
+		}
+		l.e.log.Warn("packet loop falls back to epoll", "err", err)
+	}
+	l.runEpoll()
+}
+
+// runEpoll is the loop on epoll: a wake-up per batch of ready sockets, then a recvfrom and
+// a send per datagram.
+func (l *loop) runEpoll() {
+	events := make([]unix.EpollEvent, 256)
 	timeout := 1000
 	batch := int64(l.e.cfg.BatchWait)
 	for !l.stop.Load() {
@@ -132,8 +151,7 @@ func (l *loop) run() {
 			ev := &events[i]
 			switch {
 			case ev.Pad == wakeData:
-				var b [8]byte
-				unix.Read(l.wfd, b[:])
+				l.drainWake()
 			case ev.Pad&rtcpBit != 0:
 				l.readRTCP(int(ev.Pad &^ rtcpBit))
 			case ev.Pad&strayBit != 0:
@@ -149,17 +167,31 @@ func (l *loop) run() {
 		}
 		now := monoNow()
 		timeout = l.tick(now)
-		// A small batch: sleep out the rest of the batch wait, so that the next read finds
-		// the packets of many calls ready (see Config.BatchWait). The next timer still
-		// comes first. Under load the batches are large and the loop reads on at once.
-		if batch > 0 && n > 0 && n < smallBatch {
-			if d := min(start+batch, now+int64(timeout)*int64(time.Millisecond)) - now; d >= minPause {
-				sleep(d)
-			}
+		if n > 0 && n < smallBatch {
+			l.batchWait(batch, start, now, timeout)
 		}
 	}
 	for _, s := range l.sessions {
 		l.release(s)
+	}
+}
+
+// drainWake reads the eventfd's count, so that it wakes the loop again at the next write.
+func (l *loop) drainWake() {
+	var b [8]byte
+	unix.Read(l.wfd, b[:])
+}
+
+// batchWait follows a small batch: it sleeps out the rest of the batch wait from start, so
+// that the next read finds the packets of many calls ready (see Config.BatchWait). The next
+// timer (timeout ms from now) still comes first. Under load the batches are large and the
+// loop reads on at once.
+func (l *loop) batchWait(batch, start, now int64, timeout int) {
+	if batch <= 0 {
+		return
+	}
+	if d := min(start+batch, now+int64(timeout)*int64(time.Millisecond)) - now; d >= minPause {
+		sleep(d)
 	}
 }
 
@@ -219,6 +251,13 @@ func (l *loop) commands() {
 	l.pending.Store(false)
 	l.mu.Unlock()
 	for _, s := range adds {
+		if l.ring != nil {
+			for i := range s.legs {
+				l.ring.register(&s.legs[i])
+			}
+			l.sessions = append(l.sessions, s)
+			continue
+		}
 		ok := true
 		for i := range s.legs {
 			lg := &s.legs[i]
@@ -258,6 +297,11 @@ func (l *loop) release(s *Session) {
 			continue
 		}
 		l.e.slots[lg.pair].Store(nil)
+		if l.ring != nil {
+			l.ring.release(lg)
+			lg.fd, lg.rtcp, lg.stray = -1, -1, -1
+			continue
+		}
 		unix.Close(lg.fd)
 		unix.Close(lg.rtcp)
 		if lg.stray >= 0 {
@@ -279,9 +323,7 @@ func (l *loop) readRTCP(pair int) {
 	}
 }
 
-// readRTP is the packet path: one datagram from a leg, checked, counted, recorded and
-// relayed to the other leg. It allocates nothing. stray says the datagram waits in the leg's
-// stray socket rather than its own.
+// readRTP reads one datagram from a leg's socket (its stray socket with stray) and relays it.
 func (l *loop) readRTP(pair int, stray bool, now int64) {
 	lg := l.e.slots[pair].Load()
 	if lg == nil {
@@ -298,33 +340,56 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 	if e != 0 || n <= 0 {
 		return
 	}
+	p := l.buf[:n]
+	out, ok := l.relay(lg, p, &l.from, now)
+	if !ok {
+		return
+	}
+	if sendOn(out.fd, out.connected, p, &out.dest) != 0 {
+		l.cnt.sendErr++
+		return
+	}
+	l.cnt.relayed++
+}
+
+// relayTo is where a relayed datagram goes: the other leg's socket, and its address when
+// that socket is not connected.
+type relayTo struct {
+	fd        int
+	connected bool
+	dest      rawAddr
+}
+
+// relay is the packet path: the datagram p from src on leg lg, checked, counted, recorded
+// and rewritten in place for the other leg. It returns where to send p, or false when p
+// goes no further. It allocates nothing.
+func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool) {
 	s := lg.s
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return relayTo{}, false
 	}
-	if !lg.admit(&l.from, now) {
+	if !lg.admit(src, now) {
 		s.strictDrops++
 		l.cnt.strict++
 		s.mu.Unlock()
-		return
+		return relayTo{}, false
 	}
 	if !lg.connected {
 		l.connect(lg)
 	}
-	p := l.buf[:n]
 	start, end, ok := parseRTP(p)
 	if !ok {
 		s.badRTP++
 		l.cnt.bad++
 		s.mu.Unlock()
-		return
+		return relayTo{}, false
 	}
 	pt, seq, ts, ssrc := rtpFields(p)
 	marker := p[1]&0x80 != 0
 	lg.lastRx = now
-	lg.rx.update(ssrc, seq, ts, uint32(now/125_000), n)
+	lg.rx.update(ssrc, seq, ts, uint32(now/125_000), len(p))
 	l.cnt.rx[lg.side]++
 	audio := pt == lg.law.PayloadType()
 	if audio && s.rec != nil {
@@ -333,7 +398,7 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 	peer := &s.legs[1-lg.side]
 	if !s.flow || !peer.destOK || peer.gen != genNone {
 		s.mu.Unlock()
-		return
+		return relayTo{}, false
 	}
 	var outPT uint8
 	switch {
@@ -348,18 +413,13 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 		outPT = 13
 	default:
 		s.mu.Unlock()
-		return
+		return relayTo{}, false
 	}
 	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
 	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
-	dest := peer.dest
-	out, connected := peer.fd, peer.connected
+	out := relayTo{fd: peer.fd, connected: peer.connected, dest: peer.dest}
 	s.mu.Unlock()
-	if sendOn(out, connected, p, &dest) != 0 {
-		l.cnt.sendErr++
-		return
-	}
-	l.cnt.relayed++
+	return out, true
 }
 
 // connect connects a leg that has just latched to its source, opening its stray socket
@@ -382,11 +442,15 @@ func (l *loop) connect(lg *leg) {
 	}
 }
 
-// openStray opens lg's stray socket and adds it to the loop's epoll set.
+// openStray opens lg's stray socket and adds it to the loop's epoll set or ring.
 func (l *loop) openStray(lg *leg) (int, error) {
 	fd, err := openStray(lg.fd, l.e.cfg.IP, lg.port)
 	if err != nil {
 		return -1, err
+	}
+	if l.ring != nil {
+		l.ring.addStray(lg.pair, fd)
+		return fd, nil
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(lg.pair) | strayBit}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/media/uring"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
@@ -127,7 +128,31 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.e.Close)
+	if cfg.IO == IOUring { // the loops set their rings up as they start: they must not fall back
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(f.e.m.ringLoops) != float64(f.e.cfg.Loops) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%v of %d loops run on io_uring", testutil.ToFloat64(f.e.m.ringLoops), f.e.cfg.Loops)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	return f
+}
+
+// eachIO runs test once for each I/O of the packet loops: epoll, and io_uring where the
+// kernel allows it (a skip says why not).
+func eachIO(t *testing.T, test func(t *testing.T, mode string)) {
+	for _, mode := range []string{IOEpoll, IOUring} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == IOUring {
+				if err := uring.Available(); err != nil {
+					t.Skipf("io_uring is not available here: %v", err)
+				}
+			}
+			test(t, mode)
+		})
+	}
 }
 
 func recordingCustomer() store.Customer {
@@ -188,11 +213,13 @@ func bridged(t *testing.T, f *fixture, a, b *endpoint, aPTs, bPTs []string) (*Se
 }
 
 // TestRelayBothWays relays with the default batch wait, with none (a read per arrival), and
-// with a long one.
+// with a long one, on each I/O.
 func TestRelayBothWays(t *testing.T) {
-	for _, wait := range []time.Duration{0, -1, 10 * time.Millisecond} {
-		t.Run(fmt.Sprintf("batch_wait=%v", wait), func(t *testing.T) { relayBothWays(t, Config{BatchWait: wait}) })
-	}
+	eachIO(t, func(t *testing.T, mode string) {
+		for _, wait := range []time.Duration{0, -1, 10 * time.Millisecond} {
+			t.Run(fmt.Sprintf("batch_wait=%v", wait), func(t *testing.T) { relayBothWays(t, Config{IO: mode, BatchWait: wait}) })
+		}
+	})
 }
 
 func relayBothWays(t *testing.T, cfg Config) {
@@ -250,101 +277,107 @@ func relayBothWays(t *testing.T, cfg Config) {
 }
 
 func TestTranscodesBetweenLaws(t *testing.T) {
-	f := newFixture(t, Config{}, recordingCustomer())
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	_, toA, toB := bridged(t, f, a, b, []string{"8"}, []string{"0"})
-	in := make([]byte, 160)
-	for i := range in {
-		in[i] = byte(i)
-	}
-	a.send(toA, 8, in)
-	p, ok := b.recv(2 * time.Second)
-	if !ok || p.PayloadType != 0 {
-		t.Fatalf("not relayed as PCMU: %v %+v", ok, p.Header)
-	}
-	for i := range in {
-		if p.Payload[i] != g711.ALawToULaw[in[i]] {
-			t.Fatalf("sample %d: %#x, want %#x", i, p.Payload[i], g711.ALawToULaw[in[i]])
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		_, toA, toB := bridged(t, f, a, b, []string{"8"}, []string{"0"})
+		in := make([]byte, 160)
+		for i := range in {
+			in[i] = byte(i)
 		}
-	}
-	b.send(toB, 0, in)
-	if q, ok := a.recv(2 * time.Second); !ok || q.PayloadType != 8 || q.Payload[7] != g711.ULawToALaw[7] {
-		t.Fatalf("not relayed as PCMA: %v %+v", ok, q.Header)
-	}
+		a.send(toA, 8, in)
+		p, ok := b.recv(2 * time.Second)
+		if !ok || p.PayloadType != 0 {
+			t.Fatalf("not relayed as PCMU: %v %+v", ok, p.Header)
+		}
+		for i := range in {
+			if p.Payload[i] != g711.ALawToULaw[in[i]] {
+				t.Fatalf("sample %d: %#x, want %#x", i, p.Payload[i], g711.ALawToULaw[in[i]])
+			}
+		}
+		b.send(toB, 0, in)
+		if q, ok := a.recv(2 * time.Second); !ok || q.PayloadType != 8 || q.Payload[7] != g711.ULawToALaw[7] {
+			t.Fatalf("not relayed as PCMA: %v %+v", ok, q.Header)
+		}
+	})
 }
 
 func TestStrictSource(t *testing.T) {
-	f := newFixture(t, Config{}, recordingCustomer())
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s, toA, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
-	a.send(toA, 0, payload(1))
-	if _, ok := b.recv(2 * time.Second); !ok {
-		t.Fatal("not relayed")
-	}
-	// Another host's packets into the caller's port: not forwarded, counted.
-	evil := newEndpoint(t, "127.0.0.2")
-	for range 10 {
-		evil.send(toA, 0, payload(0xEE))
-	}
-	a.send(toA, 0, payload(2))
-	p, ok := b.recv(2 * time.Second)
-	if !ok || p.Payload[0] != 2 {
-		t.Fatalf("after injection got %v %v", ok, p.Payload[:1])
-	}
-	if p, ok := b.recv(200 * time.Millisecond); ok {
-		t.Fatalf("injected packet relayed: %v", p.Payload[:1])
-	}
-	var rec store.Call
-	s.Close(&rec)
-	if rec.Media.StrictSourceDrops != 10 {
-		t.Errorf("strict source drops %d, want 10", rec.Media.StrictSourceDrops)
-	}
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, toA, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		a.send(toA, 0, payload(1))
+		if _, ok := b.recv(2 * time.Second); !ok {
+			t.Fatal("not relayed")
+		}
+		// Another host's packets into the caller's port: not forwarded, counted.
+		evil := newEndpoint(t, "127.0.0.2")
+		for range 10 {
+			evil.send(toA, 0, payload(0xEE))
+		}
+		a.send(toA, 0, payload(2))
+		p, ok := b.recv(2 * time.Second)
+		if !ok || p.Payload[0] != 2 {
+			t.Fatalf("after injection got %v %v", ok, p.Payload[:1])
+		}
+		if p, ok := b.recv(200 * time.Millisecond); ok {
+			t.Fatalf("injected packet relayed: %v", p.Payload[:1])
+		}
+		var rec store.Call
+		s.Close(&rec)
+		if rec.Media.StrictSourceDrops != 10 {
+			t.Errorf("strict source drops %d, want 10", rec.Media.StrictSourceDrops)
+		}
+	})
 }
 
 // A latched leg's socket is connected to its source, with a stray socket beside it for other
 // sources: the port stays closed to any third socket, and a new SDP address re-latches.
 func TestConnectedLegKeepsPortAndRelatches(t *testing.T) {
-	f := newFixture(t, Config{}, recordingCustomer())
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s, toA, toB := bridged(t, f, a, b, []string{"0"}, []string{"0"})
-	a.send(toA, 0, payload(1))
-	if _, ok := b.recv(2 * time.Second); !ok {
-		t.Fatal("not relayed")
-	}
-	if got := peerOf(t, s, caller); got != a.addr() {
-		t.Fatalf("the caller's leg is connected to %v, want %v", got, a.addr())
-	}
-	for _, reuse := range []bool{false, true} {
-		if err := bindPort(toA, reuse); err == nil {
-			t.Fatalf("a third socket (SO_REUSEPORT %v) could bind the latched leg's port %v", reuse, toA)
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, toA, toB := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		a.send(toA, 0, payload(1))
+		if _, ok := b.recv(2 * time.Second); !ok {
+			t.Fatal("not relayed")
 		}
-	}
-	// The caller moves (a re-INVITE with a new address): a's packets are now strays, c's relayed.
-	c := newEndpoint(t, "127.0.0.1")
-	if _, err := s.Rewrite(true, c.sdp("sendrecv", "0")); err != nil {
-		t.Fatal(err)
-	}
-	c.send(toA, 0, payload(3))
-	p, ok := b.recv(2 * time.Second)
-	if !ok || p.Payload[0] != 3 {
-		t.Fatalf("after the move got %v %v, want the new address's packet", ok, p.Payload[:1])
-	}
-	if got := peerOf(t, s, caller); got != c.addr() {
-		t.Fatalf("after the move the caller's leg is connected to %v, want %v", got, c.addr())
-	}
-	a.send(toA, 0, payload(2))
-	if p, ok := b.recv(200 * time.Millisecond); ok {
-		t.Fatalf("the old address's packet was relayed: %v", p.Payload[:1])
-	}
-	b.send(toB, 0, payload(4))
-	if p, ok := c.recv(2 * time.Second); !ok || p.Payload[0] != 4 {
-		t.Fatalf("the business line's audio did not reach the new address: %v", ok)
-	}
-	var rec store.Call
-	s.Close(&rec)
-	if rec.Media.StrictSourceDrops != 1 {
-		t.Errorf("strict source drops %d, want 1 (the old address)", rec.Media.StrictSourceDrops)
-	}
+		if got := peerOf(t, s, caller); got != a.addr() {
+			t.Fatalf("the caller's leg is connected to %v, want %v", got, a.addr())
+		}
+		for _, reuse := range []bool{false, true} {
+			if err := bindPort(toA, reuse); err == nil {
+				t.Fatalf("a third socket (SO_REUSEPORT %v) could bind the latched leg's port %v", reuse, toA)
+			}
+		}
+		// The caller moves (a re-INVITE with a new address): a's packets are now strays, c's relayed.
+		c := newEndpoint(t, "127.0.0.1")
+		if _, err := s.Rewrite(true, c.sdp("sendrecv", "0")); err != nil {
+			t.Fatal(err)
+		}
+		c.send(toA, 0, payload(3))
+		p, ok := b.recv(2 * time.Second)
+		if !ok || p.Payload[0] != 3 {
+			t.Fatalf("after the move got %v %v, want the new address's packet", ok, p.Payload[:1])
+		}
+		if got := peerOf(t, s, caller); got != c.addr() {
+			t.Fatalf("after the move the caller's leg is connected to %v, want %v", got, c.addr())
+		}
+		a.send(toA, 0, payload(2))
+		if p, ok := b.recv(200 * time.Millisecond); ok {
+			t.Fatalf("the old address's packet was relayed: %v", p.Payload[:1])
+		}
+		b.send(toB, 0, payload(4))
+		if p, ok := c.recv(2 * time.Second); !ok || p.Payload[0] != 4 {
+			t.Fatalf("the business line's audio did not reach the new address: %v", ok)
+		}
+		var rec store.Call
+		s.Close(&rec)
+		if rec.Media.StrictSourceDrops != 1 {
+			t.Errorf("strict source drops %d, want 1 (the old address)", rec.Media.StrictSourceDrops)
+		}
+	})
 }
 
 // peerOf is the address a leg's socket is connected to.
@@ -377,34 +410,36 @@ func bindPort(ap netip.AddrPort, reuse bool) error {
 }
 
 func TestBadRTPIsDroppedAndCallGoesOn(t *testing.T) {
-	f := newFixture(t, Config{}, recordingCustomer())
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s, toA, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
-	a.send(toA, 0, payload(1)) // latch
-	if _, ok := b.recv(2 * time.Second); !ok {
-		t.Fatal("not relayed")
-	}
-	bad := [][]byte{
-		{0x80},                            // runt
-		[]byte("garbage garbage garbage"), // version 1
-		{0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa},                    // 15 CSRCs in 13 bytes
-		append([]byte{0xa0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1}, 1, 2, 200), // padding 200 > payload
-		{0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 9},        // extension past the end
-	}
-	for _, p := range bad {
-		if _, err := a.conn.WriteToUDPAddrPort(p, toA); err != nil {
-			t.Fatal(err)
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, toA, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		a.send(toA, 0, payload(1)) // latch
+		if _, ok := b.recv(2 * time.Second); !ok {
+			t.Fatal("not relayed")
 		}
-	}
-	a.send(toA, 0, payload(2))
-	if p, ok := b.recv(2 * time.Second); !ok || p.Payload[0] != 2 {
-		t.Fatal("the call did not carry on after bad RTP")
-	}
-	var rec store.Call
-	s.Close(&rec)
-	if rec.Media.BadRTP != uint64(len(bad)) {
-		t.Errorf("bad RTP %d, want %d", rec.Media.BadRTP, len(bad))
-	}
+		bad := [][]byte{
+			{0x80},                            // runt
+			[]byte("garbage garbage garbage"), // version 1
+			{0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa},                    // 15 CSRCs in 13 bytes
+			append([]byte{0xa0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1}, 1, 2, 200), // padding 200 > payload
+			{0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 9},        // extension past the end
+		}
+		for _, p := range bad {
+			if _, err := a.conn.WriteToUDPAddrPort(p, toA); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.send(toA, 0, payload(2))
+		if p, ok := b.recv(2 * time.Second); !ok || p.Payload[0] != 2 {
+			t.Fatal("the call did not carry on after bad RTP")
+		}
+		var rec store.Call
+		s.Close(&rec)
+		if rec.Media.BadRTP != uint64(len(bad)) {
+			t.Errorf("bad RTP %d, want %d", rec.Media.BadRTP, len(bad))
+		}
+	})
 }
 
 // writeWAV writes an 8 kHz mono 16-bit prompt of n samples of a ramp.
@@ -436,131 +471,139 @@ func writeWAV(t *testing.T, n int) string {
 // The caller hears the whole disclaimer before any bridged audio, on one RTP stream whose
 // sequence numbers run on without a gap into the business line's audio.
 func TestDisclaimerBeforeBridgeWithContinuousSequence(t *testing.T) {
-	cust := recordingCustomer()
-	cust.Prompts.Disclaimer = writeWAV(t, 8000/2) // 0.5 s: 25 frames
-	f := newFixture(t, Config{}, cust)
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s := f.anchor(t, a.sdp("sendrecv", "0"))
-	if !s.Early() {
-		t.Fatal("a disclaimer should play as early media")
-	}
-	prompt := f.e.prompts[cust.Prompts.Disclaimer]
-	// The business line answers at once: it must wait for the disclaimer.
-	if err := s.Callee(b.sdp("sendrecv", "0")); err != nil {
-		t.Fatal(err)
-	}
-	s.Answered()
-	toB := anchorAddr(t, s.Offer())
+	eachIO(t, func(t *testing.T, mode string) {
+		cust := recordingCustomer()
+		cust.Prompts.Disclaimer = writeWAV(t, 8000/2) // 0.5 s: 25 frames
+		f := newFixture(t, Config{IO: mode}, cust)
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s := f.anchor(t, a.sdp("sendrecv", "0"))
+		if !s.Early() {
+			t.Fatal("a disclaimer should play as early media")
+		}
+		prompt := f.e.prompts[cust.Prompts.Disclaimer]
+		// The business line answers at once: it must wait for the disclaimer.
+		if err := s.Callee(b.sdp("sendrecv", "0")); err != nil {
+			t.Fatal(err)
+		}
+		s.Answered()
+		toB := anchorAddr(t, s.Offer())
 
-	var seqs []uint16
-	var ssrc uint32
-	for i := range prompt.Frames() {
-		p, ok := a.recv(2 * time.Second)
-		if !ok {
-			t.Fatalf("disclaimer frame %d missing", i)
+		var seqs []uint16
+		var ssrc uint32
+		for i := range prompt.Frames() {
+			p, ok := a.recv(2 * time.Second)
+			if !ok {
+				t.Fatalf("disclaimer frame %d missing", i)
+			}
+			if string(p.Payload) != string(prompt.frame(g711.ULaw, i)) {
+				t.Fatalf("frame %d is not the disclaimer's", i)
+			}
+			if i == 0 {
+				ssrc = p.SSRC
+			} else if p.SSRC != ssrc {
+				t.Fatal("SSRC changed within the disclaimer")
+			}
+			seqs = append(seqs, p.SequenceNumber)
 		}
-		if string(p.Payload) != string(prompt.frame(g711.ULaw, i)) {
-			t.Fatalf("frame %d is not the disclaimer's", i)
-		}
-		if i == 0 {
-			ssrc = p.SSRC
-		} else if p.SSRC != ssrc {
-			t.Fatal("SSRC changed within the disclaimer")
-		}
-		seqs = append(seqs, p.SequenceNumber)
-	}
-	// Business-line audio sent during the disclaimer does not reach the caller.
-	b.send(toB, 0, payload(0x42))
-	select {
-	case <-s.Ready():
-	case <-time.After(2 * time.Second):
-		t.Fatal("not ready after the disclaimer")
-	}
-	s.Bridge()
-	// Drain ringback frames sent between the disclaimer's end and the bridge.
-	for {
+		// Business-line audio sent during the disclaimer does not reach the caller.
 		b.send(toB, 0, payload(0x42))
-		p, ok := a.recv(time.Second)
-		if !ok {
-			t.Fatal("no bridged audio")
+		select {
+		case <-s.Ready():
+		case <-time.After(2 * time.Second):
+			t.Fatal("not ready after the disclaimer")
 		}
-		if p.SSRC != ssrc {
-			t.Fatal("SSRC changed at the bridge")
+		s.Bridge()
+		// Drain ringback frames sent between the disclaimer's end and the bridge.
+		for {
+			b.send(toB, 0, payload(0x42))
+			p, ok := a.recv(time.Second)
+			if !ok {
+				t.Fatal("no bridged audio")
+			}
+			if p.SSRC != ssrc {
+				t.Fatal("SSRC changed at the bridge")
+			}
+			seqs = append(seqs, p.SequenceNumber)
+			if p.Payload[0] == 0x42 {
+				break
+			}
 		}
-		seqs = append(seqs, p.SequenceNumber)
-		if p.Payload[0] == 0x42 {
-			break
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				t.Fatalf("sequence gap: %d after %d (packet %d)", seqs[i], seqs[i-1], i)
+			}
 		}
-	}
-	for i := 1; i < len(seqs); i++ {
-		if seqs[i] != seqs[i-1]+1 {
-			t.Fatalf("sequence gap: %d after %d (packet %d)", seqs[i], seqs[i-1], i)
-		}
-	}
+	})
 }
 
 func TestWhisperPlaysToBusinessLineBeforeBridge(t *testing.T) {
-	cust := recordingCustomer()
-	cust.Prompts.Whisper = writeWAV(t, 1600) // 0.2 s
-	f := newFixture(t, Config{}, cust)
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s := f.anchor(t, a.sdp("sendrecv", "0"))
-	if err := s.Callee(b.sdp("sendrecv", "0")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.Ready():
-		t.Fatal("ready before the whisper played")
-	case <-time.After(100 * time.Millisecond):
-	}
-	s.Answered()
-	for i := range 10 {
-		if _, ok := b.recv(2 * time.Second); !ok {
-			t.Fatalf("whisper frame %d missing", i)
+	eachIO(t, func(t *testing.T, mode string) {
+		cust := recordingCustomer()
+		cust.Prompts.Whisper = writeWAV(t, 1600) // 0.2 s
+		f := newFixture(t, Config{IO: mode}, cust)
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s := f.anchor(t, a.sdp("sendrecv", "0"))
+		if err := s.Callee(b.sdp("sendrecv", "0")); err != nil {
+			t.Fatal(err)
 		}
-	}
-	select {
-	case <-s.Ready():
-	case <-time.After(2 * time.Second):
-		t.Fatal("not ready after the whisper")
-	}
+		select {
+		case <-s.Ready():
+			t.Fatal("ready before the whisper played")
+		case <-time.After(100 * time.Millisecond):
+		}
+		s.Answered()
+		for i := range 10 {
+			if _, ok := b.recv(2 * time.Second); !ok {
+				t.Fatalf("whisper frame %d missing", i)
+			}
+		}
+		select {
+		case <-s.Ready():
+		case <-time.After(2 * time.Second):
+			t.Fatal("not ready after the whisper")
+		}
+	})
 }
 
 func TestRTPTimeoutEndsCall(t *testing.T) {
-	f := newFixture(t, Config{RTPTimeout: 300 * time.Millisecond}, recordingCustomer())
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s, _, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
-	select {
-	case <-s.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("no RTP timeout")
-	}
-	var rec store.Call
-	s.Close(&rec)
-	if rec.EndReason != "rtp_timeout" {
-		t.Errorf("end reason %q", rec.EndReason)
-	}
-	if n := testutil.ToFloat64(f.e.m.timeouts); n != 1 {
-		t.Errorf("timeouts metric %v", n)
-	}
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode, RTPTimeout: 300 * time.Millisecond}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, _, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		select {
+		case <-s.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("no RTP timeout")
+		}
+		var rec store.Call
+		s.Close(&rec)
+		if rec.EndReason != "rtp_timeout" {
+			t.Errorf("end reason %q", rec.EndReason)
+		}
+		if n := testutil.ToFloat64(f.e.m.timeouts); n != 1 {
+			t.Errorf("timeouts metric %v", n)
+		}
+	})
 }
 
 func TestHoldSuspendsTimeout(t *testing.T) {
-	f := newFixture(t, Config{RTPTimeout: 300 * time.Millisecond}, recordingCustomer())
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s, _, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
-	out, err := s.Rewrite(true, a.sdp("sendonly", "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d, _ := parseDesc(out); d.dir != dirSendOnly || d.addr != anchorAddr(t, s.Offer()) {
-		t.Fatalf("re-offer to the business line: %s", out)
-	}
-	select {
-	case <-s.Done():
-		t.Fatal("timed out while on hold")
-	case <-time.After(1500 * time.Millisecond):
-	}
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode, RTPTimeout: 300 * time.Millisecond}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, _, _ := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		out, err := s.Rewrite(true, a.sdp("sendonly", "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := parseDesc(out); d.dir != dirSendOnly || d.addr != anchorAddr(t, s.Offer()) {
+			t.Fatalf("re-offer to the business line: %s", out)
+		}
+		select {
+		case <-s.Done():
+			t.Fatal("timed out while on hold")
+		case <-time.After(1500 * time.Millisecond):
+		}
+	})
 }
 
 func TestOfferWithoutG711IsNotAcceptable(t *testing.T) {

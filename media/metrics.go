@@ -23,6 +23,7 @@ type metrics struct {
 	jitter         *prometheus.HistogramVec
 	refused        *prometheus.CounterVec
 	realtime       prometheus.Gauge
+	ringLoops      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, p *ports) metrics {
@@ -66,6 +67,9 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 			Name: "trackline_recording_refused_total", Help: "Calls of recording customers that were not recorded, by reason (consent: professional secrecy without confirmed consent).",
 		}, []string{"reason"}),
 	}
+	m.ringLoops = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "trackline_media_loops_io_uring", Help: "Packet loops that move packets through io_uring (media.io); the others use epoll.",
+	})
 	m.realtime = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "trackline_media_loops_realtime", Help: "Packet loops whose thread runs with real-time priority (media.realtime_priority); fewer than the loops means the priority was refused.",
 	})
@@ -74,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 		Name: "trackline_media_ports_free", Help: "Free RTP port pairs.",
 	}, func() float64 { return float64(p.available()) })
 	if reg != nil {
-		reg.MustRegister(packets, lost, dropped, m.active, m.relayed, m.timeouts, m.transcoded, m.portsExhausted, m.recorded, m.jitter, m.refused, m.realtime, freePorts)
+		reg.MustRegister(packets, lost, dropped, m.active, m.relayed, m.timeouts, m.transcoded, m.portsExhausted, m.recorded, m.jitter, m.refused, m.realtime, m.ringLoops, freePorts)
 	}
 	return m
 }

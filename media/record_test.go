@@ -35,57 +35,59 @@ func power(data []byte, ch, from, to int) float64 {
 // The recording is stereo, caller left and business line right, and a stretch where one
 // side's packets were lost is silence on that side only.
 func TestRecordingChannelsAndGaps(t *testing.T) {
-	f := newFixture(t, Config{}, recordingCustomer())
-	a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
-	s, toA, toB := bridged(t, f, a, b, []string{"0"}, []string{"0"})
-	const packets = 100 // 2 s
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for i := range packets {
-		<-tick.C
-		if i < 40 || i >= 60 { // the caller's packets 40..59 are lost
-			a.send(toA, 0, tone(400, i*160))
-		} else {
-			a.seq++
-			a.ts += 160
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, toA, toB := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		const packets = 100 // 2 s
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := range packets {
+			<-tick.C
+			if i < 40 || i >= 60 { // the caller's packets 40..59 are lost
+				a.send(toA, 0, tone(400, i*160))
+			} else {
+				a.seq++
+				a.ts += 160
+			}
+			b.send(toB, 0, tone(1000, i*160))
 		}
-		b.send(toB, 0, tone(1000, i*160))
-	}
-	time.Sleep(50 * time.Millisecond)
-	var rec store.Call
-	r := s.Close(&rec)
-	if r == nil {
-		t.Fatal("no recording")
-	}
-	if rec.Media.FromCaller.Lost != 20 {
-		t.Errorf("caller loss %d, want 20", rec.Media.FromCaller.Lost)
-	}
-	plain, err := recordings.Open(f.rec.Keys(), filepath.Join(f.rec.Dir(), r.Path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(plain)
-	plain.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(data[:4]) != "RIFF" || binary.LittleEndian.Uint16(data[22:]) != 2 || binary.LittleEndian.Uint32(data[24:]) != 8000 {
-		t.Fatalf("not a stereo 8 kHz WAV: % x", data[:44])
-	}
-	pcm := data[44:]
-	frames := len(pcm) / 4
-	if d := float64(frames) / 8000; d < 1.9 || d > 2.6 {
-		t.Fatalf("duration %.2f s, want about 2", d)
-	}
-	// Find the caller's first sample: the channels are aligned by arrival of the first
-	// packet, so look at the first 0.3 s for where audio starts.
-	if p := power(pcm, 0, 3200, 4800); p < 1e6 { // 0.4-0.6 s: caller tone
-		t.Errorf("left channel silent where the caller spoke: %.0f", p)
-	}
-	if p := power(pcm, 0, 6800, 7800); p > 1e3 { // 0.85-0.975 s: the lost packets
-		t.Errorf("left channel not silent over the lost packets: %.0f", p)
-	}
-	if p := power(pcm, 1, 6800, 7800); p < 1e6 {
-		t.Errorf("right channel silent where the business line spoke: %.0f", p)
-	}
+		time.Sleep(50 * time.Millisecond)
+		var rec store.Call
+		r := s.Close(&rec)
+		if r == nil {
+			t.Fatal("no recording")
+		}
+		if rec.Media.FromCaller.Lost != 20 {
+			t.Errorf("caller loss %d, want 20", rec.Media.FromCaller.Lost)
+		}
+		plain, err := recordings.Open(f.rec.Keys(), filepath.Join(f.rec.Dir(), r.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(plain)
+		plain.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(data[:4]) != "RIFF" || binary.LittleEndian.Uint16(data[22:]) != 2 || binary.LittleEndian.Uint32(data[24:]) != 8000 {
+			t.Fatalf("not a stereo 8 kHz WAV: % x", data[:44])
+		}
+		pcm := data[44:]
+		frames := len(pcm) / 4
+		if d := float64(frames) / 8000; d < 1.9 || d > 2.6 {
+			t.Fatalf("duration %.2f s, want about 2", d)
+		}
+		// Find the caller's first sample: the channels are aligned by arrival of the first
+		// packet, so look at the first 0.3 s for where audio starts.
+		if p := power(pcm, 0, 3200, 4800); p < 1e6 { // 0.4-0.6 s: caller tone
+			t.Errorf("left channel silent where the caller spoke: %.0f", p)
+		}
+		if p := power(pcm, 0, 6800, 7800); p > 1e3 { // 0.85-0.975 s: the lost packets
+			t.Errorf("left channel not silent over the lost packets: %.0f", p)
+		}
+		if p := power(pcm, 1, 6800, 7800); p < 1e6 {
+			t.Errorf("right channel silent where the business line spoke: %.0f", p)
+		}
+	})
 }
