@@ -23,6 +23,7 @@
 #   BATCH_WAIT  the switch's media.batch_wait (e.g. 4ms, or -1s for none) [its default]
 #   RT_PRIO     the switch's media.realtime_priority (e.g. -1 for none) [its default; it takes
 #               effect when the script runs as root or with RLIMIT_RTPRIO, see the switch log]
+#   IO          the switch's media.io (auto, epoll or io_uring) [its default, auto]
 #   BIN         a prebuilt trackline binary to measure instead of bin/trackline, which is
 #               built when stale (for A/B runs of two builds)
 #   BASELINE    1: after each run of the switch, the same run on scripts/bare-relay.c, a bare
@@ -113,7 +114,8 @@ write_config() {
 		media="media:
   rtp_ports: 20000-29999${BATCH_WAIT:+
   batch_wait: $BATCH_WAIT}${RT_PRIO:+
-  realtime_priority: $RT_PRIO}
+  realtime_priority: $RT_PRIO}${IO:+
+  io: $IO}
 recordings:
   dir: $dir/recordings"
 		recording="    recording: {enabled: true}"
@@ -184,7 +186,7 @@ bench() {
 	start_server "$dir"
 	local pid=$server_pid
 	say "N=$n run $r: switch pid $pid sip $sip_addr, line 127.0.0.1:$port, ${DURATION} s window (MEDIA=$MEDIA)"
-	[ "$MEDIA" = 1 ] && say "N=$n run $r: $(grep -o -m1 'packet loop runs with[a-z -]*' "$dir/switch.log" || echo 'packet loop scheduling not logged')"
+	[ "$MEDIA" = 1 ] && say "N=$n run $r: $(grep -o -m1 'packet loop runs with[a-z -]*' "$dir/switch.log" || echo 'packet loop scheduling not logged'); $(grep -o -m1 'packet loop moves packets through io_uring\|packet loops use epoll[a-z :]*' "$dir/switch.log" || echo 'packet loops use epoll')"
 	local rcv0 rcv1
 	rcv0=$(udp_rcvbuf_errors)
 	"$GEN" -switch "$sip_addr" -listen "127.0.0.1:$port" -bind 127.0.0.1 -calls "$n" \
