@@ -52,10 +52,11 @@ type Config struct {
 	LatchWindow time.Duration
 	Loops       int // packet loops (default 1; at most one per core)
 	// BatchWait is the least time between two reads of a loop's ready sockets while packets
-	// trickle in: after a small batch the loop sleeps out the rest of it, so that one
-	// wake-up serves the packets of many calls. It adds at most that much to a packet's time
-	// in the relay, and nothing under load, when batches are large. 0 means
-	// DefaultBatchWait; negative turns it off (a wake-up per arrival).
+	// trickle in: after a small batch on epoll, and after every batch on io_uring, the loop
+	// sleeps out the rest of it, so that one wake-up serves the packets of many calls. It
+	// adds at most that much to a packet's time in the relay, and nothing under load, when a
+	// batch takes that long. 0 means DefaultBatchWait; negative turns it off (a wake-up per
+	// arrival).
 	BatchWait time.Duration
 	// RealtimePriority is the SCHED_FIFO priority (1-99) of the loops' threads, so that a
 	// loop runs the moment packets arrive however busy the cores are. When the process may

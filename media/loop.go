@@ -182,10 +182,10 @@ func (l *loop) drainWake() {
 	unix.Read(l.wfd, b[:])
 }
 
-// batchWait follows a small batch: it sleeps out the rest of the batch wait from start, so
-// that the next read finds the packets of many calls ready (see Config.BatchWait). The next
-// timer (timeout ms from now) still comes first. Under load the batches are large and the
-// loop reads on at once.
+// batchWait follows a batch (on epoll a small one): it sleeps out the rest of the batch
+// wait from start, so that the next read finds the packets of many calls ready (see
+// Config.BatchWait). The next timer (timeout ms from now) still comes first. Under load a
+// batch takes longer than the wait and the loop reads on at once.
 func (l *loop) batchWait(batch, start, now int64, timeout int) {
 	if batch <= 0 {
 		return

@@ -52,12 +52,14 @@ const (
 
 // ringIO is a loop's io_uring state, used by the loop's thread only.
 type ringIO struct {
-	l     *loop
-	r     *uring.Ring
-	br    *uring.BufRing
-	pairs []ringPair // by port pair; only the pairs of this loop's legs are in use
-	rearm []uint64   // receives that ended and are armed again after the batch
-	err   error      // the last error of io_uring_enter, logged once until it changes
+	l       *loop
+	r       *uring.Ring
+	br      *uring.BufRing
+	pairs   []ringPair // by port pair; only the pairs of this loop's legs are in use
+	rearm   []uint64   // receives that ended and are armed again after the batch
+	retry   []uint64   // receives that ended with another error: armed again at retryAt
+	retryAt int64      // when retry may next be armed (at most once a second)
+	err     error      // the last error of io_uring_enter, logged once until it changes
 }
 
 // ringPair is the ring's view of one leg's sockets.
@@ -114,6 +116,10 @@ func (l *loop) runRing(u *ringIO) {
 			}
 			_, err := u.r.Enter(0)
 			u.check(err)
+		}
+		if now := monoNow(); len(u.retry) > 0 && now >= u.retryAt {
+			u.rearm = append(u.rearm, u.retry...)
+			u.retry, u.retryAt = u.retry[:0], now+int64(time.Second)
 		}
 		u.armAgain()
 		if l.pending.Load() {
@@ -195,7 +201,7 @@ func (u *ringIO) received(c uring.CQE, now int64) bool {
 		return false
 	}
 	if !c.More() {
-		u.ended(pair, sock)
+		u.ended(pair, sock, c.Res)
 	}
 	bid, ok := c.Buffer()
 	if !ok || c.Res < 0 {
@@ -233,10 +239,12 @@ func (u *ringIO) received(c uring.CQE, now int64) bool {
 	return true
 }
 
-// ended notes that a receive posted its last completion: a released leg's sockets close
-// once none is left; any other receive (ended by a lack of buffers or a socket error, such
-// as ECONNREFUSED after an ICMP port unreachable) is armed again after the batch.
-func (u *ringIO) ended(pair, sock int) {
+// ended notes that a receive posted its last completion, with result res: a released leg's
+// sockets close once none is left. Any other receive is armed again: after the batch when it
+// ran out of buffers (they come back as the batch's sends complete) or met ECONNREFUSED (an
+// ICMP port unreachable from the far end, reported once); after any other error at most
+// once a second, so that an error that repeats cannot keep the loop from sleeping.
+func (u *ringIO) ended(pair, sock int, res int32) {
 	p := &u.pairs[pair]
 	p.armed &^= 1 << sock
 	if p.closing {
@@ -245,7 +253,24 @@ func (u *ringIO) ended(pair, sock int) {
 		}
 		return
 	}
-	u.rearm = append(u.rearm, recvData(pair, sock))
+	switch e := unix.Errno(-res); {
+	case res >= 0, e == unix.ENOBUFS, e == unix.ECONNREFUSED:
+		u.rearm = append(u.rearm, recvData(pair, sock))
+	default:
+		if len(u.retry) == 0 {
+			u.l.e.log.Warn("RTP receive failed: armed again, at most once a second", "port", u.port(pair, sock), "err", e)
+		}
+		u.retry = append(u.retry, recvData(pair, sock))
+	}
+}
+
+// port is the UDP port of one of a pair's sockets.
+func (u *ringIO) port(pair, sock int) int {
+	port := u.l.e.ports.port(pair)
+	if sock == sockRTCP {
+		port++
+	}
+	return port
 }
 
 // armAgain arms the receives that ended in this batch, now that the sends' buffers have
@@ -270,11 +295,7 @@ func (u *ringIO) armAgain() {
 func (u *ringIO) arm(pair, sock int) {
 	p := &u.pairs[pair]
 	if err := u.r.RecvMsgMultishot(p.fds[sock], u.br.Group(), recvData(pair, sock)); err != nil {
-		port := u.l.e.ports.port(pair)
-		if sock == sockRTCP {
-			port++
-		}
-		u.l.e.log.Error("arm RTP receive", "port", port, "err", err)
+		u.l.e.log.Error("arm RTP receive", "port", u.port(pair, sock), "err", err)
 		return
 	}
 	p.armed |= 1 << sock

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"testing"
@@ -143,4 +144,48 @@ func TestConfigIO(t *testing.T) {
 			t.Errorf("IO %q: %v, want ok=%v", io, err, ok)
 		}
 	}
+}
+
+// TestLegSurvivesPortUnreachable: when the business line's port closes (an app restarts),
+// relaying to it draws an ICMP port unreachable, which the leg's connected socket reports
+// once as ECONNREFUSED; on io_uring that ends the socket's receive. When the line comes back
+// on the same port, its packets are relayed again, on either I/O.
+func TestLegSurvivesPortUnreachable(t *testing.T) {
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, toA, toB := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		defer s.Close(nil)
+		b.send(toB, 0, payload(1))
+		if _, ok := a.recv(2 * time.Second); !ok {
+			t.Fatal("not relayed to the caller")
+		}
+		a.send(toA, 0, payload(2))
+		if _, ok := b.recv(2 * time.Second); !ok {
+			t.Fatal("not relayed to the business line")
+		}
+		bAddr := b.addr()
+		b.conn.Close()
+		for i := range 5 { // relayed to a closed port: port unreachable
+			a.send(toA, 0, payload(byte(10+i)))
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(bAddr))
+		if err != nil {
+			t.Fatalf("rebind the business line's %v: %v", bAddr, err)
+		}
+		b2 := &endpoint{t: t, conn: conn, ssrc: b.ssrc, seq: b.seq, ts: b.ts}
+		t.Cleanup(func() { conn.Close() })
+		// Within the second that an error other than ECONNREFUSED would cost.
+		b2.send(toB, 0, payload(3))
+		p, ok := a.recv(700 * time.Millisecond)
+		if !ok || p.Payload[0] != 3 {
+			t.Fatalf("after the port unreachable the business line's audio is not relayed: %v", ok)
+		}
+		a.send(toA, 0, payload(4))
+		if p, ok := b2.recv(2 * time.Second); !ok || p.Payload[0] != 4 {
+			t.Fatalf("after the port unreachable the caller's audio does not reach the business line: %v", ok)
+		}
+	})
 }
