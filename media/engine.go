@@ -161,14 +161,15 @@ func New(cfg Config, customers Customers, rec *recordings.Recorder, reg promethe
 	}
 	e.slots = make([]atomic.Pointer[leg], e.ports.pairs())
 	e.m = newMetrics(reg, e.ports)
-	switch err := uring.Available(); {
-	case cfg.IO == IOEpoll:
-	case err == nil:
-		e.useRing = true
-	case cfg.IO == IOUring:
-		return nil, fmt.Errorf("media: io_uring: %w", err)
-	default:
-		log.Info("packet loops use epoll: io_uring is not available", "err", err)
+	if cfg.IO != IOEpoll {
+		switch err := uring.Available(); {
+		case err == nil:
+			e.useRing = true
+		case cfg.IO == IOUring:
+			return nil, fmt.Errorf("media: io_uring: %w", err)
+		default:
+			log.Info("packet loops use epoll: io_uring is not available", "err", err)
+		}
 	}
 	for range cfg.Loops {
 		l, err := newLoop(e)

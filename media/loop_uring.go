@@ -96,10 +96,9 @@ func newRingIO(l *loop) (*ringIO, error) {
 
 // runRing is the loop on its ring. Each turn submits the last batch's sends and waits for a
 // completion or the next timer, then handles completions and lets the kernel run the
-// receives that became ready, until a round brings no datagram; then it sleeps out the
-// batch wait. The kernel completes a
-// bounded number of receives per io_uring_enter: a batch judged before that would look
-// small and send the loop to sleep on datagrams that are already there.
+// receives that became ready, until a round brings no datagram (the kernel completes a
+// bounded number of receives per io_uring_enter, and datagrams already there must not wait
+// out a batch wait); then it sleeps out the batch wait.
 func (l *loop) runRing(u *ringIO) {
 	timeout := 1000
 	batch := int64(l.e.cfg.BatchWait)
