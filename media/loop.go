@@ -251,22 +251,9 @@ func (l *loop) commands() {
 	l.pending.Store(false)
 	l.mu.Unlock()
 	for _, s := range adds {
-		if l.ring != nil {
-			for i := range s.legs {
-				l.ring.register(&s.legs[i])
-			}
-			l.sessions = append(l.sessions, s)
-			continue
-		}
 		ok := true
 		for i := range s.legs {
-			lg := &s.legs[i]
-			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lg.fd), Pad: int32(lg.pair)}
-			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
-				ok = false
-			}
-			ev = unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lg.rtcp), Pad: int32(lg.pair) | rtcpBit}
-			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lg.rtcp, &ev); err != nil {
+			if !l.register(&s.legs[i]) {
 				ok = false
 			}
 		}
@@ -289,6 +276,24 @@ func (l *loop) commands() {
 	}
 }
 
+// register adds a leg's RTP and RTCP sockets to the loop's ring or epoll set; false if one
+// could not be added.
+func (l *loop) register(lg *leg) bool {
+	if l.ring != nil {
+		return l.ring.register(lg)
+	}
+	ok := true
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lg.fd), Pad: int32(lg.pair)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lg.fd, &ev); err != nil {
+		ok = false
+	}
+	ev = unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lg.rtcp), Pad: int32(lg.pair) | rtcpBit}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lg.rtcp, &ev); err != nil {
+		ok = false
+	}
+	return ok
+}
+
 // release closes a session's sockets and returns its ports.
 func (l *loop) release(s *Session) {
 	for i := range s.legs {
@@ -298,17 +303,16 @@ func (l *loop) release(s *Session) {
 		}
 		l.e.slots[lg.pair].Store(nil)
 		if l.ring != nil {
-			l.ring.release(lg)
-			lg.fd, lg.rtcp, lg.stray = -1, -1, -1
-			continue
-		}
-		unix.Close(lg.fd)
-		unix.Close(lg.rtcp)
-		if lg.stray >= 0 {
-			unix.Close(lg.stray)
+			l.ring.release(lg) // closes and returns them once its receives have ended
+		} else {
+			unix.Close(lg.fd)
+			unix.Close(lg.rtcp)
+			if lg.stray >= 0 {
+				unix.Close(lg.stray)
+			}
+			l.e.ports.put(lg.pair)
 		}
 		lg.fd, lg.rtcp, lg.stray = -1, -1, -1
-		l.e.ports.put(lg.pair)
 	}
 }
 

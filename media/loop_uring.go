@@ -143,8 +143,7 @@ func (l *loop) runRing(u *ringIO) {
 	// Closing the ring ends every operation; then the sockets can close.
 	u.r.Close()
 	for pair := range u.pairs {
-		if p := &u.pairs[pair]; p.fds[sockRTP] >= 0 {
-			p.armed = 0
+		if u.pairs[pair].fds[sockRTP] >= 0 {
 			u.closePair(pair)
 		}
 	}
@@ -290,22 +289,23 @@ func (u *ringIO) armAgain() {
 	u.rearm = u.rearm[:0]
 }
 
-// arm starts the multishot receive on one of a pair's sockets.
-func (u *ringIO) arm(pair, sock int) {
+// arm starts the multishot receive on one of a pair's sockets; false if it could not.
+func (u *ringIO) arm(pair, sock int) bool {
 	p := &u.pairs[pair]
 	if err := u.r.RecvMsgMultishot(p.fds[sock], u.br.Group(), recvData(pair, sock)); err != nil {
 		u.l.e.log.Error("arm RTP receive", "port", u.port(pair, sock), "err", err)
-		return
+		return false
 	}
 	p.armed |= 1 << sock
+	return true
 }
 
 // register arms the receives on a new leg's RTP and RTCP sockets.
-func (u *ringIO) register(lg *leg) {
+func (u *ringIO) register(lg *leg) bool {
 	p := &u.pairs[lg.pair]
 	*p = ringPair{fds: [nSocks]int{lg.fd, lg.rtcp, -1}}
-	u.arm(lg.pair, sockRTP)
-	u.arm(lg.pair, sockRTCP)
+	rtp := u.arm(lg.pair, sockRTP)
+	return u.arm(lg.pair, sockRTCP) && rtp
 }
 
 // addStray arms the receive on a leg's new stray socket.
