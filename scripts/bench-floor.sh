@@ -8,7 +8,9 @@
 #   uring        scripts/bare-relay-uring.c: io_uring, multishot receives, batched sends
 #   uring+wait   the same with the batch wait
 # The uring relays need liburing (apt-get install liburing-dev); without it they are left out
-# and the script says so.
+# and the script says so. First, scripts/loopback-floor.c measures one loopback send plus
+# recv on warm caches (about 1.0 µs on the machine of ../shared/notes/media-performance.md,
+# where the media goals were set), so that figures from different machines can be compared.
 #
 # Environment: CALLS [500], DURATION s per run [15], RUNS rounds [2], WAIT_US [2000], TICK the
 # generator's pacing step [1ms]. Prints per run, then the medians, as a Markdown table.
@@ -33,6 +35,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 mkdir -p bin
 go build -o bin/trackline-mediaload ./cmd/trackline-mediaload
 cc -O2 -Wall -Wextra -o bin/bare-relay scripts/bare-relay.c
+cc -O2 -Wall -Wextra -o bin/loopback-floor scripts/loopback-floor.c
 relays=("epoll:bin/bare-relay:0" "epoll+wait:bin/bare-relay:$WAIT_US")
 if printf '#include <liburing.h>\n' | cc -E - >/dev/null 2>&1; then
 	cc -O2 -Wall -Wextra -o bin/bare-relay-uring scripts/bare-relay-uring.c -luring
@@ -46,6 +49,9 @@ relay_pid=""
 trap 'stop_pid "$relay_pid" 5; rm -rf "$tmp"' EXIT
 rows="$tmp/rows.tsv" # name round cpu loss p50 p99 p999 other
 : >"$rows"
+
+syscalls=$(bin/loopback-floor) || die "loopback-floor failed"
+say "this machine: $syscalls"
 
 for ((r = 1; r <= RUNS; r++)); do
 	for spec in "${relays[@]}"; do
@@ -76,7 +82,7 @@ done
 
 median() { tsv_median "$rows" "$1" "$2"; } # median NAME COLUMN
 echo
-echo "$CALLS calls, ${DURATION} s, medians of $RUNS rounds (batch wait $WAIT_US µs where named):"
+echo "$CALLS calls, ${DURATION} s, medians of $RUNS rounds (batch wait $WAIT_US µs where named); $syscalls:"
 echo
 echo "| relay | CPU % of a core per call | loss % | latency p50 / p99 / p99.9 µs | other processes % of a core |"
 echo "| --- | --- | --- | --- | --- |"
