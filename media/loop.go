@@ -360,6 +360,7 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 // that socket is not connected.
 type relayTo struct {
 	fd        int
+	pair      int
 	connected bool
 	dest      rawAddr
 }
@@ -421,7 +422,7 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	}
 	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
 	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
-	out := relayTo{fd: peer.fd, connected: peer.connected, dest: peer.dest}
+	out := relayTo{fd: peer.fd, pair: peer.pair, connected: peer.connected, dest: peer.dest}
 	s.mu.Unlock()
 	return out, true
 }

@@ -60,6 +60,7 @@ type ringIO struct {
 	retry   []uint64   // receives that ended with another error: armed again at retryAt
 	retryAt int64      // when retry may next be armed (at most once a second)
 	err     error      // the last error of io_uring_enter, logged once until it changes
+	fixed   bool       // a registered file slot per pair, for the sends (see register)
 }
 
 // ringPair is the ring's view of one leg's sockets.
@@ -67,6 +68,7 @@ type ringPair struct {
 	fds     [nSocks]int // -1: none
 	armed   uint8       // bit k: a receive on fds[k] is in flight
 	closing bool        // released: closed when no receive is left
+	fixed   bool        // the RTP socket is in the ring's file slot of the pair's number
 }
 
 func recvData(pair, sock int) uint64 { return udRecv | uint64(sock)<<32 | uint64(uint32(pair)) }
@@ -87,6 +89,14 @@ func newRingIO(l *loop) (*ringIO, error) {
 		return nil, err
 	}
 	u := &ringIO{l: l, r: r, br: br, pairs: make([]ringPair, len(l.e.slots))}
+	// A registered file per pair spares each send the lookup of its descriptor and a
+	// reference on its file. Without the table (RLIMIT_NOFILE below the number of pairs)
+	// the sends name descriptors, as they would on an older kernel.
+	if err := r.RegisterFiles(len(u.pairs)); err != nil {
+		l.e.log.Warn("io_uring sends look up each socket: no registered files", "err", err)
+	} else {
+		u.fixed = true
+	}
 	for i := range u.pairs {
 		u.pairs[i].fds = [nSocks]int{-1, -1, -1}
 	}
@@ -225,9 +235,12 @@ func (u *ringIO) received(c uring.CQE, now int64) bool {
 		return true
 	}
 	var err error
-	if out.connected {
+	switch {
+	case out.connected && u.pairs[out.pair].fixed:
+		err = u.r.SendFixed(out.pair, p, udSend|uint64(bid))
+	case out.connected:
 		err = u.r.Send(out.fd, p, udSend|uint64(bid))
-	} else {
+	default:
 		err = u.r.SendTo(out.fd, p, &out.dest, udSend|uint64(bid))
 	}
 	if err != nil {
@@ -300,10 +313,18 @@ func (u *ringIO) arm(pair, sock int) bool {
 	return true
 }
 
-// register arms the receives on a new leg's RTP and RTCP sockets.
+// register arms the receives on a new leg's RTP and RTCP sockets, and puts its RTP socket
+// in the pair's file slot for the sends.
 func (u *ringIO) register(lg *leg) bool {
 	p := &u.pairs[lg.pair]
 	*p = ringPair{fds: [nSocks]int{lg.fd, lg.rtcp, -1}}
+	if u.fixed {
+		if err := u.r.SetFile(lg.pair, lg.fd); err != nil {
+			u.l.e.log.Error("register RTP socket with io_uring", "port", lg.port, "err", err)
+		} else {
+			p.fixed = true
+		}
+	}
 	rtp := u.arm(lg.pair, sockRTP)
 	return u.arm(lg.pair, sockRTCP) && rtp
 }
@@ -335,13 +356,20 @@ func (u *ringIO) release(lg *leg) {
 
 // closePair closes a released pair's sockets and returns its ports. Sends prepared in this
 // batch may still name the sockets: they are submitted first, so that the kernel has taken
-// their files before a descriptor number can be reused.
+// their files before a descriptor number can be reused. The file slot is emptied before the
+// port returns: the ring's reference would keep the socket bound.
 func (u *ringIO) closePair(pair int) {
 	if u.r.Pending() > 0 {
 		_, err := u.r.Submit()
 		u.check(err)
 	}
 	p := &u.pairs[pair]
+	if p.fixed {
+		// After the ring's Close (the loop's end) the kernel drops the table by itself.
+		if err := u.r.SetFile(pair, -1); err != nil && !errors.Is(err, uring.ErrClosed) {
+			u.l.e.log.Error("unregister RTP socket from io_uring", "port", u.port(pair, sockRTP), "err", err)
+		}
+	}
 	for _, fd := range p.fds {
 		if fd >= 0 {
 			unix.Close(fd)

@@ -136,6 +136,12 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 			}
 			time.Sleep(time.Millisecond)
 		}
+		// Seen after the gauge, which each loop raises once its ring is set up.
+		for i, l := range f.e.loops {
+			if !l.ring.fixed {
+				t.Fatalf("loop %d sends without registered files", i)
+			}
+		}
 	}
 	return f
 }

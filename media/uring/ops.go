@@ -73,6 +73,19 @@ func (r *Ring) prepSend(s *sqe, fd int, p []byte, userData uint64) {
 	s.userData = userData
 }
 
+// SendFixed is Send on the socket in slot of the ring's registered files (RegisterFiles,
+// SetFile), which saves the kernel looking the descriptor up and taking a reference to its
+// file for each send.
+func (r *Ring) SendFixed(slot int, p []byte, userData uint64) error {
+	s, _, err := r.getSQE()
+	if err != nil {
+		return err
+	}
+	r.prepSend(s, slot, p, userData)
+	s.flags = sqeFixedFile
+	return nil
+}
+
 // SendTo prepares the sending of p to the IPv4 address to on the socket fd, connected or
 // not (IORING_OP_SEND with a destination address, Linux 6.1+). The address is copied into
 // the ring's own memory, so to need not outlive the call; p follows Send's rule.

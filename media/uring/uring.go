@@ -1,8 +1,9 @@
 //go:build linux
 
 // Package uring is a minimal io_uring ring for a UDP packet loop: multishot recvmsg into a
-// ring of provided buffers, sends straight from those buffers, cancellation, and a wait
-// that also runs the kernel's deferred work. It speaks to the kernel ABI with raw system
+// ring of provided buffers, sends straight from those buffers (on registered files, where
+// the caller registers them), cancellation, and a wait that also runs the kernel's
+// deferred work. It speaks to the kernel ABI with raw system
 // calls (no cgo, no liburing) and allocates nothing per operation.
 //
 // A Ring belongs to one goroutine locked to one OS thread (runtime.LockOSThread): it is
@@ -53,8 +54,11 @@ const (
 	offSQRing = 0
 	offSQEs   = 0x10000000
 
-	registerProbe   = 8
-	registerPbufRng = 22
+	registerProbe       = 8
+	registerFilesUpdate = 6
+	registerFiles2      = 13
+	registerPbufRng     = 22
+	rsrcRegisterSparse  = 1 << 0
 
 	opNop         = 0
 	opPollAdd     = 6
@@ -62,6 +66,7 @@ const (
 	opAsyncCancel = 14
 	opSend        = 26
 
+	sqeFixedFile    = 1 << 0
 	sqeBufferSelect = 1 << 5
 
 	recvMultishot  = 1 << 1
@@ -141,6 +146,8 @@ var (
 	_ [120 - unsafe.Sizeof(params{})]struct{}
 	_ [unsafe.Sizeof(params{}) - 120]struct{}
 	_ [24 - unsafe.Sizeof(getEventsArg{})]struct{}
+	_ [32 - unsafe.Sizeof(rsrcRegister{})]struct{}
+	_ [16 - unsafe.Sizeof(filesUpdate{})]struct{}
 )
 
 // NameLen is the room for the source address that a multishot receive reserves in each
@@ -184,6 +191,8 @@ type Ring struct {
 	cqSeenTail  uint32 // last tail read from the kernel
 
 	features uint32
+	files    int          // registered file slots
+	fileArg  int32        // SetFile's descriptor, read by the kernel during the call (heap memory)
 	arg      getEventsArg // EnterTimeout's argument, read by the kernel during the call
 	ts       unix.Timespec
 
@@ -566,6 +575,67 @@ func (r *Ring) probeOps(ops ...uint8) error {
 		if int(op) >= int(buf.opsLen) || buf.ops[op].flags&1 == 0 {
 			return fmt.Errorf("uring: kernel lacks io_uring opcode %d", op)
 		}
+	}
+	return nil
+}
+
+// rsrcRegister is struct io_uring_rsrc_register.
+type rsrcRegister struct {
+	nr    uint32
+	flags uint32
+	resv2 uint64
+	data  uint64
+	tags  uint64
+}
+
+// filesUpdate is struct io_uring_files_update.
+type filesUpdate struct {
+	offset uint32
+	resv   uint32
+	fds    uint64
+}
+
+// RegisterFiles gives the ring a table of n registered files, all empty
+// (IORING_REGISTER_FILES2 with IORING_RSRC_REGISTER_SPARSE, Linux 5.19+); SetFile fills
+// its slots. The kernel refuses more slots than RLIMIT_NOFILE allows (EMFILE).
+func (r *Ring) RegisterFiles(n int) error {
+	if r.fd < 0 {
+		return ErrClosed
+	}
+	if n <= 0 || n > 1<<20 {
+		return fmt.Errorf("uring: %d registered files out of range", n)
+	}
+	arg := rsrcRegister{nr: uint32(n), flags: rsrcRegisterSparse}
+	if e := register(r.fd, registerFiles2, unsafe.Pointer(&arg), uint32(unsafe.Sizeof(arg))); e != 0 {
+		return fmt.Errorf("uring: register %d files: %w", n, e)
+	}
+	r.files = n
+	return nil
+}
+
+// Files is the number of slots RegisterFiles made (0 without it).
+func (r *Ring) Files() int { return r.files }
+
+// SetFile puts the descriptor fd in slot, or empties the slot with fd -1. The ring holds its
+// own reference to a registered file: a socket stays open, and its port bound, until its
+// slot is emptied and its descriptor closed, whichever comes last. Operations already
+// submitted keep the file they were given.
+func (r *Ring) SetFile(slot, fd int) error {
+	if r.fd < 0 {
+		return ErrClosed
+	}
+	if slot < 0 || slot >= r.files {
+		return fmt.Errorf("uring: file slot %d outside the %d registered", slot, r.files)
+	}
+	r.fileArg = int32(fd)
+	arg := filesUpdate{offset: uint32(slot), fds: uint64(uintptr(unsafe.Pointer(&r.fileArg)))}
+	n, _, e := unix.RawSyscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerFilesUpdate,
+		uintptr(unsafe.Pointer(&arg)), 1, 0, 0)
+	if e != 0 {
+		return fmt.Errorf("uring: set file slot %d: %w", slot, e)
+	}
+	if n != 1 {
+		return fmt.Errorf("uring: set file slot %d: the kernel updated %d slots", slot, n)
 	}
 	return nil
 }

@@ -695,3 +695,89 @@ func TestSendToAddresses(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisteredFiles sends through file slots: a slot holds its own reference to the
+// socket (a closed descriptor still sends, and its port stays bound) until it is emptied.
+func TestRegisteredFiles(t *testing.T) {
+	r := newRing(t, 8)
+	if err := r.SetFile(0, 0); err == nil {
+		t.Fatal("SetFile before RegisterFiles succeeded")
+	}
+	if err := r.RegisterFiles(4); err != nil {
+		t.Fatalf("RegisterFiles: %v", err)
+	}
+	if r.Files() != 4 {
+		t.Fatalf("Files() = %d, want 4", r.Files())
+	}
+	far, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer far.Close()
+	// A socket of its own, not udpSocket's: it is closed here, and a second close in the
+	// cleanup could hit a descriptor number in use again.
+	out, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(out, &unix.SockaddrInet4{Addr: loopback.As4()}); err != nil {
+		unix.Close(out)
+		t.Fatal(err)
+	}
+	outAddr := localAddr(t, out)
+	connectFD(t, out, far.LocalAddr().(*net.UDPAddr).AddrPort())
+	for _, slot := range []int{-1, 4} {
+		if err := r.SetFile(slot, out); err == nil {
+			t.Fatalf("SetFile(%d) outside the table succeeded", slot)
+		}
+	}
+	if err := r.SetFile(2, out); err != nil {
+		t.Fatalf("SetFile: %v", err)
+	}
+	unix.Close(out) // the slot keeps the socket
+
+	send := func(slot int, p []byte) CQE {
+		t.Helper()
+		if err := r.SendFixed(slot, p, uint64(slot)); err != nil {
+			t.Fatal(err)
+		}
+		var got CQE
+		pump(t, r, func(c CQE) { got = c }, func() bool { return got.UserData == uint64(slot) && got != (CQE{}) })
+		return got
+	}
+	p := packet(2, 1)
+	if c := send(2, p); c.Res != int32(len(p)) {
+		t.Fatalf("send on slot 2: %d %v", c.Res, c.Err())
+	}
+	buf := make([]byte, 512)
+	far.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := far.ReadFromUDPAddrPort(buf)
+	if err != nil || from != outAddr || !bytes.Equal(buf[:n], p) {
+		t.Fatalf("far got % x from %v (%v), want the packet from %v", buf[:min(n, 8)], from, err, outAddr)
+	}
+	if c := send(1, p); c.Err() != unix.EBADF {
+		t.Fatalf("send on the empty slot 1: %d %v, want EBADF", c.Res, c.Err())
+	}
+	if _, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(outAddr)); err == nil {
+		t.Fatal("the port of a socket in a slot could be bound again")
+	}
+	if err := r.SetFile(2, -1); err != nil {
+		t.Fatalf("SetFile(2, -1): %v", err)
+	}
+	// The kernel drops the slot's reference once no request holds it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(outAddr))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port %v still bound after its slot was emptied: %v", outAddr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := send(2, p); c.Err() != unix.EBADF {
+		t.Fatalf("send on the emptied slot 2: %d %v, want EBADF", c.Res, c.Err())
+	}
+}
