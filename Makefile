@@ -19,7 +19,7 @@ help:
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
 	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
 	@echo 'bench-media    200/500/1,000 concurrent anchored, recorded calls: loss, CPU, latency, disk'
-	@echo 'bench-floor    the same RTP load through bare C relays (epoll, io_uring): the machine'"'"'s floor'
+	@echo 'bench-floor    one loopback send + recv, then the same RTP load through bare C relays (epoll, io_uring): the machine'"'"'s floor'
 	@echo 'bench-compact  store compaction (erasure) on 1M sessions: copy time, write pause'
 	@echo 'fmt vet lint   gofmt -w, go vet, staticcheck'
 	@echo 'clean          remove bin/'
