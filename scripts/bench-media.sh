@@ -40,7 +40,8 @@
 # /metrics), and the CPU other processes took. After the calls and the switch have ended:
 # disk bytes per call-second (du -sb of the recordings directory over the answered calls'
 # total duration). The switch and the generator share the machine's cores (2 on the
-# reference machine); the generator's own CPU is printed too. Exits non-zero when the
+# reference machine); the generator's own CPU is printed too, and at the end what one
+# loopback send + recv costs this machine (scripts/loopback-floor.c). Exits non-zero when the
 # switch dies, cannot start, or a run produced no report; loss and failed calls are
 # figures, not failures of the script.
 set -euo pipefail
@@ -313,6 +314,13 @@ fi
 echo
 echo "Goals: ≤ 0.07 % of a core per recorded call at 200 and ≤ 0.05 % at 500; < 0.1 % loss at 1,000;"
 echo "p99.9 added latency < 10,000 µs while recording; 0 allocations per relayed packet."
+# What one datagram costs this machine's kernel, to read the CPU figures against (the goals
+# were set where it cost about 1.0 µs: ../shared/notes/media-performance.md).
+if command -v cc >/dev/null 2>&1 && cc -O2 -Wall -o bin/loopback-floor scripts/loopback-floor.c; then
+	echo "This machine: $(bin/loopback-floor 200000 5) (where the goals were set: about 1.0 µs)."
+else
+	say "no C compiler: the loopback floor (scripts/loopback-floor.c) is not measured"
+fi
 if awk -F'\t' '$13 != "n/a" && $13 + 0 > 10 {found = 1} END {exit !found}' "$results"; then
 	say "warning: other processes took more than 10 % of a core during a window: those figures are not representative"
 fi
