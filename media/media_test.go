@@ -673,3 +673,29 @@ func TestRecordingRulesNarrow(t *testing.T) {
 		}
 	}
 }
+
+// TestSDPAfterClose: an answer or re-INVITE that reaches a call whose media has closed is
+// refused, and leaves the legs' sockets, which the loop is closing, alone (-race).
+func TestSDPAfterClose(t *testing.T) {
+	eachIO(t, func(t *testing.T, mode string) {
+		f := newFixture(t, Config{IO: mode}, recordingCustomer())
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s, toA, toB := bridged(t, f, a, b, []string{"0"}, []string{"0"})
+		a.send(toA, 0, payload(1)) // both legs latch and connect
+		b.send(toB, 0, payload(2))
+		if _, ok := b.recv(2 * time.Second); !ok {
+			t.Fatal("caller's packet not relayed")
+		}
+		if _, ok := a.recv(2 * time.Second); !ok {
+			t.Fatal("business line's packet not relayed")
+		}
+		s.Close(nil)
+		moved := newEndpoint(t, "127.0.0.1") // an SDP with another address: would unlatch
+		if err := s.Callee(moved.sdp("sendrecv", "0")); !errors.Is(err, sip.ErrNotAcceptable) {
+			t.Errorf("Callee after Close: %v, want ErrNotAcceptable", err)
+		}
+		if _, err := s.Rewrite(true, moved.sdp("sendrecv", "0")); !errors.Is(err, sip.ErrNotAcceptable) {
+			t.Errorf("Rewrite after Close: %v, want ErrNotAcceptable", err)
+		}
+	})
+}

@@ -248,6 +248,9 @@ func (s *Session) Callee(body []byte) error {
 	now := monoNow()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed { // the loop may be closing the legs' sockets: leave them alone
+		return fmt.Errorf("%w: the call's media is closed", sip.ErrNotAcceptable)
+	}
 	b := &s.legs[callee]
 	b.law, b.te, b.held = d.laws[0], d.te, d.held()
 	b.setRemote(d.addr, s.e.cfg.LatchWindow, now)
