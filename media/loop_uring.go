@@ -59,6 +59,8 @@ type ringIO struct {
 	rearm   []uint64   // receives that ended and are armed again after the batch
 	retry   []uint64   // receives that ended with another error: armed again at retryAt
 	retryAt int64      // when retry may next be armed (at most once a second)
+	cancels []uint64   // receives of released pairs whose cancel could not be prepared
+	waiting []int      // released pairs whose close waits for the submission queue to empty
 	err     error      // the last error of io_uring_enter, logged once until it changes
 	fixed   bool       // a registered file slot per pair, for the sends (see register)
 }
@@ -104,11 +106,16 @@ func newRingIO(l *loop) (*ringIO, error) {
 	return u, nil
 }
 
+// maxTurn bounds the rounds of one turn of the ring loop: under a flood of datagrams the
+// rounds would go on without end, and new calls' sockets, released ports, prompts' frames
+// and timeouts wait for the turn's end.
+const maxTurn = 2 * time.Millisecond
+
 // runRing is the loop on its ring. Each turn submits the last batch's sends and waits for a
 // completion or the next timer, then handles completions and lets the kernel run the
 // receives that became ready, until a round brings no datagram (the kernel completes a
 // bounded number of receives per io_uring_enter, and datagrams already there must not wait
-// out a batch wait); then it sleeps out the batch wait.
+// out a batch wait) or maxTurn has passed; then it sleeps out the rest of the batch wait.
 func (l *loop) runRing(u *ringIO) {
 	timeout := 1000
 	batch := int64(l.e.cfg.BatchWait)
@@ -120,12 +127,13 @@ func (l *loop) runRing(u *ringIO) {
 		for {
 			got := u.completions(start)
 			n += got
-			if got == 0 {
+			if got == 0 || monoNow()-start >= int64(maxTurn) {
 				break
 			}
 			_, err := u.r.Enter(0)
 			u.check(err)
 		}
+		u.closeWaiting()
 		if now := monoNow(); len(u.retry) > 0 && now >= u.retryAt {
 			u.rearm = append(u.rearm, u.retry...)
 			u.retry, u.retryAt = u.retry[:0], now+int64(time.Second)
@@ -201,16 +209,25 @@ func (u *ringIO) completions(now int64) int {
 	return n
 }
 
-// received handles a receive's completion: the datagram it carries, if any, and the end
-// of the receive. It says whether a datagram came.
+// received handles a receive's completion: the datagram it carries, if any, then the end
+// of the receive. In that order: a released pair's end closes it and returns its ports,
+// which another call may take at once, and the datagram must not reach that call's leg. It
+// says whether a datagram came.
 func (u *ringIO) received(c uring.CQE, now int64) bool {
 	pair, sock := int(uint32(c.UserData)), int(c.UserData>>32&0xff)
 	if pair >= len(u.pairs) || sock >= nSocks {
 		return false
 	}
+	got := u.datagram(c, pair, sock, now)
 	if !c.More() {
 		u.ended(pair, sock, c.Res)
 	}
+	return got
+}
+
+// datagram relays the datagram a receive's completion carries, if any, and says whether
+// there was one.
+func (u *ringIO) datagram(c uring.CQE, pair, sock int, now int64) bool {
 	bid, ok := c.Buffer()
 	if !ok || c.Res < 0 {
 		return false
@@ -287,9 +304,20 @@ func (u *ringIO) port(pair, sock int) int {
 // armAgain arms the receives that ended in this batch, now that the sends' buffers have
 // come back, and the wake-up poll if it ended.
 func (u *ringIO) armAgain() {
+	cancels := u.cancels
+	u.cancels = nil // cancel appends what fails again
+	for _, ud := range cancels {
+		pair, sock := int(uint32(ud)), int(ud>>32&0xff)
+		if p := &u.pairs[pair]; p.closing && p.armed&(1<<sock) != 0 {
+			u.cancel(pair, sock)
+		}
+	}
 	for _, ud := range u.rearm {
 		if ud == udWake {
-			u.r.PollMultishot(u.l.wfd, unix.POLLIN, udWake)
+			if err := u.r.PollMultishot(u.l.wfd, unix.POLLIN, udWake); err != nil {
+				u.l.e.log.Error("arm the packet loop's wake-up", "err", err)
+				u.retry = append(u.retry, udWake)
+			}
 			continue
 		}
 		pair, sock := int(uint32(ud)), int(ud>>32&0xff)
@@ -302,11 +330,13 @@ func (u *ringIO) armAgain() {
 	u.rearm = u.rearm[:0]
 }
 
-// arm starts the multishot receive on one of a pair's sockets; false if it could not.
+// arm starts the multishot receive on one of a pair's sockets; false if it could not, and
+// then it is tried again with the receives that failed (at most once a second).
 func (u *ringIO) arm(pair, sock int) bool {
 	p := &u.pairs[pair]
 	if err := u.r.RecvMsgMultishot(p.fds[sock], u.br.Group(), recvData(pair, sock)); err != nil {
 		u.l.e.log.Error("arm RTP receive", "port", u.port(pair, sock), "err", err)
+		u.retry = append(u.retry, recvData(pair, sock))
 		return false
 	}
 	p.armed |= 1 << sock
@@ -347,22 +377,57 @@ func (u *ringIO) release(lg *leg) {
 	p.closing = true
 	for sock := range nSocks {
 		if p.armed&(1<<sock) != 0 {
-			if err := u.r.CancelUserData(recvData(lg.pair, sock), udCancel); err != nil {
-				u.l.e.log.Error("cancel RTP receive", "err", err)
-			}
+			u.cancel(lg.pair, sock)
 		}
+	}
+}
+
+// cancel cancels the receive on one of a released pair's sockets; when the cancel cannot be
+// prepared, it is tried again after the batch (armAgain), or the pair would never close.
+func (u *ringIO) cancel(pair, sock int) {
+	if err := u.r.CancelUserData(recvData(pair, sock), udCancel); err != nil {
+		u.l.e.log.Error("cancel RTP receive", "port", u.port(pair, sock), "err", err)
+		u.cancels = append(u.cancels, recvData(pair, sock))
 	}
 }
 
 // closePair closes a released pair's sockets and returns its ports. Sends prepared in this
 // batch may still name the sockets: they are submitted first, so that the kernel has taken
-// their files before a descriptor number can be reused. The file slot is emptied before the
-// port returns: the ring's reference would keep the socket bound.
+// their files before a descriptor number can be reused; if the kernel did not take them all
+// (it refuses new work while completions it could not post are waiting), the close waits
+// for the queue to empty (closeWaiting). The file slot is emptied before the port returns:
+// the ring's reference would keep the socket bound.
 func (u *ringIO) closePair(pair int) {
 	if u.r.Pending() > 0 {
 		_, err := u.r.Submit()
 		u.check(err)
+		if u.r.Pending() > 0 {
+			u.waiting = append(u.waiting, pair)
+			return
+		}
 	}
+	u.closeNow(pair)
+}
+
+// closeWaiting closes the released pairs that waited for the submission queue to empty, once
+// it has.
+func (u *ringIO) closeWaiting() {
+	if len(u.waiting) == 0 {
+		return
+	}
+	if _, err := u.r.Submit(); err != nil || u.r.Pending() > 0 {
+		u.check(err)
+		return
+	}
+	for _, pair := range u.waiting {
+		u.closeNow(pair)
+	}
+	u.waiting = u.waiting[:0]
+}
+
+// closeNow closes a released pair's sockets and returns its ports; nothing in the
+// submission queue may name them.
+func (u *ringIO) closeNow(pair int) {
 	p := &u.pairs[pair]
 	if p.fixed {
 		// After the ring's Close (the loop's end) the kernel drops the table by itself.
