@@ -87,7 +87,7 @@ func (r *Ring) RegisterBufRing(bgid uint16, n, size int) (*BufRing, error) {
 		ringEntries: uint32(n),
 		bgid:        bgid,
 	}
-	if e := register(r.fd, registerPbufRng, unsafe.Pointer(&reg), 1); e != 0 {
+	if _, e := register(r.fd, registerPbufRng, unsafe.Pointer(&reg), 1); e != 0 {
 		b.unmap()
 		return nil, fmt.Errorf("uring: IORING_REGISTER_PBUF_RING: %w", e)
 	}

@@ -3,8 +3,8 @@
 // Package uring is a minimal io_uring ring for a UDP packet loop: multishot recvmsg into a
 // ring of provided buffers, sends straight from those buffers (on registered files, where
 // the caller registers them), cancellation, and a wait that also runs the kernel's
-// deferred work. It speaks to the kernel ABI with raw system
-// calls (no cgo, no liburing) and allocates nothing per operation.
+// deferred work. It speaks to the kernel ABI with raw system calls (no cgo, no liburing)
+// and allocates nothing per operation.
 //
 // A Ring belongs to one goroutine locked to one OS thread (runtime.LockOSThread): it is
 // created with IORING_SETUP_SINGLE_ISSUER and IORING_SETUP_DEFER_TASKRUN, so only the
@@ -213,9 +213,10 @@ func setup(entries uint32, p *params) (int, unix.Errno) {
 	return int(fd), e
 }
 
-func register(fd int, op uint32, arg unsafe.Pointer, n uint32) unix.Errno {
-	_, _, e := unix.RawSyscall6(unix.SYS_IO_URING_REGISTER, uintptr(fd), uintptr(op), uintptr(arg), uintptr(n), 0, 0)
-	return e
+// register is io_uring_register(2); it returns the call's result and errno.
+func register(fd int, op uint32, arg unsafe.Pointer, n uint32) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_IO_URING_REGISTER, uintptr(fd), uintptr(op), uintptr(arg), uintptr(n), 0, 0)
+	return int(r), e
 }
 
 // New creates a ring with room for entries submissions (rounded up to a power of two by
@@ -568,7 +569,7 @@ func (r *Ring) probeOps(ops ...uint8) error {
 			resv2    uint32
 		}
 	}
-	if e := register(r.fd, registerProbe, unsafe.Pointer(&buf), nOps); e != 0 {
+	if _, e := register(r.fd, registerProbe, unsafe.Pointer(&buf), nOps); e != 0 {
 		return fmt.Errorf("uring: IORING_REGISTER_PROBE: %w", e)
 	}
 	for _, op := range ops {
@@ -606,15 +607,12 @@ func (r *Ring) RegisterFiles(n int) error {
 		return fmt.Errorf("uring: %d registered files out of range", n)
 	}
 	arg := rsrcRegister{nr: uint32(n), flags: rsrcRegisterSparse}
-	if e := register(r.fd, registerFiles2, unsafe.Pointer(&arg), uint32(unsafe.Sizeof(arg))); e != 0 {
+	if _, e := register(r.fd, registerFiles2, unsafe.Pointer(&arg), uint32(unsafe.Sizeof(arg))); e != 0 {
 		return fmt.Errorf("uring: register %d files: %w", n, e)
 	}
 	r.files = n
 	return nil
 }
-
-// Files is the number of slots RegisterFiles made (0 without it).
-func (r *Ring) Files() int { return r.files }
 
 // SetFile puts the descriptor fd in slot, or empties the slot with fd -1. The ring holds its
 // own reference to a registered file: a socket stays open, and its port bound, until its
@@ -629,8 +627,7 @@ func (r *Ring) SetFile(slot, fd int) error {
 	}
 	r.fileArg = int32(fd)
 	arg := filesUpdate{offset: uint32(slot), fds: uint64(uintptr(unsafe.Pointer(&r.fileArg)))}
-	n, _, e := unix.RawSyscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerFilesUpdate,
-		uintptr(unsafe.Pointer(&arg)), 1, 0, 0)
+	n, e := register(r.fd, registerFilesUpdate, unsafe.Pointer(&arg), 1)
 	if e != 0 {
 		return fmt.Errorf("uring: set file slot %d: %w", slot, e)
 	}

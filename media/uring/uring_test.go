@@ -706,8 +706,8 @@ func TestRegisteredFiles(t *testing.T) {
 	if err := r.RegisterFiles(4); err != nil {
 		t.Fatalf("RegisterFiles: %v", err)
 	}
-	if r.Files() != 4 {
-		t.Fatalf("Files() = %d, want 4", r.Files())
+	if r.files != 4 {
+		t.Fatalf("%d file slots, want 4", r.files)
 	}
 	far, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
