@@ -337,8 +337,7 @@ func TestUDPDropsCountsAFullReceiveBuffer(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetReadBuffer(1) // the kernel rounds up to its minimum; never read from it
-	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
-	if got := udpDrops(port); got != 0 {
+	if got := socketDrops(conn); got != 0 {
 		t.Fatalf("drops before any traffic = %d", got)
 	}
 	out, err := net.DialUDP("udp", nil, conn.LocalAddr().(*net.UDPAddr))
@@ -350,7 +349,36 @@ func TestUDPDropsCountsAFullReceiveBuffer(t *testing.T) {
 	for range 500 {
 		out.Write(payload)
 	}
-	if got := udpDrops(port); got == 0 {
+	got := socketDrops(conn)
+	if got == 0 {
 		t.Fatal("no drops counted for 500 datagrams into a minimal, unread buffer")
+	}
+	// Only this socket's: another socket's full buffer does not count here.
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetReadBuffer(1)
+	out2, err := net.DialUDP("udp", nil, other.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out2.Close()
+	for range 500 {
+		out2.Write(payload)
+	}
+	if socketDrops(other) == 0 {
+		t.Fatal("no drops counted on the second socket")
+	}
+	if again := socketDrops(conn); again != got {
+		t.Fatalf("drops of the first socket went from %d to %d with traffic to another", got, again)
+	}
+	conn.Close()
+	if got := socketDrops(conn); got != 0 {
+		t.Fatalf("drops of a closed socket = %d; want 0", got)
+	}
+	if n := testing.AllocsPerRun(10, func() { socketDrops(other) }); n > 8 {
+		t.Fatalf("reading the counter allocates %v times", n)
 	}
 }

@@ -1,41 +1,39 @@
 package sip
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"net"
+	"syscall"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
-// udpDrops reads the kernel's drop counter of the UDP socket bound to port from
-// /proc/net/udp (and udp6): datagrams lost because the receive buffer was full. It returns
-// 0 where /proc is not available.
-func udpDrops(port uint16) uint64 {
-	var total uint64
-	want := fmt.Sprintf(":%04X", port)
-	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
-		file, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(file)
-		sc.Scan() // header
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			// sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode ref pointer drops
-			if len(fields) < 13 || !strings.HasSuffix(fields[1], want) {
-				continue
-			}
-			if n, err := strconv.ParseUint(fields[12], 10, 64); err == nil {
-				total += n
-			}
-		}
-		file.Close()
+// socketDrops reads the kernel's drop counter of a UDP socket (SO_MEMINFO's
+// SK_MEMINFO_DROPS): datagrams lost because its receive buffer was full. It is one system
+// call and no allocation however many sockets the machine has, where /proc/net/udp would
+// list every one of them (the switch's RTP ports among them: thousands under load, on
+// every scrape). It returns 0 when the counter cannot be read.
+func socketDrops(c net.PacketConn) uint64 {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
 	}
-	return total
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var info [unix.SK_MEMINFO_VARS]uint32
+	size := uint32(unsafe.Sizeof(info))
+	var errno syscall.Errno
+	err = raw.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
+	})
+	if err != nil || errno != 0 || size < 4*(unix.SK_MEMINFO_DROPS+1) {
+		return 0
+	}
+	return uint64(info[unix.SK_MEMINFO_DROPS])
 }
 
 // dropsCollector exports the switch socket's receive drops.
@@ -44,9 +42,9 @@ func (s *Switch) dropsCollector() prometheus.Collector {
 		Name: "trackline_sip_udp_receive_drops_total",
 		Help: "SIP datagrams the kernel dropped because the switch's UDP receive buffer was full.",
 	}, func() float64 {
-		if !s.addr.IsValid() {
+		if !s.addr.IsValid() || s.udp == nil {
 			return 0
 		}
-		return float64(udpDrops(s.addr.Port()))
+		return float64(socketDrops(s.udp))
 	})
 }
