@@ -73,10 +73,11 @@ for ((r = 1; r <= RUNS; r++)); do
 			def f(x; p): if x == null then "n/a" else (x * pow(10; p) | round / pow(10; p) | tostring) end;
 			[$n, $r, f(.switch.cpu_pct_per_call; 4), f(.loss_pct.total; 4),
 			 f(.latency_us.p50; 0), f(.latency_us.p99; 0), f(.latency_us.p999; 0),
-			 f(if .duration_s > 0 then 100 * .other_window_cpu_s / .duration_s else null end; 1)] | @tsv' "$tmp/report.json")
+			 f(if .duration_s > 0 then 100 * .other_window_cpu_s / .duration_s else null end; 1),
+			 f(if .duration_s > 0 then 100 * (.stolen_window_cpu_s // 0) / .duration_s else null end; 1)] | @tsv' "$tmp/report.json")
 		printf '%s\n' "$row" >>"$rows"
 		IFS=$'\t' read -ra f <<<"$row"
-		say "round $r, $name: ${f[2]} % of a core per call, loss ${f[3]} %, latency p50/p99/p99.9 ${f[4]}/${f[5]}/${f[6]} µs, other processes ${f[7]} % of a core"
+		say "round $r, $name: ${f[2]} % of a core per call, loss ${f[3]} %, latency p50/p99/p99.9 ${f[4]}/${f[5]}/${f[6]} µs, other processes ${f[7]} % of a core, stolen by the hypervisor ${f[8]} %"
 	done
 done
 

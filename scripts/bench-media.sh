@@ -37,10 +37,11 @@
 # per call (utime+stime of /proc/PID/stat, % of one core), the latency the switch adds
 # (kernel receive time minus send time at the generator; p50/p99/p99.9), allocations per
 # relayed packet (go_memstats_mallocs_total over trackline_rtp_relayed_packets_total from
-# /metrics), and the CPU other processes took. After the calls and the switch have ended:
-# disk bytes per call-second (du -sb of the recordings directory over the answered calls'
-# total duration). The switch and the generator share the machine's cores (2 on the
-# reference machine); the generator's own CPU is printed too, and at the end what one
+# /metrics, less what one scrape of /metrics allocates: the bench's own), the CPU other processes took, and the CPU the hypervisor took from this
+# machine's CPUs (steal in /proc/stat, where the kernel accounts it). After the calls and the
+# switch have ended: disk bytes per call-second (du -sb of the recordings directory over the
+# answered calls' total duration). The switch and the generator share the machine's cores (2
+# on the reference machine); the generator's own CPU is printed too, and at the end what one
 # loopback send + recv costs this machine (scripts/loopback-floor.c). Exits non-zero when the
 # switch dies, cannot start, or a run produced no report; loss and failed calls are
 # figures, not failures of the script.
@@ -230,7 +231,8 @@ bench() {
 		  f(if .duration_s > 0 then 100 * .other_window_cpu_s / .duration_s else null end; 1),
 		  f(.latency_us.max; 0), (.foreign_packets | tostring), (.misrouted_packets | tostring),
 		  f(.call_seconds / ([.calls_up, 1] | max); 1), $bytes, $rcv, $warns,
-		  f(.switch.relayed_packets; 0), (.packets_sent | tostring)
+		  f(.switch.relayed_packets; 0), (.packets_sent | tostring),
+		  f(if .duration_s > 0 then 100 * (.stolen_window_cpu_s // 0) / .duration_s else null end; 1)
 		] | @tsv' "$dir/report.json")
 	printf '%s\n' "$row" >>"$results"
 	local f
@@ -240,7 +242,7 @@ bench() {
 	say "N=$n run $r: up ${f[10]}/$n, failed ${f[11]}, loss ${f[2]} %, switch CPU ${f[3]} % of a core per call," \
 		"latency p50/p99/p99.9 ${f[4]}/${f[5]}/${f[6]} µs (max ${f[13]}), disk ${f[7]} B/call·s" \
 		"(${f[17]} B in all, ${f[16]} s per call), allocs/packet $allocs; generator ${f[9]} % of a core per call;" \
-		"other processes ${f[12]} % of a core; foreign ${f[14]}, misrouted ${f[15]}, relayed ${f[20]} of ${f[21]} sent;" \
+		"other processes ${f[12]} % of a core, stolen by the hypervisor ${f[22]} %; foreign ${f[14]}, misrouted ${f[15]}, relayed ${f[20]} of ${f[21]} sent;" \
 		"UDP RcvbufErrors Δ ${f[18]}; switch warn+error logs ${f[19]}"
 }
 
@@ -270,13 +272,15 @@ bench_bare() {
 		  f(.latency_us.p50; 0), f(.latency_us.p99; 0), f(.latency_us.p999; 0),
 		  f(if .duration_s > 0 then 100 * .other_window_cpu_s / .duration_s else null end; 1),
 		  (if $sw == "n/a" or .switch.cpu_pct_per_call == null then "n/a"
-		   else f(($sw | tonumber) / .switch.cpu_pct_per_call; 2) end)
+		   else f(($sw | tonumber) / .switch.cpu_pct_per_call; 2) end),
+		  f(if .duration_s > 0 then 100 * (.stolen_window_cpu_s // 0) / .duration_s else null end; 1)
 		] | @tsv' "$dir/report.json")
 	printf '%s\n' "$row" >>"$baseline"
 	local f
 	IFS=$'\t' read -ra f <<<"$row"
 	say "N=$n run $r: bare relay: loss ${f[2]} %, CPU ${f[3]} % of a core per call, latency p50/p99/p99.9" \
-		"${f[4]}/${f[5]}/${f[6]} µs; other processes ${f[7]} % of a core; the switch used ${f[8]} times as much"
+		"${f[4]}/${f[5]}/${f[6]} µs; other processes ${f[7]} % of a core, stolen by the hypervisor ${f[9]} %;" \
+		"the switch used ${f[8]} times as much"
 }
 
 for n in $CALLS; do
@@ -323,6 +327,9 @@ else
 fi
 if awk -F'\t' '$13 != "n/a" && $13 + 0 > 10 {found = 1} END {exit !found}' "$results"; then
 	say "warning: other processes took more than 10 % of a core during a window: those figures are not representative"
+fi
+if awk -F'\t' '$23 != "" && $23 != "n/a" && $23 + 0 > 5 {found = 1} END {exit !found}' "$results"; then
+	say "warning: the hypervisor took more than 5 % of a core from this machine during a window (steal): its latency and CPU figures are not representative"
 fi
 [ "$failed_runs" -eq 0 ] || die "$failed_runs run(s) without a complete report"
 ok_exit=1

@@ -38,7 +38,11 @@
 //   - With -switch-pid and -switch-metrics it samples the switch at the window's two ends:
 //     utime+stime from /proc/PID/stat and two counters from its /metrics
 //     (go_memstats_mallocs_total, trackline_rtp_relayed_packets_total), so that the
-//     switch's CPU and allocations cover exactly the steady window.
+//     switch's CPU and allocations cover exactly the steady window. The window's mallocs
+//     contain about one scrape of /metrics, which allocates in the switch (about 1,600
+//     times): at the start it scrapes twice back to back, and allocations per packet leave
+//     out what the two differ by. It also reads the CPU the hypervisor took from the
+//     machine's CPUs in the window (steal, /proc/stat).
 //
 // What it does not do: RTCP, DTMF, codecs other than PCMU, re-INVITEs (refused with 488),
 // TCP, IPv6. Every address it sends to must be an IPv4 loopback address: it refuses others.

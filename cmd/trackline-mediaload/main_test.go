@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -478,9 +481,20 @@ func TestRunDirect(t *testing.T) {
 		wg.Wait()
 	}()
 
+	// A /metrics whose every scrape allocates 1,600 times and, between scrapes, nothing; its
+	// relayed counter moves by 1,000 per scrape.
+	var scrapes atomic.Int64
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := scrapes.Add(1)
+		fmt.Fprintf(w, "# TYPE go_memstats_mallocs_total counter\ngo_memstats_mallocs_total %d\n", 1600*n)
+		fmt.Fprintf(w, "trackline_rtp_relayed_packets_total %d\n", 1000*n)
+	}))
+	defer metrics.Close()
+
 	var out bytes.Buffer
 	cfg, err := parseFlags([]string{"-relay", netip.AddrPortFrom(lo, first).String(), "-calls", fmt.Sprint(calls),
-		"-duration", "1s", "-settle", "200ms", "-switch-pid", fmt.Sprint(os.Getpid())}, &out)
+		"-duration", "1s", "-settle", "200ms", "-switch-pid", fmt.Sprint(os.Getpid()),
+		"-switch-metrics", metrics.URL + "/metrics"}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,5 +518,39 @@ func TestRunDirect(t *testing.T) {
 	}
 	if rep.CallSeconds <= 0 {
 		t.Fatalf("call seconds %v; want more than 0", rep.CallSeconds)
+	}
+	// Three scrapes: two back to back at the start, one at the end. The window's 1,600
+	// mallocs are the one scrape, so nothing is left per packet.
+	sw := rep.Switch
+	if scrapes.Load() != 3 || sw.Mallocs == nil || *sw.Mallocs != 1600 || sw.ScrapeMallocs == nil || *sw.ScrapeMallocs != 1600 ||
+		sw.RelayedPackets == nil || *sw.RelayedPackets != 1000 || sw.AllocsPerPacket == nil || *sw.AllocsPerPacket != 0 {
+		t.Fatalf("%d scrapes, mallocs %s of which one scrape %s, relayed %s, allocs/packet %s; want 3, 1600, 1600, 1000, 0",
+			scrapes.Load(), num(sw.Mallocs, 0), num(sw.ScrapeMallocs, 0), num(sw.RelayedPackets, 0), num(sw.AllocsPerPacket, 4))
+	}
+	if rep.StolenWindowCPUS < 0 {
+		t.Fatalf("stolen CPU %v s", rep.StolenWindowCPUS)
+	}
+}
+
+// TestParseSteal reads steal from /proc/stat's cpu line and gives 0 for anything else.
+func TestParseSteal(t *testing.T) {
+	for _, c := range []struct {
+		stat string
+		want int64
+	}{
+		{"cpu  808081 7123 746650 3787749 259146 0 181833 1057 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n", 1057},
+		{"cpu  1 2 3 4 5 6 7 8\n", 8},
+		{"cpu  1 2 3 4 5 6 7\n", 0},        // a kernel too old to account steal
+		{"cpu0 1 2 3 4 5 6 7 8 9 10\n", 0}, // not the machine-wide line
+		{"cpu  1 2 3 4 5 6 7 x\n", 0},
+		{"cpu  1 2 3 4 5 6 7 -3\n", 0},
+		{"", 0},
+	} {
+		if got := parseSteal(c.stat); got != c.want {
+			t.Errorf("parseSteal(%q) = %d; want %d", c.stat, got, c.want)
+		}
+	}
+	if v := stolenTicks(); v < 0 {
+		t.Errorf("stolenTicks() = %d on this machine", v)
 	}
 }

@@ -81,6 +81,33 @@ func allProcs() map[int]procTime {
 	return out
 }
 
+// stolenTicks is the CPU time the hypervisor has taken from this machine's virtual CPUs since
+// boot, in clock ticks: steal, the eighth value of the cpu line of /proc/stat (proc(5)). It
+// is 0 where the kernel does not account it. A window with steal ran on a machine that was
+// not all its own, and its latency and CPU figures say so.
+func stolenTicks() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	return parseSteal(string(b))
+}
+
+// parseSteal reads steal from the text of /proc/stat: 0 when its first line is not the
+// machine-wide cpu line or is too short to have steal.
+func parseSteal(stat string) int64 {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	v, err := strconv.ParseInt(f[8], 10, 64)
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v
+}
+
 // otherCPU is the CPU that processes other than those in exclude used between two
 // readings of allProcs: a process in both counts its growth, one started since counts in
 // full, and one that exited in between counts in its parent's children time once reaped.

@@ -52,7 +52,8 @@ type report struct {
 	GeneratorCPUS          float64 `json:"generator_cpu_s"`        // the whole run
 	GeneratorWindowCPUS    float64 `json:"generator_window_cpu_s"` // the window only
 	GeneratorCPUPctPerCall float64 `json:"generator_cpu_pct_per_call"`
-	OtherWindowCPUS        float64 `json:"other_window_cpu_s"` // every other process (and the switch without -switch-pid), the window only
+	OtherWindowCPUS        float64 `json:"other_window_cpu_s"`  // every other process (and the switch without -switch-pid), the window only
+	StolenWindowCPUS       float64 `json:"stolen_window_cpu_s"` // taken by the hypervisor from this machine's CPUs in the window (steal)
 
 	Switch *switchReport `json:"switch,omitempty"`
 	Error  string        `json:"error,omitempty"`
@@ -95,9 +96,10 @@ type switchReport struct {
 	PID             int      `json:"pid,omitempty"`
 	CPUS            *float64 `json:"cpu_s"`
 	CPUPctPerCall   *float64 `json:"cpu_pct_per_call"` // % of one core per call
-	Mallocs         *float64 `json:"mallocs"`
+	Mallocs         *float64 `json:"mallocs"`          // go_memstats_mallocs_total over the window
+	ScrapeMallocs   *float64 `json:"scrape_mallocs"`   // of which about one /metrics scrape (the generator's own), measured at the window's start
 	RelayedPackets  *float64 `json:"relayed_packets"`
-	AllocsPerPacket *float64 `json:"allocs_per_packet"`
+	AllocsPerPacket *float64 `json:"allocs_per_packet"` // (mallocs - scrape_mallocs) / relayed_packets
 	Errors          []string `json:"errors,omitempty"`
 }
 
@@ -130,11 +132,11 @@ func (r *report) print(w io.Writer) {
 		r.ReadDelayUs.P50, r.ReadDelayUs.P99, r.ReadDelayUs.P999, r.ReadDelayUs.Max)
 	fmt.Fprintf(w, "packets: foreign %d, misrouted %d, early %d, malformed %d, send errors %d; sender late steps %d (max %.0f µs)\n",
 		r.ForeignPackets, r.MisroutedPackets, r.EarlyPackets, r.MalformedPackets, r.SendErrors, r.SenderLateSteps, r.SenderLateMaxUs)
-	fmt.Fprintf(w, "generator CPU: %.2f s in all, %.2f s in the window (%.4f %% of a core per call); other processes %.2f s in the window\n",
-		r.GeneratorCPUS, r.GeneratorWindowCPUS, r.GeneratorCPUPctPerCall, r.OtherWindowCPUS)
+	fmt.Fprintf(w, "generator CPU: %.2f s in all, %.2f s in the window (%.4f %% of a core per call); other processes %.2f s in the window; stolen by the hypervisor %.2f s\n",
+		r.GeneratorCPUS, r.GeneratorWindowCPUS, r.GeneratorCPUPctPerCall, r.OtherWindowCPUS, r.StolenWindowCPUS)
 	if s := r.Switch; s != nil {
-		fmt.Fprintf(w, "switch: CPU %s s (%s %% of a core per call), mallocs %s, relayed %s, allocs/packet %s",
-			num(s.CPUS, 2), num(s.CPUPctPerCall, 4), num(s.Mallocs, 0), num(s.RelayedPackets, 0), num(s.AllocsPerPacket, 4))
+		fmt.Fprintf(w, "switch: CPU %s s (%s %% of a core per call), mallocs %s (one /metrics scrape %s), relayed %s, allocs/packet %s",
+			num(s.CPUS, 2), num(s.CPUPctPerCall, 4), num(s.Mallocs, 0), num(s.ScrapeMallocs, 0), num(s.RelayedPackets, 0), num(s.AllocsPerPacket, 4))
 		if len(s.Errors) > 0 {
 			fmt.Fprintf(w, " (errors: %s)", strings.Join(s.Errors, "; "))
 		}

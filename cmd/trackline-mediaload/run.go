@@ -197,21 +197,48 @@ type sample struct {
 	at      time.Time
 	self    time.Duration
 	procs   map[int]procTime // every process
+	stolen  int64            // stolenTicks
 	sw      time.Duration
 	swErr   error
 	metrics map[string]float64
 	mErr    error
+	// scrapeMallocs is what one /metrics scrape allocates in the switch, measured with a
+	// second scrape right after the first (start of the window only): the window's mallocs
+	// contain about one scrape, the generator's own, which the report takes off.
+	scrapeMallocs float64
 }
 
 func (g *gen) sample(ctx context.Context) sample {
 	s := sample{at: time.Now(), self: selfCPU()}
 	s.procs = allProcs()
+	s.stolen = stolenTicks()
 	if g.cfg.switchPID > 0 {
 		s.sw, s.swErr = procCPU(g.cfg.switchPID)
 	}
 	if g.cfg.metricsURL != "" {
 		s.metrics, s.mErr = scrapeMetrics(ctx, g.cfg.metricsURL, metricMallocs, metricRelayed)
 	}
+	return s
+}
+
+// startSample is sample at the window's start, plus what one scrape of the switch's
+// /metrics allocates there: the second of two scrapes back to back becomes the reading.
+func (g *gen) startSample(ctx context.Context) sample {
+	s := g.sample(ctx)
+	if g.cfg.metricsURL == "" || s.mErr != nil {
+		return s
+	}
+	m, err := scrapeMetrics(ctx, g.cfg.metricsURL, metricMallocs, metricRelayed)
+	if err != nil {
+		s.mErr = err
+		return s
+	}
+	if m0, ok := s.metrics[metricMallocs]; ok {
+		if m1, ok := m[metricMallocs]; ok && m1 >= m0 {
+			s.scrapeMallocs = m1 - m0
+		}
+	}
+	s.metrics = m
 	return s
 }
 
@@ -224,7 +251,7 @@ func (g *gen) measure(ctx context.Context) (sample, sample, error) {
 	if err := g.sleepUntilSlot(ctx, s0); err != nil {
 		return sample{}, sample{}, err
 	}
-	a := g.sample(ctx)
+	a := g.startSample(ctx)
 	g.log.Info("window open", "for", g.cfg.duration)
 	if err := g.sleepUntilSlot(ctx, s1); err != nil {
 		return a, sample{}, err
@@ -397,6 +424,7 @@ func (g *gen) fill(rep *report, a, b sample) {
 	rep.GeneratorWindowCPUS = (b.self - a.self).Seconds()
 	rep.GeneratorCPUPctPerCall = pctPerCall(rep.GeneratorWindowCPUS, win, rep.CallsUp)
 	rep.OtherWindowCPUS = otherCPU(a.procs, b.procs, os.Getpid(), g.cfg.switchPID).Seconds()
+	rep.StolenWindowCPUS = float64(b.stolen-a.stolen) / userHZ
 	if g.cfg.switchPID == 0 && g.cfg.metricsURL == "" {
 		return
 	}
@@ -422,6 +450,8 @@ func (g *gen) fill(rep *report, a, b sample) {
 			if m1, ok := b.metrics[metricMallocs]; ok {
 				d := m1 - m0
 				sw.Mallocs = &d
+				scrape := a.scrapeMallocs
+				sw.ScrapeMallocs = &scrape
 			}
 		}
 		if r0, ok := a.metrics[metricRelayed]; ok {
@@ -429,7 +459,7 @@ func (g *gen) fill(rep *report, a, b sample) {
 				d := r1 - r0
 				sw.RelayedPackets = &d
 				if sw.Mallocs != nil && d > 0 {
-					per := *sw.Mallocs / d
+					per := max(*sw.Mallocs-*sw.ScrapeMallocs, 0) / d
 					sw.AllocsPerPacket = &per
 				}
 			}
