@@ -37,12 +37,13 @@
 # per call (utime+stime of /proc/PID/stat, % of one core), the latency the switch adds
 # (kernel receive time minus send time at the generator; p50/p99/p99.9), allocations per
 # relayed packet (go_memstats_mallocs_total over trackline_rtp_relayed_packets_total from
-# /metrics, less what one scrape of /metrics allocates: the bench's own), the CPU other processes took, and the CPU the hypervisor took from this
-# machine's CPUs (steal in /proc/stat, where the kernel accounts it). After the calls and the
-# switch have ended: disk bytes per call-second (du -sb of the recordings directory over the
-# answered calls' total duration). The switch and the generator share the machine's cores (2
-# on the reference machine); the generator's own CPU is printed too, and at the end what one
-# loopback send + recv costs this machine (scripts/loopback-floor.c). Exits non-zero when the
+# /metrics, less what one scrape of /metrics allocates: the bench's own), the CPU other
+# processes took, and the CPU the hypervisor took from this machine's CPUs (steal in
+# /proc/stat, where the kernel accounts it). After the calls and the switch have ended: disk
+# bytes per call-second (du -sb of the recordings directory over the answered calls' total
+# duration). The switch and the generator share the machine's cores (2 on the reference
+# machine); the generator's own CPU is printed too, and at the end what one loopback send +
+# recv costs this machine (scripts/loopback-floor.c). Exits non-zero when the
 # switch dies, cannot start, or a run produced no report; loss and failed calls are
 # figures, not failures of the script.
 set -euo pipefail
