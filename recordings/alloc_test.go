@@ -1,8 +1,3 @@
-//go:build !race
-
-// The race detector makes sync.Pool drop items on purpose, so allocation counts only hold
-// without it.
-
 package recordings
 
 import (
@@ -11,7 +6,7 @@ import (
 )
 
 // TestHotPathAllocs: taking, filling and submitting a chunk, and the worker writing it,
-// allocate nothing once the pool is warm.
+// allocate nothing once chunks are free.
 func TestHotPathAllocs(t *testing.T) {
 	r, _ := newTestRecorder(t, Options{Workers: 1, QueueLen: 512})
 	rec, err := r.Open("cust", "call", day)
@@ -33,5 +28,33 @@ func TestHotPathAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per chunk, want 0", allocs)
+	}
+}
+
+// TestFreeChunksOutlastCollections: a chunk given back is still there to take after
+// garbage collections (a sync.Pool would have been emptied by the second), so the packet
+// path does not allocate chunks after each collection; and no more than freeChunks are kept.
+func TestFreeChunksOutlastCollections(t *testing.T) {
+	r, _ := newTestRecorder(t, Options{Workers: 1})
+	rec, err := r.Open("cust", "call", day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Abort()
+	rec.Release(rec.NewChunk(0))
+	allocs := testing.AllocsPerRun(5, func() {
+		runtime.GC()
+		runtime.GC()
+		rec.Release(rec.NewChunk(1))
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per chunk taken after two collections, want 0", allocs)
+	}
+
+	for range freeChunks + 10 {
+		rec.Release(new(Chunk))
+	}
+	if n := len(r.chunks); n != freeChunks {
+		t.Errorf("%d free chunks kept, want at most %d", n, freeChunks)
 	}
 }

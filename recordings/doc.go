@@ -50,7 +50,8 @@
 // chunk and counts it. Recording data is dropped before media ever waits. Each writer
 // decodes µ-law to PCM16 in a reused buffer and writes chunk k at byte 44 + k*32000;
 // seconds that never arrived are written as silence, so the two channels and later audio
-// stay in place. Chunks reuse a pool; the steady state allocates nothing.
+// stay in place. Chunks are reused, across garbage collections too; the steady state
+// allocates nothing.
 //
 // Why µ-law on the packet path and PCM16 on disk: µ-law is what arrives (or is one table
 // lookup from A-law), so the packet path only copies bytes (8 KB per channel per second)

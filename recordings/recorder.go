@@ -58,8 +58,8 @@ type Recorder struct {
 	maxChunks uint32
 	workers   []*worker
 	rr        atomic.Uint32 // round-robin worker choice
-	chunks    sync.Pool     // of *Chunk
-	silence   []byte        // chunkBytes of PCM16 silence (zeros); read only
+	chunks    chunkPool
+	silence   []byte // chunkBytes of PCM16 silence (zeros); read only
 
 	quit      chan struct{} // closed by Close: workers drain their queue and exit
 	wg        sync.WaitGroup
@@ -112,7 +112,7 @@ func New(o Options) (*Recorder, error) {
 		quit:      make(chan struct{}),
 		open:      make(map[*Recording]struct{}),
 	}
-	r.chunks.New = func() any { return new(Chunk) }
+	r.chunks = make(chunkPool, freeChunks)
 	if err := r.m.register(o.Registerer); err != nil {
 		return nil, err
 	}

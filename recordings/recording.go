@@ -66,10 +66,11 @@ type Recording struct {
 	done  chan struct{}
 }
 
-// NewChunk returns a chunk for second index from the Recorder's free pool, both channels
-// silence (0xFF) and N = 8000. It does not allocate in steady state.
+// NewChunk returns a chunk for second index from the Recorder's free chunks, both channels
+// silence (0xFF) and N = 8000. It does not allocate in steady state, garbage collections
+// included (chunkPool).
 func (rec *Recording) NewChunk(index uint32) *Chunk {
-	c := rec.r.chunks.Get().(*Chunk)
+	c := rec.r.chunks.get()
 	c.Index, c.N = index, SamplesPerChunk
 	c.L[0] = g711.ULawSilence // doubling copies fill the rest
 	for n := 1; n < len(c.L); n *= 2 {
@@ -79,17 +80,17 @@ func (rec *Recording) NewChunk(index uint32) *Chunk {
 	return c
 }
 
-// Release gives back to the free pool a chunk that will not be submitted; the caller must
+// Release gives back to the free chunks a chunk that will not be submitted; the caller must
 // not touch it afterwards.
 func (rec *Recording) Release(c *Chunk) {
 	if c != nil {
-		rec.r.chunks.Put(c)
+		rec.r.chunks.put(c)
 	}
 }
 
 // Submit queues c to this recording's worker without blocking, and hands c over: the
 // caller must not touch it afterwards. When the worker's queue is full (or the recording
-// or Recorder is closed) the chunk is dropped, counted and returned to the pool, and
+// or Recorder is closed) the chunk is dropped, counted and returned to the free chunks, and
 // Submit returns false. It takes no lock and never waits, so it is safe on a locked OS
 // thread that must not block.
 func (rec *Recording) Submit(c *Chunk) bool {
@@ -107,11 +108,11 @@ func (rec *Recording) Submit(c *Chunk) bool {
 	return false
 }
 
-// drop counts a chunk that will not be written and returns it to the pool.
+// drop counts a chunk that will not be written and returns it to the free chunks.
 func (rec *Recording) drop(c *Chunk) {
 	rec.dropped.Add(1)
 	rec.r.m.dropped.Inc()
-	rec.r.chunks.Put(c)
+	rec.r.chunks.put(c)
 }
 
 // Finish waits until the recording's queued chunks are written, seals the last chunk as the
@@ -176,5 +177,34 @@ func (rec *Recording) stop() {
 	select {
 	case <-rec.done:
 	case <-rec.w.exited:
+	}
+}
+
+// freeChunks is the most free chunks a Recorder keeps: 16 MB. In steady state the writers
+// give back a chunk for each one the packet path takes, so a few suffice; the bound only
+// caps what a peak of calls leaves behind.
+const freeChunks = 1024
+
+// chunkPool holds free chunks. Unlike a sync.Pool, which every garbage collection empties,
+// it keeps them across collections: the packet loop, which takes a chunk per call-second,
+// then never allocates one, so it never zeroes 16 KB or does the collector's marking work
+// (an assist) while datagrams wait. Both ends never block.
+type chunkPool chan *Chunk
+
+// get returns a free chunk, or a new one when none is free; its contents are undefined.
+func (p chunkPool) get() *Chunk {
+	select {
+	case c := <-p:
+		return c
+	default:
+		return new(Chunk)
+	}
+}
+
+// put keeps c for reuse, or leaves it to the collector when freeChunks are kept already.
+func (p chunkPool) put(c *Chunk) {
+	select {
+	case p <- c:
+	default:
 	}
 }

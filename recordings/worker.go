@@ -77,7 +77,7 @@ func (w *worker) handle(it item) {
 // flags the last one.
 func (w *worker) write(rec *Recording, c *Chunk) {
 	if rec.aborted.Load() {
-		w.r.chunks.Put(c)
+		w.r.chunks.put(c)
 		return
 	}
 	if rec.ended || rec.err != nil || c.Index < rec.next || c.Index >= w.r.maxChunks ||
@@ -113,7 +113,7 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 		rec.drop(c) // its audio did not make it to the file
 		return
 	}
-	w.r.chunks.Put(c)
+	w.r.chunks.put(c)
 }
 
 // seal encrypts the plain audio of second i of rec into the worker's buffer.
