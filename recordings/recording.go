@@ -91,7 +91,8 @@ func (rec *Recording) Release(c *Chunk) {
 // Submit queues c to this recording's worker without blocking, and hands c over: the
 // caller must not touch it afterwards. When the worker's queue is full (or the recording
 // or Recorder is closed) the chunk is dropped, counted and returned to the free chunks, and
-// Submit returns false. It takes no lock and never waits, so it is safe on a locked OS
+// Submit returns false. It takes no mutex and never waits (its channel operations do not
+// block), so it is safe on a locked OS
 // thread that must not block.
 func (rec *Recording) Submit(c *Chunk) bool {
 	if c == nil {
