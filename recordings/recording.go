@@ -92,8 +92,7 @@ func (rec *Recording) Release(c *Chunk) {
 // caller must not touch it afterwards. When the worker's queue is full (or the recording
 // or Recorder is closed) the chunk is dropped, counted and returned to the free chunks, and
 // Submit returns false. It takes no mutex and never waits (its channel operations do not
-// block), so it is safe on a locked OS
-// thread that must not block.
+// block), so it is safe on a locked OS thread that must not block.
 func (rec *Recording) Submit(c *Chunk) bool {
 	if c == nil {
 		return false
