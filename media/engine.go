@@ -3,11 +3,11 @@
 // relays packets between the legs with strict-source latching, transcodes between the
 // G.711 laws, keeps RFC 3550 statistics, plays prompts and hands audio to the recorder.
 //
-// The packet path runs in a few epoll loops on locked OS threads (Config.Loops, one by
-// default), over raw non-blocking sockets, and allocates nothing per packet. Each loop waits
-// in a raw epoll_wait and keeps its P (GOMAXPROCS grows by one per loop); a latched leg's
-// socket is connected to its source; recordings get their audio in one hand-over per loop
-// every 100 ms.
+// The packet path runs in a few loops on locked OS threads (Config.Loops, one per core by
+// default, the later ones taking calls only when the first are busy), over raw non-blocking
+// sockets, and allocates nothing per packet. Each loop waits in a raw system call and keeps
+// its P (GOMAXPROCS grows by one per loop); a latched leg's socket is connected to its
+// source; recordings get their audio in one hand-over per loop every 100 ms.
 package media
 
 import (
@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +34,14 @@ import (
 
 // DefaultBatchWait is Config.BatchWait's default: see docs/benchmarks.md for what it saves.
 const DefaultBatchWait = 2 * time.Millisecond
+
+// maxAutoLoops bounds the loops Config.Loops 0 starts: one per core up to this many. A loop
+// that new calls do not spill over to sleeps (Engine.pick).
+const maxAutoLoops = 4
+
+// cpus is the Ps the process started with: the cores it may use (the runtime heeds the CPU
+// affinity, a container's CPU limit and GOMAXPROCS), before the loops add their own Ps.
+var cpus = runtime.GOMAXPROCS(0)
 
 // DefaultRealtimePriority is Config.RealtimePriority's default: low among real-time
 // priorities, below the kernel's own threads that use them (e.g. 50 for threaded IRQs).
@@ -50,7 +60,9 @@ type Config struct {
 	// LatchWindow is how long after its SDP a leg latches onto the first source seen even if
 	// it is not the announced address (NAT); 0 means 3 s.
 	LatchWindow time.Duration
-	Loops       int // packet loops (default 1; at most one per core)
+	// Loops is the packet loops, each on its own thread; a new call goes to the first loop
+	// under spillLoad (Engine.pick). 0 means one per core, at most maxAutoLoops.
+	Loops int
 	// BatchWait is the least time between two reads of a loop's ready sockets while packets
 	// trickle in: after a small batch on epoll, and after every batch on io_uring, the loop
 	// sleeps out the rest of it, so that one wake-up serves the packets of many calls. It
@@ -93,7 +105,7 @@ func (c *Config) defaults() error {
 		c.LatchWindow = 3 * time.Second
 	}
 	if c.Loops <= 0 {
-		c.Loops = 1
+		c.Loops = min(cpus, maxAutoLoops)
 	}
 	if c.IO == "" {
 		c.IO = IOAuto
@@ -137,7 +149,6 @@ type Engine struct {
 	ports *ports
 	slots []atomic.Pointer[leg] // by port pair
 	loops []*loop
-	next  atomic.Uint32
 	// useRing: the loops run on io_uring (Config.IO).
 	useRing bool
 
@@ -181,6 +192,27 @@ func New(cfg Config, customers Customers, rec *recordings.Recorder, reg promethe
 		go l.run()
 	}
 	return e, nil
+}
+
+// pick chooses the loop for a new session (spill).
+func (e *Engine) pick() *loop {
+	return e.loops[spill(len(e.loops), func(i int) float64 { return e.loops[i].load() })]
+}
+
+// spill is pick's rule over n loops' loads: the first loop under spillLoad, else the least
+// loaded one.
+func spill(n int, load func(i int) float64) int {
+	best, least := 0, math.Inf(1)
+	for i := range n {
+		ld := load(i)
+		if ld < spillLoad {
+			return i
+		}
+		if ld < least {
+			best, least = i, ld
+		}
+	}
+	return best
 }
 
 // Close stops the loops; sessions still open lose their sockets.
@@ -331,7 +363,7 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 	s.callerSDP = a.orig.build(sdpOut{ip: e.announce, port: a.port, laws: []g711.Law{a.law}, te: d.te, dir: answerDir(d.dir), index: d.index, streams: d.streams})
 	s.offer = b.orig.build(sdpOut{ip: e.announce, port: b.port, laws: laws, te: d.te, dir: d.dir})
 
-	s.lp = e.loops[int(e.next.Add(1))%len(e.loops)]
+	s.lp = e.pick()
 	s.mu.Lock()
 	s.whispering = p.whisper != nil
 	if p.disclaimer != nil {

@@ -1,11 +1,14 @@
 package media
 
 import (
+	"math"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/media/g711"
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +38,16 @@ type loop struct {
 	stopped  chan struct{}
 	stop     atomic.Bool
 	ring     *ringIO // the loop's io_uring state; nil on epoll
+
+	// The loop's load, for Engine.pick: the share of a core its thread used over the last
+	// measured second (float64 bits), the sessions it had then, and those it has now.
+	busy      atomic.Uint64
+	nMeasured atomic.Int32
+	n         atomic.Int32
+	cpuAt     int64 // the thread's CPU time at the last measurement (ns)
+	wallAt    int64 // and the monotonic time of it
+	gBusy     prometheus.Gauge
+	gSessions prometheus.Gauge
 }
 
 // counters are the loop's own tallies, added to the metrics once a second so the packet path
@@ -72,7 +85,9 @@ func newLoop(e *Engine) (*loop, error) {
 		unix.Close(wfd)
 		return nil, err
 	}
-	return &loop{e: e, epfd: epfd, wfd: wfd, stopped: make(chan struct{})}, nil
+	id := strconv.Itoa(len(e.loops))
+	return &loop{e: e, epfd: epfd, wfd: wfd, stopped: make(chan struct{}),
+		gBusy: e.m.loopBusy.WithLabelValues(id), gSessions: e.m.loopSessions.WithLabelValues(id)}, nil
 }
 
 // wake makes the loop look at its commands and generated audio now.
@@ -82,6 +97,7 @@ func (l *loop) wake() {
 }
 
 func (l *loop) add(s *Session) {
+	l.n.Add(1)
 	l.mu.Lock()
 	l.adds = append(l.adds, s)
 	l.mu.Unlock()
@@ -90,6 +106,7 @@ func (l *loop) add(s *Session) {
 }
 
 func (l *loop) remove(s *Session) {
+	l.n.Add(-1)
 	l.mu.Lock()
 	l.removes = append(l.removes, s)
 	l.mu.Unlock()
@@ -494,6 +511,7 @@ func (l *loop) tick(now int64) int {
 		for _, s := range l.sessions {
 			l.second(s, now)
 		}
+		l.measure(now)
 		l.publish()
 	}
 	wait := min(l.nextSec, l.nextHand) - now
@@ -598,6 +616,41 @@ func (l *loop) second(s *Session, now int64) {
 }
 
 // publish adds the loop's tallies to the metrics.
+// sessionLoad is what Engine.pick counts for a session added to a loop since its last
+// measurement: a share of a core above what a call costs on the slowest machines measured
+// (docs/benchmarks.md), so that a burst of new calls spills over early rather than late.
+const sessionLoad = 0.001
+
+// spillLoad is the load under which a loop takes new calls before the loops after it: light
+// traffic stays on the first loop and wakes one thread, and a loop past it passes new calls
+// on while it still has room for the bursts a packet loop must absorb.
+const spillLoad = 0.3
+
+// measure, once a second on the loop's thread, sets the loop's busy share from its thread's
+// CPU time, which counts the kernel's work for its system calls and io_uring too.
+func (l *loop) measure(now int64) {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return
+	}
+	cpu := ts.Nano()
+	if l.wallAt != 0 && now > l.wallAt {
+		b := float64(cpu-l.cpuAt) / float64(now-l.wallAt)
+		l.busy.Store(math.Float64bits(b))
+		l.nMeasured.Store(l.n.Load())
+		l.gBusy.Set(b)
+	}
+	l.gSessions.Set(float64(l.n.Load()))
+	l.cpuAt, l.wallAt = cpu, now
+}
+
+// load is the loop's estimated share of a core: its last measured second, and sessionLoad
+// for each session it gained since (less for each it lost).
+func (l *loop) load() float64 {
+	b := math.Float64frombits(l.busy.Load())
+	return max(0, b+float64(l.n.Load()-l.nMeasured.Load())*sessionLoad)
+}
+
 func (l *loop) publish() {
 	m := &l.e.m
 	c := &l.cnt

@@ -24,6 +24,8 @@ type metrics struct {
 	refused        *prometheus.CounterVec
 	realtime       prometheus.Gauge
 	ringLoops      prometheus.Gauge
+	loopBusy       *prometheus.GaugeVec
+	loopSessions   *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer, p *ports) metrics {
@@ -73,12 +75,18 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 	m.realtime = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "trackline_media_loops_realtime", Help: "Packet loops whose thread runs with real-time priority (media.realtime_priority); fewer than the loops means the priority was refused.",
 	})
+	m.loopBusy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trackline_media_loop_busy_ratio", Help: "Share of a core each packet loop's thread used over its last second, system calls included; new calls go to the first loop under 0.3 (media.loops).",
+	}, []string{"loop"})
+	m.loopSessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trackline_media_loop_sessions", Help: "Anchored calls on each packet loop.",
+	}, []string{"loop"})
 	m.refused.WithLabelValues("consent")
 	freePorts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trackline_media_ports_free", Help: "Free RTP port pairs.",
 	}, func() float64 { return float64(p.available()) })
 	if reg != nil {
-		reg.MustRegister(packets, lost, dropped, m.active, m.relayed, m.timeouts, m.transcoded, m.portsExhausted, m.recorded, m.jitter, m.refused, m.realtime, m.ringLoops, freePorts)
+		reg.MustRegister(packets, lost, dropped, m.active, m.relayed, m.timeouts, m.transcoded, m.portsExhausted, m.recorded, m.jitter, m.refused, m.realtime, m.ringLoops, m.loopBusy, m.loopSessions, freePorts)
 	}
 	return m
 }
