@@ -87,7 +87,7 @@ type Media struct {
 	RTPPorts    string        `yaml:"rtp_ports"`    // "min-max" (default 20000-29999)
 	RTPTimeout  time.Duration `yaml:"rtp_timeout"`  // no RTP this long ends a call (default 60s; -1s disables)
 	LatchWindow time.Duration `yaml:"latch_window"` // NAT latching window (default 3s)
-	Loops       int           `yaml:"loops"`        // packet loops (default 1)
+	Loops       int           `yaml:"loops"`        // packet loops (default 0: one per core, at most 4)
 	BatchWait   time.Duration `yaml:"batch_wait"`   // wait after a small batch of packets before reading again (default 2ms; -1s: none)
 	// SCHED_FIFO priority of the packet loops' threads (default 10; -1: none)
 	RealtimePriority int `yaml:"realtime_priority"`
@@ -374,9 +374,6 @@ func (c *Config) defaults() {
 	if c.Media.LatchWindow == 0 {
 		c.Media.LatchWindow = 3 * time.Second
 	}
-	if c.Media.Loops == 0 {
-		c.Media.Loops = 1
-	}
 	if c.Recordings.Workers == 0 {
 		c.Recordings.Workers = 2
 	}
@@ -495,8 +492,8 @@ func (c *Config) Check() Problems {
 	default:
 		add("media.io", "must be auto, epoll or io_uring")
 	}
-	if c.Media.Loops < 1 || c.Media.Loops > 16 {
-		add("media.loops", "must be between 1 and 16")
+	if c.Media.Loops < 0 || c.Media.Loops > 16 {
+		add("media.loops", "must be between 1 and 16, or 0 for one per core")
 	}
 	if c.Recordings.Workers < 1 || c.Recordings.Workers > 64 {
 		add("recordings.workers", "must be between 1 and 64")
