@@ -24,6 +24,7 @@
 #   RT_PRIO     the switch's media.realtime_priority (e.g. -1 for none) [its default; it takes
 #               effect when the script runs as root or with RLIMIT_RTPRIO, see the switch log]
 #   IO          the switch's media.io (auto, epoll or io_uring) [its default, auto]
+#   SWITCH_LOOPS the switch's media.loops, its packet loops [its default, 1]
 #   BIN         a prebuilt trackline binary to measure instead of bin/trackline, which is
 #               built when stale (for A/B runs of two builds)
 #   BASELINE    1: after each run of the switch, the same run on scripts/bare-relay.c, a bare
@@ -118,7 +119,8 @@ write_config() {
   rtp_ports: 20000-29999${BATCH_WAIT:+
   batch_wait: $BATCH_WAIT}${RT_PRIO:+
   realtime_priority: $RT_PRIO}${IO:+
-  io: $IO}
+  io: $IO}${SWITCH_LOOPS:+
+  loops: $SWITCH_LOOPS}
 recordings:
   dir: $dir/recordings"
 		recording="    recording: {enabled: true}"
