@@ -24,7 +24,10 @@
 #   RT_PRIO     the switch's media.realtime_priority (e.g. -1 for none) [its default; it takes
 #               effect when the script runs as root or with RLIMIT_RTPRIO, see the switch log]
 #   IO          the switch's media.io (auto, epoll or io_uring) [its default, auto]
-#   SWITCH_LOOPS the switch's media.loops, its packet loops [its default, 1]
+#   SWITCH_LOOPS the switch's media.loops, its packet loops [its default: one per core]
+#   GEN_RT_PRIO the generator's media loops' SCHED_FIFO priority, below the switch's (10): on
+#               cores the switch's real-time loops share with it, an ordinary thread falls
+#               behind by seconds and then sends in bursts no phone would; 0 for none [5]
 #   BIN         a prebuilt trackline binary to measure instead of bin/trackline, which is
 #               built when stale (for A/B runs of two builds)
 #   BASELINE    1: after each run of the switch, the same run on scripts/bare-relay.c, a bare
@@ -58,6 +61,7 @@ SETUP_RATE=${SETUP_RATE:-100}
 NUMBERS=${NUMBERS:-20}
 MEDIA=${MEDIA:-1}
 LOOPS=${LOOPS:-1}
+GEN_RT_PRIO=${GEN_RT_PRIO:-5}
 KEEP=${KEEP:-0}
 TICK=${TICK:-1ms}
 BASELINE=${BASELINE:-0}
@@ -196,7 +200,7 @@ bench() {
 	rcv0=$(udp_rcvbuf_errors)
 	"$GEN" -switch "$sip_addr" -listen "127.0.0.1:$port" -bind 127.0.0.1 -calls "$n" \
 		-duration "${DURATION}s" -setup-rate "$SETUP_RATE" -number-first "$FIRST" -number-count "$NUMBERS" \
-		-switch-pid "$pid" -switch-metrics "http://$metrics_addr/metrics" -loops "$LOOPS" -tick "$TICK" -json -v \
+		-switch-pid "$pid" -switch-metrics "http://$metrics_addr/metrics" -loops "$LOOPS" -tick "$TICK" -rt-priority "$GEN_RT_PRIO" -json -v \
 		>"$dir/report.json" 2>"$dir/generator.log" || rc=$?
 	rcv1=$(udp_rcvbuf_errors)
 	kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/switch.log" >&2; die "the switch died during N=$n run $r (log: $dir/switch.log)"; }
@@ -235,7 +239,8 @@ bench() {
 		  f(.latency_us.max; 0), (.foreign_packets | tostring), (.misrouted_packets | tostring),
 		  f(.call_seconds / ([.calls_up, 1] | max); 1), $bytes, $rcv, $warns,
 		  f(.switch.relayed_packets; 0), (.packets_sent | tostring),
-		  f(if .duration_s > 0 then 100 * (.stolen_window_cpu_s // 0) / .duration_s else null end; 1)
+		  f(if .duration_s > 0 then 100 * (.stolen_window_cpu_s // 0) / .duration_s else null end; 1),
+		  f(.sender_late_max_us / 1000; 1), (.generator_realtime_error // "")
 		] | @tsv' "$dir/report.json")
 	printf '%s\n' "$row" >>"$results"
 	local f
@@ -246,7 +251,8 @@ bench() {
 		"latency p50/p99/p99.9 ${f[4]}/${f[5]}/${f[6]} µs (max ${f[13]}), disk ${f[7]} B/call·s" \
 		"(${f[17]} B in all, ${f[16]} s per call), allocs/packet $allocs; generator ${f[9]} % of a core per call;" \
 		"other processes ${f[12]} % of a core, stolen by the hypervisor ${f[22]} %; foreign ${f[14]}, misrouted ${f[15]}, relayed ${f[20]} of ${f[21]} sent;" \
-		"UDP RcvbufErrors Δ ${f[18]}; switch warn+error logs ${f[19]}"
+		"UDP RcvbufErrors Δ ${f[18]}; switch warn+error logs ${f[19]}; the generator's sends up to ${f[23]} ms late"
+	[ -z "${f[24]:-}" ] || say "N=$n run $r: warning: the generator runs without real-time priority: ${f[24]}"
 }
 
 # bench_bare N RUN: the same run on the bare relay; the ratio is to the switch's run just before.
@@ -263,7 +269,7 @@ bench_bare() {
 	done
 	[ -n "$line" ] || { cat "$dir/relay.out" >&2; die "the bare relay did not start (N=$n)"; }
 	"$GEN" -relay "127.0.0.1:$RELAY_FIRST" -bind 127.0.0.1 -calls "$n" -duration "${DURATION}s" \
-		-switch-pid "$relay_pid" -loops "$LOOPS" -tick "$TICK" -json -v >"$dir/report.json" 2>"$dir/generator.log" || rc=$?
+		-switch-pid "$relay_pid" -loops "$LOOPS" -tick "$TICK" -rt-priority "$GEN_RT_PRIO" -json -v >"$dir/report.json" 2>"$dir/generator.log" || rc=$?
 	stop_pid "$relay_pid" 5
 	relay_pid=""
 	jq -e . "$dir/report.json" >/dev/null 2>&1 || { tail -20 "$dir/generator.log" >&2; die "N=$n run $r: no report from the bare relay's run (exit $rc)"; }

@@ -92,6 +92,7 @@ type config struct {
 	json       bool
 	verbose    bool
 	cpuProfile string
+	rtPrio     int
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -119,6 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	count := fs.Int("number-count", 1, "dialled numbers from -number-first on, used in turn")
 	fs.DurationVar(&c.ring, "ring", 0, "the line sends 180 and rings this long before answering (0: answers at once)")
 	fs.IntVar(&c.loops, "loops", 1, "media loops, each on its own OS thread, sending and receiving a share of the streams")
+	fs.IntVar(&c.rtPrio, "rt-priority", 0, "SCHED_FIFO priority (1-99) of the media loops' threads, so that a busy machine does not hold back their sends (0: none; below the switch's own, which takes the cores first)")
 	fs.DurationVar(&c.tick, "tick", time.Millisecond, "pacing step within each 20 ms slot")
 	fs.DurationVar(&c.deadline, "deadline", 0, "bound on the whole run (0: duration + 120 s + twice calls/setup-rate)")
 	fs.IntVar(&c.switchPID, "switch-pid", 0, "the switch's PID: report its CPU over the window (/proc/PID/stat)")
@@ -158,6 +160,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-setup-rate: want more than 0")
 	case c.loops < 1 || c.loops > 16:
 		return c, errors.New("-loops: want 1 to 16")
+	case c.rtPrio < 0 || c.rtPrio > 99:
+		return c, errors.New("-rt-priority: want 0 to 99")
 	case c.tick < 100*time.Microsecond || c.tick > slotDur:
 		return c, errors.New("-tick: want 100µs to 20ms")
 	case c.deadline < 0:

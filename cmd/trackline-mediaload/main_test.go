@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -283,6 +284,8 @@ func TestParseFlags(t *testing.T) {
 		{"bare relay", []string{"-relay", "127.0.0.1:10000", "-calls", "1000"}, true},
 		{"bare relay not on loopback", []string{"-relay", "192.0.2.1:10000"}, false},
 		{"bare relay ports past 65535", []string{"-relay", "127.0.0.1:60000", "-calls", "2000"}, false},
+		{"real-time priority", []string{"-rt-priority", "5"}, true},
+		{"real-time priority out of range", []string{"-rt-priority", "100"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,6 +311,7 @@ func TestEngineLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.close)
+	e.rtPrio = 1
 	lo := netip.MustParseAddr("127.0.0.1")
 	var trunkFD, lineFD [calls]int
 	var trunkPort, linePort [calls]int
@@ -357,6 +361,13 @@ func TestEngineLoopback(t *testing.T) {
 		t.Fatal("loop did not end after the window")
 	}
 	st := e.total()
+	if n := e.sending.Load(); n != 0 {
+		t.Errorf("%d loops still count as sending after the window", n)
+	}
+	// Root may use real-time priority; others are refused unless RLIMIT_RTPRIO allows it.
+	if st.rtErr != nil && (os.Geteuid() == 0 || !errors.Is(st.rtErr, unix.EPERM)) {
+		t.Errorf("real-time priority: %v", st.rtErr)
+	}
 	want := uint64(calls * 10)
 	for d := range 2 {
 		if st.sent[d] != want || st.got[d] != want || st.dup[d] != 0 {
@@ -374,6 +385,50 @@ func TestEngineLoopback(t *testing.T) {
 		if got := w.received(i); got != 10 || e.streams[i].winSent != 10 {
 			t.Errorf("stream %d: received %d of %d sent, want 10 of 10", i, got, e.streams[i].winSent)
 		}
+	}
+}
+
+// TestOverWaitsTheGraceAfterTheLastSend: a loop that sent the window's last slot late
+// still waits the grace time before it stops reading.
+func TestOverWaitsTheGraceAfterTheLastSend(t *testing.T) {
+	const grace = time.Second
+	for _, c := range []struct {
+		name  string
+		slot  uint32
+		since time.Duration
+		want  bool
+	}{
+		{"on time, grace slots not over", 99, grace - 20*time.Millisecond, false},
+		{"on time, both over", 100, grace, true},
+		{"behind: past the grace slots at once", 100, 30 * time.Millisecond, false},
+		{"behind, then the grace time over", 180, grace, true},
+	} {
+		if got := over(c.slot, 100, c.since, grace); got != c.want {
+			t.Errorf("%s: over = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestWaitSentEndsWhenTheLoopsStop: the end-of-window sample does not wait for loops that
+// stopped before the window.
+func TestWaitSentEndsWhenTheLoopsStop(t *testing.T) {
+	e, err := newEngine(1, 2, time.Millisecond, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.close)
+	e.start()
+	if n := e.sending.Load(); n != 2 {
+		t.Fatalf("sending %d at start, want 2", n)
+	}
+	e.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := e.waitSent(ctx); err != nil {
+		t.Fatalf("waitSent after stop: %v", err)
+	}
+	if n := e.sending.Load(); n != 0 {
+		t.Fatalf("sending %d after stop, want 0", n)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -92,6 +93,7 @@ type loopStats struct {
 	malformed uint64    // not RTP
 	noStamp   uint64    // no kernel receive timestamp: the read time stood in
 	waitErrs  uint64
+	rtErr     error // why the loop's thread did not get real-time priority (engine.rtPrio)
 }
 
 func (s *loopStats) merge(o *loopStats) {
@@ -114,6 +116,9 @@ func (s *loopStats) merge(o *loopStats) {
 	s.malformed += o.malformed
 	s.noStamp += o.noStamp
 	s.waitErrs += o.waitErrs
+	if s.rtErr == nil {
+		s.rtErr = o.rtErr
+	}
 }
 
 // engine owns a run's RTP sockets, streams and media loops. Stream i is direction i/calls
@@ -129,6 +134,11 @@ type engine struct {
 	win      atomic.Pointer[window]
 	stopping atomic.Bool // the loops return
 	epoch    int64       // CLOCK_MONOTONIC ns of slot 0; set by start
+	// sending counts the loops that have not yet sent the window's last slot: a loop that
+	// fell behind (a busy machine) sends it after its time.
+	sending atomic.Int32
+	// rtPrio > 0: the loops' threads ask for SCHED_FIFO at this priority (set before start).
+	rtPrio int
 
 	stats []*loopStats
 	done  []chan struct{}
@@ -244,6 +254,7 @@ func (e *engine) slotNow() uint32 { return uint32((e.clk.now() - e.epoch) / int6
 // start sets the media epoch and starts the loops.
 func (e *engine) start() {
 	e.epoch = e.clk.now() + int64(10*time.Millisecond)
+	e.sending.Store(int32(len(e.epfds)))
 	for k := range e.epfds {
 		st, done := new(loopStats), make(chan struct{})
 		e.stats, e.done = append(e.stats, st), append(e.done, done)
@@ -257,6 +268,16 @@ func (e *engine) wait() {
 	for _, d := range e.done {
 		<-d
 	}
+}
+
+// waitSent waits until every loop has sent the window's last slot, or the loops stop.
+func (e *engine) waitSent(ctx context.Context) error {
+	for e.sending.Load() > 0 && !e.stopping.Load() {
+		if err := sleepCtx(ctx, time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stop makes the loops return and waits for them; their stats are then safe to read.
@@ -294,11 +315,20 @@ func (e *engine) close() {
 // one tick; in each step it sends the packet of each of its active streams whose index
 // falls in that step (so the packets of all streams are spread evenly over the slot), then
 // reads what its sockets have received. It stops sending at the window's end and returns
-// the grace time later, or when the engine stops.
+// the grace time later (over), or when the engine stops.
 func (e *engine) loop(k int, st *loopStats, done chan<- struct{}) {
 	defer close(done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if e.rtPrio > 0 {
+		st.rtErr = realtime(e.rtPrio)
+	}
+	var stoppedAt int64 // when the loop sent the window's last slot
+	defer func() {
+		if stoppedAt == 0 {
+			e.sending.Add(-1)
+		}
+	}()
 	var pkt [packetLen]byte
 	fillTone(pkt[rtpHeaderLen:])
 	r := newReader()
@@ -309,7 +339,11 @@ func (e *engine) loop(k int, st *loopStats, done chan<- struct{}) {
 	graceSlots := uint32((e.grace + slotDur - 1) / slotDur)
 	for slot := uint32(0); !e.stopping.Load(); slot++ {
 		w := e.win.Load()
-		if w != nil && slot >= w.s1+graceSlots {
+		if w != nil && slot >= w.s1 && stoppedAt == 0 {
+			stoppedAt = e.clk.now()
+			e.sending.Add(-1)
+		}
+		if w != nil && over(slot, w.s1+graceSlots, time.Duration(e.clk.now()-stoppedAt), e.grace) {
 			return
 		}
 		sending := w == nil || slot < w.s1
@@ -331,6 +365,21 @@ func (e *engine) loop(k int, st *loopStats, done chan<- struct{}) {
 			e.drain(e.epfds[k], w, r, events, st)
 		}
 	}
+}
+
+// over says whether a loop is done with the window at slot: past the grace slots, and the
+// grace time past the moment it sent the window's last slot (since). A loop that fell
+// behind runs through the grace slots at once; the packets it sent last still get the
+// grace time to come back, and do not count as lost.
+func over(slot, graceEnd uint32, since, grace time.Duration) bool {
+	return slot >= graceEnd && since >= grace
+}
+
+// realtime asks for SCHED_FIFO at prio for the calling thread (not passed on to threads it
+// creates): a thread of the generator that the switch's real-time packet loops keep off the
+// cores falls behind, and then sends in bursts no phone would.
+func realtime(prio int) error {
+	return unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(prio), Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
 }
 
 func (e *engine) sendOne(s *stream, i int, slot uint32, inWin bool, pkt []byte, st *loopStats) {

@@ -48,6 +48,10 @@ type report struct {
 	SendErrors       uint64  `json:"send_errors"`
 	SenderLateSteps  uint64  `json:"sender_late_steps"` // pacing steps in the window begun more than a tick late
 	SenderLateMaxUs  float64 `json:"sender_late_max_us"`
+	// GeneratorRealtime: whether the media loops got -rt-priority (null without it), and
+	// why not.
+	GeneratorRealtime    *bool  `json:"generator_realtime,omitempty"`
+	GeneratorRealtimeErr string `json:"generator_realtime_error,omitempty"`
 
 	GeneratorCPUS          float64 `json:"generator_cpu_s"`        // the whole run
 	GeneratorWindowCPUS    float64 `json:"generator_window_cpu_s"` // the window only
@@ -132,6 +136,9 @@ func (r *report) print(w io.Writer) {
 		r.ReadDelayUs.P50, r.ReadDelayUs.P99, r.ReadDelayUs.P999, r.ReadDelayUs.Max)
 	fmt.Fprintf(w, "packets: foreign %d, misrouted %d, early %d, malformed %d, send errors %d; sender late steps %d (max %.0f µs)\n",
 		r.ForeignPackets, r.MisroutedPackets, r.EarlyPackets, r.MalformedPackets, r.SendErrors, r.SenderLateSteps, r.SenderLateMaxUs)
+	if r.GeneratorRealtime != nil && !*r.GeneratorRealtime {
+		fmt.Fprintf(w, "generator: no real-time priority: %s\n", r.GeneratorRealtimeErr)
+	}
 	fmt.Fprintf(w, "generator CPU: %.2f s in all, %.2f s in the window (%.4f %% of a core per call); other processes %.2f s in the window; stolen by the hypervisor %.2f s\n",
 		r.GeneratorCPUS, r.GeneratorWindowCPUS, r.GeneratorCPUPctPerCall, r.OtherWindowCPUS, r.StolenWindowCPUS)
 	if s := r.Switch; s != nil {

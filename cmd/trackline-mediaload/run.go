@@ -54,6 +54,7 @@ func newGen(ctx context.Context, cfg config, log *slog.Logger) (*gen, error) {
 	if g.eng, err = newEngine(cfg.calls, cfg.loops, cfg.tick, cfg.grace); err != nil {
 		return nil, err
 	}
+	g.eng.rtPrio = cfg.rtPrio
 	if cfg.relay.IsValid() {
 		return g, nil
 	}
@@ -256,6 +257,11 @@ func (g *gen) measure(ctx context.Context) (sample, sample, error) {
 	if err := g.sleepUntilSlot(ctx, s1); err != nil {
 		return a, sample{}, err
 	}
+	// The end sample follows the window's last packet: a sender behind its time would
+	// leave packets out of the switch's counts that are in the generator's.
+	if err := g.eng.waitSent(ctx); err != nil {
+		return a, sample{}, fmt.Errorf("window: %w", err)
+	}
 	b := g.sample(ctx)
 	g.log.Info("window closed", "grace", g.cfg.grace)
 	if err := waitCtx(ctx, g.eng.wait); err != nil {
@@ -379,6 +385,13 @@ func (g *gen) fill(rep *report, a, b sample) {
 	rep.SendErrors = rx.sendErrs
 	rep.SenderLateSteps = rx.lateSteps
 	rep.SenderLateMaxUs = float64(rx.lateMax) / 1000
+	if g.cfg.rtPrio > 0 {
+		ok := rx.rtErr == nil
+		rep.GeneratorRealtime = &ok
+		if !ok {
+			rep.GeneratorRealtimeErr = rx.rtErr.Error()
+		}
+	}
 	rep.Directions = map[string]dirReport{}
 	for d := range 2 {
 		rep.Directions[direction(d).String()] = dirReport{
