@@ -33,9 +33,14 @@
 //     packet waited for the loop to read it (reported apart as the read delay). It goes
 //     into a fixed histogram (1 µs buckets below 2 ms, 10 µs below 20 ms, 1 ms below 1 s).
 //   - The window. Measuring starts -settle after every call is up and lasts -duration; the
-//     loops stop sending at its end and keep reading for -grace. Then the trunk hangs every
-//     call up with BYE, paced at -setup-rate.
-//   - With -switch-pid and -switch-metrics it samples the switch at the window's two ends:
+//     loops stop sending at its end and keep reading for -grace after they sent its last
+//     slot. Then the trunk hangs every call up with BYE, paced at -setup-rate.
+//   - With -rt-priority the loops' threads run under SCHED_FIFO. Beside a switch whose
+//     real-time packet loops take the same cores, an ordinary thread falls behind by up to
+//     seconds and then sends what is due in one burst, which phones on other machines
+//     never do; give the loops a priority below the switch's.
+//   - With -switch-pid and -switch-metrics it samples the switch at the window's two ends
+//     (the end once every loop has sent the window's last slot):
 //     utime+stime from /proc/PID/stat and two counters from its /metrics
 //     (go_memstats_mallocs_total, trackline_rtp_relayed_packets_total), so that the
 //     switch's CPU and allocations cover exactly the steady window. The window's mallocs
@@ -54,7 +59,8 @@
 //   - The loops send within one tick of the scheduled step while the machine has CPU to
 //     spare; sender_late_steps counts the steps in the window that began more than a tick
 //     late.
-//   - Packets of a window slot that arrive more than -grace after the window count as lost.
+//   - Packets of a window slot that arrive more than -grace after the window's last send
+//     count as lost.
 //   - SIP (sipgo) allocates per call, so the generator's garbage collector runs during the
 //     ramp and the hang-up, not in the window.
 package main
