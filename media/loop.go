@@ -1,6 +1,7 @@
 package media
 
 import (
+	"log/slog"
 	"math"
 	"runtime"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 // checks driven by epoll_wait's timeout. See ../shared/notes/media-performance.md for why.
 type loop struct {
 	e    *Engine
+	log  *slog.Logger // the engine's, with the loop's index
 	epfd int
 	wfd  int // eventfd that wakes the loop for commands
 
@@ -86,7 +88,7 @@ func newLoop(e *Engine) (*loop, error) {
 		return nil, err
 	}
 	id := strconv.Itoa(len(e.loops))
-	return &loop{e: e, epfd: epfd, wfd: wfd, stopped: make(chan struct{}),
+	return &loop{e: e, log: e.log.With("loop", id), epfd: epfd, wfd: wfd, stopped: make(chan struct{}),
 		gBusy: e.m.loopBusy.WithLabelValues(id), gSessions: e.m.loopSessions.WithLabelValues(id)}, nil
 }
 
@@ -137,13 +139,13 @@ func (l *loop) run() {
 	if l.e.useRing {
 		u, err := newRingIO(l)
 		if err == nil {
-			l.e.log.Info("packet loop moves packets through io_uring")
+			l.log.Info("packet loop moves packets through io_uring")
 			l.e.m.ringLoops.Add(1)
 			defer l.e.m.ringLoops.Add(-1)
 			l.runRing(u)
 			return
 		}
-		l.e.log.Warn("packet loop falls back to epoll", "err", err)
+		l.log.Warn("packet loop falls back to epoll", "err", err)
 	}
 	l.runEpoll()
 }
@@ -157,7 +159,7 @@ func (l *loop) runEpoll() {
 	for !l.stop.Load() {
 		n, err := epollWait(l.epfd, events, timeout)
 		if err != 0 && err != unix.EINTR {
-			l.e.log.Error("epoll_wait", "err", err)
+			l.log.Error("epoll_wait", "err", err)
 			time.Sleep(10 * time.Millisecond)
 		}
 		if err != 0 {
@@ -225,15 +227,15 @@ func (l *loop) schedule() bool {
 			if a.Policy == unix.SCHED_RR {
 				policy = "SCHED_RR"
 			}
-			l.e.log.Info("packet loop runs with real-time priority", "policy", policy, "priority", a.Priority)
+			l.log.Info("packet loop runs with real-time priority", "policy", policy, "priority", a.Priority)
 		}
 	case how == schedExternal:
-		l.e.log.Info("packet loop keeps the scheduling policy it was started with")
+		l.log.Info("packet loop keeps the scheduling policy it was started with")
 	case prio > 0:
-		l.e.log.Warn("packet loop runs without real-time priority: allow it with LimitRTPRIO (systemd) or CAP_SYS_NICE, or set media.realtime_priority: -1",
+		l.log.Warn("packet loop runs without real-time priority: allow it with LimitRTPRIO (systemd) or CAP_SYS_NICE, or set media.realtime_priority: -1",
 			"priority", prio, "scheduling", how, "err", err)
 	case err != nil:
-		l.e.log.Debug("packet loop scheduling", "err", err)
+		l.log.Debug("packet loop scheduling", "err", err)
 	}
 	return how == schedRealtime
 }
@@ -275,7 +277,7 @@ func (l *loop) commands() {
 			}
 		}
 		if !ok {
-			l.e.log.Error("register RTP sockets", "call_id", s.info.CallID)
+			l.log.Error("register RTP sockets", "call_id", s.info.CallID)
 		}
 		l.sessions = append(l.sessions, s)
 	}
@@ -454,7 +456,7 @@ func (l *loop) connect(lg *leg) {
 		fd, err := l.openStray(lg)
 		if err != nil {
 			lg.stray = -2
-			l.e.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
+			l.log.Warn("RTP leg stays unconnected", "call_id", lg.s.info.CallID, "err", err)
 			return
 		}
 		lg.stray = fd

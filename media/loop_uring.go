@@ -95,7 +95,7 @@ func newRingIO(l *loop) (*ringIO, error) {
 	// reference on its file. Without the table (RLIMIT_NOFILE below the number of pairs)
 	// the sends name descriptors, as they would on an older kernel.
 	if err := r.RegisterFiles(len(u.pairs)); err != nil {
-		l.e.log.Warn("io_uring sends look up each socket: no registered files", "err", err)
+		l.log.Warn("io_uring sends look up each socket: no registered files", "err", err)
 	} else {
 		u.fixed = true
 	}
@@ -176,7 +176,7 @@ func (u *ringIO) check(err error) {
 		return
 	}
 	if u.err == nil || u.err.Error() != err.Error() {
-		u.l.e.log.Error("io_uring_enter", "err", err)
+		u.l.log.Error("io_uring_enter", "err", err)
 	}
 	u.err = err
 	time.Sleep(10 * time.Millisecond)
@@ -286,7 +286,7 @@ func (u *ringIO) ended(pair, sock int, res int32) {
 		u.rearm = append(u.rearm, recvData(pair, sock))
 	default:
 		if len(u.retry) == 0 {
-			u.l.e.log.Warn("RTP receive failed: armed again, at most once a second", "port", u.port(pair, sock), "err", e)
+			u.l.log.Warn("RTP receive failed: armed again, at most once a second", "port", u.port(pair, sock), "err", e)
 		}
 		u.retry = append(u.retry, recvData(pair, sock))
 	}
@@ -315,7 +315,7 @@ func (u *ringIO) armAgain() {
 	for _, ud := range u.rearm {
 		if ud == udWake {
 			if err := u.r.PollMultishot(u.l.wfd, unix.POLLIN, udWake); err != nil {
-				u.l.e.log.Error("arm the packet loop's wake-up", "err", err)
+				u.l.log.Error("arm the packet loop's wake-up", "err", err)
 				u.retry = append(u.retry, udWake)
 			}
 			continue
@@ -335,7 +335,7 @@ func (u *ringIO) armAgain() {
 func (u *ringIO) arm(pair, sock int) bool {
 	p := &u.pairs[pair]
 	if err := u.r.RecvMsgMultishot(p.fds[sock], u.br.Group(), recvData(pair, sock)); err != nil {
-		u.l.e.log.Error("arm RTP receive", "port", u.port(pair, sock), "err", err)
+		u.l.log.Error("arm RTP receive", "port", u.port(pair, sock), "err", err)
 		u.retry = append(u.retry, recvData(pair, sock))
 		return false
 	}
@@ -350,7 +350,7 @@ func (u *ringIO) register(lg *leg) bool {
 	*p = ringPair{fds: [nSocks]int{lg.fd, lg.rtcp, -1}}
 	if u.fixed {
 		if err := u.r.SetFile(lg.pair, lg.fd); err != nil {
-			u.l.e.log.Error("register RTP socket with io_uring", "port", lg.port, "err", err)
+			u.l.log.Error("register RTP socket with io_uring", "port", lg.port, "err", err)
 		} else {
 			p.fixed = true
 		}
@@ -386,7 +386,7 @@ func (u *ringIO) release(lg *leg) {
 // prepared, it is tried again after the batch (armAgain), or the pair would never close.
 func (u *ringIO) cancel(pair, sock int) {
 	if err := u.r.CancelUserData(recvData(pair, sock), udCancel); err != nil {
-		u.l.e.log.Error("cancel RTP receive", "port", u.port(pair, sock), "err", err)
+		u.l.log.Error("cancel RTP receive", "port", u.port(pair, sock), "err", err)
 		u.cancels = append(u.cancels, recvData(pair, sock))
 	}
 }
@@ -432,7 +432,7 @@ func (u *ringIO) closeNow(pair int) {
 	if p.fixed {
 		// After the ring's Close (the loop's end) the kernel drops the table by itself.
 		if err := u.r.SetFile(pair, -1); err != nil && !errors.Is(err, uring.ErrClosed) {
-			u.l.e.log.Error("unregister RTP socket from io_uring", "port", u.port(pair, sockRTP), "err", err)
+			u.l.log.Error("unregister RTP socket from io_uring", "port", u.port(pair, sockRTP), "err", err)
 		}
 	}
 	for _, fd := range p.fds {
