@@ -14,9 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A loop moves the packets of its share of the sessions: one level-triggered epoll set over
-// non-blocking sockets, on a locked OS thread, with the generated audio and the per-second
-// checks driven by epoll_wait's timeout. See ../shared/notes/media-performance.md for why.
+// A loop moves the packets of the sessions Engine.pick gave it, over non-blocking sockets on
+// a locked OS thread: through its io_uring ring (runRing) or one level-triggered epoll set
+// (runEpoll), with the generated audio and the per-second checks driven by the wait's
+// timeout. See ../shared/notes/media-performance.md for why.
 type loop struct {
 	e    *Engine
 	log  *slog.Logger // the engine's, with the loop's index
