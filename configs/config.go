@@ -94,6 +94,10 @@ type Media struct {
 	// how the loops move packets: auto (io_uring where the kernel allows it, else epoll),
 	// epoll, or io_uring (start fails without it)
 	IO string `yaml:"io"`
+	// whether bridged calls' packets are forwarded in the kernel (eBPF at the interface's
+	// ingress): off (the default), auto (where the process may load it), or on (start
+	// fails without it)
+	Kernel string `yaml:"kernel"`
 }
 
 // Ports parses RTPPorts.
@@ -491,6 +495,11 @@ func (c *Config) Check() Problems {
 	case "", "auto", "epoll", "io_uring":
 	default:
 		add("media.io", "must be auto, epoll or io_uring")
+	}
+	switch c.Media.Kernel {
+	case "", "auto", "on", "off":
+	default:
+		add("media.kernel", "must be off, auto or on")
 	}
 	if c.Media.Loops < 0 || c.Media.Loops > 16 {
 		add("media.loops", "must be between 1 and 16, or 0 for one per core")

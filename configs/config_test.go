@@ -52,7 +52,7 @@ func TestEveryProblemIsReportedWithItsPath(t *testing.T) {
 country_code: "31x"
 listen: {http: "nohostport"}
 pool: {lease: 10s, rate_limit: -1}
-media: {batch_wait: 50ms, realtime_priority: 100, io: kqueue, loops: -1}
+media: {batch_wait: 50ms, realtime_priority: 100, io: kqueue, kernel: yes, loops: -1}
 bogus_key: 1
 customers:
   - id: "Bad ID"
@@ -80,6 +80,7 @@ customers:
 		"media.batch_wait:",
 		"media.realtime_priority:",
 		"media.io:",
+		"media.kernel: must be off, auto or on",
 		"media.loops: must be between 1 and 16, or 0 for one per core",
 		"customers[0].status:",
 		"customers[0].pool[1]: \"0850000002\" is not E.164",

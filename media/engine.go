@@ -78,6 +78,9 @@ type Config struct {
 	// IO is how the loops move packets: IOAuto (io_uring where the kernel allows it, else
 	// epoll), IOEpoll or IOUring (an error where io_uring is not available).
 	IO string
+	// Kernel is whether bridged calls' packets are forwarded in the kernel (eBPF at the
+	// interface's ingress, see kernel.go): KernelAuto, KernelOn or KernelOff (the default).
+	Kernel string
 	// DefaultDisclaimer is the WAV played for the prompt name "default".
 	DefaultDisclaimer []byte
 }
@@ -116,6 +119,14 @@ func (c *Config) defaults() error {
 	if c.RealtimePriority == 0 {
 		c.RealtimePriority = DefaultRealtimePriority
 	}
+	if c.Kernel == "" {
+		c.Kernel = KernelOff
+	}
+	switch c.Kernel {
+	case KernelAuto, KernelOn, KernelOff:
+	default:
+		return fmt.Errorf("media: kernel path %q: want %q, %q or %q", c.Kernel, KernelAuto, KernelOn, KernelOff)
+	}
 	switch c.IO {
 	case IOAuto, IOEpoll, IOUring:
 	default:
@@ -151,6 +162,8 @@ type Engine struct {
 	loops []*loop
 	// useRing: the loops run on io_uring (Config.IO).
 	useRing bool
+	// kernel forwards bridged calls' packets in the kernel; nil without (Config.Kernel).
+	kernel *kernelPath
 
 	promptMu sync.Mutex
 	prompts  map[string]*Prompt
@@ -182,12 +195,31 @@ func New(cfg Config, customers Customers, rec *recordings.Recorder, reg promethe
 			log.Info("packet loops use epoll: io_uring is not available", "err", err)
 		}
 	}
+	if cfg.Kernel != KernelOff {
+		k, err := newKernelPath(cfg.IP, 2*e.ports.pairs())
+		switch {
+		case err == nil:
+			e.kernel = k
+			e.m.kernel.Set(1)
+			if reg != nil && k.stats >= 0 {
+				reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+					Name: "trackline_media_kernel_cpu_seconds_total", Help: "CPU time the kernel path's program has run, on whichever core received the packets.",
+				}, k.cpuSeconds))
+			}
+			log.Info("bridged calls are forwarded in the kernel", "interfaces", len(k.links))
+		case cfg.Kernel == KernelOn:
+			return nil, fmt.Errorf("media: kernel path: %w", err)
+		default:
+			log.Info("bridged calls are relayed in user space: the kernel path is not available", "err", err)
+		}
+	}
 	for range cfg.Loops {
 		l, err := newLoop(e)
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("media: %w", err)
 		}
+		l.drains = e.kernel != nil && len(e.loops) == 0
 		e.loops = append(e.loops, l)
 		go l.run()
 	}
@@ -221,6 +253,10 @@ func (e *Engine) Close() {
 		l.close()
 	}
 	e.loops = nil
+	if e.kernel != nil {
+		e.kernel.close()
+		e.kernel = nil
+	}
 }
 
 // plan is what the anchor does for one call.

@@ -34,13 +34,17 @@ type loop struct {
 	sessions []*Session // owned by the loop goroutine
 	nextSec  int64
 	nextHand int64 // when the recordings' finished chunks are next handed over
-	buf      [2048]byte
-	gbuf     [rtpHeaderLen + frameSamples]byte
-	from     rawAddr
-	cnt      counters
-	stopped  chan struct{}
-	stop     atomic.Bool
-	ring     *ringIO // the loop's io_uring state; nil on epoll
+	// drains: this loop reads the kernel path's ring (the first loop, with the kernel path),
+	// next at nextDrain.
+	drains    bool
+	nextDrain int64
+	buf       [2048]byte
+	gbuf      [rtpHeaderLen + frameSamples]byte
+	from      rawAddr
+	cnt       counters
+	stopped   chan struct{}
+	stop      atomic.Bool
+	ring      *ringIO // the loop's io_uring state; nil on epoll
 
 	// The loop's load, for Engine.pick: the share of a core its thread used over the last
 	// measured second (float64 bits), the sessions it had then, and those it has now.
@@ -62,6 +66,8 @@ type counters struct {
 	bad     uint64
 	rtcp    uint64
 	sendErr uint64
+	// kernelErr counts flows the kernel path's table refused (kernelPath.offload).
+	kernelErr uint64
 }
 
 // Epoll data: the pair index, with rtcpBit set for a leg's RTCP socket and wakeData for the
@@ -391,6 +397,14 @@ type relayTo struct {
 func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool) {
 	s := lg.s
 	s.mu.Lock()
+	if lg.kernel {
+		// A packet the kernel path left to the relay (a new SSRC, say): the packets it
+		// forwarded before this one are accounted first, so that the other leg's stream
+		// goes on from the last of them.
+		s.mu.Unlock()
+		l.e.drain()
+		s.mu.Lock()
+	}
 	if s.closed {
 		s.mu.Unlock()
 		return relayTo{}, false
@@ -443,6 +457,11 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
 	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
 	out := relayTo{fd: peer.fd, pair: peer.pair, connected: peer.connected, dest: peer.dest}
+	if k := l.e.kernel; k != nil && (!lg.kernel || lg.kernelSSRC != ssrc) {
+		if err := k.offload(lg, peer, ssrc); err != nil {
+			l.cnt.kernelErr++
+		}
+	}
 	s.mu.Unlock()
 	return out, true
 }
@@ -509,6 +528,10 @@ func (l *loop) tick(now int64) int {
 			s.mu.Unlock()
 		}
 	}
+	if l.drains && now >= l.nextDrain {
+		l.nextDrain = now + int64(kernelDrainEvery)
+		l.e.drain()
+	}
 	if now >= l.nextSec {
 		l.nextSec = now + int64(time.Second)
 		for _, s := range l.sessions {
@@ -518,6 +541,9 @@ func (l *loop) tick(now int64) int {
 		l.publish()
 	}
 	wait := min(l.nextSec, l.nextHand) - now
+	if l.drains {
+		wait = min(wait, l.nextDrain-now)
+	}
 	if due >= 0 && due-now < wait {
 		wait = due - now
 	}
@@ -664,5 +690,9 @@ func (l *loop) publish() {
 	m.bad.Add(float64(c.bad))
 	m.rtcp.Add(float64(c.rtcp))
 	m.sendErr.Add(float64(c.sendErr))
+	m.kernelErr.Add(float64(c.kernelErr))
+	if l.drains {
+		l.e.kernel.publish(m)
+	}
 	*c = counters{}
 }

@@ -59,8 +59,8 @@ func (ep *endpoint) sdp(dir string, pts ...string) []byte {
 			s += "a=rtpmap:0 PCMU/8000\r\n"
 		case "8":
 			s += "a=rtpmap:8 PCMA/8000\r\n"
-		case "101":
-			s += "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+		case "101", "96":
+			s += "a=rtpmap:" + pt + " telephone-event/8000\r\na=fmtp:" + pt + " 0-16\r\n"
 		}
 	}
 	return []byte(s + "a=" + dir + "\r\n")
@@ -118,6 +118,9 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 	if cfg.PortMin == 0 {
 		cfg.PortMin, cfg.PortMax = 31000, 31999
 	}
+	if cfg.IO == ioKernel {
+		cfg.IO, cfg.Kernel = IOUring, KernelOn
+	}
 	f.e, err = New(cfg, func(id string) (store.Customer, error) {
 		if id != f.cust.ID {
 			return store.Customer{}, errors.New("unknown")
@@ -146,14 +149,23 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 	return f
 }
 
+// ioKernel is a test mode beside the I/Os: io_uring with the kernel path on.
+const ioKernel = "kernel"
+
 // eachIO runs test once for each I/O of the packet loops: epoll, and io_uring where the
-// kernel allows it (a skip says why not).
+// kernel allows it (a skip says why not), and io_uring with the kernel path (ioKernel; a
+// skip says why it cannot load).
 func eachIO(t *testing.T, test func(t *testing.T, mode string)) {
-	for _, mode := range []string{IOEpoll, IOUring} {
+	for _, mode := range []string{IOEpoll, IOUring, ioKernel} {
 		t.Run(mode, func(t *testing.T) {
-			if mode == IOUring {
+			if mode != IOEpoll {
 				if err := uring.Available(); err != nil {
 					t.Skipf("io_uring is not available here: %v", err)
+				}
+			}
+			if mode == ioKernel {
+				if err := kernelAvailable(); err != nil {
+					t.Skipf("the kernel path cannot load here: %v", err)
 				}
 			}
 			test(t, mode)

@@ -26,6 +26,9 @@ type metrics struct {
 	ringLoops      prometheus.Gauge
 	loopBusy       *prometheus.GaugeVec
 	loopSessions   *prometheus.GaugeVec
+	kernel         prometheus.Gauge
+	kernelPackets  prometheus.Counter
+	kernelErr      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, p *ports) metrics {
@@ -81,12 +84,21 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 	m.loopSessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trackline_media_loop_sessions", Help: "Anchored calls on each packet loop.",
 	}, []string{"loop"})
+	m.kernel = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "trackline_media_kernel_path", Help: "1 when bridged calls' packets are forwarded in the kernel (media.kernel), 0 when the packet loops relay them all.",
+	})
+	m.kernelPackets = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trackline_media_kernel_packets_total", Help: "RTP packets the kernel path forwarded (also counted in trackline_rtp_relayed_packets_total).",
+	})
+	m.kernelErr = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trackline_media_kernel_flow_errors_total", Help: "Call directions the kernel path's flow table refused; their packets stay in user space.",
+	})
 	m.refused.WithLabelValues("consent")
 	freePorts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trackline_media_ports_free", Help: "Free RTP port pairs.",
 	}, func() float64 { return float64(p.available()) })
 	if reg != nil {
-		reg.MustRegister(packets, lost, dropped, m.active, m.relayed, m.timeouts, m.transcoded, m.portsExhausted, m.recorded, m.jitter, m.refused, m.realtime, m.ringLoops, m.loopBusy, m.loopSessions, freePorts)
+		reg.MustRegister(packets, lost, dropped, m.active, m.relayed, m.timeouts, m.transcoded, m.portsExhausted, m.recorded, m.jitter, m.refused, m.realtime, m.ringLoops, m.loopBusy, m.loopSessions, m.kernel, m.kernelPackets, m.kernelErr, freePorts)
 	}
 	return m
 }

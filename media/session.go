@@ -121,6 +121,13 @@ type leg struct {
 	out        outStream
 	orig       origin
 
+	// The kernel path's flow for packets from this leg (kernelPath.offload); guarded by mu.
+	kernel       bool // in the flow table
+	kernelKey    [flowKeySize]byte
+	kernelSSRC   uint32
+	kernelDeltas [2]uint32
+	kernelTag    uint32 // the port pair and a number of its own, set at the first offload
+
 	gen    genKind
 	prompt *Prompt
 	pos    int
@@ -203,6 +210,7 @@ type Session struct {
 	doneClosed  bool
 	endReason   string
 	closed      bool
+	closing     bool // Close has begun: no flow goes into the kernel path
 	strictDrops uint64
 	badRTP      uint64
 	rec         *tap
@@ -327,6 +335,7 @@ func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the call's media is closed", sip.ErrNotAcceptable)
 	}
 	f, t := &s.legs[from], &s.legs[to]
+	s.unload() // the relay takes both directions again until the new state settles
 	if !d.has(f.law) {
 		f.law = d.laws[0]
 	}
@@ -346,6 +355,17 @@ func teFor(l *leg, peerTE uint8) uint8 {
 		return l.te
 	}
 	return peerTE
+}
+
+// unload takes both legs' flows out of the kernel path. Called under mu.
+func (s *Session) unload() {
+	if k := s.e.kernel; k != nil {
+		for i := range s.legs {
+			if err := k.unload(&s.legs[i]); err != nil {
+				s.e.log.Warn("kernel path: remove flow", "call_id", s.info.CallID, "err", err)
+			}
+		}
+	}
 }
 
 // onHold reports whether the latest SDP of either leg holds the call. Called under mu.
@@ -368,6 +388,17 @@ func (s *Session) Close(rec *store.Call) *store.Recording {
 	if s.closed {
 		s.mu.Unlock()
 		return nil
+	}
+	if s.e.kernel != nil { // what the kernel forwarded until now belongs in the figures
+		s.closing = true // and nothing goes back in
+		s.unload()
+		s.mu.Unlock()
+		s.e.drain()
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil
+		}
 	}
 	s.closed = true
 	s.setGenerating(false)

@@ -25,6 +25,9 @@
 #               effect when the script runs as root or with RLIMIT_RTPRIO, see the switch log]
 #   IO          the switch's media.io (auto, epoll or io_uring) [its default, auto]
 #   SWITCH_LOOPS the switch's media.loops, its packet loops [its default: one per core]
+#   KERNEL      the switch's media.kernel (off, auto or on): bridged calls forwarded by its
+#               eBPF program; the switch's CPU then adds the program's run time
+#               (trackline_media_kernel_cpu_seconds_total) to its process's [its default]
 #   GEN_RT_PRIO the generator's media loops' SCHED_FIFO priority, below the switch's (10): on
 #               cores the switch's real-time loops share with it, an ordinary thread falls
 #               behind by seconds and then sends in bursts no phone would; 0 for none [5]
@@ -124,7 +127,8 @@ write_config() {
   batch_wait: $BATCH_WAIT}${RT_PRIO:+
   realtime_priority: $RT_PRIO}${IO:+
   io: $IO}${SWITCH_LOOPS:+
-  loops: $SWITCH_LOOPS}
+  loops: $SWITCH_LOOPS}${KERNEL:+
+  kernel: $KERNEL}
 recordings:
   dir: $dir/recordings"
 		recording="    recording: {enabled: true}"

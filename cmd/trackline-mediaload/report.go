@@ -98,8 +98,10 @@ func newLatencyReport(h *latencyHist) latencyReport {
 // (allocs_per_packet is null when the switch has no relayed-packets metric).
 type switchReport struct {
 	PID             int      `json:"pid,omitempty"`
-	CPUS            *float64 `json:"cpu_s"`
-	CPUPctPerCall   *float64 `json:"cpu_pct_per_call"` // % of one core per call
+	CPUS            *float64 `json:"cpu_s"`            // process_cpu_s + kernel_cpu_s
+	ProcessCPUS     *float64 `json:"process_cpu_s"`    // the switch's process (/proc/PID/stat)
+	KernelCPUS      *float64 `json:"kernel_cpu_s"`     // its kernel path's program, where it has one
+	CPUPctPerCall   *float64 `json:"cpu_pct_per_call"` // % of one core per call, of cpu_s
 	Mallocs         *float64 `json:"mallocs"`          // go_memstats_mallocs_total over the window
 	ScrapeMallocs   *float64 `json:"scrape_mallocs"`   // of which about one /metrics scrape (the generator's own), measured at the window's start
 	RelayedPackets  *float64 `json:"relayed_packets"`
@@ -142,8 +144,8 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "generator CPU: %.2f s in all, %.2f s in the window (%.4f %% of a core per call); other processes %.2f s in the window; stolen by the hypervisor %.2f s\n",
 		r.GeneratorCPUS, r.GeneratorWindowCPUS, r.GeneratorCPUPctPerCall, r.OtherWindowCPUS, r.StolenWindowCPUS)
 	if s := r.Switch; s != nil {
-		fmt.Fprintf(w, "switch: CPU %s s (%s %% of a core per call), mallocs %s (one /metrics scrape %s), relayed %s, allocs/packet %s",
-			num(s.CPUS, 2), num(s.CPUPctPerCall, 4), num(s.Mallocs, 0), num(s.ScrapeMallocs, 0), num(s.RelayedPackets, 0), num(s.AllocsPerPacket, 4))
+		fmt.Fprintf(w, "switch: CPU %s s (%s %% of a core per call; process %s s, kernel path %s s), mallocs %s (one /metrics scrape %s), relayed %s, allocs/packet %s",
+			num(s.CPUS, 2), num(s.CPUPctPerCall, 4), num(s.ProcessCPUS, 2), num(s.KernelCPUS, 3), num(s.Mallocs, 0), num(s.ScrapeMallocs, 0), num(s.RelayedPackets, 0), num(s.AllocsPerPacket, 4))
 		if len(s.Errors) > 0 {
 			fmt.Fprintf(w, " (errors: %s)", strings.Join(s.Errors, "; "))
 		}

@@ -18,6 +18,9 @@ import (
 const (
 	metricMallocs = "go_memstats_mallocs_total"
 	metricRelayed = "trackline_rtp_relayed_packets_total"
+	// metricKernelCPU is the time the switch's kernel path ran (media.kernel), on whichever
+	// core received the packets: CPU the switch causes that its process is not charged for.
+	metricKernelCPU = "trackline_media_kernel_cpu_seconds_total"
 	// lineWait bounds the wait for the line's side of the answered calls, and for its
 	// handlers to end after the hang-up.
 	lineWait = 5 * time.Second
@@ -217,7 +220,7 @@ func (g *gen) sample(ctx context.Context) sample {
 		s.sw, s.swErr = procCPU(g.cfg.switchPID)
 	}
 	if g.cfg.metricsURL != "" {
-		s.metrics, s.mErr = scrapeMetrics(ctx, g.cfg.metricsURL, metricMallocs, metricRelayed)
+		s.metrics, s.mErr = scrapeMetrics(ctx, g.cfg.metricsURL, metricMallocs, metricRelayed, metricKernelCPU)
 	}
 	return s
 }
@@ -229,7 +232,7 @@ func (g *gen) startSample(ctx context.Context) sample {
 	if g.cfg.metricsURL == "" || s.mErr != nil {
 		return s
 	}
-	m, err := scrapeMetrics(ctx, g.cfg.metricsURL, metricMallocs, metricRelayed)
+	m, err := scrapeMetrics(ctx, g.cfg.metricsURL, metricMallocs, metricRelayed, metricKernelCPU)
 	if err != nil {
 		s.mErr = err
 		return s
@@ -448,16 +451,30 @@ func (g *gen) fill(rep *report, a, b sample) {
 			sw.Errors = append(sw.Errors, err.Error())
 		} else {
 			cpu := (b.sw - a.sw).Seconds()
-			sw.CPUS = &cpu
-
-			pct := pctPerCall(cpu, win, rep.CallsUp)
-			sw.CPUPctPerCall = &pct
+			sw.ProcessCPUS = &cpu
 		}
 	}
+	defer func() { // the switch's CPU: its process's and its kernel path's
+		if sw.ProcessCPUS == nil {
+			return
+		}
+		cpu := *sw.ProcessCPUS
+		if sw.KernelCPUS != nil {
+			cpu += *sw.KernelCPUS
+		}
+		pct := pctPerCall(cpu, win, rep.CallsUp)
+		sw.CPUS, sw.CPUPctPerCall = &cpu, &pct
+	}()
 	if g.cfg.metricsURL != "" {
 		if err := errors.Join(a.mErr, b.mErr); err != nil {
 			sw.Errors = append(sw.Errors, err.Error())
 			return
+		}
+		if k0, ok := a.metrics[metricKernelCPU]; ok {
+			if k1, ok := b.metrics[metricKernelCPU]; ok {
+				d := k1 - k0
+				sw.KernelCPUS = &d
+			}
 		}
 		if m0, ok := a.metrics[metricMallocs]; ok {
 			if m1, ok := b.metrics[metricMallocs]; ok {

@@ -367,7 +367,7 @@ func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg p
 		return nil, err
 	}
 	mc := media.Config{PortMin: lo, PortMax: hi, RTPTimeout: cfg.Media.RTPTimeout, LatchWindow: cfg.Media.LatchWindow,
-		BatchWait: cfg.Media.BatchWait, RealtimePriority: cfg.Media.RealtimePriority, IO: cfg.Media.IO, Loops: cfg.Media.Loops, DefaultDisclaimer: configs.DefaultDisclaimer}
+		BatchWait: cfg.Media.BatchWait, RealtimePriority: cfg.Media.RealtimePriority, IO: cfg.Media.IO, Kernel: cfg.Media.Kernel, Loops: cfg.Media.Loops, DefaultDisclaimer: configs.DefaultDisclaimer}
 	if mc.IP, err = mediaIP(cfg); err != nil {
 		return nil, err
 	}
