@@ -4,11 +4,13 @@ package media
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -205,6 +207,12 @@ func (k *kernelPath) offload(lg, peer *leg, ssrc uint32) error {
 	binary.LittleEndian.PutUint32(v[fvFlow:], tag)
 	if local {
 		binary.LittleEndian.PutUint32(v[fvFlags:], flowLocal)
+	} else {
+		ifindex, err := routeIfindex(k.ip, peer.dest.Addr)
+		if err != nil {
+			return errors.Join(err, k.unload(lg))
+		}
+		binary.LittleEndian.PutUint32(v[fvIfindex:], uint32(ifindex))
 	}
 	key := k.flowKey(&lg.dest, lg.port)
 	if err := k.flows.Update(key[:], v[:]); err != nil {
@@ -223,6 +231,72 @@ func (k *kernelPath) unload(lg *leg) error {
 	}
 	lg.kernel = false
 	return k.flows.Delete(lg.kernelKey[:])
+}
+
+// routeIfindex asks the kernel's routing table (netlink RTM_GETROUTE) which interface
+// datagrams from src to dst leave by. A destination that is one of the host's own
+// addresses is an error: the kernel path sends only to loopback peers on loopback.
+func routeIfindex(src, dst [4]byte) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return 0, fmt.Errorf("route lookup: %w", err)
+	}
+	defer unix.Close(fd)
+	const hdr, rtm, attr = unix.SizeofNlMsghdr, unix.SizeofRtMsg, 8
+	req := make([]byte, hdr+rtm+2*attr)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.RTM_GETROUTE)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST)
+	binary.NativeEndian.PutUint32(req[8:], 1) // sequence
+	req[hdr], req[hdr+1], req[hdr+2] = unix.AF_INET, 32, 32
+	for i, a := range []struct {
+		typ  uint16
+		addr [4]byte
+	}{{unix.RTA_DST, dst}, {unix.RTA_SRC, src}} {
+		at := req[hdr+rtm+i*attr:]
+		binary.NativeEndian.PutUint16(at[0:], attr)
+		binary.NativeEndian.PutUint16(at[2:], a.typ)
+		copy(at[4:], a.addr[:])
+	}
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, fmt.Errorf("route lookup: %w", err)
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return 0, fmt.Errorf("route lookup: %w", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return 0, fmt.Errorf("route lookup: %w", err)
+	}
+	for _, m := range msgs {
+		switch m.Header.Type {
+		case unix.NLMSG_ERROR:
+			if len(m.Data) >= 4 {
+				if e := -int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
+					return 0, fmt.Errorf("route lookup: %w", unix.Errno(e))
+				}
+			}
+		case unix.RTM_NEWROUTE:
+			if len(m.Data) < rtm {
+				continue
+			}
+			if typ := m.Data[7]; typ != unix.RTN_UNICAST {
+				return 0, fmt.Errorf("route lookup: %v is not a unicast route's (type %d)", netip.AddrFrom4(dst), typ)
+			}
+			attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+			if err != nil {
+				return 0, fmt.Errorf("route lookup: %w", err)
+			}
+			for _, a := range attrs {
+				if a.Attr.Type == unix.RTA_OIF && len(a.Value) >= 4 {
+					return int(binary.NativeEndian.Uint32(a.Value)), nil
+				}
+			}
+		}
+	}
+	return 0, fmt.Errorf("route lookup: no interface for %v", netip.AddrFrom4(dst))
 }
 
 // isLoopback reports whether an address in the kernel's layout is in 127.0.0.0/8.

@@ -23,22 +23,23 @@ const (
 	fvTEIn      = 30 // u8: the leg's telephone-event type (0: none); u8 at 31: the other leg's
 	fvFlow      = 32 // u32: the flow's tag, copied into each ring record (kernelFlow)
 	fvFlags     = 36 // u32: flowLocal
-	flowValSize = 40
+	fvIfindex   = 40 // u32: the interface a routed flow leaves by
+	flowValSize = 44
 
 	// flowLocal: the peer is on loopback, where the datagram arrived: it goes back up
-	// the stack to the peer's socket. Otherwise it is routed out (fib lookup, neighbour).
+	// the stack to the peer's socket. Otherwise it leaves by the flow's interface, routed
+	// and addressed by the kernel (bpf_redirect_neigh).
 	flowLocal = 1
 )
 
 // Ring records: the flow's tag (u32), the datagram's RTP length (u32), its arrival time
 // (u64, CLOCK_MONOTONIC ns), then the RTP datagram as it arrived.
 const (
-	recHeader  = 16
-	recMaxRTP  = 496 // longer datagrams stay in user space
-	recSize    = recHeader + recMaxRTP
-	tcxNext    = -1 // TCX_NEXT: the next program, then the stack
-	tcxPass    = 0  // TCX_PASS: the stack
-	fibNoNeigh = 7  // BPF_FIB_LKUP_RET_NO_NEIGH: bpf_redirect_neigh resolves it
+	recHeader = 16
+	recMaxRTP = 496 // longer datagrams stay in user space
+	recSize   = recHeader + recMaxRTP
+	tcxNext   = -1 // TCX_NEXT: the next program, then the stack
+	tcxPass   = 0  // TCX_PASS: the stack
 )
 
 // Offsets in the frame as the program sees it at ingress (an Ethernet header first; the
@@ -46,7 +47,6 @@ const (
 const (
 	offEthType = 12
 	offIP      = 14
-	offIPLen   = offIP + 2
 	offIPFrag  = offIP + 6
 	offIPProto = offIP + 9
 	offIPCsum  = offIP + 10
@@ -58,25 +58,24 @@ const (
 	offRTP     = offUDP + 8
 	minFrame   = offRTP + rtpHeaderLen
 
-	skbIngressIfindex = 36 // struct __sk_buff
-	skbData           = 76
-	skbDataEnd        = 80
+	skbData    = 76 // struct __sk_buff
+	skbDataEnd = 80
 )
 
 // Stack slots (offsets from the frame pointer).
 const (
-	stKey     = -16  // the flow key; its addresses are the old pseudo-header words
-	stNewAddr = -32  // new saddr, daddr
-	stOldRest = -48  // old ports, RTP word 0 (flags, type, sequence), timestamp, SSRC
-	stNewRest = -64  // the same, rewritten
-	stFib     = -128 // struct bpf_fib_lookup, 64 bytes
+	stKey     = -16 // the flow key; its addresses are the old pseudo-header words
+	stNewAddr = -32 // new saddr, daddr
+	stOldRest = -48 // old ports, RTP word 0 (flags, type, sequence), timestamp, SSRC
+	stNewRest = -64 // the same, rewritten
 )
 
 // forwardProgram builds the TC ingress program of the kernel path. For an IPv4/UDP datagram
 // whose addresses are in flows and whose RTP is plain (version 2, no padding, extension or
 // CSRC), with the flow's SSRC and a payload type the flow knows, it hands a copy to ring,
 // rewrites addresses, ports, payload type, sequence number, timestamp and SSRC as the
-// relay in user space would (checksums updated), and sends it on. Everything else, and a
+// relay in user space would (checksums updated), and sends it on: up the stack to a peer
+// on loopback, else out of the flow's interface. Everything else, and a
 // datagram the ring has no room for, goes on to the stack unchanged: to the leg's socket
 // and the user-space relay, which checks, drops and counts as it always does.
 func forwardProgram(flows, ring int) ([]bpf.Insn, error) {
@@ -189,38 +188,7 @@ func forwardProgram(flows, ring int) ([]bpf.Insn, error) {
 	a.Load(bpf.W, bpf.R5, bpf.R7, fvDaddr)
 	a.Store(bpf.W, bpf.R10, stNewAddr+4, bpf.R5)
 
-	// A routed flow needs a route and an interface before anything is changed.
-	a.Load(bpf.W, bpf.R5, bpf.R7, fvFlags)
-	a.ALUImm(bpf.And, bpf.R5, flowLocal)
-	a.JumpImm(bpf.JNE, bpf.R5, 0, "record")
-	for off := int16(0); off < 64; off += 8 {
-		a.StoreImm(bpf.DW, bpf.R10, stFib+off, 0)
-	}
-	a.StoreImm(bpf.B, bpf.R10, stFib, 2)    // AF_INET
-	a.StoreImm(bpf.B, bpf.R10, stFib+1, 17) // UDP
-	a.Load(bpf.H, bpf.R5, bpf.R7, fvPorts)
-	a.Store(bpf.H, bpf.R10, stFib+2, bpf.R5)
-	a.Load(bpf.H, bpf.R5, bpf.R7, fvPorts+2)
-	a.Store(bpf.H, bpf.R10, stFib+4, bpf.R5)
-	a.Load(bpf.H, bpf.R5, bpf.R2, offIPLen)
-	a.Store(bpf.H, bpf.R10, stFib+6, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R6, skbIngressIfindex)
-	a.Store(bpf.W, bpf.R10, stFib+8, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R10, stNewAddr)
-	a.Store(bpf.W, bpf.R10, stFib+16, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R10, stNewAddr+4)
-	a.Store(bpf.W, bpf.R10, stFib+32, bpf.R5)
-	a.Mov(bpf.R1, bpf.R6)
-	a.Mov(bpf.R2, bpf.R10)
-	a.ALUImm(bpf.Add, bpf.R2, stFib)
-	a.MovImm(bpf.R3, 64)
-	a.MovImm(bpf.R4, 0)
-	a.Call(bpf.FibLookup)
-	a.JumpImm(bpf.JEq, bpf.R0, 0, "record")
-	a.JumpImm(bpf.JNE, bpf.R0, fibNoNeigh, "next")
-
 	// A copy for user space (statistics, the RTP timeout, the recording).
-	a.Label("record")
 	a.LoadMap(bpf.R1, ring)
 	a.MovImm(bpf.R2, recSize)
 	a.MovImm(bpf.R3, 0)
@@ -292,8 +260,8 @@ func forwardProgram(flows, ring int) ([]bpf.Insn, error) {
 	a.JumpImm(bpf.JEq, bpf.R5, 0, "redirect")
 	a.MovImm(bpf.R0, tcxPass)
 	a.Exit()
-	a.Label("redirect")
-	a.Load(bpf.W, bpf.R1, bpf.R10, stFib+8) // the interface the route leaves by
+	a.Label("redirect") // the kernel routes it and fills the Ethernet header in
+	a.Load(bpf.W, bpf.R1, bpf.R7, fvIfindex)
 	a.MovImm(bpf.R2, 0)
 	a.MovImm(bpf.R3, 0)
 	a.MovImm(bpf.R4, 0)

@@ -96,7 +96,6 @@ const (
 	L4CsumReplace  Helper = 11
 	SkbLoadBytes   Helper = 26
 	CsumDiff       Helper = 28
-	FibLookup      Helper = 69
 	RingbufReserve Helper = 131
 	RingbufSubmit  Helper = 132
 	RingbufDiscard Helper = 133

@@ -130,31 +130,50 @@ func LoadTC(name string, insns []Insn) (*Prog, error) {
 	if len(insns) == 0 {
 		return nil, errors.New("ebpf: empty program")
 	}
+	fd, err := loadProg(name, insns, nil)
+	if err != nil {
+		log := make([]byte, 1<<20)
+		if _, err2 := loadProg(name, insns, log); err2 != nil { // again, for the verifier's reasons
+			if i := bytes.IndexByte(log, 0); i >= 0 {
+				log = log[:i]
+			}
+			if len(log) > 4096 {
+				log = log[len(log)-4096:]
+			}
+			return nil, fmt.Errorf("ebpf: load program %s: %w\n%s", name, err, log)
+		}
+		return nil, fmt.Errorf("ebpf: load program %s: %w", name, err)
+	}
+	return &Prog{fd: fd}, nil
+}
+
+// loadProg is BPF_PROG_LOAD, with the verifier's log in log when it is not nil. The
+// verifier gives up with EAGAIN when a signal arrives (the Go runtime preempts threads with
+// SIGURG), so that is retried.
+func loadProg(name string, insns []Insn, log []byte) (int, error) {
 	license := []byte("GPL\x00")
-	log := make([]byte, 1<<20)
 	var a attr
 	a.u32(0, progTypeSchedCLS)
 	a.u32(4, uint32(len(insns)))
 	a.u64(8, uint64(uintptr(unsafe.Pointer(&insns[0]))))
 	a.u64(16, uint64(uintptr(unsafe.Pointer(&license[0]))))
-	a.u32(24, 1) // log_level
-	a.u32(28, uint32(len(log)))
-	a.u64(32, uint64(uintptr(unsafe.Pointer(&log[0]))))
+	if log != nil {
+		a.u32(24, 1) // log_level
+		a.u32(28, uint32(len(log)))
+		a.u64(32, uint64(uintptr(unsafe.Pointer(&log[0]))))
+	}
 	copy(a[48:64], name) // prog_name
-	fd, err := bpf(cmdProgLoad, &a)
+	var fd int
+	var err error
+	for range 10 {
+		if fd, err = bpf(cmdProgLoad, &a); !errors.Is(err, unix.EAGAIN) {
+			break
+		}
+	}
 	runtime.KeepAlive(insns)
 	runtime.KeepAlive(license)
 	runtime.KeepAlive(log)
-	if err != nil {
-		if i := bytes.IndexByte(log, 0); i >= 0 {
-			log = log[:i]
-		}
-		if len(log) > 4096 {
-			log = log[len(log)-4096:]
-		}
-		return nil, fmt.Errorf("ebpf: load program %s: %w\n%s", name, err, log)
-	}
-	return &Prog{fd: fd}, nil
+	return fd, err
 }
 
 // Stats returns the program's run count and the total time it has run, in nanoseconds.
