@@ -95,8 +95,8 @@ type Media struct {
 	// epoll, or io_uring (start fails without it)
 	IO string `yaml:"io"`
 	// whether bridged calls' packets are forwarded in the kernel (eBPF at the interface's
-	// ingress): off (the default), auto (where the process may load it), or on (start
-	// fails without it)
+	// ingress): auto (the default: where the process may load it), on (start fails
+	// without it), or off
 	Kernel string `yaml:"kernel"`
 }
 

@@ -8,6 +8,10 @@
 // sockets, and allocates nothing per packet. Each loop waits in a raw system call and keeps
 // its P (GOMAXPROCS grows by one per loop); a latched leg's socket is connected to its
 // source; recordings get their audio in one hand-over per loop every 100 ms.
+//
+// Where the process may load eBPF (Config.Kernel, kernel.go), bridged calls whose legs have
+// latched are forwarded in the kernel instead, and the loops account for each packet from
+// a copy the program hands them; everything else stays on the path above.
 package media
 
 import (
@@ -79,7 +83,7 @@ type Config struct {
 	// epoll), IOEpoll or IOUring (an error where io_uring is not available).
 	IO string
 	// Kernel is whether bridged calls' packets are forwarded in the kernel (eBPF at the
-	// interface's ingress, see kernel.go): KernelAuto, KernelOn or KernelOff (the default).
+	// interface's ingress, see kernel.go): KernelAuto (the default), KernelOn or KernelOff.
 	Kernel string
 	// DefaultDisclaimer is the WAV played for the prompt name "default".
 	DefaultDisclaimer []byte
@@ -120,7 +124,7 @@ func (c *Config) defaults() error {
 		c.RealtimePriority = DefaultRealtimePriority
 	}
 	if c.Kernel == "" {
-		c.Kernel = KernelOff
+		c.Kernel = KernelAuto
 	}
 	switch c.Kernel {
 	case KernelAuto, KernelOn, KernelOff:
