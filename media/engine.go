@@ -204,6 +204,7 @@ func New(cfg Config, customers Customers, rec *recordings.Recorder, reg promethe
 		switch {
 		case err == nil:
 			e.kernel = k
+			k.onRecord = e.kernelRecord
 			e.m.kernel.Set(1)
 			if reg != nil && k.stats >= 0 {
 				reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

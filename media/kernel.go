@@ -39,7 +39,8 @@ const (
 // kernelDrainEvery is how often the first loop reads the kernel path's ring.
 const kernelDrainEvery = 5 * time.Millisecond
 
-// kernelRingSize holds about 150 ms of 1,000 calls' packets: far more than a drain's gap.
+// kernelRingSize holds about 300 ms of 1,000 calls' packets (a record takes 520 bytes):
+// far more than a drain's gap.
 const kernelRingSize = 16 << 20
 
 type kernelPath struct {
@@ -53,6 +54,7 @@ type kernelPath struct {
 	clockOff int64 // CLOCK_MONOTONIC minus monoNow
 	ip       [4]byte
 	tags     atomic.Uint32
+	onRecord func([]byte) // Engine.kernelRecord, made once: a method value allocates
 }
 
 // newKernelPath loads the program and attaches it to the ingress of the interface that
@@ -210,14 +212,15 @@ func (k *kernelPath) offload(lg, peer *leg, ssrc uint32) error {
 	} else {
 		ifindex, err := routeIfindex(k.ip, peer.dest.Addr)
 		if err != nil {
+			lg.kernelRefused = true
 			return errors.Join(err, k.unload(lg))
 		}
 		binary.LittleEndian.PutUint32(v[fvIfindex:], uint32(ifindex))
 	}
 	key := k.flowKey(&lg.dest, lg.port)
 	if err := k.flows.Update(key[:], v[:]); err != nil {
-		lg.kernel = false
-		return err
+		lg.kernelRefused = true
+		return errors.Join(err, k.unload(lg))
 	}
 	lg.kernel, lg.kernelKey, lg.kernelSSRC = true, key, ssrc
 	lg.kernelDeltas = [2]uint32{uint32(peer.out.seqDelta), peer.out.tsDelta}
@@ -309,7 +312,7 @@ func isLoopback(a [4]byte) bool { return a[0] == 127 }
 func (e *Engine) drain() {
 	k := e.kernel
 	k.mu.Lock()
-	k.ring.Read(e.kernelRecord)
+	k.ring.Read(k.onRecord)
 	k.mu.Unlock()
 }
 

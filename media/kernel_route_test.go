@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,6 +65,36 @@ func TestKernelPathRoutesOut(t *testing.T) {
 	}
 	if r := s.Close(nil); r == nil {
 		t.Fatal("no recording")
+	}
+
+	// Peers on the host's own address (not loopback) have no route out: the relay keeps
+	// their call, and asks the routing table once per direction, not per packet.
+	before := kernelForwarded(f)
+	c, d := newEndpoint(t, "10.201.0.1"), newEndpoint(t, "10.201.0.1")
+	s2, toC, toD := bridged(t, f, c, d, []string{"0"}, []string{"0"})
+	for i := range 20 {
+		c.send(toC, 0, payload(byte(i)))
+		if p, ok := d.recv(2 * time.Second); !ok || p.Payload[0] != byte(i) {
+			t.Fatalf("local call: packet %d not relayed (%v)", i, ok)
+		}
+		d.send(toD, 0, payload(byte(i)))
+		if _, ok := c.recv(2 * time.Second); !ok {
+			t.Fatalf("local call: packet %d back not relayed", i)
+		}
+	}
+	if n := kernelForwarded(f) - before; n != 0 {
+		t.Errorf("the kernel forwarded %d packets of a call between the host's own addresses", n)
+	}
+	s2.mu.Lock()
+	refused := s2.legs[caller].kernelRefused && s2.legs[callee].kernelRefused
+	s2.mu.Unlock()
+	if !refused {
+		t.Error("the legs are not marked refused")
+	}
+	s2.Close(nil)
+	time.Sleep(1100 * time.Millisecond) // the loops publish their tallies once a second
+	if got := testutil.ToFloat64(f.e.m.kernelErr); got != 2 {
+		t.Errorf("trackline_media_kernel_flow_errors_total = %v, want 2 (once per direction)", got)
 	}
 }
 

@@ -457,7 +457,7 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
 	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
 	out := relayTo{fd: peer.fd, pair: peer.pair, connected: peer.connected, dest: peer.dest}
-	if k := l.e.kernel; k != nil && (!lg.kernel || lg.kernelSSRC != ssrc) {
+	if k := l.e.kernel; k != nil && !lg.kernelRefused && (!lg.kernel || lg.kernelSSRC != ssrc) {
 		if err := k.offload(lg, peer, ssrc); err != nil {
 			l.cnt.kernelErr++
 		}

@@ -127,6 +127,9 @@ type leg struct {
 	kernelSSRC   uint32
 	kernelDeltas [2]uint32
 	kernelTag    uint32 // the port pair and a number of its own, set at the first offload
+	// kernelRefused: the flow could not go in (no route, a full table); the relay keeps it
+	// without asking again until the leg's SDP changes (Session.unload).
+	kernelRefused bool
 
 	gen    genKind
 	prompt *Prompt
@@ -361,6 +364,7 @@ func teFor(l *leg, peerTE uint8) uint8 {
 func (s *Session) unload() {
 	if k := s.e.kernel; k != nil {
 		for i := range s.legs {
+			s.legs[i].kernelRefused = false
 			if err := k.unload(&s.legs[i]); err != nil {
 				s.e.log.Warn("kernel path: remove flow", "call_id", s.info.CallID, "err", err)
 			}
