@@ -199,7 +199,7 @@ bench() {
 	start_server "$dir"
 	local pid=$server_pid
 	say "N=$n run $r: switch pid $pid sip $sip_addr, line 127.0.0.1:$port, ${DURATION} s window (MEDIA=$MEDIA)"
-	[ "$MEDIA" = 1 ] && say "N=$n run $r: $(grep -o -m1 'packet loop runs with[a-z -]*' "$dir/switch.log" || echo 'packet loop scheduling not logged'); $(grep -o -m1 'packet loop moves packets through io_uring\|packet loops use epoll[a-z :]*' "$dir/switch.log" || echo 'packet loops use epoll')"
+	[ "$MEDIA" = 1 ] && say "N=$n run $r: $(grep -o -m1 'packet loop runs with[a-z -]*' "$dir/switch.log" || echo 'packet loop scheduling not logged'); $(grep -o -m1 'packet loop moves packets through io_uring\|packet loops use epoll[a-z :]*' "$dir/switch.log" || echo 'packet loops use epoll'); $(grep -o -m1 'bridged calls are forwarded in the kernel\|bridged calls are relayed in user space[a-z :]*' "$dir/switch.log" || echo 'no kernel path')"
 	local rcv0 rcv1
 	rcv0=$(udp_rcvbuf_errors)
 	"$GEN" -switch "$sip_addr" -listen "127.0.0.1:$port" -bind 127.0.0.1 -calls "$n" \
