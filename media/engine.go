@@ -206,17 +206,19 @@ func New(cfg Config, customers Customers, rec *recordings.Recorder, reg promethe
 			e.kernel = k
 			k.onRecord = e.kernelRecord
 			e.m.kernel.Set(1)
-			if reg != nil && k.stats >= 0 {
-				reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-					Name: "trackline_media_kernel_cpu_seconds_total", Help: "CPU time the kernel path's program has run, on whichever core received the packets.",
-				}, k.cpuSeconds))
-			}
 			log.Info("bridged calls are forwarded in the kernel", "interfaces", len(k.links))
 		case cfg.Kernel == KernelOn:
 			return nil, fmt.Errorf("media: kernel path: %w", err)
 		default:
 			log.Info("bridged calls are relayed in user space: the kernel path is not available", "err", err)
 		}
+	}
+	if reg != nil {
+		k := e.kernel // the series exists without a kernel path too: 0
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "trackline_media_kernel_cpu_seconds_total",
+			Help: "CPU time the kernel path's program has run, on whichever core received the packets (0 without the kernel path or without CAP_SYS_ADMIN for the kernel's statistics).",
+		}, func() float64 { return k.cpuSeconds() }))
 	}
 	for range cfg.Loops {
 		l, err := newLoop(e)
@@ -259,8 +261,7 @@ func (e *Engine) Close() {
 	}
 	e.loops = nil
 	if e.kernel != nil {
-		e.kernel.close()
-		e.kernel = nil
+		e.kernel.close() // e.kernel stays: sessions still open read it as they close
 	}
 }
 

@@ -44,7 +44,7 @@ const kernelDrainEvery = 5 * time.Millisecond
 const kernelRingSize = 16 << 20
 
 type kernelPath struct {
-	mu       sync.Mutex // one reader of the ring at a time; guards cnt
+	mu       sync.Mutex // one reader of the ring at a time; guards cnt and closed
 	cnt      counters   // what the ring's records added since the last publish
 	flows    *ebpf.Map
 	ring     *ebpf.Ring
@@ -55,6 +55,11 @@ type kernelPath struct {
 	ip       [4]byte
 	tags     atomic.Uint32
 	onRecord func([]byte) // Engine.kernelRecord, made once: a method value allocates
+	closed   bool         // guarded by mu
+	// fmu guards the flow table's descriptor against close while sessions use it (under
+	// their mu, which drain takes inside mu: hence a lock of its own).
+	fmu     sync.RWMutex
+	fclosed bool
 }
 
 // newKernelPath loads the program and attaches it to the ingress of the interface that
@@ -137,21 +142,38 @@ func ingressInterfaces(ip netip.Addr) ([]int, error) {
 	return out, nil
 }
 
+// close detaches the program and frees the tables; sessions that close later find the
+// flows gone and the ring read.
 func (k *kernelPath) close() {
+	k.fmu.Lock()
+	k.fclosed = true
+	k.flows.Close()
+	k.fmu.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return
+	}
+	k.closed = true
 	for _, l := range k.links {
 		l.Close()
 	}
 	k.prog.Close()
 	k.ring.Close()
-	k.flows.Close()
 	if k.stats >= 0 {
 		unix.Close(k.stats)
 	}
 }
 
-// cpuSeconds is the time the program has run, while statistics are on.
+// cpuSeconds is the time the program has run, while statistics are on; 0 for a nil or
+// closed kernel path.
 func (k *kernelPath) cpuSeconds() float64 {
-	if k.stats < 0 {
+	if k == nil {
+		return 0
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stats < 0 || k.closed {
 		return 0
 	}
 	_, ns, err := k.prog.Stats()
@@ -218,7 +240,7 @@ func (k *kernelPath) offload(lg, peer *leg, ssrc uint32) error {
 		binary.LittleEndian.PutUint32(v[fvIfindex:], uint32(ifindex))
 	}
 	key := k.flowKey(&lg.dest, lg.port)
-	if err := k.flows.Update(key[:], v[:]); err != nil {
+	if err := k.update(key[:], v[:]); err != nil {
 		lg.kernelRefused = true
 		return errors.Join(err, k.unload(lg))
 	}
@@ -233,7 +255,22 @@ func (k *kernelPath) unload(lg *leg) error {
 		return nil
 	}
 	lg.kernel = false
+	k.fmu.RLock()
+	defer k.fmu.RUnlock()
+	if k.fclosed {
+		return nil
+	}
 	return k.flows.Delete(lg.kernelKey[:])
+}
+
+// update puts a flow in the table, unless the kernel path has closed.
+func (k *kernelPath) update(key, value []byte) error {
+	k.fmu.RLock()
+	defer k.fmu.RUnlock()
+	if k.fclosed {
+		return errors.New("the kernel path is closed")
+	}
+	return k.flows.Update(key, value)
 }
 
 // routeIfindex asks the kernel's routing table (netlink RTM_GETROUTE) which interface
@@ -312,7 +349,9 @@ func isLoopback(a [4]byte) bool { return a[0] == 127 }
 func (e *Engine) drain() {
 	k := e.kernel
 	k.mu.Lock()
-	k.ring.Read(k.onRecord)
+	if !k.closed {
+		k.ring.Read(k.onRecord)
+	}
 	k.mu.Unlock()
 }
 

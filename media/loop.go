@@ -397,14 +397,6 @@ type relayTo struct {
 func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool) {
 	s := lg.s
 	s.mu.Lock()
-	if lg.kernel {
-		// A packet the kernel path left to the relay (a new SSRC, say): the packets it
-		// forwarded before this one are accounted first, so that the other leg's stream
-		// goes on from the last of them.
-		s.mu.Unlock()
-		l.e.drain()
-		s.mu.Lock()
-	}
 	if s.closed {
 		s.mu.Unlock()
 		return relayTo{}, false
@@ -414,6 +406,18 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 		l.cnt.strict++
 		s.mu.Unlock()
 		return relayTo{}, false
+	}
+	if lg.kernel {
+		// A packet the kernel path left to the relay (a new SSRC, say): the packets it
+		// forwarded before this one are accounted first, so that the other leg's stream
+		// goes on from the last of them.
+		s.mu.Unlock()
+		l.e.drain()
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return relayTo{}, false
+		}
 	}
 	if !lg.connected {
 		l.connect(lg)
