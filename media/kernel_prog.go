@@ -213,24 +213,19 @@ func forwardProgram(flows, ring int) ([]bpf.Insn, error) {
 
 	// Checksum differences: the addresses (the IP header and UDP's pseudo-header), then
 	// the UDP and RTP words.
-	a.Mov(bpf.R1, bpf.R10)
-	a.ALUImm(bpf.Add, bpf.R1, stKey)
-	a.MovImm(bpf.R2, 8)
-	a.Mov(bpf.R3, bpf.R10)
-	a.ALUImm(bpf.Add, bpf.R3, stNewAddr)
-	a.MovImm(bpf.R4, 8)
-	a.MovImm(bpf.R5, 0)
-	a.Call(bpf.CsumDiff)
-	a.Mov(bpf.R9, bpf.R0)
-	a.Mov(bpf.R1, bpf.R10)
-	a.ALUImm(bpf.Add, bpf.R1, stOldRest)
-	a.MovImm(bpf.R2, 16)
-	a.Mov(bpf.R3, bpf.R10)
-	a.ALUImm(bpf.Add, bpf.R3, stNewRest)
-	a.MovImm(bpf.R4, 16)
-	a.MovImm(bpf.R5, 0)
-	a.Call(bpf.CsumDiff)
-	a.Mov(bpf.R8, bpf.R0)
+	diff := func(from, to int16, n int32, into bpf.Reg) { // bpf_csum_diff of two stack slots
+		a.Mov(bpf.R1, bpf.R10)
+		a.ALUImm(bpf.Add, bpf.R1, int32(from))
+		a.MovImm(bpf.R2, n)
+		a.Mov(bpf.R3, bpf.R10)
+		a.ALUImm(bpf.Add, bpf.R3, int32(to))
+		a.MovImm(bpf.R4, n)
+		a.MovImm(bpf.R5, 0)
+		a.Call(bpf.CsumDiff)
+		a.Mov(into, bpf.R0)
+	}
+	diff(stKey, stNewAddr, 8, bpf.R9)
+	diff(stOldRest, stNewRest, 16, bpf.R8)
 	csum := func(h bpf.Helper, off int32, diff bpf.Reg, flags int32) {
 		a.Mov(bpf.R1, bpf.R6)
 		a.MovImm(bpf.R2, off)
