@@ -81,11 +81,16 @@ const (
 func forwardProgram(flows, ring int) ([]bpf.Insn, error) {
 	a := bpf.NewAsm()
 	a.Mov(bpf.R6, bpf.R1) // the skb
-	a.Load(bpf.W, bpf.R2, bpf.R6, skbData)
-	a.Load(bpf.W, bpf.R3, bpf.R6, skbDataEnd)
-	a.Mov(bpf.R4, bpf.R2)
-	a.ALUImm(bpf.Add, bpf.R4, minFrame)
-	a.JumpReg(bpf.JGT, bpf.R4, bpf.R3, "next")
+	// packet puts the frame's start in R2 and its end in R3, and goes on only for a frame
+	// long enough for the headers (again after a helper call, which forgets them).
+	packet := func() {
+		a.Load(bpf.W, bpf.R2, bpf.R6, skbData)
+		a.Load(bpf.W, bpf.R3, bpf.R6, skbDataEnd)
+		a.Mov(bpf.R4, bpf.R2)
+		a.ALUImm(bpf.Add, bpf.R4, minFrame)
+		a.JumpReg(bpf.JGT, bpf.R4, bpf.R3, "next")
+	}
+	packet()
 	a.Load(bpf.H, bpf.R5, bpf.R2, offEthType)
 	a.JumpImm(bpf.JNE, bpf.R5, 0x0008, "next") // ETH_P_IP, read little-endian
 	a.Load(bpf.B, bpf.R5, bpf.R2, offIP)
@@ -111,11 +116,7 @@ func forwardProgram(flows, ring int) ([]bpf.Insn, error) {
 	a.JumpImm(bpf.JEq, bpf.R0, 0, "next")
 	a.Mov(bpf.R7, bpf.R0) // the flow
 
-	a.Load(bpf.W, bpf.R2, bpf.R6, skbData)
-	a.Load(bpf.W, bpf.R3, bpf.R6, skbDataEnd)
-	a.Mov(bpf.R4, bpf.R2)
-	a.ALUImm(bpf.Add, bpf.R4, minFrame)
-	a.JumpReg(bpf.JGT, bpf.R4, bpf.R3, "next")
+	packet()
 	a.Load(bpf.H, bpf.R8, bpf.R2, offUDPLen)
 	a.ToBE(bpf.R8, 16)
 	a.ALUImm(bpf.Sub, bpf.R8, 8) // the RTP length
