@@ -1,6 +1,8 @@
 package media
 
 import (
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +122,17 @@ func TestKernelPathLeavesTranscodingToUserSpace(t *testing.T) {
 	}
 	if n := kernelForwarded(f); n != 0 {
 		t.Errorf("the kernel forwarded %d packets of a transcoded call", n)
+	}
+}
+
+// TestKernelPathNeedsOneAddress: flows are keyed and rewritten with the media address, so
+// 0.0.0.0 has no kernel path (auto then relays in user space, on refuses to start).
+func TestKernelPathNeedsOneAddress(t *testing.T) {
+	if _, err := newKernelPath(netip.MustParseAddr("0.0.0.0"), 16); err == nil {
+		t.Fatal("a kernel path on 0.0.0.0")
+	}
+	_, err := New(Config{IP: netip.MustParseAddr("0.0.0.0"), Announce: netip.MustParseAddr("127.0.0.1"), Kernel: KernelOn, PortMin: 31000, PortMax: 31999}, nil, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "kernel path") {
+		t.Fatalf("media.kernel: on with 0.0.0.0: %v", err)
 	}
 }
