@@ -193,10 +193,9 @@ func (k *kernelPath) flowKey(src *rawAddr, port int) [flowKeySize]byte {
 	return key
 }
 
-func ntohs(p uint16) uint16 { return p<<8 | p>>8 }
-
 // offload puts lg's direction (lg to peer) in the kernel, or takes it out where it may no
-// longer be there. Called under the session's mu after the relay rewrote a packet of ssrc.
+// longer be there. Called under the session's mu after the relay rewrote a packet of ssrc,
+// when the flow is not in the table or has another SSRC (its deltas change only with it).
 func (k *kernelPath) offload(lg, peer *leg, ssrc uint32) error {
 	s := lg.s
 	want := s.bridged && !s.closing && lg.latched && peer.latched && peer.destOK && peer.gen == genNone &&
@@ -207,9 +206,6 @@ func (k *kernelPath) offload(lg, peer *leg, ssrc uint32) error {
 	}
 	if !want {
 		return k.unload(lg)
-	}
-	if lg.kernel && lg.kernelSSRC == ssrc && lg.kernelDeltas == [2]uint32{uint32(peer.out.seqDelta), peer.out.tsDelta} {
-		return nil
 	}
 	if lg.kernelTag == 0 {
 		lg.kernelTag = uint32(lg.pair) | (k.tags.Add(1)&0xffff|1)<<16
@@ -245,7 +241,6 @@ func (k *kernelPath) offload(lg, peer *leg, ssrc uint32) error {
 		return errors.Join(err, k.unload(lg))
 	}
 	lg.kernel, lg.kernelKey, lg.kernelSSRC = true, key, ssrc
-	lg.kernelDeltas = [2]uint32{uint32(peer.out.seqDelta), peer.out.tsDelta}
 	return nil
 }
 

@@ -122,11 +122,10 @@ type leg struct {
 	orig       origin
 
 	// The kernel path's flow for packets from this leg (kernelPath.offload); guarded by mu.
-	kernel       bool // in the flow table
-	kernelKey    [flowKeySize]byte
-	kernelSSRC   uint32
-	kernelDeltas [2]uint32
-	kernelTag    uint32 // the port pair and a number of its own, set at the first offload
+	kernel     bool // in the flow table
+	kernelKey  [flowKeySize]byte
+	kernelSSRC uint32
+	kernelTag  uint32 // the port pair and a number of its own, set at the first offload
 	// kernelRefused: the flow could not go in (no route, a full table); the relay keeps it
 	// without asking again until the leg's SDP changes (Session.unload).
 	kernelRefused bool

@@ -20,11 +20,13 @@ type rawAddr = unix.RawSockaddrInet4
 func toRaw(ap netip.AddrPort) rawAddr {
 	var r rawAddr
 	r.Family = unix.AF_INET
-	p := ap.Port()
-	r.Port = p<<8 | p>>8 // network byte order
+	r.Port = ntohs(ap.Port()) // network byte order
 	r.Addr = ap.Addr().As4()
 	return r
 }
+
+// ntohs swaps a port between host (little-endian) and network byte order, both ways.
+func ntohs(p uint16) uint16 { return p<<8 | p>>8 }
 
 // recvfrom reads one datagram without allocating: the raw system call on a non-blocking
 // socket, with the source written into from.

@@ -68,7 +68,6 @@ const (
 	Or  ALUOp = 0x40
 	And ALUOp = 0x50
 	Lsh ALUOp = 0x60
-	Rsh ALUOp = 0x70
 	Mov ALUOp = 0xb0
 )
 
@@ -77,11 +76,10 @@ type JumpOp uint8
 
 // The comparisons.
 const (
-	JEq  JumpOp = 0x10
-	JGT  JumpOp = 0x20
-	JNE  JumpOp = 0x50
-	JSLT JumpOp = 0xc0
-	JLT  JumpOp = 0xa0
+	JEq JumpOp = 0x10
+	JGT JumpOp = 0x20
+	JNE JumpOp = 0x50
+	JLT JumpOp = 0xa0
 )
 
 // Helper is a kernel helper function's number (enum bpf_func_id).
