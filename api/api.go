@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/internal/textutil"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store/keyring"
 )
@@ -130,12 +130,5 @@ func healthz(w http.ResponseWriter, r *http.Request) error {
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) error {
-	return errStatus(http.StatusNotFound, "", "no such endpoint: "+clip(r.Method+" "+r.URL.Path, 100))
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		s = s[:n] + "..."
-	}
-	return strings.ToValidUTF8(s, "?")
+	return errStatus(http.StatusNotFound, "", "no such endpoint: "+textutil.Clip(r.Method+" "+r.URL.Path, 100))
 }

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/trackline/trackline/internal/jsonw"
 )
 
 // The session endpoints are the hot path of the public API. These read and write their
@@ -124,23 +126,23 @@ func appendSessionResponse(dst []byte, r *sessionResponse) ([]byte, bool) {
 		return dst, false
 	}
 	for _, s := range [...]string{r.SessionID, r.Number, r.FormattedNumber, r.Channel, r.Campaign} {
-		if !plainASCII(s) {
+		if !jsonw.PlainASCII(s) {
 			return dst, false
 		}
 	}
 	for _, s := range r.Replace {
-		if !plainASCII(s) {
+		if !jsonw.PlainASCII(s) {
 			return dst, false
 		}
 	}
-	dst = appendMember(dst, `{"session_id":`, r.SessionID)
-	dst = appendMember(dst, `,"number":`, r.Number)
-	dst = appendMember(dst, `,"formatted_number":`, r.FormattedNumber)
+	dst = jsonw.AppendMember(dst, `{"session_id":`, r.SessionID)
+	dst = jsonw.AppendMember(dst, `,"number":`, r.Number)
+	dst = jsonw.AppendMember(dst, `,"formatted_number":`, r.FormattedNumber)
 	dst = append(dst, `,"expires_at":"`...)
 	dst = append(r.ExpiresAt.AppendFormat(dst, time.RFC3339Nano), '"')
-	dst = appendMember(dst, `,"channel":`, r.Channel)
+	dst = jsonw.AppendMember(dst, `,"channel":`, r.Channel)
 	if r.Campaign != "" {
-		dst = appendMember(dst, `,"campaign":`, r.Campaign)
+		dst = jsonw.AppendMember(dst, `,"campaign":`, r.Campaign)
 	}
 	dst = append(dst, `,"replace":`...)
 	if r.Replace == nil {
@@ -158,21 +160,4 @@ func appendSessionResponse(dst []byte, r *sessionResponse) ([]byte, bool) {
 	dst = append(dst, `,"touch_interval":`...)
 	dst = strconv.AppendInt(dst, int64(r.TouchInterval), 10)
 	return append(dst, "}\n"...), true
-}
-
-func appendMember(dst []byte, name, v string) []byte {
-	dst = append(dst, name...)
-	return append(append(append(dst, '"'), v...), '"')
-}
-
-// plainASCII reports whether encoding/json writes s between quotes as it is: printable
-// ASCII without the characters it escapes (quote, backslash, and <, > and & for HTML).
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trackline/trackline/internal/textutil"
 	"github.com/trackline/trackline/pool/e164"
 	"github.com/trackline/trackline/store"
 )
@@ -207,7 +208,7 @@ func (p *Pool) ImportNumbers(ctx context.Context, customerID string, in []Number
 		bad := func(field, reason string) error { return &InvalidError{Field: field, Line: line, Reason: reason} }
 		n := strings.TrimSpace(ni.Number)
 		if !e164.Valid(n) {
-			return 0, bad("number", fmt.Sprintf("%q is not E.164 (like +31852087972)", clip(n)))
+			return 0, bad("number", fmt.Sprintf("%q is not E.164 (like +31852087972)", textutil.Clip(n, 40)))
 		}
 		if prev, dup := seen[n]; dup {
 			return 0, bad("number", fmt.Sprintf("%s repeats line %d", n, prev))
@@ -224,7 +225,7 @@ func (p *Pool) ImportNumbers(ctx context.Context, customerID string, in []Number
 		case kind == store.KindStatic:
 			i := slices.IndexFunc(cu.channels, func(c store.Channel) bool { return c.ID == ni.Channel || c.Name == ni.Channel })
 			if i < 0 {
-				return 0, bad("channel", fmt.Sprintf("unknown channel %q", clip(ni.Channel)))
+				return 0, bad("channel", fmt.Sprintf("unknown channel %q", textutil.Clip(ni.Channel, 40)))
 			}
 			rec.ChannelID = cu.channels[i].ID
 		case ni.Channel != "":
@@ -273,13 +274,6 @@ func (p *Pool) ImportNumbers(ctx context.Context, customerID string, in []Number
 		}
 	}
 	return len(recs), nil
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }
 
 // NumberOwner returns the id of the customer that owns a tracked number.

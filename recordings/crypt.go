@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/trackline/trackline/internal/fsutil"
 	"github.com/trackline/trackline/store/keyring"
 )
 
@@ -72,7 +73,7 @@ func parseHeader(h []byte) (customerID, callID string, err error) {
 		return "", "", fmt.Errorf("%w: malformed header", ErrCorrupt)
 	}
 	customerID, callID = string(h[45:45+cl]), string(h[110:110+kl])
-	if !safeID(customerID) || !safeID(callID) {
+	if !fsutil.SafeID(customerID) || !fsutil.SafeID(callID) {
 		return "", "", fmt.Errorf("%w: malformed header", ErrCorrupt)
 	}
 	return customerID, callID, nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trackline/trackline/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,7 +49,7 @@ func Remove(dir, rel string) error {
 		}
 	}
 	if removed {
-		errs = append(errs, syncDir(filepath.Dir(final)))
+		errs = append(errs, fsutil.SyncDir(filepath.Dir(final)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove recording %s: %w", filepath.Base(final), err)
@@ -61,7 +62,7 @@ func Remove(dir, rel string) error {
 // or .part, encrypted or plain (of a build before encryption at rest), whether or not a
 // record links them. For erasure, next to Remove of the recording a record names.
 func RemoveCall(dir, customerID, callID string, start time.Time) error {
-	if !safeID(customerID) || !safeID(callID) {
+	if !fsutil.SafeID(customerID) || !fsutil.SafeID(callID) {
 		return fmt.Errorf("remove recording of %q/%q: %w", customerID, callID, ErrInvalidID)
 	}
 	var errs []error
@@ -142,7 +143,7 @@ func zeroAll(f *os.File) error {
 // nothing of its recordings that can be read, here or in backups. A customer without
 // recordings is not an error. Call it only when no recording of the customer is open.
 func RemoveCustomer(dir, customerID string) error {
-	if !safeID(customerID) {
+	if !fsutil.SafeID(customerID) {
 		return fmt.Errorf("remove recordings of %q: %w", customerID, ErrInvalidID)
 	}
 	root := filepath.Join(dir, customerID)
@@ -176,7 +177,7 @@ func RemoveCustomer(dir, customerID string) error {
 	if err := os.RemoveAll(root); err != nil {
 		return fmt.Errorf("remove recordings of %s: %w", customerID, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("remove recordings of %s: %w", customerID, err)
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trackline/trackline/internal/fsutil"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
 )
@@ -112,7 +113,7 @@ func (e *Exporter) ExportFile(ctx context.Context, dir, customerID string) (stri
 	if dir == "" {
 		return "", errors.New("export: no export directory configured")
 	}
-	if !safeID(customerID) {
+	if !fsutil.SafeID(customerID) {
 		return "", fmt.Errorf("export: customer id %q: %w", customerID, ErrInvalidID)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -140,7 +141,7 @@ func (e *Exporter) ExportFile(ctx context.Context, dir, customerID string) (stri
 		err = os.Rename(part, final)
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = fsutil.SyncDir(dir)
 	}
 	if err != nil {
 		os.Remove(part)
@@ -442,7 +443,7 @@ func (x *export) eachRecording(fn func(*store.Recording) error) error {
 // recordingFile is a recording's name in the archive.
 func recordingFile(r *store.Recording) string {
 	name := r.CallID
-	if !safeID(name) {
+	if !fsutil.SafeID(name) {
 		name = r.ID
 	}
 	return "recordings/" + name + ".wav"

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trackline/trackline/internal/fsutil"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
 )
@@ -167,7 +168,7 @@ func (m *migration) ids(path string) (customerID, callID string, ok bool) {
 		return "", "", false
 	}
 	callID = strings.TrimSuffix(strings.TrimSuffix(parts[4], partSuffix), wavSuffix)
-	return parts[0], callID, safeID(parts[0]) && safeID(callID)
+	return parts[0], callID, fsutil.SafeID(parts[0]) && fsutil.SafeID(callID)
 }
 
 // rel is path relative to the recordings directory, slash-separated, as records name files.
@@ -220,7 +221,7 @@ func (m *migration) file(ctx context.Context, path string) error {
 		if err := shred(path); err != nil {
 			return err
 		}
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
 			return err
 		}
 		m.st.Removed++
@@ -284,7 +285,7 @@ func (m *migration) file(ctx context.Context, path string) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := syncDir(filepath.Dir(enc)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(enc)); err != nil {
 		return err
 	}
 	// 3. The record.
@@ -375,7 +376,7 @@ func (m *migration) repairPlain(part string) (string, error) {
 	if err := os.Rename(part, final); err != nil {
 		return "", err
 	}
-	return final, syncDir(filepath.Dir(final))
+	return final, fsutil.SyncDir(filepath.Dir(final))
 }
 
 // encryptPlain writes the plain WAV at src, which must be a canonical WAV of this format
@@ -470,11 +471,11 @@ func shredPlain(path string) error {
 	if err := os.Rename(path, dead); err != nil {
 		return err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return err
 	}
 	if err := shred(dead); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }

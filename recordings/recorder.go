@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/internal/fsutil"
 	"github.com/trackline/trackline/store/keyring"
 )
 
@@ -168,10 +169,10 @@ func (r *Recorder) Close() error {
 // the file's header, and makes the customer's key if it has none yet. Both ids must be 1
 // to 64 of [A-Za-z0-9_-] (ErrInvalidID); a call that already has a recording gets ErrExists.
 func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording, error) {
-	if !safeID(customerID) {
+	if !fsutil.SafeID(customerID) {
 		return nil, fmt.Errorf("open recording: customer id %q: %w", customerID, ErrInvalidID)
 	}
-	if !safeID(callID) {
+	if !fsutil.SafeID(callID) {
 		return nil, fmt.Errorf("open recording: call id %q: %w", callID, ErrInvalidID)
 	}
 	if r.closed.Load() {
@@ -260,20 +261,6 @@ func (r *Recorder) Repair() ([]Info, error) {
 	return infos, err
 }
 
-// safeID: 1 to 64 of [A-Za-z0-9_-], so the id is one path component and never "." or "..".
-func safeID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // mkdirSynced creates the directories of rel under root that are missing, and fsyncs the
 // parent of each one it creates, so that a finished recording's directory survives a
 // power loss along with the file (Finish only syncs the file's own directory).
@@ -284,7 +271,7 @@ func mkdirSynced(root, rel string) error {
 		err := os.Mkdir(next, 0o750)
 		switch {
 		case err == nil:
-			if err := syncDir(dir); err != nil {
+			if err := fsutil.SyncDir(dir); err != nil {
 				return err
 			}
 		case !errors.Is(err, fs.ErrExist):

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trackline/trackline/internal/fsutil"
 	"github.com/trackline/trackline/store/keyring"
 )
 
@@ -70,20 +71,7 @@ func finalize(f *os.File, aead cipher.AEAD, h []byte, part string, dataLen int64
 	if err := os.Rename(part, final); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(final))
-}
-
-// syncDir makes a rename or create in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsutil.SyncDir(filepath.Dir(final))
 }
 
 // plainSHA256 is the hex sha256 of the plain WAV in the recording file at path, and its size.
@@ -197,7 +185,7 @@ func salvage(f *os.File, keys *keyring.Keyring, customerID, callID string) error
 	h := make([]byte, encHeaderSize)
 	if st.Size() < encHeaderSize {
 		// The header never reached the disk whole: nothing can be decrypted, start afresh.
-		if !safeID(customerID) || !safeID(callID) {
+		if !fsutil.SafeID(customerID) || !fsutil.SafeID(callID) {
 			return fmt.Errorf("%w: torn header and no ids in the path", ErrCorrupt)
 		}
 		key, err := keys.Lookup(customerID)
@@ -277,7 +265,7 @@ func finalizeRecovered(f *os.File, part string) error {
 	if err := os.Rename(part, final); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(final))
+	return fsutil.SyncDir(filepath.Dir(final))
 }
 
 // infoFor fills the names of an Info from a recording's path under root.

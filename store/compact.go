@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trackline/trackline/internal/fsutil"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -185,7 +186,7 @@ func (db *DB) Compact(ctx context.Context) (CompactStats, error) {
 		old := db.cur.Load()
 		db.cur.Store(newHandle(dst))
 		db.retire(old)
-		err = syncDir(filepath.Dir(db.path))
+		err = fsutil.SyncDir(filepath.Dir(db.path))
 		st.Pause = time.Since(start)
 		return err
 	})
@@ -257,17 +258,4 @@ func copyLive(dst *bolt.DB, src *bolt.Tx) error {
 		return err
 	}
 	return tx.Commit()
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/trackline/trackline/internal/jsonw"
 )
 
 // marshalSession is json.Marshal(s), written without reflection when every string of s is
@@ -14,7 +16,7 @@ func marshalSession(s *Session) ([]byte, error) {
 		s.UTMCampaign, s.UTMTerm, s.UTMContent, s.Gclid, s.Gbraid, s.Wbraid}
 	n := 200
 	for _, f := range fields {
-		if !plainASCII(f) {
+		if !jsonw.PlainASCII(f) {
 			return json.Marshal(s)
 		}
 		n += len(f)
@@ -23,10 +25,10 @@ func marshalSession(s *Session) ([]byte, error) {
 		return json.Marshal(s)
 	}
 	b := make([]byte, 0, n)
-	b = appendMember(b, `{"id":`, s.ID)
-	b = appendMember(b, `,"customer_id":`, s.CustomerID)
+	b = jsonw.AppendMember(b, `{"id":`, s.ID)
+	b = jsonw.AppendMember(b, `,"customer_id":`, s.CustomerID)
 	b = append(s.Created.AppendFormat(append(b, `,"created":"`...), time.RFC3339Nano), '"')
-	b = appendMember(b, `,"channel":`, s.Channel)
+	b = jsonw.AppendMember(b, `,"channel":`, s.Channel)
 	for _, f := range [...]struct{ name, v string }{
 		{`,"landing_page":`, s.LandingPage}, {`,"referrer_host":`, s.ReferrerHost},
 		{`,"utm_source":`, s.UTMSource}, {`,"utm_medium":`, s.UTMMedium}, {`,"utm_campaign":`, s.UTMCampaign},
@@ -34,25 +36,8 @@ func marshalSession(s *Session) ([]byte, error) {
 		{`,"gclid":`, s.Gclid}, {`,"gbraid":`, s.Gbraid}, {`,"wbraid":`, s.Wbraid},
 	} {
 		if f.v != "" {
-			b = appendMember(b, f.name, f.v)
+			b = jsonw.AppendMember(b, f.name, f.v)
 		}
 	}
 	return append(b, '}'), nil
-}
-
-func appendMember(dst []byte, name, v string) []byte {
-	dst = append(dst, name...)
-	return append(append(append(dst, '"'), v...), '"')
-}
-
-// plainASCII reports whether encoding/json writes s between quotes as it is: printable
-// ASCII without the characters it escapes (quote, backslash, and <, > and & for HTML).
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }

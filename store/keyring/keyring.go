@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/trackline/trackline/internal/fsutil"
 )
 
 var (
@@ -130,7 +132,7 @@ func (key *Key) FileKey(salt []byte, callID string) ([]byte, error) {
 
 // Get returns the customer's key, making and storing a new one (durably) if it has none.
 func (k *Keyring) Get(customerID string) (*Key, error) {
-	if !safeID(customerID) {
+	if !fsutil.SafeID(customerID) {
 		return nil, fmt.Errorf("key of %q: %w", customerID, ErrInvalidID)
 	}
 	k.mu.Lock()
@@ -151,7 +153,7 @@ func (k *Keyring) Get(customerID string) (*Key, error) {
 // Lookup returns the customer's key; an error wrapping ErrNoKey if it has none. It never
 // makes a key.
 func (k *Keyring) Lookup(customerID string) (*Key, error) {
-	if !safeID(customerID) {
+	if !fsutil.SafeID(customerID) {
 		return nil, fmt.Errorf("key of %q: %w", customerID, ErrInvalidID)
 	}
 	k.mu.Lock()
@@ -170,7 +172,7 @@ func (k *Keyring) Lookup(customerID string) (*Key, error) {
 // fsynced, then removed, and the directory fsynced. Destroying a key that does not exist is
 // not an error.
 func (k *Keyring) Destroy(customerID string) error {
-	if !safeID(customerID) {
+	if !fsutil.SafeID(customerID) {
 		return fmt.Errorf("destroy key of %q: %w", customerID, ErrInvalidID)
 	}
 	k.mu.Lock()
@@ -198,7 +200,7 @@ func (k *Keyring) Destroy(customerID string) error {
 		err = os.Remove(path)
 	}
 	if err == nil {
-		err = syncDir(k.dir)
+		err = fsutil.SyncDir(k.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("destroy key of %s: %w", customerID, err)
@@ -292,37 +294,11 @@ func (k *Keyring) create(customerID string) ([]byte, error) {
 		err = os.Rename(tmp, final)
 	}
 	if err == nil {
-		err = syncDir(k.dir)
+		err = fsutil.SyncDir(k.dir)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return nil, err
 	}
 	return secret, nil
-}
-
-// safeID: 1 to 64 of [A-Za-z0-9_-], so the id is one file name and never "." or "..".
-func safeID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
