@@ -65,16 +65,19 @@ type Runtime struct {
 
 // SIPConfig configures the B2BUA.
 type SIPConfig struct {
-	Listen           string        `yaml:"listen"`
-	ExternalHost     string        `yaml:"external_host"`
-	Trunks           []Trunk       `yaml:"trunks"`
-	OutboundProxy    string        `yaml:"outbound_proxy"`
-	OutboundUsername string        `yaml:"outbound_username"`
-	OutboundPassword string        `yaml:"outbound_password"`
-	ToFallback       bool          `yaml:"to_fallback"`
-	RingTimeout      time.Duration `yaml:"ring_timeout"`
-	MaxCallDuration  time.Duration `yaml:"max_call_duration"`
-	DrainTimeout     time.Duration `yaml:"drain_timeout"`
+	Listen           string  `yaml:"listen"`
+	ExternalHost     string  `yaml:"external_host"`
+	Trunks           []Trunk `yaml:"trunks"`
+	OutboundProxy    string  `yaml:"outbound_proxy"`
+	OutboundUsername string  `yaml:"outbound_username"`
+	OutboundPassword string  `yaml:"outbound_password"`
+	// OutboundNAT: the business lines are behind NAT; their RTP may come from the IP their
+	// answer came from as well as from the IP their SDP names
+	OutboundNAT     bool          `yaml:"outbound_nat"`
+	ToFallback      bool          `yaml:"to_fallback"`
+	RingTimeout     time.Duration `yaml:"ring_timeout"`
+	MaxCallDuration time.Duration `yaml:"max_call_duration"`
+	DrainTimeout    time.Duration `yaml:"drain_timeout"`
 	// TransactionLinger is how long a finished transaction stays to absorb retransmissions
 	// (RFC 3261 Timers D, J, L and M; 32 s in the RFC). See docs/api.md.
 	TransactionLinger time.Duration `yaml:"transaction_linger"`
@@ -82,13 +85,18 @@ type SIPConfig struct {
 
 // Media configures the RTP anchor (package media).
 type Media struct {
-	IP          string        `yaml:"ip"`           // IPv4 address the RTP sockets bind to (default: the SIP listen host)
-	Announce    string        `yaml:"announce"`     // address written in SDP (default: ip)
-	RTPPorts    string        `yaml:"rtp_ports"`    // "min-max" (default 20000-29999)
-	RTPTimeout  time.Duration `yaml:"rtp_timeout"`  // no RTP this long ends a call (default 60s; -1s disables)
-	LatchWindow time.Duration `yaml:"latch_window"` // NAT latching window (default 3s)
-	Loops       int           `yaml:"loops"`        // packet loops (default 0: one per core, at most 4)
-	BatchWait   time.Duration `yaml:"batch_wait"`   // wait after a small batch of packets before reading again (default 2ms; -1s: none)
+	IP         string        `yaml:"ip"`          // IPv4 address the RTP sockets bind to (default: the SIP listen host)
+	Announce   string        `yaml:"announce"`    // address written in SDP (default: ip)
+	RTPPorts   string        `yaml:"rtp_ports"`   // "min-max" (default 20000-29999)
+	RTPTimeout time.Duration `yaml:"rtp_timeout"` // no RTP this long ends a call (default 60s; -1s disables)
+	// Probation: consecutive packets (one SSRC, consecutive sequence numbers) a source other
+	// than the SDP address sends before a leg latches onto it (default 3; 1-16)
+	Probation int `yaml:"probation"`
+	// LatchWindow is no longer used (a leg latches by address and probation, not by time);
+	// kept so that configs that set it still load. The switch logs a warning when it is set.
+	LatchWindow time.Duration `yaml:"latch_window"`
+	Loops       int           `yaml:"loops"`      // packet loops (default 0: one per core, at most 4)
+	BatchWait   time.Duration `yaml:"batch_wait"` // wait after a small batch of packets before reading again (default 2ms; -1s: none)
 	// SCHED_FIFO priority of the packet loops' threads (default 10; -1: none)
 	RealtimePriority int `yaml:"realtime_priority"`
 	// how the loops move packets: auto (io_uring where the kernel allows it, else epoll),
@@ -194,6 +202,9 @@ type Trunk struct {
 	Sources  []string `yaml:"sources"`
 	Username string   `yaml:"username"`
 	Password string   `yaml:"password"`
+	// NAT: the trunk is behind NAT; its RTP may come from the IP its INVITEs come from as well
+	// as from the IP its SDP names
+	NAT bool `yaml:"nat"`
 }
 
 // Prefixes parses the trunk's sources (addresses or CIDRs).
@@ -375,8 +386,8 @@ func (c *Config) defaults() {
 	if c.Media.RTPTimeout == 0 {
 		c.Media.RTPTimeout = 60 * time.Second
 	}
-	if c.Media.LatchWindow == 0 {
-		c.Media.LatchWindow = 3 * time.Second
+	if c.Media.Probation == 0 {
+		c.Media.Probation = 3
 	}
 	if c.Recordings.Workers == 0 {
 		c.Recordings.Workers = 2
@@ -482,8 +493,8 @@ func (c *Config) Check() Problems {
 	if c.Media.RTPTimeout < 0 && c.Media.RTPTimeout != -time.Second || c.Media.RTPTimeout > 0 && c.Media.RTPTimeout < time.Second {
 		add("media.rtp_timeout", "must be at least 1s, or -1s to disable")
 	}
-	if c.Media.LatchWindow < 0 || c.Media.LatchWindow > time.Minute {
-		add("media.latch_window", "must be between 0 and 1m")
+	if c.Media.Probation < 1 || c.Media.Probation > 16 {
+		add("media.probation", "must be between 1 and 16 packets")
 	}
 	if c.Media.BatchWait < 0 && c.Media.BatchWait != -time.Second || c.Media.BatchWait > 20*time.Millisecond {
 		add("media.batch_wait", "must be between 0 and 20ms, or -1s for none")

@@ -61,9 +61,10 @@ type Config struct {
 	// RTPTimeout ends a bridged call when a leg sends no RTP for this long (not on hold);
 	// 0 means 60 s, negative disables it.
 	RTPTimeout time.Duration
-	// LatchWindow is how long after its SDP a leg latches onto the first source seen even if
-	// it is not the announced address (NAT); 0 means 3 s.
-	LatchWindow time.Duration
+	// Probation is how many consecutive packets (one SSRC, consecutive sequence numbers) a
+	// source other than the SDP address must send before a leg latches onto it, or moves its
+	// latch to it (latch.go); 0 means DefaultProbation.
+	Probation int
 	// Loops is the packet loops, each on its own thread; a new call goes to the first loop
 	// under spillLoad (Engine.pick). 0 means one per core, at most maxAutoLoops.
 	Loops int
@@ -108,8 +109,8 @@ func (c *Config) defaults() error {
 	if c.RTPTimeout == 0 {
 		c.RTPTimeout = 60 * time.Second
 	}
-	if c.LatchWindow <= 0 {
-		c.LatchWindow = 3 * time.Second
+	if c.Probation <= 0 {
+		c.Probation = DefaultProbation
 	}
 	if c.Loops <= 0 {
 		c.Loops = min(cpus, maxAutoLoops)
@@ -396,7 +397,7 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 	now := monoNow()
 	a, b := &s.legs[caller], &s.legs[callee]
 	a.law, a.te, a.held = d.laws[0], d.te, d.held()
-	a.setRemote(d.addr, e.cfg.LatchWindow, now)
+	a.setRemote(d.addr, info.CallerSignal, info.CallerNAT)
 	b.law = a.law // until the business line answers
 	laws := []g711.Law{a.law, g711.ALaw}
 	if a.law == g711.ALaw {

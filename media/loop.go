@@ -1,6 +1,7 @@
 package media
 
 import (
+	"errors"
 	"log/slog"
 	"math"
 	"runtime"
@@ -63,9 +64,17 @@ type counters struct {
 	rx      [2]uint64
 	relayed uint64
 	strict  uint64
-	bad     uint64
-	rtcp    uint64
-	sendErr uint64
+	// probation: from an allowed IP, not yet latched onto (latch.go)
+	probation uint64
+	// oversized: larger than the receive buffer, so not RTP the relay carries
+	oversized uint64
+	// unbridged: valid RTP from the leg's source while the other leg hears the anchor
+	unbridged uint64
+	// payloadType: neither the leg's G.711, its telephone-event nor comfort noise
+	payloadType uint64
+	bad         uint64
+	rtcp        uint64
+	sendErr     uint64
 	// kernelErr counts flows the kernel path's table refused (kernelPath.offload).
 	kernelErr uint64
 }
@@ -370,6 +379,10 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 	if e != 0 || n <= 0 {
 		return
 	}
+	if n > len(l.buf) { // MSG_TRUNC: n is the datagram's real length
+		l.cnt.oversized++
+		return
+	}
 	p := l.buf[:n]
 	out, ok := l.relay(lg, p, &l.from, now)
 	if !ok {
@@ -401,7 +414,35 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 		s.mu.Unlock()
 		return relayTo{}, false
 	}
-	if !lg.admit(src, now) {
+	switch lg.admit(src, p) {
+	case admitted:
+	case moved:
+		// A NAT rebinding: what the kernel path forwarded from the old source is accounted
+		// first, and the flow goes; the relay offloads the new source's below.
+		// The other direction's flow sends to the old source: it goes too.
+		if k := l.e.kernel; k != nil && (lg.kernel || s.legs[1-lg.side].kernel) {
+			if err := errors.Join(k.unload(lg), k.unload(&s.legs[1-lg.side])); err != nil {
+				l.cnt.kernelErr++
+			}
+			s.mu.Unlock()
+			l.e.drain()
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				return relayTo{}, false
+			}
+		}
+	case dropProbation:
+		s.strictDrops++
+		l.cnt.probation++
+		s.mu.Unlock()
+		return relayTo{}, false
+	case dropBad:
+		s.badRTP++
+		l.cnt.bad++
+		s.mu.Unlock()
+		return relayTo{}, false
+	default:
 		s.strictDrops++
 		l.cnt.strict++
 		s.mu.Unlock()
@@ -440,6 +481,7 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	}
 	peer := &s.legs[1-lg.side]
 	if !s.flow || !peer.destOK || peer.gen != genNone {
+		l.cnt.unbridged++ // heard (and recorded), but the other leg hears the anchor
 		s.mu.Unlock()
 		return relayTo{}, false
 	}
@@ -455,6 +497,7 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	case pt == 13: // comfort noise (RFC 3389) has the same meaning on both legs
 		outPT = 13
 	default:
+		l.cnt.payloadType++
 		s.mu.Unlock()
 		return relayTo{}, false
 	}
@@ -691,6 +734,10 @@ func (l *loop) publish() {
 	m.rxCallee.Add(float64(c.rx[callee]))
 	m.relayed.Add(float64(c.relayed))
 	m.strict.Add(float64(c.strict))
+	m.probation.Add(float64(c.probation))
+	m.oversized.Add(float64(c.oversized))
+	m.unbridged.Add(float64(c.unbridged))
+	m.payloadType.Add(float64(c.payloadType))
 	m.bad.Add(float64(c.bad))
 	m.rtcp.Add(float64(c.rtcp))
 	m.sendErr.Add(float64(c.sendErr))

@@ -233,10 +233,14 @@ func (u *ringIO) datagram(c uring.CQE, pair, sock int, now int64) bool {
 		return false
 	}
 	l := u.l
-	from, p, ok := uring.ParseRecvMsg(u.br.Buf(bid)[:c.Res])
+	b := u.br.Buf(bid)[:c.Res]
+	from, p, ok := uring.ParseRecvMsg(b)
 	lg := l.e.slots[pair].Load()
 	if !ok || lg == nil {
 		// Released, or a datagram larger than a buffer: neither is RTP to relay.
+		if uring.Truncated(b) {
+			l.cnt.oversized++
+		}
 		u.br.Recycle(bid)
 		return true
 	}

@@ -217,7 +217,7 @@ func payload(b byte) []byte {
 func bridged(t *testing.T, f *fixture, a, b *endpoint, aPTs, bPTs []string) (*Session, netip.AddrPort, netip.AddrPort) {
 	t.Helper()
 	s := f.anchor(t, a.sdp("sendrecv", aPTs...))
-	if err := s.Callee(b.sdp("sendrecv", bPTs...)); err != nil {
+	if err := s.Callee(b.sdp("sendrecv", bPTs...), netip.Addr{}); err != nil {
 		t.Fatal(err)
 	}
 	s.Answered()
@@ -500,7 +500,7 @@ func TestDisclaimerBeforeBridgeWithContinuousSequence(t *testing.T) {
 		}
 		prompt := f.e.prompts[cust.Prompts.Disclaimer]
 		// The business line answers at once: it must wait for the disclaimer.
-		if err := s.Callee(b.sdp("sendrecv", "0")); err != nil {
+		if err := s.Callee(b.sdp("sendrecv", "0"), netip.Addr{}); err != nil {
 			t.Fatal(err)
 		}
 		s.Answered()
@@ -561,7 +561,7 @@ func TestWhisperPlaysToBusinessLineBeforeBridge(t *testing.T) {
 		f := newFixture(t, Config{IO: mode}, cust)
 		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
 		s := f.anchor(t, a.sdp("sendrecv", "0"))
-		if err := s.Callee(b.sdp("sendrecv", "0")); err != nil {
+		if err := s.Callee(b.sdp("sendrecv", "0"), netip.Addr{}); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -703,7 +703,7 @@ func TestSDPAfterClose(t *testing.T) {
 		}
 		s.Close(nil)
 		moved := newEndpoint(t, "127.0.0.1") // an SDP with another address: would unlatch
-		if err := s.Callee(moved.sdp("sendrecv", "0")); !errors.Is(err, sip.ErrNotAcceptable) {
+		if err := s.Callee(moved.sdp("sendrecv", "0"), netip.Addr{}); !errors.Is(err, sip.ErrNotAcceptable) {
 			t.Errorf("Callee after Close: %v, want ErrNotAcceptable", err)
 		}
 		if _, err := s.Rewrite(true, moved.sdp("sendrecv", "0")); !errors.Is(err, sip.ErrNotAcceptable) {

@@ -13,6 +13,10 @@ type metrics struct {
 	lostCallee     prometheus.Counter
 	relayed        prometheus.Counter
 	strict         prometheus.Counter
+	probation      prometheus.Counter
+	oversized      prometheus.Counter
+	unbridged      prometheus.Counter
+	payloadType    prometheus.Counter
 	bad            prometheus.Counter
 	rtcp           prometheus.Counter
 	sendErr        prometheus.Counter
@@ -39,7 +43,7 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 		Name: "trackline_rtp_lost_packets_total", Help: "RTP packets lost (RFC 3550) on the way in, by leg, counted at call end.",
 	}, []string{"direction"})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackline_rtp_dropped_total", Help: "Packets dropped by the anchor: strict_source (from an address other than the leg's), bad_rtp (not valid RTP), rtcp (RTCP ends at the anchor), send_error.",
+		Name: "trackline_rtp_dropped_total", Help: "Datagrams the anchor received and did not relay, by reason: strict_source (from an IP the leg may not latch onto, or not its latched source), probation (from an allowed IP, before the source passed probation), oversized (larger than the receive buffer, about 2 KB), bad_rtp (not valid RTP), payload_type (not the leg's G.711, telephone-event or comfort noise), unbridged (heard while the other leg hears the anchor: disclaimer, whisper, ringing), rtcp (RTCP ends at the anchor), send_error.",
 	}, []string{"reason"})
 	m := metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -51,6 +55,8 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 			Name: "trackline_rtp_relayed_packets_total", Help: "RTP packets relayed from one leg to the other.",
 		}),
 		strict: dropped.WithLabelValues("strict_source"), bad: dropped.WithLabelValues("bad_rtp"),
+		probation: dropped.WithLabelValues("probation"), oversized: dropped.WithLabelValues("oversized"),
+		unbridged: dropped.WithLabelValues("unbridged"), payloadType: dropped.WithLabelValues("payload_type"),
 		rtcp: dropped.WithLabelValues("rtcp"), sendErr: dropped.WithLabelValues("send_error"),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackline_rtp_timeouts_total", Help: "Calls ended because a leg sent no RTP within the RTP timeout.",

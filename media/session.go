@@ -108,18 +108,28 @@ type leg struct {
 	stray     int
 	connected bool // fd is connected to dest
 
-	sdpAddr    netip.AddrPort // as announced in SDP
-	dest       rawAddr        // where packets for this leg go
-	destOK     bool
-	latched    bool
-	latchUntil int64
-	law        g711.Law
-	te         uint8
-	held       bool // its latest SDP holds the call
-	lastRx     int64
-	rx         rxStats
-	out        outStream
-	orig       origin
+	// What the leg may latch onto (latch.go): the address its latest SDP announced, the IP
+	// its signalling came from and whether it is marked as behind NAT, the IPs allowed, and
+	// the source on probation.
+	sdpAddr netip.AddrPort
+	signal  netip.Addr
+	nat     bool
+	sdpOK   bool
+	sdpRaw  rawAddr
+	allow   [2][4]byte
+	nAllow  int
+	cand    probation
+
+	dest    rawAddr // where packets for this leg go: the latched source, or the SDP address
+	destOK  bool
+	latched bool
+	law     g711.Law
+	te      uint8
+	held    bool // its latest SDP holds the call
+	lastRx  int64
+	rx      rxStats
+	out     outStream
+	orig    origin
 
 	// The kernel path's flow for packets from this leg (kernelPath.offload); guarded by mu.
 	kernel     bool // in the flow table
@@ -135,38 +145,6 @@ type leg struct {
 	pos    int
 	next   int64
 	onEnd  func() // called (under mu) when prompt ends
-}
-
-// setRemote takes the address from the leg's latest SDP. A new address unlatches the leg:
-// it latches again on the SDP address, or within the window on the first source.
-func (l *leg) setRemote(ap netip.AddrPort, window time.Duration, now int64) {
-	if ap == l.sdpAddr && (l.latched || l.destOK) {
-		return
-	}
-	l.sdpAddr = ap
-	if l.connected {
-		disconnect(l.fd)
-		l.connected = false
-	}
-	l.latched = false
-	l.latchUntil = now + int64(window)
-	l.destOK = ap.IsValid()
-	if l.destOK {
-		l.dest = toRaw(ap)
-	}
-}
-
-// admit applies the strict-source rule to a packet from src.
-func (l *leg) admit(src *rawAddr, now int64) bool {
-	if l.latched {
-		return src.Addr == l.dest.Addr && src.Port == l.dest.Port
-	}
-	sdp := l.destOK && src.Addr == l.dest.Addr && src.Port == l.dest.Port
-	if !sdp && now > l.latchUntil {
-		return false
-	}
-	l.dest, l.destOK, l.latched = *src, true, true
-	return true
 }
 
 // send sends p to the leg's destination.
@@ -249,13 +227,13 @@ func (s *Session) Ready() <-chan struct{} { return s.ready }
 // Done implements sip.MediaSession.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Callee implements sip.MediaSession: the business line's answer picks its law and address.
-func (s *Session) Callee(body []byte) error {
+// Callee implements sip.MediaSession: the business line's answer picks its law and address;
+// signal is where that answer came from.
+func (s *Session) Callee(body []byte, signal netip.Addr) error {
 	d, err := parseDesc(body)
 	if err != nil {
 		return sdpErr(err)
 	}
-	now := monoNow()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed { // the loop may be closing the legs' sockets: leave them alone
@@ -263,7 +241,7 @@ func (s *Session) Callee(body []byte) error {
 	}
 	b := &s.legs[callee]
 	b.law, b.te, b.held = d.laws[0], d.te, d.held()
-	b.setRemote(d.addr, s.e.cfg.LatchWindow, now)
+	b.setRemote(d.addr, signal, s.info.CalleeNAT)
 	s.calleeKnown = true
 	if s.plan.disclaimer == nil && !s.flow {
 		s.flow = true // no disclaimer: early media passes
@@ -342,7 +320,7 @@ func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 		f.law = d.laws[0]
 	}
 	f.te, f.held = d.te, d.held()
-	f.setRemote(d.addr, s.e.cfg.LatchWindow, now)
+	f.setRemote(d.addr, f.signal, f.nat)
 	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now
 	out := t.orig.build(sdpOut{ip: s.e.announce, port: t.port, laws: []g711.Law{t.law}, te: teFor(t, d.te), dir: d.dir})
 	return out, nil

@@ -29,11 +29,12 @@ func toRaw(ap netip.AddrPort) rawAddr {
 func ntohs(p uint16) uint16 { return p<<8 | p>>8 }
 
 // recvfrom reads one datagram without allocating: the raw system call on a non-blocking
-// socket, with the source written into from.
+// socket, with the source written into from. It returns the datagram's real length
+// (MSG_TRUNC), which is larger than len(p) when the datagram did not fit.
 func recvfrom(fd int, p []byte, from *rawAddr) (int, unix.Errno) {
 	fromLen := uint32(unix.SizeofSockaddrInet4)
 	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		0, uintptr(unsafe.Pointer(from)), uintptr(unsafe.Pointer(&fromLen)))
+		unix.MSG_TRUNC, uintptr(unsafe.Pointer(from)), uintptr(unsafe.Pointer(&fromLen)))
 	return int(n), e
 }
 

@@ -15,6 +15,15 @@ import (
 	"github.com/icholy/digest"
 )
 
+// sourceIP is the IP of a message's source ("host:port"), or the invalid Addr.
+func sourceIP(src string) netip.Addr {
+	ap, err := netip.ParseAddrPort(src)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
 // trunkFor returns the trunk whose sources contain the request's source address.
 func (s *Switch) trunkFor(req *sipmsg.Request) (*Trunk, bool) {
 	ap, err := netip.ParseAddrPort(req.Source())

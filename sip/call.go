@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,7 +168,8 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	}
 	if s.media != nil {
 		info := CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel, Start: start.UnixNano(),
-			Anchor: s.agents != nil && hasAgentLine(cust.BusinessLines)}
+			Anchor:       s.agents != nil && hasAgentLine(cust.BusinessLines),
+			CallerSignal: sourceIP(req.Source()), CallerNAT: trunk.NAT, CalleeNAT: s.cfg.OutboundNAT}
 		ms, err := s.media.Anchor(a.Context(), &info, req.Body())
 		c.rec.NotRecordedReason = info.NotRecorded
 		if err != nil {
@@ -487,7 +489,7 @@ func (s *Switch) relayProvisional(c *call, r *sipmsg.Response, ms MediaSession) 
 	body := r.Body()
 	var hdrs []sipmsg.Header
 	if ms != nil && len(body) > 0 {
-		if err := ms.Callee(body); err != nil {
+		if err := ms.Callee(body, sourceIP(r.Source())); err != nil {
 			c.log.Warn("early media answer", "err", err)
 			body = nil
 		} else {
@@ -555,7 +557,7 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms MediaSession, cust store.Custo
 		answer = b.InviteResponse.Body()
 		if ms != nil && len(answer) > 0 {
 			// Before the ACK: the line may send audio as soon as it has it.
-			mediaErr = ms.Callee(answer)
+			mediaErr = ms.Callee(answer, sourceIP(b.InviteResponse.Source()))
 		}
 		ackCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := b.Ack(ackCtx)
@@ -569,7 +571,7 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms MediaSession, cust store.Custo
 		c.agentUp.Store(true)
 		c.rec.AgentID = ans.agent.AgentID()
 		calleeDone = ans.agent.Done()
-		mediaErr = ms.Callee(ans.agent.SDP())
+		mediaErr = ms.Callee(ans.agent.SDP(), netip.Addr{})
 	}
 	var mediaDone <-chan struct{}
 	if ms != nil {

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"net/netip"
 
 	"github.com/trackline/trackline/store"
 )
@@ -21,6 +22,12 @@ type CallInfo struct {
 	Dialled    string
 	Channel    string
 	Start      int64 // Unix nanoseconds of the INVITE
+	// CallerSignal is the IP the trunk's INVITE came from; CallerNAT and CalleeNAT say that
+	// the operator marked the trunk or the business lines as behind NAT. The anchor latches a
+	// leg's RTP only onto the IP its SDP names or, behind NAT, onto the signalling's IP.
+	CallerSignal netip.Addr
+	CallerNAT    bool
+	CalleeNAT    bool
 	// Anchor asks for anchored media whatever the customer's recording and prompts: a
 	// business line is a browser agent, whose audio only the anchor can bridge.
 	Anchor bool
@@ -46,8 +53,10 @@ type MediaSession interface {
 	// Early reports whether a disclaimer plays as early media: the caller gets 183 with
 	// CallerSDP at once, and the business line's 180/183 are not relayed.
 	Early() bool
-	// Callee takes the business line's SDP (from 183 or 200).
-	Callee(sdp []byte) error
+	// Callee takes the business line's SDP (from 183 or 200) and the IP that response came
+	// from (invalid when there is none, e.g. a browser agent): where the line is behind NAT,
+	// its RTP may come from there.
+	Callee(sdp []byte, signal netip.Addr) error
 	// Answered tells the media that the business line answered (a whisper prompt starts).
 	Answered()
 	// Ready is closed when the call may be bridged: the disclaimer and whisper are over.

@@ -28,12 +28,15 @@ type Config struct {
 	OutboundProxy    string // sip:host:port that business-line INVITEs are sent through
 	OutboundUsername string
 	OutboundPassword string
-	ToFallback       bool   // read the dialled number from To when the Request-URI has none
-	CountryCode      string // for national dialled numbers
-	RingTimeout      time.Duration
-	MaxDuration      time.Duration
-	DrainTimeout     time.Duration
-	UDPReadBuffer    int // SO_RCVBUF of the UDP socket (default 8 MiB, capped by rmem_max)
+	// OutboundNAT: the business lines are behind NAT, so their RTP may come from the IP
+	// their answer came from as well as from the one their SDP names.
+	OutboundNAT   bool
+	ToFallback    bool   // read the dialled number from To when the Request-URI has none
+	CountryCode   string // for national dialled numbers
+	RingTimeout   time.Duration
+	MaxDuration   time.Duration
+	DrainTimeout  time.Duration
+	UDPReadBuffer int // SO_RCVBUF of the UDP socket (default 8 MiB, capped by rmem_max)
 }
 
 // Trunk is an inbound trunk: the sources it sends from and optional digest credentials.
@@ -42,6 +45,9 @@ type Trunk struct {
 	Sources  []netip.Prefix
 	Username string
 	Password string
+	// NAT: the trunk is behind NAT, so its RTP may come from the IP its INVITE came from as
+	// well as from the one its SDP names.
+	NAT bool
 }
 
 func (c *Config) defaults() {

@@ -127,6 +127,10 @@ func serve(args []string) int {
 		return 2
 	}
 
+	if cfg.Media.LatchWindow != 0 {
+		logger.Warn("media.latch_window is no longer used: a leg latches onto the IP its SDP or, behind NAT, its signalling names, after media.probation packets (docs/api.md, Media and recordings)")
+	}
+
 	// sipgo's process-wide settings. Its layers log through our logger, without the raw
 	// messages and numbers they quote (sip.RedactHandler). Finished transactions
 	// linger to absorb retransmissions (Timers D, J, L, M); sipgo keeps them, and the dialogs
@@ -366,7 +370,7 @@ func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg p
 	if err != nil {
 		return nil, err
 	}
-	mc := media.Config{PortMin: lo, PortMax: hi, RTPTimeout: cfg.Media.RTPTimeout, LatchWindow: cfg.Media.LatchWindow,
+	mc := media.Config{PortMin: lo, PortMax: hi, RTPTimeout: cfg.Media.RTPTimeout, Probation: cfg.Media.Probation,
 		BatchWait: cfg.Media.BatchWait, RealtimePriority: cfg.Media.RealtimePriority, IO: cfg.Media.IO, Kernel: cfg.Media.Kernel, Loops: cfg.Media.Loops, DefaultDisclaimer: configs.DefaultDisclaimer}
 	if mc.IP, err = mediaIP(cfg); err != nil {
 		return nil, err
@@ -423,7 +427,7 @@ func newAgents(cfg *configs.Config, db *store.DB, reg prometheus.Registerer, log
 func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, logger *slog.Logger, opts ...sip.Option) (*sip.Switch, error) {
 	sc := sip.Config{
 		Listen: cfg.SIP.Listen, ExternalHost: cfg.SIP.ExternalHost, OutboundProxy: cfg.SIP.OutboundProxy,
-		OutboundUsername: cfg.SIP.OutboundUsername, OutboundPassword: cfg.SIP.OutboundPassword,
+		OutboundUsername: cfg.SIP.OutboundUsername, OutboundPassword: cfg.SIP.OutboundPassword, OutboundNAT: cfg.SIP.OutboundNAT,
 		ToFallback: cfg.SIP.ToFallback, CountryCode: cfg.CountryCode, RingTimeout: cfg.SIP.RingTimeout,
 		MaxDuration: cfg.SIP.MaxCallDuration, DrainTimeout: cfg.SIP.DrainTimeout,
 	}
@@ -432,7 +436,7 @@ func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.R
 		if err != nil {
 			return nil, err
 		}
-		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: t.Name, Sources: prefixes, Username: t.Username, Password: t.Password})
+		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: t.Name, Sources: prefixes, Username: t.Username, Password: t.Password, NAT: t.NAT})
 	}
 	return sip.New(sc, p, db, reg, append([]sip.Option{sip.WithLogger(logger)}, opts...)...)
 }

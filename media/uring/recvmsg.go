@@ -53,3 +53,9 @@ func SockaddrInet4(ap netip.AddrPort) unix.RawSockaddrInet4 {
 	r.Addr = ap.Addr().As4()
 	return r
 }
+
+// Truncated reports whether a multishot receive's buffer (as for ParseRecvMsg) holds a
+// datagram that was larger than the buffer (MSG_TRUNC in io_uring_recvmsg_out's flags).
+func Truncated(b []byte) bool {
+	return len(b) >= RecvMsgHeader && binary.NativeEndian.Uint32(b[12:])&unix.MSG_TRUNC != 0
+}
