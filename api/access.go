@@ -37,21 +37,19 @@ import (
 // scanners) and cannot be mistaken for the operator token.
 const tokenPrefix = "tlc_"
 
-// Access keeps the customers' API tokens and the audit log; *store.DB is one.
+// Access keeps the tokens (customers' and agents') and the audit log; *store.DB is one.
 type Access interface {
-	// TokenByHash reads the token whose secret hashes (SHA-256) to hash; store.ErrNotFound
-	// if there is none.
-	TokenByHash(hash [32]byte) (store.Token, error)
-	// Tokens lists a customer's tokens.
-	Tokens(customerID string) ([]store.Token, error)
+	// TokenByHash reads the token of a kind whose secret hashes (SHA-256) to hash;
+	// store.ErrNotFound if there is none.
+	TokenByHash(kind store.TokenKind, hash [32]byte) (store.Token, error)
+	// Tokens lists a customer's tokens of a kind.
+	Tokens(kind store.TokenKind, customerID string) ([]store.Token, error)
 	// Write runs fn in a durable transaction.
 	Write(ctx context.Context, fn func(*store.Tx) error) error
 	// Audit queues an entry for the next commit without waiting for it.
 	Audit(ctx context.Context, e store.AuditEntry) error
 	// AuditLog reads the entries f selects, newest first, and the next page's cursor.
 	AuditLog(f store.AuditFilter) ([]store.AuditEntry, string, error)
-	// AgentTokens lists a customer's browser agent tokens.
-	AgentTokens(customerID string) ([]store.AgentToken, error)
 }
 
 // WithAccess enables customer tokens and the audit log. Without it only the operator token is
@@ -89,6 +87,7 @@ type adminRoute struct {
 // adminRoutes is every route of the admin listener. A new route needs a rule here and a case
 // in TestTenancyEveryAdminRoute.
 func (a *API) adminRoutes() []adminRoute {
+	apiTokens, agentTokens := apiTokens(), agentTokens()
 	return []adminRoute{
 		{"GET /healthz", rulePublic, healthz},
 		{"GET /readyz", rulePublic, a.readyz(true)},
@@ -112,12 +111,12 @@ func (a *API) adminRoutes() []adminRoute {
 		{"GET /v1/numbers/held", ruleOperator, a.listHeld},
 		{"DELETE /v1/numbers/held/{number}", ruleOperator, a.releaseHeld},
 		{"GET /v1/export", ruleScoped, a.export},
-		{"GET /v1/customers/{id}/tokens", ruleOperator, a.listTokens},
-		{"POST /v1/customers/{id}/tokens", ruleOperator, a.createToken},
-		{"DELETE /v1/customers/{id}/tokens/{token}", ruleOperator, a.revokeToken},
-		{"GET /v1/customers/{id}/agent-tokens", ruleOperator, a.listAgentTokens},
-		{"POST /v1/customers/{id}/agent-tokens", ruleOperator, a.createAgentToken},
-		{"DELETE /v1/customers/{id}/agent-tokens/{token}", ruleOperator, a.revokeAgentToken},
+		{"GET /v1/customers/{id}/tokens", ruleOperator, a.listTokens(apiTokens)},
+		{"POST /v1/customers/{id}/tokens", ruleOperator, a.createToken(apiTokens)},
+		{"DELETE /v1/customers/{id}/tokens/{token}", ruleOperator, a.revokeToken(apiTokens)},
+		{"GET /v1/customers/{id}/agent-tokens", ruleOperator, a.listTokens(agentTokens)},
+		{"POST /v1/customers/{id}/agent-tokens", ruleOperator, a.createToken(agentTokens)},
+		{"DELETE /v1/customers/{id}/agent-tokens/{token}", ruleOperator, a.revokeToken(agentTokens)},
 		{"GET /v1/calls", ruleScoped, a.listCalls},
 		{"GET /v1/calls/{id}", ruleScoped, a.getCall},
 		{"GET /v1/recordings/{id}", ruleScoped, a.getRecording},
@@ -195,7 +194,7 @@ func (a *API) authenticate(r *http.Request) (principal, error) {
 	}
 	if tok, ok := strings.CutPrefix(hdr, "Bearer "); ok && strings.HasPrefix(tok, tokenPrefix) && a.access != nil {
 		// A lookup by hash: the secret is never compared byte by byte.
-		t, err := a.access.TokenByHash(sha256.Sum256([]byte(tok)))
+		t, err := a.access.TokenByHash(store.TokenAPI, sha256.Sum256([]byte(tok)))
 		if err == nil {
 			return principal{customer: t.CustomerID, token: t.ID}, nil
 		}
@@ -237,11 +236,35 @@ func (a *API) accessAvailable() error {
 
 // --- tokens
 
-// newToken makes a customer token: the prefix and 32 random bytes in base64url.
-func newToken() string {
-	var b [32]byte
-	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
-	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+// tokenKind is what the admin API's routes of one kind of token differ in: the kind's
+// routes, answers, audit actions and checks. The handlers below serve every kind.
+type tokenKind struct {
+	kind store.TokenKind
+	// prefix starts every secret of the kind, so that a leaked one is recognisable (secret
+	// scanners) and one kind cannot be mistaken for another.
+	prefix string
+	path   string // the routes' segment: /v1/customers/{id}/<path>
+	list   string // the member of the list's answer
+	action string // audit actions: <action>.create, <action>.revoke
+	noun   string // names the kind in problems
+	groups bool   // a new token's body has groups besides its label
+	// check validates a new token's label and groups.
+	check func(label string, groups []string) error
+	// revoked, if set, runs once a token of the kind is revoked.
+	revoked func(a *API, customerID, tokenID string)
+}
+
+// apiTokens are the customers' API tokens: the admin API, for the customer's own records.
+func apiTokens() *tokenKind {
+	return &tokenKind{
+		kind: store.TokenAPI, prefix: tokenPrefix, path: "tokens", list: "tokens", action: "token", noun: "token",
+		check: func(label string, _ []string) error {
+			if !validLabel(label) {
+				return errStatus(http.StatusBadRequest, "label", "label: at most 100 printable characters")
+			}
+			return nil
+		},
+	}
 }
 
 func validLabel(s string) bool {
@@ -256,84 +279,113 @@ func validLabel(s string) bool {
 	return true
 }
 
-func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
-	if err := a.accessAvailable(); err != nil {
-		return err
+// decode reads the body of a request for a new token of kind k: its label, and its groups
+// if the kind has them (for one that has none, groups is an unknown field).
+func (k *tokenKind) decode(w http.ResponseWriter, r *http.Request) (label string, groups []string, err error) {
+	if !k.groups {
+		var in struct {
+			Label string `json:"label"`
+		}
+		err := decodeBody(w, r, maxBody, &in, false)
+		return in.Label, nil, err
 	}
 	var in struct {
-		Label string `json:"label"`
+		Label  string   `json:"label"`
+		Groups []string `json:"groups"`
 	}
-	if err := decodeBody(w, r, maxBody, &in, false); err != nil {
-		return err
-	}
-	if !validLabel(in.Label) {
-		return errStatus(http.StatusBadRequest, "label", "label: at most 100 printable characters")
-	}
-	id := r.PathValue("id")
-	if _, err := a.pool.Customer(id); err != nil {
-		return err
-	}
-	secret := newToken()
-	now := a.now()
-	tok := store.Token{ID: pool.NewID(now), CustomerID: id, Label: in.Label, Created: now.UTC(), Hint: secret[len(secret)-4:]}
-	e := store.AuditEntry{Time: now, Actor: who(r).actor(), Action: "token.create", CustomerID: id, IDs: []string{tok.ID}}
-	hash := sha256.Sum256([]byte(secret))
-	err := a.access.Write(r.Context(), func(tx *store.Tx) error {
-		if err := tx.PutToken(hash, &tok); err != nil {
-			return err
-		}
-		return tx.AppendAudit(&e)
-	})
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", "/v1/customers/"+id+"/tokens/"+tok.ID)
-	writeJSON(w, http.StatusCreated, struct {
-		store.Token
-		Secret string `json:"token"`
-	}{tok, secret})
-	return nil
+	err = decodeBody(w, r, maxBody, &in, false)
+	return in.Label, in.Groups, err
 }
 
-func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
-	if err := a.accessAvailable(); err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if _, err := a.pool.Customer(id); err != nil {
-		return err
-	}
-	toks, err := a.access.Tokens(id)
-	if err != nil {
-		return err
-	}
-	if toks == nil {
-		toks = []store.Token{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": toks})
-	return nil
-}
-
-func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	if err := a.accessAvailable(); err != nil {
-		return err
-	}
-	id, tid := r.PathValue("id"), r.PathValue("token")
-	e := store.AuditEntry{Time: a.now(), Actor: who(r).actor(), Action: "token.revoke", CustomerID: id, IDs: []string{tid}}
-	err := a.access.Write(r.Context(), func(tx *store.Tx) error {
-		if err := tx.DeleteToken(id, tid); err != nil {
+func (a *API) createToken(k *tokenKind) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := a.accessAvailable(); err != nil {
 			return err
 		}
-		return tx.AppendAudit(&e)
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		return errStatus(http.StatusNotFound, "", "unknown token")
+		label, groups, err := k.decode(w, r)
+		if err != nil {
+			return err
+		}
+		if err := k.check(label, groups); err != nil {
+			return err
+		}
+		id := r.PathValue("id")
+		if _, err := a.pool.Customer(id); err != nil {
+			return err
+		}
+		// The prefix and 32 random bytes in base64url.
+		var b [32]byte
+		rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+		secret := k.prefix + base64.RawURLEncoding.EncodeToString(b[:])
+		now := a.now()
+		tok := store.Token{Kind: k.kind, ID: pool.NewID(now), CustomerID: id, Label: label, Groups: groups, Created: now.UTC(),
+			Hint: secret[len(secret)-4:]}
+		e := store.AuditEntry{Time: now, Actor: who(r).actor(), Action: k.action + ".create", CustomerID: id, IDs: []string{tok.ID}}
+		hash := sha256.Sum256([]byte(secret))
+		err = a.access.Write(r.Context(), func(tx *store.Tx) error {
+			if err := tx.PutToken(hash, &tok); err != nil {
+				return err
+			}
+			return tx.AppendAudit(&e)
+		})
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Location", "/v1/customers/"+id+"/"+k.path+"/"+tok.ID)
+		writeJSON(w, http.StatusCreated, struct {
+			store.Token
+			Secret string `json:"token"`
+		}{tok, secret})
+		return nil
 	}
-	if err != nil {
-		return err
+}
+
+func (a *API) listTokens(k *tokenKind) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := a.accessAvailable(); err != nil {
+			return err
+		}
+		id := r.PathValue("id")
+		if _, err := a.pool.Customer(id); err != nil {
+			return err
+		}
+		toks, err := a.access.Tokens(k.kind, id)
+		if err != nil {
+			return err
+		}
+		if toks == nil {
+			toks = []store.Token{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{k.list: toks})
+		return nil
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+}
+
+func (a *API) revokeToken(k *tokenKind) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := a.accessAvailable(); err != nil {
+			return err
+		}
+		id, tid := r.PathValue("id"), r.PathValue("token")
+		e := store.AuditEntry{Time: a.now(), Actor: who(r).actor(), Action: k.action + ".revoke", CustomerID: id, IDs: []string{tid}}
+		err := a.access.Write(r.Context(), func(tx *store.Tx) error {
+			if err := tx.DeleteToken(k.kind, id, tid); err != nil {
+				return err
+			}
+			return tx.AppendAudit(&e)
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return errStatus(http.StatusNotFound, "", "unknown "+k.noun)
+		}
+		if err != nil {
+			return err
+		}
+		if k.revoked != nil {
+			k.revoked(a, id, tid)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 }
 
 // --- audit log

@@ -280,6 +280,24 @@ func TestTokensLifecycle(t *testing.T) {
 	if status != 200 || !strings.Contains(body, e.tokenID["acme"]) || strings.Contains(body, e.acmeToken) || strings.Contains(body, e.tokenID["bakery"]) {
 		t.Fatalf("list tokens: %d %s", status, body)
 	}
+	// An API token's answer has the members docs/api.md lists, and no agent groups.
+	var list struct{ Tokens []map[string]any }
+	if err := json.Unmarshal([]byte(body), &list); err != nil || len(list.Tokens) != 1 {
+		t.Fatalf("list tokens: %s %v", body, err)
+	}
+	for _, m := range []string{"id", "customer_id", "label", "created", "hint"} {
+		if _, ok := list.Tokens[0][m]; !ok || len(list.Tokens[0]) != 5 {
+			t.Fatalf("listed token %v, want exactly id, customer_id, label, created, hint", list.Tokens[0])
+		}
+	}
+	if status, _, body := raw(t, "POST", e.url+"/v1/customers/acme/tokens", token, `{"label":"x","groups":["sales"]}`); status != 400 ||
+		!strings.Contains(body, `"field":"groups"`) {
+		t.Fatalf("API token with groups = %d %s, want 400 naming groups", status, body)
+	}
+	// An API token is not revoked through the agent tokens' route.
+	if status, _, _ := raw(t, "DELETE", e.url+"/v1/customers/acme/agent-tokens/"+e.tokenID["acme"], token, ""); status != 404 {
+		t.Fatalf("revoke an API token as an agent token = %d, want 404", status)
+	}
 	tests := []struct {
 		name, tok string
 		want      int

@@ -12,7 +12,9 @@
 // Tenancy and access (access.go): the operator token and customers' tokens (kept as hashes by
 // package store), a rule per admin route that keeps a customer token to its own customer's
 // records (another's answer 404, as if they did not exist), and the audit log of every read,
-// export, change or deletion of personal data.
+// export, change or deletion of personal data. The routes that make, list and revoke tokens
+// serve every kind of token (customers' API tokens, browser agents' tokens: agents.go) with
+// one set of handlers; a tokenKind holds what the kinds differ in.
 //
 // The data lifecycle (lifecycle.go): GET /v1/export streams a customer's archive (package
 // recordings writes it), the monthly usage report, numbers marked for porting and the

@@ -129,7 +129,7 @@ func (e *lifecycleEnv) newTenant(c store.Customer, base int) *tenant {
 			Disposition: "answered", RecordingID: tn.recording}); err != nil {
 			return err
 		}
-		return tx.PutToken(sha256.Sum256([]byte("tlc_"+c.ID)), &store.Token{ID: "tok-" + c.ID, CustomerID: c.ID, Created: now})
+		return tx.PutToken(sha256.Sum256([]byte("tlc_"+c.ID)), &store.Token{Kind: store.TokenAPI, ID: "tok-" + c.ID, CustomerID: c.ID, Created: now})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func (e *lifecycleEnv) gone(tn *tenant) {
 		if _, err := tx.Recording(tn.recording); !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("recording: %v", err)
 		}
-		if toks, err := tx.TokensOf(tn.id); err != nil || len(toks) != 0 {
+		if toks, err := tx.TokensOf(store.TokenAPI, tn.id); err != nil || len(toks) != 0 {
 			return fmt.Errorf("tokens: %v %v", toks, err)
 		}
 		if chs, err := tx.Channels(tn.id); err != nil || len(chs) != 0 {

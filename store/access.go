@@ -7,15 +7,21 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
-// Access records: the customers' API tokens and the audit log.
+// Access records: the tokens customers and their agents use, and the audit log.
 //
-// Tokens are keyed by the SHA-256 of the token (32 bytes) in the tokens bucket; the token
-// itself is never stored. tokens_by_customer (customer 0x00 token id) holds that hash, so a
-// customer's tokens can be listed and one revoked by its id. A token is 256 random bits, so a
-// plain hash is enough: nobody can search that space for a preimage, keyed or not.
+// A token's record is keyed by the SHA-256 of the token (32 bytes); the token itself is
+// never stored. A token is 256 random bits, so a plain hash is enough: nobody can search that
+// space for a preimage, keyed or not. A token is of one kind (TokenKind), and each kind has
+// its own pair of buckets: the records by hash, and an index by customer 0x00 token id that
+// holds the hash, so that a customer's tokens can be listed and one revoked by its id. The
+// buckets are all that tells the kind (the record does not), so a token of one kind is never
+// found as one of another; they are the buckets, and the records the JSON, that API tokens
+// and agent tokens had before they shared one type, so files of earlier builds read as they
+// are (TestTokensOfEarlierBuild).
 //
 // The audit log is append-only: the store has no call that changes an entry, and the only
 // one that deletes entries is the log's retention, PruneAudit, oldest first. Keys
@@ -24,15 +30,71 @@ import (
 // the same nanosecond keep their order. audit_by_customer (customer 0x00 key) indexes the
 // entries that name a customer.
 
-// Token is a customer's API token as stored: everything but the secret.
+// TokenKind is what a token opens. The zero value is unknown: the store takes no token of it.
+type TokenKind uint8
+
+// Token kinds.
+const (
+	TokenUnknown TokenKind = iota
+	// TokenAPI is a customer's API token: the admin API, for that customer's records only.
+	// Its buckets are tokens and tokens_by_customer.
+	TokenAPI
+	// TokenAgent is a browser agent's login (package agents): the agent page's signalling
+	// only, never the admin API. Its buckets are agent_tokens and agent_tokens_by_customer.
+	TokenAgent
+)
+
+// tokenKindTable holds each kind's name and buckets, indexed by the kind.
+var tokenKindTable = [...]struct {
+	name               string
+	byHash, byCustomer []byte
+}{
+	TokenUnknown: {name: "unknown"},
+	TokenAPI:     {"token", bucketTokens, bucketTokensByCu},
+	TokenAgent:   {"agent token", bucketAgentTokens, bucketAgentByCu},
+}
+
+// tokenKinds lists every kind of token.
+var tokenKinds = [...]TokenKind{TokenAPI, TokenAgent}
+
+// String names the kind as the store's errors do: "token" (an API token), "agent token".
+func (k TokenKind) String() string {
+	if int(k) < len(tokenKindTable) {
+		return tokenKindTable[k].name
+	}
+	return "token kind " + strconv.Itoa(int(k))
+}
+
+// buckets answers the names of k's buckets: the records by hash and the index by customer;
+// ErrTokenKind for a kind that has none.
+func (k TokenKind) buckets() (byHash, byCustomer []byte, err error) {
+	if k == TokenUnknown || int(k) >= len(tokenKindTable) {
+		return nil, nil, fmt.Errorf("%v: %w", k, ErrTokenKind)
+	}
+	return tokenKindTable[k].byHash, tokenKindTable[k].byCustomer, nil
+}
+
+// Token is a token as stored: everything but the secret.
 type Token struct {
+	// Kind is set on every token read; PutToken files the token under it. It is not part
+	// of the stored record (the bucket is) nor of the token as the API shows it.
+	Kind       TokenKind `json:"-"`
 	ID         string    `json:"id"`
 	CustomerID string    `json:"customer_id"`
-	Label      string    `json:"label"`
-	Created    time.Time `json:"created"`
+	// Label names the token in lists; for an agent token it also names the agent on its
+	// page (e.g. a first name or a desk).
+	Label string `json:"label"`
+	// Groups are the agent groups an agent token answers: the <group> of business lines
+	// "webrtc:<group>". API tokens have none.
+	Groups  []string  `json:"groups,omitempty"`
+	Created time.Time `json:"created"`
 	// Hint is the token's last four characters, so that people can tell their tokens apart.
 	Hint string `json:"hint"`
 }
+
+// AgentToken is a browser agent's token: a Token of kind TokenAgent. The name is package
+// agents'.
+type AgentToken = Token
 
 // AuditEntry is one action on personal data: who did what, when, to which records. It holds
 // ids only, never the data itself (no caller numbers, no landing pages).
@@ -65,67 +127,96 @@ const DefaultAuditLimit = 100
 
 // --- tokens
 
-// PutToken stores a new token under the hash of its secret; ErrExists if the hash or the
-// customer's token id is taken.
+// PutToken stores a new token of kind tok.Kind under the hash of its secret; ErrExists if
+// the hash or the customer's token id is taken in that kind.
 func (t *Tx) PutToken(hash [32]byte, tok *Token) error {
-	idx := compose(tok.CustomerID, tok.ID)
-	if t.tx.Bucket(bucketTokens).Get(hash[:]) != nil || t.tx.Bucket(bucketTokensByCu).Get(idx) != nil {
-		return fmt.Errorf("token: %w", ErrExists)
-	}
-	if err := t.tx.Bucket(bucketTokensByCu).Put(idx, hash[:]); err != nil {
+	byHash, byCustomer, err := tok.Kind.buckets()
+	if err != nil {
 		return err
 	}
-	return t.put(bucketTokens, hash[:], tok)
+	idx := compose(tok.CustomerID, tok.ID)
+	if t.tx.Bucket(byHash).Get(hash[:]) != nil || t.tx.Bucket(byCustomer).Get(idx) != nil {
+		return fmt.Errorf("%v: %w", tok.Kind, ErrExists)
+	}
+	if err := t.tx.Bucket(byCustomer).Put(idx, hash[:]); err != nil {
+		return err
+	}
+	return t.put(byHash, hash[:], tok)
 }
 
-// TokenByHash reads the token whose secret hashes to hash; ErrNotFound if none (revoked or
-// never made).
-func (t *Tx) TokenByHash(hash [32]byte) (Token, error) {
-	var tok Token
-	err := t.get(bucketTokens, hash[:], &tok)
+// TokenByHash reads the token of kind k whose secret hashes to hash; ErrNotFound if none
+// (revoked, never made, or of another kind).
+func (t *Tx) TokenByHash(k TokenKind, hash [32]byte) (Token, error) {
+	tok := Token{Kind: k}
+	byHash, _, err := k.buckets()
+	if err == nil {
+		err = t.get(byHash, hash[:], &tok)
+	}
 	return tok, err
 }
 
-// TokensOf lists a customer's tokens ordered by id.
-func (t *Tx) TokensOf(customerID string) ([]Token, error) {
+// TokensOf lists a customer's tokens of kind k ordered by id.
+func (t *Tx) TokensOf(k TokenKind, customerID string) ([]Token, error) {
+	byHash, byCustomer, err := k.buckets()
+	if err != nil {
+		return nil, err
+	}
 	prefix := compose(customerID, "")
-	c := t.tx.Bucket(bucketTokensByCu).Cursor()
+	c := t.tx.Bucket(byCustomer).Cursor()
 	var out []Token
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var tok Token
-		if err := t.get(bucketTokens, v, &tok); err != nil {
-			return nil, fmt.Errorf("token index %q: %w", k, err)
+	for key, v := c.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, v = c.Next() {
+		tok := Token{Kind: k}
+		if err := t.get(byHash, v, &tok); err != nil {
+			return nil, fmt.Errorf("%v index %q: %w", k, key, err)
 		}
 		out = append(out, tok)
 	}
 	return out, nil
 }
 
-// DeleteToken revokes a customer's token; ErrNotFound if the customer has no token with id.
-func (t *Tx) DeleteToken(customerID, id string) error {
-	idx := compose(customerID, id)
-	hash := t.tx.Bucket(bucketTokensByCu).Get(idx)
-	if hash == nil {
-		return fmt.Errorf("token %q: %w", id, ErrNotFound)
-	}
-	if err := t.tx.Bucket(bucketTokens).Delete(bytes.Clone(hash)); err != nil {
+// DeleteToken revokes a customer's token of kind k; ErrNotFound if the customer has no
+// token of that kind with id.
+func (t *Tx) DeleteToken(k TokenKind, customerID, id string) error {
+	byHash, byCustomer, err := k.buckets()
+	if err != nil {
 		return err
 	}
-	return t.tx.Bucket(bucketTokensByCu).Delete(idx)
+	idx := compose(customerID, id)
+	hash := t.tx.Bucket(byCustomer).Get(idx)
+	if hash == nil {
+		return fmt.Errorf("%v %q: %w", k, id, ErrNotFound)
+	}
+	if err := t.tx.Bucket(byHash).Delete(bytes.Clone(hash)); err != nil {
+		return err
+	}
+	return t.tx.Bucket(byCustomer).Delete(idx)
 }
 
 // TokenByHash reads a token in a read-only transaction.
-func (db *DB) TokenByHash(hash [32]byte) (Token, error) {
+func (db *DB) TokenByHash(k TokenKind, hash [32]byte) (Token, error) {
 	var tok Token
-	err := db.View(func(tx *Tx) (err error) { tok, err = tx.TokenByHash(hash); return err })
+	err := db.View(func(tx *Tx) (err error) { tok, err = tx.TokenByHash(k, hash); return err })
 	return tok, err
 }
 
-// Tokens lists a customer's tokens in a read-only transaction.
-func (db *DB) Tokens(customerID string) ([]Token, error) {
+// Tokens lists a customer's tokens of kind k in a read-only transaction.
+func (db *DB) Tokens(k TokenKind, customerID string) ([]Token, error) {
 	var out []Token
-	err := db.View(func(tx *Tx) (err error) { out, err = tx.TokensOf(customerID); return err })
+	err := db.View(func(tx *Tx) (err error) { out, err = tx.TokensOf(k, customerID); return err })
 	return out, err
+}
+
+// AgentTokenByHash is TokenByHash(TokenAgent, hash), the lookup package agents makes.
+func (db *DB) AgentTokenByHash(hash [32]byte) (AgentToken, error) {
+	return db.TokenByHash(TokenAgent, hash)
+}
+
+// PutAgentToken is PutToken of tok as a TokenAgent, whatever tok.Kind says; package
+// agents' tests make their tokens with it.
+func (t *Tx) PutAgentToken(hash [32]byte, tok *AgentToken) error {
+	agent := *tok
+	agent.Kind = TokenAgent
+	return t.PutToken(hash, &agent)
 }
 
 // --- audit log

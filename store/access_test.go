@@ -5,12 +5,21 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
 )
 
+// Every kind of token is stored, found, listed and revoked the same way, each in its own
+// buckets.
 func TestTokens(t *testing.T) {
+	for _, kind := range tokenKinds {
+		t.Run(kind.String(), func(t *testing.T) { testTokens(t, kind) })
+	}
+}
+
+func testTokens(t *testing.T, kind TokenKind) {
 	db := openTest(t)
 	ctx := context.Background()
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
@@ -19,9 +28,9 @@ func TestTokens(t *testing.T) {
 		hash [32]byte
 		tok  Token
 	}{
-		{h1, Token{ID: "t1", CustomerID: "acme", Label: "crm", Created: t0, Hint: "_one"}},
-		{h2, Token{ID: "t2", CustomerID: "acme", Label: "dashboard", Created: t0}},
-		{h3, Token{ID: "t1", CustomerID: "bakery", Label: "crm", Created: t0}},
+		{h1, Token{Kind: kind, ID: "t1", CustomerID: "acme", Label: "crm", Groups: []string{"sales"}, Created: t0, Hint: "_one"}},
+		{h2, Token{Kind: kind, ID: "t2", CustomerID: "acme", Label: "dashboard", Created: t0}},
+		{h3, Token{Kind: kind, ID: "t1", CustomerID: "bakery", Label: "crm", Created: t0}},
 	} {
 		if err := db.Write(ctx, func(tx *Tx) error { return tx.PutToken(w.hash, &w.tok) }); err != nil {
 			t.Fatal(err)
@@ -31,38 +40,139 @@ func TestTokens(t *testing.T) {
 		name string
 		hash [32]byte
 		tok  Token
+		want error
 	}{
-		{"same secret", h1, Token{ID: "t9", CustomerID: "acme"}},
-		{"same id", sha256.Sum256([]byte("x")), Token{ID: "t2", CustomerID: "acme"}},
+		{"same secret", h1, Token{Kind: kind, ID: "t9", CustomerID: "acme"}, ErrExists},
+		{"same id", sha256.Sum256([]byte("x")), Token{Kind: kind, ID: "t2", CustomerID: "acme"}, ErrExists},
+		{"no kind", sha256.Sum256([]byte("y")), Token{ID: "t3", CustomerID: "acme"}, ErrTokenKind},
+		{"unknown kind", sha256.Sum256([]byte("y")), Token{Kind: TokenKind(99), ID: "t3", CustomerID: "acme"}, ErrTokenKind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := db.Write(ctx, func(tx *Tx) error { return tx.PutToken(tt.hash, &tt.tok) }); !errors.Is(err, ErrExists) {
-				t.Fatalf("PutToken = %v, want ErrExists", err)
+			if err := db.Write(ctx, func(tx *Tx) error { return tx.PutToken(tt.hash, &tt.tok) }); !errors.Is(err, tt.want) {
+				t.Fatalf("PutToken = %v, want %v", err, tt.want)
 			}
 		})
 	}
-	if tok, err := db.TokenByHash(h1); err != nil || tok.CustomerID != "acme" || tok.ID != "t1" || tok.Hint != "_one" {
+	if tok, err := db.TokenByHash(kind, h1); err != nil || tok.Kind != kind || tok.CustomerID != "acme" || tok.ID != "t1" ||
+		tok.Hint != "_one" || !slices.Equal(tok.Groups, []string{"sales"}) {
 		t.Fatalf("TokenByHash = %+v, %v", tok, err)
 	}
-	toks, err := db.Tokens("acme")
-	if err != nil || len(toks) != 2 || toks[0].Label != "crm" || toks[1].Label != "dashboard" {
+	toks, err := db.Tokens(kind, "acme")
+	if err != nil || len(toks) != 2 || toks[0].Label != "crm" || toks[1].Label != "dashboard" || toks[1].Kind != kind {
 		t.Fatalf("Tokens(acme) = %+v, %v", toks, err)
 	}
-	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteToken("bakery", "t2") }); !errors.Is(err, ErrNotFound) {
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteToken(kind, "bakery", "t2") }); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("delete another customer's token = %v, want ErrNotFound", err)
 	}
-	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteToken("acme", "t1") }); err != nil {
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteToken(kind, "acme", "t1") }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.TokenByHash(h1); !errors.Is(err, ErrNotFound) {
+	if _, err := db.TokenByHash(kind, h1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("revoked token still found: %v", err)
 	}
-	if toks, _ := db.Tokens("acme"); len(toks) != 1 || toks[0].ID != "t2" {
+	if toks, _ := db.Tokens(kind, "acme"); len(toks) != 1 || toks[0].ID != "t2" {
 		t.Fatalf("after revoke: %+v", toks)
 	}
-	if toks, _ := db.Tokens("bakery"); len(toks) != 1 {
+	if toks, _ := db.Tokens(kind, "bakery"); len(toks) != 1 {
 		t.Fatalf("bakery's token went with acme's: %+v", toks)
+	}
+}
+
+// A token of one kind is never found, listed or revoked as one of another: an agent token
+// opens no admin API, an API token no agent page.
+func TestTokenKindsApart(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	h := sha256.Sum256([]byte("tla_one"))
+	if err := db.Write(ctx, func(tx *Tx) error {
+		return tx.PutToken(h, &Token{Kind: TokenAgent, ID: "a1", CustomerID: "acme", Groups: []string{"sales"}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The same secret and id are free in the other kind's buckets.
+	if err := db.Write(ctx, func(tx *Tx) error {
+		return tx.PutToken(sha256.Sum256([]byte("tlc_one")), &Token{Kind: TokenAPI, ID: "a1", CustomerID: "acme"})
+	}); err != nil {
+		t.Fatalf("an API token with an agent token's id: %v", err)
+	}
+	if _, err := db.TokenByHash(TokenAPI, h); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("agent token found as an API token: %v", err)
+	}
+	if _, err := db.TokenByHash(TokenUnknown, h); !errors.Is(err, ErrTokenKind) {
+		t.Fatalf("TokenByHash of no kind = %v, want ErrTokenKind", err)
+	}
+	if toks, err := db.Tokens(TokenAgent, "acme"); err != nil || len(toks) != 1 || toks[0].Kind != TokenAgent {
+		t.Fatalf("Tokens(agent, acme) = %+v, %v", toks, err)
+	}
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteToken(TokenAPI, "acme", "a1") }); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := db.AgentTokenByHash(h); err != nil || tok.ID != "a1" || tok.Kind != TokenAgent {
+		t.Fatalf("revoking the API token a1 took the agent token a1: %+v, %v", tok, err)
+	}
+	// PutAgentToken files a token as an agent's, whatever its Kind.
+	h2 := sha256.Sum256([]byte("tla_two"))
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.PutAgentToken(h2, &AgentToken{ID: "a2", CustomerID: "acme"}) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.TokenByHash(TokenAgent, h2); err != nil {
+		t.Fatalf("PutAgentToken: %v", err)
+	}
+}
+
+// testdata/tokens.db was written by the build before tokens had a kind (commit 5751695),
+// which kept API tokens and agent tokens in two types and two sets of calls: two API tokens
+// of acme (t1 "crm", t2 without a label), one of bakery (t1 "crm"), and one agent token each
+// (acme's a1 "Anna" in sales and support, bakery's a1 "Bob" at the desk), all made at
+// 2026-05-01 10:00 UTC (t2 a minute later), each secret the kind's prefix and
+// <customer>-<label>. This build reads them as they are.
+func TestTokensOfEarlierBuild(t *testing.T) {
+	db, err := Open(copyTestdata(t, "tokens.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	want := map[string]Token{
+		"tlc_acme-crm":   {Kind: TokenAPI, ID: "t1", CustomerID: "acme", Label: "crm", Created: t0, Hint: "-crm"},
+		"tlc_acme-dash":  {Kind: TokenAPI, ID: "t2", CustomerID: "acme", Created: t0.Add(time.Minute), Hint: "dash"},
+		"tlc_bakery-crm": {Kind: TokenAPI, ID: "t1", CustomerID: "bakery", Label: "crm", Created: t0, Hint: "-crm"},
+		"tla_acme-anna": {Kind: TokenAgent, ID: "a1", CustomerID: "acme", Label: "Anna", Groups: []string{"sales", "support"},
+			Created: t0, Hint: "anna"},
+		"tla_bakery-bob": {Kind: TokenAgent, ID: "a1", CustomerID: "bakery", Label: "Bob", Groups: []string{"desk"}, Created: t0,
+			Hint: "-bob"},
+	}
+	for secret, w := range want {
+		got, err := db.TokenByHash(w.Kind, sha256.Sum256([]byte(secret)))
+		if err != nil || !reflect.DeepEqual(got, w) {
+			t.Errorf("TokenByHash(%v, %s) = %+v, %v; want %+v", w.Kind, secret, got, err, w)
+		}
+	}
+	for _, tt := range []struct {
+		kind     TokenKind
+		customer string
+		ids      []string
+	}{
+		{TokenAPI, "acme", []string{"t1", "t2"}},
+		{TokenAPI, "bakery", []string{"t1"}},
+		{TokenAgent, "acme", []string{"a1"}},
+		{TokenAgent, "bakery", []string{"a1"}},
+	} {
+		toks, err := db.Tokens(tt.kind, tt.customer)
+		var ids []string
+		for _, tok := range toks {
+			ids = append(ids, tok.ID)
+		}
+		if err != nil || !slices.Equal(ids, tt.ids) {
+			t.Errorf("Tokens(%v, %s) = %v, %v; want %v", tt.kind, tt.customer, ids, err, tt.ids)
+		}
+	}
+	if err := db.Write(context.Background(), func(tx *Tx) error { return tx.DeleteToken(TokenAgent, "acme", "a1") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.TokenByHash(TokenAgent, sha256.Sum256([]byte("tla_acme-anna"))); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("revoked agent token still found: %v", err)
 	}
 }
 

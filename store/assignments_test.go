@@ -111,10 +111,11 @@ var schema1Converted = []schema1Record{
 	{"bakery", "c", "+31850000011", 5 * time.Minute, 35 * time.Minute},
 }
 
-// copySchema1 copies testdata/schema1.db into a temporary directory.
-func copySchema1(t *testing.T) string {
+// copyTestdata copies the store file testdata/<name> into a temporary directory and answers
+// the copy's path.
+func copyTestdata(t *testing.T, name string) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "schema1.db"))
+	raw, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func schemaOf(t *testing.T, db *DB) uint32 {
 }
 
 func TestSchema1FileIsConverted(t *testing.T) {
-	path := copySchema1(t)
+	path := copyTestdata(t, "schema1.db")
 	if err := Verify(path); err != nil {
 		t.Fatalf("Verify of a schema 1 file: %v", err)
 	}
@@ -206,7 +207,7 @@ func TestSchema1FileIsConverted(t *testing.T) {
 }
 
 func TestSchema1ConversionResumes(t *testing.T) {
-	path := copySchema1(t)
+	path := copyTestdata(t, "schema1.db")
 	// A conversion cut short after its first customer (a crash).
 	b, err := bolt.Open(path, 0o600, nil)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Package store is trackline's persistence: one bbolt file with typed records for customers,
 // channels, numbers, sessions, assignments, per-customer counters and (for the call and media
-// layers) calls and recordings; and the access records: customers' API tokens (as hashes)
-// and the append-only audit log (access.go).
+// layers) calls and recordings; and the access records: tokens (as hashes), of a kind each
+// (customers' API tokens, browser agents' tokens), and the append-only audit log (access.go).
 //
 // The data lifecycle (lifecycle.go): usage counters per customer and month, counted as
 // records are written; PurgeCustomer, which deletes every record of a customer in bounded

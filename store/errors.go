@@ -13,6 +13,8 @@ var (
 	ErrSchema = errors.New("unsupported schema version")
 	// ErrLocked is returned when another process has the store file open (a running switch).
 	ErrLocked = errors.New("store file in use by another process")
+	// ErrTokenKind is returned for a token of no known kind (TokenKind).
+	ErrTokenKind = errors.New("unknown token kind")
 	// ErrCorrupt is returned by Verify for a file that is not a consistent store.
 	ErrCorrupt = errors.New("store file corrupt")
 )

@@ -481,25 +481,20 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 		n, err := deletePrefix(tx.tx.Bucket(bucketChannels), prefix, batch, nil)
 		return n, 0, err
 	})
-	if err == nil {
-		res.Tokens, _, err = steps("tokens", func(tx *Tx) (int, int, error) {
-			tokens, idx := tx.tx.Bucket(bucketTokens), tx.tx.Bucket(bucketTokensByCu)
+	for _, kind := range tokenKinds {
+		if err != nil {
+			break
+		}
+		var n int
+		n, _, err = steps(kind.String()+"s", func(tx *Tx) (int, int, error) {
+			byHash, byCustomer, _ := kind.buckets()
+			tokens, idx := tx.tx.Bucket(byHash), tx.tx.Bucket(byCustomer)
 			n, err := deletePrefix(idx, prefix, batch, func(k []byte) error {
 				return tokens.Delete(bytes.Clone(idx.Get(k)))
 			})
 			return n, 0, err
 		})
-	}
-	if err == nil {
-		var agents int
-		agents, _, err = steps("agent tokens", func(tx *Tx) (int, int, error) {
-			tokens, idx := tx.tx.Bucket(bucketAgentTokens), tx.tx.Bucket(bucketAgentByCu)
-			n, err := deletePrefix(idx, prefix, batch, func(k []byte) error {
-				return tokens.Delete(bytes.Clone(idx.Get(k)))
-			})
-			return n, 0, err
-		})
-		res.Tokens += agents
+		res.Tokens += n
 	}
 	if err == nil {
 		_, _, err = steps("usage", func(tx *Tx) (int, int, error) {

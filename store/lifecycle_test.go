@@ -37,11 +37,11 @@ func lifecycleFixture(t *testing.T, db *DB, t0 time.Time, activeCall bool) {
 				}
 			}
 			h := sha256.Sum256([]byte("tlc_" + cu))
-			if err := tx.PutToken(h, &Token{ID: "tok-" + cu, CustomerID: cu, Created: t0}); err != nil {
+			if err := tx.PutToken(h, &Token{Kind: TokenAPI, ID: "tok-" + cu, CustomerID: cu, Created: t0}); err != nil {
 				return err
 			}
 			ah := sha256.Sum256([]byte("tla_" + cu))
-			if err := tx.PutAgentToken(ah, &AgentToken{ID: "agent-" + cu, CustomerID: cu, Groups: []string{"sales"}, Created: t0}); err != nil {
+			if err := tx.PutToken(ah, &Token{Kind: TokenAgent, ID: "agent-" + cu, CustomerID: cu, Groups: []string{"sales"}, Created: t0}); err != nil {
 				return err
 			}
 			return tx.AppendAudit(&AuditEntry{Time: t0, Actor: "operator", Action: "customer.create", CustomerID: cu})
