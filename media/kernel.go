@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -13,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
-	"github.com/trackline/trackline/media/ebpf"
 	"github.com/trackline/trackline/media/g711"
 )
 
@@ -28,6 +31,12 @@ import (
 // as from relayed packets. What the program does not forward (other sources, bad RTP, a
 // new SSRC, an unknown payload type, a full ring) reaches the socket and the relay as
 // before.
+//
+// The program is written with github.com/cilium/ebpf's asm package (kernel_prog.go) and
+// loaded, attached (TCX, Linux 6.6+), fed and read through that library; it needs
+// CAP_BPF and CAP_NET_ADMIN (or root), and New falls back to user space when it cannot load.
+// Links are not pinned: when the process ends, for whatever reason, the kernel detaches the
+// program and frees its maps.
 
 // Config.Kernel's values.
 const (
@@ -44,14 +53,16 @@ const kernelDrainEvery = 5 * time.Millisecond
 const kernelRingSize = 16 << 20
 
 type kernelPath struct {
-	mu       sync.Mutex // one reader of the ring at a time; guards cnt and closed
+	mu       sync.Mutex // one reader of the ring at a time; guards cnt, rec and closed
 	cnt      counters   // what the ring's records added since the last publish
-	flows    *ebpf.Map
-	ring     *ebpf.Ring
-	prog     *ebpf.Prog
-	links    []*ebpf.Link
-	stats    int   // the run-time statistics' descriptor, -1 without
-	clockOff int64 // CLOCK_MONOTONIC minus monoNow
+	coll     *ebpf.Collection
+	flows    *ebpf.Map // in coll
+	prog     *ebpf.Program
+	ring     *ringbuf.Reader
+	rec      ringbuf.Record // each record is copied into its RawSample, reused
+	links    []link.Link
+	stats    io.Closer // the kernel's run-time statistics while open; nil without
+	clockOff int64     // CLOCK_MONOTONIC minus monoNow
 	ip       [4]byte
 	tags     atomic.Uint32
 	onRecord func([]byte) // Engine.kernelRecord, made once: a method value allocates
@@ -69,7 +80,7 @@ func newKernelPath(ip netip.Addr, maxFlows int) (*kernelPath, error) {
 	if !ip.Is4() || ip.IsUnspecified() {
 		return nil, fmt.Errorf("the kernel path needs a specific IPv4 media address, not %v", ip)
 	}
-	k := &kernelPath{stats: -1, ip: ip.As4()}
+	k := &kernelPath{ip: ip.As4(), rec: ringbuf.Record{RawSample: make([]byte, 0, recSize)}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -77,17 +88,11 @@ func newKernelPath(ip netip.Addr, maxFlows int) (*kernelPath, error) {
 		}
 	}()
 	var err error
-	if k.flows, err = ebpf.NewHash("tl_flows", flowKeySize, flowValSize, maxFlows); err != nil {
-		return nil, err
+	if k.coll, err = ebpf.NewCollection(kernelSpec(maxFlows, kernelRingSize)); err != nil {
+		return nil, err // a program the verifier refuses: an *ebpf.VerifierError with its log
 	}
-	if k.ring, err = ebpf.NewRing("tl_rtp", kernelRingSize); err != nil {
-		return nil, err
-	}
-	insns, err := forwardProgram(k.flows.FD(), k.ring.FD())
-	if err != nil {
-		return nil, err
-	}
-	if k.prog, err = ebpf.LoadTC("tl_forward", insns); err != nil {
+	k.flows, k.prog = k.coll.Maps[flowsMap], k.coll.Programs[forwardProg]
+	if k.ring, err = newRingReader(k.coll.Maps[ringMap]); err != nil {
 		return nil, err
 	}
 	ifs, err := ingressInterfaces(ip)
@@ -95,14 +100,16 @@ func newKernelPath(ip netip.Addr, maxFlows int) (*kernelPath, error) {
 		return nil, err
 	}
 	for _, idx := range ifs {
-		l, err := ebpf.AttachTCXIngress(k.prog, idx)
+		// After whatever is attached there already (link.Tail): the program's TCX_NEXT
+		// hands what it does not take on to it.
+		l, err := link.AttachTCX(link.TCXOptions{Interface: idx, Program: k.prog, Attach: ebpf.AttachTCXIngress, Anchor: link.Tail()})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("attach to the ingress of interface %d: %w", idx, err)
 		}
 		k.links = append(k.links, l)
 	}
-	if k.stats, err = ebpf.EnableStats(); err != nil {
-		k.stats = -1 // the program works without; trackline_media_kernel_cpu_seconds_total stays 0
+	if k.stats, err = ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err != nil {
+		k.stats = nil // the program works without; trackline_media_kernel_cpu_seconds_total stays 0
 	}
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
@@ -111,6 +118,19 @@ func newKernelPath(ip netip.Addr, maxFlows int) (*kernelPath, error) {
 	k.clockOff = ts.Nano() - monoNow()
 	ok = true
 	return k, nil
+}
+
+// newRingReader reads ring without blocking: its deadline has passed, so a ReadInto that
+// finds the ring empty returns os.ErrDeadlineExceeded at once (its epoll_wait has a zero
+// timeout) instead of waiting for a wake-up, which the program never asks for
+// (BPF_RB_NO_WAKEUP).
+func newRingReader(ring *ebpf.Map) (*ringbuf.Reader, error) {
+	r, err := ringbuf.NewReader(ring)
+	if err != nil {
+		return nil, err
+	}
+	r.SetDeadline(time.Unix(1, 0))
+	return r, nil
 }
 
 // ingressInterfaces are the interfaces whose ingress the program watches.
@@ -147,7 +167,6 @@ func ingressInterfaces(ip netip.Addr) ([]int, error) {
 func (k *kernelPath) close() {
 	k.fmu.Lock()
 	k.fclosed = true
-	k.flows.Close()
 	k.fmu.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -158,10 +177,14 @@ func (k *kernelPath) close() {
 	for _, l := range k.links {
 		l.Close()
 	}
-	k.prog.Close()
-	k.ring.Close()
-	if k.stats >= 0 {
-		unix.Close(k.stats)
+	if k.ring != nil {
+		k.ring.Close()
+	}
+	if k.coll != nil {
+		k.coll.Close() // the program and both maps
+	}
+	if k.stats != nil {
+		k.stats.Close()
 	}
 }
 
@@ -173,14 +196,14 @@ func (k *kernelPath) cpuSeconds() float64 {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.stats < 0 || k.closed {
+	if k.stats == nil || k.closed {
 		return 0
 	}
-	_, ns, err := k.prog.Stats()
+	st, err := k.prog.Stats()
 	if err != nil {
 		return 0
 	}
-	return float64(ns) / 1e9
+	return st.Runtime.Seconds()
 }
 
 // flowKey is the table key of datagrams from src to the anchor's port.
@@ -255,7 +278,10 @@ func (k *kernelPath) unload(lg *leg) error {
 	if k.fclosed {
 		return nil
 	}
-	return k.flows.Delete(lg.kernelKey[:])
+	if err := k.flows.Delete(lg.kernelKey[:]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
 }
 
 // update puts a flow in the table, unless the kernel path has closed.
@@ -265,7 +291,7 @@ func (k *kernelPath) update(key, value []byte) error {
 	if k.fclosed {
 		return errors.New("the kernel path is closed")
 	}
-	return k.flows.Update(key, value)
+	return k.flows.Update(key, value, ebpf.UpdateAny)
 }
 
 // routeIfindex asks the kernel's routing table (netlink RTM_GETROUTE) which interface
@@ -345,9 +371,24 @@ func (e *Engine) drain() {
 	k := e.kernel
 	k.mu.Lock()
 	if !k.closed {
-		k.ring.Read(k.onRecord)
+		k.read()
 	}
 	k.mu.Unlock()
+}
+
+// read hands each record in the ring to onRecord, in order. It never blocks, and it makes
+// no system call while the ring holds records: ReadInto waits (without waiting, see
+// newRingReader) only when it finds the ring empty, and read asks it for a record only
+// while the ring has bytes in it. A record the program is still writing is waited for (the
+// program writes it within a few instructions, on another core). It allocates nothing:
+// every record is copied into the same buffer (recSize). Called under mu.
+func (k *kernelPath) read() {
+	for k.ring.AvailableBytes() > 0 {
+		if err := k.ring.ReadInto(&k.rec); err != nil {
+			return // os.ErrDeadlineExceeded: what was left were records the program discarded
+		}
+		k.onRecord(k.rec.RawSample)
+	}
 }
 
 // publish adds the ring's tallies to the metrics.

@@ -3,7 +3,8 @@
 package media
 
 import (
-	bpf "github.com/trackline/trackline/media/ebpf"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 )
 
 // The forwarding program's flow table: the key is a datagram's addresses as they arrive,
@@ -70,6 +71,28 @@ const (
 	stNewRest = -64 // the same, rewritten
 )
 
+// The kernel path's objects, by name: the flow table, the ring and the program.
+const (
+	flowsMap    = "tl_flows"
+	ringMap     = "tl_rtp"
+	forwardProg = "tl_forward"
+)
+
+// kernelSpec is the kernel path's maps (a flow table of maxFlows entries, a ring buffer of
+// ringSize bytes: a power of two, a multiple of the page size) and its program, which names
+// them; ebpf.NewCollection creates the maps and loads the program with their descriptors.
+func kernelSpec(maxFlows, ringSize int) *ebpf.CollectionSpec {
+	return &ebpf.CollectionSpec{
+		Maps: map[string]*ebpf.MapSpec{
+			flowsMap: {Name: flowsMap, Type: ebpf.Hash, KeySize: flowKeySize, ValueSize: flowValSize, MaxEntries: uint32(maxFlows)},
+			ringMap:  {Name: ringMap, Type: ebpf.RingBuf, MaxEntries: uint32(ringSize)},
+		},
+		Programs: map[string]*ebpf.ProgramSpec{
+			forwardProg: {Name: forwardProg, Type: ebpf.SchedCLS, License: "GPL", Instructions: forwardProgram()},
+		},
+	}
+}
+
 // forwardProgram builds the TC ingress program of the kernel path. For an IPv4/UDP datagram
 // whose addresses are in flows and whose RTP is plain (version 2, no padding, extension or
 // CSRC), with the flow's SSRC and a payload type the flow knows, it hands a copy to ring,
@@ -78,198 +101,208 @@ const (
 // on loopback, else out of the flow's interface. Everything else, and a
 // datagram the ring has no room for, goes on to the stack unchanged: to the leg's socket
 // and the user-space relay, which checks, drops and counts as it always does.
-func forwardProgram(flows, ring int) ([]bpf.Insn, error) {
-	a := bpf.NewAsm()
-	a.Mov(bpf.R6, bpf.R1) // the skb
+//
+// Jumps name the instruction they go to (WithSymbol); the maps are named references that
+// the collection resolves (kernelSpec).
+func forwardProgram() asm.Instructions {
 	// packet puts the frame's start in R2 and its end in R3, and goes on only for a frame
 	// long enough for the headers (again after a helper call, which forgets them).
-	packet := func() {
-		a.Load(bpf.W, bpf.R2, bpf.R6, skbData)
-		a.Load(bpf.W, bpf.R3, bpf.R6, skbDataEnd)
-		a.Mov(bpf.R4, bpf.R2)
-		a.ALUImm(bpf.Add, bpf.R4, minFrame)
-		a.JumpReg(bpf.JGT, bpf.R4, bpf.R3, "next")
+	packet := func() asm.Instructions {
+		return asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R6, skbData, asm.Word),
+			asm.LoadMem(asm.R3, asm.R6, skbDataEnd, asm.Word),
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, minFrame),
+			asm.JGT.Reg(asm.R4, asm.R3, "next"),
+		}
 	}
-	packet()
-	a.Load(bpf.H, bpf.R5, bpf.R2, offEthType)
-	a.JumpImm(bpf.JNE, bpf.R5, 0x0008, "next") // ETH_P_IP, read little-endian
-	a.Load(bpf.B, bpf.R5, bpf.R2, offIP)
-	a.JumpImm(bpf.JNE, bpf.R5, 0x45, "next") // IPv4 without options
-	a.Load(bpf.B, bpf.R5, bpf.R2, offIPProto)
-	a.JumpImm(bpf.JNE, bpf.R5, 17, "next") // UDP
-	a.Load(bpf.H, bpf.R5, bpf.R2, offIPFrag)
-	a.ALUImm(bpf.And, bpf.R5, 0xff3f) // more fragments, fragment offset
-	a.JumpImm(bpf.JNE, bpf.R5, 0, "next")
-	a.Load(bpf.B, bpf.R5, bpf.R2, offRTP)
-	a.JumpImm(bpf.JNE, bpf.R5, 0x80, "next") // RTP version 2, nothing optional
-	a.Load(bpf.W, bpf.R5, bpf.R2, offSaddr)
-	a.Store(bpf.W, bpf.R10, stKey, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R2, offDaddr)
-	a.Store(bpf.W, bpf.R10, stKey+4, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R2, offUDP) // both ports
-	a.Store(bpf.W, bpf.R10, stKey+8, bpf.R5)
-	a.StoreImm(bpf.W, bpf.R10, stKey+12, 0)
-	a.LoadMap(bpf.R1, flows)
-	a.Mov(bpf.R2, bpf.R10)
-	a.ALUImm(bpf.Add, bpf.R2, stKey)
-	a.Call(bpf.MapLookupElem)
-	a.JumpImm(bpf.JEq, bpf.R0, 0, "next")
-	a.Mov(bpf.R7, bpf.R0) // the flow
+	p := asm.Instructions{asm.Mov.Reg(asm.R6, asm.R1)} // the skb
+	p = append(p, packet()...)
+	p = append(p,
+		asm.LoadMem(asm.R5, asm.R2, offEthType, asm.Half),
+		asm.JNE.Imm(asm.R5, 0x0008, "next"), // ETH_P_IP, read little-endian
+		asm.LoadMem(asm.R5, asm.R2, offIP, asm.Byte),
+		asm.JNE.Imm(asm.R5, 0x45, "next"), // IPv4 without options
+		asm.LoadMem(asm.R5, asm.R2, offIPProto, asm.Byte),
+		asm.JNE.Imm(asm.R5, 17, "next"), // UDP
+		asm.LoadMem(asm.R5, asm.R2, offIPFrag, asm.Half),
+		asm.And.Imm(asm.R5, 0xff3f), // more fragments, fragment offset
+		asm.JNE.Imm(asm.R5, 0, "next"),
+		asm.LoadMem(asm.R5, asm.R2, offRTP, asm.Byte),
+		asm.JNE.Imm(asm.R5, 0x80, "next"), // RTP version 2, nothing optional
+		asm.LoadMem(asm.R5, asm.R2, offSaddr, asm.Word),
+		asm.StoreMem(asm.R10, stKey, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offDaddr, asm.Word),
+		asm.StoreMem(asm.R10, stKey+4, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offUDP, asm.Word), // both ports
+		asm.StoreMem(asm.R10, stKey+8, asm.R5, asm.Word),
+		asm.StoreImm(asm.R10, stKey+12, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(flowsMap),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, stKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "next"),
+		asm.Mov.Reg(asm.R7, asm.R0), // the flow
+	)
 
-	packet()
-	a.Load(bpf.H, bpf.R8, bpf.R2, offUDPLen)
-	a.ToBE(bpf.R8, 16)
-	a.ALUImm(bpf.Sub, bpf.R8, 8) // the RTP length
-	a.JumpImm(bpf.JLT, bpf.R8, rtpHeaderLen, "next")
-	a.JumpImm(bpf.JGT, bpf.R8, recMaxRTP, "next")
-	a.Mov(bpf.R4, bpf.R2)
-	a.ALUImm(bpf.Add, bpf.R4, offRTP)
-	a.ALUReg(bpf.Add, bpf.R4, bpf.R8)
-	a.JumpReg(bpf.JGT, bpf.R4, bpf.R3, "next") // shorter than its UDP length says
-	a.Load(bpf.W, bpf.R5, bpf.R2, offRTP+8)
-	a.Load(bpf.W, bpf.R4, bpf.R7, fvSSRCIn)
-	a.JumpReg(bpf.JNE, bpf.R5, bpf.R4, "next")
+	p = append(p, packet()...)
+	p = append(p,
+		asm.LoadMem(asm.R8, asm.R2, offUDPLen, asm.Half),
+		asm.HostTo(asm.BE, asm.R8, asm.Half),
+		asm.Sub.Imm(asm.R8, 8), // the RTP length
+		asm.JLT.Imm(asm.R8, rtpHeaderLen, "next"),
+		asm.JGT.Imm(asm.R8, recMaxRTP, "next"),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, offRTP),
+		asm.Add.Reg(asm.R4, asm.R8),
+		asm.JGT.Reg(asm.R4, asm.R3, "next"), // shorter than its UDP length says
+		asm.LoadMem(asm.R5, asm.R2, offRTP+8, asm.Word),
+		asm.LoadMem(asm.R4, asm.R7, fvSSRCIn, asm.Word),
+		asm.JNE.Reg(asm.R5, asm.R4, "next"),
 
-	// The payload type: the leg's G.711, its telephone-event when the other leg has one,
-	// comfort noise (13); anything else is user space's to drop.
-	a.Load(bpf.B, bpf.R9, bpf.R2, offRTP+1)
-	a.Mov(bpf.R5, bpf.R9)
-	a.ALUImm(bpf.And, bpf.R5, 0x7f)
-	a.Load(bpf.B, bpf.R4, bpf.R7, fvPTAudio)
-	a.JumpReg(bpf.JNE, bpf.R5, bpf.R4, "notAudio")
-	a.Load(bpf.B, bpf.R4, bpf.R7, fvPTAudio+1)
-	a.Goto("havePT")
-	a.Label("notAudio")
-	a.Load(bpf.B, bpf.R4, bpf.R7, fvTEIn)
-	a.JumpImm(bpf.JEq, bpf.R4, 0, "notTE")
-	a.JumpReg(bpf.JNE, bpf.R5, bpf.R4, "notTE")
-	a.Load(bpf.B, bpf.R4, bpf.R7, fvTEIn+1)
-	a.JumpImm(bpf.JEq, bpf.R4, 0, "next")
-	a.Goto("havePT")
-	a.Label("notTE")
-	a.JumpImm(bpf.JNE, bpf.R5, 13, "next")
-	a.MovImm(bpf.R4, 13)
-	a.Label("havePT")
-	a.ALUImm(bpf.And, bpf.R9, 0x80) // the marker stays
-	a.ALUReg(bpf.Or, bpf.R9, bpf.R4)
+		// The payload type: the leg's G.711, its telephone-event when the other leg has one,
+		// comfort noise (13); anything else is user space's to drop.
+		asm.LoadMem(asm.R9, asm.R2, offRTP+1, asm.Byte),
+		asm.Mov.Reg(asm.R5, asm.R9),
+		asm.And.Imm(asm.R5, 0x7f),
+		asm.LoadMem(asm.R4, asm.R7, fvPTAudio, asm.Byte),
+		asm.JNE.Reg(asm.R5, asm.R4, "notAudio"),
+		asm.LoadMem(asm.R4, asm.R7, fvPTAudio+1, asm.Byte),
+		asm.Ja.Label("havePT"),
+		asm.LoadMem(asm.R4, asm.R7, fvTEIn, asm.Byte).WithSymbol("notAudio"),
+		asm.JEq.Imm(asm.R4, 0, "notTE"),
+		asm.JNE.Reg(asm.R5, asm.R4, "notTE"),
+		asm.LoadMem(asm.R4, asm.R7, fvTEIn+1, asm.Byte),
+		asm.JEq.Imm(asm.R4, 0, "next"),
+		asm.Ja.Label("havePT"),
+		asm.JNE.Imm(asm.R5, 13, "next").WithSymbol("notTE"),
+		asm.Mov.Imm(asm.R4, 13),
+		asm.And.Imm(asm.R9, 0x80).WithSymbol("havePT"), // the marker stays
+		asm.Or.Reg(asm.R9, asm.R4),
 
-	// The words that change, old and new, for the checksums and the stores.
-	a.Load(bpf.W, bpf.R5, bpf.R10, stKey+8)
-	a.Store(bpf.W, bpf.R10, stOldRest, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R2, offRTP)
-	a.Store(bpf.W, bpf.R10, stOldRest+4, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R2, offRTP+4)
-	a.Store(bpf.W, bpf.R10, stOldRest+8, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R2, offRTP+8)
-	a.Store(bpf.W, bpf.R10, stOldRest+12, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R7, fvPorts)
-	a.Store(bpf.W, bpf.R10, stNewRest, bpf.R5)
-	a.Load(bpf.H, bpf.R5, bpf.R2, offRTP+2) // sequence number + delta, back in network order
-	a.ToBE(bpf.R5, 16)
-	a.Load(bpf.W, bpf.R4, bpf.R7, fvSeqDelta)
-	a.ALUReg(bpf.Add, bpf.R5, bpf.R4)
-	a.ALUImm(bpf.And, bpf.R5, 0xffff)
-	a.ToBE(bpf.R5, 16)
-	a.ALUImm(bpf.Lsh, bpf.R5, 16)
-	a.Mov(bpf.R4, bpf.R9)
-	a.ALUImm(bpf.Lsh, bpf.R4, 8)
-	a.ALUReg(bpf.Or, bpf.R5, bpf.R4)
-	a.ALUImm(bpf.Or, bpf.R5, 0x80)
-	a.Store(bpf.W, bpf.R10, stNewRest+4, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R2, offRTP+4) // timestamp + delta
-	a.ToBE(bpf.R5, 32)
-	a.Load(bpf.W, bpf.R4, bpf.R7, fvTSDelta)
-	a.ALU32Reg(bpf.Add, bpf.R5, bpf.R4)
-	a.ToBE(bpf.R5, 32)
-	a.Store(bpf.W, bpf.R10, stNewRest+8, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R7, fvSSRCOut)
-	a.Store(bpf.W, bpf.R10, stNewRest+12, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R7, fvSaddr)
-	a.Store(bpf.W, bpf.R10, stNewAddr, bpf.R5)
-	a.Load(bpf.W, bpf.R5, bpf.R7, fvDaddr)
-	a.Store(bpf.W, bpf.R10, stNewAddr+4, bpf.R5)
+		// The words that change, old and new, for the checksums and the stores.
+		asm.LoadMem(asm.R5, asm.R10, stKey+8, asm.Word),
+		asm.StoreMem(asm.R10, stOldRest, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offRTP, asm.Word),
+		asm.StoreMem(asm.R10, stOldRest+4, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offRTP+4, asm.Word),
+		asm.StoreMem(asm.R10, stOldRest+8, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offRTP+8, asm.Word),
+		asm.StoreMem(asm.R10, stOldRest+12, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R7, fvPorts, asm.Word),
+		asm.StoreMem(asm.R10, stNewRest, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offRTP+2, asm.Half), // sequence number + delta, back in network order
+		asm.HostTo(asm.BE, asm.R5, asm.Half),
+		asm.LoadMem(asm.R4, asm.R7, fvSeqDelta, asm.Word),
+		asm.Add.Reg(asm.R5, asm.R4),
+		asm.And.Imm(asm.R5, 0xffff),
+		asm.HostTo(asm.BE, asm.R5, asm.Half),
+		asm.LSh.Imm(asm.R5, 16),
+		asm.Mov.Reg(asm.R4, asm.R9),
+		asm.LSh.Imm(asm.R4, 8),
+		asm.Or.Reg(asm.R5, asm.R4),
+		asm.Or.Imm(asm.R5, 0x80),
+		asm.StoreMem(asm.R10, stNewRest+4, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R2, offRTP+4, asm.Word), // timestamp + delta
+		asm.HostTo(asm.BE, asm.R5, asm.Word),
+		asm.LoadMem(asm.R4, asm.R7, fvTSDelta, asm.Word),
+		asm.Add.Reg32(asm.R5, asm.R4),
+		asm.HostTo(asm.BE, asm.R5, asm.Word),
+		asm.StoreMem(asm.R10, stNewRest+8, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R7, fvSSRCOut, asm.Word),
+		asm.StoreMem(asm.R10, stNewRest+12, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R7, fvSaddr, asm.Word),
+		asm.StoreMem(asm.R10, stNewAddr, asm.R5, asm.Word),
+		asm.LoadMem(asm.R5, asm.R7, fvDaddr, asm.Word),
+		asm.StoreMem(asm.R10, stNewAddr+4, asm.R5, asm.Word),
 
-	// A copy for user space (statistics, the RTP timeout, the recording).
-	a.LoadMap(bpf.R1, ring)
-	a.MovImm(bpf.R2, recSize)
-	a.MovImm(bpf.R3, 0)
-	a.Call(bpf.RingbufReserve)
-	a.JumpImm(bpf.JEq, bpf.R0, 0, "next")
-	a.Mov(bpf.R9, bpf.R0)
-	a.Load(bpf.W, bpf.R5, bpf.R7, fvFlow)
-	a.Store(bpf.W, bpf.R9, 0, bpf.R5)
-	a.Store(bpf.W, bpf.R9, 4, bpf.R8)
-	a.Call(bpf.KtimeGetNS)
-	a.Store(bpf.DW, bpf.R9, 8, bpf.R0)
-	a.Mov(bpf.R1, bpf.R6)
-	a.MovImm(bpf.R2, offRTP)
-	a.Mov(bpf.R3, bpf.R9)
-	a.ALUImm(bpf.Add, bpf.R3, recHeader)
-	a.Mov(bpf.R4, bpf.R8)
-	a.Call(bpf.SkbLoadBytes)
-	a.JumpImm(bpf.JNE, bpf.R0, 0, "discard")
-	a.Mov(bpf.R1, bpf.R9)
-	a.MovImm(bpf.R2, 1) // BPF_RB_NO_WAKEUP: the loop reads on its own clock
-	a.Call(bpf.RingbufSubmit)
+		// A copy for user space (statistics, the RTP timeout, the recording).
+		asm.LoadMapPtr(asm.R1, 0).WithReference(ringMap),
+		asm.Mov.Imm(asm.R2, recSize),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnRingbufReserve.Call(),
+		asm.JEq.Imm(asm.R0, 0, "next"),
+		asm.Mov.Reg(asm.R9, asm.R0),
+		asm.LoadMem(asm.R5, asm.R7, fvFlow, asm.Word),
+		asm.StoreMem(asm.R9, 0, asm.R5, asm.Word),
+		asm.StoreMem(asm.R9, 4, asm.R8, asm.Word),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.R9, 8, asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, offRTP),
+		asm.Mov.Reg(asm.R3, asm.R9),
+		asm.Add.Imm(asm.R3, recHeader),
+		asm.Mov.Reg(asm.R4, asm.R8),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, "discard"),
+		asm.Mov.Reg(asm.R1, asm.R9),
+		asm.Mov.Imm(asm.R2, 1), // BPF_RB_NO_WAKEUP: the loop reads on its own clock
+		asm.FnRingbufSubmit.Call(),
+	)
 
 	// Checksum differences: the addresses (the IP header and UDP's pseudo-header), then
 	// the UDP and RTP words.
-	diff := func(from, to int16, n int32, into bpf.Reg) { // bpf_csum_diff of two stack slots
-		a.Mov(bpf.R1, bpf.R10)
-		a.ALUImm(bpf.Add, bpf.R1, int32(from))
-		a.MovImm(bpf.R2, n)
-		a.Mov(bpf.R3, bpf.R10)
-		a.ALUImm(bpf.Add, bpf.R3, int32(to))
-		a.MovImm(bpf.R4, n)
-		a.MovImm(bpf.R5, 0)
-		a.Call(bpf.CsumDiff)
-		a.Mov(into, bpf.R0)
+	diff := func(from, to int16, n int32, into asm.Register) asm.Instructions { // bpf_csum_diff of two stack slots
+		return asm.Instructions{
+			asm.Mov.Reg(asm.R1, asm.R10),
+			asm.Add.Imm(asm.R1, int32(from)),
+			asm.Mov.Imm(asm.R2, n),
+			asm.Mov.Reg(asm.R3, asm.R10),
+			asm.Add.Imm(asm.R3, int32(to)),
+			asm.Mov.Imm(asm.R4, n),
+			asm.Mov.Imm(asm.R5, 0),
+			asm.FnCsumDiff.Call(),
+			asm.Mov.Reg(into, asm.R0),
+		}
 	}
-	diff(stKey, stNewAddr, 8, bpf.R9)
-	diff(stOldRest, stNewRest, 16, bpf.R8)
-	csum := func(h bpf.Helper, off int32, diff bpf.Reg, flags int32) {
-		a.Mov(bpf.R1, bpf.R6)
-		a.MovImm(bpf.R2, off)
-		a.MovImm(bpf.R3, 0)
-		a.Mov(bpf.R4, diff)
-		a.MovImm(bpf.R5, flags)
-		a.Call(h)
+	p = append(p, diff(stKey, stNewAddr, 8, asm.R9)...)
+	p = append(p, diff(stOldRest, stNewRest, 16, asm.R8)...)
+	csum := func(fn asm.BuiltinFunc, off int32, diff asm.Register, flags int32) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Imm(asm.R2, off),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.Mov.Reg(asm.R4, diff),
+			asm.Mov.Imm(asm.R5, flags),
+			fn.Call(),
+		}
 	}
-	csum(bpf.L3CsumReplace, offIPCsum, bpf.R9, 0)
-	csum(bpf.L4CsumReplace, offUDPCsum, bpf.R9, 0x10|0x20) // BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0
-	csum(bpf.L4CsumReplace, offUDPCsum, bpf.R8, 0x20)
-	store := func(off int32, from int16, n int32) {
-		a.Mov(bpf.R1, bpf.R6)
-		a.MovImm(bpf.R2, off)
-		a.Mov(bpf.R3, bpf.R10)
-		a.ALUImm(bpf.Add, bpf.R3, int32(from))
-		a.MovImm(bpf.R4, n)
-		a.MovImm(bpf.R5, 1) // BPF_F_RECOMPUTE_CSUM: keeps a CHECKSUM_COMPLETE skb's sum true
-		a.Call(bpf.SkbStoreBytes)
+	p = append(p, csum(asm.FnL3CsumReplace, offIPCsum, asm.R9, 0)...)
+	p = append(p, csum(asm.FnL4CsumReplace, offUDPCsum, asm.R9, 0x10|0x20)...) // BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0
+	p = append(p, csum(asm.FnL4CsumReplace, offUDPCsum, asm.R8, 0x20)...)
+	store := func(off int32, from int16, n int32) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Imm(asm.R2, off),
+			asm.Mov.Reg(asm.R3, asm.R10),
+			asm.Add.Imm(asm.R3, int32(from)),
+			asm.Mov.Imm(asm.R4, n),
+			asm.Mov.Imm(asm.R5, 1), // BPF_F_RECOMPUTE_CSUM: keeps a CHECKSUM_COMPLETE skb's sum true
+			asm.FnSkbStoreBytes.Call(),
+		}
 	}
-	store(offSaddr, stNewAddr, 8)
-	store(offUDP, stNewRest, 4)
-	store(offRTP, stNewRest+4, 12)
+	p = append(p, store(offSaddr, stNewAddr, 8)...)
+	p = append(p, store(offUDP, stNewRest, 4)...)
+	p = append(p, store(offRTP, stNewRest+4, 12)...)
 
-	a.Load(bpf.W, bpf.R5, bpf.R7, fvFlags)
-	a.ALUImm(bpf.And, bpf.R5, flowLocal)
-	a.JumpImm(bpf.JEq, bpf.R5, 0, "redirect")
-	a.MovImm(bpf.R0, tcxPass)
-	a.Exit()
-	a.Label("redirect") // the kernel routes it and fills the Ethernet header in
-	a.Load(bpf.W, bpf.R1, bpf.R7, fvIfindex)
-	a.MovImm(bpf.R2, 0)
-	a.MovImm(bpf.R3, 0)
-	a.MovImm(bpf.R4, 0)
-	a.Call(bpf.RedirectNeigh)
-	a.Exit()
+	return append(p,
+		asm.LoadMem(asm.R5, asm.R7, fvFlags, asm.Word),
+		asm.And.Imm(asm.R5, flowLocal),
+		asm.JEq.Imm(asm.R5, 0, "redirect"),
+		asm.Mov.Imm(asm.R0, tcxPass),
+		asm.Return(),
+		// The kernel routes it and fills the Ethernet header in.
+		asm.LoadMem(asm.R1, asm.R7, fvIfindex, asm.Word).WithSymbol("redirect"),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRedirectNeigh.Call(),
+		asm.Return(),
 
-	a.Label("discard")
-	a.Mov(bpf.R1, bpf.R9)
-	a.MovImm(bpf.R2, 0)
-	a.Call(bpf.RingbufDiscard)
-	a.Label("next")
-	a.MovImm(bpf.R0, tcxNext)
-	a.Exit()
-	return a.Assemble()
+		asm.Mov.Reg(asm.R1, asm.R9).WithSymbol("discard"),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.FnRingbufDiscard.Call(),
+		asm.Mov.Imm(asm.R0, tcxNext).WithSymbol("next"),
+		asm.Return(),
+	)
 }
