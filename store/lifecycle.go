@@ -325,94 +325,183 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 	if customerID == "" {
 		return res, fmt.Errorf("purge customer: %w", ErrNotFound)
 	}
-	batch := opts.Batch
-	if batch <= 0 {
-		batch = DefaultPurgeBatch
+	p := purge{db: db, ctx: ctx, customerID: customerID, prefix: compose(customerID, ""), batch: opts.Batch}
+	if p.batch <= 0 {
+		p.batch = DefaultPurgeBatch
 	}
-	prefix := compose(customerID, "")
-	var numbers []Number
-	err := db.View(func(tx *Tx) error {
-		if _, err := tx.Customer(customerID); err != nil {
-			return fmt.Errorf("customer %q: %w", customerID, err)
+	numbers, err := p.check()
+	if err != nil {
+		return res, fmt.Errorf("purge customer: %w", err)
+	}
+	for _, st := range p.plan(&res, numbers, opts.HoldQuarantined) {
+		if err := p.run(st); err != nil {
+			return res, err
 		}
-		if k, _ := tx.tx.Bucket(bucketCallsActive).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+	}
+	if err := p.customer(opts.At); err != nil {
+		return res, fmt.Errorf("purge customer %s: %w", customerID, err)
+	}
+	return res, nil
+}
+
+// purge is one run of PurgeCustomer.
+type purge struct {
+	db         *DB
+	ctx        context.Context
+	customerID string
+	prefix     []byte // customer 0x00: the start of every key of the customer's in the buckets it owns
+	batch      int
+}
+
+// purgeStep is one step of a purge. Most delete the keys of one bucket that start with the
+// customer's prefix (bucket), each with what goes with it (with, if set, answers how many
+// other records went); n and m, if set, count the keys and those others. A step that deletes
+// records no prefix finds has run instead.
+type purgeStep struct {
+	what   string
+	bucket []byte
+	with   func(tx *Tx, key []byte) (int, error)
+	n, m   *int
+	run    func() error
+}
+
+// plan is the steps of the purge, in order, counting into res: the calls and what hangs off
+// them first, the numbers after their assignments, the tokens and usage last.
+func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep {
+	steps := []purgeStep{
+		// Calls with their recording records and indexes.
+		{what: "calls", bucket: bucketCallsByCust, with: p.deleteCall, n: &res.Calls, m: &res.Recordings},
+		// The caller index (calls_by_caller), whose entries went with the calls' records.
+		{what: "caller index", bucket: bucketCallsByCaller},
+		// Recording records not reached through a call (none are written so, but a record
+		// must not outlive its customer).
+		{what: "recordings", run: func() error { return p.orphanRecordings(&res.Recordings) }},
+		// Sessions and their marks.
+		{what: "sessions", bucket: bucketSessByCust, with: p.deleteNamed(bucketSessions), n: &res.Sessions},
+		{what: "session marks", bucket: bucketSessCalled},
+		// Assignments, then the numbers.
+		{what: "assignments", bucket: bucketAssignByTime, n: &res.Assignments},
+		{what: "numbers", run: func() error { return p.numbers(numbers, hold, res) }},
+		{what: "channels", bucket: bucketChannels, n: &res.Channels},
+	}
+	for _, kind := range tokenKinds {
+		byHash, byCustomer, _ := kind.buckets()
+		steps = append(steps, purgeStep{what: kind.String() + "s", bucket: byCustomer, with: p.deleteIndexed(byCustomer, byHash), n: &res.Tokens})
+	}
+	return append(steps, purgeStep{what: "usage", bucket: bucketUsage})
+}
+
+// check answers the customer's numbers, if the customer exists and has no call in progress.
+func (p *purge) check() ([]Number, error) {
+	var numbers []Number
+	err := p.db.View(func(tx *Tx) error {
+		if _, err := tx.Customer(p.customerID); err != nil {
+			return fmt.Errorf("customer %q: %w", p.customerID, err)
+		}
+		if k, _ := tx.tx.Bucket(bucketCallsActive).Cursor().Seek(p.prefix); k != nil && bytes.HasPrefix(k, p.prefix) {
 			return ErrActiveCalls
 		}
 		return tx.Numbers(func(n Number) error {
-			if n.CustomerID == customerID {
+			if n.CustomerID == p.customerID {
 				numbers = append(numbers, n)
 			}
 			return nil
 		})
 	})
-	if err != nil {
-		return res, fmt.Errorf("purge customer: %w", err)
+	return numbers, err
+}
+
+// run runs a step: a prefix step in bounded transactions until one deletes fewer than a
+// batch, adding up what each deleted.
+func (p *purge) run(st purgeStep) error {
+	if st.run != nil {
+		return st.run()
 	}
-	// steps runs step in bounded transactions until it deletes fewer than batch, and adds
-	// up what each deleted (n, the records walked; m, others that went with them).
-	steps := func(what string, step func(tx *Tx) (n, m int, err error)) (n, m int, err error) {
-		for {
-			if err := ctx.Err(); err != nil {
-				return n, m, err
-			}
-			var dn, dm int
-			if err := db.Write(ctx, func(tx *Tx) (err error) { dn, dm, err = step(tx); return err }); err != nil {
-				return n, m, fmt.Errorf("purge %s of %s: %w", what, customerID, err)
-			}
-			n, m = n+dn, m+dm
-			if dn < batch {
-				return n, m, nil
-			}
+	for {
+		if err := p.ctx.Err(); err != nil {
+			return err
 		}
-	}
-	// Calls with their recording records and indexes.
-	res.Calls, res.Recordings, err = steps("calls", func(tx *Tx) (int, int, error) {
-		calls, recs := tx.tx.Bucket(bucketCalls), tx.tx.Bucket(bucketRecordings)
-		active := tx.tx.Bucket(bucketCallsActive)
-		nrec := 0
-		n, err := deletePrefix(tx.tx.Bucket(bucketCallsByCust), prefix, batch, func(k []byte) error {
-			id := k[len(prefix):]
-			if raw := calls.Get(id); raw != nil {
-				var c struct {
-					RecordingID string `json:"recording_id"`
-				}
-				if err := json.Unmarshal(raw, &c); err != nil {
-					return fmt.Errorf("decode call %q: %w", id, err)
-				}
-				if c.RecordingID != "" && recs.Get([]byte(c.RecordingID)) != nil {
-					if err := recs.Delete([]byte(c.RecordingID)); err != nil {
-						return err
-					}
-					nrec++
-				}
-				if err := calls.Delete(id); err != nil {
+		var n, m int
+		err := p.db.Write(p.ctx, func(tx *Tx) error {
+			m = 0
+			var with func(k []byte) error
+			if st.with != nil {
+				with = func(k []byte) error {
+					dm, err := st.with(tx, k)
+					m += dm
 					return err
 				}
 			}
-			return active.Delete(k)
+			var err error
+			n, err = deletePrefix(tx.tx.Bucket(st.bucket), p.prefix, p.batch, with)
+			return err
 		})
-		return n, nrec, err
-	})
-	if err != nil {
-		return res, err
+		if err != nil {
+			return fmt.Errorf("purge %s of %s: %w", st.what, p.customerID, err)
+		}
+		if st.n != nil {
+			*st.n += n
+		}
+		if st.m != nil {
+			*st.m += m
+		}
+		if n < p.batch {
+			return nil
+		}
 	}
-	// The caller index (calls_by_caller), whose entries went with the calls' records.
-	if _, _, err := steps("caller index", func(tx *Tx) (int, int, error) {
-		n, err := deletePrefix(tx.tx.Bucket(bucketCallsByCaller), prefix, batch, nil)
-		return n, 0, err
-	}); err != nil {
-		return res, err
+}
+
+// deleteCall deletes the call an entry of calls_by_customer names, its recording record and
+// its entry in calls_active; it answers how many recording records went.
+func (p *purge) deleteCall(tx *Tx, key []byte) (int, error) {
+	calls, recs := tx.tx.Bucket(bucketCalls), tx.tx.Bucket(bucketRecordings)
+	id, nrec := key[len(p.prefix):], 0
+	if raw := calls.Get(id); raw != nil {
+		var c struct {
+			RecordingID string `json:"recording_id"`
+		}
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return 0, fmt.Errorf("decode call %q: %w", id, err)
+		}
+		if c.RecordingID != "" && recs.Get([]byte(c.RecordingID)) != nil {
+			if err := recs.Delete([]byte(c.RecordingID)); err != nil {
+				return 0, err
+			}
+			nrec++
+		}
+		if err := calls.Delete(id); err != nil {
+			return 0, err
+		}
 	}
-	// Recording records not reached through a call (none are written so, but a record
-	// must not outlive its customer).
-	orphans, err := db.recordingsOf(customerID)
+	return nrec, tx.tx.Bucket(bucketCallsActive).Delete(key)
+}
+
+// deleteNamed deletes the record of bucket whose key is what follows the prefix in an index
+// key (customer 0x00 id).
+func (p *purge) deleteNamed(bucket []byte) func(tx *Tx, key []byte) (int, error) {
+	return func(tx *Tx, key []byte) (int, error) {
+		return 0, tx.tx.Bucket(bucket).Delete(key[len(p.prefix):])
+	}
+}
+
+// deleteIndexed deletes the record of bucket whose key is the value of an index entry.
+func (p *purge) deleteIndexed(index, bucket []byte) func(tx *Tx, key []byte) (int, error) {
+	return func(tx *Tx, key []byte) (int, error) {
+		return 0, tx.tx.Bucket(bucket).Delete(bytes.Clone(tx.tx.Bucket(index).Get(key)))
+	}
+}
+
+// orphanRecordings deletes the customer's recording records that no call named, adding
+// their number to n.
+func (p *purge) orphanRecordings(n *int) error {
+	orphans, err := p.db.recordingsOf(p.customerID)
 	if err != nil {
-		return res, err
+		return err
 	}
 	for len(orphans) > 0 {
-		chunk := orphans[:min(batch, len(orphans))]
+		chunk := orphans[:min(p.batch, len(orphans))]
 		orphans = orphans[len(chunk):]
-		if err := db.Write(ctx, func(tx *Tx) error {
+		if err := p.db.Write(p.ctx, func(tx *Tx) error {
 			for _, id := range chunk {
 				if err := tx.tx.Bucket(bucketRecordings).Delete(id); err != nil {
 					return err
@@ -420,43 +509,24 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 			}
 			return nil
 		}); err != nil {
-			return res, fmt.Errorf("purge recordings of %s: %w", customerID, err)
+			return fmt.Errorf("purge recordings of %s: %w", p.customerID, err)
 		}
-		res.Recordings += len(chunk)
+		*n += len(chunk)
 	}
-	// Sessions and their marks.
-	res.Sessions, _, err = steps("sessions", func(tx *Tx) (int, int, error) {
-		sessions := tx.tx.Bucket(bucketSessions)
-		n, err := deletePrefix(tx.tx.Bucket(bucketSessByCust), prefix, batch, func(k []byte) error {
-			return sessions.Delete(k[len(prefix):])
-		})
-		return n, 0, err
-	})
-	if err == nil {
-		_, _, err = steps("session marks", func(tx *Tx) (int, int, error) {
-			n, err := deletePrefix(tx.tx.Bucket(bucketSessCalled), prefix, batch, nil)
-			return n, 0, err
-		})
-	}
-	if err != nil {
-		return res, err
-	}
-	// Assignments, then the numbers.
-	res.Assignments, _, err = steps("assignments", func(tx *Tx) (int, int, error) {
-		n, err := deletePrefix(tx.tx.Bucket(bucketAssignByTime), prefix, batch, nil)
-		return n, 0, err
-	})
-	if err != nil {
-		return res, err
-	}
+	return nil
+}
+
+// numbers deletes the customer's numbers, or with hold keeps its quarantined ones without
+// an owner.
+func (p *purge) numbers(numbers []Number, hold bool, res *PurgeResult) error {
 	for len(numbers) > 0 {
-		chunk := numbers[:min(batch, len(numbers))]
+		chunk := numbers[:min(p.batch, len(numbers))]
 		numbers = numbers[len(chunk):]
 		var deleted, held int
-		err := db.Write(ctx, func(tx *Tx) error {
+		err := p.db.Write(p.ctx, func(tx *Tx) error {
 			deleted, held = 0, 0
 			for _, n := range chunk {
-				if opts.HoldQuarantined && n.State == NumberQuarantined {
+				if hold && n.State == NumberQuarantined {
 					n.CustomerID, n.ChannelID = "", ""
 					if err := tx.PutNumber(&n); err != nil {
 						return err
@@ -472,69 +542,40 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("purge numbers of %s: %w", customerID, err)
+			return fmt.Errorf("purge numbers of %s: %w", p.customerID, err)
 		}
 		res.Numbers, res.HeldNumbers = res.Numbers+deleted, res.HeldNumbers+held
 	}
-	// Channels, tokens and usage.
-	res.Channels, _, err = steps("channels", func(tx *Tx) (int, int, error) {
-		n, err := deletePrefix(tx.tx.Bucket(bucketChannels), prefix, batch, nil)
-		return n, 0, err
-	})
-	for _, kind := range tokenKinds {
-		if err != nil {
-			break
-		}
-		var n int
-		n, _, err = steps(kind.String()+"s", func(tx *Tx) (int, int, error) {
-			byHash, byCustomer, _ := kind.buckets()
-			tokens, idx := tx.tx.Bucket(byHash), tx.tx.Bucket(byCustomer)
-			n, err := deletePrefix(idx, prefix, batch, func(k []byte) error {
-				return tokens.Delete(bytes.Clone(idx.Get(k)))
-			})
-			return n, 0, err
-		})
-		res.Tokens += n
-	}
-	if err == nil {
-		_, _, err = steps("usage", func(tx *Tx) (int, int, error) {
-			n, err := deletePrefix(tx.tx.Bucket(bucketUsage), prefix, batch, nil)
-			return n, 0, err
-		})
-	}
-	if err != nil {
-		return res, err
-	}
-	// The customer and its counters last.
-	err = db.Write(ctx, func(tx *Tx) error {
-		c, err := tx.Customer(customerID)
+	return nil
+}
+
+// customer deletes the customer and its counters, and keeps its id as purged at at (zero:
+// now).
+func (p *purge) customer(at time.Time) error {
+	return p.db.Write(p.ctx, func(tx *Tx) error {
+		c, err := tx.Customer(p.customerID)
 		if err != nil {
 			return err
 		}
-		if err := tx.tx.Bucket(bucketStats).Delete([]byte(customerID)); err != nil {
+		if err := tx.tx.Bucket(bucketStats).Delete([]byte(p.customerID)); err != nil {
 			return err
 		}
-		if owner := tx.tx.Bucket(bucketSiteKeys).Get([]byte(c.SiteKey)); string(owner) == customerID {
+		if owner := tx.tx.Bucket(bucketSiteKeys).Get([]byte(c.SiteKey)); string(owner) == p.customerID {
 			if err := tx.tx.Bucket(bucketSiteKeys).Delete([]byte(c.SiteKey)); err != nil {
 				return err
 			}
 		}
-		if err := tx.tx.Bucket(bucketCustomers).Delete([]byte(customerID)); err != nil {
+		if err := tx.tx.Bucket(bucketCustomers).Delete([]byte(p.customerID)); err != nil {
 			return err
 		}
 		if err := tx.MarkCompactionDue(); err != nil {
 			return err
 		}
-		at := opts.At
 		if at.IsZero() {
 			at = time.Now()
 		}
-		return tx.tx.Bucket(bucketPurged).Put([]byte(customerID), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
+		return tx.tx.Bucket(bucketPurged).Put([]byte(p.customerID), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
 	})
-	if err != nil {
-		return res, fmt.Errorf("purge customer %s: %w", customerID, err)
-	}
-	return res, nil
 }
 
 // recordingsOf lists the ids of a customer's recording records, reading the bucket in

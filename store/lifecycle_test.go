@@ -344,3 +344,75 @@ func TestUsageBackfilled(t *testing.T) {
 		t.Fatalf("%d sessions marked as called, want 6", marks)
 	}
 }
+
+// cutCtx is a context that ends at the n-th call of its Err: PurgeCustomer asks before each
+// of its transactions, so that a purge can be cut short between any two of them.
+type cutCtx struct {
+	context.Context
+	n    int
+	done chan struct{}
+}
+
+func newCutCtx(n int) *cutCtx {
+	return &cutCtx{Context: context.Background(), n: n, done: make(chan struct{})}
+}
+
+func (c *cutCtx) Done() <-chan struct{} { return c.done }
+
+func (c *cutCtx) Err() error {
+	if c.n--; c.n == 0 {
+		close(c.done)
+	}
+	if c.n <= 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// A purge cut short at any of its transactions leaves the customer in place; run again, it
+// deletes the rest, and the two runs together count what one whole run does.
+func TestPurgeCustomerCutShort(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	want := PurgeResult{Calls: 3, Recordings: 2, Sessions: 7, Assignments: 7, Numbers: 3, HeldNumbers: 1, Channels: 1, Tokens: 2}
+	opts := PurgeOptions{HoldQuarantined: true, Batch: 2, At: t0.AddDate(0, 3, 0)}
+	for cut := 1; ; cut++ {
+		db := openTest(t)
+		lifecycleFixture(t, db, t0, false)
+		first, err := db.PurgeCustomer(newCutCtx(cut), "gone", opts)
+		if err == nil {
+			if cut < 10 {
+				t.Fatalf("the purge was whole after %d transactions, want more", cut-1)
+			}
+			if first != want {
+				t.Fatalf("PurgeCustomer = %+v, want %+v", first, want)
+			}
+			return
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cut at %d: %v, want context.Canceled", cut, err)
+		}
+		if db.Purged("gone") {
+			t.Fatalf("cut at %d: the customer is marked purged", cut)
+		}
+		if err := db.View(func(tx *Tx) error { _, err := tx.Customer("gone"); return err }); err != nil {
+			t.Fatalf("cut at %d: the customer is gone: %v", cut, err)
+		}
+		rest, err := db.PurgeCustomer(context.Background(), "gone", opts)
+		if err != nil {
+			t.Fatalf("cut at %d, run again: %v", cut, err)
+		}
+		sum := PurgeResult{Calls: first.Calls + rest.Calls, Recordings: first.Recordings + rest.Recordings,
+			Sessions: first.Sessions + rest.Sessions, Assignments: first.Assignments + rest.Assignments,
+			Numbers: first.Numbers + rest.Numbers, HeldNumbers: first.HeldNumbers + rest.HeldNumbers,
+			Channels: first.Channels + rest.Channels, Tokens: first.Tokens + rest.Tokens}
+		if sum != want {
+			t.Fatalf("cut at %d: %+v then %+v, together %+v; want %+v", cut, first, rest, sum, want)
+		}
+		for _, w := range rawHolds(t, db, "gone") {
+			if !bytes.HasPrefix([]byte(w), []byte("audit")) && w != `customers_purged/"gone"` {
+				t.Fatalf("cut at %d: %q is still in %s", cut, "gone", w)
+			}
+		}
+		db.Close()
+	}
+}
