@@ -277,8 +277,7 @@ func TestCallerErase(t *testing.T) {
 			t.Errorf("the store file still holds %q", needle)
 		}
 	}
-	var audit bytes.Buffer
-	e.db.AuditRaw(func(k, v []byte) error { audit.Write(k); audit.Write(v); return nil })
+	audit := auditJSON(t, e.db)
 	if bytes.Contains(audit.Bytes(), []byte("687654321")) || !bytes.Contains(audit.Bytes(), []byte(`"caller.erase"`)) {
 		t.Errorf("audit log: %s", audit.Bytes())
 	}

@@ -37,8 +37,8 @@
 //
 // Open is the one reader of recording files. Opener (files.go) wraps it for exports, and
 // the admin API streams through it. Exporter (export.go) writes a customer's export
-// archive, a zip streamed from the store's records and the recordings read through an
-// OpenFunc (Opener by default), to a writer or durably to a file in an export directory.
+// archive, a zip streamed from the store's records and the recordings read through
+// Opener, to a writer or durably to a file in an export directory.
 // RemoveCustomer deletes a customer's recordings directory; the Exporter's RemoveCustomer
 // also destroys the customer's key.
 //

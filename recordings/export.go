@@ -80,9 +80,6 @@ type Exporter struct {
 // ExportOption configures NewExporter.
 type ExportOption func(*Exporter)
 
-// WithOpen sets how recordings are read back (default Opener(dir, keys)).
-func WithOpen(open OpenFunc) ExportOption { return func(e *Exporter) { e.open = open } }
-
 // WithExportClock sets the clock that stamps archives (tests).
 func WithExportClock(now func() time.Time) ExportOption { return func(e *Exporter) { e.now = now } }
 

@@ -324,16 +324,3 @@ func (db *DB) AuditLog(f AuditFilter) ([]AuditEntry, string, error) {
 func (db *DB) Audit(ctx context.Context, e AuditEntry) error {
 	return db.enqueueDetached(ctx, "audit "+e.Action, func(tx *Tx) error { return tx.AppendAudit(&e) })
 }
-
-// AuditRaw calls fn with every stored key and value of the audit log as they are on disk, for
-// checks that it holds no personal data.
-func (db *DB) AuditRaw(fn func(key, value []byte) error) error {
-	return db.View(func(tx *Tx) error {
-		for _, name := range [][]byte{bucketAudit, bucketAuditByCust} {
-			if err := tx.tx.Bucket(name).ForEach(fn); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -173,6 +175,43 @@ func TestTokensOfEarlierBuild(t *testing.T) {
 	}
 	if _, err := db.TokenByHash(TokenAgent, sha256.Sum256([]byte("tla_acme-anna"))); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("revoked agent token still found: %v", err)
+	}
+}
+
+// The audit log keeps an entry's JSON (without its id) under its time and sequence, and in
+// the customer index the key alone: nothing but what the entry holds, so that a check of
+// the entries is a check of the bytes on disk.
+func TestAuditStoresTheEntryOnly(t *testing.T) {
+	db := openTest(t)
+	at := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	e := AuditEntry{ID: "ignored", Time: at, Actor: "token:t1", Action: "caller.erase", CustomerID: "acme",
+		IDs: []string{"c1", "c2"}, Counts: map[string]int{"calls": 2}}
+	if err := db.Write(context.Background(), func(tx *Tx) error { return tx.AppendAudit(&e) }); err != nil {
+		t.Fatal(err)
+	}
+	stored := e
+	stored.ID = ""
+	value, err := json.Marshal(&stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
+	key = binary.BigEndian.AppendUint64(key, 1)
+	want := []string{fmt.Sprintf("%x=%s", key, value), fmt.Sprintf("%x=", append(compose("acme", ""), key...))}
+	var got []string
+	if err := db.AuditRaw(func(k, v []byte) error { got = append(got, fmt.Sprintf("%x=%s", k, v)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+	entries, _, err := db.AuditLog(AuditFilter{})
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("AuditLog = %+v, %v", entries, err)
+	}
+	entries[0].ID = ""
+	if again, _ := json.Marshal(&entries[0]); string(again) != string(value) {
+		t.Fatalf("the entry read back encodes as %s, stored as %s", again, value)
 	}
 }
 

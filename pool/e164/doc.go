@@ -1,4 +1,4 @@
-// Package e164 reads, checks, formats and finds telephone numbers in their E.164 form
+// Package e164 reads, checks and formats telephone numbers in their E.164 form
 // ("+31852087972", ITU-T E.164).
 //
 // It owns:
@@ -7,14 +7,11 @@
 //     "0031852087972", "tel:+31852087972", a SIP URI's user part) to E.164;
 //   - Valid: the strict check of the canonical form ^\+[1-9][0-9]{7,14}$;
 //   - Format and Style: the display forms a customer can pick (display_format in the config):
-//     national "085 208 7972", e164 "+31852087972", international "+31 85 208 7972";
-//   - Matcher: finding and swapping displayed business numbers in text the way the DNI
-//     script does in the browser (docs/api.md, GET /v1/script.js), for server-side rendering
-//     such as the AMP endpoint and tests of the script.
+//     national "085 208 7972", e164 "+31852087972", international "+31 85 208 7972".
 //
 // It does not own which numbers exist, who owns them or whether a number is in service
 // (package pool), parsing SIP URIs (package sip passes the user part) or the script itself.
-// It has no state: every function is safe for concurrent use, and so is a Matcher.
+// It has no state: every function is safe for concurrent use.
 //
 // Accepted input. A number is an optional "+" followed by digits and visual separators:
 // space, tab, U+00A0 NO-BREAK SPACE, U+202F NARROW NO-BREAK SPACE, '-', U+2011 NON-BREAKING
@@ -38,8 +35,4 @@
 //   - Format groups digits only for +31 (Dutch area codes and 06 mobile, 0800/0900/0906/0909
 //     service numbers). Other countries get "+CC rest" in international style and E.164 in
 //     national style.
-//   - The Matcher finds numbers written in one text run with the separators above; it does not
-//     find numbers split by markup ("<b>085</b> 208 7972"), spelled with letters or written
-//     with a leading "+" separated from the digits. For raw HTML it also reads the entities
-//     "&nbsp;" and "&#160;" as spaces; Normalize does not.
 package e164

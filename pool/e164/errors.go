@@ -2,7 +2,7 @@ package e164
 
 import "errors"
 
-// Errors returned by Normalize, NewMatcher and ParseStyle. They carry no part of the input,
+// Errors returned by Normalize and ParseStyle. They carry no part of the input,
 // so that a caller's number never ends up in a log line by way of an error; callers that
 // need context wrap them.
 var (

@@ -32,16 +32,3 @@ func ExampleFormat() {
 	// 0111 123 456 | +31 111 123 456 | +31111123456
 	// +14155550100 | +1 4155550100 | +14155550100
 }
-
-func ExampleMatcher_Replace() {
-	m, err := e164.NewMatcher([]string{"+31852087972"}, "31")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(m.Replace(`<a href="tel:+31852087972">(085) 208 79 72</a>`, map[string]string{
-		"+31852087972": "+31850000007",
-	}))
-	// Output:
-	// <a href="tel:+31850000007">(085) 000 00 07</a>
-}

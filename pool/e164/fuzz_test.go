@@ -2,7 +2,6 @@ package e164_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/trackline/trackline/pool/e164"
@@ -52,53 +51,6 @@ func FuzzNormalize(f *testing.F) {
 			if back, err := e164.Normalize(s, "31"); err != nil || back != got {
 				t.Fatalf("Normalize(Format(%q, %v) = %q) = %q, %v", got, st, s, back, err)
 			}
-		}
-	})
-}
-
-func FuzzMatcher(f *testing.F) {
-	for _, s := range fuzzSeeds {
-		f.Add(s)
-	}
-	targets := []string{sales, support, "+31612345678", "+318001234", "+442079460000", "+123456789012345"}
-	m, err := e164.NewMatcher(targets, "31")
-	if err != nil {
-		f.Fatal(err)
-	}
-	identity := make(map[string]string, len(targets))
-	for _, t := range targets {
-		identity[t] = t
-	}
-	others := map[string]string{
-		sales:              "+31850000007",
-		support:            "+3180012345",
-		"+31612345678":     "+442079460000",
-		"+442079460000":    "+31612345678",
-		"+123456789012345": "+12345678",
-	}
-	f.Fuzz(func(t *testing.T, text string) {
-		ms := m.Find(text, nil)
-		end := 0
-		for _, mt := range ms {
-			if mt.Start < end || mt.End <= mt.Start || mt.End > len(text) {
-				t.Fatalf("Find(%q): bad or unordered range %d:%d after %d", text, mt.Start, mt.End, end)
-			}
-			end = mt.End
-			// What Find matched, Normalize reads as the same number (it does not read HTML
-			// entities, and stops at 64 bytes).
-			s := text[mt.Start:mt.End]
-			if len(s) <= 64 && !strings.Contains(s, "&") {
-				if got, err := e164.Normalize(s, "31"); err != nil || got != mt.Target {
-					t.Fatalf("Find(%q) matched %q as %s; Normalize says %q, %v", text, s, mt.Target, got, err)
-				}
-			}
-		}
-		if got := m.Replace(text, identity); got != text {
-			t.Fatalf("Replace with the same numbers changed %q to %q", text, got)
-		}
-		got := m.Replace(text, others)
-		if len(ms) == 0 && got != text {
-			t.Fatalf("Replace changed %q without a match: %q", text, got)
 		}
 	})
 }
