@@ -9,8 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/pion/webrtc/v4"
-	"github.com/trackline/trackline/sip"
 )
 
 // callState is where a call offered to agents is.
@@ -50,11 +51,11 @@ type event struct {
 }
 
 // call is one call offered to an agent group. Its Ring goroutine (the sip call's owner)
-// rings, connects the winner's media and hands the call back as a sip.AgentCall.
+// rings, connects the winner's media and hands the call back as a callseam.AgentCall.
 type call struct {
 	h      *Hub
 	id     string
-	r      sip.AgentRing
+	r      callseam.AgentRing
 	law    law
 	anchor netip.AddrPort // the anchor's RTP socket of the business line leg
 	events chan event
@@ -78,18 +79,18 @@ type call struct {
 	endOnce sync.Once
 }
 
-var _ sip.AgentCall = (*call)(nil)
+var _ callseam.AgentCall = (*call)(nil)
 
-// AgentID implements sip.AgentCall.
+// AgentID implements callseam.AgentCall.
 func (c *call) AgentID() string { return c.winner.tokenID }
 
-// SDP implements sip.AgentCall.
+// SDP implements callseam.AgentCall.
 func (c *call) SDP() []byte { return c.sdp }
 
-// Done implements sip.AgentCall.
+// Done implements callseam.AgentCall.
 func (c *call) Done() <-chan struct{} { return c.done }
 
-// Hangup implements sip.AgentCall.
+// Hangup implements callseam.AgentCall.
 func (c *call) Hangup(reason string) {
 	if reason == "" {
 		reason = "ended"
@@ -97,12 +98,12 @@ func (c *call) Hangup(reason string) {
 	c.end(reason, false)
 }
 
-// Ring implements sip.Agents.
-func (h *Hub) Ring(ctx context.Context, r sip.AgentRing) (sip.AgentCall, error) {
+// Ring implements callseam.Agents.
+func (h *Hub) Ring(ctx context.Context, r callseam.AgentRing) (callseam.AgentCall, error) {
 	lw, anchorPort, err := parseOffer(r.Offer)
 	if err != nil {
 		h.m.calls.WithLabelValues(outMediaFailed).Inc()
-		return nil, fmt.Errorf("%w: %v", sip.ErrAgentMedia, err)
+		return nil, fmt.Errorf("%w: %v", callseam.ErrAgentMedia, err)
 	}
 	c := &call{h: h, id: r.CallID, r: r, law: lw, anchor: netip.AddrPortFrom(h.cfg.MediaIP, anchorPort),
 		events: make(chan event, 4), state: stateRinging, done: make(chan struct{})}
@@ -111,7 +112,7 @@ func (h *Hub) Ring(ctx context.Context, r sip.AgentRing) (sip.AgentCall, error) 
 	if len(ringers) == 0 || h.closed || h.calls[c.id] != nil {
 		h.mu.Unlock()
 		h.m.calls.WithLabelValues(outNoAgent).Inc()
-		return nil, sip.ErrNoAgent
+		return nil, callseam.ErrNoAgent
 	}
 	c.ringers = map[*agent]struct{}{}
 	h.calls[c.id] = c
@@ -139,13 +140,13 @@ func (h *Hub) Ring(ctx context.Context, r sip.AgentRing) (sip.AgentCall, error) 
 		case <-timer.C:
 			h.stopRinging(c, "timeout")
 			h.m.calls.WithLabelValues(outNoAnswer).Inc()
-			return nil, sip.ErrAgentNoAnswer
+			return nil, callseam.ErrAgentNoAnswer
 		case ev := <-c.events:
 			switch ev.kind {
 			case evAllGone:
 				h.stopRinging(c, "rejected")
 				h.m.calls.WithLabelValues(outRejected).Inc()
-				return nil, sip.ErrAgentRejected
+				return nil, callseam.ErrAgentRejected
 			case evAccepted:
 				winner = ev.a
 			}
@@ -160,7 +161,7 @@ func (h *Hub) Ring(ctx context.Context, r sip.AgentRing) (sip.AgentCall, error) 
 		c.end("media_failed", false)
 		h.m.calls.WithLabelValues(outMediaFailed).Inc()
 		h.log.Info("agent media failed", "call_id", c.id, "agent", winner.tokenID, "err", err)
-		return nil, fmt.Errorf("%w: %v", sip.ErrAgentMedia, err)
+		return nil, fmt.Errorf("%w: %v", callseam.ErrAgentMedia, err)
 	}
 	h.m.calls.WithLabelValues(outAnswered).Inc()
 	h.log.Info("agent answered", "call_id", c.id, "agent", winner.tokenID)

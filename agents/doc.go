@@ -11,8 +11,8 @@
 // transcoding. The anchor records the bridge's audio as the business line's (right) channel,
 // and plays the disclaimer and whisper, unchanged.
 //
-// It does not own call state: package sip drives each call through the sip.Agents seam that
-// Hub implements, and ends it through sip.AgentCall.
+// It does not own call state: package sip drives each call through the callseam.Agents seam that
+// Hub implements, and ends it through callseam.AgentCall.
 //
 // Caveats: signalling is not trickled (the server's offer carries its host candidates, the
 // page answers once it has gathered its own); the bridge's UDP socket costs one extra

@@ -13,10 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 )
 
@@ -29,7 +30,7 @@ type Tokens interface {
 	AgentTokenByHash(hash [32]byte) (store.AgentToken, error)
 }
 
-// Hub is the registry of online agents and their calls. It implements sip.Agents and serves
+// Hub is the registry of online agents and their calls. It implements callseam.Agents and serves
 // the agent page and its signalling.
 type Hub struct {
 	cfg    Config
@@ -50,7 +51,7 @@ type Hub struct {
 	closed bool
 }
 
-var _ sip.Agents = (*Hub)(nil)
+var _ callseam.Agents = (*Hub)(nil)
 
 // Option configures New.
 type Option func(*Hub)

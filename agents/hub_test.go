@@ -17,13 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 )
 
@@ -341,7 +342,7 @@ func (p *page) pcStates() []webrtc.PeerConnectionState {
 
 // ringResult is what Ring returned.
 type ringResult struct {
-	call sip.AgentCall
+	call callseam.AgentCall
 	err  error
 }
 
@@ -349,7 +350,7 @@ type ringResult struct {
 func (e *env) ring(ctx context.Context, id string, timeout time.Duration) <-chan ringResult {
 	out := make(chan ringResult, 1)
 	go func() {
-		c, err := e.hub.Ring(ctx, sip.AgentRing{CallID: id, CustomerID: "acme", Group: "sales", Caller: "+31612345678",
+		c, err := e.hub.Ring(ctx, callseam.AgentRing{CallID: id, CustomerID: "acme", Group: "sales", Caller: "+31612345678",
 			Dialled: "+31850000001", Channel: "Google Ads", Keyword: "loodgieter", LandingPage: "https://acme.example/",
 			Offer: e.offer(), RingTimeout: timeout})
 		out <- ringResult{c, err}
@@ -411,7 +412,7 @@ func (e *env) anchorHeard(b byte, within time.Duration) int {
 }
 
 // bridgeAddr reads the bridge's address from the agent call's SDP.
-func bridgeAddr(t testing.TB, c sip.AgentCall) netip.AddrPort {
+func bridgeAddr(t testing.TB, c callseam.AgentCall) netip.AddrPort {
 	t.Helper()
 	var port int
 	for _, l := range strings.Split(string(c.SDP()), "\r\n") {
@@ -426,7 +427,7 @@ func bridgeAddr(t testing.TB, c sip.AgentCall) netip.AddrPort {
 }
 
 // connectCall rings acme's sales agents; the page accepts and answers; it returns the call.
-func (e *env) connectCall(p *page, id string, others ...*page) sip.AgentCall {
+func (e *env) connectCall(p *page, id string, others ...*page) callseam.AgentCall {
 	e.t.Helper()
 	res := e.ring(context.Background(), id, 5*time.Second)
 	for _, o := range append([]*page{p}, others...) {
@@ -506,7 +507,7 @@ func TestAcceptedCallCarriesAudioBothWays(t *testing.T) {
 	anna.expect(msgRing, "call-2")
 	anna.sendJSON(map[string]string{"type": "hangup", "call_id": "call-2"}) // rejects while ringing
 	anna.expect(msgCancel, "call-2")
-	if r := waitRing(t, res); !errors.Is(r.err, sip.ErrAgentRejected) {
+	if r := waitRing(t, res); !errors.Is(r.err, callseam.ErrAgentRejected) {
 		t.Fatalf("Ring after a reject: %v", r.err)
 	}
 }
@@ -571,7 +572,7 @@ func TestOnlyOneAgentGetsTheCall(t *testing.T) {
 	if m := anna.expect(msgCancel, "call-2"); m.Reason != "timeout" {
 		t.Fatalf("cancel %+v", m)
 	}
-	if r := waitRing(t, res); !errors.Is(r.err, sip.ErrAgentNoAnswer) {
+	if r := waitRing(t, res); !errors.Is(r.err, callseam.ErrAgentNoAnswer) {
 		t.Fatalf("unanswered ring: %v", r.err)
 	}
 	select {
@@ -585,13 +586,13 @@ func TestOnlyOneAgentGetsTheCall(t *testing.T) {
 
 func TestRingOutcomes(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.hub.Ring(context.Background(), sip.AgentRing{CallID: "c0", CustomerID: "acme", Group: "sales",
-		Offer: e.offer(), RingTimeout: time.Second}); !errors.Is(err, sip.ErrNoAgent) {
+	if _, err := e.hub.Ring(context.Background(), callseam.AgentRing{CallID: "c0", CustomerID: "acme", Group: "sales",
+		Offer: e.offer(), RingTimeout: time.Second}); !errors.Is(err, callseam.ErrNoAgent) {
 		t.Fatalf("no agent online: %v", err)
 	}
 	anna := e.login("anna")
-	if _, err := e.hub.Ring(context.Background(), sip.AgentRing{CallID: "c1", CustomerID: "acme", Group: "support",
-		Offer: e.offer(), RingTimeout: time.Second}); !errors.Is(err, sip.ErrNoAgent) {
+	if _, err := e.hub.Ring(context.Background(), callseam.AgentRing{CallID: "c1", CustomerID: "acme", Group: "support",
+		Offer: e.offer(), RingTimeout: time.Second}); !errors.Is(err, callseam.ErrNoAgent) {
 		t.Fatalf("no agent of the group: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -608,7 +609,7 @@ func TestRingOutcomes(t *testing.T) {
 	anna.expect(msgRing, "c3")
 	anna.sendJSON(map[string]string{"type": "reject", "call_id": "c3"})
 	anna.expect(msgCancel, "c3")
-	if r := waitRing(t, res); !errors.Is(r.err, sip.ErrAgentRejected) {
+	if r := waitRing(t, res); !errors.Is(r.err, callseam.ErrAgentRejected) {
 		t.Fatalf("rejected ring: %v", r.err)
 	}
 	// An accepting page that never answers the offer: the media fails, the agent is free.
@@ -623,7 +624,7 @@ func TestRingOutcomes(t *testing.T) {
 	if m := anna.expect(msgEnded, "c4"); m.Reason != "media_failed" {
 		t.Fatalf("ended %+v", m)
 	}
-	if r := waitRing(t, res); !errors.Is(r.err, sip.ErrAgentMedia) {
+	if r := waitRing(t, res); !errors.Is(r.err, callseam.ErrAgentMedia) {
 		t.Fatalf("failed media: %v", r.err)
 	}
 	for outcome, want := range map[string]float64{outNoAgent: 2, outCancelled: 1, outRejected: 1, outMediaFailed: 1} {

@@ -28,11 +28,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/media/g711"
 	"github.com/trackline/trackline/media/uring"
 	"github.com/trackline/trackline/recordings"
-	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 )
 
@@ -153,7 +154,7 @@ const (
 // Customers looks a customer up (pool.Pool.Customer).
 type Customers func(id string) (store.Customer, error)
 
-// Engine is the media anchor: it implements sip.Media.
+// Engine is the media anchor: it implements callseam.Media.
 type Engine struct {
 	cfg       Config
 	announce  netip.Addr
@@ -174,7 +175,7 @@ type Engine struct {
 	prompts  map[string]*Prompt
 }
 
-var _ sip.Media = (*Engine)(nil)
+var _ callseam.Media = (*Engine)(nil)
 
 // New starts the anchor's loops. rec may be nil when nothing is recorded.
 func New(cfg Config, customers Customers, rec *recordings.Recorder, reg prometheus.Registerer, log *slog.Logger) (*Engine, error) {
@@ -274,7 +275,7 @@ type plan struct {
 }
 
 // planFor applies the customer's recording rules and prompts to a call.
-func (e *Engine) planFor(info *sip.CallInfo, c store.Customer) (plan, error) {
+func (e *Engine) planFor(info *callseam.CallInfo, c store.Customer) (plan, error) {
 	var p plan
 	pr := c.Prompts
 	if np, ok := c.NumberPrompts[info.Dialled]; ok {
@@ -362,8 +363,8 @@ func (e *Engine) CheckPrompt(name string) error {
 	return err
 }
 
-// Anchor implements sip.Media. It returns a nil session when the call needs no anchor.
-func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (sip.MediaSession, error) {
+// Anchor implements callseam.Media. It returns a nil session when the call needs no anchor.
+func (e *Engine) Anchor(ctx context.Context, info *callseam.CallInfo, offer []byte) (callseam.MediaSession, error) {
 	cust, err := e.customers(info.CustomerID)
 	if err != nil {
 		return nil, nil
@@ -388,7 +389,7 @@ func (e *Engine) Anchor(ctx context.Context, info *sip.CallInfo, offer []byte) (
 	}
 	d, err := parseDesc(offer)
 	if err != nil {
-		return nil, sdpErr(err)
+		return nil, err
 	}
 	s := &Session{e: e, info: *info, plan: p, ready: make(chan struct{}), done: make(chan struct{})}
 	if err := e.allocate(s); err != nil {
@@ -453,7 +454,7 @@ func (e *Engine) allocate(s *Session) error {
 				e.ports.put(l.pair)
 			}
 			e.m.portsExhausted.Inc()
-			return fmt.Errorf("%w: %v", sip.ErrNotAcceptable, err)
+			return fmt.Errorf("%w: %v", callseam.ErrNotAcceptable, err)
 		}
 	}
 	return nil

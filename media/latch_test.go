@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/trackline/trackline/media/g711"
 	"github.com/trackline/trackline/recordings"
-	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 )
 
@@ -29,7 +30,7 @@ const (
 func bridgedNAT(t *testing.T, f *fixture, offer []byte, signal netip.Addr, b *endpoint) (*Session, netip.AddrPort, netip.AddrPort) {
 	t.Helper()
 	callSeq++
-	info := &sip.CallInfo{CallID: fmt.Sprintf("CALL%04d", callSeq), CustomerID: f.cust.ID, Dialled: "+31850000001",
+	info := &callseam.CallInfo{CallID: fmt.Sprintf("CALL%04d", callSeq), CustomerID: f.cust.ID, Dialled: "+31850000001",
 		Start: time.Now().UnixNano(), CallerSignal: signal}
 	ms, err := f.e.Anchor(context.Background(), info, offer)
 	if err != nil || ms == nil {

@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/trackline/trackline/media/g711"
 	"github.com/trackline/trackline/media/uring"
 	"github.com/trackline/trackline/recordings"
-	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
 	"golang.org/x/sys/unix"
@@ -182,7 +183,7 @@ var callSeq int
 func (f *fixture) anchor(t *testing.T, offer []byte) *Session {
 	t.Helper()
 	callSeq++
-	info := &sip.CallInfo{CallID: fmt.Sprintf("CALL%04d", callSeq), CustomerID: f.cust.ID, Dialled: "+31850000001", Start: time.Now().UnixNano()}
+	info := &callseam.CallInfo{CallID: fmt.Sprintf("CALL%04d", callSeq), CustomerID: f.cust.ID, Dialled: "+31850000001", Start: time.Now().UnixNano()}
 	ms, err := f.e.Anchor(context.Background(), info, offer)
 	if err != nil {
 		t.Fatalf("Anchor: %v", err)
@@ -627,12 +628,12 @@ func TestHoldSuspendsTimeout(t *testing.T) {
 func TestOfferWithoutG711IsNotAcceptable(t *testing.T) {
 	f := newFixture(t, Config{}, recordingCustomer())
 	a := newEndpoint(t, "127.0.0.1")
-	_, err := f.e.Anchor(context.Background(), &sip.CallInfo{CallID: "X1", CustomerID: "c1"}, a.sdp("sendrecv", "9", "18"))
-	if !errors.Is(err, sip.ErrNotAcceptable) {
+	_, err := f.e.Anchor(context.Background(), &callseam.CallInfo{CallID: "X1", CustomerID: "c1"}, a.sdp("sendrecv", "9", "18"))
+	if !errors.Is(err, callseam.ErrNotAcceptable) {
 		t.Fatalf("err %v, want ErrNotAcceptable", err)
 	}
-	_, err = f.e.Anchor(context.Background(), &sip.CallInfo{CallID: "X2", CustomerID: "c1"}, []byte("v=0\r\nnonsense"))
-	if !errors.Is(err, sip.ErrBadSDP) {
+	_, err = f.e.Anchor(context.Background(), &callseam.CallInfo{CallID: "X2", CustomerID: "c1"}, []byte("v=0\r\nnonsense"))
+	if !errors.Is(err, callseam.ErrBadSDP) {
 		t.Fatalf("err %v, want ErrBadSDP", err)
 	}
 	if n := f.e.ports.available(); n != f.e.ports.pairs() {
@@ -643,7 +644,7 @@ func TestOfferWithoutG711IsNotAcceptable(t *testing.T) {
 func TestNoAnchorWithoutRecordingOrPrompts(t *testing.T) {
 	f := newFixture(t, Config{}, store.Customer{ID: "c1"})
 	a := newEndpoint(t, "127.0.0.1")
-	ms, err := f.e.Anchor(context.Background(), &sip.CallInfo{CallID: "X1", CustomerID: "c1"}, a.sdp("sendrecv", "0"))
+	ms, err := f.e.Anchor(context.Background(), &callseam.CallInfo{CallID: "X1", CustomerID: "c1"}, a.sdp("sendrecv", "0"))
 	if err != nil || ms != nil {
 		t.Fatalf("got %v %v, want direct media", ms, err)
 	}
@@ -654,7 +655,7 @@ func TestProfessionalSecrecyNeedsConsent(t *testing.T) {
 	cust.Recording.ProfessionalSecrecy = true
 	f := newFixture(t, Config{}, cust)
 	a := newEndpoint(t, "127.0.0.1")
-	info := &sip.CallInfo{CallID: "X1", CustomerID: "c1"}
+	info := &callseam.CallInfo{CallID: "X1", CustomerID: "c1"}
 	ms, err := f.e.Anchor(context.Background(), info, a.sdp("sendrecv", "0"))
 	if err != nil || ms != nil {
 		t.Fatalf("got %v %v, want no anchor", ms, err)
@@ -663,7 +664,7 @@ func TestProfessionalSecrecyNeedsConsent(t *testing.T) {
 		t.Fatalf("refusal not recorded: %q", info.NotRecorded)
 	}
 	f.cust.Recording.ConsentConfirmed = true
-	info = &sip.CallInfo{CallID: "X2", CustomerID: "c1"}
+	info = &callseam.CallInfo{CallID: "X2", CustomerID: "c1"}
 	ms, err = f.e.Anchor(context.Background(), info, a.sdp("sendrecv", "0"))
 	if err != nil || ms == nil {
 		t.Fatalf("got %v %v, want anchored with consent", ms, err)
@@ -679,7 +680,7 @@ func TestRecordingRulesNarrow(t *testing.T) {
 		channel string
 		want    bool
 	}{{"Paid search", true}, {"paid SEARCH", true}, {"Direct", false}} {
-		p, _ := f.e.planFor(&sip.CallInfo{Channel: c.channel, Dialled: "+31850000001"}, f.cust)
+		p, _ := f.e.planFor(&callseam.CallInfo{Channel: c.channel, Dialled: "+31850000001"}, f.cust)
 		if p.record != c.want {
 			t.Errorf("channel %q: record %v", c.channel, p.record)
 		}
@@ -703,10 +704,10 @@ func TestSDPAfterClose(t *testing.T) {
 		}
 		s.Close(nil)
 		moved := newEndpoint(t, "127.0.0.1") // an SDP with another address: would unlatch
-		if err := s.Callee(moved.sdp("sendrecv", "0"), netip.Addr{}); !errors.Is(err, sip.ErrNotAcceptable) {
+		if err := s.Callee(moved.sdp("sendrecv", "0"), netip.Addr{}); !errors.Is(err, callseam.ErrNotAcceptable) {
 			t.Errorf("Callee after Close: %v, want ErrNotAcceptable", err)
 		}
-		if _, err := s.Rewrite(true, moved.sdp("sendrecv", "0")); !errors.Is(err, sip.ErrNotAcceptable) {
+		if _, err := s.Rewrite(true, moved.sdp("sendrecv", "0")); !errors.Is(err, callseam.ErrNotAcceptable) {
 			t.Errorf("Rewrite after Close: %v, want ErrNotAcceptable", err)
 		}
 	})

@@ -1,20 +1,15 @@
 package media
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/pion/sdp/v3"
 	"github.com/trackline/trackline/media/g711"
-)
-
-// Errors of the SDP layer. ErrNotAcceptable maps to SIP 488, ErrBadSDP to 400.
-var (
-	ErrNotAcceptable = errors.New("media: no acceptable audio stream")
-	ErrBadSDP        = errors.New("media: malformed SDP")
 )
 
 // maxSDP bounds the SDP bodies the anchor parses.
@@ -46,11 +41,11 @@ func (d *desc) held() bool { return d.dir != dirSendRecv || !d.addr.IsValid() }
 func parseDesc(b []byte) (desc, error) {
 	var d desc
 	if len(b) == 0 || len(b) > maxSDP {
-		return d, ErrBadSDP
+		return d, callseam.ErrBadSDP
 	}
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(string(b)); err != nil {
-		return d, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return d, fmt.Errorf("%w: %v", callseam.ErrBadSDP, err)
 	}
 	d.index = -1
 	var md *sdp.MediaDescription
@@ -61,25 +56,25 @@ func parseDesc(b []byte) (desc, error) {
 		}
 	}
 	if md == nil {
-		return d, fmt.Errorf("%w: no RTP/AVP audio stream", ErrNotAcceptable)
+		return d, fmt.Errorf("%w: no RTP/AVP audio stream", callseam.ErrNotAcceptable)
 	}
 	ci := md.ConnectionInformation
 	if ci == nil {
 		ci = sd.ConnectionInformation
 	}
 	if ci == nil || ci.Address == nil {
-		return d, fmt.Errorf("%w: no connection address", ErrBadSDP)
+		return d, fmt.Errorf("%w: no connection address", callseam.ErrBadSDP)
 	}
 	if ci.NetworkType != "IN" || ci.AddressType != "IP4" {
-		return d, fmt.Errorf("%w: connection address %s %s (IPv4 only)", ErrNotAcceptable, ci.NetworkType, ci.AddressType)
+		return d, fmt.Errorf("%w: connection address %s %s (IPv4 only)", callseam.ErrNotAcceptable, ci.NetworkType, ci.AddressType)
 	}
 	ip, err := netip.ParseAddr(ci.Address.Address)
 	if err != nil || !ip.Is4() {
-		return d, fmt.Errorf("%w: connection address %q", ErrBadSDP, ci.Address.Address)
+		return d, fmt.Errorf("%w: connection address %q", callseam.ErrBadSDP, ci.Address.Address)
 	}
 	port := md.MediaName.Port.Value
 	if port < 0 || port > 65535 {
-		return d, fmt.Errorf("%w: port %d", ErrBadSDP, port)
+		return d, fmt.Errorf("%w: port %d", callseam.ErrBadSDP, port)
 	}
 	if port != 0 && !ip.IsUnspecified() {
 		d.addr = netip.AddrPortFrom(ip, uint16(port))
@@ -118,7 +113,7 @@ func parseDesc(b []byte) (desc, error) {
 		}
 	}
 	if len(d.laws) == 0 {
-		return d, fmt.Errorf("%w: neither PCMU nor PCMA offered", ErrNotAcceptable)
+		return d, fmt.Errorf("%w: neither PCMU nor PCMA offered", callseam.ErrNotAcceptable)
 	}
 	return d, nil
 }

@@ -2,7 +2,6 @@ package media
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -10,8 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/trackline/trackline/media/g711"
-	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
 	"golang.org/x/sys/unix"
 )
@@ -164,12 +164,12 @@ func (l *leg) playSilence(now int64) {
 
 func (l *leg) stopGen() { l.gen, l.prompt, l.onEnd = genNone, nil, nil }
 
-// Session is one anchored call. The SIP side drives it through the sip.MediaSession
+// Session is one anchored call. The SIP side drives it through the callseam.MediaSession
 // methods; its loop moves the packets.
 type Session struct {
 	e    *Engine
 	lp   *loop
-	info sip.CallInfo
+	info callseam.CallInfo
 	plan plan
 
 	callerSDP []byte
@@ -197,7 +197,7 @@ type Session struct {
 	calleeKnown bool
 }
 
-var _ sip.MediaSession = (*Session)(nil)
+var _ callseam.MediaSession = (*Session)(nil)
 
 // setGenerating marks whether some leg of s generates audio, keeping its loop's count of
 // such sessions (the loop skips the scan for due frames when there are none).
@@ -212,32 +212,32 @@ func (s *Session) setGenerating(on bool) {
 	}
 }
 
-// Offer implements sip.MediaSession.
+// Offer implements callseam.MediaSession.
 func (s *Session) Offer() []byte { return s.offer }
 
-// CallerSDP implements sip.MediaSession.
+// CallerSDP implements callseam.MediaSession.
 func (s *Session) CallerSDP() []byte { return s.callerSDP }
 
-// Early implements sip.MediaSession.
+// Early implements callseam.MediaSession.
 func (s *Session) Early() bool { return s.plan.disclaimer != nil }
 
-// Ready implements sip.MediaSession.
+// Ready implements callseam.MediaSession.
 func (s *Session) Ready() <-chan struct{} { return s.ready }
 
-// Done implements sip.MediaSession.
+// Done implements callseam.MediaSession.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Callee implements sip.MediaSession: the business line's answer picks its law and address;
+// Callee implements callseam.MediaSession: the business line's answer picks its law and address;
 // signal is where that answer came from.
 func (s *Session) Callee(body []byte, signal netip.Addr) error {
 	d, err := parseDesc(body)
 	if err != nil {
-		return sdpErr(err)
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed { // the loop may be closing the legs' sockets: leave them alone
-		return fmt.Errorf("%w: the call's media is closed", sip.ErrNotAcceptable)
+		return fmt.Errorf("%w: the call's media is closed", callseam.ErrNotAcceptable)
 	}
 	b := &s.legs[callee]
 	b.law, b.te, b.held = d.laws[0], d.te, d.held()
@@ -249,7 +249,7 @@ func (s *Session) Callee(body []byte, signal netip.Addr) error {
 	return nil
 }
 
-// Answered implements sip.MediaSession.
+// Answered implements callseam.MediaSession.
 func (s *Session) Answered() {
 	now := monoNow()
 	s.mu.Lock()
@@ -276,7 +276,7 @@ func (s *Session) checkReady() {
 	close(s.ready)
 }
 
-// Bridge implements sip.MediaSession: the legs are connected and recording starts.
+// Bridge implements callseam.MediaSession: the legs are connected and recording starts.
 func (s *Session) Bridge() {
 	var r *tap
 	if s.plan.record {
@@ -297,12 +297,12 @@ func (s *Session) Bridge() {
 	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now // the RTP timeout counts from here
 }
 
-// Rewrite implements sip.MediaSession for in-dialog offers and answers: the sending leg's
+// Rewrite implements callseam.MediaSession for in-dialog offers and answers: the sending leg's
 // address, law and direction are taken, and the other leg gets the anchor's address.
 func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 	d, err := parseDesc(body)
 	if err != nil {
-		return nil, sdpErr(err)
+		return nil, err
 	}
 	from, to := callee, caller
 	if fromCaller {
@@ -312,7 +312,7 @@ func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, fmt.Errorf("%w: the call's media is closed", sip.ErrNotAcceptable)
+		return nil, fmt.Errorf("%w: the call's media is closed", callseam.ErrNotAcceptable)
 	}
 	f, t := &s.legs[from], &s.legs[to]
 	s.unload() // the relay takes both directions again until the new state settles
@@ -363,7 +363,7 @@ func (s *Session) end(reason string) {
 	close(s.done)
 }
 
-// Close implements sip.MediaSession.
+// Close implements callseam.MediaSession.
 func (s *Session) Close(rec *store.Call) *store.Recording {
 	s.mu.Lock()
 	if s.closed {
@@ -428,17 +428,6 @@ func (s *Session) Close(rec *store.Call) *store.Recording {
 
 func streamStats(r *rxStats) store.StreamStats {
 	return store.StreamStats{Packets: r.packets, Bytes: r.bytes, Lost: r.lost(), JitterMs: r.jitterSeconds() * 1000}
-}
-
-// sdpErr maps the SDP layer's errors onto the sip package's.
-func sdpErr(err error) error {
-	switch {
-	case errors.Is(err, ErrNotAcceptable):
-		return fmt.Errorf("%w: %v", sip.ErrNotAcceptable, err)
-	case errors.Is(err, ErrBadSDP):
-		return fmt.Errorf("%w: %v", sip.ErrBadSDP, err)
-	}
-	return err
 }
 
 // rtpFields reads the fields the relay rewrites.

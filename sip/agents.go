@@ -5,69 +5,22 @@ import (
 	"errors"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	sipmsg "github.com/emiago/sipgo/sip"
 )
 
 // Business lines of the form "webrtc:<group>" ring the browser agents of that group instead
-// of a SIP URI. The agents live behind the Agents seam (package agents implements it); the
-// call's owner goroutine treats an answering agent like an answering SIP line: the anchor
+// of a SIP URI. The agents live behind the callseam.Agents seam (package agents implements
+// it); the call's owner goroutine treats an answering agent like an answering SIP line: the anchor
 // takes the agent's SDP as the business line's, so the disclaimer, whisper and recording
 // rules apply unchanged and the recording's right channel is the agent's audio.
 
 // agentScheme starts a business line that rings browser agents.
 const agentScheme = "webrtc:"
 
-// Errors an Agents returns from Ring. Each one lets the switch try the next business line;
-// the caller gets 480 when none is left.
-var (
-	ErrNoAgent       = errors.New("no agent of the group is online")
-	ErrAgentRejected = errors.New("every ringing agent rejected the call")
-	ErrAgentNoAnswer = errors.New("no agent accepted within the ring timeout")
-	ErrAgentMedia    = errors.New("the agent's media did not connect")
-)
-
-// Agents rings browser agents.
-type Agents interface {
-	// Ring rings every online agent of r.Group at once and returns the first that accepts,
-	// once its media is connected. It returns one of the errors above, or ctx's error when
-	// the caller gave up first.
-	Ring(ctx context.Context, r AgentRing) (AgentCall, error)
-}
-
-// AgentRing is a call offered to an agent group, with what the agent page shows of it.
-type AgentRing struct {
-	CallID      string
-	CustomerID  string
-	Group       string
-	Caller      string
-	Dialled     string
-	Channel     string
-	Keyword     string
-	LandingPage string
-	// Offer is the anchor's SDP for the business line: where to send the agent's audio and
-	// the G.711 law to use first.
-	Offer []byte
-	// RingTimeout bounds the wait for an agent to accept.
-	RingTimeout time.Duration
-	// Ringing is called (once) when the first agent's page rings.
-	Ringing func()
-}
-
-// AgentCall is an answered agent.
-type AgentCall interface {
-	// AgentID names the agent (its token's id) for the call record.
-	AgentID() string
-	// SDP is the agent leg's answer for the anchor, as a SIP line's 200 would carry it.
-	SDP() []byte
-	// Done is closed when the agent hangs up, closes its page or its media fails.
-	Done() <-chan struct{}
-	// Hangup ends the agent's side with the reason shown on its page; it is idempotent and
-	// releases everything the call holds.
-	Hangup(reason string)
-}
-
 // WithAgents lets business lines ring browser agents ("webrtc:<group>").
-func WithAgents(a Agents) Option { return func(s *Switch) { s.agents = a } }
+func WithAgents(a callseam.Agents) Option { return func(s *Switch) { s.agents = a } }
 
 // agentGroup returns the group of a "webrtc:<group>" business line.
 func agentGroup(line string) (string, bool) {
@@ -89,7 +42,7 @@ func hasAgentLine(lines []string) bool {
 
 // ringAgents rings the browser agents of a group until one answers, none is left, the ring
 // timeout passes or the caller gives up.
-func (s *Switch) ringAgents(c *call, group string, ms MediaSession, timeout time.Duration, start time.Time) (AgentCall, ringResult) {
+func (s *Switch) ringAgents(c *call, group string, ms callseam.MediaSession, timeout time.Duration, start time.Time) (callseam.AgentCall, ringResult) {
 	if s.agents == nil || ms == nil {
 		// Without the anchor (a late offer) the caller's RTP cannot reach a browser.
 		c.log.Info("business line skipped: browser agents need anchored media", "line", agentScheme+group,
@@ -100,7 +53,7 @@ func (s *Switch) ringAgents(c *call, group string, ms MediaSession, timeout time
 	defer cancel()
 	stop := context.AfterFunc(s.base, cancel)
 	defer stop()
-	ag, err := s.agents.Ring(ctx, AgentRing{
+	ag, err := s.agents.Ring(ctx, callseam.AgentRing{
 		CallID: c.id, CustomerID: c.rec.CustomerID, Group: group, Caller: c.caller, Dialled: c.rec.Dialled,
 		Channel: c.rec.Channel, Keyword: c.rec.Keyword, LandingPage: c.rec.LandingPage,
 		Offer: ms.Offer(), RingTimeout: timeout,
@@ -114,7 +67,7 @@ func (s *Switch) ringAgents(c *call, group string, ms MediaSession, timeout time
 	case c.a.Context().Err() != nil:
 		c.hungUpBy(legCaller)
 		return nil, ringResult{cancelled: true}
-	case errors.Is(err, ErrAgentNoAnswer):
+	case errors.Is(err, callseam.ErrAgentNoAnswer):
 		return nil, ringResult{noAnswer: true}
 	}
 	c.log.Info("browser agents did not answer", "line", agentScheme+group, "err", err)
@@ -123,7 +76,7 @@ func (s *Switch) ringAgents(c *call, group string, ms MediaSession, timeout time
 
 // agentsRinging marks the call ringing and, unless the disclaimer plays as early media,
 // tells the caller with 180.
-func (s *Switch) agentsRinging(c *call, ms MediaSession, start time.Time) {
+func (s *Switch) agentsRinging(c *call, ms callseam.MediaSession, start time.Time) {
 	if c.rec.Ringing.IsZero() {
 		c.rec.Ringing = s.now().UTC()
 		s.m.setup.WithLabelValues("provisional").Observe(s.now().Sub(start).Seconds())

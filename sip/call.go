@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/trackline/trackline/pool"
@@ -40,11 +42,11 @@ type call struct {
 	caller string
 	// ms anchors the call's media (nil: direct media). Set before the call is in the table,
 	// never changed after.
-	ms        MediaSession
+	ms        callseam.MediaSession
 	recording *store.Recording // written with the final record
 	// agent is the browser agent that answered, when the business line is "webrtc:<group>";
 	// read and written by the owner goroutine only. agentUp tells in-dialog handlers.
-	agent   AgentCall
+	agent   callseam.AgentCall
 	agentUp atomic.Bool
 
 	byeFrom atomic.Uint32 // the leg whose BYE ended the call first
@@ -167,14 +169,14 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		c.rec.ReferrerHost, c.rec.Gclid = ses.ReferrerHost, ses.Gclid
 	}
 	if s.media != nil {
-		info := CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel, Start: start.UnixNano(),
+		info := callseam.CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel, Start: start.UnixNano(),
 			Anchor:       s.agents != nil && hasAgentLine(cust.BusinessLines),
 			CallerSignal: sourceIP(req.Source()), CallerNAT: trunk.NAT, CalleeNAT: s.cfg.OutboundNAT}
 		ms, err := s.media.Anchor(a.Context(), &info, req.Body())
 		c.rec.NotRecordedReason = info.NotRecorded
 		if err != nil {
 			code, reason := 488, "Not Acceptable Here"
-			if errors.Is(err, ErrBadSDP) {
+			if errors.Is(err, callseam.ErrBadSDP) {
 				code, reason = 400, "Malformed SDP"
 			}
 			c.log.Info("media refused the offer", "err", err)
@@ -349,12 +351,12 @@ type ringResult struct {
 // lineAnswer is the business line that answered: a SIP dialog or a browser agent.
 type lineAnswer struct {
 	b     *sipgo.DialogClientSession
-	agent AgentCall
+	agent callseam.AgentCall
 }
 
 // ring tries the business lines in order. It returns the answered line, or none and the
 // status to give the caller (0 when the caller cancelled and already got 487).
-func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms MediaSession, start time.Time) (lineAnswer, int) {
+func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms callseam.MediaSession, start time.Time) (lineAnswer, int) {
 	timeout := cust.RingTimeout
 	if timeout <= 0 {
 		timeout = s.cfg.RingTimeout
@@ -394,7 +396,7 @@ func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms MediaSessio
 
 // ringLine rings one business line until it answers, fails, the ring timeout passes or
 // the caller cancels.
-func (s *Switch) ringLine(c *call, line string, offer []byte, ms MediaSession, timeout time.Duration, start time.Time) (*sipgo.DialogClientSession, ringResult) {
+func (s *Switch) ringLine(c *call, line string, offer []byte, ms callseam.MediaSession, timeout time.Duration, start time.Time) (*sipgo.DialogClientSession, ringResult) {
 	a := c.a
 	var target sipmsg.Uri
 	if err := sipmsg.ParseUri(line, &target); err != nil || target.Host == "" {
@@ -485,7 +487,7 @@ func (s *Switch) ringLine(c *call, line string, offer []byte, ms MediaSession, t
 // relayProvisional passes 180/183 to the caller; 183's SDP goes through media if anchored.
 // While a disclaimer plays the caller already has its 183 and hears the anchor: the
 // business line's provisional answers only tell the media where the line is.
-func (s *Switch) relayProvisional(c *call, r *sipmsg.Response, ms MediaSession) {
+func (s *Switch) relayProvisional(c *call, r *sipmsg.Response, ms callseam.MediaSession) {
 	body := r.Body()
 	var hdrs []sipmsg.Header
 	if ms != nil && len(body) > 0 {
@@ -542,7 +544,7 @@ func (s *Switch) reject(c *call, code int) {
 
 // talk answers the caller with the business line's SDP and holds the call until one side
 // hangs up, the fair-use maximum passes or the switch shuts down.
-func (s *Switch) talk(c *call, ans lineAnswer, ms MediaSession, cust store.Customer) {
+func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust store.Customer) {
 	a := c.a
 	var answer []byte
 	var calleeDone <-chan struct{}
@@ -644,7 +646,7 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms MediaSession, cust store.Custo
 // awaitBridge waits, with the business line answered, until the media may bridge (the
 // disclaimer and whisper are over). It ends the call and returns false when a side hangs up
 // or the switch shuts down first.
-func (s *Switch) awaitBridge(c *call, calleeDone <-chan struct{}, ms MediaSession) bool {
+func (s *Switch) awaitBridge(c *call, calleeDone <-chan struct{}, ms callseam.MediaSession) bool {
 	select {
 	case <-ms.Ready():
 		return true

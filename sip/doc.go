@@ -10,9 +10,9 @@
 // legs' dialog ids and forwarded to the other leg.
 //
 // SDP passes through unchanged unless a Media anchors the call (package media, through the
-// Media interface defined here). A business line "webrtc:<group>" rings browser agents through
-// the Agents interface (package agents): such a call is always anchored, and the agent's SDP
-// takes the place of a SIP line's answer; the caller's in-dialog requests are then answered
+// callseam.Media interface, which lives below both). A business line "webrtc:<group>" rings
+// browser agents through callseam.Agents (package agents): such a call is always anchored, and
+// the agent's SDP takes the place of a SIP line's answer; the caller's in-dialog requests are then answered
 // here, since there is no second dialog to forward them to.
 //
 // sipgo's message package is imported as sipmsg in every file, to keep it apart from this one.

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,8 +76,8 @@ type Switch struct {
 	log    *slog.Logger
 	pool   *pool.Pool
 	db     *store.DB
-	media  Media
-	agents Agents           // nil: webrtc: business lines are skipped
+	media  callseam.Media
+	agents callseam.Agents  // nil: webrtc: business lines are skipped
 	keys   *keyring.Keyring // caller pseudonyms; nil: calls are stored without one
 	now    func() time.Time
 	m      *metrics
@@ -108,7 +110,7 @@ type Option func(*Switch)
 func WithLogger(l *slog.Logger) Option { return func(s *Switch) { s.log = l } }
 
 // WithMedia anchors media through m (default: direct media).
-func WithMedia(m Media) Option { return func(s *Switch) { s.media = m } }
+func WithMedia(m callseam.Media) Option { return func(s *Switch) { s.media = m } }
 
 // WithKeys gives every call record its caller's pseudonym (a keyed hash with the customer's
 // key), which indexes calls by caller and, for customers with pseudonymous callers, is
