@@ -13,10 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/pool/e164"
-	"github.com/trackline/trackline/recordings"
-	"github.com/trackline/trackline/store"
 	"gopkg.in/yaml.v3"
 )
 
@@ -291,9 +288,16 @@ type Range struct {
 
 // Channel seeds a channel with its rules and static numbers.
 type Channel struct {
-	Name    string              `yaml:"name"`
-	Rules   []store.ChannelRule `yaml:"rules"`
-	Numbers []string            `yaml:"numbers"`
+	Name    string   `yaml:"name"`
+	Rules   []Rule   `yaml:"rules"`
+	Numbers []string `yaml:"numbers"`
+}
+
+// Rule recognises a channel from a visit: a landing-page parameter (utm_source, gclid, ...,
+// or "referrer") and a pattern (the values package pool documents).
+type Rule struct {
+	Param   string `yaml:"param"`
+	Pattern string `yaml:"pattern"`
 }
 
 // Problems is every problem found in a config.
@@ -301,20 +305,24 @@ type Problems []string
 
 func (p Problems) Error() string { return "config:\n  " + strings.Join(p, "\n  ") }
 
+// A Checker finds problems in a decoded config beyond its schema (package provision checks
+// the customers by the domain's rules); Parse reports them with its own, all at once.
+type Checker func(*Config) Problems
+
 // Default returns the embedded demo configuration.
-func Default() (*Config, error) { return Parse(defaultYAML) }
+func Default(checks ...Checker) (*Config, error) { return Parse(defaultYAML, checks...) }
 
 // Load reads and validates a YAML file.
-func Load(path string) (*Config, error) {
+func Load(path string, checks ...Checker) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(b)
+	return Parse(b, checks...)
 }
 
-// Parse decodes and validates YAML; unknown keys are problems too.
-func Parse(b []byte) (*Config, error) {
+// Parse decodes and validates YAML (unknown keys are problems too), then runs checks.
+func Parse(b []byte, checks ...Checker) (*Config, error) {
 	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -328,6 +336,9 @@ func Parse(b []byte) (*Config, error) {
 	}
 	c.defaults()
 	probs = append(probs, c.Check()...)
+	for _, check := range checks {
+		probs = append(probs, check(c)...)
+	}
 	if len(probs) > 0 {
 		return nil, probs
 	}
@@ -424,11 +435,26 @@ func (c *Config) defaults() {
 	}
 }
 
-// Check lists every problem with its path. It is called by Parse and again by the binary
-// after flags override fields.
+// adder records one problem at a config path.
+type adder func(path, f string, args ...any)
+
+// Check reports every problem of the config's schema at once, section by section, each with
+// its path in the file. It is called by Parse and again by the binary after flags override
+// fields.
 func (c *Config) Check() Problems {
 	var p Problems
 	add := func(path, f string, args ...any) { p = append(p, path+": "+fmt.Sprintf(f, args...)) }
+	for _, section := range []func(adder){
+		c.checkTop, c.checkPool, c.checkSIP, c.checkRuntime, c.checkMedia, c.checkRecordings,
+		c.checkWebRTC, c.checkLifecycle, c.checkCustomers,
+	} {
+		section(add)
+	}
+	return p
+}
+
+// checkTop checks the top-level keys and listen.
+func (c *Config) checkTop(add adder) {
 	if !digits(c.CountryCode, 1, 3) {
 		add("country_code", "must be 1-3 digits, like \"31\"")
 	}
@@ -440,6 +466,10 @@ func (c *Config) Check() Problems {
 	if c.AdminToken != "" && len(c.AdminToken) < 12 {
 		add("admin_token", "must be at least 12 characters")
 	}
+}
+
+// checkPool checks pool.
+func (c *Config) checkPool(add adder) {
 	if c.Pool.Lease < time.Minute || c.Pool.Lease > 24*time.Hour {
 		add("pool.lease", "must be between 1m and 24h")
 	}
@@ -449,6 +479,10 @@ func (c *Config) Check() Problems {
 	if c.Pool.RateLimit < 0 {
 		add("pool.rate_limit", "must not be negative")
 	}
+}
+
+// checkSIP checks sip.
+func (c *Config) checkSIP(add adder) {
 	for i, t := range c.SIP.Trunks {
 		at := fmt.Sprintf("sip.trunks[%d]", i)
 		if len(t.Sources) == 0 {
@@ -476,12 +510,20 @@ func (c *Config) Check() Problems {
 			add(d.path, "must be between %v and %v", d.lo, d.hi)
 		}
 	}
+}
+
+// checkRuntime checks runtime.
+func (c *Config) checkRuntime(add adder) {
 	if c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 1000 {
 		add("runtime.gc_percent", "must be between 10 and 1000")
 	}
 	if c.Runtime.MemoryLimitMB != -1 && c.Runtime.MemoryLimitMB < 64 {
 		add("runtime.memory_limit_mb", "must be at least 64, or -1 for none")
 	}
+}
+
+// checkMedia checks media.
+func (c *Config) checkMedia(add adder) {
 	if _, _, err := c.Media.Ports(); err != nil {
 		add("media.rtp_ports", "%v", err)
 	}
@@ -515,10 +557,17 @@ func (c *Config) Check() Problems {
 	if c.Media.Loops < 0 || c.Media.Loops > 16 {
 		add("media.loops", "must be between 1 and 16, or 0 for one per core")
 	}
+}
+
+// checkRecordings checks recordings.
+func (c *Config) checkRecordings(add adder) {
 	if c.Recordings.Workers < 1 || c.Recordings.Workers > 64 {
 		add("recordings.workers", "must be between 1 and 64")
 	}
-	c.checkWebRTC(add)
+}
+
+// checkLifecycle checks lifecycle.
+func (c *Config) checkLifecycle(add adder) {
 	l := c.Lifecycle
 	if l.SweepInterval < time.Minute || l.SweepInterval > 24*time.Hour {
 		add("lifecycle.sweep_interval", "must be between 1m and 24h")
@@ -534,23 +583,19 @@ func (c *Config) Check() Problems {
 			add(n.path, "must be between %d and %d", n.lo, n.hi)
 		}
 	}
+}
+
+// checkCustomers checks each customer's fields and what must be unique across customers
+// (ids, site keys, numbers). The domain's rules for a customer are package provision's.
+func (c *Config) checkCustomers(add adder) {
 	numbers := map[string]string{}
 	ids := map[string]string{}
 	keys := map[string]string{}
 	for i, cu := range c.Customers {
 		at := fmt.Sprintf("customers[%d]", i)
-		rec, err := cu.Record()
-		if err != nil {
-			add(at+".status", "%v", err)
-		} else if err := pool.CheckCustomer(&rec); err != nil {
-			var inv *pool.InvalidError
-			if errors.As(err, &inv) {
-				add(at+"."+inv.Field, "%s", inv.Reason)
-			} else {
-				add(at, "%v", err)
-			}
-		}
-		if _, err := store.ParseRetentionAction(cu.RetentionAction); err != nil {
+		switch cu.RetentionAction {
+		case "", "delete", "export_then_delete":
+		default:
 			add(at+".retention_action", "must be delete or export_then_delete")
 		}
 		if cu.RingTimeout != 0 && (cu.RingTimeout < time.Second || cu.RingTimeout > 10*time.Minute) {
@@ -559,12 +604,10 @@ func (c *Config) Check() Problems {
 		if cu.MaxCallDuration != 0 && (cu.MaxCallDuration < time.Second || cu.MaxCallDuration > 48*time.Hour) {
 			add(at+".max_call_duration", "must be between 1s and 48h")
 		}
-		checkPrompts(at+".prompts", cu.Prompts, add)
-		for n, np := range cu.NumberPrompts {
+		for n := range cu.NumberPrompts {
 			if !e164.Valid(n) {
 				add(at+".number_prompts", "%q is not E.164", n)
 			}
-			checkPrompts(at+".number_prompts."+n, np, add)
 		}
 		for j, n := range cu.Recording.Numbers {
 			if !e164.Valid(n) {
@@ -613,9 +656,6 @@ func (c *Config) Check() Problems {
 			}
 			names[ch.Name] = true
 			for k, r := range ch.Rules {
-				if !pool.ValidRuleParam(r.Param) {
-					add(fmt.Sprintf("%s.rules[%d].param", cat, k), "unknown parameter %q", r.Param)
-				}
 				if r.Pattern == "" {
 					add(fmt.Sprintf("%s.rules[%d].pattern", cat, k), "must not be empty")
 				}
@@ -623,51 +663,6 @@ func (c *Config) Check() Problems {
 			for k, n := range ch.Numbers {
 				num(fmt.Sprintf("%s.numbers[%d]", cat, k), n)
 			}
-		}
-	}
-	return p
-}
-
-// Record is the store record of a configured customer.
-func (cu *Customer) Record() (store.Customer, error) {
-	st, err := store.ParseCustomerStatus(cu.Status)
-	ra, _ := store.ParseRetentionAction(cu.RetentionAction) // Check reports a bad one
-	return store.Customer{
-		TrialEnds: cu.TrialEnds.UTC(), ContractEnds: cu.ContractEnds.UTC(),
-		RetentionMonths: cu.RetentionMonths, RetentionAction: ra,
-		ID: cu.ID, Name: cu.Name, Status: st, SiteKey: cu.SiteKey,
-		AllowedOrigins: cu.AllowedOrigins, BusinessLines: cu.BusinessLines,
-		DisplayNumbers: cu.DisplayNumbers, DisplayFormat: cu.DisplayFormat,
-		RingTimeout: cu.RingTimeout, MaxCallDuration: cu.MaxCallDuration,
-		Recording: store.RecordingPolicy{
-			Enabled: cu.Recording.Enabled, Numbers: cu.Recording.Numbers, Channels: cu.Recording.Channels,
-			ProfessionalSecrecy: cu.Recording.ProfessionalSecrecy, ConsentConfirmed: cu.Recording.ConsentConfirmed,
-		},
-		Prompts:             store.Prompts(cu.Prompts),
-		NumberPrompts:       numberPrompts(cu.NumberPrompts),
-		PseudonymousCallers: cu.PseudonymousCallers,
-	}, err
-}
-
-func numberPrompts(m map[string]Prompts) map[string]store.Prompts {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]store.Prompts, len(m))
-	for k, v := range m {
-		out[k] = store.Prompts(v)
-	}
-	return out
-}
-
-// checkPrompts loads each named prompt file, so a wrong file is reported at start.
-func checkPrompts(at string, p Prompts, add func(path, f string, args ...any)) {
-	for _, x := range []struct{ key, name string }{{"disclaimer", p.Disclaimer}, {"whisper", p.Whisper}} {
-		if x.name == "" || x.name == "default" {
-			continue
-		}
-		if _, err := recordings.LoadPrompt(x.name); err != nil {
-			add(at+"."+x.key, "%v", err)
 		}
 	}
 }
@@ -707,7 +702,7 @@ func digits(s string, lo, hi int) bool {
 }
 
 // checkWebRTC checks the webrtc section.
-func (c *Config) checkWebRTC(add func(path, f string, args ...any)) {
+func (c *Config) checkWebRTC(add adder) {
 	w := &c.WebRTC
 	if _, err := w.Addrs(); err != nil {
 		add("webrtc.ips", "%v", err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/configs"
+	"github.com/trackline/trackline/provision"
 	"github.com/trackline/trackline/store"
 )
 
@@ -84,9 +85,9 @@ func adminTarget(configPath, addr, token string) (string, string, error) {
 	var cfg *configs.Config
 	var err error
 	if configPath != "" {
-		cfg, err = configs.Load(configPath)
+		cfg, err = configs.Load(configPath, provision.Check)
 	} else {
-		cfg, err = configs.Default()
+		cfg, err = configs.Default(provision.Check)
 	}
 	if err != nil {
 		return "", "", err

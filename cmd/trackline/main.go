@@ -32,6 +32,7 @@ import (
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/media"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/provision"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
@@ -99,9 +100,9 @@ func serve(args []string) int {
 	var cfg *configs.Config
 	var err error
 	if *configPath == "" {
-		cfg, err = configs.Default()
+		cfg, err = configs.Default(provision.Check)
 	} else {
-		cfg, err = configs.Load(*configPath)
+		cfg, err = configs.Load(*configPath, provision.Check)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -118,7 +119,7 @@ func serve(args []string) int {
 	if tok := os.Getenv("TRACKLINE_ADMIN_TOKEN"); tok != "" {
 		cfg.AdminToken = tok
 	}
-	if probs := cfg.Check(); len(probs) > 0 {
+	if probs := append(cfg.Check(), provision.Check(cfg)...); len(probs) > 0 {
 		fmt.Fprintln(os.Stderr, probs)
 		return 2
 	}
@@ -195,7 +196,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return fmt.Errorf("load pool: %w", err)
 	}
-	seeded, err := cfg.Seed(ctx, p)
+	seeded, err := provision.Seed(ctx, cfg, p)
 	if err != nil {
 		return err
 	}

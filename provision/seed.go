@@ -1,10 +1,11 @@
-package configs
+package provision
 
 import (
 	"context"
 	"errors"
 	"fmt"
 
+	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
 )
@@ -21,7 +22,7 @@ type SeedReport struct {
 // their lifecycle, which the config moves forward only: a later status (trial, then
 // active, then ended) and a contract end the store has none of. A customer whose data was
 // deleted (a lapsed trial, an ended contract past its retention) is not made again.
-func (c *Config) Seed(ctx context.Context, p *pool.Pool) (SeedReport, error) {
+func Seed(ctx context.Context, c *configs.Config, p *pool.Pool) (SeedReport, error) {
 	var rep SeedReport
 	for _, cu := range c.Customers {
 		if p.Purged(cu.ID) {
@@ -40,7 +41,7 @@ func (c *Config) Seed(ctx context.Context, p *pool.Pool) (SeedReport, error) {
 		} else if !errors.Is(err, pool.ErrUnknownCustomer) {
 			return rep, err
 		}
-		rec, err := cu.Record()
+		rec, err := Record(&cu)
 		if err != nil {
 			return rep, err
 		}
@@ -49,7 +50,7 @@ func (c *Config) Seed(ctx context.Context, p *pool.Pool) (SeedReport, error) {
 		}
 		var nums []pool.NumberInput
 		for i, ch := range cu.Channels {
-			saved, err := p.PutChannel(ctx, cu.ID, store.Channel{Name: ch.Name, Order: i + 1, Rules: ch.Rules})
+			saved, err := p.PutChannel(ctx, cu.ID, store.Channel{Name: ch.Name, Order: i + 1, Rules: rules(ch.Rules)})
 			if err != nil {
 				return rep, fmt.Errorf("seed channel %s/%s: %w", cu.ID, ch.Name, err)
 			}
@@ -81,7 +82,7 @@ func (c *Config) Seed(ctx context.Context, p *pool.Pool) (SeedReport, error) {
 
 // advance moves an existing customer on as the config says, forward only, and writes the
 // change in the audit log (actor "config").
-func advance(ctx context.Context, p *pool.Pool, cur store.Customer, cu *Customer) (bool, error) {
+func advance(ctx context.Context, p *pool.Pool, cur store.Customer, cu *configs.Customer) (bool, error) {
 	want, err := store.ParseCustomerStatus(cu.Status)
 	if err != nil {
 		return false, err
