@@ -12,7 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 )
 
 // The browser agent tests: the real binary, sipp as the trunk, and headless Chromium with a

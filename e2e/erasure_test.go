@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 	"github.com/trackline/trackline/pool/e164"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store/keyring"

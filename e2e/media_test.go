@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 )
 
 // The media tests put the real binary, anchoring and recording, between a sipp trunk and a

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 	"net/http"
 	"os"
 	"path/filepath"

@@ -31,7 +31,7 @@ import (
 	"github.com/trackline/trackline/callseam"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 	"github.com/trackline/trackline/media/uring"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"

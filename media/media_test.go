@@ -17,7 +17,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 	"github.com/trackline/trackline/media/uring"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"

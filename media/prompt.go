@@ -3,7 +3,7 @@ package media
 import (
 	"math"
 
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 )
 
 // frameSamples is one 20 ms packet at 8 kHz (RFC 3551 §4.5: the default ptime of G.711).

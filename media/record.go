@@ -1,7 +1,7 @@
 package media
 
 import (
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 	"github.com/trackline/trackline/recordings"
 )
 

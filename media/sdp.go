@@ -9,7 +9,7 @@ import (
 	"github.com/trackline/trackline/callseam"
 
 	"github.com/pion/sdp/v3"
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 )
 
 // maxSDP bounds the SDP bodies the anchor parses.

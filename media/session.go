@@ -11,7 +11,7 @@ import (
 
 	"github.com/trackline/trackline/callseam"
 
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 	"github.com/trackline/trackline/store"
 	"golang.org/x/sys/unix"
 )

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
 )

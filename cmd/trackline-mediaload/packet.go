@@ -5,7 +5,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/trackline/trackline/media/g711"
+	"github.com/trackline/trackline/g711"
 )
 
 const (
