@@ -6,8 +6,10 @@
 // The packet path runs in a few loops on locked OS threads (Config.Loops, one per core by
 // default, the later ones taking calls only when the first are busy), over raw non-blocking
 // sockets, and allocates nothing per packet. Each loop waits in a raw system call and keeps
-// its P (GOMAXPROCS grows by one per loop); a latched leg's socket is connected to its
-// source; recordings get their audio in one hand-over per loop every 100 ms.
+// its P, so the process needs GOMAXPROCS raised by Config.Loops for the rest of it to keep
+// the Ps it had: a process setting, which the binary makes (cmd/trackline), not this
+// package. A latched leg's socket is connected to its source; recordings get their audio in
+// one hand-over per loop every 100 ms.
 //
 // Where the process may load eBPF (Config.Kernel, kernel.go), bridged calls whose legs have
 // latched are forwarded in the kernel instead, and the loops account for each packet from
@@ -44,9 +46,9 @@ const DefaultBatchWait = 2 * time.Millisecond
 // that new calls do not spill over to sleeps (Engine.pick).
 const maxAutoLoops = 4
 
-// cpus is the Ps the process started with: the cores it may use (the runtime heeds the CPU
-// affinity, a container's CPU limit and GOMAXPROCS), before the loops add their own Ps.
-var cpus = runtime.GOMAXPROCS(0)
+// DefaultLoops is what Config.Loops 0 means in a process with cores Ps: one loop per core,
+// at most maxAutoLoops.
+func DefaultLoops(cores int) int { return min(cores, maxAutoLoops) }
 
 // DefaultRealtimePriority is Config.RealtimePriority's default: low among real-time
 // priorities, below the kernel's own threads that use them (e.g. 50 for threaded IRQs).
@@ -67,7 +69,8 @@ type Config struct {
 	// latch to it (latch.go); 0 means DefaultProbation.
 	Probation int
 	// Loops is the packet loops, each on its own thread; a new call goes to the first loop
-	// under spillLoad (Engine.pick). 0 means one per core, at most maxAutoLoops.
+	// under spillLoad (Engine.pick). 0 means DefaultLoops(GOMAXPROCS). Each loop keeps a P
+	// while it waits: raise GOMAXPROCS by Loops before New.
 	Loops int
 	// BatchWait is the least time between two reads of a loop's ready sockets while packets
 	// trickle in: after a small batch on epoll, and after every batch on io_uring, the loop
@@ -114,7 +117,7 @@ func (c *Config) defaults() error {
 		c.Probation = DefaultProbation
 	}
 	if c.Loops <= 0 {
-		c.Loops = min(cpus, maxAutoLoops)
+		c.Loops = DefaultLoops(runtime.GOMAXPROCS(0))
 	}
 	if c.IO == "" {
 		c.IO = IOAuto
@@ -357,12 +360,6 @@ func (e *Engine) prompt(name string) (*Prompt, error) {
 	return p, nil
 }
 
-// CheckPrompt loads a prompt as a call would, for configuration checks.
-func (e *Engine) CheckPrompt(name string) error {
-	_, err := e.prompt(name)
-	return err
-}
-
 // Anchor implements callseam.Media. It returns a nil session when the call needs no anchor.
 func (e *Engine) Anchor(ctx context.Context, info *callseam.CallInfo, offer []byte) (callseam.MediaSession, error) {
 	cust, err := e.customers(info.CustomerID)
@@ -514,6 +511,3 @@ func (e *Engine) openRecording(s *Session) (*tap, error) {
 	}
 	return newTap(r, monoNow()), nil
 }
-
-// transcode converts G.711 in place between laws.
-var transcode = g711.Transcode

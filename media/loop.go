@@ -145,8 +145,6 @@ func (l *loop) run() {
 	// never passes to another goroutine, and a ring (which only its creating thread may
 	// use) stays with it.
 	runtime.LockOSThread()
-	holdP(1)
-	defer holdP(-1)
 	if l.schedule() {
 		defer l.e.m.realtime.Add(-1)
 	}
@@ -265,18 +263,6 @@ const minPause = int64(50 * time.Microsecond)
 
 // handOverEvery is how often a loop hands its recordings' finished chunks to the writers.
 const handOverEvery = int64(100 * time.Millisecond)
-
-// gomaxprocs guards the P count while loops start and stop.
-var gomaxprocs sync.Mutex
-
-// holdP adds delta to GOMAXPROCS. A loop waits in epoll_wait without giving up its P (see
-// epollWait), so each running loop brings a P of its own and the rest of the process keeps
-// the Ps it had.
-func holdP(delta int) {
-	gomaxprocs.Lock()
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + delta)
-	gomaxprocs.Unlock()
-}
 
 // commands registers new sessions' sockets and releases removed ones.
 func (l *loop) commands() {
@@ -490,7 +476,7 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	case audio:
 		outPT = peer.law.PayloadType()
 		if peer.law != lg.law {
-			transcode(p[start:end], lg.law, peer.law)
+			g711.Transcode(p[start:end], lg.law, peer.law)
 		}
 	case pt == lg.te && lg.te != 0 && peer.te != 0:
 		outPT = peer.te

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -103,6 +104,17 @@ type fixture struct {
 	cust store.Customer
 }
 
+// raiseProcs gives the process a P for each of cfg's loops, as cmd/trackline does, until
+// the test ends.
+func raiseProcs(t testing.TB, cfg *Config) {
+	procs := runtime.GOMAXPROCS(0)
+	if cfg.Loops <= 0 {
+		cfg.Loops = DefaultLoops(procs)
+	}
+	runtime.GOMAXPROCS(procs + cfg.Loops)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+}
+
 func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 	t.Helper()
 	f := &fixture{reg: prometheus.NewRegistry(), cust: cust}
@@ -122,6 +134,7 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 	if cfg.IO == ioKernel {
 		cfg.IO, cfg.Kernel = IOUring, KernelOn
 	}
+	raiseProcs(t, &cfg)
 	f.e, err = New(cfg, func(id string) (store.Customer, error) {
 		if id != f.cust.ID {
 			return store.Customer{}, errors.New("unknown")

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
@@ -376,6 +377,13 @@ func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg p
 	if mc.IP, err = mediaIP(cfg); err != nil {
 		return nil, err
 	}
+	// Each packet loop keeps a P while it waits in the kernel (media's package doc): the
+	// process gets one more per loop, so that the rest of it keeps the cores it had.
+	cores := runtime.GOMAXPROCS(0)
+	if mc.Loops <= 0 {
+		mc.Loops = media.DefaultLoops(cores)
+	}
+	runtime.GOMAXPROCS(cores + mc.Loops)
 	announce := cfg.Media.Announce
 	if announce == "" && mc.IP.IsUnspecified() {
 		announce = cfg.SIP.ExternalHost
