@@ -22,10 +22,6 @@ type CallReader interface {
 // WithCalls serves the call records of r on the admin API. Without it, /v1/calls answers 503.
 func WithCalls(r CallReader) Option { return func(a *API) { a.calls = r } }
 
-var dispositions = map[string]bool{
-	"answered": true, "busy": true, "no-answer": true, "cancelled": true, "rejected": true, "failed": true,
-}
-
 func (a *API) callsAvailable() error {
 	if a.calls == nil {
 		return errStatus(http.StatusServiceUnavailable, "", "call records are not available")
@@ -87,10 +83,11 @@ func (a *API) callFilter(r *http.Request) (store.CallFilter, error) {
 		f.Dialled = v
 	}
 	if v := q.Get("disposition"); v != "" {
-		if !dispositions[v] {
+		d, err := store.ParseDisposition(v)
+		if err != nil {
 			return bad("disposition", "must be answered, busy, no-answer, cancelled, rejected or failed")
 		}
-		f.Disposition = v
+		f.Disposition = d
 	}
 	switch v := q.Get("active"); v {
 	case "":

@@ -52,7 +52,7 @@ func newCallsEnv(t *testing.T, withCalls bool) *callsEnv {
 	} {
 		start := t0.Add(time.Duration(i) * 10 * time.Minute)
 		c := store.Call{ID: pool.NewID(start), CustomerID: d.customer, Dialled: d.dialled, Caller: "+31612345678",
-			Channel: d.channel, Disposition: d.disposition, Start: start, CallIDA: "a-" + d.label}
+			Channel: d.channel, Disposition: store.Disposition(d.disposition), Start: start, CallIDA: "a-" + d.label}
 		if d.disposition != "" {
 			c.End = start.Add(2 * time.Minute)
 		}

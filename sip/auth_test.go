@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+	"github.com/trackline/trackline/store"
 )
 
 // callWith places a call that answers digest challenges with the given credentials.
@@ -85,7 +86,7 @@ func TestOutboundProxyWithDigest(t *testing.T) {
 	}
 	hangup(t, d)
 	proxy.waitHistory("authorized")
-	if rec := e.record(); rec.Disposition != DispAnswered || rec.BusinessLine != "sip:+31852087972@line.invalid" {
+	if rec := e.record(); rec.Disposition != store.DispAnswered || rec.BusinessLine != "sip:+31852087972@line.invalid" {
 		t.Fatalf("record %+v", rec)
 	}
 }

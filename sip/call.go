@@ -20,16 +20,6 @@ import (
 	"github.com/trackline/trackline/store"
 )
 
-// Dispositions of a call record.
-const (
-	DispAnswered  = "answered"
-	DispBusy      = "busy"
-	DispNoAnswer  = "no-answer"
-	DispCancelled = "cancelled"
-	DispRejected  = "rejected"
-	DispFailed    = "failed"
-)
-
 // call is one call; its owner goroutine (handleInvite) is the only writer of rec.
 type call struct {
 	id  string
@@ -324,7 +314,7 @@ func (s *Switch) saveCall(c *call) error {
 }
 
 // finish completes the record and the metrics; talk time counts from the answer.
-func (s *Switch) finish(c *call, disposition string, status int, reason string) {
+func (s *Switch) finish(c *call, disposition store.Disposition, status int, reason string) {
 	if c.ms != nil {
 		c.recording = c.ms.Close(&c.rec)
 	}
@@ -336,8 +326,8 @@ func (s *Switch) finish(c *call, disposition string, status int, reason string) 
 	if err := s.saveCall(c); err != nil {
 		c.log.Error("complete call record", "err", err)
 	}
-	s.m.calls.WithLabelValues(disposition).Inc()
-	s.m.custCalls.WithLabelValues(c.rec.CustomerID, disposition).Inc()
+	s.m.calls.WithLabelValues(string(disposition)).Inc()
+	s.m.custCalls.WithLabelValues(c.rec.CustomerID, string(disposition)).Inc()
 	c.log.Info("call ended", "disposition", disposition, "status", status, "hangup_by", c.rec.HangupBy, "reason", reason)
 }
 
@@ -516,25 +506,25 @@ func (s *Switch) relayProvisional(c *call, r *sipmsg.Response, ms callseam.Media
 func (s *Switch) reject(c *call, code int) {
 	switch {
 	case code == 0: // the caller cancelled; the transaction layer answered 487
-		c.rec.HangupBy = legCaller.String()
-		s.finish(c, DispCancelled, 487, "")
+		c.rec.HangupBy = legCaller.party()
+		s.finish(c, store.DispCancelled, 487, "")
 		return
 	case s.base.Err() != nil:
-		c.rec.HangupBy = "switch"
-		s.finish(c, DispFailed, 503, "shutdown")
+		c.rec.HangupBy = store.PartySwitch
+		s.finish(c, store.DispFailed, 503, "shutdown")
 		c.a.Respond(503, "Service Unavailable", nil)
 		return
 	}
-	disp, status, reason := DispFailed, 480, "Temporarily Unavailable"
-	c.rec.HangupBy = legCallee.String()
+	disp, status, reason := store.DispFailed, 480, "Temporarily Unavailable"
+	c.rec.HangupBy = legCallee.party()
 	switch code {
 	case 486, 600:
-		disp, status, reason = DispBusy, 486, "Busy Here"
+		disp, status, reason = store.DispBusy, 486, "Busy Here"
 	case 603:
-		disp, status, reason = DispRejected, 603, "Decline"
+		disp, status, reason = store.DispRejected, 603, "Decline"
 	case 408: // nobody answered in time: the switch gave up ringing
-		disp = DispNoAnswer
-		c.rec.HangupBy = "switch"
+		disp = store.DispNoAnswer
+		c.rec.HangupBy = store.PartySwitch
 	}
 	s.finish(c, disp, status, "")
 	if err := c.a.Respond(status, reason, nil); err == nil {
@@ -580,8 +570,8 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 		if mediaErr != nil {
 			c.log.Warn("media answer", "err", mediaErr)
 			s.hangup(c, legCallee, "media")
-			c.rec.HangupBy = "switch"
-			s.finish(c, DispFailed, 488, "media")
+			c.rec.HangupBy = store.PartySwitch
+			s.finish(c, store.DispFailed, 488, "media")
 			a.Respond(488, "Not Acceptable Here", nil)
 			return
 		}
@@ -604,8 +594,8 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 	if err := a.Respond(200, "OK", answer, hdrs...); err != nil && byeLeg(c) == legUnknown {
 		c.log.Warn("caller did not confirm the answer", "err", err)
 		s.hangup(c, legCallee, "no ack")
-		c.rec.HangupBy = "switch"
-		s.finish(c, DispAnswered, 200, "no ack from caller")
+		c.rec.HangupBy = store.PartySwitch
+		s.finish(c, store.DispAnswered, 200, "no ack from caller")
 		return
 	}
 
@@ -630,17 +620,17 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 	}
 	switch by := byeLeg(c); by {
 	case legCaller:
-		c.rec.HangupBy = by.String()
+		c.rec.HangupBy = by.party()
 		s.hangup(c, legCallee, "")
 	case legCallee:
-		c.rec.HangupBy = by.String()
+		c.rec.HangupBy = by.party()
 		s.hangup(c, legCaller, "")
 	default:
-		c.rec.HangupBy = "switch"
+		c.rec.HangupBy = store.PartySwitch
 		s.hangup(c, legCaller, reason)
 		s.hangup(c, legCallee, reason)
 	}
-	s.finish(c, DispAnswered, 200, reason)
+	s.finish(c, store.DispAnswered, 200, reason)
 }
 
 // awaitBridge waits, with the business line answered, until the media may bridge (the
@@ -653,18 +643,18 @@ func (s *Switch) awaitBridge(c *call, calleeDone <-chan struct{}, ms callseam.Me
 	case <-c.a.Context().Done(): // the caller cancelled; the transaction layer answered 487
 		c.hungUpBy(legCaller)
 		s.hangup(c, legCallee, "cancelled")
-		c.rec.HangupBy = legCaller.String()
-		s.finish(c, DispCancelled, 487, "cancelled during the disclaimer")
+		c.rec.HangupBy = legCaller.party()
+		s.finish(c, store.DispCancelled, 487, "cancelled during the disclaimer")
 	case <-calleeDone:
-		c.rec.HangupBy = legCallee.String()
-		s.finish(c, DispFailed, 480, "business line hung up during the disclaimer")
+		c.rec.HangupBy = legCallee.party()
+		s.finish(c, store.DispFailed, 480, "business line hung up during the disclaimer")
 		if err := c.a.Respond(480, "Temporarily Unavailable", nil); err == nil {
 			s.m.response("sent", 480)
 		}
 	case <-s.base.Done():
 		s.hangup(c, legCallee, "shutdown")
-		c.rec.HangupBy = "switch"
-		s.finish(c, DispFailed, 503, "shutdown")
+		c.rec.HangupBy = store.PartySwitch
+		s.finish(c, store.DispFailed, 503, "shutdown")
 		c.a.Respond(503, "Service Unavailable", nil)
 	}
 	return false
@@ -707,11 +697,11 @@ func (s *Switch) RecoverRecords(ctx context.Context) (int, error) {
 	err = s.db.Write(ctx, func(tx *store.Tx) error {
 		for i := range open {
 			c := open[i]
-			c.End, c.EndReason, c.HangupBy = now, "switch restarted", "switch"
+			c.End, c.EndReason, c.HangupBy = now, "switch restarted", store.PartySwitch
 			if c.Disposition == "" {
-				c.Disposition = DispFailed
+				c.Disposition = store.DispFailed
 				if !c.Answer.IsZero() {
-					c.Disposition = DispAnswered
+					c.Disposition = store.DispAnswered
 				}
 			}
 			if err := tx.PutCall(&c); err != nil {

@@ -56,7 +56,7 @@ func TestAnsweredCallByeFromCaller(t *testing.T) {
 	if got := e.trunk.history(); !strings.Contains(got, "180") || !strings.Contains(got, "200") {
 		t.Fatalf("trunk saw %q", got)
 	}
-	if rec.Disposition != DispAnswered || rec.HangupBy != "caller" || rec.FinalStatus != 200 || rec.Dialled != "+31850000001" ||
+	if rec.Disposition != store.DispAnswered || rec.HangupBy != "caller" || rec.FinalStatus != 200 || rec.Dialled != "+31850000001" ||
 		rec.Caller != "+31612345678" || rec.SessionID != l.SessionID || rec.Channel != pool.ChannelPaidSearch ||
 		rec.Keyword != "tegels" || rec.Gclid != "G1" || rec.Candidates != 1 || rec.BusinessLine != lineURI(line) {
 		t.Fatalf("record %+v", rec)
@@ -82,7 +82,7 @@ func TestByeFromBusinessLine(t *testing.T) {
 		t.Fatal("caller got no BYE after the business line hung up")
 	}
 	rec := e.record()
-	if rec.HangupBy != "business_line" || rec.Disposition != DispAnswered || rec.Channel != "Flyer" || rec.SessionID != "" {
+	if rec.HangupBy != "business_line" || rec.Disposition != store.DispAnswered || rec.Channel != "Flyer" || rec.SessionID != "" {
 		t.Fatalf("record %+v", rec)
 	}
 }
@@ -105,7 +105,7 @@ func TestCancelWhileRinging(t *testing.T) {
 	}
 	rec := e.record()
 	line.waitHistory("CANCELLED")
-	if rec.Disposition != DispCancelled || rec.FinalStatus != 487 || rec.HangupBy != "caller" {
+	if rec.Disposition != store.DispCancelled || rec.FinalStatus != 487 || rec.HangupBy != "caller" {
 		t.Fatalf("record %+v", rec)
 	}
 	if d.InviteResponse == nil || d.InviteResponse.StatusCode != 487 {
@@ -116,9 +116,9 @@ func TestCancelWhileRinging(t *testing.T) {
 func TestBusyAndDeclineAreRelayed(t *testing.T) {
 	for _, tt := range []struct {
 		code int
-		disp string
-	}{{486, DispBusy}, {603, DispRejected}} {
-		t.Run(tt.disp, func(t *testing.T) {
+		disp store.Disposition
+	}{{486, store.DispBusy}, {603, store.DispRejected}} {
+		t.Run(string(tt.disp), func(t *testing.T) {
 			line := newPeer(t, "127.0.0.1", reject(tt.code, "No"))
 			e := newEnv(t, envOpts{lines: []string{lineURI(line)}})
 			_, err := e.call("+31850000101")
@@ -143,7 +143,7 @@ func TestNoAnswerFailsOverThenGives480(t *testing.T) {
 	<-d.Context().Done()
 	rec := e.record()
 	silent.waitHistory("CANCELLED")
-	if rec.BusinessLine != lineURI(backup) || rec.Disposition != DispAnswered {
+	if rec.BusinessLine != lineURI(backup) || rec.Disposition != store.DispAnswered {
 		t.Fatalf("record %+v", rec)
 	}
 
@@ -153,7 +153,7 @@ func TestNoAnswerFailsOverThenGives480(t *testing.T) {
 		if got := statusOf(err); got != 480 {
 			t.Fatalf("caller got %d (%v)", got, err)
 		}
-		if rec := e.record(); rec.Disposition != DispNoAnswer || rec.FinalStatus != 480 {
+		if rec := e.record(); rec.Disposition != store.DispNoAnswer || rec.FinalStatus != 480 {
 			t.Fatalf("record %+v", rec)
 		}
 	})
@@ -294,7 +294,7 @@ func TestDrainRefusesNewCallsThenEndsOld(t *testing.T) {
 	<-d.Context().Done()
 	line.waitHistory("BYE")
 	rec := e.record()
-	if rec.EndReason != "shutdown" || rec.HangupBy != "switch" || rec.Disposition != DispAnswered {
+	if rec.EndReason != "shutdown" || rec.HangupBy != "switch" || rec.Disposition != store.DispAnswered {
 		t.Fatalf("record %+v", rec)
 	}
 }
@@ -325,7 +325,7 @@ func TestRecoverRecordsLeftOpen(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("recovered %d, %v", n, err)
 	}
-	if rec := e.record(); rec.EndReason != "switch restarted" || rec.Disposition != DispAnswered {
+	if rec := e.record(); rec.EndReason != "switch restarted" || rec.Disposition != store.DispAnswered {
 		t.Fatalf("record %+v", rec)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/trackline/trackline/store"
 )
 
 // leg says which side of a call a dialog is.
@@ -16,13 +17,21 @@ const (
 )
 
 func (l leg) String() string {
-	switch l {
-	case legCaller:
-		return "caller"
-	case legCallee:
-		return "business_line"
+	if p := l.party(); p != "" {
+		return string(p)
 	}
 	return "unknown"
+}
+
+// party is the leg as the call record names who hung up.
+func (l leg) party() store.Party {
+	switch l {
+	case legCaller:
+		return store.PartyCaller
+	case legCallee:
+		return store.PartyBusinessLine
+	}
+	return ""
 }
 
 type entry struct {

@@ -33,7 +33,7 @@ type CallFilter struct {
 	From, To    time.Time
 	Channel     string // exact match, "" for any
 	Dialled     string // exact match, "" for any
-	Disposition string // exact match, "" for any
+	Disposition Disposition // exact match, "" for any
 	Active      *bool  // true: End is zero; false: ended; nil: both
 	Before      string // cursor: only calls with an id below this one ("" for the newest)
 	Limit       int    // page size; 0 means DefaultCallLimit

@@ -59,7 +59,7 @@ func TestCallsFilters(t *testing.T) {
 	labels := map[string]string{}
 	for i, d := range data {
 		c := Call{ID: testCallID(at(d.idAt), i), CustomerID: d.customer, Dialled: d.dialled, Caller: "+31612345678",
-			Channel: d.ch, Disposition: d.dispos, Start: at(d.start)}
+			Channel: d.ch, Disposition: Disposition(d.dispos), Start: at(d.start)}
 		if !d.active {
 			c.End = c.Start.Add(time.Minute)
 		}

@@ -290,11 +290,42 @@ type CustomerStats struct {
 	PeakAssigned  int    `json:"peak_assigned"`
 }
 
+// Disposition is how a call ended; the zero value is a call still in progress.
+type Disposition string
+
+// The dispositions of a finished call.
+const (
+	DispAnswered  Disposition = "answered"
+	DispBusy      Disposition = "busy"
+	DispNoAnswer  Disposition = "no-answer"
+	DispCancelled Disposition = "cancelled"
+	DispRejected  Disposition = "rejected"
+	DispFailed    Disposition = "failed"
+)
+
+// ParseDisposition reads a finished call's disposition, for filters from outside.
+func ParseDisposition(v string) (Disposition, error) {
+	switch d := Disposition(v); d {
+	case DispAnswered, DispBusy, DispNoAnswer, DispCancelled, DispRejected, DispFailed:
+		return d, nil
+	}
+	return "", fmt.Errorf("unknown disposition %q (want answered, busy, no-answer, cancelled, rejected or failed)", v)
+}
+
+// Party is who ended a call; the zero value is nobody yet.
+type Party string
+
+// The parties that end calls.
+const (
+	PartyCaller       Party = "caller"
+	PartyBusinessLine Party = "business_line"
+	PartySwitch       Party = "switch"
+)
+
 // Call is one inbound call with its attribution snapshot. Written by the call layer: once,
 // durably, when the INVITE is accepted, and again when the call ends.
 //
-// Disposition is one of answered, busy, no-answer, cancelled, rejected, failed (empty while
-// the call is active); HangupBy is caller, business_line or switch; EndReason says why the
+// Disposition is empty while the call is active; HangupBy says who ended it; EndReason why the
 // switch ended a call (max_duration, shutdown, ...).
 type Call struct {
 	ID           string `json:"id"`
@@ -315,8 +346,8 @@ type Call struct {
 	Ringing      time.Time `json:"ringing,omitzero"`
 	Answer       time.Time `json:"answer,omitzero"`
 	End          time.Time `json:"end,omitzero"`
-	Disposition  string    `json:"disposition,omitempty"`
-	HangupBy     string    `json:"hangup_by,omitempty"`
+	Disposition  Disposition `json:"disposition,omitempty"`
+	HangupBy     Party       `json:"hangup_by,omitempty"`
 	EndReason    string    `json:"end_reason,omitempty"`
 	TalkSeconds  float64   `json:"talk_seconds,omitempty"`
 	FinalStatus  int       `json:"final_status,omitempty"`
