@@ -84,9 +84,7 @@ func (s *Switch) agentsRinging(c *call, ms callseam.MediaSession, start time.Tim
 	if ms.Early() {
 		return
 	}
-	if err := c.a.Respond(180, "Ringing", nil); err == nil {
-		s.m.response("sent", 180)
-	}
+	s.answer(c.a, 180, "Ringing", nil)
 }
 
 // answerInDialog answers the caller's in-dialog requests in a call that a browser agent took:
@@ -124,8 +122,7 @@ func (s *Switch) answerInDialog(c *call, req *sipmsg.Request, tx sipmsg.ServerTr
 		contact := s.dialogUA(req.Transport()).ContactHDR
 		res.AppendHeader(&contact)
 	}
-	if err := tx.Respond(res); err != nil {
+	if err := s.send(tx, res); err != nil {
 		c.log.Debug("answer in-dialog request", "err", err)
 	}
-	s.m.response("sent", 200)
 }

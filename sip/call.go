@@ -150,8 +150,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	}
 	if err := s.storeCaller(&c.rec, cust, c.caller); err != nil {
 		c.log.Error("caller pseudonym", "err", err)
-		a.Respond(500, "Server Internal Error", nil)
-		s.m.response("sent", 500)
+		s.answer(a, 500, "Server Internal Error", nil)
 		return
 	}
 	if ses := attr.Session; ses != nil {
@@ -170,8 +169,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 				code, reason = 400, "Malformed SDP"
 			}
 			c.log.Info("media refused the offer", "err", err)
-			a.Respond(code, reason, nil)
-			s.m.response("sent", code)
+			s.answer(a, code, reason, nil)
 			return
 		}
 		if ms != nil {
@@ -182,7 +180,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	// The record is durable before the business line rings.
 	if err := s.saveCall(c); err != nil {
 		c.log.Error("write call record", "err", err)
-		a.Respond(500, "Server Internal Error", nil)
+		s.answer(a, 500, "Server Internal Error", nil)
 		return
 	}
 	s.m.active.Inc()
@@ -204,9 +202,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		if ms.Early() {
 			// The disclaimer plays as early media while the business line rings.
 			ct := sipmsg.ContentTypeHeader("application/sdp")
-			if err := a.Respond(183, "Session Progress", ms.CallerSDP(), &ct); err == nil {
-				s.m.response("sent", 183)
-			}
+			s.answer(a, 183, "Session Progress", ms.CallerSDP(), &ct)
 		}
 	}
 
@@ -497,9 +493,7 @@ func (s *Switch) relayProvisional(c *call, r *sipmsg.Response, ms callseam.Media
 			hdrs = append(hdrs, &ct)
 		}
 	}
-	if err := c.a.Respond(r.StatusCode, r.Reason, body, hdrs...); err == nil {
-		s.m.response("sent", r.StatusCode)
-	}
+	s.answer(c.a, r.StatusCode, r.Reason, body, hdrs...)
 }
 
 // reject ends an unanswered call with the status mapped for the caller.
@@ -512,7 +506,7 @@ func (s *Switch) reject(c *call, code int) {
 	case s.base.Err() != nil:
 		c.rec.HangupBy = store.PartySwitch
 		s.finish(c, store.DispFailed, 503, "shutdown")
-		c.a.Respond(503, "Service Unavailable", nil)
+		s.answer(c.a, 503, "Service Unavailable", nil)
 		return
 	}
 	disp, status, reason := store.DispFailed, 480, "Temporarily Unavailable"
@@ -527,9 +521,7 @@ func (s *Switch) reject(c *call, code int) {
 		c.rec.HangupBy = store.PartySwitch
 	}
 	s.finish(c, disp, status, "")
-	if err := c.a.Respond(status, reason, nil); err == nil {
-		s.m.response("sent", status)
-	}
+	s.answer(c.a, status, reason, nil)
 }
 
 // talk answers the caller with the business line's SDP and holds the call until one side
@@ -572,7 +564,7 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 			s.hangup(c, legCallee, "media")
 			c.rec.HangupBy = store.PartySwitch
 			s.finish(c, store.DispFailed, 488, "media")
-			a.Respond(488, "Not Acceptable Here", nil)
+			s.answer(a, 488, "Not Acceptable Here", nil)
 			return
 		}
 		ms.Answered()
@@ -588,10 +580,9 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 		ct := sipmsg.ContentTypeHeader("application/sdp")
 		hdrs = append(hdrs, &ct)
 	}
-	s.m.response("sent", 200)
 	// Blocks until the caller's ACK; a BYE may overtake the ACK (sipgo handles each message in
 	// its own goroutine), which ends the dialog and is a normal, if short, call.
-	if err := a.Respond(200, "OK", answer, hdrs...); err != nil && byeLeg(c) == legUnknown {
+	if err := s.answer(a, 200, "OK", answer, hdrs...); err != nil && byeLeg(c) == legUnknown {
 		c.log.Warn("caller did not confirm the answer", "err", err)
 		s.hangup(c, legCallee, "no ack")
 		c.rec.HangupBy = store.PartySwitch
@@ -648,14 +639,12 @@ func (s *Switch) awaitBridge(c *call, calleeDone <-chan struct{}, ms callseam.Me
 	case <-calleeDone:
 		c.rec.HangupBy = legCallee.party()
 		s.finish(c, store.DispFailed, 480, "business line hung up during the disclaimer")
-		if err := c.a.Respond(480, "Temporarily Unavailable", nil); err == nil {
-			s.m.response("sent", 480)
-		}
+		s.answer(c.a, 480, "Temporarily Unavailable", nil)
 	case <-s.base.Done():
 		s.hangup(c, legCallee, "shutdown")
 		c.rec.HangupBy = store.PartySwitch
 		s.finish(c, store.DispFailed, 503, "shutdown")
-		c.a.Respond(503, "Service Unavailable", nil)
+		s.answer(c.a, 503, "Service Unavailable", nil)
 	}
 	return false
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/callseam"
+
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/trackline/trackline/pool"
@@ -241,6 +243,7 @@ type envOpts struct {
 	switchMax    time.Duration    // the switch's default maximum call duration
 	keys         *keyring.Keyring // caller pseudonyms
 	pseudonymous bool             // the customer's callers are pseudonymous
+	media        callseam.Media   // anchors calls (none: direct media)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -274,7 +277,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
 		Trunks:        []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}},
-		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, nil, WithKeys(o.keys))
+		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, nil, WithKeys(o.keys), WithMedia(o.media))
 	if err != nil {
 		t.Fatal(err)
 	}

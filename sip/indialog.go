@@ -42,7 +42,7 @@ func (s *Switch) handleBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respond(req, tx, 500, "Server Internal Error")
 		return
 	}
-	s.m.response("sent", 200)
+	s.m.response("sent", 200) // ReadBye answered it (sipgo): the one response not sent by send or answer
 }
 
 // handleCancel answers CANCELs that match no pending INVITE; the transaction layer answers
@@ -125,10 +125,9 @@ func (s *Switch) forward(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if !ok {
 		return
 	}
-	if err := tx.Respond(reply); err != nil {
+	if err := s.send(tx, reply); err != nil {
 		c.log.Debug("relay in-dialog answer", "err", err)
 	}
-	s.m.response("sent", reply.StatusCode)
 }
 
 // relay sends req's twin on the other leg and builds the answer for the originator; it

@@ -320,14 +320,29 @@ func (s *Switch) Close() error {
 	return nil
 }
 
-// respond sends a response on a server transaction and counts it.
+// Every response the switch sends goes through send (on a server transaction) or answer (on
+// the caller's INVITE dialog), which count it in trackline_sip_responses_total as they send.
+
+// respond builds a response to req and sends it on tx.
 func (s *Switch) respond(req *sipmsg.Request, tx sipmsg.ServerTransaction, code int, reason string, hdrs ...sipmsg.Header) {
 	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
-	if err := tx.Respond(res); err != nil && !errors.Is(err, sipmsg.ErrTransactionTerminated) {
+	if err := s.send(tx, res); err != nil && !errors.Is(err, sipmsg.ErrTransactionTerminated) {
 		s.log.Debug("respond failed", "code", code, "err", err)
 	}
+}
+
+// send sends res on tx and counts it.
+func (s *Switch) send(tx sipmsg.ServerTransaction, res *sipmsg.Response) error {
+	s.m.response("sent", res.StatusCode)
+	return tx.Respond(res)
+}
+
+// answer responds on the caller's INVITE dialog and counts it. A 2xx returns once the
+// caller's ACK came, or with an error when none did.
+func (s *Switch) answer(a *sipgo.DialogServerSession, code int, reason string, body []byte, hdrs ...sipmsg.Header) error {
 	s.m.response("sent", code)
+	return a.Respond(code, reason, body, hdrs...)
 }

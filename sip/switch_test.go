@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/trackline/trackline/callseam"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
 )
@@ -380,5 +383,48 @@ func TestUDPDropsCountsAFullReceiveBuffer(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(10, func() { socketDrops(other) }); n > 8 {
 		t.Fatalf("reading the counter allocates %v times", n)
+	}
+}
+
+// refusingAnswer is an anchor whose session refuses the business line's answer.
+type refusingAnswer struct{}
+
+func (refusingAnswer) Anchor(context.Context, *callseam.CallInfo, []byte) (callseam.MediaSession, error) {
+	return refusingSession{ready: make(chan struct{})}, nil
+}
+
+type refusingSession struct{ ready chan struct{} }
+
+func (refusingSession) Offer() []byte                        { return []byte(offerSDP) }
+func (refusingSession) CallerSDP() []byte                    { return []byte(answerSDP) }
+func (refusingSession) Early() bool                          { return false }
+func (refusingSession) Answered()                            {}
+func (r refusingSession) Ready() <-chan struct{}             { return r.ready }
+func (refusingSession) Bridge()                              {}
+func (refusingSession) Done() <-chan struct{}                { return nil }
+func (refusingSession) Close(*store.Call) *store.Recording   { return nil }
+func (refusingSession) Rewrite(bool, []byte) ([]byte, error) { return nil, callseam.ErrNotAcceptable }
+func (refusingSession) Callee([]byte, netip.Addr) error      { return callseam.ErrNotAcceptable }
+
+// TestEveryResponseIsCounted: a response the switch sends on a path off the common one (the
+// media refusing the business line's answer: 488 to the caller) is counted like any other.
+func TestEveryResponseIsCounted(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", func(p *peer, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		if d, err := p.uas.ReadInvite(req, tx); err == nil {
+			d.RespondSDP([]byte(answerSDP)) // the switch hangs up at once: its ACK may not come
+			<-d.Context().Done()
+		}
+	})
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}, media: refusingAnswer{}})
+	sent := func() float64 { return testutil.ToFloat64(e.sw.m.responses.WithLabelValues("sent", "4xx")) }
+	before := sent()
+	if _, err := e.call("+31850000101"); statusOf(err) != 488 {
+		t.Fatalf("caller got %v, want 488", err)
+	}
+	if rec := e.record(); rec.Disposition != store.DispFailed || rec.FinalStatus != 488 {
+		t.Fatalf("record %+v", rec)
+	}
+	if got := sent() - before; got != 1 {
+		t.Fatalf("4xx responses counted: %v, want 1", got)
 	}
 }
