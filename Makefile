@@ -7,14 +7,15 @@ LDFLAGS := -X main.version=$(VERSION)
 # Installed by `scripts/deps.sh lint` (version pinned there), run by full path.
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: help build run call deps test bench bench-startup bench-sip bench-media bench-floor bench-compact fmt vet lint clean
+.PHONY: help build run call deps check fmt-check test bench bench-startup bench-sip bench-media bench-floor bench-compact fmt vet lint clean
 
 help:
 	@echo 'build          go build -o $(BIN) ./cmd/trackline (version $(VERSION))'
 	@echo 'run            build, then serve the embedded default config (data under ./data)'
 	@echo 'call           with `make run` running: one sipp call through it, then its call record'
-	@echo 'deps           install system tools (chromium, sipp, wrk) if missing; go mod download'
-	@echo 'test           deps, go vet, go test -race'
+	@echo 'deps           install system tools (chromium, sipp, promtool, wrk) if missing; go mod download'
+	@echo 'check          gofmt check, go vet, staticcheck (pinned): what CI runs before the tests'
+	@echo 'test           deps, check, go test -race (what .ci/run runs)'
 	@echo 'bench          deps, load benchmark of POST /v1/sessions, Go benchmarks'
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
 	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
@@ -22,6 +23,7 @@ help:
 	@echo 'bench-floor    one loopback send + recv, then the same RTP load through bare C relays (epoll, io_uring): the machine'"'"'s floor'
 	@echo 'bench-compact  store compaction (erasure) on 1M sessions: copy time, write pause'
 	@echo 'fmt vet lint   gofmt -w, go vet, staticcheck'
+	@echo 'fmt-check      fail listing the Go files gofmt would change'
 	@echo 'clean          remove bin/'
 
 build:
@@ -36,8 +38,8 @@ call: build
 deps:
 	bash scripts/deps.sh
 
-test: deps
-	$(GO) vet ./...
+# check before the tests, so that a developer's `make test` fails where CI's would.
+test: deps check
 	$(GO) test -race -count=1 -timeout 12m ./...
 
 bench: deps
@@ -59,8 +61,13 @@ bench-floor:
 bench-compact:
 	bash scripts/bench-compact.sh
 
+check: fmt-check vet lint
+
 fmt:
 	git ls-files -z '*.go' | xargs -0 -r gofmt -l -w
+
+fmt-check:
+	bash scripts/fmt-check.sh
 
 vet:
 	$(GO) vet ./...
