@@ -3,6 +3,7 @@ package configs_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,16 @@ import (
 // The operations files under configs/: the Prometheus scrape config and alert rules, the
 // Grafana dashboard and the systemd unit. Which metrics they use is checked against the real
 // binary in e2e/ops_metrics_test.go.
+
+// TestMain checks for promtool once, before any test, and fails the package with one line
+// that says how to install it when it is missing.
+func TestMain(m *testing.M) {
+	if _, err := exec.LookPath("promtool"); err != nil {
+		fmt.Fprintln(os.Stderr, `configs: promtool not found: run "make deps" (or make test), which installs it`)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // promtool is Debian's (package prometheus); make test installs it. The test fails, not
 // skips, without it.

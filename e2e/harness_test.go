@@ -46,6 +46,10 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
+	if err := checkTools(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
 	if bin := os.Getenv("TRACKLINE_E2E_BIN"); bin != "" {
 		tracklineBin = bin
 		return m.Run()
@@ -74,6 +78,28 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// checkTools reports, in one line, the external programs the tests need that are missing,
+// so that go test on a machine without them says what to do once instead of failing test
+// after test. It looks for them as the tests run them: sipp from PATH (sippBinary), Chromium
+// at chromiumPath (newBrowser). make deps (scripts/deps.sh) installs both, from Debian's
+// sip-tester and chromium.
+func checkTools() error {
+	var missing []string
+	for _, tool := range []string{"sipp", chromiumPath} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	switch len(missing) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf(`%s not found: run "make deps" (or make test), which installs it`, missing[0])
+	default:
+		return fmt.Errorf(`%s not found: run "make deps" (or make test), which installs them`, strings.Join(missing, " and "))
+	}
 }
 
 // moduleRoot finds the directory of go.mod above the working directory (the
