@@ -59,7 +59,9 @@ func (c *call) release() {
 	}
 }
 
-// handleInvite owns a call from the trunk's INVITE to the completed record.
+// handleInvite owns a call from the trunk's INVITE to the completed record: it screens the
+// request, resolves the dialled number to a customer in service, sets the call up (record,
+// media), rings the business lines and holds the answered call until it ends.
 func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.m.requests.WithLabelValues("INVITE").Inc()
 	if req.To() != nil && req.To().Params.Has("tag") {
@@ -72,116 +74,110 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		return
 	}
 	defer s.callsWG.Done()
+	trunk, no := s.screen(req)
+	if no == nil {
+		s.respond(req, tx, 100, "Trying")
+		var dest destination
+		if dest, no = s.resolve(req, start); no == nil {
+			s.take(req, tx, trunk, dest, start)
+			return
+		}
+	}
+	s.respond(req, tx, no.code, no.reason, no.hdrs...)
+}
+
+// refusal is the final answer to an INVITE that does not become a call.
+type refusal struct {
+	code   int
+	reason string
+	hdrs   []sipmsg.Header
+}
+
+// screen checks the INVITE's source against the trunks, its credentials and the headers the
+// dialog layer relies on.
+func (s *Switch) screen(req *sipmsg.Request) (*Trunk, *refusal) {
 	trunk, ok := s.trunkFor(req)
 	if !ok {
 		s.m.aclRejected.Inc()
-		s.respond(req, tx, 403, "Forbidden")
-		return
+		return nil, &refusal{code: 403, reason: "Forbidden"}
 	}
 	if code, hdr := s.authorize(req, trunk); code != 0 {
 		if hdr != nil {
-			s.respond(req, tx, code, "Unauthorized", hdr)
-		} else {
-			s.respond(req, tx, code, "Forbidden")
+			return nil, &refusal{code: code, reason: "Unauthorized", hdrs: []sipmsg.Header{hdr}}
 		}
-		return
+		return nil, &refusal{code: code, reason: "Forbidden"}
 	}
 	if code, reason := checkInvite(req); code != 0 {
-		s.respond(req, tx, code, reason)
-		return
+		return nil, &refusal{code: code, reason: reason}
 	}
-	s.respond(req, tx, 100, "Trying")
+	return trunk, nil
+}
 
+// destination is where a call goes: the number dialled, its attribution and its customer.
+type destination struct {
+	dialled string
+	attr    pool.Attribution
+	cust    store.Customer
+}
+
+// resolve finds the dialled number, what it is attributed to, and its customer, in service
+// and with a business line.
+func (s *Switch) resolve(req *sipmsg.Request, start time.Time) (destination, *refusal) {
 	// RFC 3261 §8.2.2.1: the Request-URI names the callee; To only if configured.
 	dialled, err := dialledNumber(req.Recipient.User, s.cfg.CountryCode)
 	if err != nil && s.cfg.ToFallback {
 		dialled, err = dialledNumber(req.To().Address.User, s.cfg.CountryCode)
 	}
 	if err != nil {
-		s.respond(req, tx, 404, "Not Found")
-		return
+		return destination{}, &refusal{code: 404, reason: "Not Found"}
 	}
 	attr, err := s.pool.Attribute(dialled, start)
 	switch {
 	case errors.Is(err, pool.ErrUnknownNumber):
-		s.respond(req, tx, 404, "Not Found")
-		return
+		return destination{}, &refusal{code: 404, reason: "Not Found"}
 	case errors.Is(err, pool.ErrQuarantined):
 		// A number the operator took out of a running contract is not found; the numbers
 		// of an ended contract, and those held after their customer was deleted, are
 		// not in service.
 		if c, cerr := s.pool.Customer(attr.CustomerID); cerr == nil && pool.InService(&c, start) {
-			s.respond(req, tx, 404, "Not Found")
-		} else {
-			s.respond(req, tx, 480, "Not In Service")
+			return destination{}, &refusal{code: 404, reason: "Not Found"}
 		}
-		return
+		return destination{}, &refusal{code: 480, reason: "Not In Service"}
 	case err != nil:
 		s.log.Error("attribute call", "err", err)
-		s.respond(req, tx, 500, "Server Internal Error")
-		return
+		return destination{}, &refusal{code: 500, reason: "Server Internal Error"}
 	}
 	cust, err := s.pool.Customer(attr.CustomerID)
 	if err != nil || !pool.InService(&cust, start) {
 		// The contract or the trial ended (RFC 3261 §21.4.18: 480, the callee is not
 		// reachable here now).
-		s.respond(req, tx, 480, "Not In Service")
-		return
+		return destination{}, &refusal{code: 480, reason: "Not In Service"}
 	}
 	if len(cust.BusinessLines) == 0 {
-		s.respond(req, tx, 480, "Temporarily Unavailable")
-		return
+		return destination{}, &refusal{code: 480, reason: "Temporarily Unavailable"}
 	}
+	return destination{dialled: dialled, attr: attr, cust: cust}, nil
+}
 
-	dua := s.dialogUA(req.Transport())
-	a, err := dua.ReadInvite(req, tx)
+// take makes the INVITE a call: its dialog, its durable record and its media, then rings
+// the business lines and holds the call until it ends.
+func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *Trunk, dest destination, start time.Time) {
+	a, err := s.dialogUA(req.Transport()).ReadInvite(req, tx)
 	if err != nil {
 		s.respond(req, tx, 400, "Bad Request")
 		return
 	}
 	defer a.Close()
-
 	c := &call{id: pool.NewID(start), a: a, caller: callerNumber(req, s.cfg.CountryCode)}
 	defer c.release()
+	cust := dest.cust
 	c.log = s.log.With("call_id", c.id, "customer", cust.ID)
-	c.rec = store.Call{
-		ID: c.id, CustomerID: cust.ID, Dialled: dialled,
-		Channel: attr.Channel, Candidates: attr.Candidates, Start: start.UTC(), CallIDA: req.CallID().Value(),
-	}
-	if err := s.storeCaller(&c.rec, cust, c.caller); err != nil {
-		c.log.Error("caller pseudonym", "err", err)
-		s.answer(a, 500, "Server Internal Error", nil)
+	if no := s.setUp(c, req, trunk, dest, start); no != nil {
+		s.answer(a, no.code, no.reason, nil)
 		return
 	}
-	if ses := attr.Session; ses != nil {
-		c.rec.SessionID, c.rec.Keyword, c.rec.LandingPage = ses.ID, ses.UTMTerm, ses.LandingPage
-		c.rec.ReferrerHost, c.rec.Gclid = ses.ReferrerHost, ses.Gclid
-	}
-	if s.media != nil {
-		info := callseam.CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dialled, Channel: attr.Channel, Start: start.UnixNano(),
-			Anchor:       s.agents != nil && hasAgentLine(cust.BusinessLines),
-			CallerSignal: sourceIP(req.Source()), CallerNAT: trunk.NAT, CalleeNAT: s.cfg.OutboundNAT}
-		ms, err := s.media.Anchor(a.Context(), &info, req.Body())
-		c.rec.NotRecordedReason = info.NotRecorded
-		if err != nil {
-			code, reason := 488, "Not Acceptable Here"
-			if errors.Is(err, callseam.ErrBadSDP) {
-				code, reason = 400, "Malformed SDP"
-			}
-			c.log.Info("media refused the offer", "err", err)
-			s.answer(a, code, reason, nil)
-			return
-		}
-		if ms != nil {
-			c.ms = ms
-			defer ms.Close(nil) // a no-op once finish closed it
-		}
-	}
-	// The record is durable before the business line rings.
-	if err := s.saveCall(c); err != nil {
-		c.log.Error("write call record", "err", err)
-		s.answer(a, 500, "Server Internal Error", nil)
-		return
+	if c.ms != nil {
+		defer c.ms.Close(nil) // a no-op once finish closed it
 	}
 	s.m.active.Inc()
 	defer s.m.active.Dec()
@@ -217,6 +213,47 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		return
 	}
 	s.talk(c, ans, ms, cust)
+}
+
+// setUp writes the call's record (durable before the business line rings) with its
+// attribution snapshot and caller, and anchors its media where the customer needs it.
+func (s *Switch) setUp(c *call, req *sipmsg.Request, trunk *Trunk, dest destination, start time.Time) *refusal {
+	cust, attr := dest.cust, dest.attr
+	c.rec = store.Call{
+		ID: c.id, CustomerID: cust.ID, Dialled: dest.dialled,
+		Channel: attr.Channel, Candidates: attr.Candidates, Start: start.UTC(), CallIDA: req.CallID().Value(),
+	}
+	if err := s.storeCaller(&c.rec, cust, c.caller); err != nil {
+		c.log.Error("caller pseudonym", "err", err)
+		return &refusal{code: 500, reason: "Server Internal Error"}
+	}
+	if ses := attr.Session; ses != nil {
+		c.rec.SessionID, c.rec.Keyword, c.rec.LandingPage = ses.ID, ses.UTMTerm, ses.LandingPage
+		c.rec.ReferrerHost, c.rec.Gclid = ses.ReferrerHost, ses.Gclid
+	}
+	if s.media != nil {
+		info := callseam.CallInfo{CallID: c.id, CustomerID: cust.ID, Dialled: dest.dialled, Channel: attr.Channel, Start: start.UnixNano(),
+			Anchor:       s.agents != nil && hasAgentLine(cust.BusinessLines),
+			CallerSignal: sourceIP(req.Source()), CallerNAT: trunk.NAT, CalleeNAT: s.cfg.OutboundNAT}
+		ms, err := s.media.Anchor(c.a.Context(), &info, req.Body())
+		c.rec.NotRecordedReason = info.NotRecorded
+		if err != nil {
+			c.log.Info("media refused the offer", "err", err)
+			if errors.Is(err, callseam.ErrBadSDP) {
+				return &refusal{code: 400, reason: "Malformed SDP"}
+			}
+			return &refusal{code: 488, reason: "Not Acceptable Here"}
+		}
+		c.ms = ms
+	}
+	if err := s.saveCall(c); err != nil {
+		c.log.Error("write call record", "err", err)
+		if c.ms != nil {
+			c.ms.Close(nil)
+		}
+		return &refusal{code: 500, reason: "Server Internal Error"}
+	}
+	return nil
 }
 
 // checkInvite validates what the dialog layer relies on (RFC 3261 §8.1.1).
