@@ -23,6 +23,24 @@
 // It needs Linux 6.1 or newer (DEFER_TASKRUN; multishot recvmsg is 6.0, provided buffer
 // rings 5.19, SEND with a destination address 6.1). Available says whether the running
 // kernel and its policy (kernel.io_uring_disabled, seccomp) allow it.
+//
+// Why not a library (issue 23): the Go io_uring libraries were compared for the above with no
+// allocation per operation. The Go module proxy that this project's machines and CI use
+// serves none of them (403, no version list), so none can be a dependency here; their public
+// source was read instead. github.com/pawelgaczynski/giouring (a liburing port; go 1.20,
+// last change seen 2023) has every operation and, measured on copies of its functions,
+// 0 allocations per send-and-receive cycle, the same as this package. But its
+// PrepareSendto sends from the slice header's address, not the data's. RegisterFilesSparse
+// returns no error when the kernel refuses. Its setup parameters are unexported, so the
+// completion queue cannot be sized (no IORING_SETUP_CQSIZE). And it leaves the buffers, the
+// msghdr and the addresses to the caller. github.com/iceber/iouring-go (go 1.15) has no
+// buffer select, multishot receive or buffer ring. It also allocates a closure, a UserData
+// and a Result per request, and delivers them over channels from a goroutine of its own.
+// github.com/godzie44/go-uring (go 1.17) has no recvmsg, buffer select, buffer ring or
+// registered files, and takes each operation as a heap-allocated interface value.
+// github.com/ii64/gouring (go 1.18) exports setup, submission entries, submit and wait only.
+// Its registration helpers are unexported, and it has no multishot recvmsg or timed wait.
+// The figures are in docs/benchmarks.md ("io_uring: why media/uring stays").
 package uring
 
 import (
