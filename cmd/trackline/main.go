@@ -37,6 +37,7 @@ import (
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/sip"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -191,24 +192,9 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	defer db.Close()
 
-	p, err := pool.New(db, pool.Config{Lease: cfg.Pool.Lease, Grace: cfg.Pool.Grace, CountryCode: cfg.CountryCode,
-		TrialDays: cfg.Lifecycle.TrialDays, QuarantineMonths: cfg.Lifecycle.QuarantineMonths},
-		pool.WithLogger(logger), pool.WithRegisterer(reg))
-	if err != nil {
-		return fmt.Errorf("load pool: %w", err)
-	}
-	seeded, err := provision.Seed(ctx, cfg, p)
+	p, err := openPool(ctx, cfg, db, reg, logger)
 	if err != nil {
 		return err
-	}
-	if seeded.Created > 0 {
-		logger.Info("seeded customers from config", "customers", seeded.Created)
-	}
-	if len(seeded.Changed) > 0 {
-		logger.Info("config moved customers on in their contract", "customers", seeded.Changed)
-	}
-	if len(seeded.Deleted) > 0 {
-		logger.Warn("customers in the config were deleted (lapsed trial or retention over) and are not made again; remove them from the config", "customers", seeded.Deleted)
 	}
 
 	keys, err := openKeyring(cfg)
@@ -253,6 +239,45 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return err
 	}
+	if err := recoverState(ctx, db, sw, rec, keys, logger); err != nil {
+		return err
+	}
+	if err := sw.Listen(); err != nil {
+		return err
+	}
+
+	return serveUntilStopped(ctx, node{cfg: cfg, logger: logger, reg: reg, db: db, pool: p, sweeper: sweeper, sw: sw, hub: hub,
+		api: a, stopping: &stopping, start: start})
+}
+
+// openPool loads the pool and seeds the configured customers the store does not have.
+func openPool(ctx context.Context, cfg *configs.Config, db *store.DB, reg prometheus.Registerer, logger *slog.Logger) (*pool.Pool, error) {
+	p, err := pool.New(db, pool.Config{Lease: cfg.Pool.Lease, Grace: cfg.Pool.Grace, CountryCode: cfg.CountryCode,
+		TrialDays: cfg.Lifecycle.TrialDays, QuarantineMonths: cfg.Lifecycle.QuarantineMonths},
+		pool.WithLogger(logger), pool.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("load pool: %w", err)
+	}
+	seeded, err := provision.Seed(ctx, cfg, p)
+	if err != nil {
+		return nil, err
+	}
+	if seeded.Created > 0 {
+		logger.Info("seeded customers from config", "customers", seeded.Created)
+	}
+	if len(seeded.Changed) > 0 {
+		logger.Info("config moved customers on in their contract", "customers", seeded.Changed)
+	}
+	if len(seeded.Deleted) > 0 {
+		logger.Warn("customers in the config were deleted (lapsed trial or retention over) and are not made again; remove them from the config", "customers", seeded.Deleted)
+	}
+
+	return p, nil
+}
+
+// recoverState finishes what an earlier stop left: open call records, the caller index,
+// an erasure's compaction, recordings cut short and plain recordings of an earlier build.
+func recoverState(ctx context.Context, db *store.DB, sw *sip.Switch, rec *recordings.Recorder, keys *keyring.Keyring, logger *slog.Logger) error {
 	if n, err := sw.RecoverRecords(ctx); err != nil {
 		return err
 	} else if n > 0 {
@@ -294,14 +319,34 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		logger.Warn("encrypted the plain recordings of an earlier build", "encrypted", st.Encrypted, "repaired", st.Repaired,
 			"unlinked", st.Unlinked, "removed", st.Removed)
 	}
-	if err := sw.Listen(); err != nil {
-		return err
-	}
+	return nil
+}
 
+// node is what serveUntilStopped runs and stops.
+type node struct {
+	cfg      *configs.Config
+	logger   *slog.Logger
+	reg      *prometheus.Registry
+	db       *store.DB
+	pool     *pool.Pool
+	sweeper  *pool.Sweeper
+	sw       *sip.Switch
+	hub      *agents.Hub
+	api      *api.API
+	stopping *atomic.Bool // set when the drain begins: /readyz answers 503 from then on
+	start    time.Time
+}
+
+// serveUntilStopped serves SIP and HTTP and runs the pool's background work until ctx ends
+// or a listener fails, then stops in order: calls first (new INVITEs get 503 while calls in
+// progress finish, up to the drain timeout), then the HTTP listeners, the pool's work and
+// the store.
+func serveUntilStopped(ctx context.Context, n node) error {
+	cfg, logger := n.cfg, n.logger
 	servers := []*server{
-		{name: "http", addr: cfg.Listen.HTTP, handler: a.Public()},
-		{name: "admin", addr: cfg.Listen.Admin, handler: a.Admin()},
-		{name: "metrics", addr: cfg.Listen.Metrics, handler: metricsMux(reg, a.Ready())},
+		{name: "http", addr: cfg.Listen.HTTP, handler: n.api.Public()},
+		{name: "admin", addr: cfg.Listen.Admin, handler: n.api.Admin()},
+		{name: "metrics", addr: cfg.Listen.Metrics, handler: metricsMux(n.reg, n.api.Ready())},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -315,27 +360,26 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	for _, s := range servers {
 		go func() { errc <- s.serve() }()
 	}
-	sw.Serve()
+	n.sw.Serve()
 	poolCtx, stopPool := context.WithCancel(ctx)
 	poolDone, sweepDone := make(chan struct{}), make(chan struct{})
-	go func() { p.Run(poolCtx); close(poolDone) }()
-	go func() { sweeper.Run(poolCtx); close(sweepDone) }()
+	go func() { n.pool.Run(poolCtx); close(poolDone) }()
+	go func() { n.sweeper.Run(poolCtx); close(sweepDone) }()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
-		"metrics", servers[2].ln.Addr().String(), "sip", sw.Addr().String(), "data", cfg.DataDir, "version", version,
-		"startup_ms", time.Since(start).Milliseconds())
+		"metrics", servers[2].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "version", version,
+		"startup_ms", time.Since(n.start).Milliseconds())
 
+	var err error
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping")
 	case err = <-errc:
 	}
-	stopping.Store(true)
-	// Calls first: new INVITEs get 503 while calls in progress finish (up to the drain
-	// timeout), then the HTTP listeners, the pool sampler and the store.
-	sw.Drain(context.Background())
-	sw.Close()
-	hub.Close() // the agent pages' WebSockets: http.Server.Shutdown does not wait for them
+	n.stopping.Store(true)
+	n.sw.Drain(context.Background())
+	n.sw.Close()
+	n.hub.Close() // the agent pages' WebSockets: http.Server.Shutdown does not wait for them
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range servers {
@@ -344,7 +388,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	stopPool()
 	<-poolDone
 	<-sweepDone
-	if cerr := db.Close(); cerr != nil && err == nil {
+	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
