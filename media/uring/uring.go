@@ -361,12 +361,6 @@ func (r *Ring) Close() error {
 // FD is the ring's file descriptor.
 func (r *Ring) FD() int { return r.fd }
 
-// SQEntries is the submission queue's size.
-func (r *Ring) SQEntries() uint32 { return r.sqEntries }
-
-// CQEntries is the completion queue's size.
-func (r *Ring) CQEntries() uint32 { return uint32(len(r.cqes)) }
-
 // Overflow is the number of completions the kernel could not keep (the CQ ring's overflow
 // counter). With IORING_FEAT_NODROP it stays 0: the kernel holds completions that do not
 // fit and posts them when the ring has room again.
