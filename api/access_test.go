@@ -95,7 +95,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		}
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
-	a, err := New(Config{AdminToken: token}, p, nil, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithErasure(db), WithBackup(db),
+	a, err := New(Config{AdminToken: token}, p, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithErasure(db), WithBackup(db),
 		WithLogLevel(new(slog.LevelVar)), WithAccess(db), WithExport(recordings.NewExporter(db, recorder.Dir(), keys)), WithUsage(db))
 	if err != nil {
 		t.Fatal(err)

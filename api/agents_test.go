@@ -26,7 +26,7 @@ func TestAgentTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{AdminToken: token}, p, nil, WithAccess(e.db), WithAgents(hub), WithLogLevel(new(slog.LevelVar)))
+	a, err := New(Config{AdminToken: token}, p, WithAccess(e.db), WithAgents(hub), WithLogLevel(new(slog.LevelVar)))
 	if err != nil {
 		t.Fatal(err)
 	}

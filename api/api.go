@@ -44,6 +44,7 @@ type API struct {
 	usage         UsageReader      // nil: no usage report
 	level         *slog.LevelVar
 	log           *slog.Logger
+	reg           prometheus.Registerer // nil: the metrics are kept but not registered
 	now           func() time.Time
 	limiter       *limiter
 	scriptETag    string
@@ -58,11 +59,15 @@ type Option func(*API)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(a *API) { a.log = l } }
 
+// WithRegisterer registers the API's metrics on r; without it (or with nil) they are kept
+// but not registered.
+func WithRegisterer(r prometheus.Registerer) Option { return func(a *API) { a.reg = r } }
+
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(a *API) { a.now = now } }
 
-// New builds the API; reg (may be nil) receives its metrics.
-func New(cfg Config, p *pool.Pool, reg prometheus.Registerer, opts ...Option) (*API, error) {
+// New builds the API.
+func New(cfg Config, p *pool.Pool, opts ...Option) (*API, error) {
 	if cfg.RateLimit <= 0 {
 		cfg.RateLimit = 500
 	}
@@ -83,9 +88,9 @@ func New(cfg Config, p *pool.Pool, reg prometheus.Registerer, opts ...Option) (*
 		o(a)
 	}
 	a.limiter = newLimiter(cfg.RateLimit, 2*cfg.RateLimit, a.now)
-	if reg != nil {
+	if a.reg != nil {
 		for _, c := range []prometheus.Collector{a.reqDuration, a.rejected} {
-			if err := reg.Register(c); err != nil {
+			if err := a.reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register api metrics: %w", err)
 			}
 		}

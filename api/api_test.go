@@ -54,7 +54,7 @@ func newEnv(t testing.TB, rate float64) *env {
 	if _, err := p.ImportNumbers(ctx, "acme", in); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{AdminToken: token, RateLimit: rate}, p, prometheus.NewRegistry())
+	a, err := New(Config{AdminToken: token, RateLimit: rate}, p, WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		t.Fatal(err)
 	}

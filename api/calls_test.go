@@ -65,7 +65,7 @@ func newCallsEnv(t *testing.T, withCalls bool) *callsEnv {
 	if withCalls {
 		opts = append(opts, WithCalls(db))
 	}
-	a, err := New(Config{AdminToken: token}, p, nil, opts...)
+	a, err := New(Config{AdminToken: token}, p, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

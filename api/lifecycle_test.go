@@ -289,7 +289,7 @@ func TestPublicRefusesOutOfService(t *testing.T) {
 	}
 	p.ImportNumbers(ctx, "trial", []pool.NumberInput{{Number: "+31850000001"}})
 	p.ImportNumbers(ctx, "client", []pool.NumberInput{{Number: "+31850000002"}})
-	a, err := New(Config{AdminToken: token}, p, prometheus.NewRegistry(), WithClock(clk.now))
+	a, err := New(Config{AdminToken: token}, p, WithRegisterer(prometheus.NewRegistry()), WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
 	}

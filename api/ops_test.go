@@ -43,7 +43,7 @@ func newOpsEnv(t *testing.T, checks []Check, withBackup bool) *opsEnv {
 	if withBackup {
 		opts = append(opts, WithBackup(db))
 	}
-	a, err := New(Config{AdminToken: token}, p, nil, opts...)
+	a, err := New(Config{AdminToken: token}, p, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

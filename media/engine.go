@@ -164,6 +164,7 @@ type Engine struct {
 	customers Customers
 	rec       *recordings.Recorder
 	log       *slog.Logger
+	reg       prometheus.Registerer // nil: the metrics are kept but not registered
 	m         metrics
 
 	ports *ports
@@ -180,18 +181,32 @@ type Engine struct {
 
 var _ callseam.Media = (*Engine)(nil)
 
+// Option configures New.
+type Option func(*Engine)
+
+// WithRegisterer registers the engine's metrics on r; without it (or with nil) they are
+// kept but not registered.
+func WithRegisterer(r prometheus.Registerer) Option { return func(e *Engine) { e.reg = r } }
+
+// WithLogger sets the logger (default, and with nil: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
 // New starts the anchor's loops. rec may be nil when nothing is recorded.
-func New(cfg Config, customers Customers, rec *recordings.Recorder, reg prometheus.Registerer, log *slog.Logger) (*Engine, error) {
+func New(cfg Config, customers Customers, rec *recordings.Recorder, opts ...Option) (*Engine, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if log == nil {
-		log = slog.Default()
-	}
 	e := &Engine{
-		cfg: cfg, announce: cfg.Announce, customers: customers, rec: rec, log: log,
+		cfg: cfg, announce: cfg.Announce, customers: customers, rec: rec,
 		ports: newPorts(cfg.PortMin, cfg.PortMax), prompts: map[string]*Prompt{},
 	}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	log, reg := e.log, e.reg
 	e.slots = make([]atomic.Pointer[leg], e.ports.pairs())
 	e.m = newMetrics(reg, e.ports)
 	if cfg.IO != IOEpoll {

@@ -131,7 +131,7 @@ func TestKernelPathNeedsOneAddress(t *testing.T) {
 	if _, err := newKernelPath(netip.MustParseAddr("0.0.0.0"), 16); err == nil {
 		t.Fatal("a kernel path on 0.0.0.0")
 	}
-	_, err := New(Config{IP: netip.MustParseAddr("0.0.0.0"), Announce: netip.MustParseAddr("127.0.0.1"), Kernel: KernelOn, PortMin: 31000, PortMax: 31999}, nil, nil, nil, nil)
+	_, err := New(Config{IP: netip.MustParseAddr("0.0.0.0"), Announce: netip.MustParseAddr("127.0.0.1"), Kernel: KernelOn, PortMin: 31000, PortMax: 31999}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "kernel path") {
 		t.Fatalf("media.kernel: on with 0.0.0.0: %v", err)
 	}

@@ -123,7 +123,7 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.rec, err = recordings.New(recordings.Options{Dir: t.TempDir(), Keys: keys, Registerer: f.reg})
+	f.rec, err = recordings.New(recordings.Options{Dir: t.TempDir(), Keys: keys}, recordings.WithRegisterer(f.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func newFixture(t *testing.T, cfg Config, cust store.Customer) *fixture {
 			return store.Customer{}, errors.New("unknown")
 		}
 		return f.cust, nil
-	}, f.rec, f.reg, nil)
+	}, f.rec, WithRegisterer(f.reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,11 +43,23 @@ type Options struct {
 	// MaxDuration bounds one recording (default 12 h, at most ~37 h, the WAV size limit).
 	// Chunks beyond it are dropped, so a bogus RTP timestamp jump cannot fill the disk.
 	MaxDuration time.Duration
-	// Registerer receives the package's metrics; nil means they are not registered.
-	Registerer prometheus.Registerer
-	// Logger is used for events that are not returned as errors; nil discards them.
-	Logger *slog.Logger
 }
+
+// Option configures New's seams.
+type Option func(*seams)
+
+type seams struct {
+	reg prometheus.Registerer
+	log *slog.Logger
+}
+
+// WithRegisterer registers the package's metrics on r; without it (or with nil) they are
+// kept but not registered.
+func WithRegisterer(r prometheus.Registerer) Option { return func(s *seams) { s.reg = r } }
+
+// WithLogger sets the logger of events that are not returned as errors; without it (or
+// with nil) they are discarded.
+func WithLogger(l *slog.Logger) Option { return func(s *seams) { s.log = l } }
 
 // Recorder is the pool of writer goroutines and the recordings tree they write to.
 // Its methods are safe for concurrent use.
@@ -73,7 +85,11 @@ type Recorder struct {
 }
 
 // New creates the directory and starts the writer goroutines; they exit in Close.
-func New(o Options) (*Recorder, error) {
+func New(o Options, opts ...Option) (*Recorder, error) {
+	var sm seams
+	for _, opt := range opts {
+		opt(&sm)
+	}
 	if o.Dir == "" {
 		return nil, errors.New("new recorder: no directory")
 	}
@@ -93,8 +109,8 @@ func New(o Options) (*Recorder, error) {
 	if o.MaxDuration == 0 {
 		o.MaxDuration = DefaultMaxDuration
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	if sm.log == nil {
+		sm.log = slog.New(slog.DiscardHandler)
 	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
@@ -106,7 +122,7 @@ func New(o Options) (*Recorder, error) {
 	r := &Recorder{
 		dir:       dir,
 		keys:      o.Keys,
-		log:       o.Logger,
+		log:       sm.log,
 		m:         newMetrics(),
 		maxChunks: uint32(min(int64(o.MaxDuration/time.Second), maxChunks)),
 		silence:   make([]byte, chunkBytes),
@@ -114,7 +130,7 @@ func New(o Options) (*Recorder, error) {
 		open:      make(map[*Recording]struct{}),
 	}
 	r.chunks = make(chunkPool, freeChunks)
-	if err := r.m.register(o.Registerer); err != nil {
+	if err := r.m.register(sm.reg); err != nil {
 		return nil, err
 	}
 	for range o.Workers {

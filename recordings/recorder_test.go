@@ -35,9 +35,8 @@ func newTestRecorder(t testing.TB, o Options) (*Recorder, *prometheus.Registry) 
 		o.Keys = testKeys(t)
 	}
 	reg := prometheus.NewRegistry()
-	o.Registerer = reg
 	before := runtime.NumGoroutine()
-	r, err := New(o)
+	r, err := New(o, WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,7 +712,7 @@ func TestNewOptions(t *testing.T) {
 	if len(r.workers) != 3 || cap(r.workers[0].q) != DefaultQueueLen {
 		t.Errorf("%d workers with queues of %d, want 3 of %d", len(r.workers), cap(r.workers[0].q), DefaultQueueLen)
 	}
-	if _, err := New(Options{Dir: t.TempDir(), Keys: keys, Registerer: reg}); err == nil {
+	if _, err := New(Options{Dir: t.TempDir(), Keys: keys}, WithRegisterer(reg)); err == nil {
 		t.Error("second Recorder on the same registry: no error")
 	}
 }

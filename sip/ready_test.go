@@ -6,7 +6,7 @@ import (
 )
 
 func TestListening(t *testing.T) {
-	unbound, err := New(Config{Listen: "127.0.0.1:0"}, nil, nil, nil)
+	unbound, err := New(Config{Listen: "127.0.0.1:0"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

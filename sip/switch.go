@@ -80,6 +80,7 @@ type Switch struct {
 	agents callseam.Agents  // nil: webrtc: business lines are skipped
 	keys   *keyring.Keyring // caller pseudonyms; nil: calls are stored without one
 	now    func() time.Time
+	reg    prometheus.Registerer // nil: the metrics are kept but not registered
 	m      *metrics
 
 	ua     *sipgo.UserAgent
@@ -109,6 +110,10 @@ type Option func(*Switch)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Switch) { s.log = l } }
 
+// WithRegisterer registers the switch's metrics on r; without it (or with nil) they are
+// kept but not registered.
+func WithRegisterer(r prometheus.Registerer) Option { return func(s *Switch) { s.reg = r } }
+
 // WithMedia anchors media through m (default: direct media).
 func WithMedia(m callseam.Media) Option { return func(s *Switch) { s.media = m } }
 
@@ -122,7 +127,7 @@ func WithKeys(k *keyring.Keyring) Option { return func(s *Switch) { s.keys = k }
 func WithClock(now func() time.Time) Option { return func(s *Switch) { s.now = now } }
 
 // New builds a switch; Listen binds its sockets and Serve runs it.
-func New(cfg Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, opts ...Option) (*Switch, error) {
+func New(cfg Config, p *pool.Pool, db *store.DB, opts ...Option) (*Switch, error) {
 	cfg.defaults()
 	s := &Switch{cfg: cfg, pool: p, db: db, log: slog.New(slog.DiscardHandler), now: time.Now, m: newMetrics(),
 		calls: newCallTable(), nonces: newNonceKeeper()}
@@ -137,11 +142,11 @@ func New(cfg Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, opts
 		}
 		s.proxy = &u
 	}
-	if err := s.m.register(reg); err != nil {
+	if err := s.m.register(s.reg); err != nil {
 		return nil, err
 	}
-	if reg != nil {
-		if err := reg.Register(s.dropsCollector()); err != nil {
+	if s.reg != nil {
+		if err := s.reg.Register(s.dropsCollector()); err != nil {
 			return nil, fmt.Errorf("register sip metrics: %w", err)
 		}
 	}

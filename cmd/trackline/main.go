@@ -201,7 +201,8 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return err
 	}
-	rec, err := recordings.New(recordings.Options{Dir: recDir, Keys: keys, Workers: cfg.Recordings.Workers, Registerer: reg, Logger: logger})
+	rec, err := recordings.New(recordings.Options{Dir: recDir, Keys: keys, Workers: cfg.Recordings.Workers},
+		recordings.WithRegisterer(reg), recordings.WithLogger(logger))
 	if err != nil {
 		return err
 	}
@@ -231,8 +232,8 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return err
 	}
-	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p, reg,
-		api.WithLogger(logger), api.WithCalls(db), api.WithErasure(db),
+	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p,
+		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithErasure(db),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
 		api.WithExport(exporter), api.WithUsage(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
@@ -439,7 +440,7 @@ func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg p
 	} else if mc.IP.IsUnspecified() {
 		return nil, errors.New("media: RTP binds to 0.0.0.0: set media.announce to the address callers reach")
 	}
-	return media.New(mc, p.Customer, rec, reg, logger)
+	return media.New(mc, p.Customer, rec, media.WithRegisterer(reg), media.WithLogger(logger))
 }
 
 // mediaIP is the address the RTP sockets bind to: media.ip, else the SIP listen host.
@@ -491,7 +492,7 @@ func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.R
 		}
 		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: t.Name, Sources: prefixes, Username: t.Username, Password: t.Password, NAT: t.NAT})
 	}
-	return sip.New(sc, p, db, reg, append([]sip.Option{sip.WithLogger(logger)}, opts...)...)
+	return sip.New(sc, p, db, append([]sip.Option{sip.WithRegisterer(reg), sip.WithLogger(logger)}, opts...)...)
 }
 
 type server struct {
