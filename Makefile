@@ -7,15 +7,16 @@ LDFLAGS := -X main.version=$(VERSION)
 # Installed by `scripts/deps.sh lint` (version pinned there), run by full path.
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: help build run call deps check fmt-check test bench bench-startup bench-sip bench-media bench-floor bench-compact fmt vet lint clean
+.PHONY: help assets build run call deps check fmt-check test bench bench-startup bench-sip bench-media bench-floor bench-compact fmt vet lint clean
 
 help:
-	@echo 'build          go build -o $(BIN) ./cmd/trackline (version $(VERSION))'
+	@echo 'assets         fetch htmx, uPlot (embedded) and axe-core (tests) from npm, pinned: scripts/assets.sh'
+	@echo 'build          assets, go build -o $(BIN) ./cmd/trackline (version $(VERSION))'
 	@echo 'run            build, then serve the embedded default config (data under ./data)'
 	@echo 'call           with `make run` running: one sipp call through it, then its call record'
 	@echo 'deps           install system tools (chromium, sipp, promtool, wrk) if missing; go mod download'
-	@echo 'check          gofmt check, go vet, staticcheck (pinned): what CI runs before the tests'
-	@echo 'test           deps, check, go test -race (what .ci/run runs)'
+	@echo 'check          assets, gofmt check, go vet, staticcheck (pinned): what CI runs before the tests'
+	@echo 'test           deps, assets, check, go test -race (what .ci/run runs)'
 	@echo 'bench          deps, load benchmark of POST /v1/sessions, Go benchmarks'
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
 	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
@@ -26,7 +27,11 @@ help:
 	@echo 'fmt-check      fail listing the Go files gofmt would change'
 	@echo 'clean          remove bin/'
 
-build:
+# The web app's third-party files, embedded by app/assets; quick and offline once fetched.
+assets:
+	bash scripts/assets.sh
+
+build: assets
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/trackline
 
 run: build
@@ -39,7 +44,7 @@ deps:
 	bash scripts/deps.sh
 
 # check before the tests, so that a developer's `make test` fails where CI's would.
-test: deps check
+test: deps assets check
 	$(GO) test -race -count=1 -timeout 12m ./...
 
 bench: deps
@@ -61,7 +66,7 @@ bench-floor:
 bench-compact:
 	bash scripts/bench-compact.sh
 
-check: fmt-check vet lint
+check: assets fmt-check vet lint
 
 fmt:
 	git ls-files -z '*.go' | xargs -0 -r gofmt -l -w
