@@ -41,7 +41,16 @@ type call struct {
 
 	byeFrom atomic.Uint32 // the leg whose BYE ended the call first
 	fwdMu   sync.Mutex    // one in-dialog forward at a time
+
+	// confirmed is closed once the caller's 200 has been sent and acknowledged (or has
+	// failed, or the call ended without it): requests from the business line wait for it,
+	// so that nothing is sent in the caller's dialog while its 200 is being written.
+	confirmed   chan struct{}
+	confirmOnce sync.Once
 }
+
+// confirm closes confirmed, once.
+func (c *call) confirm() { c.confirmOnce.Do(func() { close(c.confirmed) }) }
 
 func (c *call) hungUpBy(l leg) { c.byeFrom.CompareAndSwap(uint32(legUnknown), uint32(l)) }
 
@@ -168,7 +177,7 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 		return
 	}
 	defer a.Close()
-	c := &call{id: pool.NewID(start), a: a, caller: callerNumber(req, s.cfg.CountryCode)}
+	c := &call{id: pool.NewID(start), a: a, caller: callerNumber(req, s.cfg.CountryCode), confirmed: make(chan struct{})}
 	defer c.release()
 	cust := dest.cust
 	c.log = s.log.With("call_id", c.id, "customer", cust.ID)
@@ -564,6 +573,7 @@ func (s *Switch) reject(c *call, code int) {
 // talk answers the caller with the business line's SDP and holds the call until one side
 // hangs up, the fair-use maximum passes or the switch shuts down.
 func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust store.Customer) {
+	defer c.confirm() // the paths that end the call before the caller's 200
 	a := c.a
 	var answer []byte
 	var calleeDone <-chan struct{}
@@ -619,7 +629,9 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 	}
 	// Blocks until the caller's ACK; a BYE may overtake the ACK (sipgo handles each message in
 	// its own goroutine), which ends the dialog and is a normal, if short, call.
-	if err := s.answer(a, 200, "OK", answer, hdrs...); err != nil && byeLeg(c) == legUnknown {
+	err := s.answer(a, 200, "OK", answer, hdrs...)
+	c.confirm()
+	if err != nil && byeLeg(c) == legUnknown {
 		c.log.Warn("caller did not confirm the answer", "err", err)
 		s.hangup(c, legCallee, "no ack")
 		c.rec.HangupBy = store.PartySwitch

@@ -110,6 +110,16 @@ func (s *Switch) forward(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.respond(req, tx, 491, "Request Pending")
 		return
 	}
+	// The caller's dialog takes requests only once its 200 is out and acknowledged (RFC 3261
+	// §13.3.1.4); the business line may send as soon as it has answered.
+	if e.leg == legCallee {
+		select {
+		case <-c.confirmed:
+		case <-time.After(32 * time.Second): // 64*T1: the caller's 200 is retransmitted no longer
+			s.respond(req, tx, 491, "Request Pending")
+			return
+		}
+	}
 	// Session changes one at a time: a second re-INVITE or UPDATE while one is pending is
 	// glare (RFC 3261 §14.1).
 	if req.IsInvite() || req.Method == sipmsg.UPDATE {
