@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/internal/textutil"
 	"github.com/trackline/trackline/store"
 )
 
@@ -25,9 +26,10 @@ import (
 // an API token.
 const TokenPrefix = "tla_"
 
-// Tokens finds agent tokens by the SHA-256 of their secret; *store.DB is one.
+// Tokens finds tokens by kind and the SHA-256 of their secret; *store.DB is one. The hub
+// asks only for store.TokenAgent.
 type Tokens interface {
-	AgentTokenByHash(hash [32]byte) (store.AgentToken, error)
+	TokenByHash(k store.TokenKind, hash [32]byte) (store.Token, error)
 }
 
 // Hub is the registry of online agents and their calls. It implements callseam.Agents and serves
@@ -261,7 +263,7 @@ func (h *Hub) login(conn *websocket.Conn) (*agent, error) {
 	if !strings.HasPrefix(m.Token, TokenPrefix) {
 		return nil, fail(websocket.StatusPolicyViolation, refuse(errUnauthorized, "", "wrong or revoked agent token"))
 	}
-	tok, err := h.tokens.AgentTokenByHash(sha256.Sum256([]byte(m.Token)))
+	tok, err := h.tokens.TokenByHash(store.TokenAgent, sha256.Sum256([]byte(m.Token)))
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			h.log.Error("read agent token", "err", err)
@@ -400,7 +402,7 @@ func isDone(ch <-chan struct{}) bool {
 }
 
 func unknownCall(id string) *protoError {
-	return refuse(errUnknownCall, id, "no call %q rings or runs on this page", clip(id, maxCallID))
+	return refuse(errUnknownCall, id, "no call %q rings or runs on this page", textutil.Clip(id, maxCallID))
 }
 
 // String names an agent in errors.

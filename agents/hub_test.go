@@ -70,12 +70,12 @@ func newEnv(t testing.TB) *env {
 	})
 	for _, tk := range []struct{ customer, label string }{{"acme", "anna"}, {"acme", "bert"}, {"acme", "carl"}, {"bakery", "dirk"}} {
 		secret := TokenPrefix + "secret-" + tk.label
-		tok := store.AgentToken{ID: "tok-" + tk.label, CustomerID: tk.customer, Label: tk.label, Groups: []string{"sales"}}
+		tok := store.Token{Kind: store.TokenAgent, ID: "tok-" + tk.label, CustomerID: tk.customer, Label: tk.label, Groups: []string{"sales"}}
 		if tk.label == "carl" {
 			tok.Groups = []string{"support"}
 		}
 		h := sha256.Sum256([]byte(secret))
-		if err := db.Write(context.Background(), func(tx *store.Tx) error { return tx.PutAgentToken(h, &tok) }); err != nil {
+		if err := db.Write(context.Background(), func(tx *store.Tx) error { return tx.PutToken(h, &tok) }); err != nil {
 			t.Fatal(err)
 		}
 		e.tokens[tk.label] = secret

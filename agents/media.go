@@ -19,6 +19,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+	"github.com/trackline/trackline/internal/textutil"
 )
 
 // law is a G.711 law as both sides name it.
@@ -225,7 +226,7 @@ func (c *call) connect(ctx context.Context, a *agent) error {
 			return fmt.Errorf("unexpected event %d", ev.kind)
 		}
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ev.sdp}); err != nil {
-			a.refuse(refuse(errBadField, c.id, "sdp: not an answer to the offer: %s", clip(err.Error(), 200)))
+			a.refuse(refuse(errBadField, c.id, "sdp: not an answer to the offer: %s", textutil.Clip(err.Error(), 200)))
 			return fmt.Errorf("agent answer: %w", err)
 		}
 	case <-deadline.C:

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/trackline/trackline/internal/textutil"
 )
 
 // The signalling protocol: one JSON object per WebSocket text message, each with a "type".
@@ -149,7 +151,7 @@ func decode(b []byte) (inMsg, *protoError) {
 	case "":
 		return m, refuse(errBadField, "", "type: required")
 	default:
-		return m, refuse(errUnknownType, "", "type %q: want one of login, accept, reject, answer, hangup, ping", clip(m.Type, 32))
+		return m, refuse(errUnknownType, "", "type %q: want one of login, accept, reject, answer, hangup, ping", textutil.Clip(m.Type, 32))
 	}
 	for _, e := range checks {
 		if e != nil {
@@ -157,11 +159,4 @@ func decode(b []byte) (inMsg, *protoError) {
 		}
 	}
 	return m, nil
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		s = s[:n] + "..."
-	}
-	return strings.ToValidUTF8(s, "?")
 }

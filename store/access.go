@@ -92,10 +92,6 @@ type Token struct {
 	Hint string `json:"hint"`
 }
 
-// AgentToken is a browser agent's token: a Token of kind TokenAgent. The name is package
-// agents'.
-type AgentToken = Token
-
 // AuditEntry is one action on personal data: who did what, when, to which records. It holds
 // ids only, never the data itself (no caller numbers, no landing pages).
 type AuditEntry struct {
@@ -204,19 +200,6 @@ func (db *DB) Tokens(k TokenKind, customerID string) ([]Token, error) {
 	var out []Token
 	err := db.View(func(tx *Tx) (err error) { out, err = tx.TokensOf(k, customerID); return err })
 	return out, err
-}
-
-// AgentTokenByHash is TokenByHash(TokenAgent, hash), the lookup package agents makes.
-func (db *DB) AgentTokenByHash(hash [32]byte) (AgentToken, error) {
-	return db.TokenByHash(TokenAgent, hash)
-}
-
-// PutAgentToken is PutToken of tok as a TokenAgent, whatever tok.Kind says; package
-// agents' tests make their tokens with it.
-func (t *Tx) PutAgentToken(hash [32]byte, tok *AgentToken) error {
-	agent := *tok
-	agent.Kind = TokenAgent
-	return t.PutToken(hash, &agent)
 }
 
 // --- audit log

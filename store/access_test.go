@@ -110,16 +110,8 @@ func TestTokenKindsApart(t *testing.T) {
 	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteToken(TokenAPI, "acme", "a1") }); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := db.AgentTokenByHash(h); err != nil || tok.ID != "a1" || tok.Kind != TokenAgent {
+	if tok, err := db.TokenByHash(TokenAgent, h); err != nil || tok.ID != "a1" || tok.Kind != TokenAgent {
 		t.Fatalf("revoking the API token a1 took the agent token a1: %+v, %v", tok, err)
-	}
-	// PutAgentToken files a token as an agent's, whatever its Kind.
-	h2 := sha256.Sum256([]byte("tla_two"))
-	if err := db.Write(ctx, func(tx *Tx) error { return tx.PutAgentToken(h2, &AgentToken{ID: "a2", CustomerID: "acme"}) }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.TokenByHash(TokenAgent, h2); err != nil {
-		t.Fatalf("PutAgentToken: %v", err)
 	}
 }
 
