@@ -32,6 +32,9 @@ import (
 //	channels.jsonl, channels.csv   channels and their rules
 //	numbers.jsonl, numbers.csv     tracked numbers
 //	recordings.jsonl, .csv         recording metadata (id, call, file, duration, size, sha256)
+//	users.jsonl, users.csv         the web app's users of the customer (when it has any): id,
+//	                               email, name, role, created, two_factor; never a password
+//	                               hash or a two-factor secret
 //	recordings/<call id>.wav       the recordings
 //	manifest.json                  format, version, customer, time, and per file its records,
 //	                               bytes and sha256; recordings whose file was gone
@@ -174,6 +177,7 @@ func (x *export) run() error {
 	var c store.Customer
 	var chs []store.Channel
 	var nums []store.Number
+	var users []userLine
 	err := x.e.db.View(func(tx *store.Tx) error {
 		var err error
 		if c, err = tx.Customer(x.id); err != nil {
@@ -181,6 +185,13 @@ func (x *export) run() error {
 		}
 		if chs, err = tx.Channels(x.id); err != nil {
 			return err
+		}
+		us, err := tx.Users(x.id)
+		if err != nil {
+			return err
+		}
+		for i := range us {
+			users = append(users, userOf(&us[i]))
 		}
 		return tx.Numbers(func(n store.Number) error {
 			if n.CustomerID == x.id {
@@ -236,6 +247,15 @@ func (x *export) run() error {
 		{"recordings.csv", func(f *entry) error {
 			return writeCSV(f, recordingColumns, func(row func(*store.Recording) error) error { return x.eachRecording(row) })
 		}},
+	}
+	if len(users) > 0 {
+		steps = append(steps, []struct {
+			name string
+			body func(f *entry) error
+		}{
+			{"users.jsonl", func(f *entry) error { return eachJSON(f, users) }},
+			{"users.csv", func(f *entry) error { return writeCSV(f, userColumns, eachOf(users)) }},
+		}...)
 	}
 	for _, s := range steps {
 		if err := x.file(s.name, zip.Deflate, s.body); err != nil {
@@ -462,6 +482,21 @@ func recordingLine(r *store.Recording) recordingMeta {
 		Size: r.Size, SHA256: r.SHA256, Created: r.Created}
 }
 
+// userLine is a user of the web app as the archive shows it: without its password hash
+// and its two-factor secret, only whether it has one.
+type userLine struct {
+	ID        string     `json:"id"`
+	Email     string     `json:"email"`
+	Name      string     `json:"name,omitempty"`
+	Role      store.Role `json:"role"`
+	Created   time.Time  `json:"created"`
+	TwoFactor bool       `json:"two_factor"`
+}
+
+func userOf(u *store.User) userLine {
+	return userLine{ID: u.ID, Email: u.Email, Name: u.Name, Role: u.Role, Created: u.Created, TwoFactor: len(u.TOTPSecret) > 0}
+}
+
 // column is one CSV column: its header and its cell of a record.
 type column[T any] struct {
 	name string
@@ -603,4 +638,13 @@ var recordingColumns = []column[store.Recording]{
 	{"size", func(r *store.Recording) string { return strconv.FormatInt(r.Size, 10) }},
 	{"sha256", func(r *store.Recording) string { return r.SHA256 }},
 	{"created", func(r *store.Recording) string { return ts(r.Created) }},
+}
+
+var userColumns = []column[userLine]{
+	{"id", func(u *userLine) string { return u.ID }},
+	{"email", func(u *userLine) string { return u.Email }},
+	{"name", func(u *userLine) string { return u.Name }},
+	{"role", func(u *userLine) string { return string(u.Role) }},
+	{"created", func(u *userLine) string { return ts(u.Created) }},
+	{"two_factor", func(u *userLine) string { return btoa(u.TwoFactor) }},
 }

@@ -44,6 +44,11 @@
 // swaps the files; writes wait only for that last step, reads never. Erasure is: delete,
 // then compact.
 //
+// Users (users.go): the people who log in to the web app (package app), operators and the
+// users of a customer, with their one-time invitations and their sessions, both kept by the
+// SHA-256 of a secret only the person holds. A customer's users go with the customer
+// (PurgeCustomer) and are in its export (without password hashes and two-factor secrets).
+//
 // Caveats (bbolt): the file never shrinks by itself (Compact it after mass deletion); long
 // read transactions block page reuse, so read closures copy values out and return quickly.
 package store

@@ -1,7 +1,10 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,4 +80,62 @@ func ExampleDB_PurgeCustomer() {
 	// <nil> 1 1 1 1
 	// not found quarantined true
 	// true
+}
+
+func ExampleTx_TakeInvitation() {
+	dir, _ := os.MkdirTemp("", "store-example")
+	defer os.RemoveAll(dir)
+	db, err := store.Open(filepath.Join(dir, "trackline.db"))
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+
+	// An admin of the bakery is invited: the user has no password yet, the link's token is
+	// the secret and only its hash is stored.
+	token := sha256.Sum256([]byte("the link's random token"))
+	err = db.Write(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateCustomer(&store.Customer{ID: "bakery", Status: store.StatusActive, SiteKey: "bakery-site-key"}); err != nil {
+			return err
+		}
+		if err := tx.PutUser(&store.User{ID: "u1", CustomerID: "bakery", Email: "Anna@Bakery.example", Role: store.RoleAdmin, Created: now}); err != nil {
+			return err
+		}
+		return tx.PutInvitation(&store.Invitation{TokenHash: token, UserID: "u1", Expires: now.Add(72 * time.Hour)})
+	})
+	fmt.Println(err)
+
+	// Accepting takes the invitation and sets the password in one transaction. The write
+	// returns nil for an expired invitation, so that its deletion commits, and the error is
+	// passed on outside.
+	accept := func(at time.Time) error {
+		var taken error
+		err := db.Write(ctx, func(tx *store.Tx) error {
+			inv, err := tx.TakeInvitation(token, at)
+			if taken = err; errors.Is(err, store.ErrInvitationExpired) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			u, err := tx.User(inv.UserID)
+			if err != nil {
+				return err
+			}
+			u.PasswordHash = "$argon2id$v=19$..."
+			return tx.PutUser(&u)
+		})
+		return cmp.Or(err, taken)
+	}
+	fmt.Println(accept(now.Add(time.Hour)))
+	fmt.Println(accept(now.Add(time.Hour))) // one time only
+	u, _ := db.UserByEmail("anna@BAKERY.example")
+	fmt.Println(u.ID, u.Email, u.PasswordHash != "")
+	// Output:
+	// <nil>
+	// <nil>
+	// invitation: not found
+	// u1 anna@bakery.example true
 }

@@ -297,18 +297,21 @@ type PurgeResult struct {
 	HeldNumbers int `json:"held_numbers"` // kept in quarantine without an owner
 	Channels    int `json:"channels"`
 	Tokens      int `json:"tokens"`
+	Users       int `json:"users"` // the web app's users, with their sessions and invitations
 }
 
 // Counts is r as a map for the audit log and metrics.
 func (r PurgeResult) Counts() map[string]int {
 	return map[string]int{"calls": r.Calls, "recordings": r.Recordings, "sessions": r.Sessions,
 		"assignments": r.Assignments, "numbers": r.Numbers, "held_numbers": r.HeldNumbers,
-		"channels": r.Channels, "tokens": r.Tokens}
+		"channels": r.Channels, "tokens": r.Tokens, "users": r.Users}
 }
 
 // PurgeCustomer deletes every record of a customer: its calls and their recording records,
 // sessions, assignments, numbers (or, with HoldQuarantined, detaches its quarantined ones),
-// channels, tokens, counters, usage and finally the customer itself, whose id is then kept
+// channels, tokens, the web app's users with their sessions and invitations (and the
+// operators' sessions that look at the customer forget it), counters, usage, daily rollups
+// and finally the customer itself, whose id is then kept
 // as purged (and nothing else of it). The audit log is not touched: it holds ids only and
 // has its own retention (PruneAudit). The recording files are not the store's: delete them
 // too (recordings.RemoveCustomer).
@@ -388,7 +391,12 @@ func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep 
 		byHash, byCustomer, _ := kind.buckets()
 		steps = append(steps, purgeStep{what: kind.String() + "s", bucket: byCustomer, with: p.deleteIndexed(byCustomer, byHash), n: &res.Tokens})
 	}
-	return append(steps, purgeStep{what: "usage", bucket: bucketUsage})
+	return append(steps,
+		// The web app's users, each with its sessions and invitations; then the operators'
+		// sessions that looked at the customer.
+		purgeStep{what: "users", bucket: bucketUsersByCust, with: p.deleteUser, n: &res.Users},
+		purgeStep{what: "operator sessions", run: p.operatorSessions},
+		purgeStep{what: "usage", bucket: bucketUsage})
 }
 
 // check answers the customer's numbers, if the customer exists and has no call in progress.
@@ -474,6 +482,71 @@ func (p *purge) deleteCall(tx *Tx, key []byte) (int, error) {
 		}
 	}
 	return nrec, tx.tx.Bucket(bucketCallsActive).Delete(key)
+}
+
+// deleteUser deletes the user an entry of users_by_customer names, with its sessions and
+// invitations.
+func (p *purge) deleteUser(tx *Tx, key []byte) (int, error) {
+	u, err := tx.User(string(key[len(p.prefix):]))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil // the entry goes all the same
+	}
+	if err != nil {
+		return 0, err
+	}
+	return 0, tx.deleteUser(&u)
+}
+
+// operatorSessions makes the operators' sessions that look at the customer look at none.
+// Sessions are few (one per logged-in browser): one read finds them all.
+func (p *purge) operatorSessions() error {
+	var hashes [][32]byte
+	err := p.db.View(func(tx *Tx) error {
+		return tx.tx.Bucket(bucketAppSessions).ForEach(func(k, v []byte) error {
+			var s struct {
+				CustomerID string `json:"customer_id"`
+			}
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("decode app session %x: %w", k, err)
+			}
+			if s.CustomerID == p.customerID {
+				hashes = append(hashes, hashOf(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("purge operator sessions of %s: %w", p.customerID, err)
+	}
+	for len(hashes) > 0 {
+		if err := p.ctx.Err(); err != nil {
+			return err
+		}
+		chunk := hashes[:min(p.batch, len(hashes))]
+		hashes = hashes[len(chunk):]
+		if err := p.db.Write(p.ctx, func(tx *Tx) error {
+			for _, h := range chunk {
+				s, err := tx.AppSession(h)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if s.CustomerID != p.customerID {
+					continue
+				}
+				s.CustomerID = ""
+				if err := tx.PutAppSession(&s); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("purge operator sessions of %s: %w", p.customerID, err)
+		}
+	}
+	return nil
 }
 
 // deleteNamed deletes the record of bucket whose key is what follows the prefix in an index

@@ -89,6 +89,39 @@ func lifecycleFixture(t *testing.T, db *DB, t0 time.Time, activeCall bool) {
 			t.Fatal(err)
 		}
 	}
+	// The web app: two users of each customer, one logged in and one invited, and an
+	// operator looking at each customer.
+	err := db.Write(ctx, func(tx *Tx) error {
+		if err := tx.PutUser(&User{ID: "op", Email: "Op@Switch.example", Role: RoleOperator, Created: t0}); err != nil {
+			return err
+		}
+		for _, cu := range []string{"gone", "kept"} {
+			ann := User{ID: "ann-" + cu, CustomerID: cu, Email: "ann@" + cu + ".example", Name: "Ann", Role: RoleAdmin,
+				PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$c2FsdA$aGFzaA", TOTPSecret: []byte("totp-" + cu), Created: t0}
+			bob := User{ID: "bob-" + cu, CustomerID: cu, Email: "bob@" + cu + ".example", Role: RoleMember, Created: t0}
+			for _, u := range []*User{&ann, &bob} {
+				if err := tx.PutUser(u); err != nil {
+					return err
+				}
+			}
+			for _, s := range []AppSession{
+				{IDHash: sha256.Sum256([]byte("session-ann-" + cu)), UserID: ann.ID, CustomerID: cu, CSRF: "csrf", Created: t0, Expires: t0.Add(time.Hour)},
+				{IDHash: sha256.Sum256([]byte("session-op-" + cu)), UserID: "op", CustomerID: cu, CSRF: "csrf", Created: t0, Expires: t0.Add(time.Hour)},
+			} {
+				if err := tx.PutAppSession(&s); err != nil {
+					return err
+				}
+			}
+			inv := Invitation{TokenHash: sha256.Sum256([]byte("invite-bob-" + cu)), UserID: bob.ID, Expires: t0.Add(72 * time.Hour)}
+			if err := tx.PutInvitation(&inv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // rawHolds lists the buckets whose keys or values hold needle.
@@ -122,7 +155,7 @@ func TestPurgeCustomer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := PurgeResult{Calls: 3, Recordings: 2, Sessions: 7, Assignments: 7, Numbers: 3, HeldNumbers: 1, Channels: 1, Tokens: 2}
+	want := PurgeResult{Calls: 3, Recordings: 2, Sessions: 7, Assignments: 7, Numbers: 3, HeldNumbers: 1, Channels: 1, Tokens: 2, Users: 2}
 	if res != want {
 		t.Fatalf("PurgeCustomer = %+v, want %+v", res, want)
 	}
@@ -134,6 +167,26 @@ func TestPurgeCustomer(t *testing.T) {
 				t.Errorf("%q is still in %s", probe, w)
 			}
 		}
+	}
+	// The operator and its session stay, looking at no customer now; kept's users stay.
+	err = db.View(func(tx *Tx) error {
+		s, err := tx.AppSession(sha256.Sum256([]byte("session-op-gone")))
+		if err != nil || s.UserID != "op" || s.CustomerID != "" {
+			return fmt.Errorf("the operator's session of gone: %+v %v", s, err)
+		}
+		if ops, err := tx.Users(""); err != nil || len(ops) != 1 {
+			return fmt.Errorf("operators %+v %v", ops, err)
+		}
+		if users, err := tx.Users("kept"); err != nil || len(users) != 2 {
+			return fmt.Errorf("kept's users %+v %v", users, err)
+		}
+		if _, err := tx.UserByEmail("ann@gone.example"); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("gone's user by email: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	// The quarantined number is held without an owner.
 	err = db.View(func(tx *Tx) error {
@@ -373,7 +426,7 @@ func (c *cutCtx) Err() error {
 // deletes the rest, and the two runs together count what one whole run does.
 func TestPurgeCustomerCutShort(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	want := PurgeResult{Calls: 3, Recordings: 2, Sessions: 7, Assignments: 7, Numbers: 3, HeldNumbers: 1, Channels: 1, Tokens: 2}
+	want := PurgeResult{Calls: 3, Recordings: 2, Sessions: 7, Assignments: 7, Numbers: 3, HeldNumbers: 1, Channels: 1, Tokens: 2, Users: 2}
 	opts := PurgeOptions{HoldQuarantined: true, Batch: 2, At: t0.AddDate(0, 3, 0)}
 	for cut := 1; ; cut++ {
 		db := openTest(t)
@@ -404,7 +457,7 @@ func TestPurgeCustomerCutShort(t *testing.T) {
 		sum := PurgeResult{Calls: first.Calls + rest.Calls, Recordings: first.Recordings + rest.Recordings,
 			Sessions: first.Sessions + rest.Sessions, Assignments: first.Assignments + rest.Assignments,
 			Numbers: first.Numbers + rest.Numbers, HeldNumbers: first.HeldNumbers + rest.HeldNumbers,
-			Channels: first.Channels + rest.Channels, Tokens: first.Tokens + rest.Tokens}
+			Channels: first.Channels + rest.Channels, Tokens: first.Tokens + rest.Tokens, Users: first.Users + rest.Users}
 		if sum != want {
 			t.Fatalf("cut at %d: %+v then %+v, together %+v; want %+v", cut, first, rest, sum, want)
 		}

@@ -52,8 +52,8 @@ var (
 	// addedBuckets were added to schema 1 (or 2) later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
-	addedBuckets = [][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
-		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller}
+	addedBuckets = slices.Concat([][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
+		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller}, userBuckets)
 
 	keySchema = []byte("schema_version")
 )
