@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -40,7 +41,32 @@ type Config struct {
 	Keys        Keys       `yaml:"keys"`
 	Runtime     Runtime    `yaml:"runtime"`
 	Lifecycle   Lifecycle  `yaml:"lifecycle"`
+	App         AppConfig  `yaml:"app"`
 	Customers   []Customer `yaml:"customers"`
+	// Users are web app accounts made at start when their email is not known yet (demos,
+	// the first operator); in production invite users instead (docs/app.md).
+	Users []User `yaml:"users"`
+}
+
+// AppConfig configures the customer's web app (package app), served on listen.app.
+type AppConfig struct {
+	// PublicURL is the public API's address as customers' sites reach it, for the snippet on
+	// the settings page (e.g. https://track.example.com).
+	PublicURL string `yaml:"public_url"`
+	// URL is the web app's own address, for the invitation links the admin API hands out
+	// (e.g. https://app.example.com); without it they are paths.
+	URL        string        `yaml:"url"`
+	SessionTTL time.Duration `yaml:"session_ttl"` // how long a login lasts (default 12h)
+	InviteTTL  time.Duration `yaml:"invite_ttl"`  // how long an invitation link works (default 168h)
+}
+
+// User is a web app account the config makes: an operator (no customer) or a user of one
+// customer with role admin or member.
+type User struct {
+	Email    string `yaml:"email"`
+	Password string `yaml:"password"` // 12-256 characters; hashed (argon2id) before it is stored
+	Customer string `yaml:"customer"` // "" for an operator
+	Role     string `yaml:"role"`     // operator | admin | member
 }
 
 // Lifecycle holds the contract and retention rules (package pool's lifecycle and sweeper).
@@ -226,6 +252,7 @@ type Listen struct {
 	HTTP    string `yaml:"http"`
 	Admin   string `yaml:"admin"`
 	Metrics string `yaml:"metrics"`
+	App     string `yaml:"app"` // the web app (default 127.0.0.1:8082)
 }
 
 // PoolConfig holds lease timing and the public rate limit.
@@ -361,6 +388,15 @@ func (c *Config) defaults() {
 	if c.Listen.Metrics == "" {
 		c.Listen.Metrics = "127.0.0.1:9090"
 	}
+	if c.Listen.App == "" {
+		c.Listen.App = "127.0.0.1:8082"
+	}
+	if c.App.SessionTTL == 0 {
+		c.App.SessionTTL = 12 * time.Hour
+	}
+	if c.App.InviteTTL == 0 {
+		c.App.InviteTTL = 7 * 24 * time.Hour
+	}
 	if c.Pool.Lease == 0 {
 		c.Pool.Lease = 30 * time.Minute
 	}
@@ -446,11 +482,58 @@ func (c *Config) Check() Problems {
 	add := func(path, f string, args ...any) { p = append(p, path+": "+fmt.Sprintf(f, args...)) }
 	for _, section := range []func(adder){
 		c.checkTop, c.checkPool, c.checkSIP, c.checkRuntime, c.checkMedia, c.checkRecordings,
-		c.checkWebRTC, c.checkLifecycle, c.checkCustomers,
+		c.checkWebRTC, c.checkLifecycle, c.checkCustomers, c.checkApp,
 	} {
 		section(add)
 	}
 	return p
+}
+
+// checkApp checks app and users.
+func (c *Config) checkApp(add adder) {
+	if c.App.SessionTTL < 5*time.Minute || c.App.SessionTTL > 30*24*time.Hour {
+		add("app.session_ttl", "must be between 5m and 720h")
+	}
+	if c.App.InviteTTL < time.Hour || c.App.InviteTTL > 30*24*time.Hour {
+		add("app.invite_ttl", "must be between 1h and 720h")
+	}
+	for _, u := range []struct{ path, v string }{{"app.public_url", c.App.PublicURL}, {"app.url", c.App.URL}} {
+		if u.v == "" {
+			continue
+		}
+		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.RawQuery != "" {
+			add(u.path, "%q is not an http(s) URL", u.v)
+		}
+	}
+	customers := map[string]bool{}
+	for _, cu := range c.Customers {
+		customers[cu.ID] = true
+	}
+	emails := map[string]string{}
+	for i, u := range c.Users {
+		at := fmt.Sprintf("users[%d]", i)
+		e := strings.ToLower(strings.TrimSpace(u.Email))
+		if i := strings.LastIndexByte(e, '@'); i < 1 || i > len(e)-4 || len(e) > 254 || strings.ContainsAny(e, " <>") {
+			add(at+".email", "%q is not an email address", u.Email)
+		}
+		if prev, dup := emails[e]; dup {
+			add(at+".email", "repeats %s", prev)
+		}
+		emails[e] = at
+		if n := len([]rune(u.Password)); n < 12 || len(u.Password) > 256 {
+			add(at+".password", "must be 12 to 256 characters")
+		}
+		switch {
+		case u.Role == "operator" && u.Customer != "":
+			add(at+".customer", "an operator belongs to no customer")
+		case u.Role == "admin" || u.Role == "member":
+			if !customers[u.Customer] {
+				add(at+".customer", "%q is not a configured customer", u.Customer)
+			}
+		case u.Role != "operator":
+			add(at+".role", "must be operator, admin or member")
+		}
+	}
 }
 
 // checkTop checks the top-level keys and listen.
@@ -458,7 +541,7 @@ func (c *Config) checkTop(add adder) {
 	if !digits(c.CountryCode, 1, 3) {
 		add("country_code", "must be 1-3 digits, like \"31\"")
 	}
-	for _, l := range []struct{ path, addr string }{{"listen.http", c.Listen.HTTP}, {"listen.admin", c.Listen.Admin}, {"listen.metrics", c.Listen.Metrics}, {"sip.listen", c.SIP.Listen}} {
+	for _, l := range []struct{ path, addr string }{{"listen.http", c.Listen.HTTP}, {"listen.admin", c.Listen.Admin}, {"listen.metrics", c.Listen.Metrics}, {"listen.app", c.Listen.App}, {"sip.listen", c.SIP.Listen}} {
 		if _, port, err := net.SplitHostPort(l.addr); err != nil || !digits(port, 1, 5) {
 			add(l.path, "%q is not host:port", l.addr)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/accounts"
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
@@ -162,5 +163,66 @@ customers:
 	}
 	if _, err := p.Customer("b"); err == nil {
 		t.Fatal("b made again")
+	}
+}
+
+// TestSeedUsers: configured accounts are made once, with their passwords hashed; a second
+// start leaves them (and a password the user chose since) alone.
+func TestSeedUsers(t *testing.T) {
+	c, err := configs.Default(Check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, err := pool.New(db, pool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := Seed(ctx, c, p); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for round, want := range []int{2, 0} {
+		n, err := SeedUsers(ctx, c, db, now)
+		if err != nil || n != want {
+			t.Fatalf("round %d: made %d, %v; want %d", round, n, err, want)
+		}
+	}
+	u, err := db.UserByEmail("demo@trackline.test")
+	if err != nil || u.CustomerID != "demo" || u.Role != store.RoleAdmin {
+		t.Fatalf("demo user %+v %v", u, err)
+	}
+	if ok, err := accounts.VerifyPassword(u.PasswordHash, "demo-password"); !ok || err != nil {
+		t.Fatalf("the demo password does not verify: %v", err)
+	}
+	if strings.Contains(u.PasswordHash, "demo-password") {
+		t.Fatal("the password is stored in the clear")
+	}
+	op, err := db.UserByEmail("operator@trackline.test")
+	if err != nil || op.Role != store.RoleOperator || op.CustomerID != "" {
+		t.Fatalf("operator %+v %v", op, err)
+	}
+}
+
+func TestUserProblems(t *testing.T) {
+	_, err := configs.Parse([]byte(`
+customers:
+  - {id: a, name: A, site_key: "valid-site-key"}
+users:
+  - {email: not-an-email, password: short, customer: a, role: admin}
+  - {email: x@example.com, password: long-enough-pw, customer: b, role: member}
+  - {email: X@example.com, password: long-enough-pw, customer: a, role: operator}
+  - {email: y@example.com, password: long-enough-pw, role: boss}
+`), Check)
+	for _, want := range []string{"users[0].email:", "users[0].password:", "users[1].customer:", "users[2].email: repeats users[1]",
+		"users[2].customer: an operator belongs to no customer", "users[3].role:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
 	}
 }
