@@ -119,6 +119,7 @@ func (a *API) adminRoutes() []adminRoute {
 		{"DELETE /v1/customers/{id}/agent-tokens/{token}", ruleOperator, a.revokeToken(agentTokens)},
 		{"GET /v1/calls", ruleScoped, a.listCalls},
 		{"GET /v1/calls/{id}", ruleScoped, a.getCall},
+		{"PATCH /v1/calls/{id}", ruleScoped, a.patchCall},
 		{"GET /v1/recordings/{id}", ruleScoped, a.getRecording},
 		{"GET /v1/audit", ruleScoped, a.listAudit},
 		{"GET /v1/callers/{number}", ruleScoped, a.getCaller},

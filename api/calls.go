@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -11,12 +12,16 @@ import (
 	"github.com/trackline/trackline/store"
 )
 
-// CallReader reads call records; *store.DB is one.
+// CallReader reads call records, and writes the customers' annotations of them; *store.DB
+// is one.
 type CallReader interface {
 	// Calls lists the calls f selects, newest first, and the cursor of the next page.
 	Calls(f store.CallFilter) (calls []store.Call, next string, err error)
 	// Call reads one call; an error wrapping store.ErrNotFound if there is none.
 	Call(id string) (store.Call, error)
+	// Write runs fn in a durable transaction: PATCH /v1/calls/{id} changes a call's
+	// annotations (store.Tx.AnnotateCall) and writes their audit entry in one.
+	Write(ctx context.Context, fn func(*store.Tx) error) error
 }
 
 // WithCalls serves the call records of r on the admin API. Without it, /v1/calls answers 503.
@@ -136,22 +141,101 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// errUnknownCall answers a call that does not exist or is another customer's: the same
+// answer, so that a customer does not learn another's call ids.
+func errUnknownCall() error { return errStatus(http.StatusNotFound, "", "unknown call") }
+
 func (a *API) getCall(w http.ResponseWriter, r *http.Request) error {
 	if err := a.callsAvailable(); err != nil {
 		return err
 	}
 	id := r.PathValue("id")
 	if len(id) > 64 {
-		return errStatus(http.StatusNotFound, "", "unknown call")
+		return errUnknownCall()
 	}
 	c, err := a.calls.Call(id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && !who(r).sees(c.CustomerID) {
-		return errStatus(http.StatusNotFound, "", "unknown call")
+		return errUnknownCall()
 	}
 	if err != nil {
 		return err
 	}
 	if err := a.audit(r, "call.read", c.CustomerID, c.ID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+// callPatch is the body of PATCH /v1/calls/{id}: the annotations to change. A member that is
+// absent (or null) stays as it is; "" , [] and 0 clear theirs.
+type callPatch struct {
+	LeadStatus *string   `json:"lead_status"`
+	Tags       *[]string `json:"tags"`
+	Value      *float64  `json:"value"`
+	Note       *string   `json:"note"`
+}
+
+// maxCallPatch bounds the body of PATCH /v1/calls/{id}: a note of 2,000 characters of up to
+// 4 bytes each (6 when escaped), and 20 tags of 32.
+const maxCallPatch = 32 << 10
+
+// patchCall changes the annotations of a call (store.Call.CheckAnnotation says what they may
+// hold) and answers the call. The change and its audit entry (call.update) commit together.
+func (a *API) patchCall(w http.ResponseWriter, r *http.Request) error {
+	if err := a.callsAvailable(); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if len(id) > 64 {
+		return errUnknownCall()
+	}
+	var p callPatch
+	if err := decodeBody(w, r, maxCallPatch, &p, false); err != nil {
+		return err
+	}
+	if p.LeadStatus == nil && p.Tags == nil && p.Value == nil && p.Note == nil {
+		return errStatus(http.StatusBadRequest, "", "nothing to change: send lead_status, tags, value or note")
+	}
+	pr, now := who(r), a.now().UTC()
+	var c store.Call
+	err := a.calls.Write(r.Context(), func(tx *store.Tx) error {
+		cur, err := tx.Call(id)
+		if err != nil {
+			return err
+		}
+		if !pr.sees(cur.CustomerID) {
+			return store.ErrNotFound
+		}
+		c, err = tx.AnnotateCall(cur.CustomerID, id, func(c *store.Call) error {
+			if p.LeadStatus != nil {
+				c.LeadStatus = store.LeadStatus(*p.LeadStatus)
+			}
+			if p.Tags != nil {
+				c.Tags = *p.Tags
+			}
+			if p.Value != nil {
+				c.Value = *p.Value
+			}
+			if p.Note != nil {
+				c.Note = *p.Note
+			}
+			c.Updated = now
+			return nil
+		})
+		if err != nil || a.access == nil {
+			return err
+		}
+		e := store.AuditEntry{Time: now, Actor: pr.actor(), Action: "call.update", CustomerID: c.CustomerID, IDs: []string{c.ID}}
+		return tx.AppendAudit(&e)
+	})
+	var fe *store.FieldError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errUnknownCall()
+	case errors.As(err, &fe):
+		return errStatus(http.StatusBadRequest, fe.Field, fe.Error())
+	case err != nil:
 		return err
 	}
 	writeJSON(w, http.StatusOK, c)

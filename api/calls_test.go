@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +226,156 @@ func TestCallsNeedTokenAndStore(t *testing.T) {
 		if r.status != 503 || r.body["detail"] != "call records are not available" {
 			t.Fatalf("GET %s without call records: %d %v", path, r.status, r.body)
 		}
+	}
+}
+
+func TestPatchCall(t *testing.T) {
+	e := newCallsEnv(t, true)
+	auth := []string{"Authorization", "Bearer " + token}
+	patch := func(label, body string) resp {
+		t.Helper()
+		id := e.ids[label]
+		if id == "" {
+			id = label
+		}
+		return do(t, "PATCH", e.admin+"/v1/calls/"+id, "application/json", body, auth...)
+	}
+	// Members change one at a time; absent ones stay.
+	steps := []struct {
+		body string
+		want map[string]any
+	}{
+		{`{"lead_status":"qualified","tags":["vip","offerte"]}`, map[string]any{"lead_status": "qualified", "tags": []any{"vip", "offerte"}}},
+		{`{"value":1250.5,"note":"Belt dinsdag terug.\nOfferte sturen."}`, map[string]any{"lead_status": "qualified", "value": 1250.5,
+			"note": "Belt dinsdag terug.\nOfferte sturen.", "tags": []any{"vip", "offerte"}}},
+		{`{"tags":[],"lead_status":null}`, map[string]any{"lead_status": "qualified", "value": 1250.5, "note": "Belt dinsdag terug.\nOfferte sturen.", "tags": nil}},
+		{`{"lead_status":"","value":0,"note":""}`, map[string]any{"lead_status": nil, "value": nil, "note": nil, "tags": nil}},
+	}
+	for i, st := range steps {
+		r := patch("a2", st.body)
+		if r.status != 200 || r.body["id"] != e.ids["a2"] || r.body["disposition"] != "busy" || r.body["updated"] == nil {
+			t.Fatalf("step %d: PATCH %s = %d %v", i, st.body, r.status, r.body)
+		}
+		for k, v := range st.want {
+			if got := r.body[k]; fmt.Sprint(got) != fmt.Sprint(v) {
+				t.Fatalf("step %d: %s = %v, want %v (%v)", i, k, got, v, r.body)
+			}
+		}
+		if g := do(t, "GET", e.admin+"/v1/calls/"+e.ids["a2"], "", "", auth...); fmt.Sprint(g.body) != fmt.Sprint(r.body) {
+			t.Fatalf("step %d: GET after PATCH = %v, want %v", i, g.body, r.body)
+		}
+	}
+	// Only the annotations change: the rest of the record stays.
+	if r := patch("a3", `{"tags":["terugbellen"]}`); r.status != 200 || r.body["channel"] != "Google Ads" || r.body["call_id_a"] != "a-a3" {
+		t.Fatalf("PATCH a3: %d %v", r.status, r.body)
+	}
+}
+
+func TestPatchCallRejects(t *testing.T) {
+	e := newCallsEnv(t, true)
+	auth := []string{"Authorization", "Bearer " + token}
+	tags := func(n int, tag string) string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprintf("%q", fmt.Sprint(tag, i))
+		}
+		return `{"tags":[` + strings.Join(s, ",") + `]}`
+	}
+	tests := []struct {
+		name   string
+		id     string
+		ctype  string
+		body   string
+		status int
+		field  string
+	}{
+		{"lead status", "a1", "application/json", `{"lead_status":"hot"}`, 400, "lead_status"},
+		{"lead status not a string", "a1", "application/json", `{"lead_status":1}`, 400, "lead_status"},
+		{"21 tags", "a1", "application/json", tags(21, "t"), 400, "tags"},
+		{"empty tag", "a1", "application/json", `{"tags":["ok",""]}`, 400, "tags"},
+		{"tag of 33 characters", "a1", "application/json", `{"tags":["` + strings.Repeat("ü", 33) + `"]}`, 400, "tags"},
+		{"tag with a control character", "a1", "application/json", `{"tags":["a\u0007b"]}`, 400, "tags"},
+		{"tag twice", "a1", "application/json", `{"tags":["a","a"]}`, 400, "tags"},
+		{"tags not a list", "a1", "application/json", `{"tags":"vip"}`, 400, "tags"},
+		{"negative value", "a1", "application/json", `{"value":-0.01}`, 400, "value"},
+		{"value too high", "a1", "application/json", `{"value":1000000000.01}`, 400, "value"},
+		{"value not a number", "a1", "application/json", `{"value":"12"}`, 400, "value"},
+		{"note of 2,001 characters", "a1", "application/json", `{"note":"` + strings.Repeat("é", 2001) + `"}`, 400, "note"},
+		{"note with a control character", "a1", "application/json", `{"note":"a\u0000b"}`, 400, "note"},
+		{"unknown member", "a1", "application/json", `{"channel":"Direct"}`, 400, "channel"},
+		{"nothing to change", "a1", "application/json", `{}`, 400, ""},
+		{"not JSON", "a1", "application/json", `lead`, 400, ""},
+		{"not JSON content", "a1", "text/plain", `{"note":"x"}`, 415, ""},
+		{"too big", "a1", "application/json", `{"note":"` + strings.Repeat("x", 40<<10) + `"}`, 413, ""},
+		{"unknown call", pool.NewID(time.Now()), "application/json", `{"note":"x"}`, 404, ""},
+		{"id too long", strings.Repeat("0", 65), "application/json", `{"note":"x"}`, 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := e.ids[tt.id]
+			if id == "" {
+				id = tt.id
+			}
+			r := do(t, "PATCH", e.admin+"/v1/calls/"+id, tt.ctype, tt.body, auth...)
+			if r.status != tt.status || r.header.Get("Content-Type") != "application/problem+json" || tt.field != "" && r.body["field"] != tt.field {
+				t.Fatalf("PATCH %s = %d %v, want %d field %q", tt.body[:min(len(tt.body), 60)], r.status, r.body, tt.status, tt.field)
+			}
+		})
+	}
+	// Nothing was changed.
+	if r := do(t, "GET", e.admin+"/v1/calls/"+e.ids["a1"], "", "", auth...); r.body["updated"] != nil || r.body["tags"] != nil || r.body["note"] != nil {
+		t.Fatalf("a1 after refused patches: %v", r.body)
+	}
+	// The largest valid annotations fit.
+	body := tags(20, strings.Repeat("ü", 30)) // 20 tags of 31-32 characters
+	body = body[:len(body)-1] + `,"note":"` + strings.Repeat("€", 2000) + `","value":1e9,"lead_status":"not_a_lead"}`
+	if r := do(t, "PATCH", e.admin+"/v1/calls/"+e.ids["a1"], "application/json", body, auth...); r.status != 200 {
+		t.Fatalf("the largest annotations: %d %v", r.status, r.body)
+	}
+	none := newCallsEnv(t, false)
+	if r := do(t, "PATCH", none.admin+"/v1/calls/"+none.ids["a1"], "application/json", `{"note":"x"}`, auth...); r.status != 503 {
+		t.Fatalf("PATCH without call records: %d %v", r.status, r.body)
+	}
+}
+
+// A customer token annotates its own calls only: another customer's call answers exactly what
+// a missing one does, and changes nothing. Each change is audited with the token as actor.
+func TestPatchCallTenancy(t *testing.T) {
+	e := newTenancyEnv(t)
+	body := `{"tags":["vip"],"lead_status":"lead"}`
+	status, _, own := raw(t, "PATCH", e.url+"/v1/calls/"+e.call["acme"], e.acmeToken, body)
+	if status != 200 || !strings.Contains(own, `"tags":["vip"]`) {
+		t.Fatalf("own call: %d %s", status, own)
+	}
+	status, ctype, other := raw(t, "PATCH", e.url+"/v1/calls/"+e.call["bakery"], e.acmeToken, body)
+	ms, _, missing := raw(t, "PATCH", e.url+"/v1/calls/"+pool.NewID(time.Now()), e.acmeToken, body)
+	gs, _, getMissing := raw(t, "GET", e.url+"/v1/calls/"+pool.NewID(time.Now()), e.acmeToken, "")
+	if status != 404 || ctype != "application/problem+json" || ms != status || missing != other || gs != status || getMissing != other {
+		t.Fatalf("bakery's call answers %d %s; a missing one %d %s (GET %d %s)", status, other, ms, missing, gs, getMissing)
+	}
+	// An invalid body for bakery's call answers 404 too, never the validation's 400.
+	if status, _, b := raw(t, "PATCH", e.url+"/v1/calls/"+e.call["bakery"], e.acmeToken, `{"tags":[""]}`); status != 404 || b != other {
+		t.Fatalf("bakery's call with an invalid body: %d %s", status, b)
+	}
+	if c, err := e.db.Call(e.call["bakery"]); err != nil || c.Tags != nil || c.LeadStatus != "" {
+		t.Fatalf("bakery's call was changed: %+v %v", c, err)
+	}
+	// The operator annotates any customer's call.
+	if status, _, b := raw(t, "PATCH", e.url+"/v1/calls/"+e.call["bakery"], token, `{"note":"checked"}`); status != 200 || !strings.Contains(b, `"note":"checked"`) {
+		t.Fatalf("operator: %d %s", status, b)
+	}
+	entries, _, err := e.db.AuditLog(store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var updates []string
+	for _, en := range entries {
+		if en.Action == "call.update" {
+			updates = append(updates, en.Actor+" "+en.CustomerID+" "+strings.Join(en.IDs, ","))
+		}
+	}
+	want := []string{"operator bakery " + e.call["bakery"], "token:" + e.tokenID["acme"] + " acme " + e.call["acme"]}
+	if !slices.Equal(updates, want) {
+		t.Fatalf("call.update entries %v, want %v", updates, want)
 	}
 }

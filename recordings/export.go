@@ -589,6 +589,11 @@ var callColumns = []column[store.Call]{
 	{"call_id_b", func(c *store.Call) string { return c.CallIDB }},
 	{"caller_pseudonym", func(c *store.Call) string { return c.CallerPseudonym }},
 	{"caller_last_digits", func(c *store.Call) string { return c.CallerLastDigits }},
+	{"lead_status", func(c *store.Call) string { return string(c.LeadStatus) }},
+	{"tags", func(c *store.Call) string { return strings.Join(c.Tags, ";") }},
+	{"value", func(c *store.Call) string { return ftoa(c.Value) }},
+	{"note", func(c *store.Call) string { return c.Note }},
+	{"updated", func(c *store.Call) string { return ts(c.Updated) }},
 }
 
 var sessionColumns = []column[store.Session]{

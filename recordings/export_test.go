@@ -138,3 +138,56 @@ func unzipped(t *testing.T, b []byte) map[string][]byte {
 	}
 	return out
 }
+
+// A call's annotations are in calls.jsonl as the API shows them, and in the last columns of
+// calls.csv.
+func TestExportCallAnnotations(t *testing.T) {
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, "trackline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	keys, err := keyring.Open(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	c := store.Call{ID: "01JT0000000000000000000001", CustomerID: "acme", Dialled: "+31850000001", Start: t0, End: t0.Add(time.Minute),
+		Disposition: store.DispAnswered}
+	err = db.Write(context.Background(), func(tx *store.Tx) error {
+		if err := tx.CreateCustomer(&store.Customer{ID: "acme", Status: store.StatusActive, SiteKey: "acme-site-key"}); err != nil {
+			return err
+		}
+		if err := tx.PutCall(&c); err != nil {
+			return err
+		}
+		_, err := tx.AnnotateCall("acme", c.ID, func(c *store.Call) error {
+			c.LeadStatus, c.Tags, c.Value, c.Note, c.Updated = store.LeadStatusCustomer, []string{"vip", "=sum"}, 99.5, "line one\nline two", t0.Add(time.Hour)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := recordings.NewExporter(db, filepath.Join(dir, "recordings"), keys).Write(context.Background(), &buf, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	files := unzipped(t, buf.Bytes())
+	var got store.Call
+	if err := json.Unmarshal(files["calls.jsonl"], &got); err != nil || got.LeadStatus != store.LeadStatusCustomer || !slices.Equal(got.Tags, []string{"vip", "=sum"}) ||
+		got.Value != 99.5 || got.Note != "line one\nline two" || !got.Updated.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("calls.jsonl: %+v %v", got, err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(files["calls.csv"])).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("calls.csv: %v %v", rows, err)
+	}
+	n := len(rows[0])
+	if head, row := rows[0][n-5:], rows[1][n-5:]; !slices.Equal(head, []string{"lead_status", "tags", "value", "note", "updated"}) ||
+		!slices.Equal(row, []string{"customer", "vip;=sum", "99.5", "line one\nline two", "2026-05-01T11:00:00Z"}) {
+		t.Fatalf("calls.csv: %v / %v", head, row)
+	}
+}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Call records are keyed by their id in the calls bucket. Call ids are time-ordered: 26
@@ -30,13 +33,15 @@ type CallFilter struct {
 	CustomerID string // "" for every customer
 	// From and To bound Start to [From, To); a zero time leaves that side open. To is found
 	// by the time in the call ids, so it requires ids made like pool.NewID.
-	From, To    time.Time
-	Channel     string // exact match, "" for any
-	Dialled     string // exact match, "" for any
-	Disposition Disposition // exact match, "" for any
-	Active      *bool  // true: End is zero; false: ended; nil: both
-	Before      string // cursor: only calls with an id below this one ("" for the newest)
-	Limit       int    // page size; 0 means DefaultCallLimit
+	From, To     time.Time
+	Channel      string      // exact match, "" for any
+	Dialled      string      // exact match, "" for any
+	Disposition  Disposition // exact match, "" for any
+	Tag          string      // one of the call's tags (exact match), "" for any
+	HasRecording *bool       // true: the call has a recording; false: it has none; nil: both
+	Active       *bool       // true: End is zero; false: ended; nil: both
+	Before       string      // cursor: only calls with an id below this one ("" for the newest)
+	Limit        int         // page size; 0 means DefaultCallLimit
 
 	scan int // records examined at most; 0 means MaxCallScan (tests lower it)
 }
@@ -49,6 +54,8 @@ func (f *CallFilter) match(c *Call) bool {
 		f.Channel != "" && c.Channel != f.Channel,
 		f.Dialled != "" && c.Dialled != f.Dialled,
 		f.Disposition != "" && c.Disposition != f.Disposition,
+		f.Tag != "" && !slices.Contains(c.Tags, f.Tag),
+		f.HasRecording != nil && *f.HasRecording != (c.RecordingID != ""),
 		f.Active != nil && *f.Active != c.End.IsZero():
 		return false
 	}
@@ -250,4 +257,116 @@ func (db *DB) Recording(id string) (Recording, error) {
 		return err
 	})
 	return r, err
+}
+
+// The bounds of a call's annotations (Call.CheckAnnotation).
+const (
+	MaxTags      = 20
+	MaxTagLen    = 32   // characters
+	MaxNoteLen   = 2000 // characters
+	MaxCallValue = 1e9
+)
+
+// CheckAnnotation answers a *FieldError (an ErrInvalid) for annotations the store does not
+// take: a lead status it does not know; more than MaxTags tags, a tag of no or more than
+// MaxTagLen characters, with a control character, or twice; a value that is negative, above
+// MaxCallValue or not a number; a note of more than MaxNoteLen characters or with a control
+// character other than a line break or a tab. Text must be UTF-8.
+func (c *Call) CheckAnnotation() error {
+	if _, err := ParseLeadStatus(string(c.LeadStatus)); err != nil {
+		return invalid("lead_status", "must be lead, qualified, customer, not_a_lead or empty")
+	}
+	if len(c.Tags) > MaxTags {
+		return invalid("tags", "at most %d tags", MaxTags)
+	}
+	for i, tag := range c.Tags {
+		if n := utf8.RuneCountInString(tag); n == 0 || n > MaxTagLen || !utf8.ValidString(tag) || strings.ContainsFunc(tag, unicode.IsControl) {
+			return invalid("tags", "tag %d: must be 1-%d characters of UTF-8 text without control characters", i+1, MaxTagLen)
+		}
+		if slices.Contains(c.Tags[:i], tag) {
+			return invalid("tags", "tag %d: %q is there twice", i+1, tag)
+		}
+	}
+	if !(c.Value >= 0 && c.Value <= MaxCallValue) {
+		return invalid("value", "must be a number from 0 to %g", float64(MaxCallValue))
+	}
+	if utf8.RuneCountInString(c.Note) > MaxNoteLen || !utf8.ValidString(c.Note) ||
+		strings.ContainsFunc(c.Note, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }) {
+		return invalid("note", "must be at most %d characters of UTF-8 text without control characters but line breaks and tabs", MaxNoteLen)
+	}
+	return nil
+}
+
+// annotation is the annotations of a stored call, read without the rest of the record.
+type annotation struct {
+	LeadStatus LeadStatus `json:"lead_status"`
+	Tags       []string   `json:"tags"`
+	Value      float64    `json:"value"`
+	Note       string     `json:"note"`
+	Updated    time.Time  `json:"updated"`
+}
+
+// annotationMembers are the JSON members of a call's annotations.
+var annotationMembers = [...][]byte{[]byte(`"lead_status":`), []byte(`"tags":`), []byte(`"value":`), []byte(`"note":`), []byte(`"updated":`)}
+
+// annotated tells whether a stored call record may hold annotations. Their members are
+// written only when set (omitempty), so a record that names none of them has none, and is
+// not decoded for them: a call is written again when it ends.
+func annotated(raw []byte) bool {
+	for _, m := range annotationMembers {
+		if bytes.Contains(raw, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// storedAnnotation reads the annotations of a stored call record.
+func storedAnnotation(raw []byte) (annotation, error) {
+	if !annotated(raw) {
+		return annotation{}, nil
+	}
+	var a annotation
+	err := json.Unmarshal(raw, &a)
+	return a, err
+}
+
+// of tells whether c holds the annotations a.
+func (a *annotation) of(c *Call) bool {
+	return a.LeadStatus == c.LeadStatus && slices.Equal(a.Tags, c.Tags) && a.Value == c.Value && a.Note == c.Note && a.Updated.Equal(c.Updated)
+}
+
+// to sets c's annotations to a.
+func (a *annotation) to(c *Call) {
+	c.LeadStatus, c.Tags, c.Value, c.Note, c.Updated = a.LeadStatus, a.Tags, a.Value, a.Note, a.Updated
+}
+
+// AnnotateCall changes the annotations of a customer's call (LeadStatus, Tags, Value, Note,
+// Updated): it reads the call, runs f on it, checks the annotations f left
+// (CheckAnnotation), writes the call back and returns it. Only the annotations are taken
+// from f: the rest of the record, and every index PutCall keeps, stay as they are. The store
+// has no clock: f sets Updated. A call of another customer answers ErrNotFound, as a missing
+// one does, so that a customer does not learn another's ids; f's error is returned as it is.
+func (t *Tx) AnnotateCall(customerID, id string, f func(*Call) error) (Call, error) {
+	c, err := t.Call(id)
+	if err == nil && (customerID == "" || c.CustomerID != customerID) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return Call{}, fmt.Errorf("call %q: %w", id, err)
+	}
+	work := c
+	work.Tags = slices.Clone(c.Tags)
+	if err := f(&work); err != nil {
+		return Call{}, err
+	}
+	a := annotation{LeadStatus: work.LeadStatus, Tags: work.Tags, Value: work.Value, Note: work.Note, Updated: work.Updated}
+	a.to(&c)
+	if len(c.Tags) == 0 {
+		c.Tags = nil
+	}
+	if err := c.CheckAnnotation(); err != nil {
+		return Call{}, fmt.Errorf("call %q: %w", id, err)
+	}
+	return c, t.put(bucketCalls, []byte(c.ID), &c)
 }

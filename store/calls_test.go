@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -55,6 +57,7 @@ func TestCallsFilters(t *testing.T) {
 		{"a4", 50, 50, "acme", "+31850000001", "Direct", "", true},
 		{"a5", 60, 60, "acme", "+31850000002", "Google Ads", "answered", false},
 	}
+	tags := map[string][]string{"a1": {"vip"}, "a3": {"spam", "vip"}, "b1": {"vip"}, "a4": {"vipp"}}
 	ids := map[string]string{}
 	labels := map[string]string{}
 	for i, d := range data {
@@ -62,6 +65,10 @@ func TestCallsFilters(t *testing.T) {
 			Channel: d.ch, Disposition: Disposition(d.dispos), Start: at(d.start)}
 		if !d.active {
 			c.End = c.Start.Add(time.Minute)
+		}
+		c.Tags = tags[d.label]
+		if d.label == "a1" || d.label == "a5" {
+			c.RecordingID = "rec-" + d.label
 		}
 		putCalls(t, db, c)
 		ids[d.label], labels[c.ID] = c.ID, d.label
@@ -99,6 +106,12 @@ func TestCallsFilters(t *testing.T) {
 		{"scan bound", CallFilter{Disposition: "busy", scan: 3}, "", "b2"},
 		{"scan bound after a match", CallFilter{Channel: "Direct", scan: 4}, "a4 b2", "a3"},
 		{"nothing", CallFilter{Dialled: "+31850000099"}, "", ""},
+		{"tag", CallFilter{Tag: "vip"}, "a3 b1 a1", ""},
+		{"tag of a customer", CallFilter{CustomerID: "acme", Tag: "vip"}, "a3 a1", ""},
+		{"tag is an exact match", CallFilter{Tag: "vi"}, "", ""},
+		{"recorded", CallFilter{HasRecording: ptr(true)}, "a5 a1", ""},
+		{"not recorded", CallFilter{HasRecording: ptr(false)}, "a4 b2 a3 b1 a2", ""},
+		{"recorded with a tag", CallFilter{HasRecording: ptr(true), Tag: "vip"}, "a1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,5 +343,112 @@ func BenchmarkCallsFiltered(b *testing.B) {
 		if got, _, err := db.Calls(CallFilter{CustomerID: "c07", Limit: 100}); err != nil || len(got) != 100 {
 			b.Fatal(len(got), err)
 		}
+	}
+}
+
+func TestAnnotateCall(t *testing.T) {
+	db := openTest(t)
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	call := Call{ID: testCallID(t0, 1), CustomerID: "acme", Caller: "+31612345678", CallerPseudonym: "pa", Channel: "Direct", Start: t0}
+	putCalls(t, db, call)
+	annotate := func(customerID, id string, f func(*Call) error) (Call, error) {
+		var got Call
+		err := db.Write(context.Background(), func(tx *Tx) (err error) { got, err = tx.AnnotateCall(customerID, id, f); return err })
+		return got, err
+	}
+	boom := errors.New("boom")
+	set := func(c Call) func(*Call) error {
+		return func(into *Call) error {
+			into.LeadStatus, into.Tags, into.Value, into.Note, into.Updated = c.LeadStatus, c.Tags, c.Value, c.Note, c.Updated
+			return nil
+		}
+	}
+	many := make([]string, MaxTags+1)
+	for i := range many {
+		many[i] = fmt.Sprint("t", i)
+	}
+	tests := []struct {
+		name     string
+		customer string
+		id       string
+		f        func(*Call) error
+		want     error
+		field    string
+	}{
+		{"annotations", "acme", call.ID, set(Call{LeadStatus: LeadStatusQualified, Tags: []string{"vip", "offerte"}, Value: 1250.5,
+			Note: "Belt terug:\n\tdinsdag", Updated: t0.Add(time.Hour)}), nil, ""},
+		{"another customer's call", "bakery", call.ID, set(Call{Note: "x"}), ErrNotFound, ""},
+		{"no customer", "", call.ID, set(Call{Note: "x"}), ErrNotFound, ""},
+		{"no such call", "acme", testCallID(t0, 2), set(Call{Note: "x"}), ErrNotFound, ""},
+		{"f fails", "acme", call.ID, func(*Call) error { return boom }, boom, ""},
+		{"lead status", "acme", call.ID, set(Call{LeadStatus: "hot"}), ErrInvalid, "lead_status"},
+		{"too many tags", "acme", call.ID, set(Call{Tags: many}), ErrInvalid, "tags"},
+		{"empty tag", "acme", call.ID, set(Call{Tags: []string{"a", ""}}), ErrInvalid, "tags"},
+		{"long tag", "acme", call.ID, set(Call{Tags: []string{strings.Repeat("é", MaxTagLen+1)}}), ErrInvalid, "tags"},
+		{"tag with a control character", "acme", call.ID, set(Call{Tags: []string{"a\nb"}}), ErrInvalid, "tags"},
+		{"tag twice", "acme", call.ID, set(Call{Tags: []string{"a", "b", "a"}}), ErrInvalid, "tags"},
+		{"tag not UTF-8", "acme", call.ID, set(Call{Tags: []string{"a\xff"}}), ErrInvalid, "tags"},
+		{"negative value", "acme", call.ID, set(Call{Value: -1}), ErrInvalid, "value"},
+		{"value too high", "acme", call.ID, set(Call{Value: MaxCallValue + 1}), ErrInvalid, "value"},
+		{"value not a number", "acme", call.ID, set(Call{Value: math.NaN()}), ErrInvalid, "value"},
+		{"long note", "acme", call.ID, set(Call{Note: strings.Repeat("ß", MaxNoteLen+1)}), ErrInvalid, "note"},
+		{"note with a control character", "acme", call.ID, set(Call{Note: "a\x00b"}), ErrInvalid, "note"},
+		// f may change anything; only the annotations are taken.
+		{"only the annotations", "acme", call.ID, func(c *Call) error {
+			c.CustomerID, c.Channel, c.End, c.Tags = "bakery", "Google Ads", t0, append(c.Tags, "terug")
+			return nil
+		}, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := annotate(tt.customer, tt.id, tt.f)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("AnnotateCall = %v, want %v", err, tt.want)
+			}
+			var fe *FieldError
+			if tt.field != "" && (!errors.As(err, &fe) || fe.Field != tt.field) {
+				t.Fatalf("AnnotateCall = %v, want a FieldError of %q", err, tt.field)
+			}
+		})
+	}
+	want := call
+	want.LeadStatus, want.Tags, want.Value, want.Note, want.Updated = LeadStatusQualified, []string{"vip", "offerte", "terug"}, 1250.5, "Belt terug:\n\tdinsdag", t0.Add(time.Hour)
+	got, err := db.Call(call.ID)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the annotations:\n%+v %v\nwant\n%+v", got, err, want)
+	}
+	// The call layer's write at the end of the call, from its own copy without annotations,
+	// keeps them, and its indexes are kept as ever.
+	ended := call
+	ended.End, ended.Disposition, ended.TalkSeconds = t0.Add(2*time.Minute), DispAnswered, 100
+	putCalls(t, db, ended)
+	got, err = db.Call(call.ID)
+	want.End, want.Disposition, want.TalkSeconds = ended.End, ended.Disposition, ended.TalkSeconds
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the call ended:\n%+v %v\nwant\n%+v", got, err, want)
+	}
+	if ended.Tags != nil {
+		t.Fatal("PutCall changed the caller's record")
+	}
+	if active, _, _ := db.Calls(CallFilter{Active: ptr(true)}); len(active) != 0 {
+		t.Fatalf("the ended call is still active: %v", active)
+	}
+	if byCaller, _ := db.CallsOfCaller("acme", "pa"); len(byCaller) != 1 {
+		t.Fatalf("CallsOfCaller = %v", byCaller)
+	}
+	if tagged, _, _ := db.Calls(CallFilter{CustomerID: "acme", Tag: "terug"}); len(tagged) != 1 {
+		t.Fatalf("Calls by tag = %v", tagged)
+	}
+	if u, _ := db.Usage("acme", "2026-05"); u.Calls != 1 || u.TalkSeconds != 100 {
+		t.Fatalf("usage %+v", u)
+	}
+	// Clearing: no tags are stored as none.
+	got, err = annotate("acme", call.ID, set(Call{Updated: t0.Add(2 * time.Hour)}))
+	if err != nil || got.Tags != nil || got.LeadStatus != "" || got.Note != "" || got.Value != 0 {
+		t.Fatalf("cleared: %+v %v", got, err)
+	}
+	raw := rawHolds(t, db, "terug")
+	if len(raw) != 0 {
+		t.Fatalf("cleared annotations are still in %v", raw)
 	}
 }

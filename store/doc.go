@@ -44,6 +44,10 @@
 // swaps the files; writes wait only for that last step, reads never. Erasure is: delete,
 // then compact.
 //
+// Annotations (calls.go): a call carries what the customer says it was worth (lead status,
+// tags, value, note), changed only by AnnotateCall, which checks that they belong to the
+// customer; PutCall keeps them, so the call layer's last write does not undo them.
+//
 // Users (users.go): the people who log in to the web app (package app), operators and the
 // users of a customer, with their one-time invitations and their sessions, both kept by the
 // SHA-256 of a secret only the person holds. A customer's users go with the customer

@@ -322,11 +322,37 @@ const (
 	PartySwitch       Party = "switch"
 )
 
+// LeadStatus is what a call turned out to be for the customer's sales, as the customer marks
+// it (Call.LeadStatus); the zero value is not marked.
+type LeadStatus string
+
+// The lead statuses.
+const (
+	LeadStatusNone      LeadStatus = ""
+	LeadStatusLead      LeadStatus = "lead"       // a prospect
+	LeadStatusQualified LeadStatus = "qualified"  // a prospect worth following up
+	LeadStatusCustomer  LeadStatus = "customer"   // it bought
+	LeadStatusNotALead  LeadStatus = "not_a_lead" // a supplier, a wrong number, spam
+)
+
+// ParseLeadStatus reads "", "lead", "qualified", "customer" or "not_a_lead".
+func ParseLeadStatus(v string) (LeadStatus, error) {
+	switch s := LeadStatus(v); s {
+	case LeadStatusNone, LeadStatusLead, LeadStatusQualified, LeadStatusCustomer, LeadStatusNotALead:
+		return s, nil
+	}
+	return "", fmt.Errorf("unknown lead status %q (want lead, qualified, customer, not_a_lead or empty)", v)
+}
+
 // Call is one inbound call with its attribution snapshot. Written by the call layer: once,
 // durably, when the INVITE is accepted, and again when the call ends.
 //
 // Disposition is empty while the call is active; HangupBy says who ended it; EndReason why the
 // switch ended a call (max_duration, shutdown, ...).
+//
+// The annotations (LeadStatus, Tags, Value, Note, Updated) are the customer's, changed only
+// by AnnotateCall: PutCall keeps those of the stored record, so that the call layer's write
+// at the end of a call does not undo a tag set while it rang.
 type Call struct {
 	ID           string `json:"id"`
 	CustomerID   string `json:"customer_id"`
@@ -334,26 +360,26 @@ type Call struct {
 	Caller       string `json:"caller,omitempty"` // E.164 (or the From user as sent); empty for pseudonymous callers
 	BusinessLine string `json:"business_line,omitempty"`
 	// AgentID is the agent token of the browser agent that answered a webrtc: line.
-	AgentID      string    `json:"agent_id,omitempty"`
-	SessionID    string    `json:"session_id,omitempty"`
-	Channel      string    `json:"channel,omitempty"`
-	Keyword      string    `json:"keyword,omitempty"`
-	LandingPage  string    `json:"landing_page,omitempty"`
-	ReferrerHost string    `json:"referrer_host,omitempty"`
-	Gclid        string    `json:"gclid,omitempty"`
-	Candidates   int       `json:"candidates"`
-	Start        time.Time `json:"start"`
-	Ringing      time.Time `json:"ringing,omitzero"`
-	Answer       time.Time `json:"answer,omitzero"`
-	End          time.Time `json:"end,omitzero"`
+	AgentID      string      `json:"agent_id,omitempty"`
+	SessionID    string      `json:"session_id,omitempty"`
+	Channel      string      `json:"channel,omitempty"`
+	Keyword      string      `json:"keyword,omitempty"`
+	LandingPage  string      `json:"landing_page,omitempty"`
+	ReferrerHost string      `json:"referrer_host,omitempty"`
+	Gclid        string      `json:"gclid,omitempty"`
+	Candidates   int         `json:"candidates"`
+	Start        time.Time   `json:"start"`
+	Ringing      time.Time   `json:"ringing,omitzero"`
+	Answer       time.Time   `json:"answer,omitzero"`
+	End          time.Time   `json:"end,omitzero"`
 	Disposition  Disposition `json:"disposition,omitempty"`
 	HangupBy     Party       `json:"hangup_by,omitempty"`
-	EndReason    string    `json:"end_reason,omitempty"`
-	TalkSeconds  float64   `json:"talk_seconds,omitempty"`
-	FinalStatus  int       `json:"final_status,omitempty"`
-	CallIDA      string    `json:"call_id_a,omitempty"`
-	CallIDB      string    `json:"call_id_b,omitempty"`
-	RecordingID  string    `json:"recording_id,omitempty"`
+	EndReason    string      `json:"end_reason,omitempty"`
+	TalkSeconds  float64     `json:"talk_seconds,omitempty"`
+	FinalStatus  int         `json:"final_status,omitempty"`
+	CallIDA      string      `json:"call_id_a,omitempty"`
+	CallIDB      string      `json:"call_id_b,omitempty"`
+	RecordingID  string      `json:"recording_id,omitempty"`
 	// Media holds the RTP statistics of an anchored call (nil for direct media).
 	Media *CallMedia `json:"media,omitempty"`
 	// NotRecordedReason says why a call of a recording customer was not recorded.
@@ -365,6 +391,13 @@ type Call struct {
 	// CallerLastDigits are the last three digits of the caller's number, kept in its place
 	// for a customer with pseudonymous callers.
 	CallerLastDigits string `json:"caller_last_digits,omitempty"`
+
+	LeadStatus LeadStatus `json:"lead_status,omitempty"`
+	Tags       []string   `json:"tags,omitempty"`  // at most MaxTags, each 1-MaxTagLen characters
+	Value      float64    `json:"value,omitempty"` // money, in the customer's currency: 0-MaxCallValue
+	Note       string     `json:"note,omitempty"`  // at most MaxNoteLen characters
+	// Updated is when the annotations last changed (set by the function AnnotateCall runs).
+	Updated time.Time `json:"updated,omitzero"`
 }
 
 // CallMedia is what the media anchor saw of a call.

@@ -260,14 +260,27 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 // PutCall writes a call record and keeps its index entries in step: the customer index, the
 // caller index (by CallerPseudonym), and the index of active calls, which holds the call
 // while its End is zero. A call's CustomerID and CallerPseudonym must not change between
-// writes.
+// writes. A call already stored keeps its annotations (LeadStatus, Tags, Value, Note,
+// Updated), whatever c holds: they are AnnotateCall's to change.
 func (t *Tx) PutCall(c *Call) error {
 	key := compose(c.CustomerID, c.ID)
 	active := t.tx.Bucket(bucketCallsActive)
 	open := active.Get(key) != nil
 	// Index entries are written only when they change: a write dirties its page even when
 	// the key is already there, and every call is written twice (start and end).
-	isNew := t.tx.Bucket(bucketCalls).Get([]byte(c.ID)) == nil
+	stored := t.tx.Bucket(bucketCalls).Get([]byte(c.ID))
+	isNew := stored == nil
+	if !isNew {
+		a, err := storedAnnotation(stored)
+		if err != nil {
+			return fmt.Errorf("decode call %q: %w", c.ID, err)
+		}
+		if !a.of(c) {
+			kept := *c
+			a.to(&kept)
+			c = &kept
+		}
+	}
 	if isNew {
 		if err := t.tx.Bucket(bucketCallsByCust).Put(key, nil); err != nil {
 			return err
