@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/privacy"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
@@ -95,7 +96,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		}
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
-	a, err := New(Config{AdminToken: token}, p, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithErasure(db), WithBackup(db),
+	a, err := New(Config{AdminToken: token}, p, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithPrivacy(privacy.New(db, keys, recorder.Dir(), p)), WithBackup(db),
 		WithLogLevel(new(slog.LevelVar)), WithAccess(db), WithExport(recordings.NewExporter(db, recorder.Dir(), keys)), WithUsage(db))
 	if err != nil {
 		t.Fatal(err)

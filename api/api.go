@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/internal/textutil"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/privacy"
 	"github.com/trackline/trackline/store/keyring"
 )
 
@@ -31,13 +32,13 @@ type Config struct {
 type API struct {
 	cfg           Config
 	pool          *pool.Pool
-	calls         CallReader      // nil: call records are not available
-	recordings    RecordingReader // nil: recordings are not available
-	access        Access          // nil: only the operator token, no audit log
-	callers       ErasureStore    // nil: no data-subject endpoints, no erasure
-	agents        Agents          // nil: no browser agents
+	calls         CallReader       // nil: call records are not available
+	recordings    RecordingReader  // nil: recordings are not available
+	access        Access           // nil: only the operator token, no audit log
+	privacy       *privacy.Service // nil: no data-subject endpoints, no erasure
+	agents        Agents           // nil: no browser agents
 	recordingsDir string
-	keys          *keyring.Keyring // the customers' keys (recordings, caller pseudonyms)
+	keys          *keyring.Keyring // the customers' keys (recordings)
 	checks        []Check          // readiness checks of /readyz
 	backup        Backuper         // nil: no hot backup
 	exporter      Exporter         // nil: no exports

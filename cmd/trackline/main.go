@@ -33,6 +33,7 @@ import (
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/media"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/privacy"
 	"github.com/trackline/trackline/provision"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/sip"
@@ -232,8 +233,9 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return err
 	}
+	priv := privacy.New(db, keys, rec.Dir(), p, privacy.WithLogger(logger))
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p,
-		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithErasure(db),
+		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
 		api.WithExport(exporter), api.WithUsage(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
