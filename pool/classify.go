@@ -2,6 +2,7 @@ package pool
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/trackline/trackline/store"
@@ -133,14 +134,8 @@ var (
 
 // classify returns the channel of a visit: the customer's rules in order, then built-ins.
 func classify(rules []rule, s *store.Session) string {
-	for _, r := range rules {
-		get := ruleParams[r.param]
-		if get == nil {
-			continue
-		}
-		if v := get(s); v != "" && glob(r.pattern, strings.ToLower(v)) {
-			return r.channel
-		}
+	if i := firstMatch(rules, s); i >= 0 {
+		return rules[i].channel
 	}
 	medium := strings.ToLower(s.UTMMedium)
 	switch {
@@ -231,4 +226,78 @@ func glob(pattern, s string) bool {
 		s = s[i+len(lit):]
 		pattern = pattern[len(lit):]
 	}
+}
+
+// RuleParams lists the visit parameters a channel rule may test, sorted.
+func RuleParams() []string {
+	out := make([]string, 0, len(ruleParams))
+	for p := range ruleParams {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RulePreview is what a draft rule would do to a set of visits.
+type RulePreview struct {
+	Rule    store.ChannelRule
+	Matches int             // visits the rule matches on its own
+	Takes   int             // visits that would get the channel through this rule, with the rules before it in place
+	Samples []store.Session // up to 5 of the visits it takes
+}
+
+// PreviewRules shows what a channel's draft rules would match among sessions (the customer's
+// latest visits): each rule on its own, and what it takes with the customer's other
+// channels' rules before it, in rule order, as classify would. ch's rules are the draft.
+func PreviewRules(channels []store.Channel, ch store.Channel, sessions []store.Session) []RulePreview {
+	var before []rule
+	for _, c := range channels {
+		if c.ID == ch.ID {
+			break
+		}
+		before = append(before, compileRules([]store.Channel{c})...)
+	}
+	out := make([]RulePreview, len(ch.Rules))
+	for i, r := range ch.Rules {
+		out[i].Rule = r
+	}
+	draft := compileRules([]store.Channel{ch})
+	for si := range sessions {
+		s := &sessions[si]
+		taken := firstMatch(before, s) >= 0
+		for i, r := range draft {
+			if !matches(r, s) {
+				continue
+			}
+			out[i].Matches++
+			if !taken {
+				taken = true
+				out[i].Takes++
+				if len(out[i].Samples) < 5 {
+					out[i].Samples = append(out[i].Samples, *s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// matches reports whether one rule matches a visit.
+func matches(r rule, s *store.Session) bool {
+	get := ruleParams[r.param]
+	if get == nil {
+		return false
+	}
+	v := get(s)
+	return v != "" && glob(r.pattern, strings.ToLower(v))
+}
+
+// firstMatch is the index of the first of rules that matches s, or -1.
+func firstMatch(rules []rule, s *store.Session) int {
+	for i, r := range rules {
+		if matches(r, s) {
+			return i
+		}
+	}
+	return -1
 }
