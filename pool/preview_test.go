@@ -12,7 +12,7 @@ func TestPreviewRules(t *testing.T) {
 		{ID: "partners", Name: "Partners"},
 	}
 	draft := store.Channel{ID: "partners", Name: "Partners", Rules: []store.ChannelRule{
-		{Param: "utm_source", Pattern: "NEWS*"},          // shadowed by Newsletter, which comes first
+		{Param: "utm_source", Pattern: "NEWS*"},           // shadowed by Newsletter, which comes first
 		{Param: "referrer_host", Pattern: "*.partner.nl"}, // takes the partner visits
 		{Param: "landing_path", Pattern: "/partner/*"},    // matches one that the rule before took
 	}}
