@@ -200,8 +200,10 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 		"POST /v1/customers/{id}/agent-tokens":                operatorOnly("POST", "/v1/customers/acme/agent-tokens", `{"label":"desk","groups":["sales"]}`),
 		"DELETE /v1/customers/{id}/agent-tokens/{token}":      operatorOnly("DELETE", "/v1/customers/acme/agent-tokens/x", ""),
 		"POST /v1/customers/{id}/numbers/{number}/quarantine": operatorOnly("POST", "/v1/customers/acme/numbers/"+e.number["acme"]+"/quarantine", `{"until":"2030-01-01T00:00:00Z"}`),
-		"GET /v1/calls":           {own: get("/v1/calls"), other: get("/v1/calls?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/calls?customer=nobody", notIn: true},
-		"GET /v1/calls/{id}":      {own: get("/v1/calls/" + e.call["acme"]), other: get("/v1/calls/" + e.call["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/calls/" + pool.NewID(time.Now())},
+		"GET /v1/calls":      {own: get("/v1/calls"), other: get("/v1/calls?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/calls?customer=nobody", notIn: true},
+		"GET /v1/calls/{id}": {own: get("/v1/calls/" + e.call["acme"]), other: get("/v1/calls/" + e.call["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/calls/" + pool.NewID(time.Now())},
+		"PATCH /v1/calls/{id}": {own: req{"PATCH", "/v1/calls/" + e.call["acme"], `{"tags":["x"]}`}, other: req{"PATCH", "/v1/calls/" + e.call["bakery"], `{"tags":["x"]}`},
+			ownStatus: 200, otherStatus: 404},
 		"GET /v1/recordings/{id}": {own: get("/v1/recordings/" + e.recording["acme"]), other: get("/v1/recordings/" + e.recording["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/recordings/" + pool.NewID(time.Now())},
 		"GET /v1/audit":           {own: get("/v1/audit"), other: get("/v1/audit?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/audit?customer=nobody", notIn: true},
 		// The archive is compressed: TestExportArchive checks what it holds.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 )
 
@@ -31,7 +32,62 @@ type customerInput struct {
 	// PseudonymousCallers applies to calls from the moment it is set: stored calls keep
 	// what they hold (erase a caller to remove the number from them).
 	PseudonymousCallers *bool `json:"pseudonymous_callers"`
+	// Recording and Prompts take effect on the next call.
+	Recording *recordingInput `json:"recording"`
+	Prompts   *promptsInput   `json:"prompts"`
 	lifecycleInput
+}
+
+// recordingInput changes the fields of a customer's recording policy that it names.
+type recordingInput struct {
+	Enabled             *bool     `json:"enabled"`
+	Numbers             *[]string `json:"numbers"`
+	Channels            *[]string `json:"channels"`
+	ProfessionalSecrecy *bool     `json:"professional_secrecy"`
+	ConsentConfirmed    *bool     `json:"recording_consent_confirmed"`
+}
+
+// promptsInput changes a customer's prompts: "" none, "default" the built-in disclaimer, or
+// the path of a WAV file on the switch that loads as a prompt.
+type promptsInput struct {
+	Disclaimer *string `json:"disclaimer"`
+	Whisper    *string `json:"whisper"`
+}
+
+func (in *recordingInput) apply(p *store.RecordingPolicy) {
+	for _, b := range []struct {
+		dst *bool
+		v   *bool
+	}{{&p.Enabled, in.Enabled}, {&p.ProfessionalSecrecy, in.ProfessionalSecrecy}, {&p.ConsentConfirmed, in.ConsentConfirmed}} {
+		if b.v != nil {
+			*b.dst = *b.v
+		}
+	}
+	if in.Numbers != nil {
+		p.Numbers = *in.Numbers
+	}
+	if in.Channels != nil {
+		p.Channels = *in.Channels
+	}
+}
+
+func (in *promptsInput) apply(p *store.Prompts) error {
+	for _, x := range []struct {
+		name string
+		v    *string
+		dst  *string
+	}{{"disclaimer", in.Disclaimer, &p.Disclaimer}, {"whisper", in.Whisper, &p.Whisper}} {
+		if x.v == nil {
+			continue
+		}
+		if v := *x.v; v != "" && v != "default" {
+			if _, err := recordings.LoadPrompt(v); err != nil {
+				return errStatus(http.StatusBadRequest, "prompts."+x.name, "prompts."+x.name+": "+err.Error())
+			}
+		}
+		*x.dst = *x.v
+	}
+	return nil
 }
 
 func (in *customerInput) apply(c *store.Customer) error {
@@ -59,6 +115,14 @@ func (in *customerInput) apply(c *store.Customer) error {
 	}{{&c.AllowedOrigins, in.AllowedOrigins}, {&c.BusinessLines, in.BusinessLines}, {&c.DisplayNumbers, in.DisplayNumbers}} {
 		if l.v != nil {
 			*l.dst = *l.v
+		}
+	}
+	if in.Recording != nil {
+		in.Recording.apply(&c.Recording)
+	}
+	if in.Prompts != nil {
+		if err := in.Prompts.apply(&c.Prompts); err != nil {
+			return err
 		}
 	}
 	return in.lifecycleInput.apply(c)

@@ -269,6 +269,21 @@ func TestAdminImportAndCustomers(t *testing.T) {
 	if r.status != 200 || r.body["display_format"] != "international" {
 		t.Fatalf("patch: %d %v", r.status, r.body)
 	}
+	// Recording, consent and prompts are editable too, validated as the config's are.
+	r = do(t, "PATCH", e.admin.URL+"/v1/customers/acme", "application/json",
+		`{"recording":{"enabled":true,"professional_secrecy":true,"recording_consent_confirmed":true},"prompts":{"disclaimer":"default"}}`, auth...)
+	rec, _ := r.body["recording"].(map[string]any)
+	prompts, _ := r.body["prompts"].(map[string]any)
+	if r.status != 200 || rec["enabled"] != true || rec["recording_consent_confirmed"] != true || prompts["disclaimer"] != "default" {
+		t.Fatalf("patch recording and prompts: %d %v", r.status, r.body)
+	}
+	r = do(t, "PATCH", e.admin.URL+"/v1/customers/acme", "application/json", `{"prompts":{"whisper":"/nonexistent/whisper.wav"}}`, auth...)
+	if r.status != 400 || r.body["field"] != "prompts.whisper" {
+		t.Fatalf("a prompt that does not load: %d %v", r.status, r.body)
+	}
+	if c, _ := e.pool.Customer("acme"); c.Prompts.Whisper != "" || !c.Recording.Enabled {
+		t.Fatalf("a refused patch changed the customer: %+v", c)
+	}
 }
 
 // FuzzCreateSession throws arbitrary bodies at the public endpoint: never a 5xx, never a
