@@ -96,7 +96,7 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		}
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
-	a, err := New(Config{AdminToken: token}, p, WithCalls(db), WithRecordings(db, recorder.Dir(), keys), WithPrivacy(privacy.New(db, keys, recorder.Dir(), p)), WithBackup(db),
+	a, err := New(Config{AdminToken: token}, p, WithCalls(db), WithUsers(db, "https://app.example", time.Hour), WithRecordings(db, recorder.Dir(), keys), WithPrivacy(privacy.New(db, keys, recorder.Dir(), p)), WithBackup(db),
 		WithLogLevel(new(slog.LevelVar)), WithAccess(db), WithExport(recordings.NewExporter(db, recorder.Dir(), keys)), WithUsage(db))
 	if err != nil {
 		t.Fatal(err)
@@ -200,8 +200,12 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 		"POST /v1/customers/{id}/agent-tokens":                operatorOnly("POST", "/v1/customers/acme/agent-tokens", `{"label":"desk","groups":["sales"]}`),
 		"DELETE /v1/customers/{id}/agent-tokens/{token}":      operatorOnly("DELETE", "/v1/customers/acme/agent-tokens/x", ""),
 		"POST /v1/customers/{id}/numbers/{number}/quarantine": operatorOnly("POST", "/v1/customers/acme/numbers/"+e.number["acme"]+"/quarantine", `{"until":"2030-01-01T00:00:00Z"}`),
-		"GET /v1/calls":      {own: get("/v1/calls"), other: get("/v1/calls?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/calls?customer=nobody", notIn: true},
-		"GET /v1/calls/{id}": {own: get("/v1/calls/" + e.call["acme"]), other: get("/v1/calls/" + e.call["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/calls/" + pool.NewID(time.Now())},
+		"GET /v1/calls":                {own: get("/v1/calls"), other: get("/v1/calls?customer=bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/calls?customer=nobody", notIn: true},
+		"GET /v1/calls/{id}":           {own: get("/v1/calls/" + e.call["acme"]), other: get("/v1/calls/" + e.call["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/calls/" + pool.NewID(time.Now())},
+		"GET /v1/customers/{id}/users": {own: get("/v1/customers/acme/users"), other: get("/v1/customers/bakery/users"), ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/users"},
+		"POST /v1/customers/{id}/invitations": {own: req{"POST", "/v1/customers/acme/invitations", `{"email":"new@acme.example","role":"member"}`},
+			other: req{"POST", "/v1/customers/bakery/invitations", `{"email":"new@bakery.example","role":"member"}`}, ownStatus: 201, otherStatus: 404},
+		"POST /v1/operators/invitations": operatorOnly("POST", "/v1/operators/invitations", `{"email":"ops@example.com"}`),
 		"PATCH /v1/calls/{id}": {own: req{"PATCH", "/v1/calls/" + e.call["acme"], `{"tags":["x"]}`}, other: req{"PATCH", "/v1/calls/" + e.call["bakery"], `{"tags":["x"]}`},
 			ownStatus: 200, otherStatus: 404},
 		"GET /v1/recordings/{id}": {own: get("/v1/recordings/" + e.recording["acme"]), other: get("/v1/recordings/" + e.recording["bakery"]), ownStatus: 200, otherStatus: 404, missing: "/v1/recordings/" + pool.NewID(time.Now())},

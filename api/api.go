@@ -31,6 +31,9 @@ type Config struct {
 // API serves the public and the admin HTTP handlers.
 type API struct {
 	cfg           Config
+	users         UserStore // nil: the invitation endpoints answer 503
+	appURL        string
+	inviteTTL     time.Duration
 	pool          *pool.Pool
 	calls         CallReader       // nil: call records are not available
 	recordings    RecordingReader  // nil: recordings are not available
