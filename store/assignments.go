@@ -241,7 +241,7 @@ func (db *DB) migrateAssignments() (int, error) {
 		if err := meta.Delete(keyMigrateAfter); err != nil {
 			return err
 		}
-		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, 2))
 	})
 	return total, err
 }

@@ -73,7 +73,7 @@ func BackupFile(path string, w io.Writer, opts ...Option) (int64, error) {
 
 // Verify checks that the file at path is a store this build can open: it is as long as its
 // pages need, bbolt's consistency check of every page passes, every bucket exists and the schema version is this build's
-// (or version 1, which Open converts). It opens the file read-only, like BackupFile.
+// (or version 1 or 2, which Open converts). It opens the file read-only, like BackupFile.
 func Verify(path string, opts ...Option) error {
 	b, err := openReadOnly(path, opts)
 	if err != nil {
@@ -96,12 +96,15 @@ func Verify(path string, opts ...Option) error {
 			return fmt.Errorf("%w: %s: no bucket %s", ErrCorrupt, path, bucketMeta)
 		}
 		v := tx.Bucket(bucketMeta).Get(keySchema)
-		want := allBuckets
+		want := slices.Concat(allBuckets, schema3Buckets)
 		switch {
 		case len(v) == 4 && binary.BigEndian.Uint32(v) == 1:
 			// Schema 1, which Open converts: its assignments are in their old bucket.
 			want = slices.Clone(allBuckets)
 			want[slices.IndexFunc(want, func(b []byte) bool { return bytes.Equal(b, bucketAssignByTime) })] = bucketAssignV1
+		case len(v) == 4 && binary.BigEndian.Uint32(v) == 2:
+			// Schema 2, which Open converts: it has no rollups yet.
+			want = allBuckets
 		case len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion:
 			return fmt.Errorf("%w: %s has %x, this build knows %d", ErrSchema, path, v, SchemaVersion)
 		}

@@ -67,8 +67,8 @@ func (db *DB) CallsOfCaller(customerID, pseudonym string) ([]Call, error) {
 	return out, err
 }
 
-// DeleteCall removes a call record with its index entries and its recording's record, and
-// returns them as they were (the recording's zero value if it had none); ErrNotFound if
+// DeleteCall removes a call record with its index entries and its recording's record, takes
+// it out of its customer's daily rollups (rollups.go), and returns them as they were (the recording's zero value if it had none); ErrNotFound if
 // there is no such call. The recording's file is the caller's to remove.
 func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 	c, err := t.Call(id)
@@ -88,6 +88,11 @@ func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 		}
 	}
 	if err := t.MarkCompactionDue(); err != nil {
+		return Call{}, Recording{}, err
+	}
+	// Out of the rollups first: whether it counted as a returning caller's call is read
+	// from the caller index, which still holds it.
+	if err := t.unrollCall(&c); err != nil {
 		return Call{}, Recording{}, err
 	}
 	key := compose(c.CustomerID, c.ID)

@@ -48,6 +48,12 @@
 // tags, value, note), changed only by AnnotateCall, which checks that they belong to the
 // customer; PutCall keeps them, so the call layer's last write does not undo them.
 //
+// Daily rollups (rollups.go): per customer and UTC day, what its calls came to by channel
+// (answered, busy, missed, first-time and returning callers, talk time and its histogram,
+// recorded), by landing page and by keyword, counted by PutCall in the transaction that
+// completes a call, so that reports never scan calls; DeleteCall takes a call out again.
+// Schema 3 added them: Open fills them once from the calls of an older file.
+//
 // Users (users.go): the people who log in to the web app (package app), operators and the
 // users of a customer, with their one-time invitations and their sessions, both kept by the
 // SHA-256 of a secret only the person holds. A customer's users go with the customer

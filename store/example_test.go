@@ -139,3 +139,42 @@ func ExampleTx_TakeInvitation() {
 	// invitation: not found
 	// u1 anna@bakery.example true
 }
+
+func ExampleDB_Rollups() {
+	dir, _ := os.MkdirTemp("", "store-example")
+	defer os.RemoveAll(dir)
+	db, err := store.Open(filepath.Join(dir, "trackline.db"))
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	day := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+
+	// Three calls of one caller from an ad: the write that completes each counts it in the
+	// bakery's rollup of the day it started.
+	for i, talk := range []float64{40, 0, 200} {
+		start := day.Add(time.Duration(9+i) * time.Hour)
+		c := store.Call{ID: fmt.Sprintf("01JT%022d", i), CustomerID: "bakery", Channel: "Google Ads", CallerPseudonym: "5f1c",
+			LandingPage: "https://bakery.example/taart?gclid=abc", Start: start}
+		db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&c) }) // ringing
+		c.End, c.Disposition, c.TalkSeconds = start.Add(5*time.Minute), store.DispAnswered, talk
+		if talk == 0 {
+			c.Disposition = store.DispNoAnswer
+		}
+		db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&c) }) // ended
+	}
+
+	// A report reads a few keys a day, however many calls there were.
+	days, _ := db.Rollups("bakery", day, day.AddDate(0, 0, 7))
+	for _, d := range days {
+		ads := d.Channels["Google Ads"]
+		fmt.Println(d.Day.Format(time.DateOnly), ads.Calls, ads.Answered, ads.Missed, ads.FirstTime, ads.Returning)
+		fmt.Printf("median talk %.0f s of %.0f s\n", store.MedianTalk(ads.TalkHist), ads.TalkSeconds)
+		fmt.Println(d.Landing)
+	}
+	// Output:
+	// 2026-05-01 3 2 1 1 2
+	// median talk 63 s of 240 s
+	// map[https://bakery.example/taart:3]
+}

@@ -396,7 +396,8 @@ func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep 
 		// sessions that looked at the customer.
 		purgeStep{what: "users", bucket: bucketUsersByCust, with: p.deleteUser, n: &res.Users},
 		purgeStep{what: "operator sessions", run: p.operatorSessions},
-		purgeStep{what: "usage", bucket: bucketUsage})
+		purgeStep{what: "usage", bucket: bucketUsage},
+		purgeStep{what: "rollups", bucket: bucketRollups})
 }
 
 // check answers the customer's numbers, if the customer exists and has no call in progress.

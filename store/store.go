@@ -20,8 +20,10 @@ import (
 )
 
 // SchemaVersion is the layout this build reads and writes. Version 2 keeps assignments by
-// customer and time (assignments.go); Open converts a file of version 1.
-const SchemaVersion = 2
+// customer and time (assignments.go); version 3 adds the daily rollups (rollups.go), which
+// every write that completes a call must keep, so that a build of version 2 must not write
+// such a file. Open converts a file of version 1 or 2.
+const SchemaVersion = 3
 
 var (
 	bucketMeta        = []byte("meta")
@@ -49,6 +51,8 @@ var (
 	allBuckets = [][]byte{bucketMeta, bucketCustomers, bucketSiteKeys, bucketChannels, bucketNumbers,
 		bucketSessions, bucketSessByCust, bucketAssignByTime, bucketStats, bucketCalls, bucketCallsByCust,
 		bucketCallsActive, bucketRecordings}
+	// schema3Buckets are the buckets schema 3 added: a file of schema 3 has them.
+	schema3Buckets = [][]byte{bucketRollups}
 	// addedBuckets were added to schema 1 (or 2) later. Adding a bucket changes no existing key or
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
@@ -195,11 +199,28 @@ func boltOptions(timeout time.Duration) *bolt.Options {
 }
 
 func (db *DB) init() error {
-	v1 := false
+	var version uint32
 	err := db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+		// The version is read first: a file of an unknown schema is left as it is.
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketMeta, err)
+		}
+		v := meta.Get(keySchema)
+		switch {
+		case v == nil:
+			version = SchemaVersion // a new file
+			if err := meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion)); err != nil {
+				return err
+			}
+		case len(v) == 4 && binary.BigEndian.Uint32(v) >= 1 && binary.BigEndian.Uint32(v) <= SchemaVersion:
+			version = binary.BigEndian.Uint32(v)
+		default:
+			return fmt.Errorf("%w: file has %x, this build knows %d", ErrSchema, v, SchemaVersion)
+		}
 		// Derived buckets added later are filled from the records once, when created.
 		backfill := tx.Bucket(bucketUsage) == nil && tx.Bucket(bucketSessions) != nil
-		for _, name := range slices.Concat(allBuckets, addedBuckets) {
+		for _, name := range slices.Concat(allBuckets, schema3Buckets, addedBuckets) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -209,29 +230,54 @@ func (db *DB) init() error {
 				return fmt.Errorf("fill usage counters: %w", err)
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		v := meta.Get(keySchema)
-		if v == nil {
-			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
-		}
-		if len(v) == 4 && binary.BigEndian.Uint32(v) == 1 {
-			v1 = true
-			return nil
-		}
-		if len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion {
-			return fmt.Errorf("%w: file has %x, this build knows %d", ErrSchema, v, SchemaVersion)
-		}
 		return nil
 	})
-	if err != nil || !v1 {
+	if err != nil {
 		return err
 	}
-	start := time.Now()
-	n, err := db.migrateAssignments()
-	if err == nil {
+	if version == 1 {
+		start := time.Now()
+		n, err := db.migrateAssignments()
+		if err != nil {
+			return err
+		}
 		db.log.Info("store converted to schema 2", "assignments", n, "took", time.Since(start).Round(time.Millisecond))
 	}
-	return err
+	return db.convertToSchema3(version < 3)
+}
+
+// convertToSchema3 fills the daily rollups of a file of schema 2 (start), or goes on with a
+// filling cut short (its mark is in meta); the file says schema 3 from the first step.
+func (db *DB) convertToSchema3(start bool) error {
+	b := db.cur.Load().b
+	if start {
+		if err := db.startSchema3(); err != nil {
+			return fmt.Errorf("convert the store to schema 3: %w", err)
+		}
+	}
+	var pending bool
+	if err := b.View(func(tx *bolt.Tx) error { pending = tx.Bucket(bucketMeta).Get(keyRollupsAfter) != nil; return nil }); err != nil || !pending {
+		return err
+	}
+	began := time.Now()
+	n, err := db.backfillRollups(rollupBackfillBatch)
+	if err != nil {
+		return fmt.Errorf("convert the store to schema 3: fill the daily rollups: %w", err)
+	}
+	db.log.Info("store converted to schema 3", "calls", n, "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// startSchema3 makes a file of schema 2 one of schema 3 whose rollups are to be filled from
+// the first call on.
+func (db *DB) startSchema3() error {
+	return db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyRollupsAfter, []byte{}); err != nil {
+			return err
+		}
+		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, 3))
+	})
 }
 
 // Close stops the committer after the queued writes and closes the file. It is idempotent.

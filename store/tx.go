@@ -260,8 +260,10 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 // PutCall writes a call record and keeps its index entries in step: the customer index, the
 // caller index (by CallerPseudonym), and the index of active calls, which holds the call
 // while its End is zero. A call's CustomerID and CallerPseudonym must not change between
-// writes. A call already stored keeps its annotations (LeadStatus, Tags, Value, Note,
-// Updated), whatever c holds: they are AnnotateCall's to change.
+// writes. The write that completes a call (End set on a call in progress, or on a new
+// record) counts it in its customer's daily rollups (rollups.go), once. A call already
+// stored keeps its annotations (LeadStatus, Tags, Value, Note, Updated), whatever c holds:
+// they are AnnotateCall's to change.
 func (t *Tx) PutCall(c *Call) error {
 	key := compose(c.CustomerID, c.ID)
 	active := t.tx.Bucket(bucketCallsActive)
@@ -270,6 +272,8 @@ func (t *Tx) PutCall(c *Call) error {
 	// the key is already there, and every call is written twice (start and end).
 	stored := t.tx.Bucket(bucketCalls).Get([]byte(c.ID))
 	isNew := stored == nil
+	// Whether the stored record names a recording: recording_id is omitted when empty.
+	hadRecording := bytes.Contains(stored, []byte(`"recording_id":`))
 	if !isNew {
 		a, err := storedAnnotation(stored)
 		if err != nil {
@@ -308,6 +312,18 @@ func (t *Tx) PutCall(c *Call) error {
 	}
 	if calls > 0 || talk > 0 {
 		if err := t.addCallUsage(c.CustomerID, c.Start, calls, talk); err != nil {
+			return err
+		}
+	}
+	// The daily rollups count a call once, when it completes (rollups.go), and a recording
+	// linked to it later then.
+	switch {
+	case !c.End.IsZero() && (isNew || open):
+		if err := t.rollupCall(c); err != nil {
+			return err
+		}
+	case !c.End.IsZero() && c.RecordingID != "" && !hadRecording:
+		if err := t.rollupRecorded(c); err != nil {
 			return err
 		}
 	}
