@@ -168,6 +168,9 @@ type testConfig struct {
 	// webrtc gives the switch a webrtc section for agents on this host: loopback
 	// candidates on ports 18000-18999.
 	webrtc bool
+
+	// webUsers gives the web app an admin of the customer (webAdmin, webPassword).
+	webUsers bool
 }
 
 // yamlList renders strings as a YAML flow sequence of quoted strings.
@@ -212,6 +215,10 @@ func writeConfig(t *testing.T, c testConfig) string {
 	if c.webrtc {
 		webrtc = "webrtc:\n  ips: [\"127.0.0.1\"]\n  loopback: true\n  udp_ports: 18000-18999\n  connect_timeout: 8s\n"
 	}
+	users := ""
+	if c.webUsers {
+		users = fmt.Sprintf("users:\n  - {email: %q, password: %q, customer: %s, role: admin}\n", "admin@e2e.example", "e2e-web-password", customerID)
+	}
 	flyer := ""
 	if len(c.flyerNumbers) > 0 {
 		flyer = "\n      - name: Flyer\n        numbers: " + yamlList(c.flyerNumbers)
@@ -241,8 +248,8 @@ customers:
     channels:
       - name: Newsletter
         rules: [{param: utm_source, pattern: "newsletter*"}]%s
-`, adminToken, webrtc, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
-		yamlList(c.businessLines), extra, displayNumber, poolFirst, c.poolSize, flyer)
+%s`, adminToken, webrtc, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
+		yamlList(c.businessLines), extra, displayNumber, poolFirst, c.poolSize, flyer, users)
 	path := filepath.Join(t.TempDir(), "trackline.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatalf("write config: %v", err)
@@ -260,7 +267,7 @@ type server struct {
 
 	// HTTP, Admin, Metrics and SIP are the addresses of the running process,
 	// from its ready log line.
-	HTTP, Admin, Metrics, SIP string
+	HTTP, Admin, Metrics, SIP, App string
 
 	logs syncBuffer
 
@@ -301,6 +308,7 @@ func (s *server) start() {
 		"--admin", "127.0.0.1:0",
 		"--metrics", "127.0.0.1:0",
 		"--sip", "127.0.0.1:0",
+		"--app", "127.0.0.1:0",
 		"--log-format", "json",
 	}
 	args = append(args, s.extra...)
@@ -323,7 +331,7 @@ func (s *server) start() {
 	}()
 	select {
 	case r := <-ready:
-		s.HTTP, s.Admin, s.Metrics, s.SIP = r.HTTP, r.Admin, r.Metrics, r.SIP
+		s.HTTP, s.Admin, s.Metrics, s.SIP, s.App = r.HTTP, r.Admin, r.Metrics, r.SIP, r.App
 	case <-s.exited:
 		s.t.Fatalf("trackline exited before ready: %v\n%s", s.err, s.logs.String())
 	case <-time.After(readyTimeout):
@@ -340,6 +348,7 @@ type readyLine struct {
 	Admin   string `json:"admin"`
 	Metrics string `json:"metrics"`
 	SIP     string `json:"sip"`
+	App     string `json:"app"`
 }
 
 // readLogs copies stderr into the log buffer and reports the first ready line.
@@ -678,6 +687,10 @@ type callRecord struct {
 	CallIDA      string    `json:"call_id_a"`
 	CallIDB      string    `json:"call_id_b"`
 	RecordingID  string    `json:"recording_id"`
+	LeadStatus   string    `json:"lead_status"`
+	Tags         []string  `json:"tags"`
+	Value        float64   `json:"value"`
+	Note         string    `json:"note"`
 	Media        *struct {
 		CallerCodec       string      `json:"caller_codec"`
 		CalleeCodec       string      `json:"business_line_codec"`

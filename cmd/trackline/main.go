@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/trackline/trackline/agents"
 	"github.com/trackline/trackline/api"
+	"github.com/trackline/trackline/app"
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/media"
 	"github.com/trackline/trackline/pool"
@@ -73,6 +74,7 @@ func serve(args []string) int {
 	httpAddr := fs.String("http", "", "public API listen address (overrides listen.http)")
 	adminAddr := fs.String("admin", "", "admin API listen address (overrides listen.admin)")
 	metricsAddr := fs.String("metrics", "", "metrics listen address (overrides listen.metrics)")
+	appAddr := fs.String("app", "", "web app listen address (overrides listen.app)")
 	sipAddr := fs.String("sip", "", "SIP listen address, UDP and TCP (overrides sip.listen)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (SIGHUP toggles debug)")
@@ -114,7 +116,7 @@ func serve(args []string) int {
 	for _, o := range []struct {
 		dst *string
 		v   string
-	}{{&cfg.DataDir, *dataDir}, {&cfg.Listen.HTTP, *httpAddr}, {&cfg.Listen.Admin, *adminAddr}, {&cfg.Listen.Metrics, *metricsAddr}, {&cfg.SIP.Listen, *sipAddr}} {
+	}{{&cfg.DataDir, *dataDir}, {&cfg.Listen.HTTP, *httpAddr}, {&cfg.Listen.Admin, *adminAddr}, {&cfg.Listen.Metrics, *metricsAddr}, {&cfg.Listen.App, *appAddr}, {&cfg.SIP.Listen, *sipAddr}} {
 		if o.v != "" {
 			*o.dst = o.v
 		}
@@ -235,12 +237,24 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	priv := privacy.New(db, keys, rec.Dir(), p, privacy.WithLogger(logger))
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p,
-		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv),
+		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv), api.WithUsers(db, cfg.App.URL, cfg.App.InviteTTL),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
 		api.WithExport(exporter), api.WithUsage(db),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
 		return err
+	}
+	web, err := app.New(app.Config{SessionTTL: cfg.App.SessionTTL, InviteTTL: cfg.App.InviteTTL, PublicURL: cfg.App.PublicURL,
+		CountryCode: cfg.CountryCode}, db, p, app.WithLogger(logger), app.WithRegisterer(reg), app.WithRecordings(rec.Dir(), keys),
+		app.WithPrompts(filepath.Join(cfg.DataDir, "prompts")), app.WithPrivacy(priv, exporter))
+	if err != nil {
+		return err
+	}
+	defer web.Close()
+	if n, err := provision.SeedUsers(ctx, cfg, db, time.Now()); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("made the web app accounts of the config", "users", n)
 	}
 	if err := recoverState(ctx, db, sw, rec, keys, logger); err != nil {
 		return err
@@ -250,7 +264,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 
 	return serveUntilStopped(ctx, node{cfg: cfg, logger: logger, reg: reg, db: db, pool: p, sweeper: sweeper, sw: sw, hub: hub,
-		api: a, stopping: &stopping, start: start})
+		api: a, web: web, stopping: &stopping, start: start})
 }
 
 // openPool loads the pool and seeds the configured customers the store does not have.
@@ -336,6 +350,7 @@ type node struct {
 	sw       *sip.Switch
 	hub      *agents.Hub
 	api      *api.API
+	web      *app.App
 	stopping *atomic.Bool // set when the drain begins: /readyz answers 503 from then on
 	start    time.Time
 }
@@ -350,6 +365,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 		{name: "http", addr: cfg.Listen.HTTP, handler: n.api.Public()},
 		{name: "admin", addr: cfg.Listen.Admin, handler: n.api.Admin()},
 		{name: "metrics", addr: cfg.Listen.Metrics, handler: metricsMux(n.reg, n.api.Ready())},
+		{name: "app", addr: cfg.Listen.App, handler: n.web.Handler()},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -370,7 +386,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	go func() { n.sweeper.Run(poolCtx); close(sweepDone) }()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
-		"metrics", servers[2].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "version", version,
+		"metrics", servers[2].ln.Addr().String(), "app", servers[3].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "version", version,
 		"startup_ms", time.Since(n.start).Milliseconds())
 
 	var err error
@@ -383,6 +399,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	n.sw.Drain(context.Background())
 	n.sw.Close()
 	n.hub.Close() // the agent pages' WebSockets: http.Server.Shutdown does not wait for them
+	n.web.Close() // the web app's live views (event streams), which Shutdown would wait for
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range servers {
