@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One demo call through a running `make run` (the embedded default config): a sipp business
 # line answers on 127.0.0.1:5090 (the demo customer's business_lines), a sipp trunk calls the
-# static 'Flyer' number +31850000101 through the switch on 127.0.0.1:5060 and hangs up after
-# TALK_MS, and the call record is read back from the admin API.
+# static 'Flyer' number +31850000101 through the switch on 127.0.0.1:5060, hears the
+# disclaimer, and both sides play audio (tone patterns made by scripts/mkpcap, the caller's
+# around 440 Hz, the line's around 660 Hz) for TALK_MS before the caller hangs up; the call
+# record is read back from the admin API, and the recording is in the web app.
 #
 #   make run     # in one terminal
 #   make call    # in another
@@ -13,7 +15,7 @@
 #   TOKEN       admin token [$TRACKLINE_ADMIN_TOKEN, else demo-admin-token]
 #   NUMBER      the dialled number [+31850000101]
 #   LINE_ADDR   where the business line listens [127.0.0.1:5090]
-#   TALK_MS     talk time before the caller hangs up [2000]
+#   TALK_MS     talk time before the caller hangs up [5000]
 #   KEEP        1: keep the sipp traces [0; kept on failure]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ ADMIN_ADDR=${ADMIN_ADDR:-127.0.0.1:8081}
 TOKEN=${TOKEN:-${TRACKLINE_ADMIN_TOKEN:-demo-admin-token}}
 NUMBER=${NUMBER:-+31850000101}
 LINE_ADDR=${LINE_ADDR:-127.0.0.1:5090}
-TALK_MS=${TALK_MS:-2000}
+TALK_MS=${TALK_MS:-5000}
 KEEP=${KEEP:-0}
 
 say() { printf 'call: %s\n' "$*"; }
@@ -49,13 +51,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+scenarios=$(pwd)/$SIPP_SCENARIOS
+go run ./scripts/mkpcap "$tmp" 60 || die "could not write the audio files"
 line_ip=${LINE_ADDR%:*}
 line_port=${LINE_ADDR##*:}
-say "business line: sipp $SIPP_SCENARIOS/uas-answer.xml on $LINE_ADDR"
-sipp -sf "$SIPP_SCENARIOS/uas-answer.xml" -i "$line_ip" -p "$line_port" -m 1 \
-	-timeout 30s -timeout_error -nostdin -aa \
+line_media=$(free_udp_port) || die "no free UDP port"
+say "business line: sipp uas-media.xml on $LINE_ADDR, answers after 1 s, plays callee.pcap"
+(cd "$tmp" && exec sipp -sf "$scenarios/uas-media.xml" -i "$line_ip" -p "$line_port" -mp "$line_media" -d 1000 -m 1 \
+	-timeout 60s -timeout_error -nostdin -aa \
 	-trace_msg -message_file "$tmp/line.msg" -trace_err -error_file "$tmp/line.err" \
-	>/dev/null 2>"$tmp/line.stderr" &
+	>/dev/null 2>"$tmp/line.stderr") &
 line_pid=$!
 wait_udp_bound "$line_pid" "$line_port" || {
 	cat "$tmp/line.stderr" >&2
@@ -63,12 +68,13 @@ wait_udp_bound "$line_pid" "$line_port" || {
 }
 
 trunk_port=$(free_udp_port) || die "no free UDP port"
-say "trunk: sipp $SIPP_SCENARIOS/uac-answer.xml from 127.0.0.1:$trunk_port calls $NUMBER via $SIP_ADDR, talks ${TALK_MS} ms"
+trunk_media=$(free_udp_port) || die "no free UDP port"
+say "trunk: sipp uac-media.xml from 127.0.0.1:$trunk_port calls $NUMBER via $SIP_ADDR, plays caller.pcap, talks ${TALK_MS} ms"
 rc=0
-sipp -sf "$SIPP_SCENARIOS/uac-answer.xml" -i 127.0.0.1 -p "$trunk_port" -s "$NUMBER" -d "$TALK_MS" -m 1 \
-	-timeout 30s -timeout_error -nostdin -aa \
+(cd "$tmp" && exec sipp -sf "$scenarios/uac-media.xml" -i 127.0.0.1 -p "$trunk_port" -mp "$trunk_media" -s "$NUMBER" \
+	-key caller +31612345678 -d "$TALK_MS" -m 1 -timeout 60s -timeout_error -nostdin -aa \
 	-trace_msg -message_file "$tmp/trunk.msg" -trace_err -error_file "$tmp/trunk.err" \
-	"$SIP_ADDR" >/dev/null 2>"$tmp/trunk.stderr" || rc=$?
+	"$SIP_ADDR" >/dev/null 2>"$tmp/trunk.stderr") || rc=$?
 line_rc=0
 wait "$line_pid" || line_rc=$?
 line_pid=""
@@ -94,3 +100,4 @@ done
 say "GET http://$ADMIN_ADDR/v1/calls?limit=1"
 jq . <<<"$rec"
 ok=1
+say "hear it in the web app: http://127.0.0.1:8082/c/demo/calls (demo@trackline.test / demo-password)"
