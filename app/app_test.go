@@ -369,3 +369,37 @@ func TestSafeNext(t *testing.T) {
 		}
 	}
 }
+
+// TestCallAttributionInWords: a call on a pool number explains the visit that had it, the
+// lease, and the rule that gave the visit its channel.
+func TestCallAttributionInWords(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.pool.PutChannel(ctx, "a", store.Channel{Name: "Newsletter", Rules: []store.ChannelRule{{Param: "utm_source", Pattern: "news*"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.ImportNumbers(ctx, "a", []pool.NumberInput{{Number: "+31850000001"}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.pool.Assign(ctx, "a", pool.Visit{LandingURL: "https://shop.example/?utm_source=newsletter-dec", UTMSource: "newsletter-dec"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	at, err := e.pool.Attribute(l.Number, start)
+	if err != nil || at.Session == nil {
+		t.Fatalf("attribute: %+v %v", at, err)
+	}
+	call := store.Call{ID: pool.NewID(start), CustomerID: "a", Dialled: l.Number, Start: start.UTC(), Channel: at.Channel,
+		SessionID: at.Session.ID, Candidates: at.Candidates, LandingPage: at.Session.LandingPage}
+	if err := e.db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&call) }); err != nil {
+		t.Fatal(err)
+	}
+	c := e.loggedIn("member@a.example")
+	a := c.get("/c/a/calls/" + call.ID)
+	for _, want := range []string{"one visit of your site", "held the number from", "from your rule: utm_source news*", "Newsletter"} {
+		if !strings.Contains(a.body, want) {
+			t.Errorf("the call page lacks %q", want)
+		}
+	}
+}

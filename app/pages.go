@@ -302,23 +302,44 @@ func (a *App) callPage(w http.ResponseWriter, q *request) error {
 	if err := a.auditWrite(q, "call.read", c.ID); err != nil {
 		return err
 	}
-	return a.page(w, q, "call", map[string]any{"Call": c, "Explain": explain(q.lang, &c), "Saved": q.r.URL.Query().Get("saved") != "",
+	return a.page(w, q, "call", map[string]any{"Call": c, "Explain": a.explain(q.lang, &c), "Saved": q.r.URL.Query().Get("saved") != "",
 		"LeadStatuses": []string{"", "lead", "qualified", "customer", "not_a_lead"}, "Tags": strings.Join(c.Tags, ", ")})
 }
 
-// explain says in words why a call belongs where it does.
-func explain(lang string, c *store.Call) []string {
+// explain says in words why a call belongs where it does: the visit whose lease covered it
+// (or whose grace window did), the rule that gave the visit its channel, and the other
+// visits that had seen the number, as far as the store still holds them.
+func (a *App) explain(lang string, c *store.Call) []string {
 	var out []string
 	switch {
 	case c.SessionID != "":
 		out = append(out, msg(lang, "attr_session"))
+	case c.Channel != "":
+		return append(out, msg(lang, "attr_static"))
+	default:
+		return append(out, msg(lang, "attr_none"))
+	}
+	at, err := a.pool.Attribute(c.Dialled, c.Start)
+	if err != nil || at.Session == nil || at.Session.ID != c.SessionID {
 		if c.Candidates > 1 {
 			out = append(out, msg(lang, "attr_many"))
 		}
-	case c.Channel != "":
-		out = append(out, msg(lang, "attr_static"))
-	default:
-		out = append(out, msg(lang, "attr_none"))
+		return out
+	}
+	if at.InGrace {
+		out = append(out, fmt.Sprintf(msg(lang, "attr_grace"), fmtTime(at.LeaseUntil, "15:04:05")))
+	} else {
+		out = append(out, fmt.Sprintf(msg(lang, "attr_lease"), fmtTime(at.LeaseFrom, "15:04:05"), fmtTime(at.LeaseUntil, "15:04:05")))
+	}
+	if chs, err := a.pool.Channels(c.CustomerID); err == nil {
+		if r, name := pool.ExplainChannel(chs, at.Session); r != nil {
+			out = append(out, fmt.Sprintf(msg(lang, "attr_rule"), name, r.Param, r.Pattern))
+		} else {
+			out = append(out, fmt.Sprintf(msg(lang, "attr_builtin"), at.Session.Channel))
+		}
+	}
+	if len(at.Others) > 0 {
+		out = append(out, fmt.Sprintf(msg(lang, "attr_others"), len(at.Others), strings.Join(at.Others, ", ")))
 	}
 	return out
 }

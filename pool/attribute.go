@@ -20,6 +20,12 @@ type Attribution struct {
 	Channel string
 	// Candidates is how many sessions could have made the call (1 is certain).
 	Candidates int
+	// LeaseFrom and LeaseUntil bound the lease of Session's that covered the moment; InGrace:
+	// the moment came after the lease ended, within the grace window.
+	LeaseFrom, LeaseUntil time.Time
+	InGrace               bool
+	// Others are the other candidates' session ids, newest first (at most 10).
+	Others []string
 }
 
 // Attribute maps a call on number at the moment at to the session or channel behind it.
@@ -89,11 +95,21 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 	for i := range found {
 		if !slices.ContainsFunc(found[:i], func(b store.Assignment) bool { return b.SessionID == found[i].SessionID }) {
 			res.Candidates++
+			if i > 0 && len(res.Others) < 10 {
+				res.Others = append(res.Others, found[i].SessionID)
+			}
 		}
 	}
 	if len(found) == 0 {
 		return res, nil
 	}
+	res.LeaseFrom, res.LeaseUntil = found[0].From, found[0].Until
+	for _, a := range found[1:] {
+		if a.SessionID == found[0].SessionID && a.From.Before(res.LeaseFrom) {
+			res.LeaseFrom = a.From
+		}
+	}
+	res.InGrace = at.After(res.LeaseUntil)
 	var s store.Session
 	err := p.db.View(func(tx *store.Tx) (err error) { s, err = tx.Session(found[0].SessionID); return err })
 	if errors.Is(err, store.ErrNotFound) {

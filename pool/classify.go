@@ -301,3 +301,18 @@ func firstMatch(rules []rule, s *store.Session) int {
 	}
 	return -1
 }
+
+// ExplainChannel says why a visit has the channel it has under channels' rules: the first
+// customer rule that matches it (and its channel's name), or nil when a built-in rule
+// classified it (classify's order).
+func ExplainChannel(channels []store.Channel, s *store.Session) (*store.ChannelRule, string) {
+	for _, ch := range channels {
+		for i := range ch.Rules {
+			r := &ch.Rules[i]
+			if matches(rule{channel: ch.Name, param: r.Param, pattern: strings.ToLower(r.Pattern)}, s) {
+				return r, ch.Name
+			}
+		}
+	}
+	return nil, ""
+}

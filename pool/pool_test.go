@@ -269,6 +269,25 @@ func TestAttributionCandidatesInGrace(t *testing.T) {
 	if got.Session == nil || got.Session.ID != b.SessionID || got.Candidates != 2 {
 		t.Fatalf("got %+v, want newest session %s of 2 candidates (a=%s)", got, b.SessionID, a.SessionID)
 	}
+	if len(got.Others) != 1 || got.Others[0] != a.SessionID || got.InGrace || got.LeaseUntil.Before(f.clk.now()) {
+		t.Fatalf("others %v, in grace %v, lease %v-%v: want the other candidate %s, in the lease", got.Others, got.InGrace, got.LeaseFrom, got.LeaseUntil, a.SessionID)
+	}
+	// After the lease ended, within the grace window.
+	late, err := f.p.Attribute(numberOf(1), got.LeaseUntil.Add(time.Minute))
+	if err != nil || late.Session == nil || !late.InGrace {
+		t.Fatalf("after the lease: %+v %v", late, err)
+	}
+}
+
+func TestExplainChannel(t *testing.T) {
+	chs := []store.Channel{{Name: "Newsletter", Rules: []store.ChannelRule{{Param: "utm_source", Pattern: "news*"}}},
+		{Name: "Partners", Rules: []store.ChannelRule{{Param: "referrer_host", Pattern: "*.partner.nl"}}}}
+	if r, ch := ExplainChannel(chs, &store.Session{ReferrerHost: "www.partner.nl"}); r == nil || ch != "Partners" || r.Pattern != "*.partner.nl" {
+		t.Fatalf("partner visit: %v %q", r, ch)
+	}
+	if r, _ := ExplainChannel(chs, &store.Session{Gclid: "x"}); r != nil {
+		t.Fatalf("a built-in channel explained by rule %v", r)
+	}
 }
 
 func TestAttributionFallsBackToStore(t *testing.T) {
