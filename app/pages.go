@@ -82,27 +82,10 @@ func (a *App) readSpan(r *http.Request) (span, error) {
 
 // --- overview
 
-// tally is one row of the overview's counts.
+// tally is one row of the overview's counts: a channel's, or the total.
 type tally struct {
-	Name                           string
-	Calls, Answered, Missed, Busy  int
-	FirstTime, Returning, Recorded int
-	TalkSeconds                    float64
-	hist                           [24]int
-}
-
-func (t *tally) add(c *store.ChannelStats) {
-	t.Calls += c.Calls
-	t.Answered += c.Answered
-	t.Missed += c.Missed
-	t.Busy += c.Busy
-	t.FirstTime += c.FirstTime
-	t.Returning += c.Returning
-	t.Recorded += c.Recorded
-	t.TalkSeconds += c.TalkSeconds
-	for i := range t.hist {
-		t.hist[i] += c.TalkHist[i]
-	}
+	Name string
+	store.ChannelStats
 }
 
 // ranked is a name and a count, for the top lists.
@@ -154,13 +137,13 @@ func (a *App) overview(w http.ResponseWriter, q *request) error {
 			if s.Channel != "" && name != s.Channel {
 				continue
 			}
-			total.add(c)
+			total.Add(c)
 			t := byChannel[name]
 			if t == nil {
 				t = &tally{Name: name}
 				byChannel[name] = t
 			}
-			t.add(c)
+			t.Add(c)
 			chart.Answered[i] += c.Answered
 			chart.Missed[i] += c.Missed
 			chart.Busy[i] += c.Busy
@@ -191,7 +174,7 @@ func (a *App) overview(w http.ResponseWriter, q *request) error {
 	}
 	return a.page(w, q, "overview", map[string]any{
 		"Span": s, "From": s.From.Format("2006-01-02"), "To": s.To.AddDate(0, 0, -1).Format("2006-01-02"),
-		"Total": total, "Median": store.MedianTalk(total.hist), "Channels": channels, "ChannelNames": names,
+		"Total": total, "Median": store.MedianTalk(total.TalkHist), "Channels": channels, "ChannelNames": names,
 		"Landing": top(landing, 10), "Keywords": top(keywords, 10), "Pool": st, "Advice": poolAdvice(q.lang, st),
 		"Chart": chart, // html/template writes it as JSON into the application/json block
 	})
