@@ -96,7 +96,13 @@ func TestWebApp(t *testing.T) {
 	b.run(t, chromedp.SendKeys("#email", webAdmin), chromedp.SendKeys("#password", "not the password"), chromedp.Submit("#password"),
 		chromedp.WaitVisible(".error"))
 	eval[bool](t, b, "document.getElementById('password').value = ''; true")
-	b.run(t, chromedp.SendKeys("#password", webPassword), chromedp.Submit("#password"), chromedp.WaitVisible("#live"))
+	// Keyboard only: the first Tab reaches the skip link, Enter in the form logs in.
+	eval[bool](t, b, "document.activeElement && document.activeElement.blur(); true")
+	b.run(t, chromedp.KeyEvent("\t"))
+	if cls := eval[string](t, b, "document.activeElement.className"); cls != "skip" {
+		t.Errorf("the first Tab focuses %q, want the skip link", cls)
+	}
+	b.run(t, chromedp.SendKeys("#password", webPassword+"\r"), chromedp.WaitVisible("#live"))
 	if loc := eval[string](t, b, "location.pathname"); loc != "/c/"+customerID+"/calls" {
 		t.Fatalf("after login at %s, want the page asked for", loc)
 	}
