@@ -1,12 +1,15 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -98,6 +101,10 @@ func (c *client) do(method, path string, form url.Values, header map[string]stri
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
+	}
+	if raw, ok := header["body"]; ok { // a body as it is (a multipart upload)
+		body = strings.NewReader(raw)
+		delete(header, "body")
 	}
 	req, err := http.NewRequest(method, c.e.srv.URL+path, body)
 	if err != nil {
@@ -401,5 +408,53 @@ func TestCallAttributionInWords(t *testing.T) {
 		if !strings.Contains(a.body, want) {
 			t.Errorf("the call page lacks %q", want)
 		}
+	}
+}
+
+// TestPromptUploadRefusals: a file that is not a WAV, one that is too large, and an upload by
+// a member each get a clear error and change nothing.
+func TestPromptUploadRefusals(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	e.app.promptDir = dir
+	upload := func(c *client, body []byte) answer {
+		t.Helper()
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		mw.WriteField("csrf", c.csrf)
+		mw.WriteField("kind", "disclaimer")
+		fw, _ := mw.CreateFormFile("file", "prompt.wav")
+		fw.Write(body)
+		mw.Close()
+		return c.do("POST", "/c/a/prompts", nil, map[string]string{"Content-Type": mw.FormDataContentType(), "body": buf.String()})
+	}
+	admin := e.loggedIn("admin@a.example")
+	if a := upload(admin, []byte("ID3\x03 an mp3, not a WAV")); a.status != http.StatusBadRequest || !strings.Contains(a.body, "not a WAV file") {
+		t.Errorf("a non-WAV upload: %d", a.status)
+	}
+	if a := upload(admin, bytes.Repeat([]byte{0}, maxPromptUpload+maxForm+1)); a.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("an oversized upload: %d", a.status)
+	}
+	member := e.loggedIn("member@a.example")
+	if a := upload(member, []byte("RIFF")); a.status != http.StatusForbidden {
+		t.Errorf("a member's upload: %d", a.status)
+	}
+	if c, _ := e.pool.Customer("a"); c.Prompts.Disclaimer != "" {
+		t.Errorf("a refused upload set the disclaimer: %q", c.Prompts.Disclaimer)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Errorf("a refused upload left files: %v", files)
+	}
+}
+
+// TestDutch: a Dutch browser gets the pages in Dutch; the lang cookie wins.
+func TestDutch(t *testing.T) {
+	e := newEnv(t)
+	c := e.loggedIn("admin@a.example")
+	if a := c.do("GET", "/c/a/calls", nil, map[string]string{"Accept-Language": "nl-NL,nl;q=0.9,en;q=0.8"}); !strings.Contains(a.body, "<h1>Gesprekken</h1>") || !strings.Contains(a.body, `lang="nl"`) {
+		t.Error("a Dutch browser did not get Dutch")
+	}
+	if a := c.do("GET", "/c/a/calls", nil, map[string]string{"Accept-Language": "nl", "Cookie": "lang=en"}); !strings.Contains(a.body, "<h1>Calls</h1>") {
+		t.Error("the lang cookie did not win")
 	}
 }

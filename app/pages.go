@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/accounts"
+	"github.com/trackline/trackline/pool/e164"
 
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
@@ -223,6 +224,13 @@ func (a *App) callsPage(w http.ResponseWriter, q *request) error {
 		}
 		f.Disposition = d
 	}
+	if v := strings.TrimSpace(qs.Get("number")); v != "" {
+		n, err := e164.Normalize(v, a.cfg.CountryCode)
+		if err != nil {
+			return errBadInput(msg(q.lang, "number") + ": " + err.Error())
+		}
+		f.Dialled = n
+	}
 	if v := qs.Get("tag"); v != "" {
 		if len(v) > 32 {
 			return errBadInput("tag: too long")
@@ -255,7 +263,7 @@ func (a *App) callsPage(w http.ResponseWriter, q *request) error {
 	more.Set("before", next)
 	data := map[string]any{"Calls": calls, "Next": next, "More": more.Encode(), "ChannelNames": names,
 		"From": s.From.Format("2006-01-02"), "To": s.To.AddDate(0, 0, -1).Format("2006-01-02"), "Channel": s.Channel,
-		"Disposition": string(f.Disposition), "Tag": f.Tag, "Recorded": qs.Get("recorded"),
+		"Disposition": string(f.Disposition), "Tag": f.Tag, "Number": qs.Get("number"), "Recorded": qs.Get("recorded"),
 		"Dispositions": []string{"answered", "busy", "no-answer", "cancelled", "rejected", "failed"}}
 	if q.r.Header.Get("HX-Request") != "" && q.r.Header.Get("HX-Target") == "calls-table" {
 		return a.fragment(w, q, "calls", "table", data)

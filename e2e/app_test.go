@@ -176,9 +176,11 @@ func TestWebApp(t *testing.T) {
 	}
 	// Narrow screens: nothing wider than 360 px.
 	b.run(t, chromedp.EmulateViewport(360, 740))
-	goTo(t, b, app+"/c/"+customerID+"/calls")
-	if w := eval[int](t, b, "document.documentElement.scrollWidth"); w > 360 {
-		t.Errorf("the calls page is %d px wide at 360 px", w)
+	for _, p := range []string{"", "calls", "calls/" + call.ID, "numbers", "settings", "users", "audit", "privacy"} {
+		goTo(t, b, app+"/c/"+customerID+"/"+p)
+		if w := eval[int](t, b, "document.documentElement.scrollWidth"); w > 360 {
+			t.Errorf("/%s is %d px wide at 360 px: %s", p, w, eval[string](t, b, `Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > 362).slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join('; ')`))
+		}
 	}
 	b.checkConsole(t)
 }
