@@ -141,11 +141,12 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 	}
 	customerID := cu.c.ID
 	var newSessions, exhaustions uint64
+	var exhaustedNumber string // the number taken while the pool was exhausted
 	if isNew {
 		newSessions = 1
 	}
 	if exhausted {
-		exhaustions = 1
+		exhaustions, exhaustedNumber = 1, num.n.E164
 	}
 	// Enqueue under the lock so that writes of one customer reach the disk in memory order.
 	pend, err := p.db.Enqueue(ctx, func(tx *store.Tx) error {
@@ -158,7 +159,13 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 			return err
 		}
 		if newSessions+exhaustions > 0 {
-			return tx.AddStats(customerID, newSessions, exhaustions, 0)
+			if err := tx.AddStats(customerID, newSessions, exhaustions, 0); err != nil {
+				return err
+			}
+		}
+		if exhaustions > 0 {
+			// The webhooks' number.pool_exhausted, written with the count (store: events.go).
+			return tx.PoolExhausted(customerID, exhaustedNumber, now)
 		}
 		return nil
 	})

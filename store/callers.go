@@ -95,6 +95,10 @@ func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 	if err := t.unrollCall(&c); err != nil {
 		return Call{}, Recording{}, err
 	}
+	// The webhooks' messages of the call hold its data: they go with it (outbox.go).
+	if err := t.deleteSubjectMessages(c.CustomerID, c.ID); err != nil {
+		return Call{}, Recording{}, err
+	}
 	key := compose(c.CustomerID, c.ID)
 	for _, del := range []struct{ b, k []byte }{
 		{bucketCallsByCust, key},

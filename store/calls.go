@@ -347,6 +347,7 @@ func (a *annotation) to(c *Call) {
 // from f: the rest of the record, and every index PutCall keeps, stay as they are. The store
 // has no clock: f sets Updated. A call of another customer answers ErrNotFound, as a missing
 // one does, so that a customer does not learn another's ids; f's error is returned as it is.
+// It writes the webhooks' call.updated event of the change (events.go).
 func (t *Tx) AnnotateCall(customerID, id string, f func(*Call) error) (Call, error) {
 	c, err := t.Call(id)
 	if err == nil && (customerID == "" || c.CustomerID != customerID) {
@@ -368,5 +369,8 @@ func (t *Tx) AnnotateCall(customerID, id string, f func(*Call) error) (Call, err
 	if err := c.CheckAnnotation(); err != nil {
 		return Call{}, fmt.Errorf("call %q: %w", id, err)
 	}
-	return c, t.put(bucketCalls, []byte(c.ID), &c)
+	if err := t.put(bucketCalls, []byte(c.ID), &c); err != nil {
+		return Call{}, err
+	}
+	return c, t.callUpdated(&c) // the webhooks' call.updated (events.go)
 }

@@ -298,20 +298,25 @@ type PurgeResult struct {
 	Channels    int `json:"channels"`
 	Tokens      int `json:"tokens"`
 	Users       int `json:"users"` // the web app's users, with their sessions and invitations
+	// Webhook endpoints, and the messages of the outbox (with their deliveries).
+	WebhookEndpoints int `json:"webhook_endpoints"`
+	WebhookMessages  int `json:"webhook_messages"`
 }
 
 // Counts is r as a map for the audit log and metrics.
 func (r PurgeResult) Counts() map[string]int {
 	return map[string]int{"calls": r.Calls, "recordings": r.Recordings, "sessions": r.Sessions,
 		"assignments": r.Assignments, "numbers": r.Numbers, "held_numbers": r.HeldNumbers,
-		"channels": r.Channels, "tokens": r.Tokens, "users": r.Users}
+		"channels": r.Channels, "tokens": r.Tokens, "users": r.Users, "webhook_endpoints": r.WebhookEndpoints,
+		"webhook_messages": r.WebhookMessages}
 }
 
 // PurgeCustomer deletes every record of a customer: its calls and their recording records,
 // sessions, assignments, numbers (or, with HoldQuarantined, detaches its quarantined ones),
 // channels, tokens, the web app's users with their sessions and invitations (and the
-// operators' sessions that look at the customer forget it), counters, usage, daily rollups
-// and finally the customer itself, whose id is then kept
+// operators' sessions that look at the customer forget it), counters, usage, daily rollups,
+// the webhook endpoints with the outbox's messages and deliveries, and finally the customer
+// itself, whose id is then kept
 // as purged (and nothing else of it). The audit log is not touched: it holds ids only and
 // has its own retention (PruneAudit). The recording files are not the store's: delete them
 // too (recordings.RemoveCustomer).
@@ -372,6 +377,8 @@ type purgeStep struct {
 // them first, the numbers after their assignments, the tokens and usage last.
 func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep {
 	steps := []purgeStep{
+		// No event of the customer's is written from here on (outbox.go).
+		{what: "webhook subscriptions", bucket: bucketSubscriptions},
 		// Calls with their recording records and indexes.
 		{what: "calls", bucket: bucketCallsByCust, with: p.deleteCall, n: &res.Calls, m: &res.Recordings},
 		// The caller index (calls_by_caller), whose entries went with the calls' records.
@@ -397,7 +404,15 @@ func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep 
 		purgeStep{what: "users", bucket: bucketUsersByCust, with: p.deleteUser, n: &res.Users},
 		purgeStep{what: "operator sessions", run: p.operatorSessions},
 		purgeStep{what: "usage", bucket: bucketUsage},
-		purgeStep{what: "rollups", bucket: bucketRollups})
+		purgeStep{what: "rollups", bucket: bucketRollups},
+		// The webhooks' outbox: deliveries with their index entries, the messages, the
+		// endpoints (outbox.go).
+		purgeStep{what: "webhook deliveries", bucket: bucketDeliveries, with: p.deleteDelivery},
+		purgeStep{what: "webhook due index", bucket: bucketDue},
+		purgeStep{what: "webhook waiting index", bucket: bucketWaiting},
+		purgeStep{what: "webhook messages", bucket: bucketMessages, n: &res.WebhookMessages},
+		purgeStep{what: "webhook subjects", bucket: bucketMsgSubject},
+		purgeStep{what: "webhook endpoints", bucket: bucketEndpoints, n: &res.WebhookEndpoints})
 }
 
 // check answers the customer's numbers, if the customer exists and has no call in progress.
@@ -484,6 +499,10 @@ func (p *purge) deleteCall(tx *Tx, key []byte) (int, error) {
 	}
 	return nrec, tx.tx.Bucket(bucketCallsActive).Delete(key)
 }
+
+// deleteDelivery takes the webhook delivery of a webhook_deliveries key out of the indexes
+// of pending deliveries (webhook_pending is not keyed by customer).
+func (p *purge) deleteDelivery(tx *Tx, key []byte) (int, error) { return 0, tx.unindexDelivery(key) }
 
 // deleteUser deletes the user an entry of users_by_customer names, with its sessions and
 // invitations.

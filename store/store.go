@@ -57,7 +57,7 @@ var (
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
 	addedBuckets = slices.Concat([][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
-		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller}, userBuckets)
+		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller}, userBuckets, webhookBuckets)
 
 	keySchema = []byte("schema_version")
 )
@@ -91,6 +91,14 @@ type DB struct {
 	replay *opLog
 	// afterSnapshot, if set (tests), runs in Compact once the snapshot is taken.
 	afterSnapshot func()
+
+	// The webhooks' outbox (outbox.go): the clock of its messages, the last millisecond an
+	// id was made in, the signal after a commit that wrote messages, and the count of
+	// committed changes to endpoints.
+	now          func() time.Time
+	outboxMS     atomic.Int64
+	outboxSignal chan struct{}
+	endpointsGen atomic.Uint64
 }
 
 type writeReq struct {
@@ -124,6 +132,7 @@ type options struct {
 	log     *slog.Logger
 	reg     prometheus.Registerer
 	timeout time.Duration
+	now     func() time.Time
 }
 
 // WithLogger sets the logger.
@@ -132,12 +141,16 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithRegisterer registers the store's metrics on r.
 func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
 
+// WithClock sets the clock of the webhooks' outbox (the time of its messages and of their
+// ids); the default is time.Now. The other records carry the times their callers give.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 // WithLockTimeout bounds how long Open waits for another process's file lock.
 func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // Open opens (creating if needed) the store file at path and starts its committer.
 func Open(path string, opts ...Option) (*DB, error) {
-	o := options{log: slog.New(slog.DiscardHandler), timeout: 2 * time.Second}
+	o := options{log: slog.New(slog.DiscardHandler), timeout: 2 * time.Second, now: time.Now}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -160,6 +173,9 @@ func Open(path string, opts ...Option) (*DB, error) {
 		writes: make(chan *writeReq, 4*maxBatch),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+		now:    o.now,
+		// outboxSignal holds one signal: a reader that was busy finds it when it looks.
+		outboxSignal: make(chan struct{}, 1),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "trackline_store_commit_seconds",
 			Help:    "Time to commit one store transaction (writes and fsync).",
@@ -430,7 +446,7 @@ func (db *DB) update(fn func(*Tx) error) error {
 		log = &opLog{}
 	}
 	err := db.cur.Load().b.Update(func(tx *bolt.Tx) error {
-		return fn(&Tx{tx: boltTx{tx: tx, log: log}})
+		return fn(&Tx{tx: boltTx{tx: tx, log: log}, db: db})
 	})
 	if err == nil && log != nil {
 		db.replay.ops = append(db.replay.ops, log.ops...)
@@ -474,7 +490,7 @@ func (db *DB) commit(batch []*writeReq) {
 
 // View runs fn in a read-only transaction. fn must copy out what it keeps and return quickly.
 func (db *DB) View(fn func(*Tx) error) error {
-	return db.view(func(tx *bolt.Tx) error { return fn(&Tx{tx: boltTx{tx: tx}}) })
+	return db.view(func(tx *bolt.Tx) error { return fn(&Tx{tx: boltTx{tx: tx}, db: db}) })
 }
 
 // view runs fn in a read-only bbolt transaction of the current file.

@@ -12,6 +12,10 @@ import (
 // was passed to; values it returns are copies.
 type Tx struct {
 	tx boltTx
+	// db is the store the transaction is of: nil in the transactions Open runs itself.
+	db *DB
+	// signalled: a commit of this transaction signals the outbox's readers (outbox.go).
+	signalled bool
 }
 
 func (t *Tx) get(bucket, key []byte, v any) error {
@@ -263,7 +267,8 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 // writes. The write that completes a call (End set on a call in progress, or on a new
 // record) counts it in its customer's daily rollups (rollups.go), once. A call already
 // stored keeps its annotations (LeadStatus, Tags, Value, Note, Updated), whatever c holds:
-// they are AnnotateCall's to change.
+// they are AnnotateCall's to change. The write writes the webhooks' events of the call's
+// change too (events.go: call.ringing, call.answered, call.completed, recording.ready).
 func (t *Tx) PutCall(c *Call) error {
 	key := compose(c.CustomerID, c.ID)
 	active := t.tx.Bucket(bucketCallsActive)
@@ -272,8 +277,9 @@ func (t *Tx) PutCall(c *Call) error {
 	// the key is already there, and every call is written twice (start and end).
 	stored := t.tx.Bucket(bucketCalls).Get([]byte(c.ID))
 	isNew := stored == nil
-	// Whether the stored record names a recording: recording_id is omitted when empty.
+	// Whether the stored record names a recording or an answer: both are omitted when empty.
 	hadRecording := bytes.Contains(stored, []byte(`"recording_id":`))
+	hadAnswer := bytes.Contains(stored, []byte(`"answer":`))
 	if !isNew {
 		a, err := storedAnnotation(stored)
 		if err != nil {
@@ -337,7 +343,11 @@ func (t *Tx) PutCall(c *Call) error {
 			return err
 		}
 	}
-	return t.put(bucketCalls, []byte(c.ID), c)
+	if err := t.put(bucketCalls, []byte(c.ID), c); err != nil {
+		return err
+	}
+	// The webhooks' events of the call's change (events.go); key starts with customer 0x00.
+	return t.callEvents(key[:len(c.CustomerID)+1], c, callTransition{isNew: isNew, open: open, hadAnswer: hadAnswer, hadRecording: hadRecording})
 }
 
 // Call reads one call record.
