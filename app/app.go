@@ -433,3 +433,27 @@ func (a *App) serveStatic(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=86400")
 	w.Write(b)
 }
+
+// pruneEvery is how often Run deletes the sessions that expired.
+const pruneEvery = time.Hour
+
+// Run deletes expired sessions from the store now and every hour until ctx ends; it returns
+// then. Sessions that expired are refused anyway: this only keeps the store small.
+func (a *App) Run(ctx context.Context) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		var n int
+		err := a.db.Write(ctx, func(tx *store.Tx) (err error) { n, err = tx.PruneAppSessions(a.now()); return err })
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("prune the web app's expired sessions", "err", err)
+		} else if n > 0 {
+			a.log.Debug("pruned the web app's expired sessions", "sessions", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

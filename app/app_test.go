@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,4 +458,35 @@ func TestDutch(t *testing.T) {
 	if a := c.do("GET", "/c/a/calls", nil, map[string]string{"Accept-Language": "nl", "Cookie": "lang=en"}); !strings.Contains(a.body, "<h1>Calls</h1>") {
 		t.Error("the lang cookie did not win")
 	}
+}
+
+// TestRunPrunesExpiredSessions: an expired session is deleted by Run and refused before.
+func TestRunPrunesExpiredSessions(t *testing.T) {
+	e := newEnv(t)
+	c := e.loggedIn("admin@a.example")
+	var clock atomic.Int64
+	clock.Store(time.Now().Add(13 * time.Hour).UnixNano()) // past the 12 h session
+	e.app.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	if a := c.get("/c/a/"); a.status != http.StatusSeeOther {
+		t.Fatalf("an expired session: %d", a.status)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.app.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cookies := c.c.Jar.Cookies(mustURL(e.srv.URL))
+		if len(cookies) == 0 {
+			t.Fatal("no cookie")
+		}
+		if _, err := e.db.AppSession(accounts.Hash(cookies[0].Value)); err != nil {
+			break // pruned
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the expired session was not pruned")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }

@@ -384,6 +384,8 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	poolDone, sweepDone := make(chan struct{}), make(chan struct{})
 	go func() { n.pool.Run(poolCtx); close(poolDone) }()
 	go func() { n.sweeper.Run(poolCtx); close(sweepDone) }()
+	webDone := make(chan struct{})
+	go func() { n.web.Run(poolCtx); close(webDone) }()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
 		"metrics", servers[2].ln.Addr().String(), "app", servers[3].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "version", version,
@@ -408,6 +410,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	stopPool()
 	<-poolDone
 	<-sweepDone
+	<-webDone
 	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
