@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -181,26 +183,74 @@ func (t *Tx) now() time.Time {
 	return time.Now()
 }
 
-// signalOutbox has the commit of t signal the outbox's readers (OutboxSignal).
-func (t *Tx) signalOutbox() {
-	if t.db == nil || t.signalled {
+// EndpointRef names an endpoint.
+type EndpointRef struct{ CustomerID, EndpointID string }
+
+// outboxState is what the outbox's readers are told of the commits: the endpoints with
+// deliveries made due since they last looked (due), with a signal that there are some (it
+// holds one: a reader that was busy finds it when it looks), and the count of changes to
+// endpoints. ms is the millisecond of the last message id made.
+type outboxState struct {
+	ms           atomic.Int64
+	signal       chan struct{}
+	endpointsGen atomic.Uint64
+	mu           sync.Mutex
+	due          map[EndpointRef]struct{}
+}
+
+// txOutbox is what a transaction's commit tells the outbox's readers.
+type txOutbox struct {
+	registered bool
+	due        []EndpointRef
+}
+
+// dueAt has the commit of t tell the outbox's readers that the endpoint has a delivery due.
+func (t *Tx) dueAt(customerID, endpointID string) {
+	if t.db == nil {
 		return
 	}
-	t.signalled = true
-	t.tx.tx.OnCommit(t.db.signalOutbox)
+	t.outbox.due = append(t.outbox.due, EndpointRef{customerID, endpointID})
+	if t.outbox.registered {
+		return
+	}
+	t.outbox.registered = true
+	db := t.db
+	t.tx.tx.OnCommit(func() {
+		db.outbox.mu.Lock()
+		for _, r := range t.outbox.due {
+			db.outbox.due[r] = struct{}{}
+		}
+		db.outbox.mu.Unlock()
+		db.signalOutbox()
+	})
 }
 
 func (db *DB) signalOutbox() {
 	select {
-	case db.outboxSignal <- struct{}{}:
+	case db.outbox.signal <- struct{}{}:
 	default:
 	}
 }
 
-// OutboxSignal receives after a commit that made deliveries due or changed endpoints (one
-// signal is kept for a reader that was busy). Readers look at the outbox then, and now and
-// then without a signal: a retry's time passes without one.
-func (db *DB) OutboxSignal() <-chan struct{} { return db.outboxSignal }
+// OutboxSignal receives after a commit that made deliveries due (TakeDueEndpoints) or
+// changed endpoints (EndpointsVersion). A retry's time passes without a signal.
+func (db *DB) OutboxSignal() <-chan struct{} { return db.outbox.signal }
+
+// TakeDueEndpoints answers the endpoints that got deliveries due by commits since the last
+// call, and forgets them.
+func (db *DB) TakeDueEndpoints() []EndpointRef {
+	db.outbox.mu.Lock()
+	defer db.outbox.mu.Unlock()
+	if len(db.outbox.due) == 0 {
+		return nil
+	}
+	out := make([]EndpointRef, 0, len(db.outbox.due))
+	for r := range db.outbox.due {
+		out = append(out, r)
+	}
+	clear(db.outbox.due)
+	return out
+}
 
 // newMessageID makes the id of a message made at now: ten characters of milliseconds (never
 // fewer than the last id's) and sixteen of the messages bucket's sequence, in Crockford
@@ -213,12 +263,12 @@ func (t *Tx) newMessageID(now time.Time) (string, error) {
 	ms := min(max(now.UnixMilli(), 0), 1<<48-1)
 	if t.db != nil {
 		for {
-			last := t.db.outboxMS.Load()
+			last := t.db.outbox.ms.Load()
 			if ms <= last {
 				ms = last
 				break
 			}
-			if t.db.outboxMS.CompareAndSwap(last, ms) {
+			if t.db.outbox.ms.CompareAndSwap(last, ms) {
 				break
 			}
 		}
@@ -259,11 +309,7 @@ func (t *Tx) addMessage(subs []byte, customerID string, typ EventType, subject s
 		d := Delivery{CustomerID: customerID, EndpointID: string(ep), MessageID: id, Type: typ, Subject: subject}
 		return t.queueDelivery(&d, now)
 	})
-	if err != nil {
-		return err
-	}
-	t.signalOutbox()
-	return nil
+	return err
 }
 
 // queueDelivery makes d pending: due at now, or, when an earlier message of its subject is
@@ -284,6 +330,7 @@ func (t *Tx) queueDelivery(d *Delivery, now time.Time) error {
 		if err := t.tx.Bucket(bucketDue).Put(dueKey(d), nil); err != nil {
 			return err
 		}
+		t.dueAt(d.CustomerID, d.EndpointID)
 	}
 	if err := t.tx.Bucket(bucketPending).Put(pendingKey(d), nil); err != nil {
 		return err
@@ -336,7 +383,7 @@ func (t *Tx) settle(d *Delivery, state DeliveryState) error {
 	if err := t.tx.Bucket(bucketDue).Put(dueKey(&next), nil); err != nil {
 		return err
 	}
-	t.signalOutbox()
+	t.dueAt(next.CustomerID, next.EndpointID)
 	return t.put(bucketDeliveries, key, &next)
 }
 
@@ -551,7 +598,8 @@ func (db *DB) FailPending(ctx context.Context, customerID, endpointID, reason st
 
 // ReplayMessage delivers a message of the customer to an endpoint again (or for the first
 // time): its delivery becomes pending, due now (behind an earlier pending message of its
-// subject). A delivery pending already keeps its place. ErrNotFound for no such endpoint or
+// subject); a pending one is due now (one waiting for an earlier message of its subject
+// keeps waiting), and an attempt in flight no longer settles it. ErrNotFound for no such endpoint or
 // message; a *FieldError for a disabled endpoint ("disabled") or one that does not want the
 // message's type ("message_id").
 func (t *Tx) ReplayMessage(customerID, endpointID, messageID string) error {
@@ -580,10 +628,20 @@ func (t *Tx) ReplayMessage(customerID, endpointID, messageID string) error {
 		d = Delivery{CustomerID: customerID, EndpointID: endpointID, MessageID: messageID, Type: m.Type, Subject: m.Subject}
 	case err != nil:
 		return err
+	case d.State == DeliveryPending && d.Next.IsZero():
+		return nil // waiting for an earlier message of its subject: it comes after it
 	case d.State == DeliveryPending:
-		return nil
+		// Due now, even if an attempt is in flight (its outcome no longer settles it).
+		if err := t.tx.Bucket(bucketDue).Delete(dueKey(&d)); err != nil {
+			return err
+		}
+		d.Next = t.now()
+		if err := t.tx.Bucket(bucketDue).Put(dueKey(&d), nil); err != nil {
+			return err
+		}
+		t.dueAt(customerID, endpointID)
+		return t.put(bucketDeliveries, key, &d)
 	}
-	t.signalOutbox()
 	return t.queueDelivery(&d, t.now())
 }
 

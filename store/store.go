@@ -92,13 +92,10 @@ type DB struct {
 	// afterSnapshot, if set (tests), runs in Compact once the snapshot is taken.
 	afterSnapshot func()
 
-	// The webhooks' outbox (outbox.go): the clock of its messages, the last millisecond an
-	// id was made in, the signal after a commit that wrote messages, and the count of
-	// committed changes to endpoints.
-	now          func() time.Time
-	outboxMS     atomic.Int64
-	outboxSignal chan struct{}
-	endpointsGen atomic.Uint64
+	// The webhooks' outbox (outbox.go): the clock of its messages, and what its readers are
+	// told of the commits.
+	now    func() time.Time
+	outbox outboxState
 }
 
 type writeReq struct {
@@ -174,8 +171,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		now:    o.now,
-		// outboxSignal holds one signal: a reader that was busy finds it when it looks.
-		outboxSignal: make(chan struct{}, 1),
+		outbox: outboxState{signal: make(chan struct{}, 1), due: map[EndpointRef]struct{}{}},
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "trackline_store_commit_seconds",
 			Help:    "Time to commit one store transaction (writes and fsync).",

@@ -14,8 +14,8 @@ type Tx struct {
 	tx boltTx
 	// db is the store the transaction is of: nil in the transactions Open runs itself.
 	db *DB
-	// signalled: a commit of this transaction signals the outbox's readers (outbox.go).
-	signalled bool
+	// outbox is what a commit of the transaction tells the outbox's readers (outbox.go).
+	outbox txOutbox
 }
 
 func (t *Tx) get(bucket, key []byte, v any) error {

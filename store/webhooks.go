@@ -289,7 +289,7 @@ func (t *Tx) onCommitEndpoints() error {
 	if t.db != nil {
 		db := t.db
 		t.tx.tx.OnCommit(func() {
-			db.endpointsGen.Add(1)
+			db.outbox.endpointsGen.Add(1)
 			db.signalOutbox()
 		})
 	}
@@ -386,7 +386,7 @@ func (db *DB) Endpoint(customerID, id string) (Endpoint, error) {
 
 // EndpointsVersion counts the committed changes to endpoints since Open: the delivery
 // workers read the endpoints again when it moved.
-func (db *DB) EndpointsVersion() uint64 { return db.endpointsGen.Load() }
+func (db *DB) EndpointsVersion() uint64 { return db.outbox.endpointsGen.Load() }
 
 // DeleteEndpoint deletes an endpoint with its deliveries (the messages stay: they are the
 // customer's, and other endpoints may replay them); ErrNotFound if there is none. The

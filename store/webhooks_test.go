@@ -157,9 +157,21 @@ func TestCallEventsFollowTheCall(t *testing.T) {
 	t0 := clk.now()
 	c := Call{ID: testCallID(t0, 1), CustomerID: "acme", Dialled: "+31850000001", Caller: "+31612345678", Channel: "Google Ads",
 		Keyword: "loodgieter", LandingPage: "https://shop.example/", Gclid: "g-1", Start: t0}
+	db.TakeDueEndpoints() // the endpoint's creation
 	putCalls(t, db, c)
 	if got := types(messages(t, db, "acme")); !slices.Equal(got, []EventType{EventCallRinging}) {
 		t.Fatalf("after the first write: %v", got)
+	}
+	select {
+	case <-db.OutboxSignal():
+	default:
+		t.Fatal("no signal after an event")
+	}
+	if got := db.TakeDueEndpoints(); !slices.Equal(got, []EndpointRef{{"acme", "crm"}}) {
+		t.Fatalf("TakeDueEndpoints = %v", got)
+	}
+	if got := db.TakeDueEndpoints(); got != nil {
+		t.Fatalf("TakeDueEndpoints again = %v", got)
 	}
 	// The end of the call: answered, completed and its recording, in one write.
 	rec := Recording{ID: "rec-1", CustomerID: "acme", CallID: c.ID, Duration: 3 * time.Second, Size: 96044, SHA256: "ab", Created: t0.Add(time.Minute)}
