@@ -129,6 +129,14 @@ func (a *API) adminRoutes() []adminRoute {
 		{"GET /v1/callers/{number}/export", ruleScoped, a.exportCaller},
 		{"DELETE /v1/callers/{number}", ruleScoped, a.eraseCaller},
 		{"POST /v1/customers/{id}/erase", ruleOperator, a.eraseCustomer},
+		{"POST /v1/customers/{id}/webhooks", ruleCustomer, a.createWebhook},
+		{"GET /v1/customers/{id}/webhooks", ruleCustomer, a.listWebhooks},
+		{"GET /v1/customers/{id}/webhooks/{wid}", ruleCustomer, a.getWebhook},
+		{"PATCH /v1/customers/{id}/webhooks/{wid}", ruleCustomer, a.patchWebhook},
+		{"DELETE /v1/customers/{id}/webhooks/{wid}", ruleCustomer, a.deleteWebhook},
+		{"POST /v1/customers/{id}/webhooks/{wid}/rotate-secret", ruleCustomer, a.rotateWebhookSecret},
+		{"GET /v1/customers/{id}/webhooks/{wid}/deliveries", ruleCustomer, a.listWebhookDeliveries},
+		{"POST /v1/customers/{id}/webhooks/{wid}/replay", ruleCustomer, a.replayWebhook},
 		{"/", rulePublic, notFound},
 	}
 }

@@ -37,8 +37,10 @@ type tenancyEnv struct {
 	recorder  *recordings.Recorder
 	url       string
 	acmeToken string // a customer token of acme
-	// per customer: a pool number, a call id, a recording id, a token id
-	number, call, recording, tokenID map[string]string
+	// per customer: a pool number, a call id, a recording id, a token id, a webhook endpoint
+	number, call, recording, tokenID, webhook map[string]string
+	// spareWebhook is a second endpoint of acme's, for the case that deletes one.
+	spareWebhook string
 }
 
 func newTenancyEnv(t *testing.T) *tenancyEnv {
@@ -62,7 +64,8 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 	}
 	t.Cleanup(func() { recorder.Close() })
 	ctx := context.Background()
-	e := &tenancyEnv{db: db, pool: p, keys: keys, recorder: recorder, number: map[string]string{}, call: map[string]string{}, recording: map[string]string{}, tokenID: map[string]string{}}
+	e := &tenancyEnv{db: db, pool: p, keys: keys, recorder: recorder, number: map[string]string{}, call: map[string]string{}, recording: map[string]string{}, tokenID: map[string]string{},
+		webhook: map[string]string{}, spareWebhook: "acme-spare-webhook"}
 	for i, cu := range []string{"acme", "bakery"} {
 		if _, err := p.CreateCustomer(ctx, store.Customer{ID: cu, Name: cu, Status: store.StatusActive, SiteKey: cu + "-site-key",
 			AllowedOrigins: []string{"https://" + cu + ".example"}}); err != nil {
@@ -77,6 +80,22 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 			t.Fatal(err)
 		}
 		now := time.Now()
+		// A webhook endpoint that wants every event: the call below writes its messages.
+		e.webhook[cu] = cu + "-webhook"
+		if err := db.Write(ctx, func(tx *store.Tx) error {
+			for _, id := range []string{e.webhook[cu], e.spareWebhook} {
+				if id == e.spareWebhook && cu != "acme" {
+					continue
+				}
+				if err := tx.PutEndpoint(&store.Endpoint{ID: id, CustomerID: cu, URL: "https://crm." + cu + ".example/hook",
+					EventTypes: store.EventTypes(), Secret: testWebhookSecret, Created: now}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 		key, err := keys.Get(cu)
 		if err != nil {
 			t.Fatal(err)
@@ -97,7 +116,8 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 		e.number[cu], e.call[cu], e.recording[cu] = num, c.ID, rec.ID
 	}
 	a, err := New(Config{AdminToken: token}, p, WithCalls(db), WithUsers(db, "https://app.example", time.Hour), WithRecordings(db, recorder.Dir(), keys), WithPrivacy(privacy.New(db, keys, recorder.Dir(), p)), WithBackup(db),
-		WithLogLevel(new(slog.LevelVar)), WithAccess(db), WithExport(recordings.NewExporter(db, recorder.Dir(), keys)), WithUsage(db))
+		WithLogLevel(new(slog.LevelVar)), WithAccess(db), WithExport(recordings.NewExporter(db, recorder.Dir(), keys)), WithUsage(db),
+		WithWebhooks(db, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +137,9 @@ func newTenancyEnv(t *testing.T) *tenancyEnv {
 	}
 	return e
 }
+
+// testWebhookSecret is a webhook endpoint's secret: whsec_ and the base64 of 32 bytes.
+const testWebhookSecret = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 // recordOneSecond records one second of silence of a call, as the media layer would.
 func recordOneSecond(t *testing.T, r *recordings.Recorder, customerID, callID string) recordings.Info {
@@ -222,6 +245,23 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 		"GET /v1/callers/{number}/export": {own: get("/v1/callers/" + probeCaller + "/export"), other: get("/v1/callers/" + probeCaller + "/export?customer=bakery"),
 			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "/export?customer=nobody"},
 		"POST /v1/customers/{id}/erase": operatorOnly("POST", "/v1/customers/acme/erase", ""),
+		"POST /v1/customers/{id}/webhooks": {own: req{"POST", "/v1/customers/acme/webhooks", `{"url":"https://crm.acme.example/new","event_types":["call.completed"]}`},
+			other: req{"POST", "/v1/customers/bakery/webhooks", `{"url":"https://crm.acme.example/new","event_types":["call.completed"]}`}, ownStatus: 201, otherStatus: 404},
+		"GET /v1/customers/{id}/webhooks": {own: get("/v1/customers/acme/webhooks"), other: get("/v1/customers/bakery/webhooks"),
+			ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/webhooks", notIn: true},
+		"GET /v1/customers/{id}/webhooks/{wid}": {own: get("/v1/customers/acme/webhooks/" + e.webhook["acme"]), other: get("/v1/customers/bakery/webhooks/" + e.webhook["bakery"]),
+			ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/webhooks/" + e.webhook["bakery"], notIn: true},
+		"PATCH /v1/customers/{id}/webhooks/{wid}": {own: req{"PATCH", "/v1/customers/acme/webhooks/" + e.webhook["acme"], `{"description":"CRM"}`},
+			other: req{"PATCH", "/v1/customers/bakery/webhooks/" + e.webhook["bakery"], `{"description":"CRM"}`}, ownStatus: 200, otherStatus: 404},
+		"DELETE /v1/customers/{id}/webhooks/{wid}": {own: req{"DELETE", "/v1/customers/acme/webhooks/" + e.spareWebhook, ""},
+			other: req{"DELETE", "/v1/customers/bakery/webhooks/" + e.webhook["bakery"], ""}, ownStatus: 204, otherStatus: 404},
+		"POST /v1/customers/{id}/webhooks/{wid}/rotate-secret": {own: req{"POST", "/v1/customers/acme/webhooks/" + e.webhook["acme"] + "/rotate-secret", ""},
+			other: req{"POST", "/v1/customers/bakery/webhooks/" + e.webhook["bakery"] + "/rotate-secret", ""}, ownStatus: 200, otherStatus: 404},
+		"GET /v1/customers/{id}/webhooks/{wid}/deliveries": {own: get("/v1/customers/acme/webhooks/" + e.webhook["acme"] + "/deliveries"),
+			other: get("/v1/customers/bakery/webhooks/" + e.webhook["bakery"] + "/deliveries"), ownStatus: 200, otherStatus: 404,
+			missing: "/v1/customers/nobody/webhooks/" + e.webhook["bakery"] + "/deliveries", notIn: true},
+		"POST /v1/customers/{id}/webhooks/{wid}/replay": {own: req{"POST", "/v1/customers/acme/webhooks/" + e.webhook["acme"] + "/replay", `{"since":"2000-01-01T00:00:00Z"}`},
+			other: req{"POST", "/v1/customers/bakery/webhooks/" + e.webhook["bakery"] + "/replay", `{"since":"2000-01-01T00:00:00Z"}`}, ownStatus: 202, otherStatus: 404},
 		// The own case erases a caller without calls, so that the other cases keep their data.
 		"DELETE /v1/callers/{number}": {own: req{"DELETE", "/v1/callers/+31600000000", ""}, other: req{"DELETE", "/v1/callers/" + probeCaller + "?customer=bakery", ""},
 			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "?customer=nobody"},

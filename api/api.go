@@ -46,6 +46,7 @@ type API struct {
 	backup        Backuper         // nil: no hot backup
 	exporter      Exporter         // nil: no exports
 	usage         UsageReader      // nil: no usage report
+	webhooks      *webhookAPI      // nil: the webhook endpoints answer 503 (webhooks.go)
 	level         *slog.LevelVar
 	log           *slog.Logger
 	reg           prometheus.Registerer // nil: the metrics are kept but not registered
