@@ -42,6 +42,7 @@ type Config struct {
 	Runtime     Runtime    `yaml:"runtime"`
 	Lifecycle   Lifecycle  `yaml:"lifecycle"`
 	App         AppConfig  `yaml:"app"`
+	Webhooks    Webhooks   `yaml:"webhooks"`
 	Customers   []Customer `yaml:"customers"`
 	// Users are web app accounts made at start when their email is not known yet (demos,
 	// the first operator); in production invite users instead (docs/app.md).
@@ -200,6 +201,33 @@ func (w *WebRTC) Addrs() ([]netip.Addr, error) {
 			return nil, fmt.Errorf("%q is not an IPv4 address", s)
 		}
 		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Webhooks configures the delivery of the customers' webhooks (package integrations).
+type Webhooks struct {
+	Workers     int `yaml:"workers"`      // deliveries in flight at most (default 4)
+	PerEndpoint int `yaml:"per_endpoint"` // deliveries in flight to one endpoint at most (default 2)
+	// AllowCIDRs are ranges webhooks may be delivered to though they are not public
+	// (loopback, private, link-local, ...): an operator's own network, a test receiver.
+	// Endpoints in them may use http.
+	AllowCIDRs []string `yaml:"allow_cidrs"`
+}
+
+// Allowed parses AllowCIDRs (addresses or CIDRs).
+func (w *Webhooks) Allowed() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range w.AllowCIDRs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
 }
@@ -439,6 +467,12 @@ func (c *Config) defaults() {
 	if c.Recordings.Workers == 0 {
 		c.Recordings.Workers = 2
 	}
+	if c.Webhooks.Workers == 0 {
+		c.Webhooks.Workers = 4
+	}
+	if c.Webhooks.PerEndpoint == 0 {
+		c.Webhooks.PerEndpoint = 2
+	}
 	if c.WebRTC.ConnectTimeout == 0 {
 		c.WebRTC.ConnectTimeout = 10 * time.Second
 	}
@@ -482,7 +516,7 @@ func (c *Config) Check() Problems {
 	add := func(path, f string, args ...any) { p = append(p, path+": "+fmt.Sprintf(f, args...)) }
 	for _, section := range []func(adder){
 		c.checkTop, c.checkPool, c.checkSIP, c.checkRuntime, c.checkMedia, c.checkRecordings,
-		c.checkWebRTC, c.checkLifecycle, c.checkCustomers, c.checkApp,
+		c.checkWebRTC, c.checkLifecycle, c.checkCustomers, c.checkApp, c.checkWebhooks,
 	} {
 		section(add)
 	}
@@ -643,6 +677,22 @@ func (c *Config) checkMedia(add adder) {
 }
 
 // checkRecordings checks recordings.
+func (c *Config) checkWebhooks(add adder) {
+	w := &c.Webhooks
+	if w.Workers < 1 || w.Workers > 256 {
+		add("webhooks.workers", "must be between 1 and 256")
+	}
+	if w.PerEndpoint < 1 || w.PerEndpoint > w.Workers {
+		add("webhooks.per_endpoint", "must be between 1 and webhooks.workers (%d)", w.Workers)
+	}
+	for i, s := range w.AllowCIDRs {
+		ws := Webhooks{AllowCIDRs: []string{s}}
+		if _, err := ws.Allowed(); err != nil {
+			add(fmt.Sprintf("webhooks.allow_cidrs[%d]", i), "%v", err)
+		}
+	}
+}
+
 func (c *Config) checkRecordings(add adder) {
 	if c.Recordings.Workers < 1 || c.Recordings.Workers > 64 {
 		add("recordings.workers", "must be between 1 and 64")

@@ -32,6 +32,7 @@ import (
 	"github.com/trackline/trackline/api"
 	"github.com/trackline/trackline/app"
 	"github.com/trackline/trackline/configs"
+	"github.com/trackline/trackline/integrations"
 	"github.com/trackline/trackline/media"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/privacy"
@@ -236,10 +237,20 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	}
 	priv := privacy.New(db, keys, rec.Dir(), p, privacy.WithLogger(logger))
+	allow, err := cfg.Webhooks.Allowed()
+	if err != nil {
+		return fmt.Errorf("webhooks.allow_cidrs: %w", err)
+	}
+	hooks, err := integrations.New(db, integrations.Config{Workers: cfg.Webhooks.Workers, PerEndpoint: cfg.Webhooks.PerEndpoint,
+		AllowCIDRs: allow}, integrations.WithLogger(logger), integrations.WithRegisterer(reg))
+	if err != nil {
+		return err
+	}
+	defer hooks.Close()
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p,
 		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv), api.WithUsers(db, cfg.App.URL, cfg.App.InviteTTL),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
-		api.WithExport(exporter), api.WithUsage(db),
+		api.WithExport(exporter), api.WithUsage(db), api.WithWebhooks(db, allow),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
 		return err
@@ -264,7 +275,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 
 	return serveUntilStopped(ctx, node{cfg: cfg, logger: logger, reg: reg, db: db, pool: p, sweeper: sweeper, sw: sw, hub: hub,
-		api: a, web: web, stopping: &stopping, start: start})
+		api: a, web: web, hooks: hooks, stopping: &stopping, start: start})
 }
 
 // openPool loads the pool and seeds the configured customers the store does not have.
@@ -351,14 +362,15 @@ type node struct {
 	hub      *agents.Hub
 	api      *api.API
 	web      *app.App
+	hooks    *integrations.Webhooks
 	stopping *atomic.Bool // set when the drain begins: /readyz answers 503 from then on
 	start    time.Time
 }
 
-// serveUntilStopped serves SIP and HTTP and runs the pool's background work until ctx ends
-// or a listener fails, then stops in order: calls first (new INVITEs get 503 while calls in
-// progress finish, up to the drain timeout), then the HTTP listeners, the pool's work and
-// the store.
+// serveUntilStopped serves SIP and HTTP and runs the pool's background work and the
+// webhooks' delivery until ctx ends or a listener fails, then stops in order: calls first
+// (new INVITEs get 503 while calls in progress finish, up to the drain timeout), then the
+// HTTP listeners, the pool's work, the webhooks and the store.
 func serveUntilStopped(ctx context.Context, n node) error {
 	cfg, logger := n.cfg, n.logger
 	servers := []*server{
@@ -386,6 +398,8 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	go func() { n.sweeper.Run(poolCtx); close(sweepDone) }()
 	webDone := make(chan struct{})
 	go func() { n.web.Run(poolCtx); close(webDone) }()
+	hooksDone := make(chan struct{})
+	go func() { n.hooks.Run(poolCtx); close(hooksDone) }()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
 		"metrics", servers[2].ln.Addr().String(), "app", servers[3].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "version", version,
@@ -411,6 +425,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	<-poolDone
 	<-sweepDone
 	<-webDone
+	<-hooksDone // the webhooks' attempts in flight are cancelled: made again after the restart
 	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
