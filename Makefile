@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Installed by `scripts/deps.sh lint` (version pinned there), run by full path.
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: help assets build run call deps check fmt-check test bench bench-startup bench-sip bench-media bench-floor bench-compact fmt vet lint clean
+.PHONY: help assets build run call deps check fmt-check test bench bench-startup bench-app bench-sip bench-media bench-floor bench-compact fmt vet lint clean
 
 help:
 	@echo 'assets         fetch htmx, uPlot (embedded) and axe-core (tests) from npm, pinned: scripts/assets.sh'
@@ -19,6 +19,7 @@ help:
 	@echo 'test           deps, assets, check, go test -race (what .ci/run runs)'
 	@echo 'bench          deps, load benchmark of POST /v1/sessions, Go benchmarks'
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
+	@echo 'bench-app      p50/p95/p99 of each web app page with 1M calls and 5M sessions in the store'
 	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
 	@echo 'bench-media    200/500/1,000 concurrent anchored, recorded calls: loss, CPU, latency, disk'
 	@echo 'bench-floor    one loopback send + recv, then the same RTP load through bare C relays (epoll, io_uring): the machine'"'"'s floor'
@@ -53,6 +54,9 @@ bench: deps
 
 bench-startup:
 	bash scripts/bench-startup.sh
+
+bench-app: assets
+	bash scripts/bench-app.sh
 
 bench-sip: build
 	bash scripts/bench-sip.sh
