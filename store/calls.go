@@ -62,6 +62,42 @@ func (f *CallFilter) match(c *Call) bool {
 	return true
 }
 
+// needles are byte strings that a call's JSON record must hold to match f: the filter's
+// exact string values, quoted, where encoding/json writes them unescaped. Values with other
+// characters are not searched for (match decides).
+func (f *CallFilter) needles() [][]byte {
+	var out [][]byte
+	for _, v := range []string{f.Channel, f.Dialled, string(f.Disposition), f.Tag} {
+		if v != "" && plainJSON(v) {
+			out = append(out, []byte(`"`+v+`"`))
+		}
+	}
+	if f.HasRecording != nil && *f.HasRecording {
+		out = append(out, []byte(`"recording_id":"`))
+	}
+	return out
+}
+
+// plainJSON reports whether encoding/json writes s as it is between its quotes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// mayMatch reports whether raw holds every needle.
+func mayMatch(raw []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(raw, n) {
+			return false
+		}
+	}
+	return true
+}
+
 // Calls lists the calls f selects, newest first (by id), at most f.Limit of them. next is the
 // cursor for the following page (f.Before of the next call), "" when the walk reached the
 // end. A page may hold fewer than f.Limit calls and still have a next cursor: one call
@@ -78,9 +114,14 @@ func (t *Tx) Calls(f CallFilter) (calls []Call, next string, err error) {
 	}
 	// Ids are time-ordered: once a call started well before From, every older one did too.
 	var floor time.Time
+	var lower []byte // the ids of calls made before the floor sort below this
 	if !f.From.IsZero() {
 		floor = f.From.Add(-startSlack)
+		if ms := floor.Add(-startSlack).UnixMilli(); ms >= 0 && ms < 1<<48 {
+			lower = idTimePrefix(ms)
+		}
 	}
+	needles := f.needles()
 	var last []byte
 	examined := 0
 	for id, raw := range t.callsDesc(&f) {
@@ -91,6 +132,11 @@ func (t *Tx) Calls(f CallFilter) (calls []Call, next string, err error) {
 		last = id
 		if raw == nil {
 			return nil, "", fmt.Errorf("call index entry %q: %w", id, ErrNotFound)
+		}
+		// A record that cannot match is not decoded (decoding is most of a filtered walk's
+		// cost), unless its id says it may lie before the floor, which only its Start tells.
+		if !mayMatch(raw, needles) && (lower == nil || bytes.Compare(id, lower) >= 0) {
+			continue
 		}
 		var c Call
 		if err := json.Unmarshal(raw, &c); err != nil {

@@ -452,3 +452,73 @@ func TestAnnotateCall(t *testing.T) {
 		t.Fatalf("cleared annotations are still in %v", raw)
 	}
 }
+
+// TestCallsSparseFilter: a filter whose value a record holds elsewhere (a note quoting a tag)
+// still decides by the field, and the walk stops at From as before.
+func TestCallsSparseFilter(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	var calls []Call
+	for i := range 50 {
+		start := t0.Add(time.Duration(i) * time.Hour)
+		c := Call{ID: testCallID(start, i), CustomerID: "c", Start: start, End: start.Add(time.Minute), Dialled: "+31850000001"}
+		switch i {
+		case 10:
+			c.Tags = []string{"rare"}
+		case 20:
+			c.Note = `said "rare" on the phone`
+		case 30:
+			c.Tags, c.Channel = []string{"rare"}, `Ads "special" <b>`
+		}
+		calls = append(calls, c)
+	}
+	putCalls(t, db, calls...)
+	got, _, err := db.Calls(CallFilter{CustomerID: "c", Tag: "rare"})
+	if err != nil || len(got) != 2 || got[0].ID != calls[30].ID || got[1].ID != calls[10].ID {
+		t.Fatalf("tag rare: %d calls %v", len(got), err)
+	}
+	got, _, _ = db.Calls(CallFilter{CustomerID: "c", Channel: `Ads "special" <b>`})
+	if len(got) != 1 || got[0].ID != calls[30].ID {
+		t.Fatalf("a channel with characters JSON escapes: %d calls", len(got))
+	}
+	got, next, _ := db.Calls(CallFilter{CustomerID: "c", Tag: "rare", From: t0.Add(15 * time.Hour)})
+	if len(got) != 1 || got[0].ID != calls[30].ID || next != "" {
+		t.Fatalf("from hour 15: %d calls, next %q", len(got), next)
+	}
+}
+
+// BenchmarkCallsSparse is a filter that matches nothing over 20,000 calls: the walk's cost.
+func BenchmarkCallsSparse(b *testing.B) {
+	db, err := Open(filepath.Join(b.TempDir(), "b.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	var calls []Call
+	for i := range 20_000 {
+		start := t0.Add(time.Duration(i) * time.Second)
+		calls = append(calls, Call{ID: testCallID(start, i), CustomerID: "c", Start: start, End: start.Add(time.Minute),
+			Channel: "Google Ads", Disposition: "answered", Dialled: "+31850000001", Tags: []string{"lead"}, LandingPage: "https://shop.example/a/b?c=d"})
+	}
+	if err := db.Write(context.Background(), func(tx *Tx) error {
+		for i := range calls {
+			if err := tx.PutCall(&calls[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if got, _, err := db.Calls(CallFilter{CustomerID: "c", Tag: "no-such-tag", From: t0}); err != nil || len(got) != 0 {
+			b.Fatal(len(got), err)
+		}
+	}
+}
