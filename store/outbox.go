@@ -189,8 +189,10 @@ type EndpointRef struct{ CustomerID, EndpointID string }
 // outboxState is what the outbox's readers are told of the commits: the endpoints with
 // deliveries made due since they last looked (due), with a signal that there are some (it
 // holds one: a reader that was busy finds it when it looks), and the count of changes to
-// endpoints. ms is the millisecond of the last message id made.
+// endpoints. ms is the millisecond of the last message id made; subs whether any customer
+// has subscriptions.
 type outboxState struct {
+	subs         atomic.Int32 // subsUnknown, subsNone or subsSome (webhooks.go)
 	ms           atomic.Int64
 	signal       chan struct{}
 	endpointsGen atomic.Uint64

@@ -284,16 +284,52 @@ func (t *Tx) endpointsChanged(customerID string) error {
 	return t.onCommitEndpoints()
 }
 
-// onCommitEndpoints has the commit count a change to the endpoints.
+// onCommitEndpoints has the commit count a change to the endpoints, and say whether a
+// customer has subscriptions now.
 func (t *Tx) onCommitEndpoints() error {
 	if t.db != nil {
 		db := t.db
+		some := subsNone
+		if k, _ := t.tx.Bucket(bucketSubscriptions).Cursor().First(); k != nil {
+			some = subsSome
+		}
 		t.tx.tx.OnCommit(func() {
+			db.outbox.subs.Store(some)
 			db.outbox.endpointsGen.Add(1)
 			db.signalOutbox()
 		})
 	}
 	return nil
+}
+
+// What the committed file's subscriptions bucket holds (outboxState.subs).
+const (
+	subsUnknown int32 = iota // not read yet
+	subsNone                 // no key: no customer has an enabled endpoint
+	subsSome                 // some keys (or were, before a purge deleted them)
+)
+
+// anySubscriptions tells whether a customer may have an enabled endpoint: false for a
+// transaction without its DB, and while the committed file has no subscriptions.
+func (t *Tx) anySubscriptions() bool {
+	if t.db == nil {
+		return false
+	}
+	switch t.db.outbox.subs.Load() {
+	case subsNone:
+		return false
+	case subsSome:
+		return true
+	}
+	k, _ := t.tx.Bucket(bucketSubscriptions).Cursor().First()
+	v := subsNone
+	if k != nil {
+		v = subsSome
+	}
+	// What this transaction reads may be rolled back: it is kept once committed.
+	db := t.db
+	t.tx.tx.OnCommit(func() { db.outbox.subs.CompareAndSwap(subsUnknown, v) })
+	return k != nil
 }
 
 // The subscriptions value: a version byte, the event types of every enabled endpoint
@@ -306,8 +342,14 @@ const (
 )
 
 // subscribers answers the customer's subscriptions value when an enabled endpoint of the
-// customer wants some of the types in mask, nil otherwise; key is customer 0x00.
+// customer wants some of the types in mask, nil otherwise; key is customer 0x00. Only the
+// store's own transactions (Write, Enqueue) write events: a transaction without its DB (those
+// Open runs to convert a file) writes none. While no customer has an endpoint it reads
+// nothing (outboxState.subs).
 func (t *Tx) subscribers(key []byte, mask uint64) []byte {
+	if !t.anySubscriptions() {
+		return nil
+	}
 	v := t.tx.Bucket(bucketSubscriptions).Get(key)
 	if len(v) < subsHeader || v[0] != subsVersion || binary.BigEndian.Uint64(v[1:])&mask == 0 {
 		return nil

@@ -607,16 +607,16 @@ func TestMessageIDsAreOrdered(t *testing.T) {
 }
 
 // BenchmarkPutCallWebhooks measures the write that completes a call, as
-// BenchmarkPutCallComplete does, for a customer without an endpoint and for one with an
-// endpoint subscribed to every event (call.answered, call.completed and, for a quarter of
-// the calls, recording.ready are written with the completion).
+// BenchmarkPutCallComplete does: while no customer has an endpoint, for a customer without
+// one while another customer has one, and for a customer with an endpoint subscribed to
+// every event (call.answered, call.completed and, for a quarter of the calls,
+// recording.ready are written with the completion).
 func BenchmarkPutCallWebhooks(b *testing.B) {
-	for _, subscribed := range []bool{false, true} {
-		name := "no_endpoint"
-		if subscribed {
-			name = "subscribed_endpoint"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tt := range []struct {
+		name  string
+		owner string // the customer with the endpoint, if any
+	}{{"no_endpoint", ""}, {"endpoint_of_another_customer", "other"}, {"subscribed_endpoint", "acme"}} {
+		b.Run(tt.name, func(b *testing.B) {
 			db, err := Open(filepath.Join(b.TempDir(), "b.db"))
 			if err != nil {
 				b.Fatal(err)
@@ -626,8 +626,10 @@ func BenchmarkPutCallWebhooks(b *testing.B) {
 			t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 			done := make([]Call, open)
 			err = db.Write(context.Background(), func(tx *Tx) error {
-				if err := tx.CreateCustomer(&Customer{ID: "acme", Status: StatusActive, SiteKey: "acme-key"}); err != nil {
-					return err
+				for _, id := range []string{"acme", "other"} {
+					if err := tx.CreateCustomer(&Customer{ID: id, Status: StatusActive, SiteKey: id + "-key"}); err != nil {
+						return err
+					}
 				}
 				for i := range earlier + open {
 					c := benchCall("acme", t0.Add(time.Duration(i)*5*time.Second), i)
@@ -640,10 +642,10 @@ func BenchmarkPutCallWebhooks(b *testing.B) {
 						return err
 					}
 				}
-				if !subscribed {
+				if tt.owner == "" {
 					return nil
 				}
-				return tx.PutEndpoint(&Endpoint{ID: "crm", CustomerID: "acme", URL: "https://crm.example/", EventTypes: EventTypes(), Secret: testSecret})
+				return tx.PutEndpoint(&Endpoint{ID: "crm", CustomerID: tt.owner, URL: "https://crm.example/", EventTypes: EventTypes(), Secret: testSecret})
 			})
 			if err != nil {
 				b.Fatal(err)
