@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
 	"github.com/trackline/trackline/accounts"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
@@ -489,4 +490,35 @@ func TestRunPrunesExpiredSessions(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestTwoFactorLogin: TOTP is turned on only with a valid code for the shown secret; then a
+// login needs the code as well as the password.
+func TestTwoFactorLogin(t *testing.T) {
+	e := newEnv(t)
+	c := e.loggedIn("admin@a.example")
+	page := c.get("/account")
+	m := regexp.MustCompile(`name="secret" value="([A-Z2-7]+)"`).FindStringSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("no secret on the account page")
+	}
+	secret := m[1]
+	if a := c.post("/account/totp", url.Values{"secret": {secret}, "code": {"000000"}}); a.status != http.StatusBadRequest {
+		t.Fatalf("a wrong code: %d", a.status)
+	}
+	code, err := totp.GenerateCode(secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.post("/account/totp", url.Values{"secret": {secret}, "code": {code}}); a.status != http.StatusSeeOther {
+		t.Fatalf("turn on: %d %s", a.status, a.body)
+	}
+	n := e.client()
+	if a := n.login("admin@a.example", password); a.status != http.StatusUnauthorized {
+		t.Fatalf("a login without the code: %d", a.status)
+	}
+	code, _ = totp.GenerateCode(secret, time.Now())
+	if a := n.do("POST", "/login", url.Values{"email": {"admin@a.example"}, "password": {password}, "code": {code}}, nil); a.status != http.StatusSeeOther {
+		t.Fatalf("a login with the code: %d", a.status)
+	}
 }

@@ -75,7 +75,7 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ok, err := accounts.VerifyPassword(u.PasswordHash, pw)
 	if err == nil && ok && len(u.TOTPSecret) > 0 {
-		ok = totp.Validate(code, base64.StdEncoding.EncodeToString(u.TOTPSecret))
+		ok = totp.Validate(code, b32.EncodeToString(u.TOTPSecret))
 	}
 	if err != nil || !ok {
 		a.limit.fail(email, now)
