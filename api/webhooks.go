@@ -2,13 +2,10 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/trackline/trackline/integrations"
@@ -94,55 +91,16 @@ func (a *API) webhooksAvailable() error {
 	return nil
 }
 
-// apply checks in and writes it into e, naming the first field that is wrong.
+// applyWebhook checks in and writes it into e (integrations.EditEndpoint), answering a 400
+// that names the first field that is wrong.
 func (a *API) applyWebhook(in *webhookInput, e *store.Endpoint, now time.Time) error {
-	if in.URL != nil {
-		u := strings.TrimSpace(*in.URL)
-		if len(u) > store.MaxEndpointURL {
-			return errStatus(http.StatusBadRequest, "url", "url: at most 2048 bytes")
-		}
-		if err := integrations.CheckURL(u, a.webhooks.allow); err != nil {
-			return errStatus(http.StatusBadRequest, "url", "url: "+strings.TrimPrefix(err.Error(), integrations.ErrURL.Error()+": "))
-		}
-		e.URL = u
+	err := integrations.EditEndpoint(e, integrations.EndpointEdit{URL: in.URL, EventTypes: in.EventTypes,
+		Description: in.Description, Disabled: in.Disabled}, a.webhooks.allow, now)
+	var fe *store.FieldError
+	if errors.As(err, &fe) {
+		return errStatus(http.StatusBadRequest, fe.Field, fe.Error())
 	}
-	if in.EventTypes != nil {
-		if len(*in.EventTypes) == 0 {
-			return errStatus(http.StatusBadRequest, "event_types", "event_types: name at least one event type")
-		}
-		e.EventTypes = e.EventTypes[:0:0]
-		for _, s := range *in.EventTypes {
-			t, err := store.ParseEventType(s)
-			if err != nil {
-				return errStatus(http.StatusBadRequest, "event_types", "event_types: "+err.Error()+" (want "+eventTypeNames()+")")
-			}
-			if !e.Subscribes(t) {
-				e.EventTypes = append(e.EventTypes, t)
-			}
-		}
-	}
-	if in.Description != nil {
-		if len(*in.Description) > 200 || !validLabel(*in.Description) {
-			return errStatus(http.StatusBadRequest, "description", "description: at most 200 printable characters")
-		}
-		e.Description = *in.Description
-	}
-	if in.Disabled != nil && *in.Disabled != e.Disabled {
-		e.Disabled, e.DisabledReason = *in.Disabled, ""
-		if *in.Disabled {
-			e.DisabledReason = "disabled"
-		}
-	}
-	e.Updated = now
-	return nil
-}
-
-func eventTypeNames() string {
-	var names []string
-	for _, t := range store.EventTypes() {
-		names = append(names, string(t))
-	}
-	return strings.Join(names, ", ")
+	return err
 }
 
 // checkSecret answers a 400 for a secret not of the form whsec_ and the base64 of 24-64
@@ -152,13 +110,6 @@ func checkSecret(s string) error {
 		return errStatus(http.StatusBadRequest, "secret", "secret: "+err.Error())
 	}
 	return nil
-}
-
-// newSecret makes a secret of 32 random bytes.
-func newSecret() string {
-	var b [32]byte
-	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
-	return store.SecretPrefix + base64.StdEncoding.EncodeToString(b[:])
 }
 
 // writeWebhook commits the change fn makes with its audit entry, mapping the store's
@@ -229,7 +180,7 @@ func (a *API) createWebhook(w http.ResponseWriter, r *http.Request) error {
 		return errStatus(http.StatusBadRequest, "url", "url: required")
 	}
 	if in.EventTypes == nil {
-		return errStatus(http.StatusBadRequest, "event_types", "event_types: required (want some of "+eventTypeNames()+")")
+		return errStatus(http.StatusBadRequest, "event_types", "event_types: required (want some of "+integrations.EventTypeNames()+")")
 	}
 	now := a.now().UTC()
 	e := store.Endpoint{ID: pool.NewID(now), CustomerID: id, Created: now}
@@ -237,7 +188,7 @@ func (a *API) createWebhook(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	e.Updated = time.Time{}
-	e.Secret = newSecret()
+	e.Secret = integrations.NewSecret()
 	if in.Secret != nil {
 		if err := checkSecret(*in.Secret); err != nil {
 			return err
@@ -360,7 +311,7 @@ func (a *API) rotateWebhookSecret(w http.ResponseWriter, r *http.Request) error 
 			return err
 		}
 	}
-	secret := newSecret()
+	secret := integrations.NewSecret()
 	if in.Secret != nil {
 		if err := checkSecret(*in.Secret); err != nil {
 			return err
