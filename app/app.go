@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -57,18 +58,20 @@ type App struct {
 	keys   *keyring.Keyring
 	recDir string
 	// promptDir holds uploaded prompts (WithPrompts); "" refuses uploads.
-	promptDir string
-	privacy   *privacy.Service
-	exporter  *recordings.Exporter
-	log       *slog.Logger
-	now       func() time.Time
-	reg       prometheus.Registerer
-	pages     map[string]*template.Template
-	static    fs.FS
-	limit     *limiter
-	decoy     accounts.Decoy
-	reqs      *prometheus.HistogramVec
-	live      *liveHub
+	promptDir    string
+	webhooks     bool // the webhooks page is served (WithWebhooks)
+	webhookAllow []netip.Prefix
+	privacy      *privacy.Service
+	exporter     *recordings.Exporter
+	log          *slog.Logger
+	now          func() time.Time
+	reg          prometheus.Registerer
+	pages        map[string]*template.Template
+	static       fs.FS
+	limit        *limiter
+	decoy        accounts.Decoy
+	reqs         *prometheus.HistogramVec
+	live         *liveHub
 }
 
 // Option configures an App.
@@ -258,6 +261,9 @@ func (a *App) Handler() http.Handler {
 	cust("POST /c/{cid}/privacy/export", a.exportCaller)
 	cust("POST /c/{cid}/privacy/erase", a.eraseCaller)
 	cust("POST /c/{cid}/export", a.exportCustomer)
+	cust("GET /c/{cid}/webhooks", a.webhooksPage)
+	cust("POST /c/{cid}/webhooks", a.addWebhook)
+	cust("POST /c/{cid}/webhooks/{wid}", a.changeWebhook)
 	cust("POST /c/{cid}/prompts", a.uploadPrompt)
 	cust("GET /c/{cid}/prompts/{kind}", a.promptAudio)
 	return mux

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -520,5 +521,52 @@ func TestTwoFactorLogin(t *testing.T) {
 	code, _ = totp.GenerateCode(secret, time.Now())
 	if a := n.do("POST", "/login", url.Values{"email": {"admin@a.example"}, "password": {password}, "code": {code}}, nil); a.status != http.StatusSeeOther {
 		t.Fatalf("a login with the code: %d", a.status)
+	}
+}
+
+// TestWebhooksPage: an admin adds an endpoint (its secret shown once), a bad URL is refused
+// naming the field, a member may not change them, another customer's endpoint is missing,
+// and an endpoint is disabled and removed.
+func TestWebhooksPage(t *testing.T) {
+	e := newEnv(t)
+	e.app.webhooks, e.app.webhookAllow = true, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	c := e.loggedIn("admin@a.example")
+	if a := c.post("/c/a/webhooks", url.Values{"url": {"http://crm.example/hook"}, "event": {"call.completed"}}); a.status != http.StatusBadRequest || !strings.Contains(a.body, "url: ") {
+		t.Fatalf("a plain-http URL: %d", a.status)
+	}
+	if a := c.post("/c/a/webhooks", url.Values{"url": {"http://127.0.0.1:9/hook"}, "event": {"call.nonsense"}}); a.status != http.StatusBadRequest || !strings.Contains(a.body, "event_types: ") {
+		t.Fatalf("an unknown event type: %d", a.status)
+	}
+	a := c.post("/c/a/webhooks", url.Values{"url": {"http://127.0.0.1:9/hook"}, "event": {"call.completed", "recording.ready"}})
+	if a.status != 200 || !regexp.MustCompile(`whsec_[A-Za-z0-9+/=]{40,}`).MatchString(a.body) {
+		t.Fatalf("add: %d", a.status)
+	}
+	eps, _ := e.db.Endpoints("a")
+	if len(eps) != 1 || len(eps[0].EventTypes) != 2 || eps[0].URL != "http://127.0.0.1:9/hook" {
+		t.Fatalf("endpoints %+v", eps)
+	}
+	id := eps[0].ID
+	if a := c.get("/c/a/webhooks"); a.status != 200 || strings.Contains(a.body, eps[0].Secret) {
+		t.Fatalf("the page again: %d, shows the secret %v", a.status, strings.Contains(a.body, eps[0].Secret))
+	}
+	member := e.loggedIn("member@a.example")
+	if a := member.post("/c/a/webhooks/"+id, url.Values{"action": {"delete"}}); a.status != http.StatusForbidden {
+		t.Errorf("a member removes an endpoint: %d", a.status)
+	}
+	other := e.loggedIn("admin@b.example")
+	if a := other.post("/c/b/webhooks/"+id, url.Values{"action": {"delete"}}); a.status != http.StatusNotFound {
+		t.Errorf("another customer's endpoint: %d", a.status)
+	}
+	if a := c.post("/c/a/webhooks/"+id, url.Values{"action": {"disable"}}); a.status != http.StatusSeeOther {
+		t.Fatalf("disable: %d %s", a.status, a.body)
+	}
+	if ep, _ := e.db.Endpoint("a", id); !ep.Disabled {
+		t.Fatal("not disabled")
+	}
+	if a := c.post("/c/a/webhooks/"+id, url.Values{"action": {"delete"}}); a.status != http.StatusSeeOther {
+		t.Fatalf("delete: %d", a.status)
+	}
+	if eps, _ := e.db.Endpoints("a"); len(eps) != 0 {
+		t.Fatalf("after delete: %+v", eps)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/trackline/trackline/store"
 )
 
 //go:embed templates
@@ -29,6 +31,12 @@ func parsePages() (map[string]*template.Template, error) {
 		"money":    func(v float64) string { return fmt.Sprintf("%.2f", v) },
 		"pct":      func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) },
 		"join":     strings.Join,
+		"lastAttempt": func(as []store.Attempt) *store.Attempt {
+			if len(as) == 0 {
+				return nil
+			}
+			return &as[len(as)-1]
+		},
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {

@@ -257,7 +257,8 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	web, err := app.New(app.Config{SessionTTL: cfg.App.SessionTTL, InviteTTL: cfg.App.InviteTTL, PublicURL: cfg.App.PublicURL,
 		CountryCode: cfg.CountryCode}, db, p, app.WithLogger(logger), app.WithRegisterer(reg), app.WithRecordings(rec.Dir(), keys),
-		app.WithPrompts(filepath.Join(cfg.DataDir, "prompts")), app.WithPrivacy(priv, exporter))
+		app.WithPrompts(filepath.Join(cfg.DataDir, "prompts")), app.WithPrivacy(priv, exporter),
+		app.WithWebhooks(allow))
 	if err != nil {
 		return err
 	}
