@@ -412,7 +412,9 @@ func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep 
 		purgeStep{what: "webhook waiting index", bucket: bucketWaiting},
 		purgeStep{what: "webhook messages", bucket: bucketMessages, n: &res.WebhookMessages},
 		purgeStep{what: "webhook subjects", bucket: bucketMsgSubject},
-		purgeStep{what: "webhook endpoints", bucket: bucketEndpoints, n: &res.WebhookEndpoints})
+		purgeStep{what: "webhook endpoints", bucket: bucketEndpoints, n: &res.WebhookEndpoints},
+		// Google Ads settings (with the sealed credentials) and upload states (googleads.go).
+		purgeStep{what: "google ads", run: p.purgeGoogleAds})
 }
 
 // check answers the customer's numbers, if the customer exists and has no call in progress.

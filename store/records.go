@@ -268,6 +268,40 @@ type Session struct {
 	Gclid        string    `json:"gclid,omitempty"`
 	Gbraid       string    `json:"gbraid,omitempty"`
 	Wbraid       string    `json:"wbraid,omitempty"`
+	// AdConsent is the visitor's consent to ads use of its data (Google Consent Mode v2's
+	// ad_user_data and ad_personalization together), as the DNI script found it on the
+	// page. Without ConsentGranted no conversion of the session's calls goes to Google Ads.
+	AdConsent Consent `json:"ad_consent,omitempty"`
+}
+
+// Consent is a visitor's answer to a consent question; the zero value is unknown (never
+// asked, or not told).
+type Consent string
+
+// The consent states.
+const (
+	ConsentUnknown Consent = ""
+	ConsentGranted Consent = "granted"
+	ConsentDenied  Consent = "denied"
+)
+
+// String names the state; "unknown" for the zero value.
+func (c Consent) String() string {
+	if c == ConsentUnknown {
+		return "unknown"
+	}
+	return string(c)
+}
+
+// ParseConsent reads "granted", "denied", "unknown" or "".
+func ParseConsent(v string) (Consent, error) {
+	switch c := Consent(v); c {
+	case ConsentGranted, ConsentDenied, ConsentUnknown:
+		return c, nil
+	case "unknown":
+		return ConsentUnknown, nil
+	}
+	return "", fmt.Errorf("unknown consent %q (want granted, denied or unknown)", v)
 }
 
 // Assignment is a lease of one pool number of a customer to one session over [From, Until].
