@@ -13,7 +13,7 @@ import (
 // ways give the same bytes.
 func marshalSession(s *Session) ([]byte, error) {
 	fields := [...]string{s.ID, s.CustomerID, s.Channel, s.LandingPage, s.ReferrerHost, s.UTMSource, s.UTMMedium,
-		s.UTMCampaign, s.UTMTerm, s.UTMContent, s.Gclid, s.Gbraid, s.Wbraid}
+		s.UTMCampaign, s.UTMTerm, s.UTMContent, s.Gclid, s.Gbraid, s.Wbraid, string(s.AdConsent)}
 	n := 200
 	for _, f := range fields {
 		if !jsonw.PlainASCII(f) {
@@ -34,6 +34,7 @@ func marshalSession(s *Session) ([]byte, error) {
 		{`,"utm_source":`, s.UTMSource}, {`,"utm_medium":`, s.UTMMedium}, {`,"utm_campaign":`, s.UTMCampaign},
 		{`,"utm_term":`, s.UTMTerm}, {`,"utm_content":`, s.UTMContent},
 		{`,"gclid":`, s.Gclid}, {`,"gbraid":`, s.Gbraid}, {`,"wbraid":`, s.Wbraid},
+		{`,"ad_consent":`, string(s.AdConsent)},
 	} {
 		if f.v != "" {
 			b = jsonw.AppendMember(b, f.name, f.v)

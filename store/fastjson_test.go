@@ -14,7 +14,7 @@ func FuzzMarshalSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id, cust, channel, landing, referrer, source, medium, campaign, term, content, gclid string, unixNano int64) {
 		s := Session{ID: id, CustomerID: cust, Created: time.Unix(0, unixNano).UTC(), Channel: channel, LandingPage: landing,
 			ReferrerHost: referrer, UTMSource: source, UTMMedium: medium, UTMCampaign: campaign, UTMTerm: term,
-			UTMContent: content, Gclid: gclid, Gbraid: term, Wbraid: content}
+			UTMContent: content, Gclid: gclid, Gbraid: term, Wbraid: content, AdConsent: Consent(medium)}
 		for _, s := range []Session{s, func() Session { l := s; l.Created = l.Created.Local(); return l }()} {
 			got, gerr := marshalSession(&s)
 			want, werr := json.Marshal(&s)

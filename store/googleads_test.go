@@ -127,7 +127,7 @@ func TestGoogleAdsStoreAndPurge(t *testing.T) {
 			return err
 		}
 		// The short call does not match, the uploaded one is final.
-		if len(cands) != 1 || cands[0].Call.ID != "01KJPWD6M04Y3C0ND8FTDB9R01" || cands[0].Session.Gclid != "Cj0K" {
+		if len(cands) != 1 || cands[0].Call.ID != "01KJPWD6M04Y3C0ND8FTDB9R01" || cands[0].Session.Gclid != "Cj0K" || cands[0].Session.AdConsent != ConsentGranted {
 			t.Errorf("candidates = %+v", cands)
 		}
 		return nil
