@@ -35,6 +35,32 @@ type sessionRequest struct {
 	Wbraid      string `json:"wbraid"`
 }
 
+// sessionBody is the body of POST /v1/sessions: the session request and the visitor's ad
+// consent the script read from the page, "granted", "denied", "unknown" or absent
+// (docs/googleads.md). A body with ad_consent is read by encoding/json: the plain reader
+// (fastjson.go) knows the request's fields only.
+type sessionBody struct {
+	SiteKey     string `json:"site_key"`
+	SessionID   string `json:"session_id"`
+	LandingURL  string `json:"landing_url"`
+	Referrer    string `json:"referrer"`
+	UTMSource   string `json:"utm_source"`
+	UTMMedium   string `json:"utm_medium"`
+	UTMCampaign string `json:"utm_campaign"`
+	UTMTerm     string `json:"utm_term"`
+	UTMContent  string `json:"utm_content"`
+	Gclid       string `json:"gclid"`
+	Gbraid      string `json:"gbraid"`
+	Wbraid      string `json:"wbraid"`
+	AdConsent   string `json:"ad_consent"`
+}
+
+// request is the body without the consent.
+func (b *sessionBody) request() *sessionRequest {
+	return &sessionRequest{b.SiteKey, b.SessionID, b.LandingURL, b.Referrer, b.UTMSource, b.UTMMedium, b.UTMCampaign,
+		b.UTMTerm, b.UTMContent, b.Gclid, b.Gbraid, b.Wbraid}
+}
+
 func (s *sessionRequest) validate() error {
 	if !pool.ValidSiteKey(s.SiteKey) {
 		return errStatus(http.StatusBadRequest, "site_key", "site_key: missing or malformed")
@@ -52,6 +78,16 @@ func (s *sessionRequest) validate() error {
 		if err := checkParam(f.name, f.v); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (s *sessionBody) validate() error {
+	if err := s.request().validate(); err != nil {
+		return err
+	}
+	if _, err := store.ParseConsent(s.AdConsent); err != nil {
+		return errStatus(http.StatusBadRequest, "ad_consent", `ad_consent: must be "granted", "denied" or "unknown"`)
 	}
 	return nil
 }
@@ -141,7 +177,7 @@ func (a *API) putBuffer(b *bytes.Buffer) {
 
 // readSessionRequest reads and decodes the body of the session endpoints: a plain body
 // without reflection (parseSessionRequest), else with encoding/json.
-func (a *API) readSessionRequest(w http.ResponseWriter, r *http.Request, req *sessionRequest) error {
+func (a *API) readSessionRequest(w http.ResponseWriter, r *http.Request, req *sessionBody) error {
 	if err := checkContentType(r, true); err != nil {
 		return err
 	}
@@ -150,7 +186,10 @@ func (a *API) readSessionRequest(w http.ResponseWriter, r *http.Request, req *se
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBody)); err != nil {
 		return err
 	}
-	if parseSessionRequest(buf.Bytes(), req) {
+	var plain sessionRequest
+	if parseSessionRequest(buf.Bytes(), &plain) {
+		*req = sessionBody{plain.SiteKey, plain.SessionID, plain.LandingURL, plain.Referrer, plain.UTMSource, plain.UTMMedium,
+			plain.UTMCampaign, plain.UTMTerm, plain.UTMContent, plain.Gclid, plain.Gbraid, plain.Wbraid, ""}
 		return nil
 	}
 	return decodeJSON(buf.Bytes(), req)
@@ -175,7 +214,7 @@ func (a *API) writeSession(w http.ResponseWriter, status int, l pool.Lease) {
 }
 
 func (a *API) createSession(w http.ResponseWriter, r *http.Request) error {
-	var req sessionRequest
+	var req sessionBody
 	if err := a.readSessionRequest(w, r, &req); err != nil {
 		a.rejected.WithLabelValues("bad_request").Inc()
 		return err
@@ -197,7 +236,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) error {
 		SessionID: req.SessionID, LandingURL: req.LandingURL, Referrer: req.Referrer,
 		UTMSource: req.UTMSource, UTMMedium: req.UTMMedium, UTMCampaign: req.UTMCampaign,
 		UTMTerm: req.UTMTerm, UTMContent: req.UTMContent,
-		Gclid: req.Gclid, Gbraid: req.Gbraid, Wbraid: req.Wbraid,
+		Gclid: req.Gclid, Gbraid: req.Gbraid, Wbraid: req.Wbraid, AdConsent: adConsent(req.AdConsent),
 	})
 	if err != nil {
 		return err
@@ -317,4 +356,10 @@ func (a *API) serveScript(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Write(script)
 	return nil
+}
+
+// adConsent is a validated ad_consent as the store names it ("unknown" is the zero value).
+func adConsent(v string) store.Consent {
+	c, _ := store.ParseConsent(v)
+	return c
 }

@@ -23,8 +23,9 @@ type Lease struct {
 }
 
 // Assign gives the visit's session a number. A session id the store knows for this customer
-// keeps its session (and its number while the lease is live, renewing it); otherwise a new
-// session is created, its channel classified from the visit.
+// keeps its session (and its number while the lease is live, renewing it; a known ad consent
+// in v replaces the session's); otherwise a new session is created, its channel classified
+// from the visit.
 func (p *Pool) Assign(ctx context.Context, customerID string, v Visit) (Lease, error) {
 	cu, err := p.customerByID(customerID)
 	if err != nil {
@@ -33,6 +34,9 @@ func (p *Pool) Assign(ctx context.Context, customerID string, v Visit) (Lease, e
 	if v.SessionID != "" {
 		s, err := p.session(customerID, v.SessionID)
 		if err == nil {
+			if err := p.updateConsent(ctx, &s, v.AdConsent); err != nil {
+				return Lease{}, err
+			}
 			return p.lease(ctx, cu, &s, false)
 		}
 		if !errors.Is(err, ErrUnknownSession) {
@@ -47,6 +51,24 @@ func (p *Pool) Assign(ctx context.Context, customerID string, v Visit) (Lease, e
 	s.Channel = classify(cu.rules, &s)
 	cu.mu.Unlock()
 	return p.lease(ctx, cu, &s, true)
+}
+
+// updateConsent records a known session's changed ad consent: a visitor who answers the
+// consent banner after the session began. An unknown consent changes nothing.
+func (p *Pool) updateConsent(ctx context.Context, s *store.Session, c store.Consent) error {
+	if c == store.ConsentUnknown || c == s.AdConsent {
+		return nil
+	}
+	s.AdConsent = c
+	id := s.ID
+	return p.db.Write(ctx, func(tx *store.Tx) error {
+		stored, err := tx.Session(id)
+		if err != nil {
+			return err
+		}
+		stored.AdConsent = c
+		return tx.PutSession(&stored)
+	})
 }
 
 // Touch renews a session's lease (or gives it a new number if its number went to someone else).

@@ -21,6 +21,9 @@ type Visit struct {
 	Gclid       string
 	Gbraid      string
 	Wbraid      string
+	// AdConsent is the visitor's ad consent as the page's consent state told the script
+	// (store.Session.AdConsent); unknown when the page told none.
+	AdConsent store.Consent
 }
 
 // Built-in channel names, used after a customer's own rules.
@@ -40,7 +43,7 @@ func visitSession(v *Visit) store.Session {
 	s := store.Session{
 		UTMSource: v.UTMSource, UTMMedium: v.UTMMedium, UTMCampaign: v.UTMCampaign,
 		UTMTerm: v.UTMTerm, UTMContent: v.UTMContent,
-		Gclid: v.Gclid, Gbraid: v.Gbraid, Wbraid: v.Wbraid,
+		Gclid: v.Gclid, Gbraid: v.Gbraid, Wbraid: v.Wbraid, AdConsent: v.AdConsent,
 	}
 	if u, err := url.Parse(v.LandingURL); err == nil && u.Host != "" {
 		get := func(key string) string { return queryValue(u.RawQuery, key) }

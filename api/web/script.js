@@ -9,6 +9,17 @@
  * Sets only first-party cookies: tl_sid (session id) and tl_ch (campaign
  * parameters of the last non-direct visit). No fingerprinting, no storage APIs.
  * Any failure leaves the page as it was: nothing is thrown into the page.
+ *
+ * Ad consent (docs/googleads.md): the script reads the page's Google Consent Mode v2
+ * state (gtag('consent', 'default'|'update', {...}) commands in window.dataLayer, also
+ * those pushed later) or an explicit call, which wins over Consent Mode once made:
+ *
+ *   window.trackline = window.trackline || function () { (trackline.q = trackline.q || []).push(arguments); };
+ *   trackline('consent', { ad_user_data: 'granted', ad_personalization: 'granted' });
+ *
+ * ad_user_data and ad_personalization each fall back to ad_storage. Both granted is
+ * "granted", either denied is "denied", anything else "unknown" (not sent). The answer
+ * goes with the session as ad_consent, and again whenever it changes.
  */
 (function () {
   'use strict';
@@ -33,7 +44,8 @@
   var state = {
     key: '', base: '', sid: '', number: null, formatted: '', replace: [],
     old: {}, plan: null, interval: 60000, lastTouch: 0, timer: 0,
-    busy: false, observer: null, started: false
+    busy: false, observer: null, started: false,
+    consent: '', sentConsent: '', explicit: null, gtag: {}
   };
 
   function safe(fn) {
@@ -308,6 +320,74 @@
     }
   }
 
+  // --- consent -------------------------------------------------------------
+
+  var CONSENT_KEYS = ['ad_storage', 'ad_user_data', 'ad_personalization'];
+
+  // merge copies the consent keys of v ('granted' or 'denied') into into.
+  function merge(into, v) {
+    if (!v || typeof v !== 'object') return;
+    for (var i = 0; i < CONSENT_KEYS.length; i++) {
+      var x = v[CONSENT_KEYS[i]];
+      if (x === 'granted' || x === 'denied') into[CONSENT_KEYS[i]] = x;
+    }
+  }
+
+  // adConsent reduces a consent state to "granted", "denied" or "" (unknown).
+  function adConsent(c) {
+    var data = c.ad_user_data || c.ad_storage;
+    var pers = c.ad_personalization || c.ad_storage;
+    if (data === 'denied' || pers === 'denied') return 'denied';
+    if (data === 'granted' && pers === 'granted') return 'granted';
+    return '';
+  }
+
+  // gtagEntry merges a dataLayer entry if it is a gtag consent command.
+  function gtagEntry(e) {
+    if (e && typeof e === 'object' && typeof e.length === 'number' && e[0] === 'consent' &&
+        (e[1] === 'default' || e[1] === 'update')) {
+      merge(state.gtag, e[2]);
+    }
+  }
+
+  var consentChanged = safe(function () {
+    var c = state.explicit ? adConsent(state.explicit) : adConsent(state.gtag);
+    if (c === state.consent) return;
+    state.consent = c;
+    // Tell the session (a known session id keeps its session; the consent is replaced).
+    // While a request is out, the answer's apply does it.
+    if (state.started && c && !state.busy) createSession(true);
+  });
+
+  // watchConsent reads the Consent Mode commands already in dataLayer, and those pushed
+  // later, and takes over window.trackline for explicit calls (queued ones first).
+  function watchConsent() {
+    var dl = window.dataLayer;
+    if (dl && typeof dl.push === 'function' && typeof dl.length === 'number') {
+      for (var i = 0; i < dl.length; i++) gtagEntry(dl[i]);
+      var push = dl.push;
+      dl.push = function () {
+        var r = push.apply(this, arguments);
+        safe(function (args) {
+          for (var j = 0; j < args.length; j++) gtagEntry(args[j]);
+          consentChanged();
+        })(arguments);
+        return r;
+      };
+    }
+    var queued = window.trackline && window.trackline.q;
+    window.trackline = safe(function (cmd, v) {
+      if (cmd !== 'consent' || !v || typeof v !== 'object') return;
+      state.explicit = state.explicit || {};
+      merge(state.explicit, v);
+      consentChanged();
+    });
+    if (queued && typeof queued.length === 'number') {
+      for (var k = 0; k < queued.length; k++) window.trackline.apply(null, queued[k]);
+    }
+    consentChanged();
+  }
+
   // --- API -----------------------------------------------------------------
 
   // post never throws: a failure of any kind is a rejected promise.
@@ -392,6 +472,8 @@
     } else if (changed) {
       scanAll();
     }
+    // The consent changed while a request was out.
+    if (state.consent && state.consent !== state.sentConsent && !state.busy) createSession(true);
   });
 
   var createSession = safe(function (withSid) {
@@ -401,6 +483,8 @@
       referrer: clipURL(document.referrer || '')
     };
     if (withSid && state.sid) body.session_id = state.sid;
+    if (state.consent) body.ad_consent = state.consent;
+    state.sentConsent = state.consent;
     var fromURL = campaignFromURL();
     var campaign = fromURL || (directVisit() ? campaignFromCookie() : null);
     if (fromURL) writeCookie(CH_COOKIE, JSON.stringify(fromURL), CH_MAX_AGE);
@@ -485,6 +569,7 @@
     state.base = base;
     state.sid = readCookie(SID_COOKIE);
     document.addEventListener('visibilitychange', onVisibility);
+    safe(watchConsent)();
     createSession(true);
   })();
 })();
