@@ -137,6 +137,9 @@ func (a *API) adminRoutes() []adminRoute {
 		{"POST /v1/customers/{id}/webhooks/{wid}/rotate-secret", ruleCustomer, a.rotateWebhookSecret},
 		{"GET /v1/customers/{id}/webhooks/{wid}/deliveries", ruleCustomer, a.listWebhookDeliveries},
 		{"POST /v1/customers/{id}/webhooks/{wid}/replay", ruleCustomer, a.replayWebhook},
+		{"GET /v1/customers/{id}/google-ads", ruleCustomer, a.getGoogleAds},
+		{"PUT /v1/customers/{id}/google-ads", ruleCustomer, a.putGoogleAds},
+		{"GET /v1/customers/{id}/conversions.csv", ruleCustomer, a.conversionsCSV},
 		{"/", rulePublic, notFound},
 	}
 }

@@ -195,6 +195,14 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 		notIn bool
 	}
 	get := func(p string) req { return req{"GET", p, ""} }
+	// Both customers have Google Ads settings (without credentials: the CSV only).
+	const adsBody = `{"ads_customer_id":"1234567890","conversion_action":"customers/1234567890/conversionActions/1",` +
+		`"conversion_name":"Calls","currency":"EUR","rule":{"min_talk_seconds":30,"value":"fixed","fixed_value":10}}`
+	for _, cu := range []string{"acme", "bakery"} {
+		if r := do(t, "PUT", e.url+"/v1/customers/"+cu+"/google-ads", "application/json", adsBody, "Authorization", "Bearer "+token); r.status != 201 {
+			t.Fatalf("google ads settings of %s: %d %v", cu, r.status, r.body)
+		}
+	}
 	operatorOnly := func(method, path, body string) tcase {
 		return tcase{own: req{method, path, body}, other: req{method, strings.ReplaceAll(path, "acme", "bakery"), body}, ownStatus: 403, otherStatus: 403}
 	}
@@ -262,6 +270,12 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 			missing: "/v1/customers/nobody/webhooks/" + e.webhook["bakery"] + "/deliveries", notIn: true},
 		"POST /v1/customers/{id}/webhooks/{wid}/replay": {own: req{"POST", "/v1/customers/acme/webhooks/" + e.webhook["acme"] + "/replay", `{"since":"2000-01-01T00:00:00Z"}`},
 			other: req{"POST", "/v1/customers/bakery/webhooks/" + e.webhook["bakery"] + "/replay", `{"since":"2000-01-01T00:00:00Z"}`}, ownStatus: 202, otherStatus: 404},
+		"GET /v1/customers/{id}/google-ads": {own: get("/v1/customers/acme/google-ads"), other: get("/v1/customers/bakery/google-ads"),
+			ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/google-ads", notIn: true},
+		"PUT /v1/customers/{id}/google-ads": {own: req{"PUT", "/v1/customers/acme/google-ads", adsBody},
+			other: req{"PUT", "/v1/customers/bakery/google-ads", adsBody}, ownStatus: 200, otherStatus: 404},
+		"GET /v1/customers/{id}/conversions.csv": {own: get("/v1/customers/acme/conversions.csv"), other: get("/v1/customers/bakery/conversions.csv"),
+			ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/conversions.csv", notIn: true},
 		// The own case erases a caller without calls, so that the other cases keep their data.
 		"DELETE /v1/callers/{number}": {own: req{"DELETE", "/v1/callers/+31600000000", ""}, other: req{"DELETE", "/v1/callers/" + probeCaller + "?customer=bakery", ""},
 			ownStatus: 200, otherStatus: 404, missing: "/v1/callers/" + probeCaller + "?customer=nobody"},

@@ -1,15 +1,21 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trackline/trackline/integrations/googleads"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // TestSessionAdConsent: the ad consent the script sends is checked at the edge and kept on
@@ -73,5 +79,136 @@ func TestSessionAdConsent(t *testing.T) {
 		if got := consentOf(id); got != st.want {
 			t.Fatalf("%s: consent %s, want %s", st.name, got, st.want)
 		}
+	}
+}
+
+func newAdsEnv(t *testing.T) (*store.DB, *keyring.Keyring, string) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	keys, err := keyring.Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.New(db, pool.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CreateCustomer(context.Background(), store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: siteKey}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{AdminToken: token}, p, WithCalls(db), WithRecordings(db, t.TempDir(), keys), WithRegisterer(prometheus.NewRegistry()),
+		WithClock(func() time.Time { return time.Date(2026, 5, 2, 12, 0, 0, 0, time.UTC) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Admin())
+	t.Cleanup(srv.Close)
+	return db, keys, srv.URL
+}
+
+func TestGoogleAdsSettings(t *testing.T) {
+	db, keys, base := newAdsEnv(t)
+	url := base + "/v1/customers/acme/google-ads"
+	auth := []string{"Authorization", "Bearer " + token}
+	const settings = `"ads_customer_id":"1234567890","conversion_action":"customers/1234567890/conversionActions/77","currency":"EUR",` +
+		`"time_zone":"Europe/Amsterdam","client_id":"client.apps.example","rule":{"min_talk_seconds":30,"value":"call"}`
+
+	if r := do(t, "GET", url, "", "", auth...); r.status != 404 {
+		t.Fatalf("GET before PUT: %d %v", r.status, r.body)
+	}
+	bad := []struct{ name, body, field string }{
+		{"no secrets with a client id", `{` + settings + `}`, "client_secret"},
+		{"no refresh token", `{` + settings + `,"client_secret":"s3cret"}`, "refresh_token"},
+		{"dashed customer id", `{"ads_customer_id":"123-456-7890"}`, "ads_customer_id"},
+		{"empty secret", `{` + settings + `,"client_secret":"","refresh_token":"1//r"}`, "client_secret"},
+		{"unknown member", `{"gclid":"x"}`, ""},
+	}
+	for _, tt := range bad {
+		r := do(t, "PUT", url, "application/json", tt.body, auth...)
+		if r.status != 400 || (tt.field != "" && r.body["field"] != tt.field) {
+			t.Fatalf("%s: %d %v, want 400 on %q", tt.name, r.status, r.body, tt.field)
+		}
+	}
+	r := do(t, "PUT", url, "application/json", `{`+settings+`,"client_secret":"s3cret-4711","refresh_token":"1//refresh-4711"}`, auth...)
+	if r.status != 201 || r.body["has_credentials"] != true || r.body["client_secret"] != nil {
+		t.Fatalf("PUT: %d %v", r.status, r.body)
+	}
+	// A PUT without secrets keeps them; one with a new refresh token replaces that only.
+	if r := do(t, "PUT", url, "application/json", `{`+settings+`,"conversion_name":"Calls"}`, auth...); r.status != 200 {
+		t.Fatalf("PUT again: %d %v", r.status, r.body)
+	}
+	if r := do(t, "PUT", url, "application/json", `{`+settings+`,"conversion_name":"Calls","refresh_token":"1//new-4711"}`, auth...); r.status != 200 {
+		t.Fatalf("PUT a new refresh token: %d %v", r.status, r.body)
+	}
+	r = do(t, "GET", url, "", "", auth...)
+	if r.status != 200 || r.body["conversion_name"] != "Calls" || r.body["has_credentials"] != true {
+		t.Fatalf("GET: %d %v", r.status, r.body)
+	}
+	var g store.GoogleAds
+	if err := db.View(func(tx *store.Tx) (err error) { g, err = tx.GoogleAds("acme"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := keys.Get("acme")
+	if sec, err := googleads.Unseal(key, g.SealedSecrets); err != nil || sec.ClientSecret != "s3cret-4711" || sec.RefreshToken != "1//new-4711" {
+		t.Fatalf("sealed secrets %+v %v", sec, err)
+	}
+	// Never in the clear: not in the store's file.
+	raw, err := os.ReadFile(db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("s3cret-4711")) || bytes.Contains(raw, []byte("-4711")) {
+		t.Fatal("a secret is in the store's file in the clear")
+	}
+}
+
+func TestConversionsCSV(t *testing.T) {
+	db, _, base := newAdsEnv(t)
+	auth := []string{"Authorization", "Bearer " + token}
+	if r := do(t, "PUT", base+"/v1/customers/acme/google-ads", "application/json", `{"ads_customer_id":"1234567890",`+
+		`"conversion_action":"customers/1234567890/conversionActions/77","conversion_name":"Phone calls","currency":"EUR",`+
+		`"time_zone":"Europe/Amsterdam","rule":{"min_talk_seconds":30,"value":"fixed","fixed_value":12.5}}`, auth...); r.status != 201 {
+		t.Fatalf("PUT: %d %v", r.status, r.body)
+	}
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	type fix struct {
+		id, gclid string
+		consent   store.Consent
+		talk      float64
+	}
+	err := db.Write(context.Background(), func(tx *store.Tx) error {
+		for i, f := range []fix{
+			{"01KJPWD6M04Y3C0ND8FTDB9R0A", "Cj0KCQjw-abc_1", store.ConsentGranted, 60},
+			{"01KJPWD6M04Y3C0ND8FTDB9R0B", "Cj0KCQjw-denied", store.ConsentDenied, 60},
+			{"01KJPWD6M04Y3C0ND8FTDB9R0C", "Cj0KCQjw-short", store.ConsentGranted, 10},
+			{"01KJPWD6M04Y3C0ND8FTDB9R0D", "=HYPERLINK(1)", store.ConsentGranted, 60},
+		} {
+			start := t0.Add(time.Duration(i) * time.Hour)
+			if err := tx.PutSession(&store.Session{ID: "s" + f.id, CustomerID: "acme", Created: t0, Channel: "Paid search", Gclid: f.gclid, AdConsent: f.consent}); err != nil {
+				return err
+			}
+			if err := tx.PutCall(&store.Call{ID: f.id, CustomerID: "acme", SessionID: "s" + f.id, Start: start, Answer: start,
+				End: start.Add(time.Minute), TalkSeconds: f.talk, Disposition: store.DispAnswered}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, ctype, body := raw(t, "GET", base+"/v1/customers/acme/conversions.csv", token, "")
+	want := "Parameters:TimeZone=Europe/Amsterdam\n" +
+		"Google Click ID,Conversion Name,Conversion Time,Conversion Value,Conversion Currency\n" +
+		"Cj0KCQjw-abc_1,Phone calls,2026-05-01 12:00:00,12.5,EUR\n"
+	if status != 200 || ctype != "text/csv; charset=utf-8" || body != want {
+		t.Fatalf("CSV: %d %s\n%s\nwant\n%s", status, ctype, body, want)
+	}
+	if status, _, body := raw(t, "GET", base+"/v1/customers/acme/conversions.csv?from=yesterday", token, ""); status != 400 || !strings.Contains(body, `"field":"from"`) {
+		t.Fatalf("bad from: %d %s", status, body)
 	}
 }

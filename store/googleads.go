@@ -100,11 +100,12 @@ type GoogleAds struct {
 	// TimeZone is the IANA zone conversion times are written in (the CSV's
 	// Parameters:TimeZone); "" is UTC.
 	TimeZone string `json:"time_zone,omitempty"`
-	// ClientID is the OAuth2 client id (not a secret).
-	ClientID string `json:"client_id"`
+	// ClientID is the OAuth2 client id (not a secret). Without it and SealedSecrets nothing
+	// is uploaded: the customer imports the conversions' CSV by hand.
+	ClientID string `json:"client_id,omitempty"`
 	// SealedSecrets are the OAuth2 client secret and refresh token, sealed with the
 	// customer's key.
-	SealedSecrets []byte    `json:"sealed_secrets"`
+	SealedSecrets []byte    `json:"sealed_secrets,omitempty"`
 	Rule          AdsRule   `json:"rule"`
 	Disabled      bool      `json:"disabled,omitempty"`
 	Created       time.Time `json:"created"`
@@ -127,10 +128,10 @@ func (g *GoogleAds) Check() error {
 		return bad("conversion_name", "must be at most 100 printable characters")
 	case !adsCurrency.MatchString(g.Currency):
 		return bad("currency", "must be an ISO 4217 code such as EUR")
-	case g.ClientID == "" || len(g.ClientID) > maxAdsClientID || !plainText(g.ClientID):
-		return bad("client_id", "must be the OAuth2 client id")
-	case len(g.SealedSecrets) == 0 || len(g.SealedSecrets) > MaxAdsSealed:
-		return bad("client_secret", "must be set")
+	case len(g.ClientID) > maxAdsClientID || !plainText(g.ClientID) || (g.ClientID == "") != (len(g.SealedSecrets) == 0):
+		return bad("client_id", "must be the OAuth2 client id, set together with the client secret and refresh token")
+	case len(g.SealedSecrets) > MaxAdsSealed:
+		return bad("client_secret", "too long")
 	}
 	if g.TimeZone != "" {
 		if _, err := time.LoadLocation(g.TimeZone); err != nil || g.TimeZone == "Local" {
@@ -224,6 +225,12 @@ func (t *Tx) DeleteGoogleAds(customerID string) error {
 		return ErrNotFound
 	}
 	return b.Delete(adsKey(customerID))
+}
+
+// Uploads tells whether the settings upload through the API (they hold OAuth2 credentials)
+// and are not disabled.
+func (g *GoogleAds) Uploads() bool {
+	return !g.Disabled && g.ClientID != "" && len(g.SealedSecrets) > 0
 }
 
 // AllGoogleAds lists the settings of every customer that has them, enabled or not.

@@ -218,7 +218,7 @@ func (u *Uploader) RunOnce(ctx context.Context) error {
 	}
 	var errs []error
 	for i := range all {
-		if all[i].Disabled {
+		if !all[i].Uploads() {
 			continue
 		}
 		if err := u.customer(ctx, &all[i]); err != nil {

@@ -1,0 +1,309 @@
+package api
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/trackline/trackline/integrations/googleads"
+	"github.com/trackline/trackline/store"
+)
+
+// Google Ads offline conversions (issue 19; docs/googleads.md): a customer's settings, read
+// and replaced with GET and PUT /v1/customers/{id}/google-ads, and its conversions as the
+// CSV of Google's offline conversion import template. The OAuth2 client secret and refresh
+// token are write-only: PUT seals them with the customer's key (package
+// integrations/googleads), GET tells only whether they are set. They are served from the
+// call store (WithCalls, when it can also View: *store.DB can) and the customers' keys
+// (WithRecordings); without them the routes answer 503.
+
+// adsStore is what the Google Ads endpoints need of the store; *store.DB is one.
+type adsStore interface {
+	View(fn func(*store.Tx) error) error
+	Write(ctx context.Context, fn func(*store.Tx) error) error
+}
+
+func (a *API) googleAdsStore() (adsStore, error) {
+	db, ok := a.calls.(adsStore)
+	if !ok || a.keys == nil {
+		return nil, errStatus(http.StatusServiceUnavailable, "", "Google Ads settings are not available")
+	}
+	return db, nil
+}
+
+// googleAdsView is what the API shows of the settings: never the secrets.
+type googleAdsView struct {
+	CustomerID       string         `json:"customer_id"`
+	AdsCustomerID    string         `json:"ads_customer_id"`
+	LoginCustomerID  string         `json:"login_customer_id,omitempty"`
+	ConversionAction string         `json:"conversion_action"`
+	ConversionName   string         `json:"conversion_name,omitempty"`
+	Currency         string         `json:"currency"`
+	TimeZone         string         `json:"time_zone,omitempty"`
+	ClientID         string         `json:"client_id,omitempty"`
+	HasCredentials   bool           `json:"has_credentials"`
+	Rule             store.AdsRule  `json:"rule"`
+	Disabled         bool           `json:"disabled"`
+	Uploads          map[string]int `json:"uploads"` // the calls by upload state
+	Created          time.Time      `json:"created"`
+	Updated          time.Time      `json:"updated,omitzero"`
+}
+
+func viewGoogleAds(g *store.GoogleAds) googleAdsView {
+	return googleAdsView{CustomerID: g.CustomerID, AdsCustomerID: g.AdsCustomerID, LoginCustomerID: g.LoginCustomerID,
+		ConversionAction: g.ConversionAction, ConversionName: g.ConversionName, Currency: g.Currency, TimeZone: g.TimeZone,
+		ClientID: g.ClientID, HasCredentials: len(g.SealedSecrets) > 0, Rule: g.Rule, Disabled: g.Disabled,
+		Uploads: map[string]int{}, Created: g.Created, Updated: g.Updated}
+}
+
+// googleAdsInput is the body of PUT .../google-ads: it replaces the settings, but for the
+// secrets, which stay as they are when absent.
+type googleAdsInput struct {
+	AdsCustomerID    string        `json:"ads_customer_id"`
+	LoginCustomerID  string        `json:"login_customer_id"`
+	ConversionAction string        `json:"conversion_action"`
+	ConversionName   string        `json:"conversion_name"`
+	Currency         string        `json:"currency"`
+	TimeZone         string        `json:"time_zone"`
+	ClientID         string        `json:"client_id"`
+	ClientSecret     *string       `json:"client_secret"`
+	RefreshToken     *string       `json:"refresh_token"`
+	Rule             store.AdsRule `json:"rule"`
+	Disabled         bool          `json:"disabled"`
+}
+
+const maxAdsSecret = 1024
+
+func (a *API) getGoogleAds(w http.ResponseWriter, r *http.Request) error {
+	db, err := a.googleAdsStore()
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if _, err := a.pool.Customer(id); err != nil {
+		return err
+	}
+	var v googleAdsView
+	err = db.View(func(tx *store.Tx) error {
+		g, err := tx.GoogleAds(id)
+		if err != nil {
+			return err
+		}
+		v = viewGoogleAds(&g)
+		return tx.ConversionUploads(id, func(u store.ConversionUpload) error {
+			v.Uploads[u.State.String()]++
+			return nil
+		})
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errStatus(http.StatusNotFound, "", "no Google Ads settings")
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *API) putGoogleAds(w http.ResponseWriter, r *http.Request) error {
+	db, err := a.googleAdsStore()
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if _, err := a.pool.Customer(id); err != nil {
+		return err
+	}
+	var in googleAdsInput
+	if err := decodeBody(w, r, maxBody, &in, false); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"client_secret", in.ClientSecret}, {"refresh_token", in.RefreshToken}} {
+		if f.v != nil && (*f.v == "" || len(*f.v) > maxAdsSecret || !printable(*f.v)) {
+			return errStatus(http.StatusBadRequest, f.name, f.name+": must be 1 to "+strconv.Itoa(maxAdsSecret)+" printable characters")
+		}
+	}
+	key, err := a.keys.Get(id)
+	if err != nil {
+		return err
+	}
+	now := a.now().UTC()
+	g := store.GoogleAds{CustomerID: id, AdsCustomerID: in.AdsCustomerID, LoginCustomerID: in.LoginCustomerID,
+		ConversionAction: in.ConversionAction, ConversionName: in.ConversionName, Currency: in.Currency, TimeZone: in.TimeZone,
+		ClientID: in.ClientID, Rule: in.Rule, Disabled: in.Disabled, Created: now}
+	// The secrets: the stored ones, with what the body replaces; none without a client id.
+	var old store.GoogleAds
+	err = db.View(func(tx *store.Tx) (err error) { old, err = tx.GoogleAds(id); return err })
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	created := err != nil
+	if !created {
+		g.Created, g.Updated = old.Created, now
+	}
+	var sec googleads.Secrets
+	if len(old.SealedSecrets) > 0 {
+		if sec, err = googleads.Unseal(key, old.SealedSecrets); err != nil {
+			return err
+		}
+	}
+	if in.ClientSecret != nil {
+		sec.ClientSecret = *in.ClientSecret
+	}
+	if in.RefreshToken != nil {
+		sec.RefreshToken = *in.RefreshToken
+	}
+	switch {
+	case in.ClientID == "" && (in.ClientSecret != nil || in.RefreshToken != nil):
+		return errStatus(http.StatusBadRequest, "client_id", "client_id: required with client_secret and refresh_token")
+	case in.ClientID != "" && sec.ClientSecret == "":
+		return errStatus(http.StatusBadRequest, "client_secret", "client_secret: required with client_id")
+	case in.ClientID != "" && sec.RefreshToken == "":
+		return errStatus(http.StatusBadRequest, "refresh_token", "refresh_token: required with client_id")
+	case in.ClientID != "":
+		if g.SealedSecrets, err = googleads.Seal(key, sec); err != nil {
+			return err
+		}
+	}
+	e := store.AuditEntry{Time: now, Actor: who(r).actor(), Action: "googleads.update", CustomerID: id}
+	err = db.Write(r.Context(), func(tx *store.Tx) error {
+		if err := tx.PutGoogleAds(&g); err != nil || a.access == nil {
+			return err
+		}
+		return tx.AppendAudit(&e)
+	})
+	var fe *store.FieldError
+	if errors.As(err, &fe) {
+		return errStatus(http.StatusBadRequest, fe.Field, fe.Error())
+	}
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	v := viewGoogleAds(&g)
+	writeJSON(w, status, v)
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// plainClickID is a gclid that can go into a spreadsheet as it is: Google's click ids are
+// URL-safe base64. Anything else (a visitor can put any text in the landing URL) is left
+// out, so that no cell starts a formula.
+var plainClickID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
+
+// conversionsCSV answers the customer's conversions of the last 90 days (or from ... to,
+// RFC 3339) in Google's offline conversion import template: a Parameters row with the time
+// zone, the header row, and a row per call that matches the rule, has a gclid and the
+// visitor's ad consent. Only the gclid: the template has no column for gbraid or wbraid.
+func (a *API) conversionsCSV(w http.ResponseWriter, r *http.Request) error {
+	db, err := a.googleAdsStore()
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if _, err := a.pool.Customer(id); err != nil {
+		return err
+	}
+	now := a.now()
+	from, to := now.Add(-90*24*time.Hour), now
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v := r.URL.Query().Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return errStatus(http.StatusBadRequest, p.name, p.name+": must be an RFC 3339 time")
+			}
+			*p.dst = t
+		}
+	}
+	var g store.GoogleAds
+	var rows [][]string
+	err = db.View(func(tx *store.Tx) error {
+		if g, err = tx.GoogleAds(id); err != nil {
+			return err
+		}
+		if g.ConversionName == "" {
+			return errStatus(http.StatusConflict, "conversion_name", "conversion_name: set it (PUT .../google-ads) for the CSV")
+		}
+		loc := time.UTC
+		if g.TimeZone != "" {
+			if loc, err = time.LoadLocation(g.TimeZone); err != nil {
+				return err
+			}
+		}
+		ended := false
+		f := store.CallFilter{CustomerID: id, From: from, To: to, Active: &ended, Limit: 1000}
+		for {
+			calls, next, err := tx.Calls(f)
+			if err != nil {
+				return err
+			}
+			for i := range calls {
+				c := &calls[i]
+				if !g.Rule.Matches(c) || c.SessionID == "" {
+					continue
+				}
+				s, err := tx.Session(c.SessionID)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				if s.AdConsent != store.ConsentGranted || !plainClickID.MatchString(s.Gclid) {
+					continue
+				}
+				value, currency := "", ""
+				if v := g.Rule.ValueOf(c); v > 0 {
+					value, currency = strconv.FormatFloat(v, 'f', -1, 64), g.Currency
+				}
+				rows = append(rows, []string{s.Gclid, g.ConversionName, c.Start.In(loc).Format(time.DateTime), value, currency})
+			}
+			if next == "" {
+				return nil
+			}
+			f.Before = next
+		}
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errStatus(http.StatusNotFound, "", "no Google Ads settings")
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.audit(r, "googleads.export", id); err != nil {
+		return err
+	}
+	zone := g.TimeZone
+	if zone == "" {
+		zone = "Etc/UTC"
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", `attachment; filename="conversions.csv"`)
+	h.Set("Cache-Control", "no-store")
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"Parameters:TimeZone=" + zone})
+	cw.Write([]string{"Google Click ID", "Conversion Name", "Conversion Time", "Conversion Value", "Conversion Currency"})
+	cw.WriteAll(rows)
+	return nil
+}
