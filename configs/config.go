@@ -43,6 +43,7 @@ type Config struct {
 	Lifecycle   Lifecycle  `yaml:"lifecycle"`
 	App         AppConfig  `yaml:"app"`
 	Webhooks    Webhooks   `yaml:"webhooks"`
+	GoogleAds   GoogleAds  `yaml:"google_ads"`
 	Customers   []Customer `yaml:"customers"`
 	// Users are web app accounts made at start when their email is not known yet (demos,
 	// the first operator); in production invite users instead (docs/app.md).
@@ -230,6 +231,18 @@ func (w *Webhooks) Allowed() ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+// GoogleAds configures the upload of the customers' offline conversions to Google Ads
+// (package integrations/googleads, docs/googleads.md). Without a developer token nothing is
+// uploaded; the customers' settings and the CSV work all the same.
+type GoogleAds struct {
+	// DeveloperToken is the operator's Google Ads API developer token.
+	DeveloperToken string        `yaml:"developer_token"`
+	BaseURL        string        `yaml:"base_url"`  // the API (default https://googleads.googleapis.com)
+	TokenURL       string        `yaml:"token_url"` // the OAuth2 token endpoint (default https://oauth2.googleapis.com/token)
+	Interval       time.Duration `yaml:"interval"`  // between two upload rounds (default 5m)
+	Batch          int           `yaml:"batch"`     // conversions per request (default 200, at most 2000)
 }
 
 // Recordings configures where and how recordings are written.
@@ -473,6 +486,12 @@ func (c *Config) defaults() {
 	if c.Webhooks.PerEndpoint == 0 {
 		c.Webhooks.PerEndpoint = 2
 	}
+	if c.GoogleAds.Interval == 0 {
+		c.GoogleAds.Interval = 5 * time.Minute
+	}
+	if c.GoogleAds.Batch == 0 {
+		c.GoogleAds.Batch = 200
+	}
 	if c.WebRTC.ConnectTimeout == 0 {
 		c.WebRTC.ConnectTimeout = 10 * time.Second
 	}
@@ -516,7 +535,7 @@ func (c *Config) Check() Problems {
 	add := func(path, f string, args ...any) { p = append(p, path+": "+fmt.Sprintf(f, args...)) }
 	for _, section := range []func(adder){
 		c.checkTop, c.checkPool, c.checkSIP, c.checkRuntime, c.checkMedia, c.checkRecordings,
-		c.checkWebRTC, c.checkLifecycle, c.checkCustomers, c.checkApp, c.checkWebhooks,
+		c.checkWebRTC, c.checkLifecycle, c.checkCustomers, c.checkApp, c.checkWebhooks, c.checkGoogleAds,
 	} {
 		section(add)
 	}
@@ -690,6 +709,36 @@ func (c *Config) checkWebhooks(add adder) {
 		if _, err := ws.Allowed(); err != nil {
 			add(fmt.Sprintf("webhooks.allow_cidrs[%d]", i), "%v", err)
 		}
+	}
+}
+
+// checkGoogleAds checks google_ads: the endpoints are https, or http on a loopback host
+// (tests).
+func (c *Config) checkGoogleAds(add adder) {
+	g := &c.GoogleAds
+	for _, u := range []struct{ path, v string }{{"google_ads.base_url", g.BaseURL}, {"google_ads.token_url", g.TokenURL}} {
+		if u.v == "" {
+			continue
+		}
+		p, err := url.Parse(u.v)
+		loopback := false
+		if err == nil {
+			if a, aerr := netip.ParseAddr(p.Hostname()); aerr == nil {
+				loopback = a.IsLoopback()
+			}
+		}
+		if err != nil || p.Host == "" || !(p.Scheme == "https" || p.Scheme == "http" && loopback) {
+			add(u.path, "%q is not an https URL (or http on a loopback address)", u.v)
+		}
+	}
+	if g.Interval < time.Second || g.Interval > 24*time.Hour {
+		add("google_ads.interval", "must be between 1s and 24h")
+	}
+	if g.Batch < 1 || g.Batch > 2000 {
+		add("google_ads.batch", "must be between 1 and 2000")
+	}
+	if strings.ContainsFunc(g.DeveloperToken, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		add("google_ads.developer_token", "must not hold spaces or control characters")
 	}
 }
 

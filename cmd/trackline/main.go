@@ -33,6 +33,7 @@ import (
 	"github.com/trackline/trackline/app"
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/integrations"
+	"github.com/trackline/trackline/integrations/googleads"
 	"github.com/trackline/trackline/media"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/privacy"
@@ -247,6 +248,16 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	}
 	defer hooks.Close()
+	var ads *googleads.Uploader // nil: no developer token, nothing is uploaded
+	if cfg.GoogleAds.DeveloperToken != "" {
+		ads, err = googleads.New(googleads.Config{DeveloperToken: cfg.GoogleAds.DeveloperToken, BaseURL: cfg.GoogleAds.BaseURL,
+			TokenURL: cfg.GoogleAds.TokenURL, Interval: cfg.GoogleAds.Interval, Batch: cfg.GoogleAds.Batch}, db, keys,
+			googleads.WithLogger(logger))
+		if err != nil {
+			return err
+		}
+		defer ads.Close()
+	}
 	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p,
 		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv), api.WithUsers(db, cfg.App.URL, cfg.App.InviteTTL),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
@@ -276,7 +287,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 
 	return serveUntilStopped(ctx, node{cfg: cfg, logger: logger, reg: reg, db: db, pool: p, sweeper: sweeper, sw: sw, hub: hub,
-		api: a, web: web, hooks: hooks, stopping: &stopping, start: start})
+		api: a, web: web, hooks: hooks, ads: ads, stopping: &stopping, start: start})
 }
 
 // openPool loads the pool and seeds the configured customers the store does not have.
@@ -364,14 +375,15 @@ type node struct {
 	api      *api.API
 	web      *app.App
 	hooks    *integrations.Webhooks
-	stopping *atomic.Bool // set when the drain begins: /readyz answers 503 from then on
+	ads      *googleads.Uploader // nil: no uploads
+	stopping *atomic.Bool        // set when the drain begins: /readyz answers 503 from then on
 	start    time.Time
 }
 
 // serveUntilStopped serves SIP and HTTP and runs the pool's background work and the
 // webhooks' delivery until ctx ends or a listener fails, then stops in order: calls first
 // (new INVITEs get 503 while calls in progress finish, up to the drain timeout), then the
-// HTTP listeners, the pool's work, the webhooks and the store.
+// HTTP listeners, the pool's work, the webhooks, the Google Ads uploads and the store.
 func serveUntilStopped(ctx context.Context, n node) error {
 	cfg, logger := n.cfg, n.logger
 	servers := []*server{
@@ -401,6 +413,13 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	go func() { n.web.Run(poolCtx); close(webDone) }()
 	hooksDone := make(chan struct{})
 	go func() { n.hooks.Run(poolCtx); close(hooksDone) }()
+	adsDone := make(chan struct{})
+	go func() {
+		if n.ads != nil {
+			n.ads.Run(poolCtx)
+		}
+		close(adsDone)
+	}()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
 		"metrics", servers[2].ln.Addr().String(), "app", servers[3].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "version", version,
@@ -427,6 +446,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	<-sweepDone
 	<-webDone
 	<-hooksDone // the webhooks' attempts in flight are cancelled: made again after the restart
+	<-adsDone   // an upload in flight is cancelled: made again after the restart (the order id dedups)
 	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
