@@ -252,7 +252,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if cfg.GoogleAds.DeveloperToken != "" {
 		ads, err = googleads.New(googleads.Config{DeveloperToken: cfg.GoogleAds.DeveloperToken, BaseURL: cfg.GoogleAds.BaseURL,
 			TokenURL: cfg.GoogleAds.TokenURL, Interval: cfg.GoogleAds.Interval, Batch: cfg.GoogleAds.Batch}, db, keys,
-			googleads.WithLogger(logger))
+			googleads.WithLogger(logger), googleads.WithRegisterer(reg))
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
 	"github.com/trackline/trackline/internal/textutil"
@@ -114,6 +115,9 @@ func WithClock(now func() time.Time) Option { return func(u *Uploader) { u.now =
 // WithHTTPClient sets the client of the API and token requests (tests).
 func WithHTTPClient(c *http.Client) Option { return func(u *Uploader) { u.client = c } }
 
+// WithRegisterer registers the metrics on r.
+func WithRegisterer(r prometheus.Registerer) Option { return func(u *Uploader) { u.reg = r } }
+
 // WithSleep sets how the uploader waits between retries (tests: no wait).
 func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
 	return func(u *Uploader) { u.sleep = sleep }
@@ -131,6 +135,8 @@ type Uploader struct {
 	now    func() time.Time
 	client *http.Client
 	sleep  func(ctx context.Context, d time.Duration) error
+	reg    prometheus.Registerer
+	m      *metrics
 
 	mu      sync.Mutex
 	tokens  map[string]cachedSource // customer -> its token source
@@ -154,8 +160,15 @@ func New(cfg Config, db Store, keys Keys, opts ...Option) (*Uploader, error) {
 	for _, o := range opts {
 		o(u)
 	}
+	u.m = newMetrics()
+	if u.reg != nil {
+		if err := u.m.register(u.reg); err != nil {
+			return nil, err
+		}
+	}
 	if u.client == nil {
-		u.client = &http.Client{Timeout: cfg.Timeout}
+		// A transport of its own, whose idle connections Close closes.
+		u.client = &http.Client{Timeout: cfg.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	if u.sleep == nil {
 		u.sleep = func(ctx context.Context, d time.Duration) error {
@@ -197,7 +210,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops Run and waits for it; it is idempotent.
+// Close stops Run, waits for it and closes the idle connections; it is idempotent.
 func (u *Uploader) Close() error {
 	u.mu.Lock()
 	u.closed = true
@@ -207,6 +220,7 @@ func (u *Uploader) Close() error {
 		cancel()
 		<-u.done
 	}
+	u.client.CloseIdleConnections()
 	return nil
 }
 
@@ -282,6 +296,9 @@ func (u *Uploader) customer(ctx context.Context, g *store.GoogleAds) error {
 		})
 		if err != nil {
 			return err
+		}
+		for i := range done {
+			u.m.conversions.WithLabelValues(string(done[i].State)).Inc()
 		}
 		if len(cands) < u.cfg.Batch {
 			return nil
@@ -455,9 +472,11 @@ func (u *Uploader) send(ctx context.Context, g *store.GoogleAds, conv []clickCon
 		}
 		tok, err := src.Token()
 		if err != nil {
+			u.m.requests.WithLabelValues(requestTokenError).Inc()
 			return nil, fmt.Errorf("oauth2 token: %w", err)
 		}
 		status, answer, err := u.post(ctx, url, tok.AccessToken, g, body)
+		u.m.requests.WithLabelValues(outcome(status, err)).Inc()
 		switch {
 		case err == nil && status == http.StatusOK:
 			var r uploadResponse
@@ -486,6 +505,19 @@ func (u *Uploader) send(ctx context.Context, g *store.GoogleAds, conv []clickCon
 			return nil, err
 		}
 	}
+}
+
+// outcome is a request's label in trackline_googleads_requests_total.
+func outcome(status int, err error) string {
+	switch {
+	case err != nil || status == http.StatusTooManyRequests || status >= 500:
+		return requestRetryable
+	case status == http.StatusOK:
+		return requestOK
+	case status == http.StatusUnauthorized:
+		return requestUnauthorized
+	}
+	return requestRefused
 }
 
 // post makes one request; it answers the status and the body (at most 1 MiB).

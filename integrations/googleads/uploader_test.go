@@ -8,10 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
@@ -116,6 +120,7 @@ type fixture struct {
 	keys *keyring.Keyring
 	g    *fakeGoogle
 	up   *Uploader
+	reg  *prometheus.Registry
 	t0   time.Time
 }
 
@@ -139,7 +144,7 @@ func newFixture(t *testing.T, rule store.AdsRule, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{db: db, keys: keys, g: newFakeGoogle(t), t0: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
+	f := &fixture{db: db, keys: keys, g: newFakeGoogle(t), reg: prometheus.NewRegistry(), t0: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
 	err = db.Write(context.Background(), func(tx *store.Tx) error {
 		if err := tx.CreateCustomer(&store.Customer{ID: "acme", SiteKey: "acme-site-key", Status: store.StatusActive}); err != nil {
 			return err
@@ -153,7 +158,7 @@ func newFixture(t *testing.T, rule store.AdsRule, cfg Config) *fixture {
 	}
 	cfg.BaseURL, cfg.TokenURL, cfg.DeveloperToken = f.g.srv.URL, f.g.srv.URL+"/token", "dev-token"
 	f.up, err = New(cfg, db, keys, WithClock(func() time.Time { return f.t0.Add(time.Hour) }),
-		WithSleep(func(context.Context, time.Duration) error { return nil }))
+		WithSleep(func(context.Context, time.Duration) error { return nil }), WithRegisterer(f.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,12 +297,18 @@ func TestUploadRetriesAndTokenRefresh(t *testing.T) {
 		uploads   int // requests the fake took (401s not counted)
 		exchanges int
 		state     store.UploadState
+		outcomes  map[string]float64 // trackline_googleads_requests_total by outcome
 	}{
-		{"5xx then ok", []answer{{status: 503, body: `{"error":{"code":503}}`}, {status: 500, body: `{}`}}, 3, 1, store.UploadUploaded},
-		{"429 then ok", []answer{{status: 429, body: `{"error":{"code":429,"status":"RESOURCE_EXHAUSTED"}}`}}, 2, 1, store.UploadUploaded},
-		{"token revoked: refreshed once", []answer{{revoke: true}}, 1, 2, store.UploadUploaded},
-		{"5xx beyond the retries: pending", []answer{{status: 502}, {status: 502}, {status: 502}}, 3, 1, store.UploadPending},
-		{"400: pending with the error", []answer{{status: 400, body: `{"error":{"code":400,"message":"invalid developer token"}}`}}, 1, 1, store.UploadPending},
+		{"5xx then ok", []answer{{status: 503, body: `{"error":{"code":503}}`}, {status: 500, body: `{}`}}, 3, 1, store.UploadUploaded,
+			map[string]float64{requestRetryable: 2, requestOK: 1}},
+		{"429 then ok", []answer{{status: 429, body: `{"error":{"code":429,"status":"RESOURCE_EXHAUSTED"}}`}}, 2, 1, store.UploadUploaded,
+			map[string]float64{requestRetryable: 1, requestOK: 1}},
+		{"token revoked: refreshed once", []answer{{revoke: true}}, 1, 2, store.UploadUploaded,
+			map[string]float64{requestUnauthorized: 1, requestOK: 1}},
+		{"5xx beyond the retries: pending", []answer{{status: 502}, {status: 502}, {status: 502}}, 3, 1, store.UploadPending,
+			map[string]float64{requestRetryable: 3}},
+		{"400: pending with the error", []answer{{status: 400, body: `{"error":{"code":400,"message":"invalid developer token"}}`}}, 1, 1, store.UploadPending,
+			map[string]float64{requestRefused: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,6 +324,14 @@ func TestUploadRetriesAndTokenRefresh(t *testing.T) {
 			}
 			if u.State == store.UploadPending && (u.Error == "" || u.Attempts != 1 || !u.NextAttempt.After(f.t0.Add(time.Hour))) {
 				t.Fatalf("pending state %+v: want the error, one attempt and a later next attempt", u)
+			}
+			for _, o := range []string{requestOK, requestRetryable, requestUnauthorized, requestRefused, requestTokenError} {
+				if got := testutil.ToFloat64(f.up.m.requests.WithLabelValues(o)); got != tt.outcomes[o] {
+					t.Errorf("requests %s = %v, want %v", o, got, tt.outcomes[o])
+				}
+			}
+			if got := testutil.ToFloat64(f.up.m.conversions.WithLabelValues(string(tt.state))); got != 1 {
+				t.Errorf("conversions %s = %v, want 1", tt.state, got)
 			}
 		})
 	}
@@ -375,9 +394,11 @@ func TestSeal(t *testing.T) {
 	}
 }
 
+// TestRunClose: Run uploads at once, Close stops it and leaves no goroutine behind.
 func TestRunClose(t *testing.T) {
 	f := newFixture(t, store.AdsRule{MinTalkSeconds: 30, Value: store.AdsValueFixed, FixedValue: 1}, Config{Interval: time.Hour})
 	f.call(t, callA, 60, "Cj0KgclidA", "", "", store.ConsentGranted, true, 0)
+	before := runtime.NumGoroutine()
 	done := make(chan error, 1)
 	go func() { done <- f.up.Run(context.Background()) }()
 	deadline := time.Now().Add(5 * time.Second)
@@ -395,5 +416,13 @@ func TestRunClose(t *testing.T) {
 	}
 	if err := f.up.Close(); err != nil {
 		t.Fatal("second Close:", err)
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("goroutines leaked: %d before Run, %d after Close\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
