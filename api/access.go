@@ -140,6 +140,7 @@ func (a *API) adminRoutes() []adminRoute {
 		{"GET /v1/customers/{id}/google-ads", ruleCustomer, a.getGoogleAds},
 		{"PUT /v1/customers/{id}/google-ads", ruleCustomer, a.putGoogleAds},
 		{"GET /v1/customers/{id}/conversions.csv", ruleCustomer, a.conversionsCSV},
+		{"GET /v1/customers/{id}/conversions", ruleCustomer, a.listConversions},
 		{"/", rulePublic, notFound},
 	}
 }

@@ -274,6 +274,8 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 			ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/google-ads", notIn: true},
 		"PUT /v1/customers/{id}/google-ads": {own: req{"PUT", "/v1/customers/acme/google-ads", adsBody},
 			other: req{"PUT", "/v1/customers/bakery/google-ads", adsBody}, ownStatus: 200, otherStatus: 404},
+		"GET /v1/customers/{id}/conversions": {own: get("/v1/customers/acme/conversions"), other: get("/v1/customers/bakery/conversions"),
+			ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/conversions", notIn: true},
 		"GET /v1/customers/{id}/conversions.csv": {own: get("/v1/customers/acme/conversions.csv"), other: get("/v1/customers/bakery/conversions.csv"),
 			ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody/conversions.csv", notIn: true},
 		// The own case erases a caller without calls, so that the other cases keep their data.

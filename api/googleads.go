@@ -94,9 +94,9 @@ func (a *API) getGoogleAds(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		v = viewGoogleAds(&g)
-		return tx.ConversionUploads(id, func(u store.ConversionUpload) error {
+		return tx.ConversionUploads(id, "", func(u store.ConversionUpload) bool {
 			v.Uploads[u.State.String()]++
-			return nil
+			return true
 		})
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -192,6 +192,58 @@ func (a *API) putGoogleAds(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := viewGoogleAds(&g)
 	writeJSON(w, status, v)
+	return nil
+}
+
+// listConversions answers the customer's calls' upload states, oldest call first: at most
+// limit (default 100, at most 1000) after the call id cursor, optionally of one state.
+func (a *API) listConversions(w http.ResponseWriter, r *http.Request) error {
+	db, err := a.googleAdsStore()
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if _, err := a.pool.Customer(id); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return errStatus(http.StatusBadRequest, "limit", "limit: must be 1 to 1000")
+		}
+	}
+	state := store.UploadState(q.Get("state"))
+	switch state {
+	case store.UploadUnknown, store.UploadPending, store.UploadUploaded, store.UploadFailed, store.UploadSkipped:
+	default:
+		return errStatus(http.StatusBadRequest, "state", "state: must be pending, uploaded, failed or skipped")
+	}
+	cursor := q.Get("cursor")
+	if len(cursor) > 64 || !printable(cursor) {
+		return errStatus(http.StatusBadRequest, "cursor", "cursor: not one this API gave")
+	}
+	out := []store.ConversionUpload{}
+	next := ""
+	err = db.View(func(tx *store.Tx) error {
+		return tx.ConversionUploads(id, cursor, func(u store.ConversionUpload) bool {
+			if len(out) == limit {
+				next = out[len(out)-1].CallID
+				return false
+			}
+			if state == store.UploadUnknown || u.State == state {
+				out = append(out, u)
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Conversions []store.ConversionUpload `json:"conversions"`
+		NextCursor  string                   `json:"next_cursor,omitempty"`
+	}{out, next})
 	return nil
 }
 

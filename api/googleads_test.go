@@ -212,3 +212,56 @@ func TestConversionsCSV(t *testing.T) {
 		t.Fatalf("bad from: %d %s", status, body)
 	}
 }
+
+func TestListConversions(t *testing.T) {
+	db, _, base := newAdsEnv(t)
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	ids := []string{"01KJPWD6M04Y3C0ND8FTDB9R0A", "01KJPWD6M04Y3C0ND8FTDB9R0B", "01KJPWD6M04Y3C0ND8FTDB9R0C"}
+	err := db.Write(context.Background(), func(tx *store.Tx) error {
+		for i, id := range ids {
+			u := store.ConversionUpload{CustomerID: "acme", CallID: id, State: store.UploadUploaded, Updated: t0}
+			if i == 1 {
+				u.State, u.Error = store.UploadFailed, "conversionUploadError.UNPARSEABLE_GCLID: The click identifier is not valid."
+			}
+			if err := tx.PutConversionUpload(&u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(query string) (int, []string, string) {
+		t.Helper()
+		r := do(t, "GET", base+"/v1/customers/acme/conversions"+query, "", "", "Authorization", "Bearer "+token)
+		var got []string
+		convs, _ := r.body["conversions"].([]any)
+		for _, c := range convs {
+			got = append(got, c.(map[string]any)["call_id"].(string))
+		}
+		next, _ := r.body["next_cursor"].(string)
+		return r.status, got, next
+	}
+	tests := []struct {
+		name, query string
+		status      int
+		want        []string
+		next        string
+	}{
+		{"all", "", 200, ids, ""},
+		{"a page", "?limit=2", 200, ids[:2], ids[1]},
+		{"the next page", "?limit=2&cursor=" + ids[1], 200, ids[2:], ""},
+		{"failed only", "?state=failed", 200, ids[1:2], ""},
+		{"bad state", "?state=done", 400, nil, ""},
+		{"bad limit", "?limit=0", 400, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, got, next := list(tt.query)
+			if status != tt.status || strings.Join(got, ",") != strings.Join(tt.want, ",") || next != tt.next {
+				t.Fatalf("%d %v next %q; want %d %v next %q", status, got, next, tt.status, tt.want, tt.next)
+			}
+		})
+	}
+}

@@ -338,21 +338,26 @@ func (t *Tx) ConversionUpload(customerID, callID string) (ConversionUpload, erro
 	return u, nil
 }
 
-// ConversionUploads lists a customer's upload states, in call id order.
-func (t *Tx) ConversionUploads(customerID string, fn func(ConversionUpload) error) error {
+// ConversionUploads calls fn with a customer's upload states whose call ids sort after
+// after ("" for all), in call id order (oldest call first), until fn answers false.
+func (t *Tx) ConversionUploads(customerID, after string, fn func(ConversionUpload) bool) error {
 	b := t.tx.Bucket(bucketAdsUploads)
 	if b.b == nil {
 		return nil
 	}
 	prefix := compose(customerID, "")
 	c := b.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	k, v := c.Seek(compose(customerID, after))
+	if after != "" && k != nil && bytes.Equal(k, compose(customerID, after)) {
+		k, v = c.Next()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		var u ConversionUpload
 		if err := json.Unmarshal(v, &u); err != nil {
 			return fmt.Errorf("decode conversion upload %q: %w", k, err)
 		}
-		if err := fn(u); err != nil {
-			return err
+		if !fn(u) {
+			return nil
 		}
 	}
 	return nil
