@@ -11,7 +11,7 @@
 //
 // What it does not own: which events exist, their payloads, and when they are written (package
 // store writes them in the transaction of the record that causes them); the endpoints' API
-// (package api); the Google Ads conversions of issue 19 are not here yet.
+// (package api); Google Ads offline conversions are package integrations/googleads (docs/googleads.md).
 //
 // Delivery is at least once: an attempt's outcome is recorded after the attempt, so a stop
 // or crash in between sends the message again, with the same webhook-id, after the restart.

@@ -99,6 +99,12 @@ func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 	if err := t.deleteSubjectMessages(c.CustomerID, c.ID); err != nil {
 		return Call{}, Recording{}, err
 	}
+	// So does its Google Ads upload state, which may quote Google's error about its click.
+	if b := t.tx.Bucket(bucketAdsUploads); b.b != nil {
+		if err := b.Delete(compose(c.CustomerID, c.ID)); err != nil {
+			return Call{}, Recording{}, err
+		}
+	}
 	key := compose(c.CustomerID, c.ID)
 	for _, del := range []struct{ b, k []byte }{
 		{bucketCallsByCust, key},

@@ -18,11 +18,8 @@ import (
 // never sees them in the clear; integrations/googleads seals and opens them).
 // googleads_uploads holds a call's upload state, keyed customer 0x00 call id.
 //
-// Both buckets are made by the first write that needs them (ensureAdsBucket); a read of a
-// file without them finds nothing. Caveat: that first write is not in a compaction's log of
-// changes (oplog.go has no bucket creation), so a compaction running at that moment fails
-// and must be run again. Listing the buckets in store.go's addedBuckets, so that Open makes
-// them, removes the caveat.
+// Open makes both buckets (store.go's addedBuckets); ensureAdsBucket still makes one a write
+// needs in a file opened without it (a file an earlier build wrote, read by tests).
 
 var (
 	bucketAdsSettings = []byte("googleads_settings")

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -154,5 +155,31 @@ func TestGoogleAdsStoreAndPurge(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEraseCallTakesItsUpload: deleting a call (a caller's erasure) deletes its Google Ads
+// upload state, which may quote Google's error about its click.
+func TestEraseCallTakesItsUpload(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	c := Call{ID: testCallID(start, 1), CustomerID: "c", Start: start, End: start.Add(time.Minute), Gclid: "gclid-probe"}
+	putCalls(t, db, c)
+	ctx := context.Background()
+	if err := db.Write(ctx, func(tx *Tx) error {
+		return tx.PutConversionUpload(&ConversionUpload{CustomerID: "c", CallID: c.ID, State: UploadFailed, Error: "gclid-probe is too old"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(ctx, func(tx *Tx) error { _, _, err := tx.DeleteCall(c.ID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *Tx) error { _, err := tx.ConversionUpload("c", c.ID); return err })
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the erased call's upload state: %v", err)
 	}
 }

@@ -57,7 +57,7 @@ var (
 	// value, so it needs no new schema version: Open creates them in a file an earlier build
 	// wrote, an earlier build ignores them, and Verify accepts a file without them.
 	addedBuckets = slices.Concat([][]byte{bucketTokens, bucketTokensByCu, bucketAudit, bucketAuditByCust, bucketAgentTokens, bucketAgentByCu,
-		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller}, userBuckets, webhookBuckets)
+		bucketSessCalled, bucketUsage, bucketPurged, bucketCallsByCaller, bucketAdsSettings, bucketAdsUploads}, userBuckets, webhookBuckets)
 
 	keySchema = []byte("schema_version")
 )
