@@ -35,6 +35,20 @@ func (a *API) googleAdsStore() (adsStore, error) {
 	return db, nil
 }
 
+// googleAdsCustomer is the store and the customer {id} of a Google Ads request: 503 without
+// the store, the missing-customer answer for an unknown one.
+func (a *API) googleAdsCustomer(r *http.Request) (adsStore, string, error) {
+	db, err := a.googleAdsStore()
+	if err != nil {
+		return nil, "", err
+	}
+	id := r.PathValue("id")
+	if _, err := a.pool.Customer(id); err != nil {
+		return nil, "", err
+	}
+	return db, id, nil
+}
+
 // googleAdsView is what the API shows of the settings: never the secrets.
 type googleAdsView struct {
 	CustomerID       string         `json:"customer_id"`
@@ -79,12 +93,8 @@ type googleAdsInput struct {
 const maxAdsSecret = 1024
 
 func (a *API) getGoogleAds(w http.ResponseWriter, r *http.Request) error {
-	db, err := a.googleAdsStore()
+	db, id, err := a.googleAdsCustomer(r)
 	if err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if _, err := a.pool.Customer(id); err != nil {
 		return err
 	}
 	var v googleAdsView
@@ -110,12 +120,8 @@ func (a *API) getGoogleAds(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) putGoogleAds(w http.ResponseWriter, r *http.Request) error {
-	db, err := a.googleAdsStore()
+	db, id, err := a.googleAdsCustomer(r)
 	if err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if _, err := a.pool.Customer(id); err != nil {
 		return err
 	}
 	var in googleAdsInput
@@ -198,12 +204,8 @@ func (a *API) putGoogleAds(w http.ResponseWriter, r *http.Request) error {
 // listConversions answers the customer's calls' upload states, oldest call first: at most
 // limit (default 100, at most 1000) after the call id cursor, optionally of one state.
 func (a *API) listConversions(w http.ResponseWriter, r *http.Request) error {
-	db, err := a.googleAdsStore()
+	db, id, err := a.googleAdsCustomer(r)
 	if err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if _, err := a.pool.Customer(id); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -266,12 +268,8 @@ var plainClickID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
 // zone, the header row, and a row per call that matches the rule, has a gclid and the
 // visitor's ad consent. Only the gclid: the template has no column for gbraid or wbraid.
 func (a *API) conversionsCSV(w http.ResponseWriter, r *http.Request) error {
-	db, err := a.googleAdsStore()
+	db, id, err := a.googleAdsCustomer(r)
 	if err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if _, err := a.pool.Customer(id); err != nil {
 		return err
 	}
 	now := a.now()
