@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -90,8 +88,6 @@ type googleAdsInput struct {
 	Disabled         bool          `json:"disabled"`
 }
 
-const maxAdsSecret = 1024
-
 func (a *API) getGoogleAds(w http.ResponseWriter, r *http.Request) error {
 	db, id, err := a.googleAdsCustomer(r)
 	if err != nil {
@@ -128,55 +124,28 @@ func (a *API) putGoogleAds(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, maxBody, &in, false); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"client_secret", in.ClientSecret}, {"refresh_token", in.RefreshToken}} {
-		if f.v != nil && (*f.v == "" || len(*f.v) > maxAdsSecret || !printable(*f.v)) {
-			return errStatus(http.StatusBadRequest, f.name, f.name+": must be 1 to "+strconv.Itoa(maxAdsSecret)+" printable characters")
-		}
-	}
 	key, err := a.keys.Get(id)
 	if err != nil {
 		return err
 	}
 	now := a.now().UTC()
-	g := store.GoogleAds{CustomerID: id, AdsCustomerID: in.AdsCustomerID, LoginCustomerID: in.LoginCustomerID,
-		ConversionAction: in.ConversionAction, ConversionName: in.ConversionName, Currency: in.Currency, TimeZone: in.TimeZone,
-		ClientID: in.ClientID, Rule: in.Rule, Disabled: in.Disabled, Created: now}
-	// The secrets: the stored ones, with what the body replaces; none without a client id.
-	var old store.GoogleAds
-	err = db.View(func(tx *store.Tx) (err error) { old, err = tx.GoogleAds(id); return err })
+	var old *store.GoogleAds
+	err = db.View(func(tx *store.Tx) error {
+		g, err := tx.GoogleAds(id)
+		if err == nil {
+			old = &g
+		}
+		return err
+	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	created := err != nil
-	if !created {
-		g.Created, g.Updated = old.Created, now
-	}
-	var sec googleads.Secrets
-	if len(old.SealedSecrets) > 0 {
-		if sec, err = googleads.Unseal(key, old.SealedSecrets); err != nil {
-			return err
-		}
-	}
-	if in.ClientSecret != nil {
-		sec.ClientSecret = *in.ClientSecret
-	}
-	if in.RefreshToken != nil {
-		sec.RefreshToken = *in.RefreshToken
-	}
-	switch {
-	case in.ClientID == "" && (in.ClientSecret != nil || in.RefreshToken != nil):
-		return errStatus(http.StatusBadRequest, "client_id", "client_id: required with client_secret and refresh_token")
-	case in.ClientID != "" && sec.ClientSecret == "":
-		return errStatus(http.StatusBadRequest, "client_secret", "client_secret: required with client_id")
-	case in.ClientID != "" && sec.RefreshToken == "":
-		return errStatus(http.StatusBadRequest, "refresh_token", "refresh_token: required with client_id")
-	case in.ClientID != "":
-		if g.SealedSecrets, err = googleads.Seal(key, sec); err != nil {
-			return err
-		}
+	created := old == nil
+	g, err := googleads.Apply(old, googleads.Edit{AdsCustomerID: in.AdsCustomerID, LoginCustomerID: in.LoginCustomerID,
+		ConversionAction: in.ConversionAction, ConversionName: in.ConversionName, Currency: in.Currency, TimeZone: in.TimeZone,
+		ClientID: in.ClientID, ClientSecret: in.ClientSecret, RefreshToken: in.RefreshToken, Rule: in.Rule, Disabled: in.Disabled}, key, now)
+	if err != nil {
+		return fieldProblem(err)
 	}
 	e := store.AuditEntry{Time: now, Actor: who(r).actor(), Action: "googleads.update", CustomerID: id}
 	err = db.Write(r.Context(), func(tx *store.Tx) error {
@@ -185,12 +154,8 @@ func (a *API) putGoogleAds(w http.ResponseWriter, r *http.Request) error {
 		}
 		return tx.AppendAudit(&e)
 	})
-	var fe *store.FieldError
-	if errors.As(err, &fe) {
-		return errStatus(http.StatusBadRequest, fe.Field, fe.Error())
-	}
 	if err != nil {
-		return err
+		return fieldProblem(err)
 	}
 	status := http.StatusOK
 	if created {
@@ -258,11 +223,6 @@ func printable(s string) bool {
 	return true
 }
 
-// plainClickID is a gclid that can go into a spreadsheet as it is: Google's click ids are
-// URL-safe base64. Anything else (a visitor can put any text in the landing URL) is left
-// out, so that no cell starts a formula.
-var plainClickID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
-
 // conversionsCSV answers the customer's conversions of the last 90 days (or from ... to,
 // RFC 3339) in Google's offline conversion import template: a Parameters row with the time
 // zone, the header row, and a row per call that matches the rule, has a gclid and the
@@ -286,74 +246,22 @@ func (a *API) conversionsCSV(w http.ResponseWriter, r *http.Request) error {
 			*p.dst = t
 		}
 	}
-	var g store.GoogleAds
-	var rows [][]string
-	err = db.View(func(tx *store.Tx) error {
-		if g, err = tx.GoogleAds(id); err != nil {
-			return err
-		}
-		if g.ConversionName == "" {
-			return errStatus(http.StatusConflict, "conversion_name", "conversion_name: set it (PUT .../google-ads) for the CSV")
-		}
-		loc := time.UTC
-		if g.TimeZone != "" {
-			if loc, err = time.LoadLocation(g.TimeZone); err != nil {
-				return err
-			}
-		}
-		ended := false
-		f := store.CallFilter{CustomerID: id, From: from, To: to, Active: &ended, Limit: 1000}
-		for {
-			calls, next, err := tx.Calls(f)
-			if err != nil {
-				return err
-			}
-			for i := range calls {
-				c := &calls[i]
-				if !g.Rule.Matches(c) || c.SessionID == "" {
-					continue
-				}
-				s, err := tx.Session(c.SessionID)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				} else if err != nil {
-					return err
-				}
-				if s.AdConsent != store.ConsentGranted || !plainClickID.MatchString(s.Gclid) {
-					continue
-				}
-				value, currency := "", ""
-				if v := g.Rule.ValueOf(c); v > 0 {
-					value, currency = strconv.FormatFloat(v, 'f', -1, 64), g.Currency
-				}
-				rows = append(rows, []string{s.Gclid, g.ConversionName, c.Start.In(loc).Format(time.DateTime), value, currency})
-			}
-			if next == "" {
-				return nil
-			}
-			f.Before = next
-		}
-	})
-	if errors.Is(err, store.ErrNotFound) {
+	var out googleads.CSV
+	err = db.View(func(tx *store.Tx) (err error) { out, err = googleads.Conversions(tx, id, from, to); return err })
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return errStatus(http.StatusNotFound, "", "no Google Ads settings")
-	}
-	if err != nil {
+	case errors.Is(err, googleads.ErrNoConversionName):
+		return errStatus(http.StatusConflict, "conversion_name", "conversion_name: set it (PUT .../google-ads) for the CSV")
+	case err != nil:
 		return err
 	}
 	if err := a.audit(r, "googleads.export", id); err != nil {
 		return err
 	}
-	zone := g.TimeZone
-	if zone == "" {
-		zone = "Etc/UTC"
-	}
 	h := w.Header()
 	h.Set("Content-Type", "text/csv; charset=utf-8")
 	h.Set("Content-Disposition", `attachment; filename="conversions.csv"`)
 	h.Set("Cache-Control", "no-store")
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"Parameters:TimeZone=" + zone})
-	cw.Write([]string{"Google Click ID", "Conversion Name", "Conversion Time", "Conversion Value", "Conversion Currency"})
-	cw.WriteAll(rows)
-	return nil
+	return out.Write(w)
 }

@@ -2,8 +2,11 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/trackline/trackline/store"
 )
 
 // problem is an RFC 9457 problem detail.
@@ -53,4 +56,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func retryAfter(w http.ResponseWriter, seconds int) {
 	w.Header().Set("Retry-After", strconv.Itoa(seconds))
+}
+
+// fieldProblem is a *store.FieldError as a 400 that names its field; other errors as they are.
+func fieldProblem(err error) error {
+	var fe *store.FieldError
+	if errors.As(err, &fe) {
+		return errStatus(http.StatusBadRequest, fe.Field, fe.Error())
+	}
+	return err
 }
