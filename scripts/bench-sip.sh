@@ -13,6 +13,13 @@
 #   NUMBERS          pool numbers the trunk dials in turn [1000]
 #   BUFF             sipp's socket buffers, -buff_size (capped by net.core.rmem_max) [4194304]
 #   KEEP             1: keep the temp dir (config, logs, sipp statistics) [0; kept on failure]
+#   BIN              the switch to run; when set it is not built [bin/trackline, built if stale]
+#   WEBHOOK_URL      when set, each run makes one webhook endpoint of the customer with this URL
+#                    (on 127.0.0.0/8, which the config allows) right after the switch is ready,
+#                    and reports webhook attempts by outcome and the queue depth at its end; a
+#                    receiver: `go run ./cmd/trackline-webhookrecv -listen 127.0.0.1:18919
+#                    -mode fast` (answers 204) or `-mode hang` (never answers) [unset: none]
+#   WEBHOOK_TYPES    the endpoint's event types, a JSON list [every type]
 #
 # Per run it reports: calls, failed calls as sipp counts them (any call whose scenario did
 # not run as written), calls the switch recorded as not answered (trackline_calls_total from
@@ -35,8 +42,11 @@ CALL_MS=${CALL_MS:-1000}
 NUMBERS=${NUMBERS:-1000}
 BUFF=${BUFF:-4194304}
 KEEP=${KEEP:-0}
+WEBHOOK_URL=${WEBHOOK_URL:-}
+WEBHOOK_TYPES=${WEBHOOK_TYPES:-'["call.ringing","call.answered","call.completed","recording.ready","call.updated","number.pool_exhausted"]'}
 
-BIN=bin/trackline
+BIN_SET=${BIN:+1}
+BIN=${BIN:-bin/trackline}
 TOKEN=bench-admin-token-0001
 FIRST=31850100000 # the pool: +31850100000 ... (NUMBERS of them)
 CLK_TCK=$(getconf CLK_TCK)
@@ -64,7 +74,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build_switch "$BIN"
+[ -n "$BIN_SET" ] || build_switch "$BIN"
+[ -x "$BIN" ] || die "no switch at $BIN"
 
 # The trunk dials the pool numbers in turn (an injection file) from the caller +31612345678.
 {
@@ -90,6 +101,7 @@ sip:
       sources: ["127.0.0.1/32"]
   ring_timeout: 10s
   drain_timeout: 2s
+webhooks: {allow_cidrs: ["127.0.0.0/8"]}
 customers:
   - id: bench
     name: Bench BV
@@ -176,6 +188,11 @@ bench() {
 	write_config "$line_port"
 	start_server "$dir/switch.log"
 	local pid=$server_pid sip_port=${sip_addr##*:}
+	if [ -n "$WEBHOOK_URL" ]; then
+		curl -fsS --max-time 5 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+			-d "{\"url\": \"$WEBHOOK_URL\", \"event_types\": $WEBHOOK_TYPES}" \
+			"http://$admin_addr/v1/customers/bench/webhooks" >"$dir/webhook.json" || die "could not make the webhook endpoint"
+	fi
 
 	# The business line: answers every call, until stopped.
 	# sipp writes some files into its working directory: run it in the run's directory.
@@ -217,6 +234,12 @@ bench() {
 	local answered total
 	answered=$(metric_sum 'trackline_calls_total{disposition="answered"}')
 	total=$(metric_sum 'trackline_calls_total{')
+	local webhooks=""
+	if [ -n "$WEBHOOK_URL" ]; then
+		curl -fsS --max-time 5 "http://$metrics_addr/metrics" >"$dir/metrics.txt" 2>/dev/null || true
+		webhooks=$(awk '/^trackline_webhook_attempts_total\{/ && $2 > 0 {sub(/.*outcome="/, "", $1); sub(/".*/, "", $1); printf "%s%s %d", sep, $1, $2; sep = ", "}
+			/^trackline_webhook_queue_depth / {d = $2} END {printf "; queue depth %s", d == "" ? "n/a" : d}' "$dir/metrics.txt")
+	fi
 	local warns
 	warns=$(grep -c '"level":"\(WARN\|ERROR\)"' "$dir/switch.log" || true)
 	stop_pid "$line_pid" 3
@@ -263,6 +286,7 @@ bench() {
 		}')
 	results+=("$row")
 	say "run $run done: $row"
+	[ -z "$webhooks" ] || { results+=("|  webhooks at the end: ${webhooks#, } |"); say "run $run webhooks: ${webhooks#, }"; }
 }
 
 for rate in $RATES; do
