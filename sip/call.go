@@ -110,11 +110,8 @@ func (s *Switch) screen(req *sipmsg.Request) (*Trunk, *refusal) {
 		s.m.aclRejected.Inc()
 		return nil, &refusal{code: 403, reason: "Forbidden"}
 	}
-	if code, hdr := s.authorize(req, trunk); code != 0 {
-		if hdr != nil {
-			return nil, &refusal{code: code, reason: "Unauthorized", hdrs: []sipmsg.Header{hdr}}
-		}
-		return nil, &refusal{code: code, reason: "Forbidden"}
+	if no := s.auth.check(req, trunk, s.now()); no != nil {
+		return nil, no
 	}
 	if code, reason := checkInvite(req); code != 0 {
 		return nil, &refusal{code: code, reason: reason}

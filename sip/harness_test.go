@@ -244,6 +244,7 @@ type envOpts struct {
 	keys         *keyring.Keyring // caller pseudonyms
 	pseudonymous bool             // the customer's callers are pseudonymous
 	media        callseam.Media   // anchors calls (none: direct media)
+	auth         AuthConfig       // digest limits
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -277,7 +278,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
 		Trunks:        []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}},
-		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass}, p, db, WithKeys(o.keys), WithMedia(o.media))
+		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass, Auth: o.auth}, p, db, WithKeys(o.keys), WithMedia(o.media))
 	if err != nil {
 		t.Fatal(err)
 	}

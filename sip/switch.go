@@ -38,7 +38,8 @@ type Config struct {
 	RingTimeout   time.Duration
 	MaxDuration   time.Duration
 	DrainTimeout  time.Duration
-	UDPReadBuffer int // SO_RCVBUF of the UDP socket (default 8 MiB, capped by rmem_max)
+	UDPReadBuffer int        // SO_RCVBUF of the UDP socket (default 8 MiB, capped by rmem_max)
+	Auth          AuthConfig // digest limits of the trunks with credentials
 }
 
 // Trunk is an inbound trunk: the sources it sends from and optional digest credentials.
@@ -83,13 +84,13 @@ type Switch struct {
 	reg    prometheus.Registerer // nil: the metrics are kept but not registered
 	m      *metrics
 
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	udpUA  sipgo.DialogUA // dialogs over UDP, sent from the listening socket
-	tcpUA  sipgo.DialogUA // dialogs over TCP
-	proxy  *sipmsg.Uri
-	calls  *callTable
-	nonces *nonceKeeper
+	ua    *sipgo.UserAgent
+	srv   *sipgo.Server
+	udpUA sipgo.DialogUA // dialogs over UDP, sent from the listening socket
+	tcpUA sipgo.DialogUA // dialogs over TCP
+	proxy *sipmsg.Uri
+	calls *callTable
+	auth  *digestAuth
 
 	udp  net.PacketConn
 	tcp  net.Listener
@@ -130,7 +131,7 @@ func WithClock(now func() time.Time) Option { return func(s *Switch) { s.now = n
 func New(cfg Config, p *pool.Pool, db *store.DB, opts ...Option) (*Switch, error) {
 	cfg.defaults()
 	s := &Switch{cfg: cfg, pool: p, db: db, log: slog.New(slog.DiscardHandler), now: time.Now, m: newMetrics(),
-		calls: newCallTable(), nonces: newNonceKeeper()}
+		calls: newCallTable(), auth: newDigestAuth(cfg.Auth)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -143,6 +144,9 @@ func New(cfg Config, p *pool.Pool, db *store.DB, opts ...Option) (*Switch, error
 		s.proxy = &u
 	}
 	if err := s.m.register(s.reg); err != nil {
+		return nil, err
+	}
+	if err := s.auth.register(s.reg); err != nil {
 		return nil, err
 	}
 	if s.reg != nil {
