@@ -264,6 +264,9 @@ func (a *App) Handler() http.Handler {
 	cust("GET /c/{cid}/webhooks", a.webhooksPage)
 	cust("POST /c/{cid}/webhooks", a.addWebhook)
 	cust("POST /c/{cid}/webhooks/{wid}", a.changeWebhook)
+	cust("GET /c/{cid}/google-ads", a.googleAdsPage)
+	cust("POST /c/{cid}/google-ads", a.saveGoogleAds)
+	cust("GET /c/{cid}/google-ads/conversions.csv", a.conversionsCSV)
 	cust("POST /c/{cid}/prompts", a.uploadPrompt)
 	cust("GET /c/{cid}/prompts/{kind}", a.promptAudio)
 	return mux

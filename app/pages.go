@@ -293,8 +293,22 @@ func (a *App) callPage(w http.ResponseWriter, q *request) error {
 	if err := a.auditWrite(q, "call.read", c.ID); err != nil {
 		return err
 	}
-	return a.page(w, q, "call", map[string]any{"Call": c, "Explain": a.explain(q.lang, &c), "Saved": q.r.URL.Query().Get("saved") != "",
-		"LeadStatuses": []string{"", "lead", "qualified", "customer", "not_a_lead"}, "Tags": strings.Join(c.Tags, ", ")})
+	data := map[string]any{"Call": c, "Explain": a.explain(q.lang, &c), "Saved": q.r.URL.Query().Get("saved") != "",
+		"LeadStatuses": []string{"", "lead", "qualified", "customer", "not_a_lead"}, "Tags": strings.Join(c.Tags, ", ")}
+	// The call's Google Ads upload, if it has one.
+	if err := a.db.View(func(tx *store.Tx) error {
+		u, err := tx.ConversionUpload(c.CustomerID, c.ID)
+		if err == nil {
+			data["Upload"] = u
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	return a.page(w, q, "call", data)
 }
 
 // explain says in words why a call belongs where it does: the visit whose lease covered it

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"money":    func(v float64) string { return fmt.Sprintf("%.2f", v) },
 		"pct":      func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) },
 		"join":     strings.Join,
+		"hasLead":  func(ls []store.LeadStatus, l store.LeadStatus) bool { return slices.Contains(ls, l) },
 		"lastAttempt": func(as []store.Attempt) *store.Attempt {
 			if len(as) == 0 {
 				return nil
@@ -101,12 +103,17 @@ func (a *App) render(w http.ResponseWriter, r *http.Request, status int, name, l
 
 // page renders a logged-in user's page.
 func (a *App) page(w http.ResponseWriter, q *request, name string, data map[string]any) error {
+	return a.pageStatus(w, q, http.StatusOK, name, data)
+}
+
+// pageStatus renders a page with a status other than 200 (a form sent back with its error).
+func (a *App) pageStatus(w http.ResponseWriter, q *request, status int, name string, data map[string]any) error {
 	v := view{T: messages[q.lang], Lang: q.lang, CSRF: q.session.CSRF, Nav: name, Data: data,
 		User: &userView{ID: q.user.ID, Email: q.user.Email, Role: string(q.user.Role), Operator: q.user.Role == "operator", Admin: q.isAdmin()}}
 	if q.customer.ID != "" {
 		v.Customer = &customerView{ID: q.customer.ID, Name: q.customer.Name}
 	}
-	a.write(w, http.StatusOK, name, v)
+	a.write(w, status, name, v)
 	return nil
 }
 

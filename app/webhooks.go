@@ -46,10 +46,7 @@ func (a *App) webhooksView(w http.ResponseWriter, q *request, status int, data m
 	}
 	data["Endpoints"] = rows
 	data["Types"] = store.EventTypes()
-	if status != http.StatusOK {
-		w.WriteHeader(status)
-	}
-	return a.page(w, q, "webhooks", data)
+	return a.pageStatus(w, q, status, "webhooks", data)
 }
 
 // addWebhook makes an endpoint and shows its secret once (admins only).

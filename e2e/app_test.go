@@ -170,13 +170,13 @@ func TestWebApp(t *testing.T) {
 		t.Error("the overview's chart was not drawn")
 	}
 	checkAxe(t, b, axe, "overview")
-	for _, p := range []string{"numbers", "settings", "users", "audit", "privacy", "webhooks"} {
+	for _, p := range []string{"numbers", "settings", "users", "audit", "privacy", "webhooks", "google-ads"} {
 		goTo(t, b, app+"/c/"+customerID+"/"+p)
 		checkAxe(t, b, axe, p)
 	}
 	// Narrow screens: nothing wider than 360 px.
 	b.run(t, chromedp.EmulateViewport(360, 740))
-	for _, p := range []string{"", "calls", "calls/" + call.ID, "numbers", "settings", "users", "audit", "privacy", "webhooks"} {
+	for _, p := range []string{"", "calls", "calls/" + call.ID, "numbers", "settings", "users", "audit", "privacy", "webhooks", "google-ads"} {
 		goTo(t, b, app+"/c/"+customerID+"/"+p)
 		if w := eval[int](t, b, "document.documentElement.scrollWidth"); w > 360 {
 			t.Errorf("/%s is %d px wide at 360 px: %s", p, w, eval[string](t, b, `Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > 362).slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join('; ')`))
