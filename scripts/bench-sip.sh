@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # SIP load benchmark of the real binary: sipp as the trunk (UAC) and as the business line
 # (UAS), both on loopback, through `trackline serve`. A ladder of call rates, then one
-# sustained run. Each run gets a fresh switch (its own data directory, so peak RSS is per run)
-# and a fresh business line.
+# sustained run, then (when OVERLOAD_RATE is set) an overload run. Each run gets a fresh
+# switch (its own data directory, so peak RSS is per run) and a fresh business line.
+#
+# MODE picks what the bench customer's calls cost the switch (signalling-only calls in every
+# mode: sipp sends no RTP):
+#   direct    no recording, no prompt: SDP passes through untouched (direct media)
+#   recorded  recording on, no prompt: media anchored (4 RTP/RTCP sockets a call), a recording
+#             opened at the answer and finished (encrypted, synced, renamed, hashed) at the BYE
+#   prompt    recording on and the built-in disclaimer (7.1 s) as early media: the caller's 200
+#             comes after it, so setup times include it and calls last it longer
 #
 # Environment (defaults in brackets):
 #   RATES            call rates of the ladder, calls per second ["200 500 1000 1500"]
@@ -13,6 +21,11 @@
 #   NUMBERS          pool numbers the trunk dials in turn [1000]
 #   BUFF             sipp's socket buffers, -buff_size (capped by net.core.rmem_max) [4194304]
 #   KEEP             1: keep the temp dir (config, logs, sipp statistics) [0; kept on failure]
+#   MODE             direct | recorded | prompt (above) [direct]
+#   RTP_PORTS        media.rtp_ports of the anchored modes [10000-31999]
+#   MAX_CPS          sip.max_cps of the switch (its configured INVITE rate cap) [unset: none]
+#   OVERLOAD_RATE    offered rate of the overload run, e.g. twice the ladder's knee; 0 skips it [0]
+#   OVERLOAD_SECONDS length of the overload run [60]
 #   BIN              the switch to run; when set it is not built [bin/trackline, built if stale]
 #   WEBHOOK_URL      when set, each run makes one webhook endpoint of the customer with this URL
 #                    (on 127.0.0.0/8, which the config allows) right after the switch is ready,
@@ -20,6 +33,10 @@
 #                    receiver: `go run ./cmd/trackline-webhookrecv -listen 127.0.0.1:18919
 #                    -mode fast` (answers 204) or `-mode hang` (never answers) [unset: none]
 #   WEBHOOK_TYPES    the endpoint's event types, a JSON list [every type]
+#
+# The overload run's trunk (e2e/testdata/sipp/uac-answer-or-503.xml) takes a 503 with
+# Retry-After as a refused call; it reports goodput (answered calls a second while the load
+# was offered), the 503s, the setup p99 of admitted calls and the p99 time to a 503.
 #
 # Per run it reports: calls, failed calls as sipp counts them (any call whose scenario did
 # not run as written), calls the switch recorded as not answered (trackline_calls_total from
@@ -43,6 +60,14 @@ NUMBERS=${NUMBERS:-1000}
 BUFF=${BUFF:-4194304}
 KEEP=${KEEP:-0}
 WEBHOOK_URL=${WEBHOOK_URL:-}
+MODE=${MODE:-direct}
+RTP_PORTS=${RTP_PORTS:-10000-31999}
+MAX_CPS=${MAX_CPS:-}
+OVERLOAD_RATE=${OVERLOAD_RATE:-0}
+OVERLOAD_SECONDS=${OVERLOAD_SECONDS:-60}
+case $MODE in direct | recorded | prompt) ;; *) echo "bench-sip: MODE=$MODE: want direct, recorded or prompt" >&2; exit 2 ;; esac
+PROMPT_S=0 # how much longer the caller waits for the bridge: the disclaimer
+[ "$MODE" = prompt ] && PROMPT_S=8
 WEBHOOK_TYPES=${WEBHOOK_TYPES:-'["call.ringing","call.answered","call.completed","recording.ready","call.updated","number.pool_exhausted"]'}
 
 BIN_SET=${BIN:+1}
@@ -84,6 +109,17 @@ trap cleanup EXIT
 } >"$tmp/numbers.csv"
 scenarios=$PWD/$SIPP_SCENARIOS
 sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer.xml" >"$tmp/uac.xml"
+sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer-or-503.xml" >"$tmp/uac-503.xml"
+
+# The customer's media: what MODE asks for.
+media_yaml="" customer_yaml=""
+case $MODE in
+recorded) customer_yaml="    recording: {enabled: true}" ;;
+prompt) customer_yaml=$'    recording: {enabled: true}\n    prompts: {disclaimer: default}' ;;
+esac
+[ "$MODE" != direct ] && media_yaml=$'media:\n  rtp_ports: '"$RTP_PORTS"
+max_cps_yaml=""
+[ -n "$MAX_CPS" ] && max_cps_yaml="  max_cps: $MAX_CPS"
 
 # write_config LINE_PORT
 write_config() {
@@ -101,6 +137,8 @@ sip:
       sources: ["127.0.0.1/32"]
   ring_timeout: 10s
   drain_timeout: 2s
+$max_cps_yaml
+$media_yaml
 webhooks: {allow_cidrs: ["127.0.0.0/8"]}
 customers:
   - id: bench
@@ -111,6 +149,7 @@ customers:
     business_lines: ["sip:+31852087972@127.0.0.1:$1"]
     display_numbers: ["+31852087972"]
     pool_range: {first: "+$FIRST", count: $NUMBERS}
+$customer_yaml
 YAML
 }
 
@@ -173,12 +212,18 @@ metric_sum() {
 		awk -v m="$1" -v not="${2:-}" 'index($1, m) == 1 && (not == "" || index($1, not) == 0) {s += $2; found = 1} END {print found ? s : "n/a"}'
 }
 
-results=()
+results=() overloads=()
 run=0
 
-# bench NAME RATE CALLS
+# bench NAME RATE CALLS [overload]
 bench() {
-	local name=$1 rate=$2 calls=$3
+	local name=$1 rate=$2 calls=$3 kind=${4:-}
+	local scenario="$tmp/uac.xml"
+	local rtt_freq=1000 # sipp writes its RTDs in batches of this many: every run's calls are a multiple
+	if [ "$kind" = overload ]; then
+		scenario="$tmp/uac-503.xml"
+		rtt_freq=1 # refused and answered calls make RTDs in any proportion
+	fi
 	run=$((run + 1))
 	local dir="$tmp/run-$run-$name"
 	mkdir -p "$dir"
@@ -204,8 +249,8 @@ bench() {
 
 	uac_port=$(free_udp_port) || die "no free UDP port"
 	local secs=$(((calls + rate - 1) / rate))
-	local limit=$((rate * (CALL_MS / 1000 + 5))) # concurrent calls at most (sipp -l)
-	local timeout=$((secs + CALL_MS / 1000 + 60))
+	local limit=$((rate * (CALL_MS / 1000 + 5 + PROMPT_S))) # concurrent calls at most (sipp -l)
+	local timeout=$((secs + CALL_MS / 1000 + PROMPT_S + 60))
 	say "run $run ($name): $calls calls at $rate CPS (~${secs} s), ${CALL_MS} ms each; switch pid $pid sip $sip_addr, line :$line_port"
 
 	local cpu0 snmp0 cpu1 snmp1 hwm drops_sw drops_uac drops_line rc=0
@@ -213,10 +258,10 @@ bench() {
 	snmp0=$(udp_rcvbuf_errors)
 	sample_cpu "$pid" "$dir/cpu.txt" $((timeout + 10)) &
 	sampler_pid=$!
-	(cd "$dir" && exec sipp -sf "$tmp/uac.xml" -inf "$tmp/numbers.csv" -i 127.0.0.1 -p "$uac_port" \
+	(cd "$dir" && exec sipp -sf "$scenario" -inf "$tmp/numbers.csv" -i 127.0.0.1 -p "$uac_port" \
 		-r "$rate" -rp 1000 -m "$calls" -l "$limit" -d "$CALL_MS" \
 		-nostdin -aa -buff_size "$BUFF" \
-		-trace_stat -stf "$dir/trunk-stat.csv" -fd 1 -trace_rtt -rtt_freq 1000 \
+		-trace_stat -stf "$dir/trunk-stat.csv" -fd 1 -trace_rtt -rtt_freq "$rtt_freq" \
 		-trace_err -error_file "$dir/trunk-errors.log" \
 		-timeout "${timeout}s" -timeout_error "$sip_addr" >/dev/null 2>"$dir/trunk.stderr") || rc=$?
 	# The sockets' drop counters, before the sockets go.
@@ -234,6 +279,9 @@ bench() {
 	local answered total
 	answered=$(metric_sum 'trackline_calls_total{disposition="answered"}')
 	total=$(metric_sum 'trackline_calls_total{')
+	curl -fsS --max-time 5 "http://$metrics_addr/metrics" >"$dir/metrics-end.txt" 2>/dev/null || true
+	local shed
+	shed=$(awk '/^trackline_sip_shed_total\{/ && $2 > 0 {r = $1; sub(/.*reason="/, "", r); sub(/".*/, "", r); printf "%s%s %d", sep, r, $2; sep = ", "} END {if (!sep) printf "none"}' "$dir/metrics-end.txt")
 	local webhooks=""
 	if [ -n "$WEBHOOK_URL" ]; then
 		curl -fsS --max-time 5 "http://$metrics_addr/metrics" >"$dir/metrics.txt" 2>/dev/null || true
@@ -258,13 +306,19 @@ bench() {
 	# (sipp's own CallRate also counts the last call's talk time).
 	local made=n/a
 	local rtt
-	rtt=$(ls "$dir"/uac_*_rtt.csv 2>/dev/null | head -1 || true)
+	rtt=$(ls "$dir"/uac*_rtt.csv 2>/dev/null | head -1 || true)
 	local p50=n/a p99=n/a
+	local refused=0 r50=n/a r99=n/a rmax=n/a
 	if [ -n "$rtt" ]; then
-		awk -F';' 'NR > 1 {print $2}' "$rtt" >"$dir/setup-ms.txt"
-		made=$(awk -F';' 'NR == 2 {a = $1} NR > 2 {b = $1; n++} END {print (n && b > a) ? sprintf("%.0f", n * 1000 / (b - a)) : "n/a"}' "$rtt")
+		awk -F';' 'NR > 1 && $3 == "setup" {print $2}' "$rtt" >"$dir/setup-ms.txt"
+		awk -F';' 'NR > 1 && $3 == "refused" {print $2}' "$rtt" >"$dir/refused-ms.txt"
+		made=$(awk -F';' 'NR > 1 && $3 == "setup" {if (!n++) a = $1; b = $1} END {print (n > 1 && b > a) ? sprintf("%.0f", (n - 1) * 1000 / (b - a)) : "n/a"}' "$rtt")
 		p50=$(percentile "$dir/setup-ms.txt" 50)
 		p99=$(percentile "$dir/setup-ms.txt" 99)
+		refused=$(wc -l <"$dir/refused-ms.txt")
+		r50=$(percentile "$dir/refused-ms.txt" 50)
+		r99=$(percentile "$dir/refused-ms.txt" 99)
+		rmax=$(sort -g "$dir/refused-ms.txt" | tail -1)
 	fi
 	local cpu_p95 cpu_max
 	cpu_p95=$(percentile "$dir/cpu.txt" 95)
@@ -286,6 +340,20 @@ bench() {
 		}')
 	results+=("$row")
 	say "run $run done: $row"
+	if [ "$kind" = overload ]; then
+		# Goodput: answered calls a second while the load was offered (sipp's -m calls at -r).
+		local admitted
+		admitted=$(wc -l <"$dir/setup-ms.txt")
+		row=$(awk -v name="$name" -v rate="$rate" -v created="$created" -v secs="$secs" -v adm="$admitted" -v made="$made" \
+			-v failed="$failed" -v p99="$p99" -v ref="$refused" -v r50="$r50" -v r99="$r99" -v rmax="${rmax:-n/a}" -v shed="$shed" \
+			-v retrans="$retrans" -v ticks=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v hwm="$hwm" 'BEGIN {
+				ms = adm ? ticks / hz * 1000 / adm : 0
+				printf "| %s | %d | %d | %d (%.0f / s) | %s | %d | %d (%.1f %%) | %s / %s / %s | %s | %d | %s | %.3f | %.0f |\n",
+					name, rate, created, adm, adm / secs, made, failed, ref, created ? 100 * ref / created : 0, r50, r99, rmax, shed, retrans, p99, ms, hwm / 1024
+			}')
+		overloads+=("$row")
+		say "run $run overload: $row"
+	fi
 	[ -z "$webhooks" ] || { results+=("|  webhooks at the end: ${webhooks#, } |"); say "run $run webhooks: ${webhooks#, }"; }
 }
 
@@ -297,11 +365,22 @@ done
 if [ "$SUSTAIN_SECONDS" -gt 0 ]; then
 	bench "sustained ${SUSTAIN_SECONDS}s" "$SUSTAIN_RATE" $((SUSTAIN_RATE * SUSTAIN_SECONDS))
 fi
+if [ "$OVERLOAD_RATE" -gt 0 ]; then
+	bench "overload ${OVERLOAD_SECONDS}s" "$OVERLOAD_RATE" $((OVERLOAD_RATE * OVERLOAD_SECONDS)) overload
+fi
 
 echo
-echo "SIP: $(nproc) cores shared by the switch and both sipps; calls of ${CALL_MS} ms; $(git describe --always --dirty 2>/dev/null || echo unknown)"
+echo "SIP: $(nproc) cores shared by the switch and both sipps; MODE=$MODE; calls of ${CALL_MS} ms;${MAX_CPS:+ max_cps $MAX_CPS;} $(git describe --always --dirty 2>/dev/null || echo unknown); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| run | CPS asked | CPS made | calls | failed (sipp) | not answered (switch) | recorded | retrans | setup p50 ms | setup p99 ms | CPU ms/call | CPU % p95 / max | peak RSS MiB | UDP drops switch / trunk / line | RcvbufErrors Δ | warn+error logs | sipp exit |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${results[@]}"
+if [ "${#overloads[@]}" -gt 0 ]; then
+	echo
+	echo "Overload (refused = 503 with Retry-After at the trunk; in the table above they count as sipp's successful calls):"
+	echo
+	echo "| run | CPS offered | calls | admitted (goodput) | CPS made | failed (sipp) | refused 503 | to 503 ms p50 / p99 / max | shed by reason (switch) | retrans | setup p99 ms of admitted | CPU ms per admitted call | peak RSS MiB |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+	printf '%s\n' "${overloads[@]}"
+fi
 ok_exit=1
