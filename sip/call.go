@@ -105,10 +105,9 @@ type refusal struct {
 // screen checks the INVITE's source against the trunks, its credentials and the headers the
 // dialog layer relies on.
 func (s *Switch) screen(req *sipmsg.Request) (*Trunk, *refusal) {
-	trunk, ok := s.trunkFor(req)
-	if !ok {
-		s.m.aclRejected.Inc()
-		return nil, &refusal{code: 403, reason: "Forbidden"}
+	trunk, no := s.identify(req)
+	if no != nil {
+		return nil, no
 	}
 	if no := s.auth.check(req, trunk, s.now()); no != nil {
 		return nil, no
@@ -168,7 +167,7 @@ func (s *Switch) resolve(req *sipmsg.Request, start time.Time) (destination, *re
 // take makes the INVITE a call: its dialog, its durable record and its media, then rings
 // the business lines and holds the call until it ends.
 func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *Trunk, dest destination, start time.Time) {
-	a, err := s.dialogUA(req.Transport()).ReadInvite(req, tx)
+	a, err := s.inboundUA(req).ReadInvite(req, tx)
 	if err != nil {
 		s.respond(req, tx, 400, "Bad Request")
 		return

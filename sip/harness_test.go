@@ -245,6 +245,8 @@ type envOpts struct {
 	pseudonymous bool             // the customer's callers are pseudonymous
 	media        callseam.Media   // anchors calls (none: direct media)
 	auth         AuthConfig       // digest limits
+	tls          TLSConfig        // SIP over TLS
+	trunks       []Trunk          // the trunks (default: one from trunkSource and the credentials)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -276,9 +278,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if src == "" {
 		src = "127.0.0.1/32"
 	}
+	trunks := o.trunks
+	if trunks == nil {
+		trunks = []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}}
+	}
 	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
-		Trunks:        []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}},
-		OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass, Auth: o.auth}, p, db, WithKeys(o.keys), WithMedia(o.media))
+		Trunks: trunks, OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass, Auth: o.auth, TLS: o.tls}, p, db, WithKeys(o.keys), WithMedia(o.media))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ type Config struct {
 	DrainTimeout  time.Duration
 	UDPReadBuffer int        // SO_RCVBUF of the UDP socket (default 8 MiB, capped by rmem_max)
 	Auth          AuthConfig // digest limits of the trunks with credentials
+	TLS           TLSConfig  // SIP over TLS (none when TLS.Listen is empty)
 }
 
 // Trunk is an inbound trunk: the sources it sends from and optional digest credentials.
@@ -51,6 +52,12 @@ type Trunk struct {
 	// NAT: the trunk is behind NAT, so its RTP may come from the IP its INVITE came from as
 	// well as from the one its SDP names.
 	NAT bool
+	// ClientCert: the trunk is accepted only over TLS with a client certificate verified
+	// against TLSConfig.ClientCAFile (and naming ClientCertName, when set). A certificate
+	// naming ClientCertName identifies the trunk from any of its sources, or from anywhere
+	// when it lists none.
+	ClientCert     bool
+	ClientCertName string
 }
 
 func (c *Config) defaults() {
@@ -84,16 +91,19 @@ type Switch struct {
 	reg    prometheus.Registerer // nil: the metrics are kept but not registered
 	m      *metrics
 
-	ua    *sipgo.UserAgent
-	srv   *sipgo.Server
-	udpUA sipgo.DialogUA // dialogs over UDP, sent from the listening socket
-	tcpUA sipgo.DialogUA // dialogs over TCP
-	proxy *sipmsg.Uri
-	calls *callTable
-	auth  *digestAuth
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	udpUA  sipgo.DialogUA // dialogs over UDP, sent from the listening socket
+	tcpUA  sipgo.DialogUA // dialogs over TCP
+	tlsUA  sipgo.DialogUA // dialogs over TLS whose Request-URI is sip: (Contact ;transport=tls)
+	sipsUA sipgo.DialogUA // dialogs over TLS whose Request-URI is sips: (Contact sips:)
+	proxy  *sipmsg.Uri
+	calls  *callTable
+	auth   *digestAuth
 
 	udp  net.PacketConn
 	tcp  net.Listener
+	tls  *tlsListener // nil: no TLS
 	addr netip.AddrPort
 
 	draining  atomic.Bool
@@ -185,6 +195,9 @@ func (s *Switch) Listen() error {
 		}
 		s.udp, s.tcp = udp, tcp
 		s.addr = bound.AddrPort()
+		if err := s.listenTLS(); err != nil {
+			return err
+		}
 		return s.setupUA()
 	}
 	return fmt.Errorf("listen sip %s: no port free for both UDP and TCP: %w", s.cfg.Listen, lastErr)
@@ -227,6 +240,11 @@ func (s *Switch) setupUA() error {
 	s.ua, s.srv = ua, srv
 	s.udpUA = sipgo.DialogUA{Client: udpCli, ContactHDR: contact("udp")}
 	s.tcpUA = sipgo.DialogUA{Client: tcpCli, ContactHDR: contact("tcp")}
+	if s.tls != nil {
+		if err := s.setupTLSUA(ua, host); err != nil {
+			return err
+		}
+	}
 
 	srv.OnInvite(s.handleInvite)
 	srv.OnAck(s.handleAck)
@@ -253,6 +271,10 @@ func (s *Switch) Serve() {
 	s.serveWG.Add(2)
 	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(s.udp) }()
 	go func() { defer s.serveWG.Done(); s.srv.ServeTCP(s.tcp) }()
+	if s.tls != nil {
+		s.serveWG.Add(1)
+		go func() { defer s.serveWG.Done(); s.srv.ServeTLS(s.tls) }()
+	}
 	waitServing(s.ua, s.udp.LocalAddr().String())
 }
 
@@ -323,6 +345,10 @@ func (s *Switch) Close() error {
 		}
 		if s.tcp != nil {
 			s.tcp.Close()
+		}
+		if s.tls != nil {
+			s.tls.Close()
+			s.tls.wait()
 		}
 		s.serveWG.Wait()
 	})
