@@ -13,6 +13,11 @@
 #   prometheus  promtool   checks and unit-tests configs/prometheus; the package also brings a
 #                          Prometheus server, not needed: on a host with systemd its service
 #                          starts on :9090 (trackline's default metrics port): systemctl disable --now prometheus
+#   kamailio    kamailio   the SIP front of the cluster test (configs/kamailio; its dispatcher
+#                          module is in the package). Installed in /usr/sbin, which a user's PATH
+#                          may lack: looked for there too. On a host with systemd the package
+#                          starts its own service on :5060 (trackline's default SIP port), not
+#                          needed by the tests: systemctl disable --now kamailio
 set -euo pipefail
 
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools; v0.8.x is the first line built for Go 1.26
@@ -41,11 +46,14 @@ system_deps() {
 		[curl]=curl
 		[jq]=jq
 		[prometheus]=promtool
+		[kamailio]=kamailio
 	)
 	local pkg missing=()
-	for pkg in chromium sip-tester wrk gcc curl jq prometheus; do
+	for pkg in chromium sip-tester wrk gcc curl jq prometheus kamailio; do
 		if command -v "${provides[$pkg]}" >/dev/null 2>&1; then
 			say "$pkg: present ($(command -v "${provides[$pkg]}"))"
+		elif [ -x "/usr/sbin/${provides[$pkg]}" ]; then
+			say "$pkg: present (/usr/sbin/${provides[$pkg]})"
 		else
 			missing+=("$pkg")
 		fi
