@@ -387,7 +387,8 @@ func (e *Engine) Anchor(ctx context.Context, info *callseam.CallInfo, offer []by
 		e.log.Error("prompt", "call_id", info.CallID, "err", err)
 		p.disclaimer, p.whisper = nil, nil
 	}
-	if !p.record && p.disclaimer == nil && p.whisper == nil && !info.Anchor {
+	// An SRTP offer is always anchored: the business line and the recording get plain RTP.
+	if !p.record && p.disclaimer == nil && p.whisper == nil && !info.Anchor && !offersSRTP(offer) {
 		return nil, nil
 	}
 	if len(offer) == 0 {
@@ -403,6 +404,12 @@ func (e *Engine) Anchor(ctx context.Context, info *callseam.CallInfo, offer []by
 	if err != nil {
 		return nil, err
 	}
+	var sa *srtpLeg
+	if d.savp { // the first line of the suite the anchor knows (RFC 4568 §7.1.2)
+		if sa, err = newSRTPLeg(d.crypto[0]); err != nil {
+			return nil, err
+		}
+	}
 	s := &Session{e: e, info: *info, plan: p, ready: make(chan struct{}), done: make(chan struct{})}
 	if err := e.allocate(s); err != nil {
 		return nil, err
@@ -410,13 +417,15 @@ func (e *Engine) Anchor(ctx context.Context, info *callseam.CallInfo, offer []by
 	now := monoNow()
 	a, b := &s.legs[caller], &s.legs[callee]
 	a.law, a.te, a.held = d.laws[0], d.te, d.held()
+	a.srtp = sa
 	a.setRemote(d.addr, info.CallerSignal, info.CallerNAT)
 	b.law = a.law // until the business line answers
 	laws := []g711.Law{a.law, g711.ALaw}
 	if a.law == g711.ALaw {
 		laws[1] = g711.ULaw
 	}
-	s.callerSDP = a.orig.build(sdpOut{ip: e.announce, port: a.port, laws: []g711.Law{a.law}, te: d.te, dir: answerDir(d.dir), index: d.index, streams: d.streams})
+	s.callerSDP = a.orig.build(sdpOut{ip: e.announce, port: a.port, laws: []g711.Law{a.law}, te: d.te, dir: answerDir(d.dir), index: d.index, streams: d.streams,
+		crypto: a.localKey()})
 	s.offer = b.orig.build(sdpOut{ip: e.announce, port: b.port, laws: laws, te: d.te, dir: d.dir})
 
 	s.lp = e.pick()

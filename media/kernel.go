@@ -221,7 +221,7 @@ func (k *kernelPath) flowKey(src *rawAddr, port int) [flowKeySize]byte {
 // when the flow is not in the table or has another SSRC (its deltas change only with it).
 func (k *kernelPath) offload(lg, peer *leg, ssrc uint32) error {
 	s := lg.s
-	want := s.bridged && !s.closing && lg.latched && peer.latched && peer.destOK && peer.gen == genNone &&
+	want := s.bridged && !s.closing && lg.srtp == nil && peer.srtp == nil && lg.latched && peer.latched && peer.destOK && peer.gen == genNone &&
 		lg.law == peer.law && lg.law != g711.None && peer.out.srcOK && peer.out.src == ssrc
 	local := isLoopback(lg.dest.Addr) && isLoopback(peer.dest.Addr) && isLoopback(k.ip)
 	if want && !local && (isLoopback(lg.dest.Addr) || isLoopback(peer.dest.Addr) || isLoopback(k.ip)) {

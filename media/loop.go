@@ -40,7 +40,7 @@ type loop struct {
 	drains    bool
 	nextDrain int64
 	buf       [2048]byte
-	gbuf      [rtpHeaderLen + frameSamples]byte
+	gbuf      [rtpHeaderLen + frameSamples + srtpTagLen]byte // room for SRTP's tag
 	from      rawAddr
 	cnt       counters
 	stopped   chan struct{}
@@ -77,6 +77,10 @@ type counters struct {
 	sendErr     uint64
 	// kernelErr counts flows the kernel path's table refused (kernelPath.offload).
 	kernelErr uint64
+	// srtpAuth: SRTP that failed authentication (a wrong key, or not SRTP); srtpReplay:
+	// SRTP seen before (RFC 3711 §3.3.2); both dropped.
+	srtpAuth   uint64
+	srtpReplay uint64
 }
 
 // Epoll data: the pair index, with rtcpBit set for a leg's RTCP socket and wakeData for the
@@ -374,7 +378,7 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 	if !ok {
 		return
 	}
-	if sendOn(out.fd, out.connected, p, &out.dest) != 0 {
+	if sendOn(out.fd, out.connected, p[:out.n], &out.dest) != 0 {
 		l.cnt.sendErr++
 		return
 	}
@@ -382,12 +386,14 @@ func (l *loop) readRTP(pair int, stray bool, now int64) {
 }
 
 // relayTo is where a relayed datagram goes: the other leg's socket, and its address when
-// that socket is not connected.
+// that socket is not connected; n is the datagram's length (SRTP changes it, within the
+// buffer's capacity).
 type relayTo struct {
 	fd        int
 	pair      int
 	connected bool
 	dest      rawAddr
+	n         int
 }
 
 // relay is the packet path: the datagram p from src on leg lg, checked, counted, recorded
@@ -399,6 +405,21 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	if s.closed {
 		s.mu.Unlock()
 		return relayTo{}, false
+	}
+	if lg.srtp != nil {
+		// Authenticated first: nothing unauthenticated latches the leg or reaches the
+		// other side or the recording.
+		var v srtpVerdict
+		if p, v = lg.srtp.decrypt(p); v != srtpOK {
+			if v == srtpReplayed {
+				l.cnt.srtpReplay++
+			} else {
+				l.cnt.srtpAuth++
+			}
+			s.badRTP++
+			s.mu.Unlock()
+			return relayTo{}, false
+		}
 	}
 	switch lg.admit(src, p) {
 	case admitted:
@@ -489,8 +510,17 @@ func (l *loop) relay(lg *leg, p []byte, src *rawAddr, now int64) (relayTo, bool)
 	}
 	oseq, ots, rebased := peer.out.relayed(ssrc, seq, ts, now)
 	setRTP(p, outPT, marker || rebased, oseq, ots, peer.out.ssrc)
-	out := relayTo{fd: peer.fd, pair: peer.pair, connected: peer.connected, dest: peer.dest}
-	if k := l.e.kernel; k != nil && !lg.kernelRefused && (!lg.kernel || lg.kernelSSRC != ssrc) {
+	if peer.srtp != nil {
+		var ok bool
+		if p, ok = peer.srtp.encrypt(p); !ok {
+			l.cnt.oversized++ // no room for the tag in the buffer
+			s.mu.Unlock()
+			return relayTo{}, false
+		}
+	}
+	out := relayTo{fd: peer.fd, pair: peer.pair, connected: peer.connected, dest: peer.dest, n: len(p)}
+	// SRTP calls stay in user space: the kernel path cannot decrypt or encrypt.
+	if k := l.e.kernel; k != nil && lg.srtp == nil && peer.srtp == nil && !lg.kernelRefused && (!lg.kernel || lg.kernelSSRC != ssrc) {
 		if err := k.offload(lg, peer, ssrc); err != nil {
 			l.cnt.kernelErr++
 		}
@@ -648,6 +678,13 @@ func (l *loop) sendFrame(lg *leg, now int64) {
 	p[0] = 0x80
 	setRTP(p, law.PayloadType(), marker, seq, ts, lg.out.ssrc)
 	copy(p[rtpHeaderLen:], payload)
+	if lg.srtp != nil {
+		var ok bool
+		if p, ok = lg.srtp.encrypt(p); !ok {
+			l.cnt.sendErr++
+			return
+		}
+	}
 	if lg.send(p) != 0 {
 		l.cnt.sendErr++
 	}
@@ -728,6 +765,8 @@ func (l *loop) publish() {
 	m.rtcp.Add(float64(c.rtcp))
 	m.sendErr.Add(float64(c.sendErr))
 	m.kernelErr.Add(float64(c.kernelErr))
+	m.srtpAuth.Add(float64(c.srtpAuth))
+	m.srtpReplay.Add(float64(c.srtpReplay))
 	if l.drains {
 		l.e.kernel.publish(m)
 	}

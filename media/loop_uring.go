@@ -258,11 +258,11 @@ func (u *ringIO) datagram(c uring.CQE, pair, sock int, now int64) bool {
 	var err error
 	switch {
 	case out.connected && u.pairs[out.pair].fixed:
-		err = u.r.SendFixed(out.pair, p, udSend|uint64(bid))
+		err = u.r.SendFixed(out.pair, p[:out.n], udSend|uint64(bid))
 	case out.connected:
-		err = u.r.Send(out.fd, p, udSend|uint64(bid))
+		err = u.r.Send(out.fd, p[:out.n], udSend|uint64(bid))
 	default:
-		err = u.r.SendTo(out.fd, p, &out.dest, udSend|uint64(bid))
+		err = u.r.SendTo(out.fd, p[:out.n], &out.dest, udSend|uint64(bid))
 	}
 	if err != nil {
 		l.cnt.sendErr++

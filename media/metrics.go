@@ -33,6 +33,8 @@ type metrics struct {
 	kernel         prometheus.Gauge
 	kernelPackets  prometheus.Counter
 	kernelErr      prometheus.Counter
+	srtpAuth       prometheus.Counter
+	srtpReplay     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, p *ports) metrics {
@@ -43,7 +45,7 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 		Name: "trackline_rtp_lost_packets_total", Help: "RTP packets lost (RFC 3550) on the way in, by leg, counted at call end.",
 	}, []string{"direction"})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackline_rtp_dropped_total", Help: "Datagrams the anchor received and did not relay, by reason: strict_source (from an IP the leg may not latch onto, or not its latched source), probation (from an allowed IP, before the source passed probation), oversized (larger than the receive buffer, about 2 KB), bad_rtp (not valid RTP), payload_type (not the leg's G.711, telephone-event or comfort noise), unbridged (heard while the other leg hears the anchor: disclaimer, whisper, ringing), rtcp (RTCP ends at the anchor), send_error.",
+		Name: "trackline_rtp_dropped_total", Help: "Datagrams the anchor received and did not relay, by reason: strict_source (from an IP the leg may not latch onto, or not its latched source), probation (from an allowed IP, before the source passed probation), oversized (larger than the receive buffer, about 2 KB), bad_rtp (not valid RTP), payload_type (not the leg's G.711, telephone-event or comfort noise), unbridged (heard while the other leg hears the anchor: disclaimer, whisper, ringing), rtcp (RTCP ends at the anchor), send_error, srtp_auth (SRTP that failed authentication: a wrong key), srtp_replay (SRTP seen before).",
 	}, []string{"reason"})
 	m := metrics{
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -58,6 +60,7 @@ func newMetrics(reg prometheus.Registerer, p *ports) metrics {
 		probation: dropped.WithLabelValues("probation"), oversized: dropped.WithLabelValues("oversized"),
 		unbridged: dropped.WithLabelValues("unbridged"), payloadType: dropped.WithLabelValues("payload_type"),
 		rtcp: dropped.WithLabelValues("rtcp"), sendErr: dropped.WithLabelValues("send_error"),
+		srtpAuth: dropped.WithLabelValues("srtp_auth"), srtpReplay: dropped.WithLabelValues("srtp_replay"),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackline_rtp_timeouts_total", Help: "Calls ended because a leg sent no RTP within the RTP timeout.",
 		}),

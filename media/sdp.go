@@ -31,13 +31,17 @@ type desc struct {
 	dir     string
 	index   int      // position of the audio stream among the m= lines
 	streams []string // every m= line's "media proto fmt", to reject the others in an answer
+	// savp: the stream is RTP/SAVP (RFC 3711), keyed by crypto, its usable a=crypto lines
+	// in the side's order of preference (RFC 4568); never empty when savp.
+	savp   bool
+	crypto []sdes
 }
 
 // held reports whether the description puts the stream on hold (RFC 3264 §8.4: sendonly,
 // inactive, or recvonly in the answer to a hold; the older c=0.0.0.0 of RFC 2543).
 func (d *desc) held() bool { return d.dir != dirSendRecv || !d.addr.IsValid() }
 
-// parseDesc reads the first RTP/AVP audio stream of an SDP body.
+// parseDesc reads the first RTP/AVP or RTP/SAVP audio stream of an SDP body.
 func parseDesc(b []byte) (desc, error) {
 	var d desc
 	if len(b) == 0 || len(b) > maxSDP {
@@ -51,12 +55,26 @@ func parseDesc(b []byte) (desc, error) {
 	var md *sdp.MediaDescription
 	for i, m := range sd.MediaDescriptions {
 		d.streams = append(d.streams, m.MediaName.Media+" "+strings.Join(m.MediaName.Protos, "/")+" "+firstOr(m.MediaName.Formats, "0"))
-		if md == nil && m.MediaName.Media == "audio" && strings.Join(m.MediaName.Protos, "/") == "RTP/AVP" {
-			md, d.index = m, i
+		proto := strings.Join(m.MediaName.Protos, "/")
+		if md == nil && m.MediaName.Media == "audio" && (proto == "RTP/AVP" || proto == "RTP/SAVP") {
+			md, d.index, d.savp = m, i, proto == "RTP/SAVP"
 		}
 	}
 	if md == nil {
-		return d, fmt.Errorf("%w: no RTP/AVP audio stream", callseam.ErrNotAcceptable)
+		return d, fmt.Errorf("%w: no RTP/AVP or RTP/SAVP audio stream", callseam.ErrNotAcceptable)
+	}
+	if d.savp {
+		for _, a := range md.Attributes {
+			if a.Key != "crypto" {
+				continue
+			}
+			if c, err := parseSDES(a.Value); err == nil {
+				d.crypto = append(d.crypto, c)
+			}
+		}
+		if len(d.crypto) == 0 {
+			return d, fmt.Errorf("%w: RTP/SAVP without an a=crypto line of %s (SDES, RFC 4568)", callseam.ErrNotAcceptable, sdesSuite)
+		}
 	}
 	ci := md.ConnectionInformation
 	if ci == nil {
@@ -160,6 +178,7 @@ type sdpOut struct {
 	dir     string
 	index   int      // where the audio stream goes; others are rejected with port 0
 	streams []string // the peer's m= lines when answering, nil when offering
+	crypto  *sdes    // the anchor's SDES key: the stream is RTP/SAVP with it (nil: RTP/AVP)
 }
 
 // build renders an SDP with the origin's next version.
@@ -181,7 +200,11 @@ func (o *origin) build(s sdpOut) []byte {
 		}
 		b.WriteString("m=audio ")
 		b.WriteString(strconv.Itoa(s.port))
-		b.WriteString(" RTP/AVP")
+		if s.crypto != nil {
+			b.WriteString(" RTP/SAVP")
+		} else {
+			b.WriteString(" RTP/AVP")
+		}
 		for _, l := range s.laws {
 			b.WriteString(" ")
 			b.WriteString(strconv.Itoa(int(l.PayloadType())))
@@ -195,6 +218,9 @@ func (o *origin) build(s sdpOut) []byte {
 		}
 		if s.te != 0 {
 			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", s.te, s.te)
+		}
+		if s.crypto != nil {
+			b.WriteString("a=crypto:" + s.crypto.line() + "\r\n")
 		}
 		fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=%s\r\n", s.port+1, s.dir)
 	}

@@ -125,7 +125,8 @@ type leg struct {
 	latched bool
 	law     g711.Law
 	te      uint8
-	held    bool // its latest SDP holds the call
+	srtp    *srtpLeg // SRTP keys when the leg's SDP is RTP/SAVP (the caller's leg only)
+	held    bool     // its latest SDP holds the call
 	lastRx  int64
 	rx      rxStats
 	out     outStream
@@ -234,6 +235,9 @@ func (s *Session) Callee(body []byte, signal netip.Addr) error {
 	if err != nil {
 		return err
 	}
+	if d.savp { // the business line was offered RTP/AVP
+		return fmt.Errorf("%w: the business line answered RTP/SAVP to an RTP/AVP offer", callseam.ErrNotAcceptable)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed { // the loop may be closing the legs' sockets: leave them alone
@@ -315,6 +319,9 @@ func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the call's media is closed", callseam.ErrNotAcceptable)
 	}
 	f, t := &s.legs[from], &s.legs[to]
+	if err := f.takeCrypto(&d); err != nil {
+		return nil, err
+	}
 	s.unload() // the relay takes both directions again until the new state settles
 	if !d.has(f.law) {
 		f.law = d.laws[0]
@@ -322,7 +329,7 @@ func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 	f.te, f.held = d.te, d.held()
 	f.setRemote(d.addr, f.signal, f.nat)
 	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now
-	out := t.orig.build(sdpOut{ip: s.e.announce, port: t.port, laws: []g711.Law{t.law}, te: teFor(t, d.te), dir: d.dir})
+	out := t.orig.build(sdpOut{ip: s.e.announce, port: t.port, laws: []g711.Law{t.law}, te: teFor(t, d.te), dir: d.dir, crypto: t.localKey()})
 	return out, nil
 }
 
