@@ -111,17 +111,22 @@ func encOffset(i int64) int64 { return encHeaderSize + i*sealedChunk }
 // the file gets one empty last chunk. The file is cut before the last chunk is written, so
 // a crash in between leaves a file Repair reads up to the chunk before.
 func sealLast(f *os.File, aead cipher.AEAD, h []byte, dataLen int64) error {
+	return sealLastBuf(f, aead, h, dataLen, new([sealedChunk]byte), new([sealedChunk]byte))
+}
+
+// sealLastBuf is sealLast with the caller's buffers for the chunk read back and sealed again.
+func sealLastBuf(f *os.File, aead cipher.AEAD, h []byte, dataLen int64, in, out *[sealedChunk]byte) error {
 	var nb [12]byte
 	if dataLen == 0 {
 		if err := f.Truncate(encHeaderSize); err != nil {
 			return err
 		}
-		_, err := f.WriteAt(aead.Seal(nil, nonce(&nb, 0, true), nil, h), encHeaderSize)
+		_, err := f.WriteAt(aead.Seal(out[:0], nonce(&nb, 0, true), nil, h), encHeaderSize)
 		return err
 	}
 	last := (dataLen - 1) / chunkBytes
 	n := dataLen - last*chunkBytes
-	sealed := make([]byte, sealedChunk)
+	sealed := in[:]
 	if _, err := f.ReadAt(sealed, encOffset(last)); err != nil {
 		return fmt.Errorf("read chunk %d: %w", last, err)
 	}
@@ -132,8 +137,7 @@ func sealLast(f *os.File, aead cipher.AEAD, h []byte, dataLen int64) error {
 	if err := f.Truncate(encOffset(last)); err != nil {
 		return err
 	}
-	out := aead.Seal(make([]byte, 0, sealedChunk), nonce(&nb, uint32(last), true), plain[:n], h)
-	_, err = f.WriteAt(out, encOffset(last))
+	_, err = f.WriteAt(aead.Seal(out[:0], nonce(&nb, uint32(last), true), plain[:n], h), encOffset(last))
 	return err
 }
 

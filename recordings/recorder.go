@@ -80,8 +80,17 @@ type Recorder struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu   sync.Mutex
-	open map[*Recording]struct{} // recordings not yet finished, aborted or orphaned by Close
+	mu    sync.Mutex
+	open  map[*Recording]struct{} // recordings not yet finished, aborted or orphaned by Close
+	parts map[string]struct{}     // their .part paths: a second Open of one call is refused
+
+	// syncq takes the recordings the workers have ended to the syncer, which finishes them in
+	// batches (syncer.go); syncDone is closed when the syncer has returned.
+	syncq    chan *Recording
+	syncDone chan struct{}
+
+	dirMu sync.Mutex
+	dirs  map[string]struct{} // day directories known to exist (mkdirSynced made or saw them)
 }
 
 // New creates the directory and starts the writer goroutines; they exit in Close.
@@ -128,6 +137,10 @@ func New(o Options, opts ...Option) (*Recorder, error) {
 		silence:   make([]byte, chunkBytes),
 		quit:      make(chan struct{}),
 		open:      make(map[*Recording]struct{}),
+		parts:     make(map[string]struct{}),
+		syncq:     make(chan *Recording, syncQueueLen),
+		syncDone:  make(chan struct{}),
+		dirs:      make(map[string]struct{}),
 	}
 	r.chunks = make(chunkPool, freeChunks)
 	if err := r.m.register(sm.reg); err != nil {
@@ -139,6 +152,7 @@ func New(o Options, opts ...Option) (*Recorder, error) {
 		r.wg.Add(1)
 		go w.run()
 	}
+	go r.syncer()
 	return r, nil
 }
 
@@ -158,6 +172,8 @@ func (r *Recorder) Close() error {
 		r.mu.Unlock()
 		close(r.quit)
 		r.wg.Wait()
+		close(r.syncq) // the workers, the only senders, have returned
+		<-r.syncDone
 
 		r.mu.Lock()
 		orphans := r.open
@@ -166,6 +182,9 @@ func (r *Recorder) Close() error {
 		var errs []error
 		for rec := range orphans {
 			r.m.active.Dec()
+			if rec.f == nil { // its file was never made
+				continue
+			}
 			err := rec.f.Sync()
 			if cerr := rec.f.Close(); err == nil {
 				err = cerr
@@ -180,10 +199,14 @@ func (r *Recorder) Close() error {
 	return r.closeErr
 }
 
-// Open starts the recording of one call: it creates
-// <Dir>/<customerID>/<yyyy>/<mm>/<dd>/<callID>.wav.enc.part (the UTC date of start) with
-// the file's header, and makes the customer's key if it has none yet. Both ids must be 1
-// to 64 of [A-Za-z0-9_-] (ErrInvalidID); a call that already has a recording gets ErrExists.
+// Open starts the recording of one call, to be written to
+// <Dir>/<customerID>/<yyyy>/<mm>/<dd>/<callID>.wav.enc.part (the UTC date of start), and
+// makes the customer's key if it has none yet. Both ids must be 1 to 64 of [A-Za-z0-9_-]
+// (ErrInvalidID); a call that already has a recording, finished or open, gets ErrExists.
+//
+// Open does no file system work but one Lstat: the recording's worker creates the file and
+// writes its header before the first chunk, so that a call's setup does not wait on the
+// file system. Should that fail, the chunks are dropped and Finish returns the error.
 func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording, error) {
 	if !fsutil.SafeID(customerID) {
 		return nil, fmt.Errorf("open recording: customer id %q: %w", customerID, ErrInvalidID)
@@ -207,23 +230,8 @@ func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording,
 	rel := filepath.Join(customerID, day.Format("2006"), day.Format("01"), day.Format("02"), callID+encSuffix)
 	final := filepath.Join(r.dir, rel)
 	part := final + partSuffix
-	if err := mkdirSynced(r.dir, filepath.Dir(rel)); err != nil {
-		return nil, fmt.Errorf("open recording %s: %w", callID, err)
-	}
 	if _, err := os.Lstat(final); err == nil {
 		return nil, fmt.Errorf("open recording %s: %w", callID, ErrExists)
-	}
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640) // Finish reads the last chunk back
-	if errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("open recording %s: %w", callID, ErrExists)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open recording %s: %w", callID, err)
-	}
-	if _, err := f.Write(h[:]); err != nil {
-		f.Close()
-		os.Remove(part)
-		return nil, fmt.Errorf("open recording %s: %w", callID, err)
 	}
 	rec := &Recording{
 		r:          r,
@@ -232,7 +240,6 @@ func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording,
 		callID:     callID,
 		part:       part,
 		rel:        filepath.ToSlash(rel),
-		f:          f,
 		aead:       aead,
 		h:          h[:],
 		done:       make(chan struct{}),
@@ -240,15 +247,57 @@ func (r *Recorder) Open(customerID, callID string, start time.Time) (*Recording,
 	r.mu.Lock()
 	if r.closed.Load() {
 		r.mu.Unlock()
-		f.Close()
-		os.Remove(part)
 		return nil, fmt.Errorf("open recording %s: %w", callID, ErrClosed)
 	}
+	if _, dup := r.parts[part]; dup {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("open recording %s: %w", callID, ErrExists)
+	}
 	r.open[rec] = struct{}{}
+	r.parts[part] = struct{}{}
 	r.mu.Unlock()
 	r.m.active.Inc()
-	r.m.bytes.Add(encHeaderSize)
+	// Queued ahead of every chunk; waits for room (the owner goroutine may, the packet path
+	// never calls Open). A worker that has exited leaves the file unmade: Finish says so.
+	select {
+	case rec.w.q <- item{op: opOpen, rec: rec}:
+	case <-rec.w.exited:
+	}
 	return rec, nil
+}
+
+// create makes rec's .part file with its header: the worker's part of Open. A failure is
+// kept in rec.err, and the recording's chunks are dropped.
+func (r *Recorder) create(rec *Recording) {
+	dir := filepath.Dir(rec.rel)
+	if err := r.mkdirSynced(dir); err != nil {
+		rec.err = err
+		return
+	}
+	f, err := os.OpenFile(rec.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640) // the syncer reads the last chunk back
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory went since it was seen (an erasure removes a customer's tree):
+		// forget it and make it again.
+		r.forgetDirs()
+		if err = r.mkdirSynced(dir); err == nil {
+			f, err = os.OpenFile(rec.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+		}
+	}
+	if errors.Is(err, fs.ErrExist) {
+		err = ErrExists
+	}
+	if err != nil {
+		rec.err = err
+		return
+	}
+	if _, err := f.Write(rec.h); err != nil {
+		f.Close()
+		os.Remove(rec.part)
+		rec.err = err
+		return
+	}
+	rec.f = f
+	r.m.bytes.Add(encHeaderSize)
 }
 
 // release takes rec out of the open set; false means Close already orphaned it.
@@ -259,6 +308,7 @@ func (r *Recorder) release(rec *Recording) bool {
 		return false
 	}
 	delete(r.open, rec)
+	delete(r.parts, rec.part)
 	r.m.active.Dec()
 	return true
 }
@@ -277,9 +327,42 @@ func (r *Recorder) Repair() ([]Info, error) {
 	return infos, err
 }
 
+// maxKnownDirs bounds the day directories the Recorder remembers; past it, it forgets them
+// all (they are looked up again: one Mkdir each).
+const maxKnownDirs = 4096
+
+// mkdirSynced creates the directories of rel under the root that are missing, and fsyncs
+// the parent of each one it creates, so that a finished recording's directory survives a
+// power loss along with the file (the syncer only syncs the file's own directory). A
+// directory it made or saw once is not looked at again.
+func (r *Recorder) mkdirSynced(rel string) error {
+	r.dirMu.Lock()
+	_, known := r.dirs[rel]
+	r.dirMu.Unlock()
+	if known {
+		return nil
+	}
+	if err := mkdirSynced(r.dir, rel); err != nil {
+		return err
+	}
+	r.dirMu.Lock()
+	if len(r.dirs) >= maxKnownDirs {
+		clear(r.dirs)
+	}
+	r.dirs[rel] = struct{}{}
+	r.dirMu.Unlock()
+	return nil
+}
+
+// forgetDirs forgets the directories known to exist.
+func (r *Recorder) forgetDirs() {
+	r.dirMu.Lock()
+	clear(r.dirs)
+	r.dirMu.Unlock()
+}
+
 // mkdirSynced creates the directories of rel under root that are missing, and fsyncs the
-// parent of each one it creates, so that a finished recording's directory survives a
-// power loss along with the file (Finish only syncs the file's own directory).
+// parent of each one it creates.
 func mkdirSynced(root, rel string) error {
 	dir := root
 	for _, name := range strings.Split(filepath.ToSlash(rel), "/") {

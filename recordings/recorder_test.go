@@ -225,6 +225,7 @@ func TestRecordingStereoWAV(t *testing.T) {
 		t.Errorf("active = %v while open, want 1", got)
 	}
 	part := filepath.Join(r.Dir(), "cust-1", "2026", "05", "01", "call_1.wav.enc.part")
+	syncWorker(rec) // the worker makes the file, ahead of the first chunk
 	if _, err := os.Stat(part); err != nil {
 		t.Fatalf("no .part while recording: %v", err)
 	}

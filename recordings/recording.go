@@ -57,13 +57,21 @@ type Recording struct {
 	state   atomic.Uint32
 	aborted atomic.Bool // the worker skips the chunks still queued
 	dropped atomic.Int64
+	handed  atomic.Bool // the worker handed the ended recording to the syncer
 
-	// Owned by the worker until it closes done (or exits); read by Finish after that.
+	// Owned by the worker (f, from its opOpen) until it hands the recording to the syncer,
+	// then by the syncer until it closes done; read by Finish after that. A worker that
+	// ends an aborted or unmade recording closes done itself.
 	next  uint32 // index of the next chunk expected
 	end   int64  // audio bytes written, as the last chunk's N counts them
 	ended bool   // the end op was handled: later chunks are dropped
-	err   error  // first write error; later chunks are dropped
+	err   error  // first error making or writing the file; later chunks are dropped
 	done  chan struct{}
+
+	// Set by the syncer (syncer.go), read by Finish after done.
+	sum     string // hex sha256 of the plain WAV
+	size    int64  // plain WAV size
+	syncErr error  // finishing the file failed: it stays a .part for Repair
 }
 
 // NewChunk returns a chunk for second index from the Recorder's free chunks, both channels
@@ -115,13 +123,15 @@ func (rec *Recording) drop(c *Chunk) {
 	rec.r.chunks.put(c)
 }
 
-// Finish waits until the recording's queued chunks are written, seals the last chunk as the
-// last, fsyncs the file, renames .wav.enc.part to .wav.enc, fsyncs the directory and hashes
-// the plain WAV (reading the file back through Open, which also proves it decrypts).
-// A recording whose chunks were all dropped still becomes a valid (empty or
-// silence-filled) WAV. After a write error the file is still finished with the audio
-// written before it, and Info is returned together with the error. Finish after Finish or
-// Abort gives ErrDone; after the Recorder's Close, ErrClosed (the .part stays for Repair).
+// Finish waits until the recording's queued chunks are written and the file is finished:
+// the last chunk sealed as the last, the file fsynced, renamed from .wav.enc.part to
+// .wav.enc and its directory fsynced, and the plain WAV hashed (decrypting the file back,
+// which also proves it decrypts). The syncer does that for many recordings at once
+// (syncer.go), so they share the file system's journal commits. A recording whose chunks
+// were all dropped still becomes a valid (empty or silence-filled) WAV. After a write error
+// the file is still finished with the audio written before it, and Info is returned
+// together with the error. Finish after Finish or Abort gives ErrDone; after the
+// Recorder's Close, ErrClosed (the .part stays for Repair).
 func (rec *Recording) Finish() (Info, error) {
 	if !rec.state.CompareAndSwap(stateOpen, stateDone) {
 		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, ErrDone)
@@ -129,9 +139,21 @@ func (rec *Recording) Finish() (Info, error) {
 	if !rec.r.release(rec) {
 		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, ErrClosed)
 	}
-	rec.stop()
-	if err := finalize(rec.f, rec.aead, rec.h, rec.part, rec.end); err != nil {
+	if !rec.stop() && rec.f != nil {
+		// The worker exited (Close) before it took the end marker: finish here.
+		rec.ended = true
+		var b syncBuffers
+		rec.r.finishBatch([]*Recording{rec}, &b)
+	}
+	if rec.f == nil {
+		err := rec.err
+		if err == nil {
+			err = ErrClosed
+		}
 		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, err)
+	}
+	if rec.syncErr != nil {
+		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, rec.syncErr)
 	}
 	info := Info{
 		CustomerID: rec.customerID,
@@ -139,11 +161,9 @@ func (rec *Recording) Finish() (Info, error) {
 		Path:       rec.part[:len(rec.part)-len(partSuffix)],
 		Rel:        rec.rel,
 		Duration:   durationOf(rec.end),
+		Size:       rec.size,
+		SHA256:     rec.sum,
 		Dropped:    rec.dropped.Load(),
-	}
-	var err error
-	if info.SHA256, info.Size, err = plainSHA256(rec.r.keys, info.Path); err != nil {
-		return Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, err)
 	}
 	rec.r.m.written.Inc()
 	if rec.err != nil {
@@ -161,22 +181,37 @@ func (rec *Recording) Abort() {
 	rec.aborted.Store(true)
 	if rec.r.release(rec) {
 		rec.stop()
-		rec.f.Close()
+		if rec.f != nil {
+			rec.f.Close()
+		}
 	} // else Close closed the file already.
 	os.Remove(rec.part)
 }
 
-// stop hands the worker the end marker behind the queued chunks and waits until it was
-// handled, or the worker exited (Close): either way the worker no longer touches rec.
-func (rec *Recording) stop() {
+// stop hands the worker the end marker behind the queued chunks and waits until the
+// recording is done with: finished by the syncer, or (aborted, or its file unmade) released
+// by the worker. It returns false when the worker exited (Close) without taking the marker:
+// the worker no longer touches rec, and nothing finished it.
+func (rec *Recording) stop() bool {
 	select {
 	case rec.w.q <- item{op: opEnd, rec: rec}:
 	case <-rec.w.exited:
-		return
+		return false
 	}
 	select {
 	case <-rec.done:
+		return true
 	case <-rec.w.exited:
+	}
+	if rec.handed.Load() { // the syncer finishes what the workers handed it before it returns
+		<-rec.done
+		return true
+	}
+	select {
+	case <-rec.done:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -1,7 +1,6 @@
 package recordings
 
 import (
-	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -51,27 +50,6 @@ func putHeader(h *[headerSize]byte, dataLen int64) {
 // durationOf is the play time of dataLen bytes of stereo 8 kHz PCM16.
 func durationOf(dataLen int64) time.Duration {
 	return time.Duration(dataLen/frameSize) * time.Second / sampleRate
-}
-
-// finalize turns the open .part file f of dataLen audio bytes into the finished .wav.enc:
-// last chunk sealed as the last, fsync, close, rename, directory fsync. It closes f in every
-// case.
-func finalize(f *os.File, aead cipher.AEAD, h []byte, part string, dataLen int64) error {
-	err := sealLast(f, aead, h, dataLen)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	final := strings.TrimSuffix(part, partSuffix)
-	if err := os.Rename(part, final); err != nil {
-		return err
-	}
-	return fsutil.SyncDir(filepath.Dir(final))
 }
 
 // plainSHA256 is the hex sha256 of the plain WAV in the recording file at path, and its size.

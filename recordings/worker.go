@@ -11,8 +11,9 @@ type opKind uint8
 
 const (
 	opUnknown opKind = iota
+	opOpen           // create rec's file (Recorder.create)
 	opChunk          // write c
-	opEnd            // no more chunks for rec: mark it ended, close rec.done
+	opEnd            // no more chunks for rec: mark it ended, hand it to the syncer (or, aborted, close rec.done)
 	opSync           // close done, then wait for release if set (tests and benchmarks)
 )
 
@@ -58,11 +59,19 @@ func (w *worker) run() {
 
 func (w *worker) handle(it item) {
 	switch it.op {
+	case opOpen:
+		w.r.create(it.rec)
 	case opChunk:
 		w.write(it.rec, it.c)
 	case opEnd:
-		it.rec.ended = true
-		close(it.rec.done)
+		rec := it.rec
+		rec.ended = true
+		if rec.aborted.Load() || rec.f == nil {
+			close(rec.done) // nothing to finish: Abort removes the file, Finish reports rec.err
+			return
+		}
+		rec.handed.Store(true)
+		w.r.syncq <- rec // the syncer never waits for a worker: this wait is short
 	case opSync:
 		close(it.done)
 		if it.release != nil {
@@ -80,7 +89,7 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 		w.r.chunks.put(c)
 		return
 	}
-	if rec.ended || rec.err != nil || c.Index < rec.next || c.Index >= w.r.maxChunks ||
+	if rec.ended || rec.err != nil || rec.f == nil || c.Index < rec.next || c.Index >= w.r.maxChunks ||
 		c.N <= 0 || c.N > SamplesPerChunk {
 		rec.drop(c)
 		return

@@ -1,0 +1,114 @@
+package recordings
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Many recordings ending at once are finished in batches: each is a complete, decryptable
+// file whose hash and size are those of its plain WAV, and no .part is left.
+func TestFinishConcurrentBatches(t *testing.T) {
+	r, reg := newTestRecorder(t, Options{Workers: 3})
+	const n = 60
+	recs := make([]*Recording, n)
+	for i := range recs {
+		rec, err := r.Open("cust", fmt.Sprintf("call-%02d", i), day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range uint32(i % 3) {
+			rec.Submit(toneChunk(rec, k, SamplesPerChunk))
+		}
+		if i%3 != 0 {
+			rec.Submit(toneChunk(rec, uint32(i%3), 1000+i))
+		}
+		recs[i] = rec
+	}
+	infos := make([]Info, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Go(func() { infos[i], errs[i] = rec.Finish() })
+	}
+	wg.Wait()
+	for i, info := range infos {
+		if errs[i] != nil {
+			t.Fatalf("Finish %d: %v", i, errs[i])
+		}
+		want := time.Duration(0)
+		if i%3 != 0 {
+			want = time.Duration(i%3)*time.Second + time.Duration(1000+i)*time.Second/SamplesPerChunk
+		}
+		if info.Duration != want {
+			t.Errorf("recording %d: Duration %s, want %s", i, info.Duration, want)
+		}
+		plain := plainWAV(t, r.Keys(), info.Path)
+		if int64(len(plain)) != info.Size || plainHash(t, r.Keys(), info.Path) != info.SHA256 {
+			t.Errorf("recording %d: Size %d and SHA256 are not those of the plain WAV (%d bytes)", i, info.Size, len(plain))
+		}
+	}
+	parts, _ := filepath.Glob(filepath.Join(r.Dir(), "cust", "*", "*", "*", "*.part"))
+	if len(parts) != 0 {
+		t.Errorf(".part files left: %v", parts)
+	}
+	if got := metric(t, reg, "trackline_recordings_written_total"); got != n {
+		t.Errorf("written_total = %v, want %d", got, n)
+	}
+}
+
+// A day directory removed after it was first used (an erasure) is made again.
+func TestOpenAfterDirectoryRemoved(t *testing.T) {
+	r, _ := newTestRecorder(t, Options{})
+	first, err := r.Open("cust", "first", day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(r.Dir(), "cust")); err != nil {
+		t.Fatal(err)
+	}
+	second, err := r.Open("cust", "second", day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.Submit(toneChunk(second, 0, SamplesPerChunk))
+	info, err := second.Finish()
+	if err != nil {
+		t.Fatalf("Finish after the directory went: %v", err)
+	}
+	if w := readWAV(t, r.Keys(), info.Path); len(w.L) != SamplesPerChunk {
+		t.Errorf("%d samples, want %d", len(w.L), SamplesPerChunk)
+	}
+}
+
+// A file that cannot be made (its directory is a file) drops the chunks, and Finish says why.
+func TestOpenFileFails(t *testing.T) {
+	r, reg := newTestRecorder(t, Options{})
+	if err := os.WriteFile(filepath.Join(r.Dir(), "cust"), []byte("not a directory"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := r.Open("cust", "call", day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Submit(toneChunk(rec, 0, SamplesPerChunk))
+	if _, err := rec.Finish(); err == nil || errors.Is(err, ErrDone) {
+		t.Fatalf("Finish of a recording whose file could not be made: %v, want the cause", err)
+	}
+	if got := metric(t, reg, "trackline_recording_dropped_chunks_total"); got != 1 {
+		t.Errorf("dropped_chunks_total = %v, want 1", got)
+	}
+	if got := metric(t, reg, "trackline_recordings_active"); got != 0 {
+		t.Errorf("active = %v, want 0", got)
+	}
+	if _, err := os.Stat(rec.part); err == nil {
+		t.Error("a .part was made")
+	}
+}
