@@ -7,6 +7,8 @@
 # System tools, by the command each package provides:
 #   chromium    chromium   headless browser for the DNI script tests
 #   sip-tester  sipp       SIP peers for the call tests
+#   socat       socat      carries sipp's TCP over TLS in the SIP-over-TLS tests: Debian's sipp
+#                          is built without OpenSSL (`sipp -t l1` refuses), see e2e/secure_test.go
 #   wrk         wrk        HTTP load generator (make bench)
 #   gcc         gcc        cgo, needed by go test -race
 #   curl, jq    curl, jq   used by the bench scripts
@@ -41,6 +43,7 @@ system_deps() {
 	local -A provides=(
 		[chromium]=chromium
 		[sip-tester]=sipp
+		[socat]=socat
 		[wrk]=wrk
 		[gcc]=gcc
 		[curl]=curl
@@ -49,7 +52,7 @@ system_deps() {
 		[kamailio]=kamailio
 	)
 	local pkg missing=()
-	for pkg in chromium sip-tester wrk gcc curl jq prometheus kamailio; do
+	for pkg in chromium sip-tester socat wrk gcc curl jq prometheus kamailio; do
 		if command -v "${provides[$pkg]}" >/dev/null 2>&1; then
 			say "$pkg: present ($(command -v "${provides[$pkg]}"))"
 		elif [ -x "/usr/sbin/${provides[$pkg]}" ]; then
