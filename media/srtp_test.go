@@ -356,3 +356,43 @@ func mustAnswerKey(t *testing.T, s *Session) string {
 	}
 	return d.crypto[0].line()
 }
+
+// BenchmarkSRTPTransform is what SRTP adds to a relayed packet of a call, CPU only: one op
+// decrypts a 20 ms PCMU packet from the trunk and encrypts one for it, in place, as the
+// relay does (pion/srtp, AES_CM_128_HMAC_SHA1_80).
+func BenchmarkSRTPTransform(b *testing.B) {
+	var key [30]byte
+	rand.Read(key[:])
+	trunkOut, _ := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAes128CmHmacSha1_80)
+	l, err := newSRTPLeg(sdes{tag: 1, key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 4096 // packets encrypted ahead, with rising sequence numbers
+	in := make([][]byte, n)
+	for i := range in {
+		pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 7},
+			Payload: make([]byte, 160)}).Marshal()
+		in[i], _ = trunkOut.EncryptRTP(nil, pkt, nil)
+	}
+	buf := make([]byte, 2048)
+	out, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 9}, Payload: make([]byte, 160)}).Marshal()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if i > 0 && i%n == 0 { // a new stream, so that the replay window lets the packets in again
+			b.StopTimer()
+			l, _ = newSRTPLeg(sdes{tag: 1, key: key})
+			b.StartTimer()
+		}
+		p := buf[:copy(buf, in[i%n])]
+		if _, v := l.decrypt(p); v != srtpOK {
+			b.Fatalf("decrypt %d: %v", i, v)
+		}
+		p = buf[:copy(buf, out)]
+		p[2], p[3] = byte(i>>8), byte(i)
+		if _, ok := l.encrypt(p); !ok {
+			b.Fatal("encrypt")
+		}
+	}
+}
