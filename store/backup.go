@@ -105,6 +105,8 @@ func Verify(path string, opts ...Option) error {
 		case len(v) == 4 && binary.BigEndian.Uint32(v) == 2:
 			// Schema 2, which Open converts: it has no rollups yet.
 			want = allBuckets
+		case len(v) == 4 && binary.BigEndian.Uint32(v) == 3:
+			// Schema 3, which Open converts: the same buckets.
 		case len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion:
 			return fmt.Errorf("%w: %s has %x, this build knows %d", ErrSchema, path, v, SchemaVersion)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -40,8 +42,20 @@ type envelope struct {
 	Data      any       `json:"data"`
 }
 
-func encodePayload(typ EventType, id string, at time.Time, data any) ([]byte, error) {
-	return json.Marshal(envelope{Type: typ, Version: PayloadVersion, ID: id, Timestamp: at.UTC(), Data: data})
+// envelopeJSON makes a payload of its data's JSON: the bytes json.Marshal makes of the
+// envelope (the types and ids need no escaping), so that the outbox keeps the data alone
+// and the envelope is the same however often it is made.
+func envelopeJSON(typ EventType, id string, at time.Time, data []byte) []byte {
+	ts, err := at.UTC().MarshalJSON()
+	if err != nil { // a year outside 0-9999: no call or event has one
+		ts = []byte(`"0001-01-01T00:00:00Z"`)
+	}
+	b := make([]byte, 0, 56+len(typ)+len(id)+len(ts)+len(data))
+	b = append(append(append(b, `{"type":"`...), typ...), `","version":`...)
+	b = strconv.AppendInt(b, PayloadVersion, 10)
+	b = append(append(append(b, `,"id":"`...), id...), `","timestamp":`...)
+	b = append(append(append(b, ts...), `,"data":`...), data...)
+	return append(b, '}')
 }
 
 // callPayload is a call as its events show it: the record without the switch's internals
@@ -157,6 +171,8 @@ func (t *Tx) callEvents(subKey []byte, c *Call, tr callTransition) error {
 	}
 	wanted := binary.BigEndian.Uint64(subs[1:])
 	var pseudo, read bool
+	var callData []byte // the call's data, written once: the others of this write refer to it
+	var callMsg string
 	for _, typ := range evs[:n] {
 		if wanted&typ.bit() == 0 {
 			continue
@@ -172,11 +188,11 @@ func (t *Tx) callEvents(subKey []byte, c *Call, tr callTransition) error {
 		var at time.Time
 		switch typ {
 		case EventCallRinging:
-			data, at = newCallPayload(c, pseudo), c.Start
+			at = c.Start
 		case EventCallAnswered:
-			data, at = newCallPayload(c, pseudo), c.Answer
+			at = c.Answer
 		case EventCallCompleted:
-			data, at = newCallPayload(c, pseudo), c.End
+			at = c.End
 		case EventRecordingReady:
 			r := recordingPayload{CallID: c.ID, RecordingID: c.RecordingID, Path: "/v1/recordings/" + c.RecordingID}
 			switch rec, err := t.Recording(c.RecordingID); {
@@ -190,8 +206,29 @@ func (t *Tx) callEvents(subKey []byte, c *Call, tr callTransition) error {
 				at = c.End
 			}
 		}
-		err := t.addMessage(subs, c.CustomerID, typ, c.ID, func(id string) ([]byte, error) { return encodePayload(typ, id, at, data) })
-		if err != nil {
+		if data != nil {
+			raw, err := json.Marshal(data)
+			if err != nil {
+				return fmt.Errorf("encode %s event: %w", typ, err)
+			}
+			if _, err := t.addMessage(subs, c.CustomerID, typ, c.ID, at, raw, ""); err != nil {
+				return err
+			}
+			continue
+		}
+		if callData == nil {
+			raw, err := json.Marshal(newCallPayload(c, pseudo))
+			if err != nil {
+				return fmt.Errorf("encode %s event: %w", typ, err)
+			}
+			id, err := t.addMessage(subs, c.CustomerID, typ, c.ID, at, raw, "")
+			if err != nil {
+				return err
+			}
+			callData, callMsg = raw, id
+			continue
+		}
+		if _, err := t.addMessage(subs, c.CustomerID, typ, c.ID, at, nil, callMsg); err != nil {
 			return err
 		}
 	}
@@ -213,10 +250,12 @@ func (t *Tx) callUpdated(c *Call) error {
 	if at.IsZero() {
 		at = t.now()
 	}
-	data := newCallPayload(c, pseudo)
-	return t.addMessage(subs, c.CustomerID, EventCallUpdated, c.ID, func(id string) ([]byte, error) {
-		return encodePayload(EventCallUpdated, id, at, data)
-	})
+	raw, err := json.Marshal(newCallPayload(c, pseudo))
+	if err != nil {
+		return fmt.Errorf("encode %s event: %w", EventCallUpdated, err)
+	}
+	_, err = t.addMessage(subs, c.CustomerID, EventCallUpdated, c.ID, at, raw, "")
+	return err
 }
 
 // PoolExhausted writes number.pool_exhausted for a lease given at `at` while no pool number
@@ -242,8 +281,10 @@ func (t *Tx) PoolExhausted(customerID, number string, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	data := exhaustedPayload{CustomerID: customerID, Number: number, Exhaustions: st.Exhaustions}
-	return t.addMessage(subs, customerID, EventPoolExhausted, "", func(id string) ([]byte, error) {
-		return encodePayload(EventPoolExhausted, id, at, data)
-	})
+	raw, err := json.Marshal(exhaustedPayload{CustomerID: customerID, Number: number, Exhaustions: st.Exhaustions})
+	if err != nil {
+		return fmt.Errorf("encode %s event: %w", EventPoolExhausted, err)
+	}
+	_, err = t.addMessage(subs, customerID, EventPoolExhausted, "", at, raw, "")
+	return err
 }

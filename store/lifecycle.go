@@ -405,11 +405,10 @@ func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep 
 		purgeStep{what: "operator sessions", run: p.operatorSessions},
 		purgeStep{what: "usage", bucket: bucketUsage},
 		purgeStep{what: "rollups", bucket: bucketRollups},
-		// The webhooks' outbox: deliveries with their index entries, the messages, the
-		// endpoints (outbox.go).
+		// The webhooks' outbox: deliveries, the pending ones, the messages, the endpoints
+		// (outbox.go).
 		purgeStep{what: "webhook deliveries", bucket: bucketDeliveries, with: p.deleteDelivery},
-		purgeStep{what: "webhook due index", bucket: bucketDue},
-		purgeStep{what: "webhook waiting index", bucket: bucketWaiting},
+		purgeStep{what: "webhook queue", bucket: bucketQueue, with: p.deleteQueued},
 		purgeStep{what: "webhook messages", bucket: bucketMessages, n: &res.WebhookMessages},
 		purgeStep{what: "webhook subjects", bucket: bucketMsgSubject},
 		purgeStep{what: "webhook endpoints", bucket: bucketEndpoints, n: &res.WebhookEndpoints},
@@ -502,9 +501,10 @@ func (p *purge) deleteCall(tx *Tx, key []byte) (int, error) {
 	return nrec, tx.tx.Bucket(bucketCallsActive).Delete(key)
 }
 
-// deleteDelivery takes the webhook delivery of a webhook_deliveries key out of the indexes
-// of pending deliveries (webhook_pending is not keyed by customer).
+// deleteDelivery takes the webhook delivery of a webhook_deliveries key out of the pending
+// ones; deleteQueued has the outbox's memory forget a pending one (outboxqueue.go).
 func (p *purge) deleteDelivery(tx *Tx, key []byte) (int, error) { return 0, tx.unindexDelivery(key) }
+func (p *purge) deleteQueued(tx *Tx, key []byte) (int, error)   { return 0, tx.forgetQueued(key) }
 
 // deleteUser deletes the user an entry of users_by_customer names, with its sessions and
 // invitations.

@@ -11,46 +11,62 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // The webhooks' outbox. An event (events.go) is a message, written in the transaction of the
-// record that caused it, with one delivery per enabled endpoint of the customer that wants
-// its type; package integrations delivers them and records each attempt here. Nothing is
-// written for a customer without such an endpoint (webhooks.go: the subscriptions).
+// record that caused it, with a delivery pending to every enabled endpoint of the customer
+// that wants its type; package integrations delivers them and records each attempt here.
+// Nothing is written for a customer without such an endpoint (webhooks.go: the
+// subscriptions).
 //
 // Buckets and keys (ids are message ids, time-ordered like pool.NewID's):
 //
-//	webhook_messages    customer 0x00 id                          the message (encodeMessage)
-//	webhook_subjects    customer 0x00 subject 0x00 id             its subject's messages (a call's)
-//	webhook_deliveries  customer 0x00 endpoint 0x00 id            the delivery (JSON)
-//	webhook_due         customer 0x00 endpoint 0x00 next(8) id    pending deliveries by next attempt
-//	webhook_waiting     customer 0x00 endpoint 0x00 subject 0x00 id  pending deliveries with a subject
-//	webhook_pending     id 0x00 customer 0x00 endpoint            every pending delivery, oldest first
+//	webhook_messages    customer 0x00 id                 the message (encodeMessage)
+//	webhook_subjects    customer 0x00 subject 0x00 id    its subject's messages (a call's)
+//	webhook_queue       customer 0x00 endpoint 0x00 id   a pending delivery (outboxqueue.go)
+//	webhook_deliveries  customer 0x00 endpoint 0x00 id   a delivery's attempts and state (JSON)
 //
-// next is the time of the next attempt, big-endian Unix nanoseconds, so that the workers find
-// an endpoint's due work with one seek (DueDeliveries). The messages of one subject (one
-// call's events) reach an endpoint in the order they were written: a delivery whose subject
-// has an earlier pending delivery to the same endpoint waits (it is in webhook_waiting but
-// not in webhook_due, and its Next is zero) until that one is settled, delivered or failed
-// (settle). A message id is the time in milliseconds (at least the last one's) and the
-// messages bucket's sequence number, so ids sort in the order they were made.
+// The write that makes a message puts one key in each of the first three, all of them at
+// the right end of the customer's keys (ids grow): that is all the call's transaction pays
+// for its events. A delivery's record is written with its first attempt (or when a replay or
+// a disabled endpoint settles it): a delivery that has none is pending and not attempted yet.
+// Which pending deliveries are due, and the order of a subject's (one call's events reach an
+// endpoint in the order they were written), is kept in memory and rebuilt from webhook_queue
+// (outboxqueue.go). A message id is the time in milliseconds (at least the last one's) and
+// the messages bucket's sequence number, so ids sort in the order they were made.
 //
-// webhook_pending's size is the queue depth and its first key the oldest undelivered message
-// (OutboxStats). Messages and deliveries, with the attempts, are the customer's data and are
-// kept as long as its calls: PurgeCustomer deletes them, and a caller's erasure deletes the
-// messages of the caller's calls (DeleteCall) with their deliveries.
+// Files written before this layout had the pending deliveries in webhook_due,
+// webhook_waiting and webhook_pending; Open moves them into webhook_queue and drops those
+// buckets (convertOutbox). Messages and deliveries, with the attempts, are the customer's data
+// and are kept as long as its calls: PurgeCustomer deletes them, and a caller's erasure
+// deletes the messages of the caller's calls (DeleteCall) with their deliveries.
 
 var (
 	bucketMessages   = []byte("webhook_messages")
 	bucketMsgSubject = []byte("webhook_subjects")
 	bucketDeliveries = []byte("webhook_deliveries")
-	bucketDue        = []byte("webhook_due")
-	bucketWaiting    = []byte("webhook_waiting")
-	bucketPending    = []byte("webhook_pending")
 
-	webhookBuckets = [][]byte{bucketEndpoints, bucketSubscriptions, bucketMessages, bucketMsgSubject, bucketDeliveries,
-		bucketDue, bucketWaiting, bucketPending}
+	// The buckets of the layout before webhook_queue (convertOutbox).
+	bucketDueV1     = []byte("webhook_due")
+	bucketWaitingV1 = []byte("webhook_waiting")
+	bucketPendingV1 = []byte("webhook_pending")
+
+	webhookBuckets = [][]byte{bucketEndpoints, bucketSubscriptions, bucketMessages, bucketMsgSubject, bucketDeliveries, bucketQueue}
 )
+
+// appendFill is the fill of the pages of the buckets whose keys grow at their right end: a
+// page split there leaves the left page this full instead of half (bbolt's default), so that
+// the same keys take fewer pages to write.
+const appendFill = 0.9
+
+// appending is a bucket written at its right end.
+func (t *Tx) appending(name []byte) bucket {
+	b := t.tx.Bucket(name)
+	b.b.FillPercent = appendFill
+	return b
+}
 
 // MaxAttemptsKept is how many attempts a delivery keeps (the most recent ones); it counts
 // them all (Delivery.AttemptCount).
@@ -68,35 +84,104 @@ type Message struct {
 }
 
 // The message value: a version byte, the time it was made (big-endian Unix nanoseconds),
-// the type and the subject (each a length byte and the bytes), then the payload.
-const messageV1 = 1
+// the type and the subject (each a length byte and the bytes), then in version 1 the
+// payload; in version 2 the event's timestamp (Unix nanoseconds) and the payload's data: a
+// byte 0 and the data's JSON, or a byte 1 and the id of a message of the same customer that
+// holds the same data (the events one write makes of a call share their data). A version 2
+// payload is the envelope (envelopeJSON) made of the type, the id, the timestamp and the
+// data: the same bytes every time it is read. Version 1 is what files written before
+// version 2 hold; it is read as it is.
+const (
+	messageV1 = 1
+	messageV2 = 2
+)
 
-func encodeMessage(created time.Time, typ EventType, subject string, payload []byte) []byte {
-	v := make([]byte, 0, 1+8+2+len(typ)+len(subject)+len(payload))
-	v = append(v, messageV1)
+// messageV2 value's data kinds.
+const (
+	dataInline = 0
+	dataRef    = 1
+)
+
+// encodeMessage makes a version 2 message value: data inline, or (ref not "") the id of the
+// message that holds it.
+func encodeMessage(created time.Time, typ EventType, subject string, at time.Time, data []byte, ref string) []byte {
+	v := make([]byte, 0, 1+8+2+len(typ)+len(subject)+9+len(data)+len(ref))
+	v = append(v, messageV2)
 	v = binary.BigEndian.AppendUint64(v, uint64(created.UnixNano()))
 	v = append(append(v, byte(len(typ))), typ...)
 	v = append(append(v, byte(len(subject))), subject...)
-	return append(v, payload...)
+	v = binary.BigEndian.AppendUint64(v, uint64(at.UnixNano()))
+	if ref != "" {
+		return append(append(v, dataRef), ref...)
+	}
+	return append(append(v, dataInline), data...)
 }
 
-// decodeMessage reads a message value; the payload is copied.
-func decodeMessage(customerID, id string, v []byte) (Message, error) {
-	m := Message{ID: id, CustomerID: customerID}
-	if len(v) < 11 || v[0] != messageV1 {
-		return m, fmt.Errorf("webhook message %q: malformed", id)
+// splitMessage reads a message value's parts: for version 1 rest is the payload, for
+// version 2 the timestamp and the data.
+func splitMessage(v []byte) (version byte, created int64, typ EventType, subject string, rest []byte, err error) {
+	if len(v) < 11 || (v[0] != messageV1 && v[0] != messageV2) {
+		return 0, 0, "", "", nil, errors.New("malformed")
 	}
-	m.Created = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
-	rest := v[9:]
+	rest = v[9:]
 	var fields [2]string
 	for i := range fields {
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
-			return m, fmt.Errorf("webhook message %q: malformed", id)
+			return 0, 0, "", "", nil, errors.New("malformed")
 		}
 		fields[i], rest = string(rest[1:1+int(rest[0])]), rest[1+int(rest[0]):]
 	}
-	m.Type, m.Subject, m.Payload = EventType(fields[0]), fields[1], bytes.Clone(rest)
+	if v[0] == messageV2 && len(rest) < 9 {
+		return 0, 0, "", "", nil, errors.New("malformed")
+	}
+	return v[0], int64(binary.BigEndian.Uint64(v[1:])), EventType(fields[0]), fields[1], rest, nil
+}
+
+// decodeMessage reads a message value of the customer; msgs finds the data of a message
+// that refers to another's.
+func decodeMessage(msgs bucket, customerID, id string, v []byte) (Message, error) {
+	m := Message{ID: id, CustomerID: customerID}
+	version, created, typ, subject, rest, err := splitMessage(v)
+	if err != nil {
+		return m, fmt.Errorf("webhook message %q: %w", id, err)
+	}
+	m.Created, m.Type, m.Subject = time.Unix(0, created).UTC(), typ, subject
+	if version == messageV1 {
+		m.Payload = bytes.Clone(rest)
+		return m, nil
+	}
+	at := time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
+	data, err := messageData(msgs, customerID, rest[8:])
+	if err != nil {
+		return m, fmt.Errorf("webhook message %q: %w", id, err)
+	}
+	m.Payload = envelopeJSON(typ, id, at, data)
 	return m, nil
+}
+
+// messageData answers the data of a version 2 message's data part.
+func messageData(msgs bucket, customerID string, d []byte) ([]byte, error) {
+	switch {
+	case len(d) >= 1 && d[0] == dataInline:
+		return d[1:], nil
+	case len(d) >= 2 && d[0] == dataRef:
+		v := msgs.Get(compose(customerID, string(d[1:])))
+		if v == nil {
+			return nil, fmt.Errorf("the message %q with its data: %w", d[1:], ErrNotFound)
+		}
+		version, _, _, _, rest, err := splitMessage(v)
+		if err != nil || version != messageV2 || len(rest) < 9 || rest[8] != dataInline {
+			return nil, fmt.Errorf("the message %q with its data: malformed", d[1:])
+		}
+		return rest[9:], nil
+	}
+	return nil, errors.New("malformed data")
+}
+
+// messageHeader reads a message value's type and subject.
+func messageHeader(v []byte) (EventType, string, error) {
+	_, _, typ, subject, _, err := splitMessage(v)
+	return typ, subject, err
 }
 
 // DeliveryState is where a delivery is; the zero value is unknown and never stored.
@@ -163,18 +248,6 @@ func deliveryKey(customerID, endpointID, messageID string) []byte {
 	return compose(customerID, endpointID, messageID)
 }
 
-func dueKey(d *Delivery) []byte {
-	k := compose(d.CustomerID, d.EndpointID, "")
-	k = binary.BigEndian.AppendUint64(k, uint64(d.Next.UnixNano()))
-	return append(k, d.MessageID...)
-}
-
-func waitingKey(d *Delivery) []byte {
-	return compose(d.CustomerID, d.EndpointID, d.Subject, d.MessageID)
-}
-
-func pendingKey(d *Delivery) []byte { return compose(d.MessageID, d.CustomerID, d.EndpointID) }
-
 // now is the outbox's clock.
 func (t *Tx) now() time.Time {
 	if t.db != nil {
@@ -186,11 +259,11 @@ func (t *Tx) now() time.Time {
 // EndpointRef names an endpoint.
 type EndpointRef struct{ CustomerID, EndpointID string }
 
-// outboxState is what the outbox's readers are told of the commits: the endpoints with
-// deliveries made due since they last looked (due), with a signal that there are some (it
-// holds one: a reader that was busy finds it when it looks), and the count of changes to
-// endpoints. ms is the millisecond of the last message id made; subs whether any customer
-// has subscriptions.
+// outboxState is what the outbox keeps in memory: the queues of the endpoints
+// (outboxqueue.go), the endpoints with deliveries made due since the readers last looked
+// (due), with a signal that there are some (it holds one: a reader that was busy finds it
+// when it looks), and the count of changes to endpoints. ms is the millisecond of the last
+// message id made; subs whether any customer has subscriptions.
 type outboxState struct {
 	subs         atomic.Int32 // subsUnknown, subsNone or subsSome (webhooks.go)
 	ms           atomic.Int64
@@ -198,11 +271,13 @@ type outboxState struct {
 	endpointsGen atomic.Uint64
 	mu           sync.Mutex
 	due          map[EndpointRef]struct{}
+	queues       map[EndpointRef]*epQueue
 }
 
-// txOutbox is what a transaction's commit tells the outbox's readers.
+// txOutbox is what a transaction's commit does to the outbox's memory and tells its readers.
 type txOutbox struct {
 	registered bool
+	ops        []queueOp
 	due        []EndpointRef
 }
 
@@ -212,19 +287,7 @@ func (t *Tx) dueAt(customerID, endpointID string) {
 		return
 	}
 	t.outbox.due = append(t.outbox.due, EndpointRef{customerID, endpointID})
-	if t.outbox.registered {
-		return
-	}
-	t.outbox.registered = true
-	db := t.db
-	t.tx.tx.OnCommit(func() {
-		db.outbox.mu.Lock()
-		for _, r := range t.outbox.due {
-			db.outbox.due[r] = struct{}{}
-		}
-		db.outbox.mu.Unlock()
-		db.signalOutbox()
-	})
+	t.onCommitOutbox()
 }
 
 func (db *DB) signalOutbox() {
@@ -287,120 +350,131 @@ func (t *Tx) newMessageID(now time.Time) (string, error) {
 	return string(b[:]), nil
 }
 
-// addMessage writes a message of the customer and a delivery of it to every endpoint in the
-// subscriptions value subs that wants its type; payload is made with the message's id.
-func (t *Tx) addMessage(subs []byte, customerID string, typ EventType, subject string, payload func(id string) ([]byte, error)) error {
+// addMessage writes a message of the customer and makes a delivery of it pending to every
+// endpoint in the subscriptions value subs that wants its type, and answers its id. The
+// payload is the envelope of data (the data's JSON) with the message's id and the time at;
+// with ref set, the data is that message's, which this write made.
+func (t *Tx) addMessage(subs []byte, customerID string, typ EventType, subject string, at time.Time, data []byte, ref string) (string, error) {
 	now := t.now()
 	id, err := t.newMessageID(now)
 	if err != nil {
-		return err
+		return "", err
 	}
-	body, err := payload(id)
-	if err != nil {
-		return fmt.Errorf("encode %s event: %w", typ, err)
-	}
-	if err := t.tx.Bucket(bucketMessages).Put(compose(customerID, id), encodeMessage(now, typ, subject, body)); err != nil {
-		return err
+	if err := t.appending(bucketMessages).Put(compose(customerID, id), encodeMessage(now, typ, subject, at, data, ref)); err != nil {
+		return "", err
 	}
 	if subject != "" {
-		if err := t.tx.Bucket(bucketMsgSubject).Put(compose(customerID, subject, id), nil); err != nil {
-			return err
+		if err := t.appending(bucketMsgSubject).Put(compose(customerID, subject, id), nil); err != nil {
+			return "", err
 		}
 	}
+	q := t.appending(bucketQueue)
+	next := now.UnixNano()
 	err = eachSubscriber(subs, typ.bit(), func(ep []byte) error {
-		d := Delivery{CustomerID: customerID, EndpointID: string(ep), MessageID: id, Type: typ, Subject: subject}
-		return t.queueDelivery(&d, now)
+		if err := q.Put(compose(customerID, string(ep), id), encodeQueued(next, 0, subject)); err != nil {
+			return err
+		}
+		t.queueOp(queueOp{kind: qAdd, ref: EndpointRef{customerID, string(ep)}, id: id, subject: subject, next: next})
+		t.dueAt(customerID, string(ep))
+		return nil
 	})
+	return id, err
+}
+
+// queueDelivery makes a delivery pending, due at now (behind an earlier pending message of
+// its subject), after attempts made before; a pending one is due at now.
+func (t *Tx) queueDelivery(customerID, endpointID, messageID, subject string, attempts int, now time.Time) error {
+	next := now.UnixNano()
+	if err := t.tx.Bucket(bucketQueue).Put(deliveryKey(customerID, endpointID, messageID), encodeQueued(next, attempts, subject)); err != nil {
+		return err
+	}
+	t.queueOp(queueOp{kind: qAdd, ref: EndpointRef{customerID, endpointID}, id: messageID, subject: subject, next: next, attempts: attempts})
+	t.dueAt(customerID, endpointID)
+	return nil
+}
+
+// dequeue takes a delivery out of the pending ones (the next message of its subject to its
+// endpoint becomes due); it answers whether it was pending.
+func (t *Tx) dequeue(customerID, endpointID, messageID string) (bool, error) {
+	key := deliveryKey(customerID, endpointID, messageID)
+	q := t.tx.Bucket(bucketQueue)
+	if q.Get(key) == nil {
+		return false, nil
+	}
+	if err := q.Delete(key); err != nil {
+		return false, err
+	}
+	t.queueOp(queueOp{kind: qRemove, ref: EndpointRef{customerID, endpointID}, id: messageID})
+	return true, nil
+}
+
+// splitDeliveryKey reads customer 0x00 endpoint 0x00 id.
+func splitDeliveryKey(key []byte) (customerID, endpointID, messageID string, ok bool) {
+	i := bytes.IndexByte(key, 0)
+	if i < 0 {
+		return "", "", "", false
+	}
+	j := bytes.IndexByte(key[i+1:], 0)
+	if j < 0 {
+		return "", "", "", false
+	}
+	return string(key[:i]), string(key[i+1 : i+1+j]), string(key[i+2+j:]), true
+}
+
+// unindexDelivery takes the delivery of a webhook_deliveries key out of the pending ones (the
+// caller deletes the record).
+func (t *Tx) unindexDelivery(key []byte) error {
+	customerID, endpointID, messageID, ok := splitDeliveryKey(key)
+	if !ok {
+		return nil
+	}
+	_, err := t.dequeue(customerID, endpointID, messageID)
 	return err
 }
 
-// queueDelivery makes d pending: due at now, or, when an earlier message of its subject is
-// pending to its endpoint, waiting for it; and writes it.
-func (t *Tx) queueDelivery(d *Delivery, now time.Time) error {
-	d.State, d.Next, d.FailedReason = DeliveryPending, now, ""
-	if d.Subject != "" {
-		prefix := compose(d.CustomerID, d.EndpointID, d.Subject, "")
-		w := t.tx.Bucket(bucketWaiting)
-		if k, _ := w.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && string(k[len(prefix):]) < d.MessageID {
+// delivery reads a delivery: its record if it has one, with what the queue says of it
+// (pending, and when it is due); ErrNotFound if it has neither.
+func (t *Tx) delivery(customerID, endpointID, messageID string) (Delivery, error) {
+	key := deliveryKey(customerID, endpointID, messageID)
+	return t.mergeDelivery(key, t.tx.Bucket(bucketDeliveries).Get(key), t.tx.Bucket(bucketQueue).Get(key))
+}
+
+// mergeDelivery makes a delivery of its record (rec, nil if none) and its queue value (qv,
+// nil if not pending).
+func (t *Tx) mergeDelivery(key, rec, qv []byte) (Delivery, error) {
+	var d Delivery
+	switch {
+	case rec == nil && qv == nil:
+		return d, ErrNotFound
+	case rec != nil:
+		if err := json.Unmarshal(rec, &d); err != nil {
+			return d, fmt.Errorf("decode webhook delivery %q: %w", key, err)
+		}
+	default:
+		customerID, endpointID, messageID, ok := splitDeliveryKey(key)
+		if !ok {
+			return d, fmt.Errorf("webhook queue key %q: malformed", key)
+		}
+		d = Delivery{CustomerID: customerID, EndpointID: endpointID, MessageID: messageID}
+		if v := t.tx.Bucket(bucketMessages).Get(compose(customerID, messageID)); v != nil {
+			typ, subject, err := messageHeader(v)
+			if err != nil {
+				return d, fmt.Errorf("webhook message %q: %w", messageID, err)
+			}
+			d.Type, d.Subject = typ, subject
+		}
+	}
+	if qv != nil {
+		next, _, _, err := decodeQueued(qv)
+		if err != nil {
+			return d, err
+		}
+		d.State, d.Next, d.FailedReason = DeliveryPending, timeOf(next), ""
+		if t.db.waiting(EndpointRef{d.CustomerID, d.EndpointID}, d.MessageID) {
 			d.Next = time.Time{}
 		}
-		if err := w.Put(append(prefix, d.MessageID...), nil); err != nil {
-			return err
-		}
 	}
-	if !d.Next.IsZero() {
-		if err := t.tx.Bucket(bucketDue).Put(dueKey(d), nil); err != nil {
-			return err
-		}
-		t.dueAt(d.CustomerID, d.EndpointID)
-	}
-	if err := t.tx.Bucket(bucketPending).Put(pendingKey(d), nil); err != nil {
-		return err
-	}
-	return t.put(bucketDeliveries, deliveryKey(d.CustomerID, d.EndpointID, d.MessageID), d)
-}
-
-// unqueue takes a pending delivery out of the indexes of pending deliveries.
-func (t *Tx) unqueue(d *Delivery) error {
-	if d.State != DeliveryPending {
-		return nil
-	}
-	if !d.Next.IsZero() {
-		if err := t.tx.Bucket(bucketDue).Delete(dueKey(d)); err != nil {
-			return err
-		}
-	}
-	if d.Subject != "" {
-		if err := t.tx.Bucket(bucketWaiting).Delete(waitingKey(d)); err != nil {
-			return err
-		}
-	}
-	return t.tx.Bucket(bucketPending).Delete(pendingKey(d))
-}
-
-// settle ends a pending delivery in state (delivered or failed) and makes the next message of
-// its subject to its endpoint due. The caller writes d.
-func (t *Tx) settle(d *Delivery, state DeliveryState) error {
-	if err := t.unqueue(d); err != nil {
-		return err
-	}
-	d.State, d.Next = state, time.Time{}
-	if d.Subject == "" {
-		return nil
-	}
-	prefix := compose(d.CustomerID, d.EndpointID, d.Subject, "")
-	k, _ := t.tx.Bucket(bucketWaiting).Cursor().Seek(prefix)
-	if k == nil || !bytes.HasPrefix(k, prefix) {
-		return nil
-	}
-	key := deliveryKey(d.CustomerID, d.EndpointID, string(k[len(prefix):]))
-	var next Delivery
-	if err := t.get(bucketDeliveries, key, &next); err != nil {
-		return fmt.Errorf("waiting webhook delivery %q: %w", key, err)
-	}
-	if next.State != DeliveryPending || !next.Next.IsZero() {
-		return nil // due already
-	}
-	next.Next = t.now()
-	if err := t.tx.Bucket(bucketDue).Put(dueKey(&next), nil); err != nil {
-		return err
-	}
-	t.dueAt(next.CustomerID, next.EndpointID)
-	return t.put(bucketDeliveries, key, &next)
-}
-
-// unindexDelivery takes the delivery under an index key of webhook_deliveries out of the
-// indexes of pending deliveries (the caller deletes the record).
-func (t *Tx) unindexDelivery(key []byte) error {
-	var d Delivery
-	err := t.get(bucketDeliveries, key, &d)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return t.unqueue(&d)
+	return d, nil
 }
 
 // DueDelivery is a delivery whose attempt is due, with its message.
@@ -418,46 +492,42 @@ type DueDelivery struct {
 // now, the earliest due first, leaving out those skip holds (in flight); and when the first
 // one not answered is due (zero: none is pending, but those left out).
 func (db *DB) DueDeliveries(customerID, endpointID string, now time.Time, limit int, skip func(messageID string) bool) ([]DueDelivery, time.Time, error) {
-	var out []DueDelivery
-	var next time.Time
-	err := db.View(func(tx *Tx) error {
-		prefix := compose(customerID, endpointID, "")
-		msgs := tx.tx.Bucket(bucketMessages)
-		c := tx.tx.Bucket(bucketDue).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			rest := k[len(prefix):]
-			if len(rest) < 8 {
-				return fmt.Errorf("webhook due key %q: malformed", k)
-			}
-			at := time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
-			id := string(rest[8:])
-			if at.After(now) || len(out) == limit {
-				if !skip(id) {
-					next = at
-					return nil
-				}
-				continue
-			}
-			if skip(id) {
-				continue
-			}
-			var d Delivery
-			if err := tx.get(bucketDeliveries, deliveryKey(customerID, endpointID, id), &d); err != nil {
-				return fmt.Errorf("due webhook delivery %q: %w", k, err)
-			}
-			v := msgs.Get(compose(customerID, id))
-			if v == nil {
-				return fmt.Errorf("webhook message %q of a due delivery: %w", id, ErrNotFound)
-			}
-			m, err := decodeMessage(customerID, id, v)
-			if err != nil {
-				return err
-			}
-			out = append(out, DueDelivery{Message: m, EndpointID: endpointID, Scheduled: at, Attempts: d.AttemptCount})
+	ref := EndpointRef{customerID, endpointID}
+	for {
+		due, next, err := db.queueDue(ref, now.UnixNano(), limit, skip)
+		if err != nil {
+			return nil, time.Time{}, err
 		}
-		return nil
-	})
-	return out, next, err
+		var out []DueDelivery
+		var gone []string
+		err = db.View(func(tx *Tx) error {
+			q, msgs := tx.tx.Bucket(bucketQueue), tx.tx.Bucket(bucketMessages)
+			for _, e := range due {
+				v := msgs.Get(compose(customerID, e.id))
+				if v == nil || q.Get(compose(customerID, endpointID, e.id)) == nil {
+					gone = append(gone, e.id) // deleted meanwhile (an erasure, a purge)
+					continue
+				}
+				m, err := decodeMessage(msgs, customerID, e.id, v)
+				if err != nil {
+					return err
+				}
+				out = append(out, DueDelivery{Message: m, EndpointID: endpointID, Scheduled: timeOf(e.next), Attempts: e.attempts})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if len(gone) == 0 {
+			var at time.Time
+			if next != 0 {
+				at = timeOf(next)
+			}
+			return out, at, nil
+		}
+		db.forget(ref, gone)
+	}
 }
 
 // DeliveryOutcome is what an attempt comes to.
@@ -490,9 +560,13 @@ func (t *Tx) RecordDelivery(r *DeliveryResult) error {
 	if r.Outcome == OutcomeUnknown || r.Outcome > OutcomeGone {
 		return fmt.Errorf("webhook delivery %q: %w", r.MessageID, invalid("outcome", "unknown outcome %d", r.Outcome))
 	}
+	if r.Outcome == OutcomeRetry && !storable(r.Next) {
+		return fmt.Errorf("webhook delivery %q: %w", r.MessageID, invalid("next", "must be a time of years 1970-2261"))
+	}
 	key := deliveryKey(r.CustomerID, r.EndpointID, r.MessageID)
-	var d Delivery
-	err := t.get(bucketDeliveries, key, &d)
+	queue := t.tx.Bucket(bucketQueue)
+	qv := queue.Get(key)
+	d, err := t.mergeDelivery(key, t.tx.Bucket(bucketDeliveries).Get(key), qv)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -504,27 +578,34 @@ func (t *Tx) RecordDelivery(r *DeliveryResult) error {
 	if n := len(d.Attempts); n > MaxAttemptsKept {
 		d.Attempts = slices.Delete(d.Attempts, 0, n-MaxAttemptsKept)
 	}
-	if d.State == DeliveryPending && d.Next.Equal(r.Scheduled) {
-		switch r.Outcome {
-		case OutcomeDelivered:
-			err = t.settle(&d, DeliveryDelivered)
-		case OutcomeFailed, OutcomeGone:
-			err = t.settle(&d, DeliveryFailed)
-		case OutcomeRetry:
-			if !storable(r.Next) {
-				return fmt.Errorf("webhook delivery %q: %w", r.MessageID, invalid("next", "must be a time of years 1970-2261"))
-			}
-			if err := t.tx.Bucket(bucketDue).Delete(dueKey(&d)); err != nil {
-				return err
-			}
-			d.Next = r.Next
-			err = t.tx.Bucket(bucketDue).Put(dueKey(&d), nil)
-		}
+	ref := EndpointRef{r.CustomerID, r.EndpointID}
+	if qv != nil {
+		next, _, subject, err := decodeQueued(qv)
 		if err != nil {
 			return err
 		}
+		if next == r.Scheduled.UnixNano() {
+			switch r.Outcome {
+			case OutcomeDelivered, OutcomeFailed, OutcomeGone:
+				if err := queue.Delete(key); err != nil {
+					return err
+				}
+				t.queueOp(queueOp{kind: qRemove, ref: ref, id: r.MessageID})
+				d.State, d.Next = DeliveryDelivered, time.Time{}
+				if r.Outcome != OutcomeDelivered {
+					d.State = DeliveryFailed
+				}
+			case OutcomeRetry:
+				n := r.Next.UnixNano()
+				if err := queue.Put(key, encodeQueued(n, d.AttemptCount, subject)); err != nil {
+					return err
+				}
+				t.queueOp(queueOp{kind: qReschedule, ref: ref, id: r.MessageID, next: n, attempts: d.AttemptCount})
+				d.Next = timeOf(n)
+			}
+		}
 	}
-	if err := t.put(bucketDeliveries, key, &d); err != nil {
+	if err := t.appending(bucketDeliveries).Put(key, marshalDelivery(&d)); err != nil {
 		return err
 	}
 	if r.Outcome == OutcomeGone {
@@ -536,6 +617,15 @@ func (t *Tx) RecordDelivery(r *DeliveryResult) error {
 	return nil
 }
 
+// marshalDelivery encodes a delivery record.
+func marshalDelivery(d *Delivery) []byte {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		panic(fmt.Sprintf("encode webhook delivery: %v", err)) // plain fields: cannot fail
+	}
+	return raw
+}
+
 // FailPending fails every pending delivery of an endpoint with reason (its endpoint was
 // disabled), in transactions of at most DefaultPurgeBatch, and answers how many.
 func (db *DB) FailPending(ctx context.Context, customerID, endpointID, reason string) (int, error) {
@@ -545,46 +635,24 @@ func (db *DB) FailPending(ctx context.Context, customerID, endpointID, reason st
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		var ids []string
-		err := db.View(func(tx *Tx) error {
-			seen := map[string]bool{}
-			for _, b := range [][]byte{bucketWaiting, bucketDue} {
-				c := tx.tx.Bucket(b).Cursor()
-				for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ids) < DefaultPurgeBatch; k, _ = c.Next() {
-					var id string
-					if bytes.Equal(b, bucketDue) {
-						id = string(k[len(prefix)+8:])
-					} else if i := bytes.LastIndexByte(k, 0); i >= 0 {
-						id = string(k[i+1:])
-					}
-					if !seen[id] {
-						seen[id] = true
-						ids = append(ids, id)
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil || len(ids) == 0 {
-			return total, err
-		}
 		n := 0
-		err = db.Write(ctx, func(tx *Tx) error {
+		err := db.Write(ctx, func(tx *Tx) error {
 			n = 0
-			for _, id := range ids {
-				key := deliveryKey(customerID, endpointID, id)
-				var d Delivery
-				if err := tx.get(bucketDeliveries, key, &d); err != nil {
-					return fmt.Errorf("pending webhook delivery %q: %w", id, err)
-				}
-				if d.State != DeliveryPending {
-					continue
-				}
-				if err := tx.settle(&d, DeliveryFailed); err != nil {
+			var keys [][]byte
+			c := tx.tx.Bucket(bucketQueue).Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(keys) < DefaultPurgeBatch; k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, key := range keys {
+				d, err := tx.delivery(customerID, endpointID, string(key[len(prefix):]))
+				if err != nil {
 					return err
 				}
-				d.FailedReason = reason
-				if err := tx.put(bucketDeliveries, key, &d); err != nil {
+				if _, err := tx.dequeue(customerID, endpointID, d.MessageID); err != nil {
+					return err
+				}
+				d.State, d.Next, d.FailedReason = DeliveryFailed, time.Time{}, reason
+				if err := tx.tx.Bucket(bucketDeliveries).Put(key, marshalDelivery(&d)); err != nil {
 					return err
 				}
 				n++
@@ -595,6 +663,9 @@ func (db *DB) FailPending(ctx context.Context, customerID, endpointID, reason st
 			return total, fmt.Errorf("fail the pending webhook deliveries of %q: %w", endpointID, err)
 		}
 		total += n
+		if n == 0 {
+			return total, nil
+		}
 	}
 }
 
@@ -616,35 +687,23 @@ func (t *Tx) ReplayMessage(customerID, endpointID, messageID string) error {
 	if v == nil {
 		return fmt.Errorf("webhook message %q: %w", messageID, ErrNotFound)
 	}
-	m, err := decodeMessage(customerID, messageID, v)
+	typ, subject, err := messageHeader(v)
 	if err != nil {
-		return err
+		return fmt.Errorf("webhook message %q: %w", messageID, err)
 	}
-	if !e.Subscribes(m.Type) {
-		return fmt.Errorf("webhook message %q: %w", messageID, invalid("message_id", "the endpoint does not subscribe to %s", m.Type))
+	if !e.Subscribes(typ) {
+		return fmt.Errorf("webhook message %q: %w", messageID, invalid("message_id", "the endpoint does not subscribe to %s", typ))
 	}
-	key := deliveryKey(customerID, endpointID, messageID)
-	var d Delivery
-	switch err := t.get(bucketDeliveries, key, &d); {
+	attempts := 0
+	switch d, err := t.delivery(customerID, endpointID, messageID); {
 	case errors.Is(err, ErrNotFound):
-		d = Delivery{CustomerID: customerID, EndpointID: endpointID, MessageID: messageID, Type: m.Type, Subject: m.Subject}
 	case err != nil:
 		return err
-	case d.State == DeliveryPending && d.Next.IsZero():
-		return nil // waiting for an earlier message of its subject: it comes after it
-	case d.State == DeliveryPending:
-		// Due now, even if an attempt is in flight (its outcome no longer settles it).
-		if err := t.tx.Bucket(bucketDue).Delete(dueKey(&d)); err != nil {
-			return err
-		}
-		d.Next = t.now()
-		if err := t.tx.Bucket(bucketDue).Put(dueKey(&d), nil); err != nil {
-			return err
-		}
-		t.dueAt(customerID, endpointID)
-		return t.put(bucketDeliveries, key, &d)
+	default:
+		attempts = d.AttemptCount
 	}
-	return t.queueDelivery(&d, t.now())
+	// A pending one is rescheduled to now (in memory, one that waits keeps waiting).
+	return t.queueDelivery(customerID, endpointID, messageID, subject, attempts, t.now())
 }
 
 // ReplaySince replays (ReplayMessage) to an endpoint every message of the customer made at
@@ -673,12 +732,12 @@ func (db *DB) ReplaySince(ctx context.Context, customerID, endpointID string, si
 			k, v := c.Seek(from)
 			for ; k != nil && bytes.Compare(k, hi) < 0 && len(ids) < DefaultPurgeBatch; k, v = c.Next() {
 				last = bytes.Clone(k)
-				m, err := decodeMessage(customerID, string(k[len(prefix):]), v)
+				typ, _, err := messageHeader(v)
 				if err != nil {
-					return err
+					return fmt.Errorf("webhook message %q: %w", k, err)
 				}
-				if e.Subscribes(m.Type) {
-					ids = append(ids, m.ID)
+				if e.Subscribes(typ) {
+					ids = append(ids, string(k[len(prefix):]))
 				}
 			}
 			return nil
@@ -709,25 +768,48 @@ func (db *DB) ReplaySince(ctx context.Context, customerID, endpointID string, si
 
 // Deliveries lists an endpoint's deliveries, the newest message first, starting below the
 // message id before ("" for the newest), at most limit of them; next is the cursor of the
-// following page ("" at the end).
+// following page ("" at the end). A pending delivery not attempted yet has no record: it is
+// listed from the queue.
 func (t *Tx) Deliveries(customerID, endpointID, before string, limit int) (out []Delivery, next string, err error) {
 	prefix := compose(customerID, endpointID, "")
-	c := t.tx.Bucket(bucketDeliveries).Cursor()
 	from := append(compose(customerID, endpointID), 1) // after every key of the endpoint
 	if before != "" {
 		from = append(bytes.Clone(prefix), before...)
 	}
-	for k, v := seekBefore(c, from); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+	dc, qc := t.tx.Bucket(bucketDeliveries).Cursor(), t.tx.Bucket(bucketQueue).Cursor()
+	dk, dv := seekBefore(dc, from)
+	qk, qv := seekBefore(qc, from)
+	for {
+		if dk != nil && !bytes.HasPrefix(dk, prefix) {
+			dk = nil
+		}
+		if qk != nil && !bytes.HasPrefix(qk, prefix) {
+			qk = nil
+		}
+		if dk == nil && qk == nil {
+			return out, "", nil
+		}
 		if len(out) == limit {
 			return out, out[len(out)-1].MessageID, nil
 		}
 		var d Delivery
-		if err := json.Unmarshal(v, &d); err != nil {
-			return nil, "", fmt.Errorf("decode webhook delivery %q: %w", k, err)
+		switch c := bytes.Compare(dk, qk); {
+		case c == 0:
+			d, err = t.mergeDelivery(dk, dv, qv)
+			dk, dv = dc.Prev()
+			qk, qv = qc.Prev()
+		case c > 0: // dk is the newer (a nil key sorts first)
+			d, err = t.mergeDelivery(dk, dv, nil)
+			dk, dv = dc.Prev()
+		default:
+			d, err = t.mergeDelivery(qk, nil, qv)
+			qk, qv = qc.Prev()
+		}
+		if err != nil {
+			return nil, "", err
 		}
 		out = append(out, d)
 	}
-	return out, "", nil
 }
 
 // Deliveries runs Tx.Deliveries in a read-only transaction.
@@ -747,7 +829,7 @@ func (t *Tx) Message(customerID, id string) (Message, error) {
 	if v == nil {
 		return Message{}, fmt.Errorf("webhook message %q: %w", id, ErrNotFound)
 	}
-	return decodeMessage(customerID, id, v)
+	return decodeMessage(t.tx.Bucket(bucketMessages), customerID, id, v)
 }
 
 // Messages lists the customer's messages made in [from, to) (zero: open), oldest first, at
@@ -756,9 +838,10 @@ func (t *Tx) Messages(customerID string, from, to time.Time, limit int) ([]Messa
 	prefix := compose(customerID, "")
 	lo := append(bytes.Clone(prefix), idTimePrefix(max(from.UnixMilli(), 0))...)
 	var out []Message
-	c := t.tx.Bucket(bucketMessages).Cursor()
+	msgs := t.tx.Bucket(bucketMessages)
+	c := msgs.Cursor()
 	for k, v := c.Seek(lo); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
-		m, err := decodeMessage(customerID, string(k[len(prefix):]), v)
+		m, err := decodeMessage(msgs, customerID, string(k[len(prefix):]), v)
 		if err != nil {
 			return nil, err
 		}
@@ -776,18 +859,28 @@ type OutboxStats struct {
 	Oldest  time.Time // when the oldest message with a pending delivery was made (zero: none)
 }
 
-// OutboxStats reads the outbox's depth and age.
+// OutboxStats reads the outbox's depth and age: the queue's keys, and the first pending
+// delivery of every endpoint.
 func (db *DB) OutboxStats() (OutboxStats, error) {
 	var st OutboxStats
 	err := db.View(func(tx *Tx) error {
-		b := tx.tx.Bucket(bucketPending)
-		st.Pending = b.Stats().KeyN
-		if k, _ := b.Cursor().First(); k != nil {
-			if ms, ok := idTime(k); ok {
-				st.Oldest = time.UnixMilli(ms).UTC()
-			}
+		q := tx.tx.Bucket(bucketQueue)
+		st.Pending = q.Stats().KeyN
+		if st.Pending == 0 {
+			return nil
 		}
-		return nil
+		oldest := int64(-1)
+		qc := q.Cursor()
+		return tx.tx.Bucket(bucketEndpoints).ForEach(func(k, _ []byte) error {
+			prefix := append(bytes.Clone(k), 0)
+			if qk, _ := qc.Seek(prefix); qk != nil && bytes.HasPrefix(qk, prefix) {
+				if ms, ok := idTime(qk[len(prefix):]); ok && (oldest < 0 || ms < oldest) {
+					oldest = ms
+					st.Oldest = time.UnixMilli(ms).UTC()
+				}
+			}
+			return nil
+		})
 	})
 	return st, err
 }
@@ -812,11 +905,10 @@ func (t *Tx) deleteSubjectMessages(customerID, subject string) error {
 	}
 	for _, id := range ids {
 		for _, e := range eps {
-			key := deliveryKey(customerID, e, id)
-			if err := t.unindexDelivery(key); err != nil {
+			if _, err := t.dequeue(customerID, e, id); err != nil {
 				return err
 			}
-			if err := t.tx.Bucket(bucketDeliveries).Delete(key); err != nil {
+			if err := t.tx.Bucket(bucketDeliveries).Delete(deliveryKey(customerID, e, id)); err != nil {
 				return err
 			}
 		}
@@ -828,4 +920,55 @@ func (t *Tx) deleteSubjectMessages(customerID, subject string) error {
 		}
 	}
 	return nil
+}
+
+// convertOutbox moves the pending deliveries of a file written before webhook_queue (in
+// webhook_pending, keyed id 0x00 customer 0x00 endpoint, with their state in the delivery's
+// record, and in the indexes webhook_due and webhook_waiting) into webhook_queue, and drops
+// the three buckets; it answers how many were pending. A file without them is left as it
+// is. The deliveries' records and the messages keep their layout.
+func convertOutbox(tx *bolt.Tx) (int, error) {
+	old := tx.Bucket(bucketPendingV1)
+	n := 0
+	if old != nil {
+		queue, deliveries := tx.Bucket(bucketQueue), tx.Bucket(bucketDeliveries)
+		err := old.ForEach(func(k, _ []byte) error {
+			parts := bytes.SplitN(k, []byte{0}, 3)
+			if len(parts) != 3 {
+				return fmt.Errorf("webhook_pending key %q: malformed", k)
+			}
+			key := compose(string(parts[1]), string(parts[2]), string(parts[0]))
+			raw := deliveries.Get(key)
+			if raw == nil {
+				return nil // its record went (a deletion cut short): nothing to deliver
+			}
+			var d Delivery
+			if err := json.Unmarshal(raw, &d); err != nil {
+				return fmt.Errorf("decode webhook delivery %q: %w", key, err)
+			}
+			if d.State != DeliveryPending {
+				return nil
+			}
+			next := d.Next
+			if next.IsZero() { // it waited for its subject: due once the earlier one is settled
+				if ms, ok := idTime(parts[0]); ok {
+					next = time.UnixMilli(ms)
+				}
+			}
+			n++
+			return queue.Put(key, encodeQueued(next.UnixNano(), d.AttemptCount, d.Subject))
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	for _, name := range [][]byte{bucketPendingV1, bucketDueV1, bucketWaitingV1} {
+		if tx.Bucket(name) == nil {
+			continue
+		}
+		if err := tx.DeleteBucket(name); err != nil {
+			return 0, fmt.Errorf("drop bucket %s: %w", name, err)
+		}
+	}
+	return n, nil
 }

@@ -22,8 +22,10 @@ import (
 // SchemaVersion is the layout this build reads and writes. Version 2 keeps assignments by
 // customer and time (assignments.go); version 3 adds the daily rollups (rollups.go), which
 // every write that completes a call must keep, so that a build of version 2 must not write
-// such a file. Open converts a file of version 1 or 2.
-const SchemaVersion = 3
+// such a file. Version 4 keeps the webhooks' pending deliveries in webhook_queue and writes
+// messages that an earlier build cannot read (outbox.go). Open converts a file of version 1,
+// 2 or 3.
+const SchemaVersion = 4
 
 var (
 	bucketMeta        = []byte("meta")
@@ -171,7 +173,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		now:    o.now,
-		outbox: outboxState{signal: make(chan struct{}, 1), due: map[EndpointRef]struct{}{}},
+		outbox: outboxState{signal: make(chan struct{}, 1), due: map[EndpointRef]struct{}{}, queues: map[EndpointRef]*epQueue{}},
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "trackline_store_commit_seconds",
 			Help:    "Time to commit one store transaction (writes and fsync).",
@@ -242,6 +244,14 @@ func (db *DB) init() error {
 				return fmt.Errorf("fill usage counters: %w", err)
 			}
 		}
+		// The webhooks' pending deliveries of an earlier layout (outbox.go).
+		if tx.Bucket(bucketPendingV1) != nil {
+			n, err := convertOutbox(tx)
+			if err != nil {
+				return fmt.Errorf("convert the webhook outbox: %w", err)
+			}
+			db.log.Info("store converted the webhook outbox to its queue", "pending", n)
+		}
 		return nil
 	})
 	if err != nil {
@@ -255,7 +265,16 @@ func (db *DB) init() error {
 		}
 		db.log.Info("store converted to schema 2", "assignments", n, "took", time.Since(start).Round(time.Millisecond))
 	}
-	return db.convertToSchema3(version < 3)
+	if err := db.convertToSchema3(version < 3); err != nil {
+		return err
+	}
+	if version < 4 {
+		// The outbox was converted in the first transaction (convertOutbox).
+		return db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 4))
+		})
+	}
+	return nil
 }
 
 // convertToSchema3 fills the daily rollups of a file of schema 2 (start), or goes on with a

@@ -454,30 +454,26 @@ func (db *DB) DeleteEndpoint(ctx context.Context, customerID, id string) error {
 		return err
 	}
 	prefix := compose(customerID, id, "")
-	for {
-		n := 0
-		err := db.Write(ctx, func(tx *Tx) (err error) {
-			n, err = deletePrefix(tx.tx.Bucket(bucketDeliveries), prefix, DefaultPurgeBatch, func(k []byte) error {
-				return tx.unindexDelivery(k)
+	for _, b := range [][]byte{bucketDeliveries, bucketQueue} {
+		for {
+			n := 0
+			err := db.Write(ctx, func(tx *Tx) (err error) {
+				n, err = deletePrefix(tx.tx.Bucket(b), prefix, DefaultPurgeBatch, nil)
+				return err
 			})
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("delete the deliveries of webhook endpoint %q: %w", id, err)
-		}
-		if n < DefaultPurgeBatch {
-			break
+			if err != nil {
+				return fmt.Errorf("delete the deliveries of webhook endpoint %q: %w", id, err)
+			}
+			if n < DefaultPurgeBatch {
+				break
+			}
 		}
 	}
 	return db.Write(ctx, func(tx *Tx) error {
-		for _, b := range [][]byte{bucketDue, bucketWaiting} {
-			if _, err := deletePrefix(tx.tx.Bucket(b), compose(customerID, id, ""), 0, nil); err != nil {
-				return err
-			}
-		}
 		if err := tx.tx.Bucket(bucketEndpoints).Delete(compose(customerID, id)); err != nil {
 			return err
 		}
+		tx.queueOp(queueOp{kind: qDrop, ref: EndpointRef{customerID, id}})
 		return tx.endpointsChanged(customerID)
 	})
 }

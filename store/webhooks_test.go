@@ -209,6 +209,10 @@ func TestCallEventsFollowTheCall(t *testing.T) {
 		if p.Type != m.Type || p.Version != 1 || p.ID != m.ID || p.Timestamp.IsZero() || m.Subject != c.ID {
 			t.Errorf("payload %s of message %+v", m.Payload, m)
 		}
+		// The outbox keeps the data; the payload is what encoding/json makes of the envelope.
+		if want, _ := json.Marshal(envelope{Type: p.Type, Version: PayloadVersion, ID: p.ID, Timestamp: p.Timestamp, Data: p.Data}); !bytes.Equal(m.Payload, want) {
+			t.Errorf("payload\n%s\nwant\n%s", m.Payload, want)
+		}
 		if m.Type == EventCallCompleted {
 			var data callPayload
 			json.Unmarshal(p.Data, &data)
@@ -557,7 +561,7 @@ func TestDeleteEndpoint(t *testing.T) {
 	if st, _ := db.OutboxStats(); st.Pending != 0 {
 		t.Fatalf("outbox after the delete: %+v", st)
 	}
-	for _, b := range [][]byte{bucketDeliveries, bucketDue, bucketWaiting, bucketEndpoints, bucketSubscriptions} {
+	for _, b := range [][]byte{bucketDeliveries, bucketQueue, bucketEndpoints, bucketSubscriptions} {
 		db.raw().View(func(tx *bolt.Tx) error {
 			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
 				t.Errorf("bucket %s holds %d keys", b, n)
