@@ -92,6 +92,8 @@ type tlsListener struct {
 	pending chan struct{} // semaphore of handshakes in progress
 	ready   chan net.Conn
 	done    chan struct{}
+	ctx     context.Context // ends with Close: handshakes in progress stop
+	cancel  context.CancelFunc
 	once    sync.Once
 	wg      sync.WaitGroup
 
@@ -120,6 +122,7 @@ func newTLSListener(ln net.Listener, cfg TLSConfig, certs *tlsCerts) *tlsListene
 	l.notAfter = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "trackline_sip_tls_cert_not_after_seconds", Help: "When the SIP TLS certificate being served expires (Unix time).",
 	}, func() float64 { return float64(l.certs.Load().leaf.NotAfter.Unix()) })
+	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.certs.Store(certs)
 	// Both callbacks read the certificates current at the handshake: a reload changes what
 	// new connections get and nothing else.
@@ -187,7 +190,7 @@ func (l *tlsListener) acceptLoop() {
 // handshake runs one connection's handshake and passes it to Accept, or closes it.
 func (l *tlsListener) handshake(raw net.Conn) {
 	defer l.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 	tc := tls.Server(raw, l.base)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -236,10 +239,11 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close closes the listener; handshakes in progress end with their timeout or sooner.
+// Close closes the listener and ends the handshakes in progress.
 func (l *tlsListener) Close() error {
 	var err error
 	l.once.Do(func() {
+		l.cancel()
 		close(l.done)
 		err = l.Listener.Close()
 	})

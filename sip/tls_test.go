@@ -342,3 +342,38 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTLSHandshakesAreBounded: a client that connects and never completes its handshake is
+// dropped after the handshake timeout, and does not hold up the switch's Close.
+func TestTLSHandshakesAreBounded(t *testing.T) {
+	ca := newTestCA(t)
+	now := time.Now()
+	ca.issue("server", "127.0.0.1", false, now.Add(-time.Hour), now.Add(time.Hour))
+	cfg := ca.tlsConfig(false)
+	cfg.HandshakeTimeout = 200 * time.Millisecond
+	e := newEnv(t, envOpts{lines: []string{"sip:+31852087972@127.0.0.1:9"}, tls: cfg})
+	idle, err := net.Dial("tcp", e.sw.TLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := idle.Read(make([]byte, 1)); err == nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("a silent client was not dropped after the handshake timeout: %v after %v", err, time.Since(start))
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(e.sw.tls.handshakes.WithLabelValues("failed")) == 1 })
+
+	// Another silent client, then Close: it does not wait for the 200 ms, let alone 10 s.
+	again, err := net.Dial("tcp", e.sw.TLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	time.Sleep(20 * time.Millisecond)
+	start = time.Now()
+	e.sw.Close()
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Fatalf("Close took %v with a handshake in progress", d)
+	}
+}
