@@ -219,7 +219,7 @@ func portOf(addr string) int {
 
 // env is a switch with a store, a pool and one customer, plus a trunk peer.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	db    *store.DB
 	pool  *pool.Pool
 	sw    *Switch
@@ -244,12 +244,14 @@ type envOpts struct {
 	keys         *keyring.Keyring // caller pseudonyms
 	pseudonymous bool             // the customer's callers are pseudonymous
 	media        callseam.Media   // anchors calls (none: direct media)
+	edge         EdgeConfig       // the edge's limits and policy
+	switchOpts   []Option         // more options of the switch
 	auth         AuthConfig       // digest limits
 	tls          TLSConfig        // SIP over TLS
 	trunks       []Trunk          // the trunks (default: one from trunkSource and the credentials)
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
@@ -283,7 +285,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		trunks = []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}}
 	}
 	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
-		Trunks: trunks, OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass, Auth: o.auth, TLS: o.tls}, p, db, WithKeys(o.keys), WithMedia(o.media))
+		Trunks: trunks, OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass, Auth: o.auth, TLS: o.tls, Edge: o.edge}, p, db, append([]Option{WithKeys(o.keys), WithMedia(o.media)}, o.switchOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,7 @@ type Config struct {
 	UDPReadBuffer int        // SO_RCVBUF of the UDP socket (default 8 MiB, capped by rmem_max)
 	Auth          AuthConfig // digest limits of the trunks with credentials
 	TLS           TLSConfig  // SIP over TLS (none when TLS.Listen is empty)
+	Edge          EdgeConfig // limits of what is read, and sources that are no trunk (sip/edge.go)
 }
 
 // Trunk is an inbound trunk: the sources it sends from and optional digest credentials.
@@ -104,6 +105,7 @@ type Switch struct {
 	udp  net.PacketConn
 	tcp  net.Listener
 	tls  *tlsListener // nil: no TLS
+	edge *edge        // sees every message over UDP and TCP before sipgo does
 	addr netip.AddrPort
 
 	draining  atomic.Bool
@@ -164,6 +166,9 @@ func New(cfg Config, p *pool.Pool, db *store.DB, opts ...Option) (*Switch, error
 			return nil, fmt.Errorf("register sip metrics: %w", err)
 		}
 	}
+	if err := s.setupEdge(); err != nil {
+		return nil, err
+	}
 	s.base, s.hangupAll = context.WithCancelCause(context.Background())
 	return s, nil
 }
@@ -211,7 +216,7 @@ func (s *Switch) setupUA() error {
 	if host == "" {
 		host = s.addr.Addr().String()
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("trackline"), sipgo.WithUserAgentHostname(host))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("trackline"), sipgo.WithUserAgentHostname(host), s.edgeLogOption())
 	if err != nil {
 		return fmt.Errorf("sip user agent: %w", err)
 	}
@@ -269,8 +274,8 @@ func (s *Switch) dialogUA(transport string) *sipgo.DialogUA {
 // from the listening socket.
 func (s *Switch) Serve() {
 	s.serveWG.Add(2)
-	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(s.udp) }()
-	go func() { defer s.serveWG.Done(); s.srv.ServeTCP(s.tcp) }()
+	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(newEdgePacketConn(s.udp, s.edge)) }()
+	go func() { defer s.serveWG.Done(); s.srv.ServeTCP(&edgeListener{Listener: s.tcp, e: s.edge}) }()
 	if s.tls != nil {
 		s.serveWG.Add(1)
 		go func() { defer s.serveWG.Done(); s.srv.ServeTLS(s.tls) }()

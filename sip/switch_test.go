@@ -222,7 +222,7 @@ func TestRejectedBeforeRinging(t *testing.T) {
 	}{
 		{"unknown number", envOpts{lines: []string{lineURI(line)}}, "+31859999999", "", 404},
 		{"not a number", envOpts{lines: []string{lineURI(line)}}, "sales", "", 404},
-		{"source outside the trunk ACL", envOpts{lines: []string{lineURI(line)}}, "+31850000101", "127.0.0.3", 403},
+		{"source outside the trunk ACL, answered", envOpts{lines: []string{lineURI(line)}, edge: EdgeConfig{AnswerUnknown: true}}, "+31850000101", "127.0.0.3", 403},
 		{"customer ended", envOpts{lines: []string{lineURI(line)}, status: store.StatusEnded}, "+31850000101", "", 480},
 		{"no business line", envOpts{}, "+31850000101", "", 480},
 	}

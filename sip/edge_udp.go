@@ -1,0 +1,124 @@
+package sip
+
+import (
+	"bytes"
+	"net"
+	"syscall"
+)
+
+// edgePacketConn is the switch's UDP socket as sipgo reads it: every datagram goes
+// through the edge first, in sipgo's one reader goroutine, and only those the edge passes
+// are returned from ReadFrom. Writes go straight to the socket.
+type edgePacketConn struct {
+	net.PacketConn
+	e   *edge
+	sc  scan   // used by the reader goroutine only
+	out []byte // the answer being built, reused
+}
+
+func newEdgePacketConn(pc net.PacketConn, e *edge) *edgePacketConn {
+	return &edgePacketConn{PacketConn: pc, e: e}
+}
+
+// ReadFrom returns the next datagram the edge passes; the others it answers or drops.
+func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		b := p[:n]
+		act := c.e.inspect(&c.sc, b, addrIP(addr), false)
+		if n == len(p) && c.sc.request && act != actDrop {
+			// The datagram filled the buffer: the kernel cut it (RFC 3261 §18.1.1: such
+			// a message should have gone over TCP).
+			c.sc.fault = faultTooLarge
+			act = c.e.refuse(&c.sc, b)
+		}
+		switch act {
+		case actPass:
+			c.e.remember(b, addr, c)
+			return n, addr, nil
+		case actAnswer:
+			c.out = c.e.appendAnswer(c.out[:0], &c.sc, b)
+			if err := c.sendAnswer(c.out, replyAddr(&c.sc, b, addr)); err == nil {
+				c.e.answered(c.sc.fault)
+			}
+		}
+	}
+}
+
+// sendAnswer sends an answer over the socket.
+func (c *edgePacketConn) sendAnswer(b []byte, to net.Addr) error {
+	_, err := c.PacketConn.WriteTo(b, to)
+	return err
+}
+
+// replyAddr is where the answer to a request over UDP goes (RFC 3261 §18.2.2, RFC 3581
+// §4): the source address, at the port of the top Via's sent-by (5060 when it has none),
+// or at the source port when the Via asks for rport. sipgo answers at the same place.
+func replyAddr(sc *scan, b []byte, src net.Addr) net.Addr {
+	ua, ok := src.(*net.UDPAddr)
+	if !ok || len(sc.vias) == 0 {
+		return src
+	}
+	port, rport := viaPort(valueSpan(b, sc.vias[0]).of(b))
+	if rport || port == ua.Port {
+		return src
+	}
+	return &net.UDPAddr{IP: ua.IP, Port: port, Zone: ua.Zone}
+}
+
+// viaPort reads the port of a Via value's first sent-by (RFC 3261 §20.42: sent-protocol
+// LWS sent-by *(SEMI via-params)), 5060 when it has none, and whether it has an rport
+// parameter.
+func viaPort(v []byte) (port int, rport bool) {
+	port = 5060
+	if i := indexOutsideBrackets(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	// Skip "SIP / 2.0 / UDP": the sent-by starts after the second '/' and the transport.
+	for range 2 {
+		i := bytes.IndexByte(v, '/')
+		if i < 0 {
+			return port, false
+		}
+		v = v[i+1:]
+	}
+	v = trimLWS(v)
+	for len(v) > 0 && isToken(v[0]) {
+		v = v[1:]
+	}
+	v = trimLWS(v)
+	host := v
+	params := []byte(nil)
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
+		host, params = trimLWS(v[:i]), v[i:]
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && i > bytes.LastIndexByte(host, ']') {
+		if n, ok := number(trimLWS(host[i+1:])); ok && n > 0 && n < 65536 {
+			port = n
+		}
+	}
+	for len(params) > 0 {
+		params = params[1:]
+		p := params
+		if i := bytes.IndexByte(params, ';'); i >= 0 {
+			p, params = params[:i], params[i:]
+		} else {
+			params = nil
+		}
+		if k, _, _ := bytes.Cut(p, []byte("=")); bytes.EqualFold(trimLWS(k), []byte("rport")) {
+			rport = true
+		}
+	}
+	return port, rport
+}
+
+// SyscallConn exposes the socket (for its kernel drop counter) when it is a real one.
+func (c *edgePacketConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.PacketConn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, syscall.EINVAL
+}
