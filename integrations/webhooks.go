@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -500,6 +501,7 @@ func (w *Webhooks) attempt(ctx context.Context, j *job) (store.DeliveryResult, s
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, j.url, bytes.NewReader(d.Payload))
 	label := ""
 	var status int
+	var after time.Duration // a 429's or 503's Retry-After
 	start := time.Now()
 	if err == nil {
 		// Standard Webhooks' header names, as the specification writes them.
@@ -514,6 +516,9 @@ func (w *Webhooks) attempt(ctx context.Context, j *job) (store.DeliveryResult, s
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so that the connection is reused
 			resp.Body.Close()
 			status = resp.StatusCode
+			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+				after = RetryAfter(resp.Header.Get("Retry-After"), now)
+			}
 		}
 	}
 	elapsed := time.Since(start)
@@ -535,6 +540,9 @@ func (w *Webhooks) attempt(ctx context.Context, j *job) (store.DeliveryResult, s
 	case err == nil:
 		label = outcomeStatus
 		res.Attempt.Error = textutil.Clip(strconv.Itoa(status)+" "+http.StatusText(status), 100)
+		if after > 0 {
+			res.Attempt.Error += " (Retry-After " + after.String() + ")"
+		}
 	case errors.Is(err, ErrForbiddenAddress):
 		label = outcomeRefused
 		var ae *AddressError
@@ -550,7 +558,7 @@ func (w *Webhooks) attempt(ctx context.Context, j *job) (store.DeliveryResult, s
 		label = outcomeConnection
 		res.Attempt.Error = textutil.Clip(errText(err), 200)
 	}
-	res.Outcome, res.Next = w.retry(now, d)
+	res.Outcome, res.Next = w.retry(now, d, after)
 	return res, label
 }
 
@@ -566,17 +574,46 @@ func errText(err error) string {
 }
 
 // retry answers when a failed delivery is tried again, or OutcomeFailed once its message is
-// MaxAge old.
-func (w *Webhooks) retry(now time.Time, d *store.DueDelivery) (store.DeliveryOutcome, time.Time) {
+// MaxAge old: after the schedule's wait, or after the wait the receiver asked for (after,
+// its Retry-After) if that is longer; never after the message is MaxAge old.
+func (w *Webhooks) retry(now time.Time, d *store.DueDelivery, after time.Duration) (store.DeliveryOutcome, time.Time) {
 	deadline := d.Created.Add(w.cfg.MaxAge)
 	if !now.Before(deadline) {
 		return store.OutcomeFailed, time.Time{}
 	}
-	next := now.Add(Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, d.Attempts+1, w.randN))
+	next := now.Add(max(Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, d.Attempts+1, w.randN), after))
 	if next.After(deadline) {
 		next = deadline
 	}
 	return store.OutcomeRetry, next
+}
+
+// maxRetryAfter bounds the wait a Retry-After asks for (the message's MaxAge bounds it too).
+const maxRetryAfter = 72 * time.Hour
+
+// RetryAfter reads a Retry-After header (RFC 9110 10.2.3: a number of seconds, or an
+// HTTP-date) as the wait from now it asks for; 0 when there is none, it cannot be read or
+// it has passed. It is at most 72 hours.
+func RetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > uint64(maxRetryAfter/time.Second) {
+			if err != nil && !errors.Is(err, strconv.ErrRange) {
+				return 0
+			}
+			return maxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	return min(max(at.Sub(now), 0), maxRetryAfter)
 }
 
 // Backoff is the wait after the n-th failed attempt (n ≥ 1): a random time from 0 to

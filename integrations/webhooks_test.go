@@ -441,11 +441,80 @@ func TestBackoff(t *testing.T) {
 	// A message MaxAge old is given up.
 	w := &Webhooks{cfg: Config{BackoffBase: time.Second, BackoffMax: time.Hour, MaxAge: 72 * time.Hour}, randN: top}
 	now := time.Now()
-	if o, _ := w.retry(now, &store.DueDelivery{Message: store.Message{Created: now.Add(-72 * time.Hour)}}); o != store.OutcomeFailed {
+	if o, _ := w.retry(now, &store.DueDelivery{Message: store.Message{Created: now.Add(-72 * time.Hour)}}, 0); o != store.OutcomeFailed {
 		t.Errorf("a 72 h old message: %v", o)
 	}
-	if o, next := w.retry(now, &store.DueDelivery{Message: store.Message{Created: now.Add(-72*time.Hour + time.Second)}, Attempts: 30}); o != store.OutcomeRetry || next.After(now.Add(time.Second)) {
+	if o, next := w.retry(now, &store.DueDelivery{Message: store.Message{Created: now.Add(-72*time.Hour + time.Second)}, Attempts: 30}, 0); o != store.OutcomeRetry || next.After(now.Add(time.Second)) {
 		t.Errorf("a message a second short of 72 h: %v at %v", o, next.Sub(now))
+	}
+}
+
+// A receiver's 429 or 503 with Retry-After (seconds, or an HTTP-date) holds the next
+// attempt back that long, though the schedule's own wait is shorter; the attempt says so.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) int {
+		switch n {
+		case 0:
+			w.Header().Set("Retry-After", "1")
+			return http.StatusTooManyRequests
+		case 1:
+			// An HTTP-date has whole seconds: 2 s from now is 1-2 s away.
+			w.Header().Set("Retry-After", time.Now().Add(2*time.Second).UTC().Format(http.TimeFormat))
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	e := newEnv(t, "", Config{AllowCIDRs: loopback, BackoffBase: 10 * time.Millisecond, BackoffMax: 10 * time.Millisecond,
+		BreakerFailures: 10, PollInterval: 20 * time.Millisecond})
+	e.endpoint("crm", rc.URL, store.EventCallRinging)
+	e.start(WithJitter(func(n int64) int64 { return n - 1 }))
+	e.call(false)
+	waitFor(t, "the delivery", func() bool { return len(rc.requests()) >= 3 && e.pending() == 0 })
+	got := rc.requests()
+	if len(got) != 3 {
+		t.Fatalf("%d attempts, want 3", len(got))
+	}
+	if gap := got[1].at.Sub(got[0].at); gap < time.Second || gap > 3*time.Second {
+		t.Errorf("the attempt after Retry-After: 1 came %v later", gap)
+	}
+	if gap := got[2].at.Sub(got[1].at); gap < 900*time.Millisecond || gap > 4*time.Second {
+		t.Errorf("the attempt after a Retry-After date 2 s ahead came %v later", gap)
+	}
+	ds := e.deliveries("crm")
+	if len(ds) != 1 || ds[0].AttemptCount != 3 || !strings.Contains(ds[0].Attempts[0].Error, "429 Too Many Requests (Retry-After 1s)") ||
+		!strings.Contains(ds[0].Attempts[1].Error, "503 Service Unavailable (Retry-After") {
+		t.Fatalf("delivery %+v", ds)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0}, {"120", 2 * time.Minute}, {" 7 ", 7 * time.Second}, {"0", 0}, {"-5", 0}, {"1.5", 0}, {"soon", 0},
+		{"99999999999999999999999", 72 * time.Hour}, {"1000000", 72 * time.Hour},
+		{"Fri, 01 May 2026 10:02:00 GMT", 2 * time.Minute},
+		{"Fri, 01 May 2026 09:00:00 GMT", 0},                 // passed
+		{"Friday, 01-May-26 10:00:30 GMT", 30 * time.Second}, // RFC 850
+		{"Fri, 01 May 2027 10:00:00 GMT", 72 * time.Hour},
+	} {
+		if got := RetryAfter(tt.v, now); got != tt.want {
+			t.Errorf("RetryAfter(%q) = %v, want %v", tt.v, got, tt.want)
+		}
+	}
+	// The longer of the two waits, never past the message's MaxAge.
+	w := &Webhooks{cfg: Config{BackoffBase: time.Second, BackoffMax: time.Hour, MaxAge: 72 * time.Hour}, randN: func(n int64) int64 { return n - 1 }}
+	d := &store.DueDelivery{Message: store.Message{Created: now}}
+	if _, next := w.retry(now, d, time.Minute); !next.Equal(now.Add(time.Minute)) {
+		t.Errorf("Retry-After 1 min over a 1 s backoff: next at %v", next.Sub(now))
+	}
+	if _, next := w.retry(now, d, time.Millisecond); !next.Equal(now.Add(time.Second)) {
+		t.Errorf("Retry-After 1 ms under a 1 s backoff: next at %v", next.Sub(now))
+	}
+	if _, next := w.retry(now.Add(71*time.Hour), d, 72*time.Hour); !next.Equal(now.Add(72 * time.Hour)) {
+		t.Errorf("Retry-After past MaxAge: next at %v", next.Sub(now))
 	}
 }
 
