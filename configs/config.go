@@ -106,6 +106,10 @@ type SIPConfig struct {
 	// TransactionLinger is how long a finished transaction stays to absorb retransmissions
 	// (RFC 3261 Timers D, J, L and M; 32 s in the RFC). See docs/api.md.
 	TransactionLinger time.Duration `yaml:"transaction_linger"`
+	// UnknownSources: what requests from sources that are no trunk get (outside a dialog of
+	// a call in progress): drop (the default: no answer at all) or answer. docs/sip-edge.md.
+	UnknownSources string  `yaml:"unknown_sources"`
+	Edge           SIPEdge `yaml:"edge"` // limits of what the switch reads (configs/edge.go)
 }
 
 // Media configures the RTP anchor (package media).
@@ -646,6 +650,7 @@ func (c *Config) checkSIP(add adder) {
 			add(d.path, "must be between %v and %v", d.lo, d.hi)
 		}
 	}
+	c.checkEdge(add)
 }
 
 // checkRuntime checks runtime.

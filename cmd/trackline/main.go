@@ -542,6 +542,7 @@ func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.R
 		OutboundUsername: cfg.SIP.OutboundUsername, OutboundPassword: cfg.SIP.OutboundPassword, OutboundNAT: cfg.SIP.OutboundNAT,
 		ToFallback: cfg.SIP.ToFallback, CountryCode: cfg.CountryCode, RingTimeout: cfg.SIP.RingTimeout,
 		MaxDuration: cfg.SIP.MaxCallDuration, DrainTimeout: cfg.SIP.DrainTimeout,
+		Edge: edgeConfig(cfg.SIP),
 	}
 	for _, t := range cfg.SIP.Trunks {
 		prefixes, err := t.Prefixes()
