@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -26,6 +27,18 @@ type Config struct {
 	RateLimit  float64 // new sessions per second per site key; burst is twice that
 	// CountryCode reads national numbers given to the data-subject endpoints (default "31").
 	CountryCode string
+	// ClientShare is the share of a customer's pool numbers one client may take new sessions
+	// for in one Lease (at least one session): see clientlimit.go. 0: no per-client limit
+	// (the config's default is 0.25).
+	ClientShare float64
+	// Lease is the pool's lease, the period ClientShare applies to (default 30m).
+	Lease time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
+	// ArchiveDir holds the retention archives of export_then_delete (empty: the archive
+	// endpoints answer 503); ArchiveHandover is how long one stays there (default 720h).
+	ArchiveDir      string
+	ArchiveHandover time.Duration
 }
 
 // API serves the public and the admin HTTP handlers.
@@ -52,6 +65,8 @@ type API struct {
 	reg           prometheus.Registerer // nil: the metrics are kept but not registered
 	now           func() time.Time
 	limiter       *limiter
+	clients       *clientLimiter // nil: no per-client limit
+	ampClients    *ampClients
 	scriptETag    string
 	reqDuration   *prometheus.HistogramVec
 	rejected      *prometheus.CounterVec
@@ -79,6 +94,12 @@ func New(cfg Config, p *pool.Pool, opts ...Option) (*API, error) {
 	if cfg.CountryCode == "" {
 		cfg.CountryCode = "31"
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Minute
+	}
+	if cfg.ArchiveHandover <= 0 {
+		cfg.ArchiveHandover = 30 * 24 * time.Hour
+	}
 	sum := sha256.Sum256(script)
 	a := &API{
 		cfg: cfg, pool: p, log: slog.New(slog.DiscardHandler), now: time.Now,
@@ -93,6 +114,10 @@ func New(cfg Config, p *pool.Pool, opts ...Option) (*API, error) {
 		o(a)
 	}
 	a.limiter = newLimiter(cfg.RateLimit, 2*cfg.RateLimit, a.now)
+	if cfg.ClientShare > 0 {
+		a.clients = newClientLimiter(cfg.ClientShare, cfg.Lease, max(time.Hour, cfg.Lease), 1<<18, a.now)
+	}
+	a.ampClients = newAMPClients(cfg.Lease, 1<<16, a.now)
 	if a.reg != nil {
 		for _, c := range []prometheus.Collector{a.reqDuration, a.rejected} {
 			if err := a.reg.Register(c); err != nil {

@@ -30,6 +30,14 @@ type env struct {
 
 func newEnv(t testing.TB, rate float64) *env {
 	t.Helper()
+	// One address (the test's) makes every session here: the per-client limit has its own
+	// tests (clientlimit_test.go) and is off.
+	return newEnvWith(t, Config{AdminToken: token, RateLimit: rate})
+}
+
+// newEnvWith is newEnv's customers and numbers (acme: ten pool numbers) under an API of cfg.
+func newEnvWith(t testing.TB, cfg Config, opts ...Option) *env {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +62,7 @@ func newEnv(t testing.TB, rate float64) *env {
 	if _, err := p.ImportNumbers(ctx, "acme", in); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{AdminToken: token, RateLimit: rate}, p, WithRegisterer(prometheus.NewRegistry()))
+	a, err := New(cfg, p, append([]Option{WithRegisterer(prometheus.NewRegistry())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,20 +194,6 @@ func TestRateLimitPerSiteKey(t *testing.T) {
 	}
 }
 
-func TestAMPNumber(t *testing.T) {
-	e := newEnv(t, 100)
-	r := do(t, "GET", e.public.URL+"/v1/amp/number?site_key=acme-site-key&__amp_source_origin="+origin, "", "", "Origin", origin)
-	if r.status != 200 || r.body["phoneNumber"] != "+31850000001" || r.body["formattedPhoneNumber"] != "085 000 0001" {
-		t.Fatalf("amp: %d %v", r.status, r.body)
-	}
-	if r.header.Get("AMP-Access-Control-Allow-Source-Origin") != origin || r.header.Get("Access-Control-Allow-Credentials") != "true" {
-		t.Fatalf("amp headers %v", r.header)
-	}
-	if r := do(t, "GET", e.public.URL+"/v1/amp/number?site_key=acme-site-key&__amp_source_origin=https://evil.example", "", ""); r.status != 403 {
-		t.Fatalf("amp with foreign source origin: %d", r.status)
-	}
-}
-
 func TestScriptCaching(t *testing.T) {
 	e := newEnv(t, 100)
 	res, err := http.Get(e.public.URL + "/v1/script.js")
@@ -317,7 +311,8 @@ func FuzzCreateSession(f *testing.F) {
 }
 
 func BenchmarkCreateSession(b *testing.B) {
-	e := newEnv(b, 1e9)
+	// The per-client limit runs, as in production, but admits the one address.
+	e := newEnvWith(b, Config{AdminToken: token, RateLimit: 1e9, ClientShare: 1e9})
 	h := e.public.Config.Handler
 	body := `{"site_key":"acme-site-key","landing_url":"https://www.acme.example/p?utm_source=google&utm_medium=cpc","referrer":"https://www.google.nl/"}`
 	b.ReportAllocs()

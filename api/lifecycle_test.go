@@ -328,7 +328,7 @@ func TestPublicRefusesOutOfService(t *testing.T) {
 			t.Fatalf("410 without a clear problem: %v %v", r.header, r.body)
 		}
 		touch := do(t, "POST", srv.URL+"/v1/sessions/"+sid[st.key]+"/touch", "text/plain", `{"site_key":"`+st.key+`"}`)
-		amp := do(t, "GET", srv.URL+"/v1/amp/number?site_key="+st.key, "", "")
+		amp := do(t, "GET", srv.URL+"/v1/amp/number?site_key="+st.key, "", "", "AMP-Same-Origin", "true")
 		if touch.status != 410 || amp.status != 410 {
 			t.Fatalf("touch %d, amp %d; want 410", touch.status, amp.status)
 		}

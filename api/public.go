@@ -227,16 +227,13 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !a.limiter.allow(c.SiteKey) {
-		a.rejected.WithLabelValues("rate_limit").Inc()
-		retryAfter(w, 1)
-		return errStatus(http.StatusTooManyRequests, "", "too many new sessions for this site key")
-	}
+	ad := admit{a: a, w: w, site: c.SiteKey, addr: a.clientAddr(r)}
 	l, err := a.pool.Assign(r.Context(), c.ID, pool.Visit{
 		SessionID: req.SessionID, LandingURL: req.LandingURL, Referrer: req.Referrer,
 		UTMSource: req.UTMSource, UTMMedium: req.UTMMedium, UTMCampaign: req.UTMCampaign,
 		UTMTerm: req.UTMTerm, UTMContent: req.UTMContent,
 		Gclid: req.Gclid, Gbraid: req.Gbraid, Wbraid: req.Wbraid, AdConsent: adConsent(req.AdConsent),
+		Admit: ad.check,
 	})
 	if err != nil {
 		return err
@@ -290,57 +287,6 @@ func (a *API) preflight(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return errStatus(http.StatusForbidden, "", "origin not allowed")
-}
-
-// ampNumber answers <amp-call-tracking>: {"phoneNumber", "formattedPhoneNumber"}.
-func (a *API) ampNumber(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	key := q.Get("site_key")
-	if !pool.ValidSiteKey(key) {
-		return errStatus(http.StatusBadRequest, "site_key", "site_key: missing or malformed")
-	}
-	source := q.Get("__amp_source_origin")
-	if err := checkURL("__amp_source_origin", source); err != nil {
-		return err
-	}
-	c, err := a.customerFor(w, r, key)
-	if err != nil {
-		return err
-	}
-	if source != "" {
-		if !slices.Contains(c.AllowedOrigins, source) {
-			return errStatus(http.StatusForbidden, "__amp_source_origin", "source origin not allowed")
-		}
-		w.Header().Set("AMP-Access-Control-Allow-Source-Origin", source)
-		w.Header().Set("Access-Control-Expose-Headers", "AMP-Access-Control-Allow-Source-Origin")
-	}
-	if r.Header.Get("Origin") != "" {
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
-	}
-	if !a.limiter.allow(c.SiteKey) {
-		retryAfter(w, 1)
-		return errStatus(http.StatusTooManyRequests, "", "too many new sessions for this site key")
-	}
-	v := pool.Visit{LandingURL: source}
-	for _, f := range []struct {
-		dst  *string
-		name string
-	}{{&v.UTMSource, "utm_source"}, {&v.UTMMedium, "utm_medium"}, {&v.UTMCampaign, "utm_campaign"},
-		{&v.UTMTerm, "utm_term"}, {&v.UTMContent, "utm_content"}, {&v.Gclid, "gclid"}} {
-		*f.dst = q.Get(f.name)
-		if err := checkParam(f.name, *f.dst); err != nil {
-			return err
-		}
-	}
-	l, err := a.pool.Assign(r.Context(), c.ID, v)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, struct {
-		PhoneNumber          string `json:"phoneNumber"`
-		FormattedPhoneNumber string `json:"formattedPhoneNumber"`
-	}{l.Number, l.Formatted})
-	return nil
 }
 
 func (a *API) serveScript(w http.ResponseWriter, r *http.Request) error {

@@ -41,8 +41,8 @@ func squeeze(b []byte) []byte {
 	}, b)
 }
 
-// numberTraces lists where under dir, and in the logs, the national significant number of
-// e164number appears, in any format.
+// numberTraces lists where under dir (inside zip archives too), and in the logs, the
+// national significant number of e164number appears, in any format.
 func numberTraces(t *testing.T, dir, logs, e164number string) []string {
 	t.Helper()
 	nsn := []byte(strings.TrimPrefix(e164number, "+31"))
@@ -57,6 +57,8 @@ func numberTraces(t *testing.T, dir, logs, e164number string) []string {
 		}
 		if bytes.Contains(b, nsn) || bytes.Contains(squeeze(b), nsn) {
 			where = append(where, path)
+		} else if member := zipTrace(b, nsn); member != "" {
+			where = append(where, path+":"+member)
 		}
 		return nil
 	})
@@ -67,6 +69,27 @@ func numberTraces(t *testing.T, dir, logs, e164number string) []string {
 		where = append(where, "the logs")
 	}
 	return where
+}
+
+// zipTrace looks into b when it is a zip (an export archive deflates its records) and
+// answers the first member that holds nsn, in any format, or "".
+func zipTrace(b, nsn []byte) string {
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return ""
+	}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			continue
+		}
+		m, _ := io.ReadAll(rc)
+		rc.Close()
+		if bytes.Contains(m, nsn) || bytes.Contains(squeeze(m), nsn) {
+			return f.Name
+		}
+	}
+	return ""
 }
 
 // TestErasureThroughBinary records calls through the real binary (sipp as trunk and as the

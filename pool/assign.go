@@ -25,7 +25,7 @@ type Lease struct {
 // Assign gives the visit's session a number. A session id the store knows for this customer
 // keeps its session (and its number while the lease is live, renewing it; a known ad consent
 // in v replaces the session's); otherwise a new session is created, its channel classified
-// from the visit.
+// from the visit, once v.Admit (if set) allowed it.
 func (p *Pool) Assign(ctx context.Context, customerID string, v Visit) (Lease, error) {
 	cu, err := p.customerByID(customerID)
 	if err != nil {
@@ -40,6 +40,14 @@ func (p *Pool) Assign(ctx context.Context, customerID string, v Visit) (Lease, e
 			return p.lease(ctx, cu, &s, false)
 		}
 		if !errors.Is(err, ErrUnknownSession) {
+			return Lease{}, err
+		}
+	}
+	if v.Admit != nil {
+		cu.mu.Lock()
+		n := len(cu.pool)
+		cu.mu.Unlock()
+		if err := v.Admit(n); err != nil {
 			return Lease{}, err
 		}
 	}

@@ -24,6 +24,11 @@ type Visit struct {
 	// AdConsent is the visitor's ad consent as the page's consent state told the script
 	// (store.Session.AdConsent); unknown when the page told none.
 	AdConsent store.Consent
+	// Admit, when set, is asked just before a new session would be made (never when the
+	// visit keeps a known session), with the number of the customer's pool numbers; an error
+	// refuses the session and Assign answers it. The public API limits new sessions per
+	// client with it.
+	Admit func(poolNumbers int) error
 }
 
 // Built-in channel names, used after a customer's own rules.

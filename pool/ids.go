@@ -39,3 +39,7 @@ func validID(s string) bool {
 	}
 	return true
 }
+
+// ValidSessionID reports whether s has the form of the ids NewID makes (it may still name no
+// session).
+func ValidSessionID(s string) bool { return validID(s) }

@@ -346,6 +346,24 @@ func TestContractEndRetentionAndQuarantine(t *testing.T) {
 			if held := e.p.HeldNumbers(); len(held) != 3 {
 				t.Fatalf("held numbers after a restart: %+v", held)
 			}
+			if action == store.RetainExportThenDelete {
+				// The archive stays for its handover window (30 days), then the sweeper
+				// deletes it: it holds the recordings and the callers.
+				e.clk.add(29 * 24 * time.Hour)
+				if rep := e.sweep(); rep["archives_deleted"] != 0 {
+					t.Fatalf("archive deleted within its window: %v", rep)
+				}
+				if files, _ := filepath.Glob(filepath.Join(e.exportDir, "*")); len(files) != 1 {
+					t.Fatalf("archives within the window: %v", files)
+				}
+				e.clk.add(24*time.Hour + time.Minute)
+				if rep := e.sweep(); rep["archives_deleted"] != 1 {
+					t.Fatalf("sweep after the window: %v", rep)
+				}
+				if files, _ := filepath.Glob(filepath.Join(e.exportDir, "*")); len(files) != 0 {
+					t.Fatalf("archives after the window: %v", files)
+				}
+			}
 
 			// Six months after the end the quarantine is over: back to the stock, but
 			// for the number marked for porting.

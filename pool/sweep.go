@@ -25,6 +25,9 @@ type SweepConfig struct {
 	AuditMonths int
 	// ExportDir receives the archives of customers that chose export_then_delete.
 	ExportDir string
+	// ArchiveHandover is how long an archive stays in ExportDir for the operator to hand
+	// over; a run deletes the archives older than that (default 30 days).
+	ArchiveHandover time.Duration
 	// Batch bounds the deletions of one store transaction (default store.DefaultPurgeBatch).
 	Batch int
 }
@@ -42,6 +45,9 @@ func (c *SweepConfig) defaults() {
 	if c.AuditMonths <= 0 {
 		c.AuditMonths = 24
 	}
+	if c.ArchiveHandover <= 0 {
+		c.ArchiveHandover = 30 * 24 * time.Hour
+	}
 }
 
 // Archive is what the sweeper needs of a customer's files: its export archive written into
@@ -53,6 +59,9 @@ type Archive interface {
 	ExportFile(ctx context.Context, dir, customerID string) (string, error)
 	// RemoveCustomer deletes the customer's recording files.
 	RemoveCustomer(customerID string) error
+	// ExpireArchives deletes the archives in dir made before before (and what is left of
+	// exports begun before it) and answers their file names.
+	ExpireArchives(dir string, before time.Time) ([]string, error)
 }
 
 // Sweeper is the periodic retention job: it ends contracts whose end date passed, deletes
@@ -114,8 +123,8 @@ func (s *Sweeper) Run(ctx context.Context) {
 }
 
 // SweepReport counts what one run did, by kind: records deleted (calls, sessions, ...) and
-// actions (contracts_ended, trials_expired, customers_purged, exports, numbers_released,
-// numbers_returned, deferred).
+// actions (contracts_ended, trials_expired, customers_purged, exports, archives_deleted,
+// numbers_released, numbers_returned, deferred).
 type SweepReport map[string]int
 
 func (r SweepReport) add(counts map[string]int) {
@@ -142,6 +151,20 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		if err := s.sweepCustomer(ctx, c, now, rep); err != nil {
 			fail(fmt.Errorf("customer %s: %w", c.ID, err))
+		}
+	}
+	// Archives whose handover window is over: they hold plain recordings and callers.
+	if s.cfg.ExportDir != "" {
+		gone, err := s.archive.ExpireArchives(s.cfg.ExportDir, now.Add(-s.cfg.ArchiveHandover))
+		if err != nil {
+			fail(fmt.Errorf("delete archives: %w", err))
+		}
+		if len(gone) > 0 {
+			rep["archives_deleted"] += len(gone)
+			s.m.archivesDeleted.Add(float64(len(gone)))
+			if err := s.audit(ctx, now, "retention.archive_delete", "", nil, gone...); err != nil {
+				fail(err)
+			}
 		}
 	}
 	rels, err := s.p.ReleaseDue(ctx, now)
@@ -298,12 +321,14 @@ func (s *Sweeper) audit(ctx context.Context, at time.Time, action, customerID st
 }
 
 type sweepMetrics struct {
-	reg         prometheus.Registerer
-	runs        prometheus.Counter
-	errors      prometheus.Counter
-	exports     prometheus.Counter
-	deleted     *prometheus.CounterVec
-	lastSuccess prometheus.Gauge
+	reg     prometheus.Registerer
+	runs    prometheus.Counter
+	errors  prometheus.Counter
+	exports prometheus.Counter
+	// archivesDeleted counts archives deleted at the end of their handover window.
+	archivesDeleted prometheus.Counter
+	deleted         *prometheus.CounterVec
+	lastSuccess     prometheus.Gauge
 }
 
 func newSweepMetrics() *sweepMetrics {
@@ -316,6 +341,9 @@ func newSweepMetrics() *sweepMetrics {
 		}),
 		exports: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackline_retention_exports_total", Help: "Customer archives the sweeper wrote to the export directory before deletion.",
+		}),
+		archivesDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackline_retention_archives_deleted_total", Help: "Archives the sweeper deleted from the export directory when their handover window was over.",
 		}),
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackline_retention_deleted_total", Help: "Records the retention sweeper deleted, by kind.",
@@ -330,7 +358,7 @@ func (m *sweepMetrics) register() error {
 	if m.reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.runs, m.errors, m.exports, m.deleted, m.lastSuccess} {
+	for _, c := range []prometheus.Collector{m.runs, m.errors, m.exports, m.archivesDeleted, m.deleted, m.lastSuccess} {
 		if err := m.reg.Register(c); err != nil {
 			return fmt.Errorf("register sweeper metrics: %w", err)
 		}

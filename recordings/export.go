@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,7 +120,7 @@ func (e *Exporter) ExportFile(ctx context.Context, dir, customerID string) (stri
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("export: %w", err)
 	}
-	name := fmt.Sprintf("trackline-export-%s-%s.zip", customerID, e.now().UTC().Format("20060102T150405Z"))
+	name := archivePrefix + customerID + "-" + e.now().UTC().Format(archiveTime) + archiveSuffix
 	final := filepath.Join(dir, name)
 	part := final + partSuffix
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -652,4 +653,142 @@ var userColumns = []column[userLine]{
 	{"role", func(u *userLine) string { return string(u.Role) }},
 	{"created", func(u *userLine) string { return ts(u.Created) }},
 	{"two_factor", func(u *userLine) string { return btoa(u.TwoFactor) }},
+}
+
+// The retention archives of export_then_delete (ExportFile's files in the export directory)
+// are handed over from there: the admin API lists and serves them, and the retention
+// sweeper deletes each one when its handover window is over (docs/api.md).
+
+const (
+	archivePrefix = "trackline-export-"
+	archiveSuffix = ".zip"
+	archiveTime   = "20060102T150405Z"
+)
+
+// ArchiveFile is a complete archive in the export directory.
+type ArchiveFile struct {
+	Name       string    `json:"name"`
+	CustomerID string    `json:"customer_id"`
+	Created    time.Time `json:"created"` // from the file's name: when ExportFile began it
+	Bytes      int64     `json:"bytes"`
+}
+
+// ParseArchiveName reads the customer and the time of an archive's file name
+// (trackline-export-<customer>-<yyyymmddThhmmssZ>.zip), and reports whether name is one.
+func ParseArchiveName(name string) (customerID string, created time.Time, ok bool) {
+	rest, ok := strings.CutPrefix(name, archivePrefix)
+	if !ok {
+		return "", time.Time{}, false
+	}
+	if rest, ok = strings.CutSuffix(rest, archiveSuffix); !ok {
+		return "", time.Time{}, false
+	}
+	i := strings.LastIndexByte(rest, '-')
+	if i <= 0 {
+		return "", time.Time{}, false
+	}
+	t, err := time.Parse(archiveTime, rest[i+1:])
+	if err != nil || !fsutil.SafeID(rest[:i]) {
+		return "", time.Time{}, false
+	}
+	return rest[:i], t, true
+}
+
+// Archives lists the complete archives in dir, oldest first; a directory that does not
+// exist holds none. Files of other names (an export still being written, .part) are left out.
+func Archives(dir string) ([]ArchiveFile, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list archives: %w", err)
+	}
+	var out []ArchiveFile
+	for _, de := range entries {
+		id, created, ok := ParseArchiveName(de.Name())
+		if !ok || !de.Type().IsRegular() {
+			continue
+		}
+		info, err := de.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, ArchiveFile{Name: de.Name(), CustomerID: id, Created: created, Bytes: info.Size()})
+	}
+	slices.SortFunc(out, func(a, b ArchiveFile) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// OpenArchive opens the archive called name in dir. A name that is not an archive's answers
+// ErrInvalidID; one that is not there, an error that is os.ErrNotExist.
+func OpenArchive(dir, name string) (*os.File, ArchiveFile, error) {
+	id, created, ok := ParseArchiveName(name)
+	if !ok {
+		return nil, ArchiveFile{}, fmt.Errorf("archive %q: %w", name, ErrInvalidID)
+	}
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		return nil, ArchiveFile{}, err
+	}
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() {
+		f.Close()
+		return nil, ArchiveFile{}, fmt.Errorf("archive %q: %w", name, os.ErrNotExist)
+	}
+	return f, ArchiveFile{Name: name, CustomerID: id, Created: created, Bytes: info.Size()}, nil
+}
+
+// RemoveArchive deletes the archive called name from dir (and the directory entry durably).
+func RemoveArchive(dir, name string) error {
+	if _, _, ok := ParseArchiveName(name); !ok {
+		return fmt.Errorf("archive %q: %w", name, ErrInvalidID)
+	}
+	if err := os.Remove(filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return fsutil.SyncDir(dir)
+}
+
+// ExpireArchives deletes the archives in dir made before before, and the .part files of
+// exports begun before it (left by a crash: nothing would complete them), and answers the
+// names it deleted. A directory that does not exist holds none.
+func ExpireArchives(dir string, before time.Time) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("expire archives: %w", err)
+	}
+	var gone []string
+	var errs []error
+	for _, de := range entries {
+		_, created, ok := ParseArchiveName(strings.TrimSuffix(de.Name(), partSuffix))
+		if !ok || !created.Before(before) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, de.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		gone = append(gone, de.Name())
+	}
+	if len(gone) > 0 {
+		if err := fsutil.SyncDir(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return gone, errors.Join(errs...)
+}
+
+// ExpireArchives deletes the archives in dir made before before (ExpireArchives): the
+// retention sweeper's end of their handover window.
+func (e *Exporter) ExpireArchives(dir string, before time.Time) ([]string, error) {
+	return ExpireArchives(dir, before)
 }
