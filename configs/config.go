@@ -90,12 +90,14 @@ type Runtime struct {
 
 // SIPConfig configures the B2BUA.
 type SIPConfig struct {
-	Listen           string  `yaml:"listen"`
-	ExternalHost     string  `yaml:"external_host"`
-	Trunks           []Trunk `yaml:"trunks"`
-	OutboundProxy    string  `yaml:"outbound_proxy"`
-	OutboundUsername string  `yaml:"outbound_username"`
-	OutboundPassword string  `yaml:"outbound_password"`
+	Listen           string    `yaml:"listen"`
+	ExternalHost     string    `yaml:"external_host"`
+	Trunks           []Trunk   `yaml:"trunks"`
+	TLS              SIPTLS    `yaml:"tls"`    // SIP over TLS (secure.go, docs/security.md)
+	Digest           SIPDigest `yaml:"digest"` // digest limits of trunks with credentials (secure.go)
+	OutboundProxy    string    `yaml:"outbound_proxy"`
+	OutboundUsername string    `yaml:"outbound_username"`
+	OutboundPassword string    `yaml:"outbound_password"`
 	// OutboundNAT: the business lines are behind NAT; their RTP may come from the IP their
 	// answer came from as well as from the IP their SDP names
 	OutboundNAT     bool          `yaml:"outbound_nat"`
@@ -273,6 +275,11 @@ type Trunk struct {
 	// NAT: the trunk is behind NAT; its RTP may come from the IP its INVITEs come from as well
 	// as from the IP its SDP names
 	NAT bool `yaml:"nat"`
+	// ClientCert: accepted only over TLS with a client certificate verified against
+	// sip.tls.client_ca_file (naming ClientCertName, when set; such a certificate also
+	// identifies the trunk, which then may list no sources). docs/security.md.
+	ClientCert     bool   `yaml:"client_cert"`
+	ClientCertName string `yaml:"client_cert_name"`
 }
 
 // Prefixes parses the trunk's sources (addresses or CIDRs).
@@ -538,7 +545,7 @@ func (c *Config) Check() Problems {
 	var p Problems
 	add := func(path, f string, args ...any) { p = append(p, path+": "+fmt.Sprintf(f, args...)) }
 	for _, section := range []func(adder){
-		c.checkTop, c.checkPool, c.checkSIP, c.checkRuntime, c.checkMedia, c.checkRecordings,
+		c.checkTop, c.checkPool, c.checkSIP, c.checkSecure, c.checkRuntime, c.checkMedia, c.checkRecordings,
 		c.checkWebRTC, c.checkLifecycle, c.checkCustomers, c.checkApp, c.checkWebhooks, c.checkGoogleAds,
 	} {
 		section(add)
@@ -625,8 +632,8 @@ func (c *Config) checkPool(add adder) {
 func (c *Config) checkSIP(add adder) {
 	for i, t := range c.SIP.Trunks {
 		at := fmt.Sprintf("sip.trunks[%d]", i)
-		if len(t.Sources) == 0 {
-			add(at+".sources", "must list at least one address or CIDR")
+		if len(t.Sources) == 0 && t.ClientCertName == "" {
+			add(at+".sources", "must list at least one address or CIDR (or the trunk has a client_cert_name)")
 		}
 		if _, err := t.Prefixes(); err != nil {
 			add(at+".sources", "%v", err)

@@ -285,6 +285,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err := sw.Listen(); err != nil {
 		return err
 	}
+	defer reloadTLSOnHUP(ctx, sw, logger)()
 
 	return serveUntilStopped(ctx, node{cfg: cfg, logger: logger, reg: reg, db: db, pool: p, sweeper: sweeper, sw: sw, hub: hub,
 		api: a, web: web, hooks: hooks, ads: ads, stopping: &stopping, start: start})
@@ -542,6 +543,10 @@ func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.R
 		OutboundUsername: cfg.SIP.OutboundUsername, OutboundPassword: cfg.SIP.OutboundPassword, OutboundNAT: cfg.SIP.OutboundNAT,
 		ToFallback: cfg.SIP.ToFallback, CountryCode: cfg.CountryCode, RingTimeout: cfg.SIP.RingTimeout,
 		MaxDuration: cfg.SIP.MaxCallDuration, DrainTimeout: cfg.SIP.DrainTimeout,
+		TLS: sip.TLSConfig{Listen: cfg.SIP.TLS.Listen, CertFile: cfg.SIP.TLS.CertFile, KeyFile: cfg.SIP.TLS.KeyFile,
+			ClientCAFile: cfg.SIP.TLS.ClientCAFile, HandshakeTimeout: cfg.SIP.TLS.HandshakeTimeout},
+		Auth: sip.AuthConfig{NonceLifetime: cfg.SIP.Digest.NonceLifetime, MaxFailures: cfg.SIP.Digest.MaxFailures,
+			Window: cfg.SIP.Digest.FailureWindow, Ban: cfg.SIP.Digest.Ban},
 		Edge: edgeConfig(cfg.SIP),
 	}
 	for _, t := range cfg.SIP.Trunks {
@@ -549,7 +554,8 @@ func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.R
 		if err != nil {
 			return nil, err
 		}
-		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: t.Name, Sources: prefixes, Username: t.Username, Password: t.Password, NAT: t.NAT})
+		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: t.Name, Sources: prefixes, Username: t.Username, Password: t.Password, NAT: t.NAT,
+			ClientCert: t.ClientCert, ClientCertName: t.ClientCertName})
 	}
 	return sip.New(sc, p, db, append([]sip.Option{sip.WithRegisterer(reg), sip.WithLogger(logger)}, opts...)...)
 }
