@@ -396,3 +396,23 @@ func BenchmarkSRTPTransform(b *testing.B) {
 		}
 	}
 }
+
+// FuzzSDES: any a=crypto value is taken or refused, never a panic; what is taken formats
+// back to a line that parses to the same key.
+func FuzzSDES(f *testing.F) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 30))
+	for _, s := range []string{"1 AES_CM_128_HMAC_SHA1_80 inline:" + key, "1 AES_CM_128_HMAC_SHA1_80 inline:" + key + "|2^20|1:4",
+		"x y z", "", "99999999999 AES_CM_128_HMAC_SHA1_80 inline:", "1 AES_CM_128_HMAC_SHA1_80 inline:" + key + ";inline:" + key} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		c, err := parseSDES(v)
+		if err != nil {
+			return
+		}
+		back, err := parseSDES(c.line())
+		if err != nil || back != c {
+			t.Fatalf("%q took %+v, which formats to %q (%v)", v, c, c.line(), err)
+		}
+	})
+}

@@ -312,3 +312,31 @@ func TestDigestLimitsExpire(t *testing.T) {
 		t.Fatalf("%d entries left after everything expired", left)
 	}
 }
+
+// FuzzDigestCheck: any Authorization value gets an answer, never a panic, and only the
+// right credentials pass.
+func FuzzDigestCheck(f *testing.F) {
+	d := newDigestAuth(AuthConfig{MaxFailures: 1 << 30})
+	trunk := &Trunk{Username: "trunk", Password: "pw"}
+	now := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	ru := sipmsg.Uri{Scheme: "sip", User: "+31850000999", Host: "192.0.2.1"}
+	nonce := d.nonce(now)
+	good, _ := digest.Digest(&digest.Challenge{Realm: realm, Nonce: nonce, Algorithm: "SHA-256", QOP: []string{"auth"}},
+		digest.Options{Method: "INVITE", URI: ru.String(), Username: "trunk", Password: "pw", Count: 1})
+	for _, s := range []string{good.String(), "Digest", "Basic abc", `Digest username="trunk", nc=zz`, `Digest realm="trackline", uri="sip:%", nonce=""`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r := sipmsg.NewRequest(sipmsg.INVITE, ru)
+		r.SetSource("192.0.2.7:5060")
+		r.AppendHeader(sipmsg.NewHeader("Authorization", v))
+		no := d.check(r, trunk, now)
+		if no == nil && v != good.String() {
+			// Another spelling of the right credentials (the order or quoting of the
+			// parameters) may pass once; anything that passes must carry the right response.
+			if cred, err := digest.ParseCredentials(v); err != nil || cred.Response != good.Response {
+				t.Fatalf("%q was accepted", v)
+			}
+		}
+	})
+}
