@@ -377,3 +377,50 @@ func TestTLSHandshakesAreBounded(t *testing.T) {
 		t.Fatalf("Close took %v with a handshake in progress", d)
 	}
 }
+
+// TestTLSReloadTakesNewClientCAs: the client CA file is read again on reload too: a trunk
+// whose certificate comes from a new CA is refused before, and accepted after.
+func TestTLSReloadTakesNewClientCAs(t *testing.T) {
+	ca := newTestCA(t)
+	now := time.Now()
+	ca.issue("server", "127.0.0.1", false, now.Add(-time.Hour), now.Add(time.Hour))
+	other := newTestCA(t)
+	cert := other.issue("", "carrier.test", true, now.Add(-time.Hour), now.Add(time.Hour))
+	line := newPeer(t, "127.0.0.1", answer(0))
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}, tls: ca.tlsConfig(true),
+		trunks: []Trunk{{Name: "carrier", ClientCert: true, ClientCertName: "carrier.test"}}})
+	dial := func() error {
+		c, err := tls.Dial("tcp", e.sw.TLSAddr().String(), &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err = c.Read(make([]byte, 1)) // TLS 1.3: a refused certificate shows here
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return nil // accepted: the switch waits for SIP
+		}
+		return err
+	}
+	if err := dial(); err == nil || !strings.Contains(err.Error(), "unknown certificate authority") {
+		t.Fatalf("a certificate of an unknown CA: %v", err)
+	}
+	b, err := os.ReadFile(other.path("ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ca.path("ca.pem"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sw.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("after the reload: %v", err)
+	}
+	d, err := e.tlsInvite(newTLSTrunk(t, ca, &cert), "sips", "+31850000101")
+	if err != nil {
+		t.Fatalf("call after the reload: %v", err)
+	}
+	hangup(t, d)
+}
