@@ -89,7 +89,8 @@ type tlsListener struct {
 	cfg     TLSConfig
 	certs   atomic.Pointer[tlsCerts]
 	base    *tls.Config
-	pending chan struct{} // semaphore of handshakes in progress
+	admit   func(netip.Addr) bool // whether a source may start a handshake at all
+	pending chan struct{}         // semaphore of handshakes in progress
 	ready   chan net.Conn
 	done    chan struct{}
 	ctx     context.Context // ends with Close: handshakes in progress stop
@@ -105,15 +106,15 @@ type tlsListener struct {
 	notAfter   prometheus.GaugeFunc
 }
 
-func newTLSListener(ln net.Listener, cfg TLSConfig, certs *tlsCerts) *tlsListener {
+func newTLSListener(ln net.Listener, cfg TLSConfig, certs *tlsCerts, admit func(netip.Addr) bool) *tlsListener {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = defaultHandshakeTimeout
 	}
-	l := &tlsListener{Listener: ln, cfg: cfg, pending: make(chan struct{}, maxPendingHandshakes),
+	l := &tlsListener{Listener: ln, cfg: cfg, admit: admit, pending: make(chan struct{}, maxPendingHandshakes),
 		ready: make(chan net.Conn), done: make(chan struct{}), peers: make(map[string]*x509.Certificate),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackline_sip_tls_handshakes_total",
-			Help: "TLS handshakes on the SIP TLS listener, by result: ok, client_cert_expired, client_cert_unknown, client_cert_bad, failed (any other), overloaded (too many at once, closed unanswered).",
+			Help: "TLS handshakes on the SIP TLS listener, by result: ok, client_cert_expired, client_cert_unknown, client_cert_bad, failed (any other), overloaded (too many at once, closed unanswered), unknown_source (no trunk sends from there: closed unanswered).",
 		}, []string{"result"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackline_sip_tls_reloads_total", Help: "Reloads of the SIP TLS certificate (SIGHUP), by result: ok, failed (the old certificate stays).",
@@ -174,6 +175,11 @@ func (l *tlsListener) acceptLoop() {
 			}
 			l.Close()
 			return
+		}
+		if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err != nil || !l.admit(ap.Addr().Unmap()) {
+			l.handshakes.WithLabelValues("unknown_source").Inc()
+			raw.Close()
+			continue
 		}
 		select {
 		case l.pending <- struct{}{}:
@@ -361,12 +367,29 @@ func (s *Switch) listenTLS() error {
 	if err != nil {
 		return fmt.Errorf("listen sip tls %s: %w", cfg.Listen, err)
 	}
-	s.tls = newTLSListener(ln, cfg, certs)
+	s.tls = newTLSListener(ln, cfg, certs, s.tlsAdmits)
 	if err := s.tls.register(s.reg); err != nil {
 		s.tls.Close()
 		return err
 	}
 	return nil
+}
+
+// tlsAdmits tells whether a source may start a TLS handshake: as on UDP and TCP (the edge,
+// docs/sip-edge.md), a source that is no trunk gets no answer at all, unless the operator
+// has unknown sources answered; a trunk that a client certificate identifies without
+// sources may connect from anywhere.
+func (s *Switch) tlsAdmits(ip netip.Addr) bool {
+	if s.cfg.Edge.AnswerUnknown {
+		return true
+	}
+	for i := range s.cfg.Trunks {
+		t := &s.cfg.Trunks[i]
+		if len(t.Sources) == 0 && t.ClientCertName != "" || containsIP(t, ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // setupTLSUA makes the dialog user agents of TLS dialogs. Their Contact says TLS, so the

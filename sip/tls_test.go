@@ -424,3 +424,21 @@ func TestTLSReloadTakesNewClientCAs(t *testing.T) {
 	}
 	hangup(t, d)
 }
+
+// TestTLSUnknownSourceGetsNoHandshake: a source that is no trunk is closed before the
+// handshake, as the edge drops its datagrams on UDP and TCP.
+func TestTLSUnknownSourceGetsNoHandshake(t *testing.T) {
+	ca := newTestCA(t)
+	now := time.Now()
+	ca.issue("server", "127.0.0.1", false, now.Add(-time.Hour), now.Add(time.Hour))
+	e := newEnv(t, envOpts{lines: []string{"sip:+31852087972@127.0.0.1:9"}, tls: ca.tlsConfig(false), trunkSource: "127.0.0.2/32"})
+	c, err := tls.Dial("tcp", e.sw.TLSAddr().String(), &tls.Config{RootCAs: ca.pool()})
+	if err == nil {
+		c.Close()
+		t.Fatal("a source that is no trunk completed a handshake")
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(e.sw.tls.handshakes.WithLabelValues("unknown_source")) == 1 })
+	if got := testutil.ToFloat64(e.sw.tls.handshakes.WithLabelValues("ok")); got != 0 {
+		t.Fatalf("%v handshakes", got)
+	}
+}
