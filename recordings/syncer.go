@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/trackline/trackline/internal/fsutil"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,7 @@ import (
 const (
 	syncQueueLen = 4096
 	maxSyncBatch = 256
+	syncGather   = 5 * time.Millisecond // how long a batch waits for more
 )
 
 // syncer finishes the recordings the workers ended, in batches: everything that ended while
@@ -30,8 +32,13 @@ func (r *Recorder) syncer() {
 	defer close(r.syncDone)
 	batch := make([]*Recording, 0, maxSyncBatch)
 	var b syncBuffers
+	gather := time.NewTimer(syncGather)
 	for rec := range r.syncq {
 		batch = append(batch[:0], rec)
+		// Others end within a few milliseconds at any real call rate: waiting that long
+		// for them makes each batch's directory fsyncs do for many more recordings. The
+		// first of a batch waits at most syncGather longer for its file to be finished.
+		gather.Reset(syncGather)
 	fill:
 		for len(batch) < maxSyncBatch {
 			select {
@@ -40,7 +47,7 @@ func (r *Recorder) syncer() {
 					break fill
 				}
 				batch = append(batch, rec)
-			default:
+			case <-gather.C:
 				break fill
 			}
 		}
