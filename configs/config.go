@@ -108,6 +108,11 @@ type SIPConfig struct {
 	// TransactionLinger is how long a finished transaction stays to absorb retransmissions
 	// (RFC 3261 Timers D, J, L and M; 32 s in the RFC). See docs/api.md.
 	TransactionLinger time.Duration `yaml:"transaction_linger"`
+	// MaxCPS caps the new calls the switch takes a second; the rest get 503 (default 0: no
+	// cap). OverloadDelay is the queueing delay of SIP datagrams above which the switch
+	// sheds new calls with 503 (default 20ms). See docs/operations.md, "Overload".
+	MaxCPS        float64       `yaml:"max_cps"`
+	OverloadDelay time.Duration `yaml:"overload_delay"`
 	// UnknownSources: what requests from sources that are no trunk get (outside a dialog of
 	// a call in progress): drop (the default: no answer at all) or answer. docs/sip-edge.md.
 	UnknownSources string  `yaml:"unknown_sources"`
@@ -476,6 +481,9 @@ func (c *Config) defaults() {
 	if c.Runtime.MemoryLimitMB == 0 {
 		c.Runtime.MemoryLimitMB = 460
 	}
+	if c.SIP.OverloadDelay == 0 {
+		c.SIP.OverloadDelay = 20 * time.Millisecond
+	}
 	if c.SIP.TransactionLinger == 0 {
 		c.SIP.TransactionLinger = 6 * time.Second
 	}
@@ -656,6 +664,12 @@ func (c *Config) checkSIP(add adder) {
 		if d.v < d.lo || d.v > d.hi {
 			add(d.path, "must be between %v and %v", d.lo, d.hi)
 		}
+	}
+	if !(c.SIP.MaxCPS >= 0 && c.SIP.MaxCPS <= 100000) {
+		add("sip.max_cps", "must be between 0 (no cap) and 100000")
+	}
+	if c.SIP.OverloadDelay < time.Millisecond || c.SIP.OverloadDelay > 2*time.Second {
+		add("sip.overload_delay", "must be between 1ms and 2s")
 	}
 	c.checkEdge(add)
 }

@@ -78,6 +78,9 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		return
 	}
 	start := s.now()
+	if s.shed(req, tx) { // overload control (admit.go)
+		return
+	}
 	if !s.admit() {
 		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", strconv.Itoa(int(s.cfg.DrainTimeout.Seconds()))))
 		return

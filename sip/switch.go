@@ -42,6 +42,11 @@ type Config struct {
 	Auth          AuthConfig // digest limits of the trunks with credentials
 	TLS           TLSConfig  // SIP over TLS (none when TLS.Listen is empty)
 	Edge          EdgeConfig // limits of what is read, and sources that are no trunk (sip/edge.go)
+
+	// MaxCPS caps new calls a second (0: no cap); OverloadDelay is the queueing delay above
+	// which the switch sheds new calls (default DefaultOverloadDelay). See admit.go.
+	MaxCPS        float64
+	OverloadDelay time.Duration
 }
 
 // Trunk is an inbound trunk: the sources it sends from and optional digest credentials.
@@ -101,6 +106,8 @@ type Switch struct {
 	proxy  *sipmsg.Uri
 	calls  *callTable
 	auth   *digestAuth
+	adm    *admission // which new calls are taken (admit.go)
+	inv    inviteKeys // INVITEs over UDP admitted and refused (admit_conn.go)
 
 	udp  net.PacketConn
 	tcp  net.Listener
@@ -167,6 +174,9 @@ func New(cfg Config, p *pool.Pool, db *store.DB, opts ...Option) (*Switch, error
 		}
 	}
 	if err := s.setupEdge(); err != nil {
+		return nil, err
+	}
+	if err := s.setupAdmission(); err != nil {
 		return nil, err
 	}
 	s.base, s.hangupAll = context.WithCancelCause(context.Background())
@@ -274,7 +284,8 @@ func (s *Switch) dialogUA(transport string) *sipgo.DialogUA {
 // from the listening socket.
 func (s *Switch) Serve() {
 	s.serveWG.Add(2)
-	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(newEdgePacketConn(s.udp, s.edge)) }()
+	udp := &admitConn{PacketConn: newEdgePacketConn(meterUDP(s.udp, s.adm, s.now), s.edge), s: s} // admit_conn.go, edge_udp.go
+	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(udp) }()
 	go func() { defer s.serveWG.Done(); s.srv.ServeTCP(&edgeListener{Listener: s.tcp, e: s.edge}) }()
 	if s.tls != nil {
 		s.serveWG.Add(1)

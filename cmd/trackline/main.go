@@ -547,7 +547,8 @@ func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.R
 			ClientCAFile: cfg.SIP.TLS.ClientCAFile, HandshakeTimeout: cfg.SIP.TLS.HandshakeTimeout},
 		Auth: sip.AuthConfig{NonceLifetime: cfg.SIP.Digest.NonceLifetime, MaxFailures: cfg.SIP.Digest.MaxFailures,
 			Window: cfg.SIP.Digest.FailureWindow, Ban: cfg.SIP.Digest.Ban},
-		Edge: edgeConfig(cfg.SIP),
+		Edge:   edgeConfig(cfg.SIP),
+		MaxCPS: cfg.SIP.MaxCPS, OverloadDelay: cfg.SIP.OverloadDelay,
 	}
 	for _, t := range cfg.SIP.Trunks {
 		prefixes, err := t.Prefixes()
