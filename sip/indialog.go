@@ -63,11 +63,13 @@ func (s *Switch) handleOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction)
 		s.respond(req, tx, 400, "Bad Request")
 		return
 	}
-	code, reason := 200, "OK"
+	hdrs := []sipmsg.Header{sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp")}
 	if s.draining.Load() {
-		code, reason = 503, "Service Unavailable"
+		// A dispatcher's ping: take this switch out of service (drain.go).
+		s.respond(req, tx, 503, "Service Unavailable", append(hdrs, s.retryAfter())...)
+		return
 	}
-	s.respond(req, tx, code, reason, sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp"))
+	s.respond(req, tx, 200, "OK", hdrs...)
 }
 
 func (s *Switch) handleNoRoute(req *sipmsg.Request, tx sipmsg.ServerTransaction) {

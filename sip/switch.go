@@ -122,6 +122,9 @@ type Switch struct {
 	base      context.Context
 	closeOnce sync.Once
 	serveWG   sync.WaitGroup
+
+	// shuttingDown (under admitMu): Drain or Close began; SetDraining can no longer lift it.
+	shuttingDown bool
 }
 
 // Option configures New.
@@ -340,6 +343,7 @@ func (s *Switch) admit() bool {
 // admitted handler.
 func (s *Switch) stopAdmitting() {
 	s.admitMu.Lock()
+	s.shuttingDown = true
 	s.draining.Store(true)
 	s.admitMu.Unlock()
 }
