@@ -164,6 +164,9 @@ type scan struct {
 	clen    int  // Content-Length, -1 when absent
 	headEnd int  // offset of the body (after the blank line), -1 when the header section has no end
 	fault   fault
+	// lax: valid, but written in ways sipgo v1.7.2 misreads (folded lines, white space
+	// around the ; = , / of parameters): the edge hands sipgo a tightened copy (normalize).
+	lax bool
 }
 
 func (s *scan) reset() {
@@ -340,6 +343,7 @@ func (s *scan) headers(b []byte, i int, lim *edgeLimits) {
 			if curStart < 0 {
 				s.setFault(faultHeaderLine) // a continuation with nothing to continue
 			}
+			s.lax = true
 			i = next
 			continue
 		}
@@ -429,15 +433,15 @@ func (s *scan) checkFields(b []byte, stream bool, lim *edgeLimits) {
 		}
 	}
 	for _, h := range [...]hdr{hdrFrom, hdrTo} {
-		if s.count[h] == 1 && !nameAddrOK(valueSpan(b, s.fields[h]).of(b), false) {
+		if s.count[h] == 1 && !nameAddrOK(valueSpan(b, s.fields[h]).of(b), false, &s.lax) {
 			s.setFault(faultMalformed[h])
 		}
 	}
-	if s.count[hdrContact] > 0 && !nameAddrOK(valueSpan(b, s.fields[hdrContact]).of(b), true) {
+	if s.count[hdrContact] > 0 && !nameAddrOK(valueSpan(b, s.fields[hdrContact]).of(b), true, &s.lax) {
 		s.setFault(faultMalformed[hdrContact])
 	}
 	for _, v := range s.vias {
-		if !paramsOK(valueSpan(b, v).of(b), true) {
+		if !paramsOK(valueSpan(b, v).of(b), true, &s.lax) {
 			s.setFault(faultMalformed[hdrVia])
 			break
 		}
@@ -625,7 +629,7 @@ func indexOutsideQuotes(v []byte, c byte) int {
 // nameAddrOK checks a From, To or Contact value (RFC 3261 §20.10, §25.1): quoted strings
 // closed, a display name outside quotes made of tokens, no whitespace just inside < and >,
 // no empty parameter. Contact may list several values (comma separated), or be "*".
-func nameAddrOK(v []byte, list bool) bool {
+func nameAddrOK(v []byte, list bool, loose *bool) bool {
 	if list && string(v) == "*" {
 		return true
 	}
@@ -640,14 +644,14 @@ func nameAddrOK(v []byte, list bool) bool {
 		} else {
 			v = nil
 		}
-		if !oneNameAddrOK(trimLWS(item)) {
+		if !oneNameAddrOK(trimLWS(item), loose) {
 			return false
 		}
 	}
 	return true
 }
 
-func oneNameAddrOK(v []byte) bool {
+func oneNameAddrOK(v []byte, loose *bool) bool {
 	if len(v) == 0 {
 		return false
 	}
@@ -656,7 +660,7 @@ func oneNameAddrOK(v []byte) bool {
 		if quotesOpen(v) {
 			return false
 		}
-		return paramsOK(v, false)
+		return paramsOK(v, false, loose)
 	}
 	display := trimLWS(v[:lt])
 	if len(display) > 0 && display[0] == '"' {
@@ -678,15 +682,21 @@ func oneNameAddrOK(v []byte) bool {
 	if gt == lt+1 || isLWS(v[lt+1]) || isLWS(v[gt-1]) {
 		return false // §3.1.2.14: no spaces within the addr-spec
 	}
-	return paramsOK(v[gt+1:], false)
+	return paramsOK(v[gt+1:], false, loose)
 }
 
 // paramsOK tells whether v has no empty parameter (";;", "; ,", a trailing ';') and no
-// open quoted string. via: also checks a Via list (comma separated).
-func paramsOK(v []byte, via bool) bool {
+// open quoted string. via: also checks a Via list (comma separated). It sets *loose when
+// white space stands next to a ";" or "=" (or, in a Via, a "/"), outside quoted strings:
+// valid, but misread by sipgo (edge_normalize.go).
+func paramsOK(v []byte, via bool, loose *bool) bool {
 	quoted := false
 	for i := 0; i < len(v); i++ {
 		c := v[i]
+		if !quoted && (c == ';' || c == '=' || (via && c == '/')) && !*loose &&
+			((i > 0 && isLWS(v[i-1])) || (i+1 < len(v) && isLWS(v[i+1]))) {
+			*loose = true
+		}
 		switch {
 		case quoted && c == '\\':
 			i++

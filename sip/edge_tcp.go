@@ -65,6 +65,7 @@ type edgeConn struct {
 	out        []byte // the rest of a passed message, for the next Reads
 	err        error  // the stream's end: returned once out is empty
 	ans        []byte
+	norm       []byte // a tightened copy of a lax message (normalize)
 
 	wmu sync.Mutex // one writer at a time: sipgo's messages and the edge's answers
 }
@@ -135,6 +136,10 @@ func (c *edgeConn) frame() bool {
 	c.start += total
 	switch c.e.inspect(&c.sc, msg, c.src, true) {
 	case actPass:
+		if c.sc.lax && c.sc.request {
+			c.norm = normalize(c.norm[:0], msg, &c.sc)
+			msg = c.norm
+		}
 		c.e.remember(msg, c.RemoteAddr(), c)
 		c.out = msg
 	case actAnswer:

@@ -2,11 +2,13 @@ package sip
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -360,5 +362,45 @@ func TestEdgeAnswersWhatSipgoCannotParse(t *testing.T) {
 		if l >= slog.LevelError {
 			t.Errorf("logged at %v: %q", l, h.msgs[i])
 		}
+	}
+}
+
+// TestNormalizeTortuousInvite: the edge's tightened copy of RFC 4475's short tortuous
+// INVITE reads in sipgo as the RFC means it.
+func TestNormalizeTortuousInvite(t *testing.T) {
+	b, err := os.ReadFile("testdata/rfc4475/wsinv.sip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc scan
+	sc.readMessage(b, false, &edgeLimits{maxHeader: 8192, maxBody: 16384})
+	if sc.fault.code != 0 || !sc.lax {
+		t.Fatalf("fault %+v, lax %t", sc.fault, sc.lax)
+	}
+	out := normalize(nil, b, &sc)
+	m, err := sipmsg.ParseMessage(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	r := m.(*sipmsg.Request)
+	from, _ := r.From().Params.Get("tag")
+	to, _ := r.To().Params.Get("tag")
+	var branches []string
+	for _, h := range r.GetHeaders("Via") {
+		v := h.(*sipmsg.ViaHeader)
+		br, _ := v.Params.Get("branch")
+		branches = append(branches, v.Transport+" "+v.Host+" "+br)
+	}
+	want := []string{"UDP 192.0.2.2 390skdjuw", "TCP spindle.example.com z9hG4bKwsinv.9ikj8", "UDP 192.168.255.111 z9hG4bKwsinv.30239"}
+	if from != "98asjd8" || to != "1918181833n" || strings.Join(branches, "|") != strings.Join(want, "|") {
+		t.Fatalf("From tag %q, To tag %q, Vias %q\n%s", from, to, branches, out)
+	}
+	if q, _ := r.Contact().Params.Get("q"); q != "0.33" || !bytes.HasSuffix(out, b[sc.headEnd:]) {
+		t.Fatalf("Contact q %q, or the body changed:\n%s", q, out)
+	}
+	// A message without such white space is not touched.
+	sc.readMessage(trunkInvite, false, &edgeLimits{maxHeader: 8192, maxBody: 16384})
+	if sc.lax {
+		t.Fatal("a plain INVITE is lax")
 	}
 }

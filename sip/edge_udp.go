@@ -11,9 +11,10 @@ import (
 // are returned from ReadFrom. Writes go straight to the socket.
 type edgePacketConn struct {
 	net.PacketConn
-	e   *edge
-	sc  scan   // used by the reader goroutine only
-	out []byte // the answer being built, reused
+	e    *edge
+	sc   scan   // used by the reader goroutine only
+	out  []byte // the answer being built, reused
+	norm []byte // a tightened copy of a lax message (normalize), reused
 }
 
 func newEdgePacketConn(pc net.PacketConn, e *edge) *edgePacketConn {
@@ -37,6 +38,13 @@ func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		switch act {
 		case actPass:
+			if c.sc.lax && c.sc.request && c.sc.headEnd >= 0 {
+				c.norm = normalize(c.norm[:0], b, &c.sc)
+				if len(c.norm) <= len(p) {
+					n = copy(p, c.norm)
+					b = p[:n]
+				}
+			}
 			c.e.remember(b, addr, c)
 			return n, addr, nil
 		case actAnswer:
