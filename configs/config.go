@@ -80,6 +80,9 @@ type Lifecycle struct {
 	SessionDays      int           `yaml:"session_days"`      // sessions that never led to a call (default 90)
 	AuditMonths      int           `yaml:"audit_months"`      // audit entries (default 24)
 	ExportDir        string        `yaml:"export_dir"`        // archives of export_then_delete (default <data_dir>/exports)
+	// ArchiveHandover is how long an archive of export_then_delete stays in export_dir, for
+	// the operator to hand over (GET /v1/archives), before the sweeper deletes it (default 720h).
+	ArchiveHandover time.Duration `yaml:"archive_handover"`
 }
 
 // Runtime tunes Go's garbage collector; GOGC and GOMEMLIMIT in the environment win.
@@ -312,11 +315,22 @@ type Listen struct {
 	App     string `yaml:"app"` // the web app (default 127.0.0.1:8082)
 }
 
-// PoolConfig holds lease timing and the public rate limit.
+// PoolConfig holds lease timing and the public rate limits.
 type PoolConfig struct {
 	Lease     time.Duration `yaml:"lease"`
 	Grace     time.Duration `yaml:"grace"`
 	RateLimit float64       `yaml:"rate_limit"`
+	// ClientShare is the share of a customer's pool numbers one client (an address) may
+	// take new sessions for in one lease, at least one (default 0.25; docs/api.md).
+	ClientShare float64 `yaml:"client_share"`
+	// TrustedProxies are the reverse proxies in front of the public API (addresses or
+	// CIDRs): from them, X-Forwarded-For names the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Proxies parses TrustedProxies (addresses or CIDRs).
+func (p *PoolConfig) Proxies() ([]netip.Prefix, error) {
+	return (&Webhooks{AllowCIDRs: p.TrustedProxies}).Allowed()
 }
 
 // Customer seeds one customer.
@@ -463,6 +477,9 @@ func (c *Config) defaults() {
 	if c.Pool.RateLimit == 0 {
 		c.Pool.RateLimit = 500
 	}
+	if c.Pool.ClientShare == 0 {
+		c.Pool.ClientShare = 0.25
+	}
 	if c.SIP.Listen == "" {
 		c.SIP.Listen = "127.0.0.1:5060"
 	}
@@ -531,6 +548,9 @@ func (c *Config) defaults() {
 	}
 	if l.SweepInterval == 0 {
 		l.SweepInterval = time.Hour
+	}
+	if l.ArchiveHandover == 0 {
+		l.ArchiveHandover = 30 * 24 * time.Hour
 	}
 	for i := range c.Customers {
 		cu := &c.Customers[i]
@@ -633,6 +653,12 @@ func (c *Config) checkPool(add adder) {
 	}
 	if c.Pool.RateLimit < 0 {
 		add("pool.rate_limit", "must not be negative")
+	}
+	if c.Pool.ClientShare < 0 || c.Pool.ClientShare != c.Pool.ClientShare {
+		add("pool.client_share", "must be positive")
+	}
+	if _, err := c.Pool.Proxies(); err != nil {
+		add("pool.trusted_proxies", "%v", err)
 	}
 }
 
@@ -779,6 +805,9 @@ func (c *Config) checkLifecycle(add adder) {
 	l := c.Lifecycle
 	if l.SweepInterval < time.Minute || l.SweepInterval > 24*time.Hour {
 		add("lifecycle.sweep_interval", "must be between 1m and 24h")
+	}
+	if l.ArchiveHandover < time.Second || l.ArchiveHandover > 365*24*time.Hour {
+		add("lifecycle.archive_handover", "must be between 1s and 8760h")
 	}
 	for _, n := range []struct {
 		path   string

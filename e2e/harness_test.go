@@ -141,6 +141,13 @@ type testConfig struct {
 	origins []string
 	// poolSize is the size of the customer's pool_range; default 20.
 	poolSize int
+	// clientShare is pool.client_share; default 1000, out of the way: every test drives
+	// the public API from one address.
+	clientShare string
+	// trustedProxies is pool.trusted_proxies; default none.
+	trustedProxies []string
+	// archiveHandover is lifecycle.archive_handover (YAML duration); default unset.
+	archiveHandover string
 
 	// SIP, for the call tests (sip_test.go).
 
@@ -192,6 +199,17 @@ func writeConfig(t *testing.T, c testConfig) string {
 	if c.poolSize == 0 {
 		c.poolSize = 20
 	}
+	if c.clientShare == "" {
+		c.clientShare = "1000"
+	}
+	poolExtra := "\n  client_share: " + c.clientShare
+	if len(c.trustedProxies) > 0 {
+		poolExtra += "\n  trusted_proxies: " + yamlList(c.trustedProxies)
+	}
+	lifecycle := ""
+	if c.archiveHandover != "" {
+		lifecycle = "lifecycle:\n  archive_handover: " + c.archiveHandover + "\n"
+	}
 	if c.status == "" {
 		c.status = "active"
 	}
@@ -228,10 +246,10 @@ admin_token: %q
 pool:
   lease: 30m
   grace: 30m
-  rate_limit: 500
+  rate_limit: 500%s
 media:
   rtp_ports: 16000-17999
-%ssip:
+%s%ssip:
   trunks:
     - name: e2e
       sources: %s
@@ -248,7 +266,7 @@ customers:
     channels:
       - name: Newsletter
         rules: [{param: utm_source, pattern: "newsletter*"}]%s
-%s`, adminToken, webrtc, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
+%s`, adminToken, poolExtra, lifecycle, webrtc, yamlList(c.trunkSources), customerID, c.status, siteKey, yamlList(c.origins),
 		yamlList(c.businessLines), extra, displayNumber, poolFirst, c.poolSize, flyer, users)
 	path := filepath.Join(t.TempDir(), "trackline.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
