@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -403,4 +404,45 @@ func TestNormalizeTortuousInvite(t *testing.T) {
 	if sc.lax {
 		t.Fatal("a plain INVITE is lax")
 	}
+}
+
+// TestEdgeTCPUnknownSource: over TCP too, a source that is no trunk gets no answer, and a
+// banned source's connections are closed at once.
+func TestEdgeTCPUnknownSource(t *testing.T) {
+	e := newEnv(t, envOpts{edge: EdgeConfig{SourceBurst: 2, SourceRate: 0.001, BanAfter: 1, BanFor: time.Minute}})
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}, Timeout: 2 * time.Second}
+	conn, err := d.Dial("tcp", e.sw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := req("OPTIONS sip:switch SIP/2.0", []string{"Via: SIP/2.0/TCP 127.0.0.5;branch=z9hG4bK-tcp-x", "From: <sip:p@x>;tag=p",
+		"To: <sip:switch>", "Call-ID: tcp-unknown", "CSeq: 1 OPTIONS", "Content-Length: 0"}, "")
+	conn.Write(msg) // the connection took the first token, this request the second
+	conn.SetReadDeadline(time.Now().Add(700 * time.Millisecond))
+	if n, err := conn.Read(make([]byte, 512)); n > 0 || !isTimeout(err) {
+		t.Fatalf("answer to a source that is no trunk over TCP: %d bytes, %v", n, err)
+	}
+	conn.Write(msg) // over the limit: banned
+	deadline := time.Now().Add(3 * time.Second)
+	for e.sw.edge.limiter.bannedCount(time.Now()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("not banned")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c2, err := d.Dial("tcp", e.sw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c2.Read(make([]byte, 16)); err != io.EOF {
+		t.Fatalf("a banned source's connection: %v, want it closed", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && errors.As(err, &ne) && ne.Timeout()
 }
