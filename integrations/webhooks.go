@@ -190,12 +190,19 @@ type job struct {
 	d    store.DueDelivery
 }
 
-// outcome is what a worker hands the recorder: the pending write of an attempt's outcome.
+// outcome is what a worker hands the recorder: an attempt's result, to be written.
 type outcome struct {
-	e    *endpoint
-	id   string
-	pend store.Pending
+	e   *endpoint
+	res store.DeliveryResult
 }
+
+// The recorder writes the outcomes that arrive within outcomeDelay of the first one, at most
+// outcomeBatch, as one write: at thousands of deliveries a second they would otherwise come
+// one by one to an idle committer, each with a commit (and its fsync) of its own.
+const (
+	outcomeDelay = 2 * time.Millisecond
+	outcomeBatch = 256
+)
 
 // Run delivers until ctx ends or Close is called. It returns ErrRunning if it runs already
 // or Close was called.
@@ -419,26 +426,55 @@ func (w *Webhooks) worker(ctx context.Context, jobs <-chan job, outcomes chan<- 
 			w.log.Warn("webhook delivery given up", "customer", j.e.ref.CustomerID, "endpoint", j.e.ref.EndpointID,
 				"message", j.d.ID, "attempts", j.d.Attempts+1)
 		}
-		r := res
-		pend, err := w.db.Enqueue(context.Background(), func(tx *store.Tx) error { return tx.RecordDelivery(&r) })
 		w.finish(&j, &res, label)
-		if err != nil {
-			w.log.Error("record webhook attempt", "customer", j.e.ref.CustomerID, "endpoint", j.e.ref.EndpointID, "err", err)
-			w.release(j.e, j.d.ID)
-			continue
-		}
-		outcomes <- outcome{e: j.e, id: j.d.ID, pend: pend}
+		outcomes <- outcome{e: j.e, res: res}
 	}
 }
 
-// record waits for the outcomes' writes, in the order they were queued (the order they
-// commit in), and then lets the dispatcher see their deliveries again.
+// record writes the outcomes in batches (outcomeDelay, outcomeBatch), in the order they came,
+// waits for each batch's commit, and then lets the dispatcher see their deliveries again. It
+// returns when outcomes is closed and what came is written.
 func (w *Webhooks) record(outcomes <-chan outcome) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var batch []outcome
 	for o := range outcomes {
-		if err := o.pend.Wait(); err != nil {
-			w.log.Error("record webhook attempt", "customer", o.e.ref.CustomerID, "endpoint", o.e.ref.EndpointID, "err", err)
+		batch = append(batch[:0], o)
+		timer.Reset(outcomeDelay)
+	fill:
+		for len(batch) < outcomeBatch {
+			select {
+			case o, ok := <-outcomes:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			case <-timer.C:
+				break fill
+			}
 		}
-		w.release(o.e, o.id)
+		timer.Stop()
+		results := make([]store.DeliveryResult, len(batch))
+		for i := range batch {
+			results[i] = batch[i].res
+		}
+		pend, err := w.db.Enqueue(context.Background(), func(tx *store.Tx) error {
+			for i := range results {
+				if err := tx.RecordDelivery(&results[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			err = pend.Wait()
+		}
+		if err != nil {
+			w.log.Error("record webhook attempts", "attempts", len(batch), "err", err)
+		}
+		for _, o := range batch {
+			w.release(o.e, o.res.MessageID)
+		}
 	}
 }
 

@@ -518,6 +518,58 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
+// countingStore counts the writes the workers queue.
+type countingStore struct {
+	*store.DB
+	writes atomic.Int64
+}
+
+func (c *countingStore) Enqueue(ctx context.Context, fn func(*store.Tx) error) (store.Pending, error) {
+	c.writes.Add(1)
+	return c.DB.Enqueue(ctx, fn)
+}
+
+// The outcomes of attempts that end close together are written together: fewer writes (and
+// commits) than deliveries, each delivery recorded all the same.
+func TestOutcomesShareWrites(t *testing.T) {
+	rc := newReceiver(t, nil)
+	e := newEnv(t, "", Config{AllowCIDRs: loopback, Workers: 8, PerEndpoint: 8})
+	e.endpoint("crm", rc.URL, store.EventCallRinging)
+	const calls = 300
+	for range calls {
+		e.call(false)
+	}
+	cs := &countingStore{DB: e.db}
+	w, err := New(cs, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(context.Background()) }()
+	waitFor(t, "the deliveries", func() bool { return e.pending() == 0 })
+	w.Close()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rc.requests()); n != calls {
+		t.Fatalf("%d requests, want %d", n, calls)
+	}
+	ds := e.deliveries("crm")
+	for _, d := range ds {
+		if d.State != store.DeliveryDelivered || d.AttemptCount != 1 {
+			t.Fatalf("delivery %+v", d)
+		}
+	}
+	if len(ds) != calls {
+		t.Fatalf("%d deliveries recorded, want %d", len(ds), calls)
+	}
+	if n := cs.writes.Load(); n >= calls {
+		t.Fatalf("%d writes for %d outcomes: not shared", n, calls)
+	} else {
+		t.Logf("%d outcomes in %d writes", calls, n)
+	}
+}
+
 // TestGoneDisablesTheEndpoint: a 410 disables the endpoint; its other pending deliveries
 // fail and nothing more is sent to it.
 func TestGoneDisablesTheEndpoint(t *testing.T) {
