@@ -15,19 +15,12 @@ func sourceIP(src string) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// trunkFor returns the trunk whose sources contain the request's source address.
+// trunkFor returns the trunk whose sources contain the request's source address: the one
+// rule the edge uses too (edge.trunkIndex), so that what the edge lets through as a
+// trunk's is what the handlers take as the trunk's.
 func (s *Switch) trunkFor(req *sipmsg.Request) (*Trunk, bool) {
-	ap, err := netip.ParseAddrPort(req.Source())
-	if err != nil {
-		return nil, false
-	}
-	ip := ap.Addr().Unmap()
-	for i := range s.cfg.Trunks {
-		for _, p := range s.cfg.Trunks[i].Sources {
-			if p.Contains(ip) {
-				return &s.cfg.Trunks[i], true
-			}
-		}
+	if i := s.edge.trunkIndex(sourceIP(req.Source())); i >= 0 {
+		return &s.cfg.Trunks[i], true
 	}
 	return nil, false
 }
