@@ -36,6 +36,11 @@ import (
 //	users.jsonl, users.csv         the web app's users of the customer (when it has any): id,
 //	                               email, name, role, created, two_factor; never a password
 //	                               hash or a two-factor secret
+//	webhook_endpoints.jsonl        the webhook endpoints (when it has any), without their
+//	                               signing secrets
+//	google_ads.jsonl               the Google Ads settings (when it has them), without the
+//	                               sealed OAuth2 secrets
+//	conversion_uploads.jsonl       each call's Google Ads upload state (when it has any)
 //	recordings/<call id>.wav       the recordings
 //	manifest.json                  format, version, customer, time, and per file its records,
 //	                               bytes and sha256; recordings whose file was gone
@@ -179,9 +184,31 @@ func (x *export) run() error {
 	var chs []store.Channel
 	var nums []store.Number
 	var users []userLine
+	var endpoints []store.Endpoint
+	var ads []store.GoogleAds
+	var uploads []store.ConversionUpload
 	err := x.e.db.View(func(tx *store.Tx) error {
 		var err error
 		if c, err = tx.Customer(x.id); err != nil {
+			return err
+		}
+		if endpoints, err = tx.Endpoints(x.id); err != nil {
+			return err
+		}
+		for i := range endpoints {
+			endpoints[i].Secret, endpoints[i].PreviousSecret = "", ""
+		}
+		switch g, err := tx.GoogleAds(x.id); {
+		case err == nil:
+			g.SealedSecrets = nil
+			ads = append(ads, g)
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		if err := tx.ConversionUploads(x.id, "", func(u store.ConversionUpload) bool {
+			uploads = append(uploads, u)
+			return true
+		}); err != nil {
 			return err
 		}
 		if chs, err = tx.Channels(x.id); err != nil {
@@ -257,6 +284,23 @@ func (x *export) run() error {
 			{"users.jsonl", func(f *entry) error { return eachJSON(f, users) }},
 			{"users.csv", func(f *entry) error { return writeCSV(f, userColumns, eachOf(users)) }},
 		}...)
+	}
+	// The integrations' settings and states, when the customer has them.
+	for _, o := range []struct {
+		name string
+		n    int
+		body func(f *entry) error
+	}{
+		{"webhook_endpoints.jsonl", len(endpoints), func(f *entry) error { return eachJSON(f, endpoints) }},
+		{"google_ads.jsonl", len(ads), func(f *entry) error { return eachJSON(f, ads) }},
+		{"conversion_uploads.jsonl", len(uploads), func(f *entry) error { return eachJSON(f, uploads) }},
+	} {
+		if o.n > 0 {
+			steps = append(steps, struct {
+				name string
+				body func(f *entry) error
+			}{o.name, o.body})
+		}
 	}
 	for _, s := range steps {
 		if err := x.file(s.name, zip.Deflate, s.body); err != nil {
