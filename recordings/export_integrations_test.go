@@ -76,7 +76,7 @@ func TestExportIntegrations(t *testing.T) {
 			continue
 		}
 		for n, want := range map[string]string{"webhook_endpoints.jsonl": `"url":"https://crm.example/hook"`,
-			"google_ads.jsonl": `"conversion_action":"customers/1234567890/conversionActions/77"`,
+			"google_ads.jsonl":         `"conversion_action":"customers/1234567890/conversionActions/77"`,
 			"conversion_uploads.jsonl": `"error":"too recent"`} {
 			if !strings.Contains(string(files[n]), want) {
 				t.Errorf("%s: %s", n, files[n])
