@@ -33,7 +33,11 @@ import (
 // 85 % of what was admitted in the interval, then held for twice the delay seen (the time
 // the cut takes to show in the queue) before it is cut again; while the queue shrinks the
 // limit holds; once it is gone the limit grows by a twentieth of the rate it was first cut
-// to every interval, until nothing has been refused for a second: then it is lifted. Because the limit follows what the switch itself managed, it
+// to every interval, until nothing has been refused for a second: then it is lifted.
+// Because the limit follows the queue an interval late, an INVITE over UDP that itself
+// waited eight times the target while the queue stands or builds is refused at once: the
+// oldest work goes first, and the queue that a step to twice the load builds in its first
+// interval does not reach the calls admitted after it. Because the limit follows what the switch itself managed, it
 // holds on a slower or a busier machine alike.
 
 // Defaults of the admission control.
@@ -50,6 +54,10 @@ const (
 	admitStep      = 0.05 // the limit's growth per interval without a standing queue, of its first cut
 	admitMinRate   = 10   // calls per second the limit never goes under
 	admitLiftAfter = 10   // intervals without a standing queue or a refusal that lift the limit
+	// admitStale: an INVITE that waited this many times the target in the socket's queue is
+	// refused whatever the limit, while the queue stands or builds: the oldest work goes first,
+	// before the limit, which follows the queue an interval late, has cut the rate.
+	admitStale = 8
 )
 
 // Reasons a new call is refused (trackline_sip_shed_total{reason}).
@@ -76,6 +84,7 @@ type admission struct {
 	refused   int           // refused for overload in the interval
 	calm      int           // intervals in a row without a standing queue or a refusal
 	lastDelay time.Duration // the delay of the last complete interval (a gauge)
+	latest    time.Duration // the delay of the datagram observed last
 	holdUntil time.Time     // no cut before: the last one has yet to show in the queue
 	step      float64       // the limit's growth an interval: a twentieth of its first cut
 }
@@ -100,6 +109,7 @@ func (a *admission) observe(delay time.Duration, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.roll(now)
+	a.latest = delay
 	if a.winN == 0 || delay < a.winMin {
 		a.winMin = delay
 	}
@@ -162,8 +172,10 @@ func (a *admission) roll(now time.Time) {
 	}
 }
 
-// allow decides on one new call at now: "" admits it, else the reason it is refused.
-func (a *admission) allow(now time.Time) string {
+// allow decides on one new call at now: "" admits it, else the reason it is refused. stale
+// says the INVITE is the datagram observed last (admitConn, in the reader goroutine), so
+// that the time it waited counts.
+func (a *admission) allow(now time.Time, stale bool) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.roll(now)
@@ -171,6 +183,9 @@ func (a *admission) allow(now time.Time) string {
 	switch {
 	case a.cap.rate > 0 && !a.cap.take(now):
 		reason = shedMaxCPS
+	case stale && a.latest > admitStale*a.target && (a.lim.rate > 0 || a.winN > 0 && a.winMin > a.target):
+		reason = shedOverload
+		a.refused++
 	case a.lim.rate > 0 && !a.lim.take(now):
 		reason = shedOverload
 		a.refused++
@@ -284,7 +299,7 @@ func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 			return false // admitConn took it
 		}
 	}
-	reason := s.adm.allow(s.now())
+	reason := s.adm.allow(s.now(), false)
 	if reason == "" {
 		return false
 	}

@@ -116,7 +116,7 @@ func (c *admitConn) ReadFrom(p []byte) (int, net.Addr, error) {
 				return n, addr, nil // a retransmission: sipgo's transaction answers it
 			}
 			if !c.s.inv.refused(key) {
-				if reason := c.s.adm.allow(c.s.now()); reason == "" {
+				if reason := c.s.adm.allow(c.s.now(), true); reason == "" {
 					c.s.inv.admit(key)
 					return n, addr, nil
 				}

@@ -17,7 +17,7 @@ func offer(a *admission, now *time.Time, rate float64, d, delay time.Duration) (
 	step := time.Duration(float64(time.Second) / rate)
 	for end := now.Add(d); now.Before(end); *now = now.Add(step) {
 		a.observe(delay, *now)
-		if r := a.allow(*now); r == "" {
+		if r := a.allow(*now, false); r == "" {
 			admitted++
 		} else {
 			refused[r]++
@@ -109,7 +109,7 @@ func TestAdmissionBurstIsNotOverload(t *testing.T) {
 			delay = time.Millisecond
 		}
 		a.observe(delay, now)
-		if r := a.allow(now); r != "" {
+		if r := a.allow(now, false); r != "" {
 			t.Fatalf("call %d refused (%s) under bursts", i, r)
 		}
 		now = now.Add(time.Millisecond)
@@ -168,5 +168,30 @@ func TestRxTimestampMalformed(t *testing.T) {
 		if _, ok := rxTimestamp(oob); ok {
 			t.Errorf("rxTimestamp(%v) found a timestamp", oob)
 		}
+	}
+}
+
+// While the queue stands or builds, an INVITE that itself waited eight times the target is
+// refused at once, before the limit follows; in a calm interval a late datagram is no cause.
+func TestAdmissionStaleInvite(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	a.observe(time.Millisecond, now)
+	a.observe(200*time.Millisecond, now) // one late datagram in a calm interval
+	if r := a.allow(now, true); r != "" {
+		t.Errorf("refused (%s) in a calm interval", r)
+	}
+	now = now.Add(150 * time.Millisecond)
+	a.observe(30*time.Millisecond, now) // the queue builds
+	a.observe(200*time.Millisecond, now)
+	if r := a.allow(now, true); r != shedOverload {
+		t.Errorf("an INVITE that waited 200 ms while the queue stands: %q, want overload", r)
+	}
+	if r := a.allow(now, false); r != "" {
+		t.Errorf("over TCP (no wait known): %q, want admitted", r)
+	}
+	a.observe(100*time.Millisecond, now)
+	if r := a.allow(now, true); r != "" {
+		t.Errorf("an INVITE that waited 100 ms: %q, want admitted", r)
 	}
 }
