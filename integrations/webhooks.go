@@ -537,7 +537,7 @@ func (w *Webhooks) attempt(ctx context.Context, j *job) (store.DeliveryResult, s
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, j.url, bytes.NewReader(d.Payload))
 	label := ""
 	var status int
-	var after time.Duration // a 429's or 503's Retry-After
+	var retryAfter string // a 429's or 503's Retry-After
 	start := time.Now()
 	if err == nil {
 		// Standard Webhooks' header names, as the specification writes them.
@@ -553,13 +553,20 @@ func (w *Webhooks) attempt(ctx context.Context, j *job) (store.DeliveryResult, s
 			resp.Body.Close()
 			status = resp.StatusCode
 			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-				after = RetryAfter(resp.Header.Get("Retry-After"), now)
+				retryAfter = resp.Header.Get("Retry-After")
 			}
 		}
 	}
 	elapsed := time.Since(start)
 	if ctx.Err() != nil {
 		return res, ""
+	}
+	// The wait a Retry-After asks for counts from the answer; the schedule's from the
+	// attempt's start (now).
+	wait := RetryAfter(retryAfter, now.Add(elapsed))
+	var after time.Duration
+	if wait > 0 {
+		after = elapsed + wait
 	}
 	w.m.duration.Observe(elapsed.Seconds())
 	res.Attempt.LatencyMS = float64(elapsed.Microseconds()) / 1000
@@ -576,8 +583,8 @@ func (w *Webhooks) attempt(ctx context.Context, j *job) (store.DeliveryResult, s
 	case err == nil:
 		label = outcomeStatus
 		res.Attempt.Error = textutil.Clip(strconv.Itoa(status)+" "+http.StatusText(status), 100)
-		if after > 0 {
-			res.Attempt.Error += " (Retry-After " + after.String() + ")"
+		if wait > 0 {
+			res.Attempt.Error += " (Retry-After " + wait.String() + ")"
 		}
 	case errors.Is(err, ErrForbiddenAddress):
 		label = outcomeRefused
