@@ -68,9 +68,18 @@ func TestExportArchive(t *testing.T) {
 	slices.Sort(names)
 	want := []string{"calls.csv", "calls.jsonl", "channels.csv", "channels.jsonl", "customer.json", "manifest.json",
 		"numbers.csv", "numbers.jsonl", "recordings.csv", "recordings.jsonl", "recordings/" + e.call["acme"] + ".wav",
-		"sessions.csv", "sessions.jsonl"}
+		"sessions.csv", "sessions.jsonl", "webhook_endpoints.jsonl"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("archive files %v, want %v", names, want)
+	}
+	// The endpoints, never their signing secrets.
+	if eps := string(files["webhook_endpoints.jsonl"]); !strings.Contains(eps, "https://crm.acme.example/hook") {
+		t.Errorf("webhook_endpoints.jsonl: %s", eps)
+	}
+	for n, b := range files {
+		if strings.Contains(string(b), testWebhookSecret) {
+			t.Errorf("%s holds a webhook secret", n)
+		}
 	}
 	// Only acme's data, and all of it.
 	all := bytes.Join([][]byte{files["calls.jsonl"], files["calls.csv"], files["sessions.jsonl"], files["numbers.csv"], files["customer.json"]}, nil)
