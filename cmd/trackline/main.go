@@ -162,7 +162,9 @@ func serve(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go toggleDebugOnHUP(ctx, hup, lv, level, logger)
-	if err := run(ctx, cfg, logger, opsConfig{level: lv, minFreeDisk: *minFreeMB << 20}); err != nil {
+	drainSig, stopDrainSig := notifyDrain()
+	defer stopDrainSig()
+	if err := run(ctx, cfg, logger, opsConfig{level: lv, minFreeDisk: *minFreeMB << 20, drain: drainSig}); err != nil {
 		logger.Error("trackline stopped", "err", err)
 		return 1
 	}
@@ -227,6 +229,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	}
 	defer sw.Close()
+	go drainOnSignal(ctx, ops.drain, sw, logger)
 	var stopping atomic.Bool // set when the drain begins: /readyz answers 503 from then on
 	// Exports read recordings through recordings.Opener, which decrypts them.
 	exporter := recordings.NewExporter(db, rec.Dir(), keys)

@@ -28,8 +28,9 @@ import (
 
 // opsConfig is what serve's flags give run for operations.
 type opsConfig struct {
-	level       *slog.LevelVar // the handler's level, changed at runtime
-	minFreeDisk uint64         // readiness fails below this many free bytes (data, recordings)
+	level       *slog.LevelVar   // the handler's level, changed at runtime
+	minFreeDisk uint64           // readiness fails below this many free bytes (data, recordings)
+	drain       <-chan os.Signal // SIGUSR1 and SIGUSR2: the operator's drain (drain.go)
 }
 
 // readiness is the checks of /readyz: not shutting down, the store answers a read, SIP is
@@ -38,8 +39,11 @@ type opsConfig struct {
 func readiness(stopping *atomic.Bool, db *store.DB, sw *sip.Switch, dataDir, recDir string, minFree uint64) []api.Check {
 	return []api.Check{
 		{Name: "draining", Fn: func(context.Context) error {
-			if stopping.Load() || sw.Draining() {
+			if stopping.Load() {
 				return errors.New("shutting down")
+			}
+			if sw.Draining() {
+				return errors.New("sip draining: new calls refused (SIGUSR2 lifts it)")
 			}
 			return nil
 		}},
