@@ -236,6 +236,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	sweeper, err := pool.NewSweeper(p, pool.SweepConfig{
 		Interval: cfg.Lifecycle.SweepInterval, RetentionMonths: cfg.Lifecycle.RetentionMonths,
 		SessionDays: cfg.Lifecycle.SessionDays, AuditMonths: cfg.Lifecycle.AuditMonths, ExportDir: exportDir(cfg),
+		ArchiveHandover: cfg.Lifecycle.ArchiveHandover,
 	}, exporter, pool.SweepLogger(logger), pool.SweepRegisterer(reg))
 	if err != nil {
 		return err
@@ -261,7 +262,13 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		}
 		defer ads.Close()
 	}
-	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode}, p,
+	proxies, err := cfg.Pool.Proxies()
+	if err != nil {
+		return fmt.Errorf("pool.trusted_proxies: %w", err)
+	}
+	a, err := api.New(api.Config{AdminToken: cfg.AdminToken, RateLimit: cfg.Pool.RateLimit, CountryCode: cfg.CountryCode,
+		ClientShare: cfg.Pool.ClientShare, Lease: cfg.Pool.Lease, TrustedProxies: proxies,
+		ArchiveDir: exportDir(cfg), ArchiveHandover: cfg.Lifecycle.ArchiveHandover}, p,
 		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv), api.WithUsers(db, cfg.App.URL, cfg.App.InviteTTL),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
 		api.WithExport(exporter), api.WithUsage(db), api.WithWebhooks(db, allow),
