@@ -259,9 +259,5 @@ func (a *API) conversionsCSV(w http.ResponseWriter, r *http.Request) error {
 	if err := a.audit(r, "googleads.export", id); err != nil {
 		return err
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/csv; charset=utf-8")
-	h.Set("Content-Disposition", `attachment; filename="conversions.csv"`)
-	h.Set("Cache-Control", "no-store")
-	return out.Write(w)
+	return out.Serve(w)
 }

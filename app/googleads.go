@@ -167,9 +167,5 @@ func (a *App) conversionsCSV(w http.ResponseWriter, q *request) error {
 	if err := a.auditWrite(q, "googleads.export"); err != nil {
 		return err
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/csv; charset=utf-8")
-	h.Set("Content-Disposition", `attachment; filename="conversions.csv"`)
-	h.Set("Cache-Control", "no-store")
-	return out.Write(w)
+	return out.Serve(w)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"io"
+	"net/http"
 	"regexp"
 	"strconv"
 	"time"
@@ -156,6 +157,15 @@ func Conversions(tx *store.Tx, customerID string, from, to time.Time) (CSV, erro
 		}
 		f.Before = next
 	}
+}
+
+// Serve answers the CSV as a download, never cached.
+func (c *CSV) Serve(w http.ResponseWriter) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", `attachment; filename="conversions.csv"`)
+	h.Set("Cache-Control", "no-store")
+	return c.Write(w)
 }
 
 // Write writes the CSV: the Parameters row, the header row and the conversions.
