@@ -121,30 +121,6 @@ start_server() {
 	metrics_addr=$(jq -r '.metrics' <<<"$line")
 }
 
-cpu_ticks() {
-	local stat rest
-	stat=$(<"/proc/$1/stat") || return 1
-	rest=${stat##*) }
-	read -ra f <<<"$rest"
-	echo $((f[11] + f[12]))
-}
-sample_cpu() {
-	local pid=$1 out=$2 n=$3 prev now i
-	prev=$(cpu_ticks "$pid") || return 0
-	for ((i = 0; i < n; i++)); do
-		sleep 1
-		now=$(cpu_ticks "$pid" 2>/dev/null) || return 0
-		echo $(((now - prev) * 100 / CLK_TCK)) >>"$out"
-		prev=$now
-	done
-}
-stat_field() {
-	awk -F';' -v k="$2" 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == k) c = i; next} {v = $c} END {print (c && v != "") ? v + 0 : "n/a"}' "$1"
-}
-percentile() {
-	sort -g "$1" | awk -v p="$2" '{v[NR] = $1} END {if (!NR) {print "n/a"; exit} r = int(NR * p / 100 + 0.999999); if (r < 1) r = 1; print v[r]}'
-}
-
 printf 'kind\trun\tcalls\tfailed\tp50_ms\tp99_ms\tflood_sent\tflood_cps\tflood_answers\tedge_drops\tbans\tcpu_p95\tsw_drops\n' >"$tmp/results.tsv"
 run=0
 

@@ -1,8 +1,10 @@
-# Helpers for the scripts that run sipp or the switch (call.sh, bench-sip.sh, bench-media.sh). Source it from the module
-# root: `. scripts/sipp.sh`. Scenarios are in e2e/testdata/sipp (the same ones the e2e tests
-# use). Nothing here kills a process it did not start: every helper takes a PID.
+# Helpers for the scripts that run sipp or the switch (call.sh, bench-sip.sh, bench-flood.sh,
+# bench-media.sh). Source it from the module root: `. scripts/sipp.sh`. Scenarios are in
+# e2e/testdata/sipp (the same ones the e2e tests use). Nothing here kills a process it did
+# not start: every helper takes a PID.
 
 SIPP_SCENARIOS=e2e/testdata/sipp
+CLK_TCK=${CLK_TCK:-$(getconf CLK_TCK)} # clock ticks a second, for cpu_ticks and sample_cpu
 
 # udp_port_bound PORT [IP]: whether a UDP socket is bound to PORT (on IP, default any
 # loopback or wildcard address), from /proc/net/udp.
@@ -80,4 +82,36 @@ tsv_median() {
 			for (i = 2; i <= k; i++) {x = v[i]; for (j = i - 1; j > 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
 			print (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
 		}' "$1"
+}
+
+# cpu_ticks PID: utime+stime (fields 14 and 15 of /proc/PID/stat), in clock ticks.
+cpu_ticks() {
+	local stat rest
+	stat=$(<"/proc/$1/stat") || return 1
+	rest=${stat##*) }
+	read -ra f <<<"$rest"
+	echo $((f[11] + f[12]))
+}
+
+# sample_cpu PID FILE SECONDS: every second, the CPU % (of one core) PID used in that second;
+# stops when PID exits or after SECONDS samples.
+sample_cpu() {
+	local pid=$1 out=$2 n=$3 prev now i
+	prev=$(cpu_ticks "$pid") || return 0
+	for ((i = 0; i < n; i++)); do
+		sleep 1
+		now=$(cpu_ticks "$pid" 2>/dev/null) || return 0
+		echo $(((now - prev) * 100 / CLK_TCK)) >>"$out"
+		prev=$now
+	done
+}
+
+# stat_field CSV NAME: NAME's value in the last line of a sipp statistics CSV.
+stat_field() {
+	awk -F';' -v k="$2" 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == k) c = i; next} {v = $c} END {print (c && v != "") ? v + 0 : "n/a"}' "$1"
+}
+
+# percentile FILE P: the P-th percentile (nearest rank) of the numbers in FILE, one a line.
+percentile() {
+	sort -g "$1" | awk -v p="$2" '{v[NR] = $1} END {if (!NR) {print "n/a"; exit} r = int(NR * p / 100 + 0.999999); if (r < 1) r = 1; print v[r]}'
 }
