@@ -23,14 +23,7 @@ func TestSIPUnknownSourcesAnswered(t *testing.T) {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, config: path, dataDir: t.TempDir()}
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			t.Logf("trackline output:\n%s", s.logs.String())
-		}
-	})
-	s.start()
+	s := startServerOn(t, path, t.TempDir())
 
 	outside := newUDPPeer(t, "127.0.0.3", s.SIP)
 	for range 3 {

@@ -298,12 +298,15 @@ type server struct {
 // to be ready. The process is killed, by PID, when the test ends.
 func startServer(t *testing.T, c testConfig, extraFlags ...string) *server {
 	t.Helper()
-	s := &server{
-		t:       t,
-		config:  writeConfig(t, c),
-		dataDir: t.TempDir(),
-		extra:   extraFlags,
-	}
+	return startServerOn(t, writeConfig(t, c), t.TempDir(), extraFlags...)
+}
+
+// startServerOn starts the binary on a config file and a data directory (kept as
+// they are: a test may restart on another's) and waits for it to be ready. The
+// process is killed, by PID, when the test ends; a data race it reports fails the test.
+func startServerOn(t *testing.T, config, dataDir string, extraFlags ...string) *server {
+	t.Helper()
+	s := &server{t: t, config: config, dataDir: dataDir, extra: extraFlags}
 	t.Cleanup(func() {
 		s.kill()
 		if strings.Contains(s.logs.String(), "WARNING: DATA RACE") {

@@ -21,21 +21,6 @@ import (
 // backup taken under a sipp load that restores into a working switch. The dashboard and
 // alert-rule metric names are checked in ops_metrics_test.go.
 
-// startServerOn starts the binary on an existing data directory (a restore) with a config
-// written by an earlier startServer.
-func startServerOn(t *testing.T, config, dataDir string) *server {
-	t.Helper()
-	s := &server{t: t, config: config, dataDir: dataDir}
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			t.Logf("trackline (restored) output:\n%s", s.logs.String())
-		}
-	})
-	s.start()
-	return s
-}
-
 // startSippLoad starts sipp for calls calls at rate calls per second (a UAS takes calls
 // calls). It reuses sippProc for waiting, killing and diagnostics.
 func startSippLoad(t *testing.T, name string, spec sippSpec, calls int, rate float64) *sippProc {

@@ -28,17 +28,7 @@ func TestOverloadSheds(t *testing.T) {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, config: path, dataDir: t.TempDir()}
-	t.Cleanup(func() {
-		s.kill()
-		if strings.Contains(s.logs.String(), "WARNING: DATA RACE") {
-			t.Errorf("trackline reported a data race")
-		}
-		if t.Failed() {
-			t.Logf("trackline output:\n%s", s.logs.String())
-		}
-	})
-	s.start()
+	s := startServerOn(t, path, t.TempDir())
 
 	start := time.Now()
 	trunk := startSipp(t, "trunk", sippSpec{scenario: "uac-answer-or-503.xml", service: poolFirst, remote: s.SIP,

@@ -142,17 +142,7 @@ func startServerPatched(t *testing.T, c testConfig, patch func(string) string) *
 	if err := os.WriteFile(path, []byte(patch(string(b))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, config: path, dataDir: t.TempDir()}
-	t.Cleanup(func() {
-		s.kill()
-		if strings.Contains(s.logs.String(), "WARNING: DATA RACE") {
-			t.Errorf("trackline reported a data race")
-		}
-		if t.Failed() {
-			t.Logf("trackline output:\n%s", s.logs.String())
-		}
-	})
-	s.start()
+	s := startServerOn(t, path, t.TempDir())
 	return s
 }
 

@@ -42,17 +42,7 @@ func startWebhookServer(t *testing.T, c testConfig) *server {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, config: path, dataDir: t.TempDir()}
-	t.Cleanup(func() {
-		s.kill()
-		if strings.Contains(s.logs.String(), "WARNING: DATA RACE") {
-			t.Errorf("trackline reported a data race")
-		}
-		if t.Failed() {
-			t.Logf("trackline output:\n%s", s.logs.String())
-		}
-	})
-	s.start()
+	s := startServerOn(t, path, t.TempDir())
 	return s
 }
 
