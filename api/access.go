@@ -94,6 +94,8 @@ func (a *API) adminRoutes() []adminRoute {
 		{"GET /v1/backup", ruleOperator, a.getBackup},
 		{"GET /v1/log-level", ruleOperator, a.getLogLevel},
 		{"PUT /v1/log-level", ruleOperator, a.putLogLevel},
+		{"GET /v1/drain", ruleOperator, a.getDrain},
+		{"PUT /v1/drain", ruleOperator, a.putDrain},
 		{"GET /v1/customers", ruleScoped, a.listCustomers},
 		{"POST /v1/customers", ruleOperator, a.createCustomer},
 		{"GET /v1/customers/{id}", ruleCustomer, a.getCustomer},

@@ -61,6 +61,7 @@ type API struct {
 	usage         UsageReader      // nil: no usage report
 	webhooks      *webhookAPI      // nil: the webhook endpoints answer 503 (webhooks.go)
 	level         *slog.LevelVar
+	drain         Drainer // nil: no SIP switch (GET and PUT /v1/drain answer 503)
 	log           *slog.Logger
 	reg           prometheus.Registerer // nil: the metrics are kept but not registered
 	now           func() time.Time

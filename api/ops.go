@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Operations endpoints: readiness (/readyz), the hot backup of the store (GET /v1/backup) and
-// the runtime log level (GET and PUT /v1/log-level).
+// Operations endpoints: readiness (/readyz), the hot backup of the store (GET /v1/backup),
+// the runtime log level (GET and PUT /v1/log-level) and the SIP drain (GET and PUT /v1/drain).
 
 // Check is one readiness check: Fn returns nil when the part named Name is ready, else why
 // not. It gets a context bounded by checkTimeout.
@@ -39,6 +39,17 @@ func WithReadiness(checks ...Check) Option { return func(a *API) { a.checks = ch
 
 // WithBackup serves a hot backup of b at GET /v1/backup on the admin API.
 func WithBackup(b Backuper) Option { return func(a *API) { a.backup = b } }
+
+// Drainer is the SIP switch's operator drain (*sip.Switch): SetDraining starts or lifts it and
+// reports the state afterwards (a shutdown drain cannot be lifted).
+type Drainer interface {
+	SetDraining(on bool) bool
+	Draining() bool
+}
+
+// WithDrain lets the admin API read and set d's drain (GET and PUT /v1/drain), as SIGUSR1
+// and SIGUSR2 do (docs/cluster.md).
+func WithDrain(d Drainer) Option { return func(a *API) { a.drain = d } }
 
 // WithLogLevel lets the admin API read and change lv (GET and PUT /v1/log-level).
 func WithLogLevel(lv *slog.LevelVar) Option { return func(a *API) { a.level = lv } }
@@ -151,5 +162,45 @@ func (a *API) putLogLevel(w http.ResponseWriter, r *http.Request) error {
 	// Logged at a level both the old and the new setting show.
 	a.log.Log(r.Context(), max(old, l, slog.LevelInfo), "log level changed", "from", old.String(), "to", l.String(), "by", "admin api")
 	writeJSON(w, http.StatusOK, logLevelBody{Level: l.String()})
+	return nil
+}
+
+type drainBody struct {
+	Draining *bool `json:"draining"`
+}
+
+func (a *API) getDrain(w http.ResponseWriter, r *http.Request) error {
+	if a.drain == nil {
+		return errStatus(http.StatusServiceUnavailable, "", "this node has no SIP switch to drain")
+	}
+	on := a.drain.Draining()
+	writeJSON(w, http.StatusOK, drainBody{Draining: &on})
+	return nil
+}
+
+// putDrain starts ({"draining": true}) or lifts ({"draining": false}) the SIP drain: new
+// INVITEs and the dispatcher's OPTIONS get 503 while calls in progress go on. Lifting a
+// shutdown drain is refused with 409.
+func (a *API) putDrain(w http.ResponseWriter, r *http.Request) error {
+	if a.drain == nil {
+		return errStatus(http.StatusServiceUnavailable, "", "this node has no SIP switch to drain")
+	}
+	var b drainBody
+	if err := decodeBody(w, r, 1<<10, &b, false); err != nil {
+		return err
+	}
+	if b.Draining == nil {
+		return errStatus(http.StatusBadRequest, "draining", "draining: want true or false")
+	}
+	want := *b.Draining
+	if err := a.audit(r, "sip.drain", ""); err != nil {
+		return err
+	}
+	got := a.drain.SetDraining(want)
+	if got != want {
+		return errStatus(http.StatusConflict, "draining", "the node is shutting down: its drain cannot be lifted")
+	}
+	a.log.Info("sip drain changed", "draining", got, "by", "admin api")
+	writeJSON(w, http.StatusOK, drainBody{Draining: &got})
 	return nil
 }

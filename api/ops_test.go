@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/trackline/trackline/pool"
@@ -24,7 +25,7 @@ type opsEnv struct {
 	admin  *httptest.Server
 }
 
-func newOpsEnv(t *testing.T, checks []Check, withBackup bool) *opsEnv {
+func newOpsEnv(t *testing.T, checks []Check, withBackup bool, extra ...Option) *opsEnv {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), store.FileName))
 	if err != nil {
@@ -43,6 +44,7 @@ func newOpsEnv(t *testing.T, checks []Check, withBackup bool) *opsEnv {
 	if withBackup {
 		opts = append(opts, WithBackup(db))
 	}
+	opts = append(opts, extra...)
 	a, err := New(Config{AdminToken: token}, p, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -175,5 +177,78 @@ func TestLogLevel(t *testing.T) {
 				t.Errorf("answer %v, want level %v", r.body, tt.want)
 			}
 		})
+	}
+}
+
+// testDrainer keeps a drain as the switch does: once shutting down, it cannot be lifted.
+type testDrainer struct {
+	mu           sync.Mutex
+	on, shutdown bool
+}
+
+func (d *testDrainer) SetDraining(on bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.shutdown {
+		d.on = on
+	}
+	return d.on
+}
+
+func (d *testDrainer) Draining() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.on
+}
+
+func TestDrain(t *testing.T) {
+	d := &testDrainer{}
+	e := newOpsEnv(t, nil, false, WithDrain(d))
+	auth := []string{"Authorization", "Bearer " + token}
+	if r := do(t, "GET", e.admin.URL+"/v1/drain", "", "", auth...); r.status != 200 || r.body["draining"] != false {
+		t.Fatalf("GET: %d %v", r.status, r.body)
+	}
+	tests := []struct {
+		name     string
+		body     string
+		auth     bool
+		shutdown bool
+		status   int
+		want     bool
+	}{
+		{"drain", `{"draining":true}`, true, false, 200, true},
+		{"no token", `{"draining":false}`, false, false, 401, true},
+		{"not a bool", `{"draining":"no"}`, true, false, 400, true},
+		{"missing", `{}`, true, false, 400, true},
+		{"unknown field", `{"drain":false}`, true, false, 400, true},
+		{"lift", `{"draining":false}`, true, false, 200, false},
+		{"drain again", `{"draining":true}`, true, false, 200, true},
+		{"lift while shutting down", `{"draining":false}`, true, true, 409, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d.mu.Lock()
+			d.shutdown = tt.shutdown
+			d.mu.Unlock()
+			var hdr []string
+			if tt.auth {
+				hdr = auth
+			}
+			r := do(t, "PUT", e.admin.URL+"/v1/drain", "application/json", tt.body, hdr...)
+			if r.status != tt.status {
+				t.Fatalf("PUT %s: %d %v, want %d", tt.body, r.status, r.body, tt.status)
+			}
+			if got := d.Draining(); got != tt.want {
+				t.Errorf("draining %v, want %v", got, tt.want)
+			}
+			if tt.status == 200 && r.body["draining"] != tt.want {
+				t.Errorf("answer %v, want draining %v", r.body, tt.want)
+			}
+		})
+	}
+	// A node without a switch says so.
+	e = newOpsEnv(t, nil, false)
+	if r := do(t, "PUT", e.admin.URL+"/v1/drain", "application/json", `{"draining":true}`, auth...); r.status != 503 {
+		t.Errorf("PUT without a switch: %d %v, want 503", r.status, r.body)
 	}
 }

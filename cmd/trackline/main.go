@@ -270,7 +270,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		ClientShare: cfg.Pool.ClientShare, Lease: cfg.Pool.Lease, TrustedProxies: proxies,
 		ArchiveDir: exportDir(cfg), ArchiveHandover: cfg.Lifecycle.ArchiveHandover}, p,
 		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv), api.WithUsers(db, cfg.App.URL, cfg.App.InviteTTL),
-		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithAccess(db), api.WithAgents(hub),
+		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithDrain(sw), api.WithAccess(db), api.WithAgents(hub),
 		api.WithExport(exporter), api.WithUsage(db), api.WithWebhooks(db, allow),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
