@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"sort"
 	"strings"
@@ -265,6 +267,36 @@ func TestClusterKamailio(t *testing.T) {
 		}
 		if !strings.Contains(node.Logs(), `"msg":"sip drain changed","draining":true,"by":"user defined signal 1"`) {
 			t.Errorf("the node did not log its drain")
+		}
+
+		// The same drain through the admin API (PUT /v1/drain), on another node.
+		other := byIP[ips[2]]
+		setDrain := func(on bool) {
+			t.Helper()
+			body := fmt.Sprintf(`{"draining":%t}`, on)
+			resp, err := do(context.Background(), httpClient, http.MethodPut, "http://"+other.Admin+"/v1/drain", "application/json",
+				[]byte(body), http.Header{"Authorization": {"Bearer " + adminToken}})
+			if err != nil || resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), body) {
+				t.Fatalf("PUT /v1/drain %s: %v %d %s", body, err, resp.Status, resp.Body)
+			}
+			var got struct{ Draining bool }
+			other.adminGet(t, "/v1/drain", &got)
+			if got.Draining != on {
+				t.Fatalf("GET /v1/drain: draining %v, want %v", got.Draining, on)
+			}
+		}
+		setDrain(true)
+		if d, err := kam.waitNode(other.SIP, 'I', clusterDetect); err != nil {
+			t.Fatalf("the node drained through the admin API is still in service: %v", err)
+		} else {
+			t.Logf("node drained by the admin API out of service in %v", d.Round(time.Millisecond))
+		}
+		setDrain(false)
+		if _, err := kam.waitNode(other.SIP, 'A', clusterDetect); err != nil {
+			t.Fatalf("the node is not back in service after PUT /v1/drain false: %v", err)
+		}
+		if !strings.Contains(other.Logs(), `"msg":"sip drain changed","draining":true,"by":"admin api"`) {
+			t.Errorf("the node did not log its drain by the admin API")
 		}
 		for _, ip := range ips {
 			checkRecords(t, ip, byIP[ip], committed[ip])
