@@ -263,7 +263,29 @@ type GoogleAds struct {
 type Recordings struct {
 	Dir     string `yaml:"dir"`     // default <data_dir>/recordings
 	Workers int    `yaml:"workers"` // writer goroutines (default 2)
+	// ObjectStore, when its endpoint is set, moves finished recordings (still encrypted) to
+	// an S3-compatible bucket and serves them from there (docs/cluster.md).
+	ObjectStore ObjectStore `yaml:"object_store"`
 }
+
+// ObjectStore is an S3-compatible bucket for finished recordings.
+type ObjectStore struct {
+	Endpoint  string `yaml:"endpoint"`   // host[:port], no scheme; empty: recordings stay local
+	Bucket    string `yaml:"bucket"`     // must exist
+	Region    string `yaml:"region"`     // optional
+	AccessKey string `yaml:"access_key"` // required with an endpoint
+	// SecretKey is the secret access key; SecretKeyFile names a file holding it instead, and
+	// the environment variable TRACKLINE_OBJECT_SECRET_KEY wins over both.
+	SecretKey     string `yaml:"secret_key"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	Secure        bool   `yaml:"secure"`       // TLS to the endpoint
+	Prefix        string `yaml:"prefix"`       // object names start with it (e.g. "recordings/")
+	Uploads       int    `yaml:"uploads"`      // concurrent uploads (default 4, at most 64)
+	PartSizeMB    int    `yaml:"part_size_mb"` // multipart part size (default 16, 5 to 512)
+}
+
+// Enabled tells whether recordings go to object storage.
+func (o *ObjectStore) Enabled() bool { return o.Endpoint != "" }
 
 // Keys configures the per-customer keys (package keyring) that encrypt recordings and make
 // caller pseudonyms.
@@ -515,6 +537,14 @@ func (c *Config) defaults() {
 	}
 	if c.Recordings.Workers == 0 {
 		c.Recordings.Workers = 2
+	}
+	if o := &c.Recordings.ObjectStore; o.Enabled() {
+		if o.Uploads == 0 {
+			o.Uploads = 4
+		}
+		if o.PartSizeMB == 0 {
+			o.PartSizeMB = 16
+		}
 	}
 	if c.Webhooks.Workers == 0 {
 		c.Webhooks.Workers = 4
@@ -798,6 +828,63 @@ func (c *Config) checkRecordings(add adder) {
 	if c.Recordings.Workers < 1 || c.Recordings.Workers > 64 {
 		add("recordings.workers", "must be between 1 and 64")
 	}
+	c.checkObjectStore(add)
+}
+
+// checkObjectStore checks recordings.object_store: all or nothing.
+func (c *Config) checkObjectStore(add adder) {
+	o := &c.Recordings.ObjectStore
+	const at = "recordings.object_store."
+	if !o.Enabled() {
+		if o.Bucket != "" || o.AccessKey != "" || o.SecretKey != "" || o.SecretKeyFile != "" || o.Prefix != "" {
+			add(at+"endpoint", "is required when the object store has other settings")
+		}
+		return
+	}
+	if strings.Contains(o.Endpoint, "://") || strings.ContainsAny(o.Endpoint, "/?# ") {
+		add(at+"endpoint", "must be host or host:port, without scheme or path (set secure for TLS)")
+	} else if _, port, err := net.SplitHostPort(o.Endpoint); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			add(at+"endpoint", "has an invalid port %q", port)
+		}
+	}
+	if !validBucket(o.Bucket) {
+		add(at+"bucket", "must be an S3 bucket name: 3 to 63 of a-z, 0-9, '.', '-', starting and ending with a letter or digit")
+	}
+	if o.AccessKey == "" {
+		add(at+"access_key", "is required")
+	}
+	if o.SecretKey != "" && o.SecretKeyFile != "" {
+		add(at+"secret_key_file", "set secret_key or secret_key_file, not both")
+	}
+	if o.SecretKey == "" && o.SecretKeyFile == "" && os.Getenv("TRACKLINE_OBJECT_SECRET_KEY") == "" {
+		add(at+"secret_key", "is required (or secret_key_file, or TRACKLINE_OBJECT_SECRET_KEY)")
+	}
+	if len(o.Prefix) > 200 || strings.HasPrefix(o.Prefix, "/") || strings.Contains(o.Prefix, "..") ||
+		strings.ContainsFunc(o.Prefix, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		add(at+"prefix", "must be at most 200 characters, not start with '/', and hold no '..', '\\' or control characters")
+	}
+	if o.Uploads < 1 || o.Uploads > 64 {
+		add(at+"uploads", "must be between 1 and 64")
+	}
+	if o.PartSizeMB < 5 || o.PartSizeMB > 512 {
+		add(at+"part_size_mb", "must be between 5 and 512")
+	}
+}
+
+// validBucket tells whether name is an S3 bucket name (the rules every S3 implementation
+// accepts).
+func validBucket(name string) bool {
+	if len(name) < 3 || len(name) > 63 || strings.Contains(name, "..") {
+		return false
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || (r == '.' || r == '-') && i > 0 && i < len(name)-1
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // checkLifecycle checks lifecycle.
