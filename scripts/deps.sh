@@ -20,6 +20,9 @@
 #                          may lack: looked for there too. On a host with systemd the package
 #                          starts its own service on :5060 (trackline's default SIP port), not
 #                          needed by the tests: systemctl disable --now kamailio
+#   haproxy     haproxy    the HTTP front of the cluster test (configs/haproxy). In /usr/sbin
+#                          too; on a host with systemd the package starts its own service with
+#                          Debian's config (no trackline ports), not needed by the tests
 set -euo pipefail
 
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools; v0.8.x is the first line built for Go 1.26
@@ -50,9 +53,10 @@ system_deps() {
 		[jq]=jq
 		[prometheus]=promtool
 		[kamailio]=kamailio
+		[haproxy]=haproxy
 	)
 	local pkg missing=()
-	for pkg in chromium sip-tester socat wrk gcc curl jq prometheus kamailio; do
+	for pkg in chromium sip-tester socat wrk gcc curl jq prometheus kamailio haproxy; do
 		if command -v "${provides[$pkg]}" >/dev/null 2>&1; then
 			say "$pkg: present ($(command -v "${provides[$pkg]}"))"
 		elif [ -x "/usr/sbin/${provides[$pkg]}" ]; then
