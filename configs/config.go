@@ -29,7 +29,11 @@ var DefaultDisclaimer []byte
 
 // Config is the whole configuration.
 type Config struct {
-	DataDir     string     `yaml:"data_dir"`
+	DataDir string `yaml:"data_dir"`
+	// NodeID names this node in a cluster (docs/cluster.md): in the ready log line, the
+	// metrics (trackline_build_info's node label) and the records of the calls it takes.
+	// Default: the host name.
+	NodeID      string     `yaml:"node_id"`
 	CountryCode string     `yaml:"country_code"`
 	Listen      Listen     `yaml:"listen"`
 	AdminToken  string     `yaml:"admin_token"`
@@ -469,6 +473,9 @@ func (c *Config) defaults() {
 	if c.DataDir == "" {
 		c.DataDir = "./data"
 	}
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID()
+	}
 	if c.CountryCode == "" {
 		c.CountryCode = "31"
 	}
@@ -660,6 +667,9 @@ func (c *Config) checkApp(add adder) {
 
 // checkTop checks the top-level keys and listen.
 func (c *Config) checkTop(add adder) {
+	if !validNodeID(c.NodeID) {
+		add("node_id", "%q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", c.NodeID)
+	}
 	if !digits(c.CountryCode, 1, 3) {
 		add("country_code", "must be 1-3 digits, like \"31\"")
 	}
@@ -1073,4 +1083,35 @@ func scheme(urls []string) string {
 		}
 	}
 	return ""
+}
+
+// defaultNodeID is the host name up to its first dot when it is a valid node id, else "node".
+func defaultNodeID() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "node"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	if !validNodeID(h) {
+		return "node"
+	}
+	return h
+}
+
+// validNodeID: 1-63 characters of [A-Za-z0-9._-], the first a letter or digit, so that the id
+// is safe as a label value, in a file name and in a log line.
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 63 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		case i > 0 && (b == '.' || b == '_' || b == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -122,3 +122,34 @@ customers:
 		t.Fatalf("webrtc %+v", c.WebRTC)
 	}
 }
+
+func TestNodeID(t *testing.T) {
+	c, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !validNodeID(c.NodeID) {
+		t.Errorf("default node id %q is not valid", c.NodeID)
+	}
+	tests := []struct {
+		id string
+		ok bool
+	}{
+		{"node-a", true},
+		{"ams1.trackline_2", true},
+		{"9", true},
+		{"-a", false},
+		{".a", false},
+		{"a b", false},
+		{"a/b", false},
+		{"nöde", false},
+		{strings.Repeat("a", 63), true},
+		{strings.Repeat("a", 64), false},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte("node_id: \"" + tt.id + "\"\n"))
+		if got := err == nil || !strings.Contains(err.Error(), "node_id:"); got != tt.ok {
+			t.Errorf("node_id %q: err %v, want ok %v", tt.id, err, tt.ok)
+		}
+	}
+}

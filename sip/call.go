@@ -228,7 +228,7 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 func (s *Switch) setUp(c *call, req *sipmsg.Request, trunk *Trunk, dest destination, start time.Time) *refusal {
 	cust, attr := dest.cust, dest.attr
 	c.rec = store.Call{
-		ID: c.id, CustomerID: cust.ID, Dialled: dest.dialled,
+		ID: c.id, CustomerID: cust.ID, Dialled: dest.dialled, Node: s.cfg.NodeID,
 		Channel: attr.Channel, Candidates: attr.Candidates, Start: start.UTC(), CallIDA: req.CallID().Value(),
 	}
 	if err := s.storeCaller(&c.rec, cust, c.caller); err != nil {

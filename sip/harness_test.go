@@ -284,7 +284,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if trunks == nil {
 		trunks = []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix(src)}, Username: o.trunkUser, Password: o.trunkPass}}
 	}
-	sw, err := New(Config{Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
+	sw, err := New(Config{NodeID: "node-t", Listen: "127.0.0.1:0", DrainTimeout: o.drain, ToFallback: o.toFallback, MaxDuration: o.switchMax,
 		Trunks: trunks, OutboundProxy: o.proxy, OutboundUsername: o.proxyUser, OutboundPassword: o.proxyPass, Auth: o.auth, TLS: o.tls, Edge: o.edge}, p, db, append([]Option{WithKeys(o.keys), WithMedia(o.media)}, o.switchOpts...)...)
 	if err != nil {
 		t.Fatal(err)

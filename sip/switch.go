@@ -24,6 +24,8 @@ import (
 
 // Config configures the switch.
 type Config struct {
+	// NodeID names this switch in a cluster; it is written in the records of its calls.
+	NodeID           string
 	Listen           string // host:port for UDP and TCP; port 0 picks a free one
 	ExternalHost     string // host written in Via and Contact (default: the listen host)
 	Trunks           []Trunk

@@ -67,6 +67,9 @@ func TestAnsweredCallByeFromCaller(t *testing.T) {
 	if rec.CallIDA == "" || rec.CallIDB == "" || rec.CallIDA == rec.CallIDB || rec.Answer.IsZero() || rec.Ringing.IsZero() {
 		t.Fatalf("record legs/times %+v", rec)
 	}
+	if rec.Node != "node-t" {
+		t.Errorf("record's node %q, want the switch's node id node-t", rec.Node)
+	}
 	if rec.TalkSeconds < 0.25 || rec.TalkSeconds > 3 {
 		t.Fatalf("talk seconds %v", rec.TalkSeconds)
 	}

@@ -413,7 +413,9 @@ type Call struct {
 	FinalStatus  int         `json:"final_status,omitempty"`
 	CallIDA      string      `json:"call_id_a,omitempty"`
 	CallIDB      string      `json:"call_id_b,omitempty"`
-	RecordingID  string      `json:"recording_id,omitempty"`
+	// Node is the id of the node that took the call (configs: node_id).
+	Node        string `json:"node,omitempty"`
+	RecordingID string `json:"recording_id,omitempty"`
 	// Media holds the RTP statistics of an anchored call (nil for direct media).
 	Media *CallMedia `json:"media,omitempty"`
 	// NotRecordedReason says why a call of a recording customer was not recorded.

@@ -191,7 +191,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(opsCollectors(recDir)...)
+	reg.MustRegister(opsCollectors(cfg.NodeID, recDir)...)
 
 	db, err := store.Open(filepath.Join(cfg.DataDir, store.FileName), store.WithLogger(logger), store.WithRegisterer(reg))
 	if err != nil {
@@ -433,7 +433,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	}()
 
 	logger.Info("ready", "http", servers[0].ln.Addr().String(), "admin", servers[1].ln.Addr().String(),
-		"metrics", servers[2].ln.Addr().String(), "app", servers[3].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "version", version,
+		"metrics", servers[2].ln.Addr().String(), "app", servers[3].ln.Addr().String(), "sip", n.sw.Addr().String(), "data", cfg.DataDir, "node", cfg.NodeID, "version", version,
 		"startup_ms", time.Since(n.start).Milliseconds())
 
 	var err error
@@ -549,7 +549,7 @@ func newAgents(cfg *configs.Config, db *store.DB, reg prometheus.Registerer, log
 
 func newSwitch(cfg *configs.Config, p *pool.Pool, db *store.DB, reg prometheus.Registerer, logger *slog.Logger, opts ...sip.Option) (*sip.Switch, error) {
 	sc := sip.Config{
-		Listen: cfg.SIP.Listen, ExternalHost: cfg.SIP.ExternalHost, OutboundProxy: cfg.SIP.OutboundProxy,
+		NodeID: cfg.NodeID, Listen: cfg.SIP.Listen, ExternalHost: cfg.SIP.ExternalHost, OutboundProxy: cfg.SIP.OutboundProxy,
 		OutboundUsername: cfg.SIP.OutboundUsername, OutboundPassword: cfg.SIP.OutboundPassword, OutboundNAT: cfg.SIP.OutboundNAT,
 		ToFallback: cfg.SIP.ToFallback, CountryCode: cfg.CountryCode, RingTimeout: cfg.SIP.RingTimeout,
 		MaxDuration: cfg.SIP.MaxCallDuration, DrainTimeout: cfg.SIP.DrainTimeout,

@@ -99,14 +99,15 @@ func diskFree(dir string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-// opsCollectors are the build-info gauge (always 1; its labels are the information) and the
-// free space on the recordings' filesystem, sampled at each scrape.
-func opsCollectors(recDir string) []prometheus.Collector {
+// opsCollectors are the build-info gauge (always 1; its labels are the information: the
+// build and the node's id) and the free space on the recordings' filesystem, sampled at each
+// scrape.
+func opsCollectors(nodeID, recDir string) []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "trackline_build_info",
 			Help:        "Always 1; the labels say which build runs.",
-			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version(), "node": nodeID},
 		}, func() float64 { return 1 }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "trackline_recordings_disk_free_bytes",
