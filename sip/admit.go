@@ -13,32 +13,34 @@ import (
 // carry. A switch past its knee that takes every INVITE collapses: its UDP socket's queue
 // grows, answers come late, the trunk retransmits, the retransmissions queue too, and fewer
 // calls get through the more are offered. So the switch measures its own delay: the time a
-// datagram waits in the socket's receive queue (admitMeter: the kernel's receive timestamp
-// against the time sipgo's reader takes it), which grows when the process has no core to
-// spare for its reader. While that delay stands above a target (Config.OverloadDelay) it
-// admits new calls at an adapted rate and refuses the rest with 503 and Retry-After
-// (RFC 3261 §21.5.4): over UDP as the reader takes the INVITE, before sipgo parses it
-// (admitConn), over TCP and TLS first thing in the INVITE's handler (Switch.shed). Calls
-// in progress, their in-dialog requests and re-INVITEs are never refused. An operator can
-// also cap the rate of new calls (Config.MaxCPS).
+// datagram waits between the kernel's receipt (its receive timestamp) and sipgo's reader
+// taking it, which grows when the process has no core to spare for the messages it has.
+// Over UDP one goroutine reads the socket as fast as the datagrams come into a queue that
+// sipgo's reader empties (admitConn), so the wait is in a queue the switch sees, and the
+// decision on a new call is made as its INVITE arrives, not after it has waited: its 503
+// with Retry-After (RFC 3261 §21.5.4) goes out at once, built from the edge's scan, before
+// sipgo parses anything. Over TCP and TLS the decision is made first thing in the
+// INVITE's handler (Switch.shed). Calls in progress, their in-dialog requests and
+// re-INVITEs are never refused. An operator can also cap the rate of new calls
+// (Config.MaxCPS).
 //
-// The time a call's setup takes beyond the socket (the store's fsync, the business line)
-// is left out on purpose: a slow disk does not get faster by refusing calls, since the
-// store commits many calls per fsync.
+// The time a call's setup takes beyond the switch's queue (the store's fsync, the business
+// line) is left out on purpose: a slow disk does not get faster by refusing calls, since the
+// store commits many calls per fsync. The CPU that recorded calls cost shows in the queue
+// like any other.
 //
-// The delay signal is read the way CoDel reads a queue: the least delay of the datagrams
-// in each 100 ms interval. A burst that the switch works off within the interval leaves some
-// datagram or call with a short wait; only a standing queue makes all of them wait longer
-// than the target. While the queue stands and does not shrink, the admitted rate is cut to
-// 85 % of what was admitted in the interval, then held for twice the delay seen (the time
-// the cut takes to show in the queue) before it is cut again; while the queue shrinks the
-// limit holds; once it is gone the limit grows by a twentieth of the rate it was first cut
-// to every interval, until nothing has been refused for a second: then it is lifted.
-// Because the limit follows the queue an interval late, an INVITE over UDP that itself
-// waited eight times the target while the queue stands or builds is refused at once: the
-// oldest work goes first, and the queue that a step to twice the load builds in its first
-// interval does not reach the calls admitted after it. Because the limit follows what the switch itself managed, it
-// holds on a slower or a busier machine alike.
+// Two rules decide. An INVITE that finds the queue standing for more than admitStale times
+// the target (Config.OverloadDelay) is refused at once: the queue, and so the wait of the
+// calls admitted, stays bounded from the first interval of an overload on. And the delay
+// is read the way CoDel reads a queue: the least delay of the datagrams in each 100 ms
+// interval. A burst that the switch works off within the interval leaves some datagram with
+// a short wait; only a standing queue makes all of them wait longer than the target. While
+// the queue stands and does not shrink, the admitted rate is cut to 85 % of what was
+// admitted in the interval, then held for twice the delay seen (the time the cut takes to
+// show in the queue) before it is cut again; while the queue shrinks the limit holds; once
+// it is gone the limit grows by a twentieth of the rate it was first cut to every interval,
+// until nothing has been refused for a second: then it is lifted. Because both follow what
+// the switch itself managed, they hold on a slower or a busier machine alike.
 
 // Defaults of the admission control.
 const (
@@ -54,10 +56,11 @@ const (
 	admitStep      = 0.05 // the limit's growth per interval without a standing queue, of its first cut
 	admitMinRate   = 10   // calls per second the limit never goes under
 	admitLiftAfter = 10   // intervals without a standing queue or a refusal that lift the limit
-	// admitStale: an INVITE that waited this many times the target in the socket's queue is
-	// refused whatever the limit, while the queue stands or builds: the oldest work goes first,
-	// before the limit, which follows the queue an interval late, has cut the rate.
-	admitStale = 8
+	// admitStale: an INVITE that finds the queue of datagrams standing for this many times
+	// the target is refused at once, whatever the limit, which follows the queue an interval
+	// late: the queue a step to twice the load builds in its first interval does not grow
+	// past it, and the calls admitted wait no longer than that in it.
+	admitStale = 4
 )
 
 // Reasons a new call is refused (trackline_sip_shed_total{reason}).
@@ -84,7 +87,6 @@ type admission struct {
 	refused   int           // refused for overload in the interval
 	calm      int           // intervals in a row without a standing queue or a refusal
 	lastDelay time.Duration // the delay of the last complete interval (a gauge)
-	latest    time.Duration // the delay of the datagram observed last
 	holdUntil time.Time     // no cut before: the last one has yet to show in the queue
 	step      float64       // the limit's growth an interval: a twentieth of its first cut
 }
@@ -109,7 +111,6 @@ func (a *admission) observe(delay time.Duration, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.roll(now)
-	a.latest = delay
 	if a.winN == 0 || delay < a.winMin {
 		a.winMin = delay
 	}
@@ -172,10 +173,11 @@ func (a *admission) roll(now time.Time) {
 	}
 }
 
-// allow decides on one new call at now: "" admits it, else the reason it is refused. stale
-// says the INVITE is the datagram observed last (admitConn, in the reader goroutine), so
-// that the time it waited counts.
-func (a *admission) allow(now time.Time, stale bool) string {
+// allow decides on one new call at now: "" admits it, else the reason it is refused. wait
+// is how long the queue the INVITE joins has stood (admitConn: the age of the oldest
+// datagram in it, or the INVITE's own wait in the socket's queue if longer); 0 when
+// unknown (TCP, TLS).
+func (a *admission) allow(now time.Time, wait time.Duration) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.roll(now)
@@ -183,7 +185,7 @@ func (a *admission) allow(now time.Time, stale bool) string {
 	switch {
 	case a.cap.rate > 0 && !a.cap.take(now):
 		reason = shedMaxCPS
-	case stale && a.latest > admitStale*a.target && (a.lim.rate > 0 || a.winN > 0 && a.winMin > a.target):
+	case wait > admitStale*a.target:
 		reason = shedOverload
 		a.refused++
 	case a.lim.rate > 0 && !a.lim.take(now):
@@ -197,6 +199,13 @@ func (a *admission) allow(now time.Time, stale bool) string {
 		a.m.shed.WithLabelValues(reason).Inc()
 	}
 	return reason
+}
+
+// dropped counts a datagram dropped because admitConn's queue was full.
+func (a *admission) dropped() {
+	if a.m != nil {
+		a.m.dropped.Inc()
+	}
 }
 
 // tokenBucket is a token bucket: rate tokens a second, at most a tenth of a second's worth (and
@@ -243,9 +252,10 @@ func (b *tokenBucket) take(now time.Time) bool {
 
 // admitMetrics are the admission's series.
 type admitMetrics struct {
-	shed  *prometheus.CounterVec
-	delay prometheus.Gauge
-	limit prometheus.Gauge
+	shed    *prometheus.CounterVec
+	delay   prometheus.Gauge
+	limit   prometheus.Gauge
+	dropped prometheus.Counter
 }
 
 func newAdmitMetrics() *admitMetrics {
@@ -256,11 +266,15 @@ func newAdmitMetrics() *admitMetrics {
 		}, []string{"reason"}),
 		delay: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trackline_sip_queue_delay_seconds",
-			Help: "The switch's own delay that admission control reads: the least time a SIP datagram waited in the UDP socket's receive queue in the last 100 ms interval.",
+			Help: "The switch's own delay that admission control reads: the least time a SIP datagram over UDP waited, in the socket's receive queue and then the switch's, in the last 100 ms interval.",
 		}),
 		limit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trackline_sip_admit_limit_cps",
 			Help: "New calls a second the switch admits while overloaded (0: no limit in force).",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackline_sip_queue_dropped_total",
+			Help: "SIP datagrams over UDP dropped because the switch's queue of received datagrams was full (new calls are refused with 503 well before).",
 		}),
 	}
 	for _, r := range []string{shedOverload, shedMaxCPS} {
@@ -270,7 +284,7 @@ func newAdmitMetrics() *admitMetrics {
 }
 
 func (m *admitMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.shed, m.delay, m.limit}
+	return []prometheus.Collector{m.shed, m.delay, m.limit, m.dropped}
 }
 
 // setupAdmission makes the switch's admission control from its config and registers its
@@ -299,7 +313,7 @@ func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 			return false // admitConn took it
 		}
 	}
-	reason := s.adm.allow(s.now(), false)
+	reason := s.adm.allow(s.now(), 0)
 	if reason == "" {
 		return false
 	}

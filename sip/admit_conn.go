@@ -1,53 +1,47 @@
 package sip
 
 import (
-	"bytes"
 	"hash/maphash"
 	"net"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
-	sipmsg "github.com/emiago/sipgo/sip"
 	"golang.org/x/sys/unix"
 )
 
-// admitMeter is the switch's UDP socket as the edge and sipgo read it: each datagram is
-// read with the kernel's receive timestamp (SO_TIMESTAMPNS), and the time it waited in the
-// socket's queue, from that timestamp to the read, goes to the admission control. It
-// passes every datagram on unchanged; writes and everything else go straight to the socket.
-// It is read by sipgo's one UDP reader goroutine only.
+// admitMeter is the switch's UDP socket as admitConn's reader goroutine reads it: each
+// datagram is read with the kernel's receive timestamp (SO_TIMESTAMPNS), so that the time
+// it waits, in the socket's queue and then in admitConn's, can be told. It passes every
+// datagram on unchanged; writes and everything else go straight to the socket. It is read
+// by one goroutine only.
 type admitMeter struct {
 	*net.UDPConn
-	a   *admission
-	now func() time.Time
+	rx  time.Time // when the kernel received the datagram read last; zero if not stamped
 	oob [64]byte
 }
 
-// meterUDP wraps c for admission control, or returns it as it is when it is not a UDP
-// socket or the kernel does not stamp datagrams (the delay signal is then missing, and only
-// the configured cap applies).
-func meterUDP(c net.PacketConn, a *admission, now func() time.Time) net.PacketConn {
+// meterUDP wraps c for admission control, or returns nil when it is not a UDP socket or
+// the kernel does not stamp datagrams (the wait is then counted from the read).
+func meterUDP(c net.PacketConn) *admitMeter {
 	uc, ok := c.(*net.UDPConn)
-	if !ok || a == nil {
-		return c
+	if !ok {
+		return nil
 	}
 	rc, err := uc.SyscallConn()
 	if err != nil {
-		return c
+		return nil
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	}); err != nil || serr != nil {
-		return c
+		return nil
 	}
-	return &admitMeter{UDPConn: uc, a: a, now: now}
+	return &admitMeter{UDPConn: uc}
 }
 
-// ReadFrom reads a datagram and observes how long it waited.
+// ReadFrom reads a datagram and its receive timestamp.
 func (m *admitMeter) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, oobn, _, addr, err := m.UDPConn.ReadMsgUDP(p, m.oob[:])
 	if err != nil {
@@ -56,10 +50,7 @@ func (m *admitMeter) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		return n, addr, err
 	}
-	if ts, ok := rxTimestamp(m.oob[:oobn]); ok {
-		now := m.now()
-		m.a.observe(now.Sub(ts), now)
-	}
+	m.rx, _ = rxTimestamp(m.oob[:oobn])
 	return n, addr, nil
 }
 
@@ -87,147 +78,236 @@ func rxTimestamp(oob []byte) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// admitConn decides on new calls over UDP as sipgo's reader takes their INVITEs, before
-// sipgo parses them: a refused INVITE costs no transaction, no goroutine and nothing that
-// lingers, and its 503 goes out without waiting for a handler. It answers with the same
-// 503 when the INVITE is retransmitted and drops the ACK of that 503 (RFC 3261 §17.2.1:
-// what the INVITE's server transaction would do), and passes everything else on, the
-// retransmissions of admitted INVITEs included. A datagram it cannot read its keys from
-// goes on to sipgo, and the INVITE's handler decides (Switch.shed).
-// It is read by sipgo's one UDP reader goroutine only.
+// admitConn is the switch's UDP socket as sipgo reads it. Its own reader goroutine (drain)
+// reads the socket as fast as the datagrams come, through the edge (edgePacketConn), into a
+// bounded queue in the process that sipgo's reader takes them from (ReadFrom). So the
+// datagrams wait in a queue whose age the switch sees, not in the kernel's, and the drain
+// decides on each new call over UDP as it arrives, before sipgo parses it: a refused INVITE
+// gets its 503 at once, from the edge's scan (no parse, no transaction, no goroutine,
+// nothing that lingers), however long the queue. It answers a refused INVITE's
+// retransmissions with the same 503 and drops the ACK of that 503 (RFC 3261 §17.2.1: what
+// the INVITE's server transaction would do), and queues everything else, the
+// retransmissions of admitted INVITEs included. An INVITE without a branch goes on to
+// sipgo, and the INVITE's handler decides (Switch.shed).
+//
+// The drain does little per datagram (a read, the edge's scan, a copy), allocates next to
+// nothing and so is not made to assist the garbage collector: it keeps up while sipgo's
+// reader, which parses and starts a goroutine per message, falls behind. When the queue is
+// full a datagram is dropped, as the kernel would drop it; new calls are refused well
+// before that (admission.allow: the queue's age).
 type admitConn struct {
-	net.PacketConn
-	s   *Switch
-	out []byte
+	*edgePacketConn // writes, LocalAddr, Close and SyscallConn go to the socket
+	s               *Switch
+	meter           *admitMeter // nil: no kernel timestamps
+	q               dgramQueue
 }
 
-// ReadFrom returns the next datagram that is not a refused INVITE or its ACK.
-func (c *admitConn) ReadFrom(p []byte) (int, net.Addr, error) {
+// udpReadBuffer is what a datagram is read into: sipgo's own read buffer
+// (sip.TransportBufferReadSize), so that the edge's check for a cut datagram means the same.
+const udpReadBuffer = 32768
+
+// admitQueueLen is how many datagrams the queue holds: about half a second of the
+// datagrams of 3,000 calls a second.
+const admitQueueLen = 8192
+
+func newAdmitConn(s *Switch, sock net.PacketConn) *admitConn {
+	c := &admitConn{s: s}
+	inner := sock
+	if m := meterUDP(sock); m != nil {
+		c.meter, inner = m, m
+	}
+	c.edgePacketConn = newEdgePacketConn(inner, s.edge)
+	c.edgePacketConn.queued = true
+	c.q.init(admitQueueLen)
+	return c
+}
+
+// drain reads the socket into the queue until the socket is closed (Switch.Close) or its
+// read fails; then sipgo's reader gets the error once the queue is empty, and stops.
+func (c *admitConn) drain() {
+	buf := make([]byte, udpReadBuffer)
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := c.edgePacketConn.ReadFrom(buf)
 		if err != nil {
-			return n, addr, err
+			c.q.close(err)
+			return
 		}
-		b := p[:n]
-		method, key, initial := inviteKeyOf(b)
+		now := c.s.now()
+		rx := now
+		if c.meter != nil && !c.meter.rx.IsZero() {
+			rx = c.meter.rx
+		}
+		b := buf[:n]
+		ref := c.edgePacketConn.ref
 		switch {
-		case method == methodInvite && initial:
-			if c.s.inv.admitted(key) {
-				return n, addr, nil // a retransmission: sipgo's transaction answers it
+		case ref.method == methodInvite && ref.initial:
+			if c.s.inv.admitted(ref.key) {
+				break // a retransmission: sipgo's transaction answers it
 			}
-			if !c.s.inv.refused(key) {
-				if reason := c.s.adm.allow(c.s.now(), true); reason == "" {
-					c.s.inv.admit(key)
-					return n, addr, nil
+			if !c.s.inv.refused(ref.key) {
+				wait := max(now.Sub(rx), c.q.age(now))
+				if c.q.full() {
+					wait = maxWait
 				}
-				c.s.inv.refuse(key)
+				if reason := c.s.adm.allow(now, wait); reason == "" {
+					c.s.inv.admit(ref.key)
+					break
+				}
+				c.s.inv.refuse(ref.key)
 			}
-			if !c.refuse(b, key, addr) {
-				return n, addr, nil // unreadable after all: sipgo answers it
+			if c.refuse(b, ref.key, addr) {
+				continue
 			}
-		case method == methodAck && c.s.inv.refused(key):
-			// the ACK of a 503 sent here: nothing more to do
-		default:
-			return n, addr, nil
+		case ref.method == methodAck && c.s.inv.refused(ref.key):
+			continue // the ACK of a 503 sent here: nothing more to do
+		}
+		if !c.q.push(b, addr, rx) {
+			c.s.adm.dropped()
 		}
 	}
 }
 
-// refuse sends a refused INVITE its 503, with Retry-After and a To tag made from its key,
-// so that a retransmission gets the very same answer. It reports whether it could.
+// maxWait stands for the wait of an INVITE that finds the queue full.
+const maxWait = time.Duration(1<<63 - 1)
+
+// ReadFrom returns the next datagram of the queue to sipgo's reader, and tells the
+// admission control how long it waited, from the kernel's receive timestamp.
+func (c *admitConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, rx, err := c.q.pop(p)
+	if err != nil {
+		return 0, nil, err
+	}
+	now := c.s.now()
+	c.s.adm.observe(now.Sub(rx), now)
+	c.e.remember(p[:n], addr, c.edgePacketConn) // for sipgo's parse errors (edge.parseFailed)
+	return n, addr, nil
+}
+
+// faultShed is the answer to a new call refused to shed load (RFC 3261 §21.5.4), with
+// Retry-After (appendAnswer).
+var faultShed = fault{503, "Service Unavailable"}
+
+// refuse sends a refused INVITE, the datagram the edge passed last, its 503 with Retry-After
+// as an edge answer, with a To tag made from its key so that a retransmission gets the very
+// same answer. It reports whether it could.
 func (c *admitConn) refuse(b []byte, key uint64, src net.Addr) bool {
-	msg, err := sipmsg.ParseMessage(b)
-	req, ok := msg.(*sipmsg.Request)
-	if err != nil || !ok || req.Via() == nil || req.To() == nil {
+	sc := &c.sc
+	if c.normalized {
+		sc.readMessage(b, false, &c.e.lim) // the scan was of the bytes before they were tightened
+	}
+	if !sc.request || !sc.answerable() {
 		return false
 	}
-	res := sipmsg.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
-	if to := res.To(); to != nil {
-		if to.Params == nil {
-			to.Params = sipmsg.NewParams()
-		}
-		to.Params.Add("tag", strconv.FormatUint(key, 36))
+	sc.fault, sc.answerTag = faultShed, key|1
+	c.out = c.e.appendAnswer(c.out[:0], sc, b) // the edge's buffer: the edge is done with it
+	if err := c.sendAnswer(c.out, replyAddr(sc, b, src)); err != nil {
+		return false
 	}
-	res.AppendHeader(sipmsg.NewHeader("Retry-After", shedRetryAfter))
-	c.out = c.out[:0]
-	c.out = append(c.out, res.String()...)
-	_, err = c.PacketConn.WriteTo(c.out, replyTo(req.Via(), src))
-	return err == nil
+	c.e.sent(faultShed.code)
+	return true
 }
 
-// replyTo is where a response over UDP goes (RFC 3261 §18.2.2, RFC 3581 §4): the source
-// address, at the port of the top Via's sent-by unless it asks for rport or names none.
-func replyTo(via *sipmsg.ViaHeader, src net.Addr) net.Addr {
-	ua, ok := src.(*net.UDPAddr)
-	if !ok || via.Port == 0 || via.Port == ua.Port || via.Params != nil && via.Params.Has("rport") {
-		return src
-	}
-	return &net.UDPAddr{IP: ua.IP, Port: via.Port, Zone: ua.Zone}
+// dgramQueue is admitConn's queue of datagrams: a ring of slots whose buffers are reused,
+// filled by the drain goroutine and emptied by sipgo's reader. Safe for that use.
+type dgramQueue struct {
+	mu    sync.Mutex
+	slots []dgram
+	head  int
+	n     int
+	err   error         // the read error that ended the drain
+	ready chan struct{} // a token when the queue gets its first datagram, or is closed
 }
 
-// Methods inviteKeyOf tells apart.
-const (
-	methodOther = iota
-	methodInvite
-	methodAck
-)
+type dgram struct {
+	b    []byte
+	addr net.Addr
+	rx   time.Time // when the kernel received it (or the drain read it)
+}
 
-// inviteKeyOf reads an INVITE's or ACK's key, a hash of its top Via's branch and its
-// Call-ID, and whether it is outside a dialog (no To tag), from the raw message: a scan of
-// its header lines, compact forms included (RFC 3261 §7.3.3). A message it cannot read
-// them from is methodOther.
-func inviteKeyOf(b []byte) (method int, key uint64, initial bool) {
-	switch {
-	case bytes.HasPrefix(b, []byte("INVITE ")):
-		method = methodInvite
-	case bytes.HasPrefix(b, []byte("ACK ")):
-		method = methodAck
+// dgramKeep is the largest buffer a slot keeps for reuse: a larger datagram's buffer goes
+// once it is taken, so the slots hold at most admitQueueLen times this.
+const dgramKeep = 4096
+
+func (q *dgramQueue) init(n int) {
+	q.slots = make([]dgram, n)
+	q.ready = make(chan struct{}, 1)
+}
+
+func (q *dgramQueue) wake() {
+	select {
+	case q.ready <- struct{}{}:
 	default:
-		return methodOther, 0, false
 	}
-	var branch, callID []byte
-	toSeen, tagged := false, false
-	line := 0
-	for rest := b; len(rest) > 0; {
-		end := bytes.IndexByte(rest, '\n')
-		if end < 0 {
-			return methodOther, 0, false // no end of the header
-		}
-		l := bytes.TrimRight(rest[:end], "\r")
-		rest = rest[end+1:]
-		if line++; line == 1 {
-			continue // the request line
-		}
-		if len(l) == 0 {
-			break // the end of the header
-		}
-		if l[0] == ' ' || l[0] == '\t' {
-			return methodOther, 0, false // a folded line: leave it to the parser
-		}
-		name, value, ok := bytes.Cut(l, []byte(":"))
-		if !ok {
-			return methodOther, 0, false
-		}
-		name = bytes.TrimSpace(name)
-		switch {
-		case branch == nil && (bytes.EqualFold(name, []byte("via")) || bytes.EqualFold(name, []byte("v"))):
-			branch = viaBranch(value)
-			if branch == nil {
-				return methodOther, 0, false
+}
+
+// push copies b into the queue; false when it is full.
+func (q *dgramQueue) push(b []byte, addr net.Addr, rx time.Time) bool {
+	q.mu.Lock()
+	if q.n == len(q.slots) {
+		q.mu.Unlock()
+		return false
+	}
+	d := &q.slots[(q.head+q.n)%len(q.slots)]
+	d.b = append(d.b[:0], b...)
+	d.addr, d.rx = addr, rx
+	q.n++
+	first := q.n == 1
+	q.mu.Unlock()
+	if first {
+		q.wake()
+	}
+	return true
+}
+
+// pop waits for the oldest datagram and copies it into p; once the queue is closed and
+// empty it returns the error that closed it.
+func (q *dgramQueue) pop(p []byte) (int, net.Addr, time.Time, error) {
+	for {
+		q.mu.Lock()
+		if q.n > 0 {
+			d := &q.slots[q.head]
+			n := copy(p, d.b)
+			addr, rx := d.addr, d.rx
+			d.addr = nil
+			if cap(d.b) > dgramKeep {
+				d.b = nil
 			}
-		case callID == nil && (bytes.EqualFold(name, []byte("call-id")) || bytes.EqualFold(name, []byte("i"))):
-			callID = bytes.TrimSpace(value)
-		case bytes.EqualFold(name, []byte("to")) || bytes.EqualFold(name, []byte("t")):
-			if toSeen {
-				return methodOther, 0, false // two To headers: leave it to the parser
-			}
-			toSeen, tagged = true, hasTag(value)
+			q.head = (q.head + 1) % len(q.slots)
+			q.n--
+			q.mu.Unlock()
+			return n, addr, rx, nil
 		}
+		err := q.err
+		q.mu.Unlock()
+		if err != nil {
+			return 0, nil, time.Time{}, err
+		}
+		<-q.ready
 	}
-	if branch == nil || len(callID) == 0 || !toSeen {
-		return methodOther, 0, false
+}
+
+// close ends the queue with err once it is empty.
+func (q *dgramQueue) close(err error) {
+	q.mu.Lock()
+	q.err = err
+	q.mu.Unlock()
+	q.wake()
+}
+
+// age is how long the oldest datagram in the queue has waited at now (0: empty).
+func (q *dgramQueue) age(now time.Time) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		return 0
 	}
-	return method, inviteKey(branch, callID), !tagged
+	return now.Sub(q.slots[q.head].rx)
+}
+
+func (q *dgramQueue) full() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n == len(q.slots)
 }
 
 // inviteKey is the key of an INVITE (and of the ACK of its non-2xx answer): a hash of its
@@ -243,52 +323,6 @@ func inviteKey(branch, callID []byte) uint64 {
 
 // inviteSeed seeds the keys' hash; fixed for the process.
 var inviteSeed = maphash.MakeSeed()
-
-// viaBranch is the branch parameter of a Via value's first via-parm, nil when it has none.
-func viaBranch(v []byte) []byte {
-	if i := bytes.IndexByte(v, ','); i >= 0 {
-		v = v[:i]
-	}
-	for {
-		i := bytes.IndexByte(v, ';')
-		if i < 0 {
-			return nil
-		}
-		v = v[i+1:]
-		p := v
-		if j := bytes.IndexByte(p, ';'); j >= 0 {
-			p = p[:j]
-		}
-		k, val, _ := bytes.Cut(p, []byte("="))
-		if bytes.EqualFold(bytes.TrimSpace(k), []byte("branch")) {
-			if val = bytes.TrimSpace(val); len(val) > 0 {
-				return val
-			}
-			return nil
-		}
-	}
-}
-
-// hasTag tells whether a To value carries a tag parameter (outside its URI's angle brackets).
-func hasTag(v []byte) bool {
-	if i := bytes.LastIndexByte(v, '>'); i >= 0 {
-		v = v[i+1:]
-	}
-	for {
-		i := bytes.IndexByte(v, ';')
-		if i < 0 {
-			return false
-		}
-		v = v[i+1:]
-		k, _, _ := bytes.Cut(v, []byte("="))
-		if j := bytes.IndexByte(k, ';'); j >= 0 {
-			k = k[:j]
-		}
-		if bytes.EqualFold(bytes.TrimSpace(k), []byte("tag")) {
-			return true
-		}
-	}
-}
 
 // inviteKeys remembers which INVITEs were admitted and which refused, by key, the last
 // inviteKeysKept of each: long enough to cover an INVITE's retransmissions (RFC 3261
@@ -342,12 +376,4 @@ func (r *keyRing) add(key uint64) {
 		r.next = (r.next + 1) % inviteKeysKept
 	}
 	r.set[key] = struct{}{}
-}
-
-// SyscallConn exposes the socket beneath, as the edge's connection does.
-func (c *admitConn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.PacketConn.(syscall.Conn); ok {
-		return sc.SyscallConn()
-	}
-	return nil, syscall.EINVAL
 }

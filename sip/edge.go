@@ -257,9 +257,10 @@ func (e *edge) refuse(sc *scan, b []byte) action {
 	return actAnswer
 }
 
-// appendAnswer appends the answer to the faulty request b (RFC 3261 §8.2.6: Via, From,
-// To with a tag, Call-ID and CSeq copied; folded lines unfolded, and no CR or LF copied
-// into a line).
+// appendAnswer appends the answer to the faulty request b, or to a new call refused to shed
+// load (503, admit_conn.go) (RFC 3261 §8.2.6: Via, From, To with a tag, Call-ID and CSeq
+// copied; folded lines unfolded, and no CR or LF copied into a line). The To tag is
+// sc.answerTag when set, else a fresh one.
 func (e *edge) appendAnswer(dst []byte, sc *scan, b []byte) []byte {
 	f := sc.fault
 	dst = append(dst, "SIP/2.0 "...)
@@ -282,11 +283,18 @@ func (e *edge) appendAnswer(dst []byte, sc *scan, b []byte) []byte {
 		// RFC 3261 §8.2.6.2: a final answer outside a dialog adds a To tag.
 		dst = appendLine(dst, line)
 		dst = dst[:len(dst)-2]
-		dst = append(dst, ";tag=e"...)
-		dst = strconv.AppendUint(dst, e.tagSeed^e.tagSeq.Add(1), 36)
+		if sc.answerTag != 0 {
+			dst = append(dst, ";tag=s"...) // the same for every retransmission of the request
+			dst = strconv.AppendUint(dst, sc.answerTag, 36)
+		} else {
+			dst = append(dst, ";tag=e"...)
+			dst = strconv.AppendUint(dst, e.tagSeed^e.tagSeq.Add(1), 36)
+		}
 		dst = append(dst, "\r\n"...)
 	}
 	switch f.code {
+	case 503:
+		dst = append(dst, "Retry-After: "+shedRetryAfter+"\r\n"...) // RFC 3261 §21.5.4
 	case 420:
 		dst = append(dst, "Unsupported: "...)
 		dst = appendValue(dst, sc.require.of(b))

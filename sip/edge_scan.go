@@ -167,6 +167,9 @@ type scan struct {
 	// lax: valid, but written in ways sipgo v1.7.2 misreads (folded lines, white space
 	// around the ; = , / of parameters): the edge hands sipgo a tightened copy (normalize).
 	lax bool
+	// answerTag, when not 0, is the To tag of the edge's answer (appendAnswer): set by the
+	// caller, so that every retransmission of a request gets the same answer.
+	answerTag uint64
 }
 
 func (s *scan) reset() {

@@ -15,6 +15,14 @@ type edgePacketConn struct {
 	sc   scan   // used by the reader goroutine only
 	out  []byte // the answer being built, reused
 	norm []byte // a tightened copy of a lax message (normalize), reused
+	// Of the datagram ReadFrom returned last: what admission control needs of it, read
+	// from the scan (ref), and whether the bytes returned are a tightened copy, which the
+	// scan's spans do not describe (normalized).
+	ref        inviteRef
+	normalized bool
+	// queued: the datagrams passed wait in admitConn's queue before sipgo parses them, and
+	// admitConn remembers them for sipgo's parse errors as it hands them on (remember).
+	queued bool
 }
 
 func newEdgePacketConn(pc net.PacketConn, e *edge) *edgePacketConn {
@@ -38,14 +46,19 @@ func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		switch act {
 		case actPass:
+			c.ref = c.sc.inviteRef(b)
+			c.normalized = false
 			if c.sc.lax && c.sc.request && c.sc.headEnd >= 0 {
 				c.norm = normalize(c.norm[:0], b, &c.sc)
 				if len(c.norm) <= len(p) {
 					n = copy(p, c.norm)
 					b = p[:n]
+					c.normalized = true
 				}
 			}
-			c.e.remember(b, addr, c)
+			if !c.queued {
+				c.e.remember(b, addr, c)
+			}
 			return n, addr, nil
 		case actAnswer:
 			c.out = c.e.appendAnswer(c.out[:0], &c.sc, b)
@@ -54,6 +67,49 @@ func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			}
 		}
 	}
+}
+
+// Methods an inviteRef tells apart.
+const (
+	methodOther = iota
+	methodInvite
+	methodAck
+)
+
+// inviteRef is what admission control needs of a request (admit_conn.go): INVITE, ACK or
+// other, the key of its transaction (a hash of its top Via's branch and its Call-ID) and
+// whether it is outside a dialog (its To has no tag).
+type inviteRef struct {
+	method  int
+	key     uint64
+	initial bool
+}
+
+// inviteRef reads a passed request's inviteRef from the scan of b: a request with no
+// branch in its top Via (RFC 2543) is methodOther, and left to sipgo and the INVITE's
+// handler.
+func (s *scan) inviteRef(b []byte) inviteRef {
+	if !s.request || len(s.vias) == 0 || s.callID.n == 0 {
+		return inviteRef{}
+	}
+	var method int
+	switch m := s.method.of(b); {
+	case isMethod(m, "INVITE"):
+		method = methodInvite
+	case isMethod(m, "ACK"):
+		method = methodAck
+	default:
+		return inviteRef{}
+	}
+	v := valueSpan(b, s.vias[0]).of(b)
+	if i := indexOutsideBrackets(v, ','); i >= 0 {
+		v = v[:i] // the first via-parm of the line
+	}
+	branch, ok := fieldParam(v, "branch")
+	if !ok || len(branch) == 0 {
+		return inviteRef{}
+	}
+	return inviteRef{method: method, key: inviteKey(branch, s.callID.of(b)), initial: !s.toTagged(b)}
 }
 
 // sendAnswer sends an answer over the socket.

@@ -288,8 +288,9 @@ func (s *Switch) dialogUA(transport string) *sipgo.DialogUA {
 // is registered with sipgo's transport layer: requests sent before that would not go out
 // from the listening socket.
 func (s *Switch) Serve() {
-	s.serveWG.Add(2)
-	udp := &admitConn{PacketConn: newEdgePacketConn(meterUDP(s.udp, s.adm, s.now), s.edge), s: s} // admit_conn.go, edge_udp.go
+	s.serveWG.Add(3)
+	udp := newAdmitConn(s, s.udp) // admit_conn.go, edge_udp.go
+	go func() { defer s.serveWG.Done(); udp.drain() }()
 	go func() { defer s.serveWG.Done(); s.srv.ServeUDP(udp) }()
 	go func() { defer s.serveWG.Done(); s.srv.ServeTCP(&edgeListener{Listener: s.tcp, e: s.edge}) }()
 	if s.tls != nil {
