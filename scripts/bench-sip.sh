@@ -36,7 +36,9 @@
 #
 # The overload run's trunk (e2e/testdata/sipp/uac-answer-or-503.xml) takes a 503 with
 # Retry-After as a refused call; it reports goodput (answered calls a second while the load
-# was offered), the 503s, the setup p99 of admitted calls and the p99 time to a 503.
+# was offered), the 503s, the setup p99 of admitted calls, the time to a 503 (p50, p99, max),
+# and the switch's socket receive queue, sampled every 0.1 s (p99 and max, in KiB of the
+# kernel's accounting).
 #
 # Per run it reports: calls, failed calls as sipp counts them (any call whose scenario did
 # not run as written), calls the switch recorded as not answered (trackline_calls_total from
@@ -84,11 +86,12 @@ for cmd in sipp curl jq go awk; do
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-sip.XXXXXX")
-server_pid="" line_pid="" sampler_pid=""
+server_pid="" line_pid="" sampler_pid="" rxq_pid=""
 ok_exit=0
 cleanup() {
 	local rc=$?
 	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
+	[ -n "$rxq_pid" ] && kill "$rxq_pid" 2>/dev/null
 	stop_pid "$line_pid" 2
 	stop_pid "$server_pid" 5
 	if [ "$rc" -eq 0 ] && [ "$ok_exit" -eq 1 ] && [ "$KEEP" != 1 ]; then
@@ -226,6 +229,8 @@ bench() {
 	snmp0=$(udp_rcvbuf_errors)
 	sample_cpu "$pid" "$dir/cpu.txt" $((timeout + 10)) &
 	sampler_pid=$!
+	sample_rxq "$sip_port" "$dir/rxq.txt" $((timeout + 10)) &
+	rxq_pid=$!
 	(cd "$dir" && exec sipp -sf "$scenario" -inf "$tmp/numbers.csv" -i 127.0.0.1 -p "$uac_port" \
 		-r "$rate" -rp 1000 -m "$calls" -l "$limit" -d "$CALL_MS" \
 		-nostdin -aa -buff_size "$BUFF" \
@@ -236,9 +241,9 @@ bench() {
 	drops_sw=$(udp_drops "$sip_port")
 	drops_uac=$(udp_drops "$uac_port")
 	drops_line=$(udp_drops "$line_port")
-	kill "$sampler_pid" 2>/dev/null || true
-	wait "$sampler_pid" 2>/dev/null || true
-	sampler_pid=""
+	kill "$sampler_pid" "$rxq_pid" 2>/dev/null || true
+	wait "$sampler_pid" "$rxq_pid" 2>/dev/null || true
+	sampler_pid="" rxq_pid=""
 	kill -0 "$pid" 2>/dev/null || die "the switch died during run $run (log: $dir/switch.log)"
 	sleep 1 # the last records and metrics
 	cpu1=$(cpu_ticks "$pid")
@@ -310,14 +315,18 @@ bench() {
 	say "run $run done: $row"
 	if [ "$kind" = overload ]; then
 		# Goodput: answered calls a second while the load was offered (sipp's -m calls at -r).
-		local admitted
+		local admitted rxq99 rxqmax
 		admitted=$(wc -l <"$dir/setup-ms.txt")
+		rxq99=$(percentile "$dir/rxq.txt" 99)
+		rxqmax=$(sort -g "$dir/rxq.txt" | tail -1)
 		row=$(awk -v name="$name" -v rate="$rate" -v created="$created" -v secs="$secs" -v adm="$admitted" -v made="$made" \
 			-v failed="$failed" -v p99="$p99" -v ref="$refused" -v r50="$r50" -v r99="$r99" -v rmax="${rmax:-n/a}" -v shed="$shed" \
-			-v retrans="$retrans" -v ticks=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v hwm="$hwm" 'BEGIN {
+			-v retrans="$retrans" -v ticks=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v hwm="$hwm" -v dsw="$drops_sw" \
+			-v rxq99="${rxq99:-0}" -v rxqmax="${rxqmax:-0}" 'BEGIN {
 				ms = adm ? ticks / hz * 1000 / adm : 0
-				printf "| %s | %d | %d | %d (%.0f / s) | %s | %d | %d (%.1f %%) | %s / %s / %s | %s | %d | %s | %.3f | %.0f |\n",
-					name, rate, created, adm, adm / secs, made, failed, ref, created ? 100 * ref / created : 0, r50, r99, rmax, shed, retrans, p99, ms, hwm / 1024
+				printf "| %s | %d | %d | %d (%.0f / s) | %s | %d | %d (%.1f %%) | %s / %s / %s | %s | %d | %s | %.3f | %.0f | %d | %.0f / %.0f |\n",
+					name, rate, created, adm, adm / secs, made, failed, ref, created ? 100 * ref / created : 0, r50, r99, rmax, shed, retrans, p99, ms, hwm / 1024,
+					dsw, rxq99 / 1024, rxqmax / 1024
 			}')
 		overloads+=("$row")
 		say "run $run overload: $row"
@@ -347,8 +356,8 @@ if [ "${#overloads[@]}" -gt 0 ]; then
 	echo
 	echo "Overload (refused = 503 with Retry-After at the trunk; in the table above they count as sipp's successful calls):"
 	echo
-	echo "| run | CPS offered | calls | admitted (goodput) | CPS made | failed (sipp) | refused 503 | to 503 ms p50 / p99 / max | shed by reason (switch) | retrans | setup p99 ms of admitted | CPU ms per admitted call | peak RSS MiB |"
-	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+	echo "| run | CPS offered | calls | admitted (goodput) | CPS made | failed (sipp) | refused 503 | to 503 ms p50 / p99 / max | shed by reason (switch) | retrans | setup p99 ms of admitted | CPU ms per admitted call | peak RSS MiB | UDP drops switch | socket queue KiB p99 / max |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 	printf '%s\n' "${overloads[@]}"
 fi
 ok_exit=1

@@ -34,6 +34,20 @@ udp_drops() {
 	awk -v p=":$hex" 'NR > 1 && substr($2, length($2) - 4) == p {d += $NF} END {print d + 0}' /proc/net/udp
 }
 
+# sample_rxq PORT FILE SECONDS: every 0.1 s, the bytes waiting in the receive queue of the UDP
+# socket bound to PORT (/proc/net/udp rx_queue, the kernel's accounting of the datagrams'
+# buffers, not their payload), one a line; stops after SECONDS.
+sample_rxq() {
+	local hex end
+	hex=$(printf '%04X' "$1")
+	end=$((SECONDS + $3))
+	while [ "$SECONDS" -lt "$end" ]; do
+		awk -v p=":$hex" 'function hex(s,  i, n) {n = 0; for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789ABCDEF", toupper(substr(s, i, 1))) - 1; return n}
+			NR > 1 && substr($2, length($2) - 4) == p {split($5, q, ":"); r += hex(q[2])} END {print r + 0}' /proc/net/udp >>"$2"
+		sleep 0.1
+	done
+}
+
 # udp_rcvbuf_errors: the machine's UDP RcvbufErrors counter (/proc/net/snmp).
 udp_rcvbuf_errors() {
 	awk '$1 == "Udp:" {if (!n) {for (i = 2; i <= NF; i++) col[$i] = i; n = 1} else {print $col["RcvbufErrors"]; exit}}' /proc/net/snmp
