@@ -57,6 +57,9 @@ func (t *Tx) PutAssignment(a *Assignment) error {
 	if a.CustomerID == "" || a.Number == "" {
 		return fmt.Errorf("assignment of %q to session %q: no customer or number", a.Number, a.SessionID)
 	}
+	if t.pg != nil {
+		return t.pg.putAssignment(a)
+	}
 	v := make([]byte, 0, 16)
 	v = binary.BigEndian.AppendUint64(v, uint64(a.Until.UnixNano()))
 	if !a.CutFrom.IsZero() {
@@ -105,6 +108,9 @@ func (t *Tx) NumberAssignments(customerID, number string, from, to time.Time, fn
 
 // assignments walks as Assignments does, the records of number only if it is not "".
 func (t *Tx) assignments(customerID, number string, from, to time.Time, fn func(Assignment) bool) error {
+	if t.pg != nil {
+		return t.pg.assignments(customerID, number, from, to, fn)
+	}
 	p := compose(customerID, "")
 	end := append(compose(customerID), 1) // past every key of the customer
 	if !to.IsZero() {

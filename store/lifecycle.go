@@ -233,7 +233,13 @@ func (t *Tx) backfillUsage() error {
 }
 
 // Purged tells whether id belonged to a customer whose data was deleted.
-func (t *Tx) Purged(id string) bool { return t.tx.Bucket(bucketPurged).Get([]byte(id)) != nil }
+func (t *Tx) Purged(id string) bool {
+	if t.pg != nil {
+		yes, _ := t.pg.purged(id) // a failed read failed the transaction: its commit tells
+		return yes
+	}
+	return t.tx.Bucket(bucketPurged).Get([]byte(id)) != nil
+}
 
 // Purged tells, in a read-only transaction, whether id belonged to a deleted customer.
 func (db *DB) Purged(id string) bool {
@@ -247,6 +253,9 @@ func (db *DB) Purged(id string) bool {
 // read only through that customer) until they expire with their sessions or the customer is
 // purged.
 func (t *Tx) DeleteNumber(e164 string) error {
+	if t.pg != nil {
+		return t.pg.deleteNumber(e164)
+	}
 	if t.tx.Bucket(bucketNumbers).Get([]byte(e164)) == nil {
 		return fmt.Errorf("number %s: %w", e164, ErrNotFound)
 	}

@@ -22,6 +22,10 @@ type boltTx struct {
 
 // Bucket is the top-level bucket called name; its b is nil if there is none.
 func (t boltTx) Bucket(name []byte) bucket {
+	if t.tx == nil {
+		// A transaction of the PostgreSQL backend, in an operation it lacks (pg.go).
+		panic(fmt.Sprintf("store: an operation on bucket %s is not implemented on PostgreSQL yet (store.PostgresMissing)", name))
+	}
 	return bucket{b: t.tx.Bucket(name), name: name, log: t.log}
 }
 

@@ -98,6 +98,9 @@ type DB struct {
 	// told of the commits.
 	now    func() time.Time
 	outbox outboxState
+
+	// pg is the PostgreSQL backend of a DB opened by OpenPostgres (pg.go); nil on bbolt.
+	pg *pgStore
 }
 
 type writeReq struct {
@@ -166,7 +169,27 @@ func Open(path string, opts ...Option) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("remove unfinished compaction: %w", err)
 	}
-	db := &DB{
+	db := newDB(path, o)
+	db.cur.Store(newHandle(b))
+	if err := db.init(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if o.reg != nil {
+		for _, c := range []prometheus.Collector{db.commitSeconds, db.batchSize} {
+			if err := o.reg.Register(c); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("register store metrics: %w", err)
+			}
+		}
+	}
+	go db.commitLoop()
+	return db, nil
+}
+
+// newDB is a DB of either backend, its committer not started.
+func newDB(path string, o options) *DB {
+	return &DB{
 		path:   path,
 		log:    o.log,
 		writes: make(chan *writeReq, 4*maxBatch),
@@ -185,21 +208,6 @@ func Open(path string, opts ...Option) (*DB, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
 	}
-	db.cur.Store(newHandle(b))
-	if err := db.init(); err != nil {
-		b.Close()
-		return nil, err
-	}
-	if o.reg != nil {
-		for _, c := range []prometheus.Collector{db.commitSeconds, db.batchSize} {
-			if err := o.reg.Register(c); err != nil {
-				b.Close()
-				return nil, fmt.Errorf("register store metrics: %w", err)
-			}
-		}
-	}
-	go db.commitLoop()
-	return db, nil
 }
 
 // boltOptions are the options every store file is opened with.
@@ -319,6 +327,10 @@ func (db *DB) Close() error {
 		db.mu.Unlock()
 		close(db.stop)
 		<-db.done
+		if db.pg != nil {
+			db.closeErr = db.pg.close()
+			return
+		}
 		db.closeErr = db.cur.Load().b.Close()
 		db.retired.Wait()
 	})
@@ -470,6 +482,10 @@ func (db *DB) update(fn func(*Tx) error) error {
 }
 
 func (db *DB) commit(batch []*writeReq) {
+	if db.pg != nil {
+		db.pg.commit(db, batch)
+		return
+	}
 	start := time.Now()
 	failed := -1
 	err := db.update(func(t *Tx) error {
@@ -505,6 +521,9 @@ func (db *DB) commit(batch []*writeReq) {
 
 // View runs fn in a read-only transaction. fn must copy out what it keeps and return quickly.
 func (db *DB) View(fn func(*Tx) error) error {
+	if db.pg != nil {
+		return db.pg.view(db, fn)
+	}
 	return db.view(func(tx *bolt.Tx) error { return fn(&Tx{tx: boltTx{tx: tx}, db: db}) })
 }
 

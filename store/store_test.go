@@ -10,8 +10,13 @@ import (
 	"testing"
 )
 
+// openTest opens an empty store of the driver the tests run on: bbolt, or PostgreSQL with
+// TRACKLINE_TEST_STORE=postgres (pg_main_test.go).
 func openTest(t *testing.T) *DB {
 	t.Helper()
+	if testDriver(t) == "postgres" {
+		return openPostgresTest(t)
+	}
 	db, err := Open(filepath.Join(t.TempDir(), "trackline.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ type Tx struct {
 	db *DB
 	// outbox is what a commit of the transaction tells the outbox's readers (outbox.go).
 	outbox txOutbox
+	// pg is the transaction of a store on PostgreSQL (pg.go); then tx is unused.
+	pg *pgTx
 }
 
 func (t *Tx) get(bucket, key []byte, v any) error {
@@ -52,6 +54,9 @@ func compose(parts ...string) []byte {
 
 // Customer reads one customer.
 func (t *Tx) Customer(id string) (Customer, error) {
+	if t.pg != nil {
+		return t.pg.customer(id)
+	}
 	var c Customer
 	err := t.get(bucketCustomers, []byte(id), &c)
 	return c, err
@@ -60,6 +65,9 @@ func (t *Tx) Customer(id string) (Customer, error) {
 // CreateCustomer stores a new customer; ErrExists if the id or the site key is taken, or the
 // id was a deleted customer's.
 func (t *Tx) CreateCustomer(c *Customer) error {
+	if t.pg != nil {
+		return t.pg.createCustomer(c)
+	}
 	if t.tx.Bucket(bucketCustomers).Get([]byte(c.ID)) != nil {
 		return fmt.Errorf("customer %q: %w", c.ID, ErrExists)
 	}
@@ -74,6 +82,9 @@ func (t *Tx) CreateCustomer(c *Customer) error {
 
 // PutCustomer writes a customer and keeps the site key index in step.
 func (t *Tx) PutCustomer(c *Customer) error {
+	if t.pg != nil {
+		return t.pg.putCustomer(c)
+	}
 	if old, err := t.Customer(c.ID); err == nil && old.SiteKey != c.SiteKey {
 		if owner := t.tx.Bucket(bucketSiteKeys).Get([]byte(c.SiteKey)); owner != nil && string(owner) != c.ID {
 			return fmt.Errorf("site key: %w", ErrExists)
@@ -90,6 +101,9 @@ func (t *Tx) PutCustomer(c *Customer) error {
 
 // Customers lists all customers ordered by id.
 func (t *Tx) Customers() ([]Customer, error) {
+	if t.pg != nil {
+		return t.pg.customers()
+	}
 	var out []Customer
 	err := t.tx.Bucket(bucketCustomers).ForEach(func(k, v []byte) error {
 		var c Customer
@@ -106,11 +120,17 @@ func (t *Tx) Customers() ([]Customer, error) {
 
 // PutChannel writes a channel.
 func (t *Tx) PutChannel(ch *Channel) error {
+	if t.pg != nil {
+		return t.pg.putChannel(ch)
+	}
 	return t.put(bucketChannels, compose(ch.CustomerID, ch.ID), ch)
 }
 
 // Channels lists a customer's channels ordered by Order, then id.
 func (t *Tx) Channels(customerID string) ([]Channel, error) {
+	if t.pg != nil {
+		return t.pg.channels(customerID)
+	}
 	var out []Channel
 	prefix := compose(customerID, "")
 	c := t.tx.Bucket(bucketChannels).Cursor()
@@ -129,6 +149,9 @@ func (t *Tx) Channels(customerID string) ([]Channel, error) {
 
 // Number reads one number.
 func (t *Tx) Number(e164 string) (Number, error) {
+	if t.pg != nil {
+		return t.pg.number(e164)
+	}
 	var n Number
 	err := t.get(bucketNumbers, []byte(e164), &n)
 	return n, err
@@ -136,14 +159,26 @@ func (t *Tx) Number(e164 string) (Number, error) {
 
 // HasNumber tells whether a number exists.
 func (t *Tx) HasNumber(e164 string) bool {
+	if t.pg != nil {
+		ok, _ := t.pg.hasNumber(e164) // a failed read failed the transaction: its commit tells
+		return ok
+	}
 	return t.tx.Bucket(bucketNumbers).Get([]byte(e164)) != nil
 }
 
 // PutNumber writes a number.
-func (t *Tx) PutNumber(n *Number) error { return t.put(bucketNumbers, []byte(n.E164), n) }
+func (t *Tx) PutNumber(n *Number) error {
+	if t.pg != nil {
+		return t.pg.putNumber(n)
+	}
+	return t.put(bucketNumbers, []byte(n.E164), n)
+}
 
 // Numbers calls fn for every number, ordered by E.164.
 func (t *Tx) Numbers(fn func(Number) error) error {
+	if t.pg != nil {
+		return t.pg.numbers(fn)
+	}
 	return t.tx.Bucket(bucketNumbers).ForEach(func(k, v []byte) error {
 		var n Number
 		if err := json.Unmarshal(v, &n); err != nil {
@@ -157,6 +192,9 @@ func (t *Tx) Numbers(fn func(Number) error) error {
 
 // Session reads one session.
 func (t *Tx) Session(id string) (Session, error) {
+	if t.pg != nil {
+		return t.pg.session(id)
+	}
 	var s Session
 	err := t.get(bucketSessions, []byte(id), &s)
 	return s, err
@@ -164,6 +202,9 @@ func (t *Tx) Session(id string) (Session, error) {
 
 // PutSession writes a session and its customer index entry.
 func (t *Tx) PutSession(s *Session) error {
+	if t.pg != nil {
+		return t.pg.putSession(s)
+	}
 	enc, err := EncodeSession(s)
 	if err != nil {
 		return err
@@ -176,6 +217,7 @@ func (t *Tx) PutSession(s *Session) error {
 type EncodedSession struct {
 	id, customerID string
 	raw            []byte
+	s              Session // for PostgreSQL, which writes the fields as columns
 }
 
 // EncodeSession encodes a session for PutEncodedSession.
@@ -184,11 +226,14 @@ func EncodeSession(s *Session) (EncodedSession, error) {
 	if err != nil {
 		return EncodedSession{}, fmt.Errorf("encode session %s: %w", s.ID, err)
 	}
-	return EncodedSession{id: s.ID, customerID: s.CustomerID, raw: raw}, nil
+	return EncodedSession{id: s.ID, customerID: s.CustomerID, raw: raw, s: *s}, nil
 }
 
 // PutEncodedSession writes an encoded session and its customer index entry.
 func (t *Tx) PutEncodedSession(e EncodedSession) error {
+	if t.pg != nil {
+		return t.pg.putSession(&e.s)
+	}
 	if err := t.tx.Bucket(bucketSessByCust).Put(compose(e.customerID, e.id), nil); err != nil {
 		return err
 	}
@@ -198,6 +243,9 @@ func (t *Tx) PutEncodedSession(e EncodedSession) error {
 // SessionsOf lists a customer's sessions newest first, starting below the session id
 // `before` (exclusive; "" for the newest), at most limit of them.
 func (t *Tx) SessionsOf(customerID, before string, limit int) ([]Session, error) {
+	if t.pg != nil {
+		return t.pg.sessionsOf(customerID, before, limit)
+	}
 	prefix := compose(customerID, "")
 	c := t.tx.Bucket(bucketSessByCust).Cursor()
 	// Without a cursor, start past the prefix: the id followed by 0x01 sorts after every entry.
@@ -232,6 +280,9 @@ func seekBefore(c cursor, key []byte) ([]byte, []byte) {
 // Stats reads a customer's counters (zero if none yet). They are stored as three
 // big-endian uint64: sessions, exhaustions, peak assigned.
 func (t *Tx) Stats(customerID string) (CustomerStats, error) {
+	if t.pg != nil {
+		return t.pg.stats(customerID)
+	}
 	v := t.tx.Bucket(bucketStats).Get([]byte(customerID))
 	if v == nil {
 		return CustomerStats{}, nil
@@ -248,6 +299,9 @@ func (t *Tx) Stats(customerID string) (CustomerStats, error) {
 
 // AddStats adds to a customer's counters; peak is raised to assigned if that is higher.
 func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned int) error {
+	if t.pg != nil {
+		return t.pg.addStats(t.db.pg.shard, customerID, sessions, exhaustions, assigned)
+	}
 	s, err := t.Stats(customerID)
 	if err != nil {
 		return err

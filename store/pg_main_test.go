@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/trackline/trackline/internal/pgtest"
+)
+
+// The store's tests run on bbolt; with TRACKLINE_TEST_STORE=postgres, openTest opens each
+// test's store on PostgreSQL instead: a real server (package pgtest) started once for the
+// test binary, and a fresh database per test, copied from a migrated template. The tests of
+// the PostgreSQL backend itself (pg_test.go) use it whatever the variable says. make test
+// runs the tests of what PostgreSQL implements a second time with the variable set (see the
+// Makefile); the others are listed in docs/cluster.md.
+
+// testPG is the test binary's PostgreSQL server, started on first use.
+var testPG struct {
+	once sync.Once
+	srv  *pgtest.Server
+	err  error
+	n    atomic.Int64 // databases made
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testPG.srv != nil {
+		if err := testPG.srv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop the tests' postgres:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// testDriver is the driver of openTest: "bbolt" (the default) or "postgres".
+func testDriver(tb testing.TB) string {
+	switch d := os.Getenv("TRACKLINE_TEST_STORE"); d {
+	case "", "bbolt":
+		return "bbolt"
+	case "postgres":
+		return d
+	default:
+		tb.Fatalf("TRACKLINE_TEST_STORE=%q: want bbolt or postgres", d)
+		return ""
+	}
+}
+
+// pgTemplate is the database every test's database is copied from: migrated, empty.
+const pgTemplate = "store_template"
+
+// pgServer is the tests' PostgreSQL server, with the template database.
+func pgServer(tb testing.TB) *pgtest.Server {
+	tb.Helper()
+	testPG.once.Do(func() {
+		srv, err := pgtest.Start()
+		if err != nil {
+			testPG.err = err
+			return
+		}
+		testPG.srv = srv
+		ctx := context.Background()
+		if err := srv.CreateDatabase(ctx, pgTemplate, ""); err != nil {
+			testPG.err = err
+			return
+		}
+		db, err := OpenPostgres(ctx, srv.DSN(pgTemplate))
+		if err != nil {
+			testPG.err = fmt.Errorf("migrate the template: %w", err)
+			return
+		}
+		testPG.err = db.Close()
+	})
+	if testPG.err != nil {
+		tb.Fatalf("the tests' postgres: %v", testPG.err)
+	}
+	return testPG.srv
+}
+
+// newPostgresDatabase makes a fresh database, migrated unless empty is set, and answers its DSN.
+func newPostgresDatabase(tb testing.TB, empty bool) string {
+	tb.Helper()
+	srv := pgServer(tb)
+	name := fmt.Sprintf("test_%d", testPG.n.Add(1))
+	template := pgTemplate
+	if empty {
+		template = ""
+	}
+	if err := srv.CreateDatabase(context.Background(), name, template); err != nil {
+		tb.Fatal(err)
+	}
+	return srv.DSN(name)
+}
+
+// openPostgresTest opens a store on a fresh migrated database, closed at the end of the test.
+func openPostgresTest(tb testing.TB, opts ...Option) *DB {
+	tb.Helper()
+	db, err := OpenPostgres(context.Background(), newPostgresDatabase(tb, false), opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}

@@ -1,0 +1,164 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Sessions, the per-customer counters and the assignments on PostgreSQL (tables sessions,
+// customer_stats, assignments: migrations/00001_init.sql). A new web session is three
+// statements that read nothing (PutEncodedSession, PutAssignment, AddStats), so a batch of
+// them goes to the server in the committer's one round trip.
+
+// --- sessions
+
+const pgSessionColumns = `id, customer_id, created, channel, landing_page, referrer_host, utm_source, utm_medium,
+	utm_campaign, utm_term, utm_content, gclid, gbraid, wbraid, ad_consent`
+
+func scanSession(r pgx.Row) (Session, error) {
+	var (
+		s                 Session
+		created           *time.Time
+		landing, referrer []byte
+		consent           string
+	)
+	if err := r.Scan(&s.ID, &s.CustomerID, &created, &s.Channel, &landing, &referrer, &s.UTMSource, &s.UTMMedium,
+		&s.UTMCampaign, &s.UTMTerm, &s.UTMContent, &s.Gclid, &s.Gbraid, &s.Wbraid, &consent); err != nil {
+		return Session{}, err
+	}
+	s.Created, s.AdConsent = pgTimeOf(created), Consent(consent)
+	var err error
+	if s.LandingPage, err = pgOpen(landing); err != nil {
+		return Session{}, fmt.Errorf("session %s: landing page: %w", s.ID, err)
+	}
+	if s.ReferrerHost, err = pgOpen(referrer); err != nil {
+		return Session{}, fmt.Errorf("session %s: referrer: %w", s.ID, err)
+	}
+	return s, nil
+}
+
+func (t *pgTx) session(id string) (Session, error) {
+	var s Session
+	err := t.rowFn(`SELECT `+pgSessionColumns+` FROM sessions WHERE id = $1`+t.forUpdate(), []any{id},
+		func(r pgx.Row) (err error) { s, err = scanSession(r); return err })
+	return s, err
+}
+
+func (t *pgTx) putSession(s *Session) error {
+	return t.exec(nil, `INSERT INTO sessions (`+pgSessionColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, created = excluded.created,
+			channel = excluded.channel, landing_page = excluded.landing_page, referrer_host = excluded.referrer_host,
+			utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign,
+			utm_term = excluded.utm_term, utm_content = excluded.utm_content, gclid = excluded.gclid,
+			gbraid = excluded.gbraid, wbraid = excluded.wbraid, ad_consent = excluded.ad_consent`,
+		s.ID, s.CustomerID, pgTime(s.Created), s.Channel, pgSeal(s.LandingPage), pgSeal(s.ReferrerHost),
+		s.UTMSource, s.UTMMedium, s.UTMCampaign, s.UTMTerm, s.UTMContent, s.Gclid, s.Gbraid, s.Wbraid, string(s.AdConsent))
+}
+
+func (t *pgTx) sessionsOf(customerID, before string, limit int) ([]Session, error) {
+	q := `SELECT ` + pgSessionColumns + ` FROM sessions WHERE customer_id = $1 ORDER BY id DESC LIMIT $2`
+	args := []any{customerID, max(limit, 0)}
+	if before != "" {
+		q = `SELECT ` + pgSessionColumns + ` FROM sessions WHERE customer_id = $1 AND id < $3 ORDER BY id DESC LIMIT $2`
+		args = append(args, before)
+	}
+	var out []Session
+	err := t.query(q, args, func(r pgx.Rows) error {
+		s, err := scanSession(r)
+		out = append(out, s)
+		return err
+	})
+	return out, err
+}
+
+// --- counters
+
+func (t *pgTx) stats(customerID string) (CustomerStats, error) {
+	var s CustomerStats
+	var sessions, exhaustions int64
+	err := t.row(`SELECT coalesce(sum(sessions_total), 0)::bigint, coalesce(sum(exhaustions), 0)::bigint,
+			coalesce(max(peak_assigned), 0) FROM customer_stats WHERE customer_id = $1`,
+		[]any{customerID}, &sessions, &exhaustions, &s.PeakAssigned)
+	s.SessionsTotal, s.Exhaustions = uint64(sessions), uint64(exhaustions)
+	return s, err
+}
+
+// addStats adds to the counters in this node's row: an upsert, no read.
+func (t *pgTx) addStats(shard int, customerID string, sessions, exhaustions uint64, assigned int) error {
+	return t.exec(nil, `INSERT INTO customer_stats AS s (customer_id, shard, sessions_total, exhaustions, peak_assigned)
+		VALUES ($1, $2, $3, $4, greatest($5::integer, 0))
+		ON CONFLICT (customer_id, shard) DO UPDATE SET sessions_total = s.sessions_total + excluded.sessions_total,
+			exhaustions = s.exhaustions + excluded.exhaustions,
+			peak_assigned = greatest(s.peak_assigned, excluded.peak_assigned)`,
+		customerID, shard, int64(sessions), int64(exhaustions), assigned)
+}
+
+// --- assignments
+
+func (t *pgTx) putAssignment(a *Assignment) error {
+	var cut any
+	if !a.CutFrom.IsZero() {
+		cut = a.CutFrom.UnixNano()
+	}
+	return t.exec(nil, `INSERT INTO assignments (customer_id, from_ns, number, session_id, until_ns, cut_from_ns)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (customer_id, from_ns, number, session_id) DO UPDATE SET until_ns = excluded.until_ns,
+			cut_from_ns = excluded.cut_from_ns`,
+		a.CustomerID, a.From.UnixNano(), a.Number, a.SessionID, a.Until.UnixNano(), cut)
+}
+
+// assignments walks a customer's assignments (of one number, if number is not "") that began
+// in [from, to], oldest first, a page at a time, as Tx.Assignments.
+func (t *pgTx) assignments(customerID, number string, from, to time.Time, fn func(Assignment) bool) error {
+	where := `customer_id = $1`
+	args := []any{customerID}
+	if number != "" {
+		args = append(args, number)
+		where += fmt.Sprintf(` AND number = $%d`, len(args))
+	}
+	if from.After(time.Unix(0, 0)) {
+		args = append(args, from.UnixNano())
+		where += fmt.Sprintf(` AND from_ns >= $%d`, len(args))
+	}
+	if !to.IsZero() {
+		args = append(args, to.UnixNano())
+		where += fmt.Sprintf(` AND from_ns <= $%d`, len(args))
+	}
+	n := len(args)
+	q := `SELECT from_ns, number, session_id, until_ns, cut_from_ns FROM assignments WHERE ` + where +
+		fmt.Sprintf(` AND (from_ns, number, session_id) > ($%d, $%d, $%d) ORDER BY from_ns, number, session_id LIMIT %d`, n+1, n+2, n+3, pgPage)
+	var after Assignment
+	after.From = time.Unix(0, -1<<63)
+	for {
+		var page []Assignment
+		err := t.query(q, append(args, after.From.UnixNano(), after.Number, after.SessionID), func(r pgx.Rows) error {
+			a := Assignment{CustomerID: customerID}
+			var fromNs, untilNs int64
+			var cutNs *int64
+			if err := r.Scan(&fromNs, &a.Number, &a.SessionID, &untilNs, &cutNs); err != nil {
+				return err
+			}
+			a.From, a.Until = time.Unix(0, fromNs).UTC(), time.Unix(0, untilNs).UTC()
+			if cutNs != nil {
+				a.CutFrom = time.Unix(0, *cutNs).UTC()
+			}
+			page = append(page, a)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range page {
+			if !fn(a) {
+				return nil
+			}
+		}
+		if len(page) < pgPage {
+			return nil
+		}
+		after = page[len(page)-1]
+	}
+}
