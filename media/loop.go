@@ -33,6 +33,11 @@ type loop struct {
 	generating atomic.Int32
 
 	sessions []*Session // owned by the loop goroutine
+	// genDue is when the next generated frame of the loop's sessions is due, on the grid of
+	// genGrid: the tick looks for due frames only from then on, or when rescan says that a
+	// leg has started to generate since its last look.
+	genDue   int64
+	rescan   atomic.Bool
 	nextSec  int64
 	nextHand int64 // when the recordings' finished chunks are next handed over
 	// drains: this loop reads the kernel path's ring (the first loop, with the kernel path),
@@ -572,13 +577,25 @@ func (l *loop) openStray(lg *leg) (int, error) {
 func (l *loop) tick(now int64) int {
 	due := int64(-1)
 	if l.generating.Load() > 0 {
-		for _, s := range l.sessions {
-			if !s.generating.Load() {
-				continue
+		if now >= l.genDue || l.rescan.Load() {
+			l.rescan.Store(false) // before the look: a leg that starts during it asks again
+			for _, s := range l.sessions {
+				if !s.generating.Load() {
+					continue
+				}
+				if d := l.generate(s, now); d > 0 && (due < 0 || d < due) {
+					due = d
+				}
 			}
-			if d := l.generate(s, now); d > 0 && (due < 0 || d < due) {
-				due = d
+			if due >= 0 {
+				due = onGrid(due)
 			}
+			l.genDue = due
+			if due < 0 {
+				l.genDue = math.MaxInt64
+			}
+		} else {
+			due = l.genDue
 		}
 	}
 	if now >= l.nextHand {
@@ -616,6 +633,17 @@ func (l *loop) tick(now int64) int {
 	}
 	return ms
 }
+
+// genGrid is the grid the loop wakes on for generated frames. A frame due at t goes out at
+// the first tick at or after t, and without other traffic the loop wakes only at multiples
+// of genGrid: the frames of all the calls that fall due within one step go out together,
+// in one turn of the loop (on io_uring, one io_uring_enter), where a wake-up per
+// millisecond would send a few each. A leg's frames keep their 20 ms spacing, so a stream
+// only starts up to genGrid late; it gains no jitter.
+const genGrid = int64(5 * time.Millisecond)
+
+// onGrid is t rounded up to genGrid.
+func onGrid(t int64) int64 { return (t + genGrid - 1) / genGrid * genGrid }
 
 // generate sends the frames due in s's generating legs and returns the next due time.
 func (l *loop) generate(s *Session, now int64) int64 {
@@ -684,6 +712,9 @@ func (l *loop) sendFrame(lg *leg, now int64) {
 			l.cnt.sendErr++
 			return
 		}
+	}
+	if l.ring != nil && l.ring.sendGenerated(lg, p) {
+		return
 	}
 	if lg.send(p) != 0 {
 		l.cnt.sendErr++

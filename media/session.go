@@ -155,12 +155,14 @@ func (l *leg) send(p []byte) unix.Errno { return sendOn(l.fd, l.connected, p, &l
 func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.gen, l.prompt, l.pos, l.next, l.onEnd = genPrompt, p, 0, now, onEnd
 	l.s.setGenerating(true)
+	l.s.lp.rescan.Store(true)
 }
 
 func (l *leg) playSilence(now int64) {
 	l.gen, l.prompt, l.onEnd = genSilence, nil, nil
 	l.next = now
 	l.s.setGenerating(true)
+	l.s.lp.rescan.Store(true)
 }
 
 func (l *leg) stopGen() { l.gen, l.prompt, l.onEnd = genNone, nil, nil }

@@ -1,0 +1,79 @@
+package media
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/trackline/trackline/g711"
+	"github.com/trackline/trackline/media/uring"
+)
+
+// The disclaimers of many calls at once go out through the loop's ring, in batches of sends
+// from the loop's frame buffers (sendGenerated), and each caller, on a real UDP socket of
+// its own, gets the whole prompt in its law, in order, then the ringback tone on the same
+// stream: one SSRC, the marker on the first packet only, sequence numbers without a gap and
+// timestamps that step by whole frames.
+func TestPromptFramesBatchedThroughTheRing(t *testing.T) {
+	if err := uring.Available(); err != nil {
+		t.Skipf("io_uring is not available here: %v", err)
+	}
+	cust := recordingCustomer()
+	cust.Prompts.Disclaimer = writeWAV(t, 8000/2) // 0.5 s: 25 frames
+	f := newFixture(t, Config{IO: IOUring, Loops: 1}, cust)
+	const calls = 40
+	eps := make([]*endpoint, calls)
+	laws := make([]g711.Law, calls)
+	for i := range eps {
+		eps[i] = newEndpoint(t, "127.0.0.1")
+		pt := "0"
+		laws[i] = g711.ULaw
+		if i%2 == 1 {
+			pt, laws[i] = "8", g711.ALaw
+		}
+		f.anchor(t, eps[i].sdp("sendrecv", pt))
+	}
+	prompt := f.e.prompts[cust.Prompts.Disclaimer]
+	n := prompt.Frames()
+	for i, ep := range eps {
+		var prev rtp.Packet
+		for k := range n + 1 { // the prompt, then the tone's first frame
+			p, ok := ep.recv(5 * time.Second)
+			if !ok {
+				t.Fatalf("call %d: frame %d of %d missing", i, k, n)
+			}
+			if p.PayloadType != laws[i].PayloadType() {
+				t.Fatalf("call %d frame %d: payload type %d, want %d", i, k, p.PayloadType, laws[i].PayloadType())
+			}
+			want := ringback.frame(laws[i], 0)
+			if k < n {
+				want = prompt.frame(laws[i], k)
+			}
+			if string(p.Payload) != string(want) {
+				t.Fatalf("call %d frame %d: not the frame that was due", i, k)
+			}
+			if p.Marker != (k == 0) {
+				t.Fatalf("call %d frame %d: marker %v", i, k, p.Marker)
+			}
+			if k > 0 {
+				if p.SSRC != prev.SSRC {
+					t.Fatalf("call %d frame %d: SSRC changed", i, k)
+				}
+				if p.SequenceNumber != prev.SequenceNumber+1 {
+					t.Fatalf("call %d frame %d: sequence %d after %d", i, k, p.SequenceNumber, prev.SequenceNumber)
+				}
+				if d := p.Timestamp - prev.Timestamp; d == 0 || d%frameSamples != 0 {
+					t.Fatalf("call %d frame %d: timestamp step %d, want whole frames", i, k, d)
+				}
+			}
+			prev = p
+		}
+	}
+	loops := f.e.loops
+	f.e.Close() // the loop's counters are read once it has stopped
+	if got := loops[0].ring.genSent; got < calls*uint64(n) {
+		t.Fatalf("%d frames went through the ring, want at least %d", got, calls*n)
+	}
+}
+
+// A business line that answers while the caller still hears the disclaimer waits on
