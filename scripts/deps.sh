@@ -20,6 +20,11 @@
 #                          may lack: looked for there too. On a host with systemd the package
 #                          starts its own service on :5060 (trackline's default SIP port), not
 #                          needed by the tests: systemctl disable --now kamailio
+#   postgresql  initdb     PostgreSQL 15 for the tests of the PostgreSQL store (internal/pgtest
+#                          runs its own server in a temporary directory; its programs are in
+#                          /usr/lib/postgresql/15/bin, off PATH). The package's own cluster and
+#                          service are not needed: on a host with systemd,
+#                          systemctl disable --now postgresql
 #   haproxy     haproxy    the HTTP front of the cluster test (configs/haproxy). In /usr/sbin
 #                          too; on a host with systemd the package starts its own service with
 #                          Debian's config (no trackline ports), not needed by the tests
@@ -54,9 +59,10 @@ system_deps() {
 		[prometheus]=promtool
 		[kamailio]=kamailio
 		[haproxy]=haproxy
+		[postgresql]=/usr/lib/postgresql/15/bin/initdb
 	)
 	local pkg missing=()
-	for pkg in chromium sip-tester socat wrk gcc curl jq prometheus kamailio haproxy; do
+	for pkg in chromium sip-tester socat wrk gcc curl jq prometheus kamailio haproxy postgresql; do
 		if command -v "${provides[$pkg]}" >/dev/null 2>&1; then
 			say "$pkg: present ($(command -v "${provides[$pkg]}"))"
 		elif [ -x "/usr/sbin/${provides[$pkg]}" ]; then
