@@ -34,6 +34,7 @@ type Config struct {
 	// metrics (trackline_build_info's node label) and the records of the calls it takes.
 	// Default: the host name.
 	NodeID      string     `yaml:"node_id"`
+	Store       Store      `yaml:"store"`
 	CountryCode string     `yaml:"country_code"`
 	Listen      Listen     `yaml:"listen"`
 	AdminToken  string     `yaml:"admin_token"`
@@ -53,6 +54,22 @@ type Config struct {
 	// the first operator); in production invite users instead (docs/app.md).
 	Users []User `yaml:"users"`
 }
+
+// Store chooses the store's backend (docs/cluster.md).
+type Store struct {
+	// Driver is "bbolt" (the default: one file under data_dir) or "postgres" (several nodes
+	// on one PostgreSQL database).
+	Driver string `yaml:"driver"`
+	// DSN is the PostgreSQL database (a postgres:// URL or libpq key=value string; a password
+	// may also come from PGPASSWORD or ~/.pgpass). Required for postgres, unused for bbolt.
+	DSN string `yaml:"dsn"`
+}
+
+// The store drivers.
+const (
+	StoreBbolt    = "bbolt"
+	StorePostgres = "postgres"
+)
 
 // AppConfig configures the customer's web app (package app), served on listen.app.
 type AppConfig struct {
@@ -473,6 +490,9 @@ func (c *Config) defaults() {
 	if c.DataDir == "" {
 		c.DataDir = "./data"
 	}
+	if c.Store.Driver == "" {
+		c.Store.Driver = StoreBbolt
+	}
 	if c.NodeID == "" {
 		c.NodeID = defaultNodeID()
 	}
@@ -672,6 +692,18 @@ func (c *Config) checkTop(add adder) {
 	}
 	if !digits(c.CountryCode, 1, 3) {
 		add("country_code", "must be 1-3 digits, like \"31\"")
+	}
+	switch c.Store.Driver {
+	case StoreBbolt:
+		if c.Store.DSN != "" {
+			add("store.dsn", "is for driver postgres; driver bbolt keeps its file in data_dir")
+		}
+	case StorePostgres:
+		if c.Store.DSN == "" {
+			add("store.dsn", "is required for driver postgres (e.g. postgres://trackline@db.example.net/trackline)")
+		}
+	default:
+		add("store.driver", "%q is not a store driver: want bbolt or postgres", c.Store.Driver)
 	}
 	for _, l := range []struct{ path, addr string }{{"listen.http", c.Listen.HTTP}, {"listen.admin", c.Listen.Admin}, {"listen.metrics", c.Listen.Metrics}, {"listen.app", c.Listen.App}, {"sip.listen", c.SIP.Listen}} {
 		if _, port, err := net.SplitHostPort(l.addr); err != nil || !digits(port, 1, 5) {

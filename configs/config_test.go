@@ -62,6 +62,36 @@ customers:
 	}
 }
 
+func TestStoreDriver(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"default", "country_code: \"31\"", ""},
+		{"bbolt", "store: {driver: bbolt}", ""},
+		{"postgres", "store: {driver: postgres, dsn: 'postgres://trackline@db/trackline'}", ""},
+		{"postgres without dsn", "store: {driver: postgres}", "store.dsn: is required for driver postgres"},
+		{"dsn for bbolt", "store: {dsn: 'postgres://db/x'}", "store.dsn: is for driver postgres"},
+		{"unknown driver", "store: {driver: mysql}", `store.driver: "mysql" is not a store driver: want bbolt or postgres`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.name == "default" && c.Store.Driver != StoreBbolt {
+					t.Fatalf("default driver %q", c.Store.Driver)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestCustomerFieldProblems(t *testing.T) {
 	_, err := Parse([]byte(`
 customers:

@@ -193,7 +193,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(opsCollectors(cfg.NodeID, recDir)...)
 
-	db, err := store.Open(filepath.Join(cfg.DataDir, store.FileName), store.WithLogger(logger), store.WithRegisterer(reg))
+	db, err := openStore(ctx, cfg, logger, reg)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,19 @@ type opsConfig struct {
 	drain       <-chan os.Signal // SIGUSR1 and SIGUSR2: the operator's drain (drain.go)
 }
 
+// openStore opens the store of cfg.Store.Driver. The PostgreSQL backend is refused until it
+// does every store operation (store.PostgresMissing): a node must not start half-working.
+func openStore(ctx context.Context, cfg *configs.Config, logger *slog.Logger, reg prometheus.Registerer) (*store.DB, error) {
+	if cfg.Store.Driver == configs.StorePostgres {
+		if missing := store.PostgresMissing(); len(missing) > 0 {
+			return nil, fmt.Errorf("store.driver postgres is not complete yet: %d store operations are not implemented on PostgreSQL (%s, ...); use driver bbolt (docs/cluster.md)",
+				len(missing), strings.Join(missing[:min(4, len(missing))], ", "))
+		}
+		return store.OpenPostgres(ctx, cfg.Store.DSN, store.WithLogger(logger), store.WithRegisterer(reg))
+	}
+	return store.Open(filepath.Join(cfg.DataDir, store.FileName), store.WithLogger(logger), store.WithRegisterer(reg))
+}
+
 // readiness is the checks of /readyz: not shutting down, the store answers a read, SIP is
 // listening, the recordings directory takes a file, and the disks of the data and the
 // recordings have at least minFree bytes free.
@@ -47,9 +60,7 @@ func readiness(stopping *atomic.Bool, db *store.DB, sw *sip.Switch, dataDir, rec
 			}
 			return nil
 		}},
-		{Name: "store", Fn: func(context.Context) error {
-			return db.View(func(*store.Tx) error { return nil })
-		}},
+		{Name: "store", Fn: func(ctx context.Context) error { return db.Ready(ctx) }},
 		{Name: "sip", Fn: func(context.Context) error {
 			// A drain is the draining check's to report: the checks run one after
 			// another, and a drain that begins between them must not show as SIP's.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/store"
 )
 
@@ -99,4 +100,31 @@ func TestToggleDebugOnHUP(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// Until the PostgreSQL backend does every store operation, a node configured for it does not
+// start: it names what is missing, and opens nothing (the DSN here reaches no server).
+func TestOpenStoreRefusesIncompletePostgres(t *testing.T) {
+	missing := store.PostgresMissing()
+	if len(missing) == 0 {
+		t.Fatal("the PostgreSQL backend is complete: let serve open it, and test that here")
+	}
+	cfg := &configs.Config{DataDir: t.TempDir(), Store: configs.Store{Driver: configs.StorePostgres, DSN: "postgres://trackline@127.0.0.1:1/trackline"}}
+	db, err := openStore(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	if err == nil {
+		db.Close()
+		t.Fatal("opened a store on an incomplete PostgreSQL backend")
+	}
+	if !strings.Contains(err.Error(), "store.driver postgres is not complete yet") || !strings.Contains(err.Error(), missing[0]) {
+		t.Fatalf("error = %v", err)
+	}
+	cfg.Store = configs.Store{Driver: configs.StoreBbolt}
+	db, err = openStore(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.Driver() != "bbolt" || db.Ready(context.Background()) != nil {
+		t.Fatalf("bbolt store: driver %s, ready %v", db.Driver(), db.Ready(context.Background()))
+	}
 }
