@@ -665,7 +665,7 @@ func (l *loop) generate(s *Session, now int64) int64 {
 		}
 		for lg.gen != genNone && lg.next <= now {
 			l.sendFrame(lg, now)
-			lg.next += frameNanos
+			lg.next += lg.every()
 		}
 		if lg.gen != genNone && (next == 0 || lg.next < next) {
 			next = lg.next

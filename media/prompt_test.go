@@ -1,6 +1,7 @@
 package media
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -77,3 +78,71 @@ func TestPromptFramesBatchedThroughTheRing(t *testing.T) {
 }
 
 // A business line that answers while the caller still hears the disclaimer waits on
+// silence: a frame of it a second (keepAliveEvery), each the first of a talkspurt (marked,
+// its timestamp as far on as the time since the last), not 50 a second; at the bridge the
+// caller's audio follows on the same stream without a gap in the sequence numbers.
+func TestAnsweredLineWaitsOnKeepAlives(t *testing.T) {
+	eachIO(t, func(t *testing.T, mode string) {
+		cust := recordingCustomer()
+		cust.Prompts.Disclaimer = writeWAV(t, 8000*5/2) // 2.5 s
+		f := newFixture(t, Config{IO: mode}, cust)
+		a, b := newEndpoint(t, "127.0.0.1"), newEndpoint(t, "127.0.0.1")
+		s := f.anchor(t, a.sdp("sendrecv", "0"))
+		if err := s.Callee(b.sdp("sendrecv", "0"), netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+		s.Answered()
+		var got []rtp.Packet
+		for {
+			p, ok := b.recv(2 * time.Second)
+			if !ok {
+				break // the disclaimer has ended, and with it the line's wait
+			}
+			got = append(got, p)
+			if len(got) > 10 {
+				t.Fatalf("%d frames in the line's wait of 2.5 s, want one a second", len(got))
+			}
+		}
+		if len(got) < 2 || len(got) > 4 {
+			t.Fatalf("%d frames in the line's wait of 2.5 s, want one a second", len(got))
+		}
+		for i, p := range got {
+			if string(p.Payload) != string(silence[g711.ULaw]) {
+				t.Fatalf("frame %d is not silence", i)
+			}
+			if !p.Marker {
+				t.Fatalf("frame %d after a pause is not marked", i)
+			}
+			if i > 0 {
+				if p.SequenceNumber != got[i-1].SequenceNumber+1 || p.SSRC != got[i-1].SSRC {
+					t.Fatalf("frame %d: sequence %d after %d", i, p.SequenceNumber, got[i-1].SequenceNumber)
+				}
+				if d := p.Timestamp - got[i-1].Timestamp; d%frameSamples != 0 || d < 4000 || d > 16000 {
+					t.Fatalf("frame %d: timestamp %d on from the last, want about a second's (8000)", i, d)
+				}
+			}
+		}
+		select {
+		case <-s.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatal("not ready after the disclaimer")
+		}
+		s.Bridge()
+		toA := anchorAddr(t, s.CallerSDP())
+		for {
+			a.send(toA, 0, payload(0x42))
+			p, ok := b.recv(time.Second)
+			if !ok {
+				t.Fatal("no bridged audio at the line")
+			}
+			if p.Payload[0] != 0x42 {
+				continue
+			}
+			last := got[len(got)-1]
+			if p.SSRC != last.SSRC || p.SequenceNumber != last.SequenceNumber+1 || !p.Marker {
+				t.Fatalf("bridged audio: ssrc %x seq %d marker %v after ssrc %x seq %d", p.SSRC, p.SequenceNumber, p.Marker, last.SSRC, last.SequenceNumber)
+			}
+			break
+		}
+	})
+}

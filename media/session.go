@@ -68,9 +68,11 @@ func (o *outStream) advance(now int64) bool {
 	return false
 }
 
-// generated returns the header fields of the next generated frame.
+// generated returns the header fields of the next generated frame. A frame after a pause
+// (a keep-alive, keepAliveEvery) starts a talkspurt: marked (RFC 3551 §4.1).
 func (o *outStream) generated(now int64) (seq uint16, ts uint32, marker bool) {
-	marker = o.advance(now)
+	resumed := o.started && (now-o.last)/125_000 > 3*frameSamples/2
+	marker = o.advance(now) || resumed
 	o.srcOK = false
 	return o.seq, o.ts, marker
 }
@@ -158,11 +160,30 @@ func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.s.lp.rescan.Store(true)
 }
 
+// playSilence makes the leg wait on silence: a frame of it now, then one every
+// keepAliveEvery, and nothing between them.
 func (l *leg) playSilence(now int64) {
 	l.gen, l.prompt, l.onEnd = genSilence, nil, nil
 	l.next = now
 	l.s.setGenerating(true)
 	l.s.lp.rescan.Store(true)
+}
+
+// keepAliveEvery is how often a leg that waits on silence (a business line that answered
+// while the caller still hears the disclaimer) gets a frame. A frame of silence every 20 ms
+// would say nothing that no packet does not (RFC 3551 §4.1: a sender may send nothing in
+// silence); what the frames are for is to keep the line's side from taking the call for
+// dead (an RTP timeout, a NAT or firewall binding), and one a second does that (Asterisk's
+// rtpkeepalive does the same). It spares 49 of 50 packets a second for as long as the line
+// waits: with the 7 s disclaimer and a line that answers at once, half of a call's packets.
+const keepAliveEvery = int64(time.Second)
+
+// every is the spacing of the leg's generated frames.
+func (l *leg) every() int64 {
+	if l.gen == genSilence {
+		return keepAliveEvery
+	}
+	return frameNanos
 }
 
 func (l *leg) stopGen() { l.gen, l.prompt, l.onEnd = genNone, nil, nil }
