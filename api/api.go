@@ -15,6 +15,7 @@ import (
 	"github.com/trackline/trackline/internal/textutil"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/privacy"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store/keyring"
 )
 
@@ -54,6 +55,7 @@ type API struct {
 	privacy       *privacy.Service // nil: no data-subject endpoints, no erasure
 	agents        Agents           // nil: no browser agents
 	recordingsDir string
+	objects       *recordings.Objects
 	keys          *keyring.Keyring // the customers' keys (recordings)
 	checks        []Check          // readiness checks of /readyz
 	backup        Backuper         // nil: no hot backup

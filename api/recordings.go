@@ -3,8 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/trackline/trackline/recordings"
@@ -24,33 +22,35 @@ func WithRecordings(r RecordingReader, dir string, keys *keyring.Keyring) Option
 	return func(a *API) { a.recordings, a.recordingsDir, a.keys = r, dir, keys }
 }
 
-// openRecording opens the plain WAV of a recording, checking that the file is the one its
-// record names. A file that is gone, or whose key was destroyed, answers 410.
-func (a *API) openRecording(rec store.Recording) (*recordings.Reader, error) {
-	rel := filepath.FromSlash(rec.Path)
-	if !filepath.IsLocal(rel) {
+// WithRecordingObjects serves the recordings that are no longer on this node's disk from
+// the object store o (uploaded, or made on another node).
+func WithRecordingObjects(o *recordings.Objects) Option {
+	return func(a *API) { a.objects = o }
+}
+
+// openRecording opens the plain WAV of a recording, from the local file or else its object,
+// checking that it is the one its record names. A recording that is gone, or whose key was
+// destroyed, answers 410.
+func (a *API) openRecording(r *http.Request, rec store.Recording) (*recordings.Reader, error) {
+	files := recordings.Files{Dir: a.recordingsDir, Keys: a.keys, Objects: a.objects}
+	rd, err := files.Open(r.Context(), rec)
+	switch {
+	case errors.Is(err, recordings.ErrInvalidID):
 		a.log.Error("recording path leaves the recordings directory", "recording", rec.ID)
 		return nil, errStatus(http.StatusNotFound, "", "unknown recording")
-	}
-	rd, err := recordings.Open(a.keys, filepath.Join(a.recordingsDir, rel))
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, errStatus(http.StatusGone, "", "the recording's file is gone")
-	case errors.Is(err, keyring.ErrNoKey):
-		return nil, errStatus(http.StatusGone, "", "the recording's key was destroyed")
+	case errors.Is(err, recordings.ErrGone):
+		return nil, errStatus(http.StatusGone, "", files.WhyGone(rec))
+	case errors.Is(err, recordings.ErrCorrupt):
+		return nil, errors.New("recording " + rec.ID + ": the file belongs to another call or is damaged")
 	case err != nil:
 		return nil, err
-	}
-	if rd.CustomerID() != rec.CustomerID || rd.CallID() != rec.CallID {
-		rd.Close()
-		return nil, errors.New("recording " + rec.ID + ": the file belongs to another call")
 	}
 	return rd, nil
 }
 
 // getRecording streams a recording's plain WAV, decrypting it as it goes. Range requests
-// are served (browsers seek in audio this way); the ETag is the plain WAV's sha256 from the
-// record.
+// are served (browsers seek in audio this way), from the object store too: a Range reads
+// only the chunks it covers; the ETag is the plain WAV's sha256 from the record.
 func (a *API) getRecording(w http.ResponseWriter, r *http.Request) error {
 	if a.recordings == nil {
 		return errStatus(http.StatusServiceUnavailable, "", "recordings are not available")
@@ -66,7 +66,7 @@ func (a *API) getRecording(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rd, err := a.openRecording(rec)
+	rd, err := a.openRecording(r, rec)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,8 @@ type App struct {
 	pool   *pool.Pool
 	keys   *keyring.Keyring
 	recDir string
+	// objects is the object store of recordings (WithRecordingObjects); nil: local only.
+	objects *recordings.Objects
 	// promptDir holds uploaded prompts (WithPrompts); "" refuses uploads.
 	promptDir    string
 	webhooks     bool // the webhooks page is served (WithWebhooks)
@@ -90,6 +92,10 @@ func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now 
 func WithRecordings(dir string, keys *keyring.Keyring) Option {
 	return func(a *App) { a.recDir, a.keys = dir, keys }
 }
+
+// WithRecordingObjects plays the recordings that are not on this node's disk from the
+// object store o.
+func WithRecordingObjects(o *recordings.Objects) Option { return func(a *App) { a.objects = o } }
 
 // New builds the web app on the store and the pool.
 func New(cfg Config, db *store.DB, p *pool.Pool, opts ...Option) (*App, error) {

@@ -415,7 +415,7 @@ func (a *App) recording(w http.ResponseWriter, q *request) error {
 	if err != nil || rec.CustomerID != q.customer.ID {
 		return errNotFound
 	}
-	rd, err := openRecording(a.keys, a.recDir, rec)
+	rd, err := a.openRecording(q.r.Context(), rec)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,12 +14,12 @@ import (
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
-	"github.com/trackline/trackline/store/keyring"
 )
 
-// openRecording opens a recording for the player; a file or key that is gone answers 410.
-func openRecording(keys *keyring.Keyring, dir string, rec store.Recording) (*recordings.Reader, error) {
-	rd, err := recordings.OpenRecording(dir, keys, rec)
+// openRecording opens a recording for the player, from this node's disk or the object
+// store; a recording or key that is gone answers 410.
+func (a *App) openRecording(ctx context.Context, rec store.Recording) (*recordings.Reader, error) {
+	rd, err := recordings.Files{Dir: a.recDir, Keys: a.keys, Objects: a.objects}.Open(ctx, rec)
 	if errors.Is(err, recordings.ErrGone) {
 		return nil, &pageError{status: http.StatusGone, msg: "the recording is gone"}
 	}

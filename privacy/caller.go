@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"time"
 
 	"github.com/trackline/trackline/recordings"
@@ -118,10 +116,10 @@ func (s *Service) ExportCaller(ctx context.Context, sub Subject, actor string) (
 	}
 	e := &CallerExport{data: d, readers: make([]*recordings.Reader, len(recs))}
 	for i, rec := range recs {
-		rd, err := recordings.OpenRecording(s.recDir, s.keys, rec)
+		rd, err := s.files().Open(ctx, rec)
 		switch {
 		case errors.Is(err, recordings.ErrGone):
-			e.data.Recordings[i].Missing = s.whyGone(rec)
+			e.data.Recordings[i].Missing = s.files().WhyGone(rec)
 			continue
 		case errors.Is(err, recordings.ErrInvalidID):
 			e.Close()
@@ -140,17 +138,6 @@ func (s *Service) ExportCaller(ctx context.Context, sub Subject, actor string) (
 		return nil, err
 	}
 	return e, nil
-}
-
-// whyGone says why the file of a recording that recordings.OpenRecording found gone cannot
-// be read: it is missing, or else its key was destroyed.
-func (s *Service) whyGone(rec store.Recording) string {
-	if path, err := recordings.Path(s.recDir, rec); err == nil {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return "the recording's file is gone"
-		}
-	}
-	return "the recording's key was destroyed"
 }
 
 // Data is the archive's caller.json: everything held about the caller, with the time of the
@@ -248,12 +235,12 @@ func (s *Service) EraseCaller(ctx context.Context, sub Subject, actor string) (E
 		}
 	}
 	for _, rec := range recs {
-		if err := recordings.Remove(s.recDir, rec.Path); err != nil {
+		if err := s.files().Remove(ctx, rec.Path); err != nil {
 			return Erased{}, err
 		}
 	}
 	for _, c := range d.Calls {
-		if err := recordings.RemoveCall(s.recDir, c.CustomerID, c.ID, c.Start); err != nil {
+		if err := s.files().RemoveCall(ctx, c.CustomerID, c.ID, c.Start); err != nil {
 			return Erased{}, err
 		}
 	}

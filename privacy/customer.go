@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/trackline/trackline/pool"
-	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 )
 
@@ -37,7 +36,7 @@ func (s *Service) EraseCustomer(ctx context.Context, customerID, actor string) (
 	if err := s.keys.Destroy(customerID); err != nil {
 		return nil, err
 	}
-	if err := recordings.RemoveCustomer(s.recDir, customerID); err != nil {
+	if err := s.files().RemoveCustomer(ctx, customerID); err != nil {
 		return nil, err
 	}
 	res, err := s.pool.Purge(ctx, customerID, !pool.TrialLapsed(&c, now))

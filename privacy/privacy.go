@@ -10,6 +10,7 @@ import (
 
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/pool/e164"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
 )
@@ -39,6 +40,7 @@ type Service struct {
 	db     Store
 	keys   *keyring.Keyring
 	recDir string
+	objs   *recordings.Objects // nil: no object store
 	pool   *pool.Pool
 	log    *slog.Logger
 	now    func() time.Time
@@ -50,6 +52,15 @@ type Option func(*Service)
 // WithLogger sets the logger (erasures are logged at info, with counts and the
 // compaction's figures, never a number).
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithObjects erases recordings from the object store o too, and reads them from it for
+// exports.
+func WithObjects(o *recordings.Objects) Option { return func(s *Service) { s.objs = o } }
+
+// files is where the recordings are: the tree under recDir and the object store.
+func (s *Service) files() recordings.Files {
+	return recordings.Files{Dir: s.recDir, Keys: s.keys, Objects: s.objs}
+}
 
 // WithClock sets the clock (tests): audit entries, an export's time, whether a customer is
 // in service.

@@ -145,7 +145,7 @@ func sealLastBuf(f *os.File, aead cipher.AEAD, h []byte, dataLen int64, in, out 
 // decrypting one chunk at a time: Read and Seek (io.ReadSeeker) are what http.ServeContent
 // and archive writers need. It is not safe for concurrent use.
 type Reader struct {
-	f          *os.File
+	f          source
 	aead       cipher.AEAD
 	h          []byte // the file's header, every chunk's additional data
 	customerID string
@@ -171,7 +171,12 @@ func Open(keys *keyring.Keyring, path string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := newReader(keys, f)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r, err := newReader(keys, f, st.Size(), st.ModTime())
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open recording %s: %w", filepath.Base(path), err)
@@ -179,13 +184,18 @@ func Open(keys *keyring.Keyring, path string) (*Reader, error) {
 	return r, nil
 }
 
-func newReader(keys *keyring.Keyring, f *os.File) (*Reader, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
+// source is what a Reader reads an encrypted recording from: a local file, or an object in
+// the object store (object.go).
+type source interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// newReader reads the header and checks the last chunk of the encrypted recording of size
+// bytes in f; it does not close f on error.
+func newReader(keys *keyring.Keyring, f source, size int64, modTime time.Time) (*Reader, error) {
 	h := make([]byte, encHeaderSize)
-	if _, err := io.ReadFull(f, h); err != nil {
+	if _, err := f.ReadAt(h, 0); err != nil {
 		return nil, fmt.Errorf("%w: no header", ErrCorrupt)
 	}
 	customerID, callID, err := parseHeader(h)
@@ -200,7 +210,7 @@ func newReader(keys *keyring.Keyring, f *os.File) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	body := st.Size() - encHeaderSize
+	body := size - encHeaderSize
 	if body < tagSize {
 		return nil, fmt.Errorf("%w: truncated", ErrCorrupt)
 	}
@@ -214,7 +224,7 @@ func newReader(keys *keyring.Keyring, f *os.File) (*Reader, error) {
 		return nil, fmt.Errorf("%w: too long", ErrCorrupt)
 	}
 	r := &Reader{
-		f: f, aead: aead, h: h, customerID: customerID, callID: callID, modTime: st.ModTime(),
+		f: f, aead: aead, h: h, customerID: customerID, callID: callID, modTime: modTime,
 		size: headerSize + dataLen, chunks: chunks, lastLen: lastLen, cur: -1,
 		plain: make([]byte, 0, chunkBytes), sealed: make([]byte, sealedChunk),
 	}
@@ -305,5 +315,5 @@ func (r *Reader) CallID() string { return r.callID }
 // Duration is the play time of the audio.
 func (r *Reader) Duration() time.Duration { return durationOf(r.size - headerSize) }
 
-// Close closes the file.
+// Close closes the file (or the object).
 func (r *Reader) Close() error { return r.f.Close() }

@@ -82,6 +82,7 @@ type Exporter struct {
 	db   *store.DB
 	dir  string
 	keys *keyring.Keyring
+	objs *Objects // WithExportObjects; nil: recordings are local only
 	open OpenFunc
 	now  func() time.Time
 }
@@ -91,6 +92,15 @@ type ExportOption func(*Exporter)
 
 // WithExportClock sets the clock that stamps archives (tests).
 func WithExportClock(now func() time.Time) ExportOption { return func(e *Exporter) { e.now = now } }
+
+// WithExportObjects reads the recordings that are not on this node's disk from the object
+// store o, and has RemoveCustomer delete the customer's objects too.
+func WithExportObjects(o *Objects) ExportOption {
+	return func(e *Exporter) {
+		e.objs = o
+		e.open = Files{Dir: e.dir, Keys: e.keys, Objects: o}.Opener()
+	}
+}
 
 // NewExporter exports from db and the recordings under dir, encrypted with keys.
 func NewExporter(db *store.DB, dir string, keys *keyring.Keyring, opts ...ExportOption) *Exporter {
@@ -102,13 +112,14 @@ func NewExporter(db *store.DB, dir string, keys *keyring.Keyring, opts ...Export
 }
 
 // RemoveCustomer destroys the customer's key, so that no copy of its recordings (in a
-// backup) can be read any more, and deletes its recordings directory (RemoveCustomer). It
-// is for a customer whose data is deleted for good.
+// backup) can be read any more, and deletes its recordings directory (RemoveCustomer) and
+// its objects (a failed deletion is kept and retried: Objects.RemoveCustomer). It is for a
+// customer whose data is deleted for good.
 func (e *Exporter) RemoveCustomer(customerID string) error {
 	if err := e.keys.Destroy(customerID); err != nil {
 		return err
 	}
-	return RemoveCustomer(e.dir, customerID)
+	return Files{Dir: e.dir, Keys: e.keys, Objects: e.objs}.RemoveCustomer(context.Background(), customerID)
 }
 
 // ExportFile writes the customer's archive into dir as

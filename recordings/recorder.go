@@ -49,13 +49,18 @@ type Options struct {
 type Option func(*seams)
 
 type seams struct {
-	reg prometheus.Registerer
-	log *slog.Logger
+	reg      prometheus.Registerer
+	log      *slog.Logger
+	finished func(rel string)
 }
 
 // WithRegisterer registers the package's metrics on r; without it (or with nil) they are
 // kept but not registered.
 func WithRegisterer(r prometheus.Registerer) Option { return func(s *seams) { s.reg = r } }
+
+// WithFinished has fn called with the path (Info.Rel) of each recording once it is finished
+// and durable, from the goroutine that finished it: fn must not block (Objects.Enqueue).
+func WithFinished(fn func(rel string)) Option { return func(s *seams) { s.finished = fn } }
 
 // WithLogger sets the logger of events that are not returned as errors; without it (or
 // with nil) they are discarded.
@@ -67,6 +72,7 @@ type Recorder struct {
 	dir       string
 	keys      *keyring.Keyring
 	log       *slog.Logger
+	finished  func(rel string) // WithFinished; nil for none
 	m         *metrics
 	maxChunks uint32
 	workers   []*worker
@@ -132,6 +138,7 @@ func New(o Options, opts ...Option) (*Recorder, error) {
 		dir:       dir,
 		keys:      o.Keys,
 		log:       sm.log,
+		finished:  sm.finished,
 		m:         newMetrics(),
 		maxChunks: uint32(min(int64(o.MaxDuration/time.Second), maxChunks)),
 		silence:   make([]byte, chunkBytes),

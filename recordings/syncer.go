@@ -109,6 +109,8 @@ func (r *Recorder) finishBatch(recs []*Recording, b *syncBuffers) {
 		}
 		if rec.syncErr != nil {
 			rec.syncErr = fmt.Errorf("finish file: %w", rec.syncErr)
+		} else if r.finished != nil {
+			r.finished(rec.rel) // durable: the object store may take it (WithFinished)
 		}
 		close(rec.done)
 	}

@@ -3,6 +3,10 @@
 #
 #   scripts/deps.sh          system tools (apt) and Go modules
 #   scripts/deps.sh lint     staticcheck, pinned, into $(go env GOPATH)/bin
+#   scripts/deps.sh weed     SeaweedFS's weed, pinned, into $(go env GOPATH)/bin (the default run
+#                            builds it too): the S3-compatible object store of the recordings
+#                            tests (internal/weedtest). Built from its Go module outside
+#                            trackline's go.mod, once: ~390 s of CPU (9 min on 2 busy cores)
 #
 # System tools, by the command each package provides:
 #   chromium    chromium   headless browser for the DNI script tests
@@ -30,6 +34,8 @@
 #                          Debian's config (no trackline ports), not needed by the tests
 set -euo pipefail
 
+# github.com/seaweedfs/seaweedfs; internal/weedtest.Version names the same.
+WEED_VERSION=v0.0.0-20261109003541-7506e5f91cd6
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools; v0.8.x is the first line built for Go 1.26
 
 cd "$(dirname "$0")/.."
@@ -106,17 +112,40 @@ lint_deps() {
 	GOBIN="$bin" go install "honnef.co/go/tools/cmd/staticcheck@$want"
 }
 
+# weed_deps builds weed-$WEED_VERSION unless present. `go install module@version` refuses
+# SeaweedFS (its go.mod has replace directives), so the module is downloaded outside any
+# module and built as its own main module, with its own go.sum.
+weed_deps() {
+	local bin dir tmp
+	bin="$(go env GOPATH)/bin/weed-$WEED_VERSION"
+	if [ -x "$bin" ]; then
+		say "weed $WEED_VERSION: present ($bin)"
+		return 0
+	fi
+	tmp=$(mktemp -d)
+	dir=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/seaweedfs/seaweedfs@$WEED_VERSION" | jq -r .Dir)
+	rmdir "$tmp"
+	say "building weed $WEED_VERSION from $dir into $bin (minutes)"
+	mkdir -p "$(dirname "$bin")"
+	(cd "$dir" && GOFLAGS=-buildvcs=false go build -o "$bin.tmp" ./weed)
+	mv "$bin.tmp" "$bin"
+}
+
 case "${1:-}" in
 "")
 	system_deps
 	go_deps
+	weed_deps
+	;;
+weed)
+	weed_deps
 	;;
 lint)
 	go_deps
 	lint_deps
 	;;
 *)
-	echo "usage: $0 [lint]" >&2
+	echo "usage: $0 [lint|weed]" >&2
 	exit 2
 	;;
 esac
