@@ -106,13 +106,21 @@ func NewSweeper(p *Pool, cfg SweepConfig, archive Archive, opts ...SweepOption) 
 }
 
 // Run sweeps at once and then every Interval until ctx ends. A run that fails is logged and
-// counted; the next one tries again.
+// counted; the next one tries again. In a cluster one node sweeps at a time (the store's
+// Exclusive: a PostgreSQL advisory lock); the others skip that run.
 func (s *Sweeper) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+		ran, err := s.p.db.Exclusive(ctx, "retention-sweep", func(ctx context.Context) error {
+			_, err := s.Sweep(ctx)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
 			s.log.Error("retention sweep", "err", err)
+		}
+		if !ran && err == nil {
+			s.log.Debug("retention sweep skipped: another node runs it")
 		}
 		select {
 		case <-ctx.Done():
