@@ -585,6 +585,9 @@ func (o *Objects) PendingDeletes() int {
 
 // oldestPending is the age of the oldest recording waiting for its upload (0 for none).
 func (o *Objects) oldestPending() time.Duration {
+	if o == nil {
+		return 0
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var oldest time.Time

@@ -36,6 +36,14 @@ func newObjectMetrics() *objectMetrics {
 	return m
 }
 
+// RegisterObjectMetrics registers the object store's metrics for a node without one: the
+// counters stay 0 and the gauges read 0, so that dashboards and alert rules find every
+// series on every node.
+func RegisterObjectMetrics(reg prometheus.Registerer) error {
+	return newObjectMetrics().register(reg, nil)
+}
+
+// register registers m and the gauges that read o (nil: no object store, all 0).
 func (m *objectMetrics) register(reg prometheus.Registerer, o *Objects) error {
 	if reg == nil {
 		return nil
