@@ -166,7 +166,6 @@ func (t *Tx) callEvents(subKey []byte, c *Call, tr callTransition) error {
 	if subs == nil {
 		return nil
 	}
-	subs = bytes.Clone(subs)
 	var evs [4]EventType
 	n := 0
 	if tr.isNew {
@@ -224,7 +223,7 @@ func (t *Tx) callEvents(subKey []byte, c *Call, tr callTransition) error {
 			if err != nil {
 				return fmt.Errorf("encode %s event: %w", typ, err)
 			}
-			if _, err := t.addMessage(subs, c.CustomerID, typ, c.ID, at, raw, ""); err != nil {
+			if _, err := t.addMessage(c.CustomerID, typ, c.ID, at, raw, ""); err != nil {
 				return err
 			}
 			continue
@@ -234,14 +233,14 @@ func (t *Tx) callEvents(subKey []byte, c *Call, tr callTransition) error {
 			if err != nil {
 				return fmt.Errorf("encode %s event: %w", typ, err)
 			}
-			id, err := t.addMessage(subs, c.CustomerID, typ, c.ID, at, raw, "")
+			id, err := t.addMessage(c.CustomerID, typ, c.ID, at, raw, "")
 			if err != nil {
 				return err
 			}
 			callData, callMsg = raw, id
 			continue
 		}
-		if _, err := t.addMessage(subs, c.CustomerID, typ, c.ID, at, nil, callMsg); err != nil {
+		if _, err := t.addMessage(c.CustomerID, typ, c.ID, at, nil, callMsg); err != nil {
 			return err
 		}
 	}
@@ -254,7 +253,6 @@ func (t *Tx) callUpdated(c *Call) error {
 	if subs == nil {
 		return nil
 	}
-	subs = bytes.Clone(subs)
 	pseudo, err := t.pseudonymous(c.CustomerID)
 	if err != nil {
 		return err
@@ -267,7 +265,7 @@ func (t *Tx) callUpdated(c *Call) error {
 	if err != nil {
 		return fmt.Errorf("encode %s event: %w", EventCallUpdated, err)
 	}
-	_, err = t.addMessage(subs, c.CustomerID, EventCallUpdated, c.ID, at, raw, "")
+	_, err = t.addMessage(c.CustomerID, EventCallUpdated, c.ID, at, raw, "")
 	return err
 }
 
@@ -298,6 +296,6 @@ func (t *Tx) PoolExhausted(customerID, number string, at time.Time) error {
 	if err != nil {
 		return fmt.Errorf("encode %s event: %w", EventPoolExhausted, err)
 	}
-	_, err = t.addMessage(subs, customerID, EventPoolExhausted, "", at, raw, "")
+	_, err = t.addMessage(customerID, EventPoolExhausted, "", at, raw, "")
 	return err
 }

@@ -272,6 +272,15 @@ type outboxState struct {
 	mu           sync.Mutex
 	due          map[EndpointRef]struct{}
 	queues       map[EndpointRef]*epQueue
+	// unindexed are the committed messages whose index entries are not written yet, in the
+	// order of their commits (outboxindex.go); indexKick wakes the index writer, which
+	// closes indexDone when it exits (nil until startOutbox).
+	unindexed  []unindexed
+	indexKick  chan struct{}
+	indexDone  chan struct{}
+	indexDelay atomic.Int64 // OutboxIndexDelay; tests change it
+	// sealer seals the endpoints' secrets (webhooksecrets.go); nil: kept in the clear.
+	sealer atomic.Pointer[sealerBox]
 }
 
 // txOutbox is what a transaction's commit does to the outbox's memory and tells its readers.
@@ -279,6 +288,11 @@ type txOutbox struct {
 	registered bool
 	ops        []queueOp
 	due        []EndpointRef
+	// fresh are the messages the transaction wrote; the first freshIndexed of them, and the
+	// first indexedN of the outbox's unindexed ones, it indexed (outboxindex.go).
+	fresh        []unindexed
+	freshIndexed int
+	indexedN     int
 }
 
 // dueAt has the commit of t tell the outbox's readers that the endpoint has a delivery due.
@@ -350,11 +364,12 @@ func (t *Tx) newMessageID(now time.Time) (string, error) {
 	return string(b[:]), nil
 }
 
-// addMessage writes a message of the customer and makes a delivery of it pending to every
-// endpoint in the subscriptions value subs that wants its type, and answers its id. The
-// payload is the envelope of data (the data's JSON) with the message's id and the time at;
-// with ref set, the data is that message's, which this write made.
-func (t *Tx) addMessage(subs []byte, customerID string, typ EventType, subject string, at time.Time, data []byte, ref string) (string, error) {
+// addMessage writes a message of the customer, which has an enabled endpoint that wants
+// its type, and answers its id. The payload is the envelope of data (the data's JSON) with
+// the message's id and the time at; with ref set, the data is that message's, which this
+// write made. Its subject entry and its deliveries are written by the next index write
+// (outboxindex.go).
+func (t *Tx) addMessage(customerID string, typ EventType, subject string, at time.Time, data []byte, ref string) (string, error) {
 	now := t.now()
 	id, err := t.newMessageID(now)
 	if err != nil {
@@ -363,22 +378,13 @@ func (t *Tx) addMessage(subs []byte, customerID string, typ EventType, subject s
 	if err := t.appending(bucketMessages).Put(compose(customerID, id), encodeMessage(now, typ, subject, at, data, ref)); err != nil {
 		return "", err
 	}
-	if subject != "" {
-		if err := t.appending(bucketMsgSubject).Put(compose(customerID, subject, id), nil); err != nil {
-			return "", err
-		}
+	m := unindexed{customerID: customerID, id: id, subject: subject, typ: typ, created: now.UnixNano()}
+	if t.db == nil {
+		return id, t.indexMessages([]unindexed{m})
 	}
-	q := t.appending(bucketQueue)
-	next := now.UnixNano()
-	err = eachSubscriber(subs, typ.bit(), func(ep []byte) error {
-		if err := q.Put(compose(customerID, string(ep), id), encodeQueued(next, 0, subject)); err != nil {
-			return err
-		}
-		t.queueOp(queueOp{kind: qAdd, ref: EndpointRef{customerID, string(ep)}, id: id, subject: subject, next: next})
-		t.dueAt(customerID, string(ep))
-		return nil
-	})
-	return id, err
+	t.outbox.fresh = append(t.outbox.fresh, m)
+	t.onCommitOutbox()
+	return id, nil
 }
 
 // queueDelivery makes a delivery pending, due at now (behind an earlier pending message of
@@ -888,6 +894,10 @@ func (db *DB) OutboxStats() (OutboxStats, error) {
 // deleteSubjectMessages deletes the customer's messages of a subject (a call's events) with
 // their deliveries to every endpoint (a caller's erasure).
 func (t *Tx) deleteSubjectMessages(customerID, subject string) error {
+	// The subject's messages not indexed yet are found once they are.
+	if err := t.indexOutbox(); err != nil {
+		return err
+	}
 	prefix := compose(customerID, subject, "")
 	var ids []string
 	c := t.tx.Bucket(bucketMsgSubject).Cursor()

@@ -146,7 +146,7 @@ func TestOutboxConvertsTheOldLayout(t *testing.T) {
 		}
 		return nil
 	})
-	if st, _ := db.OutboxStats(); st.Pending != 3 || !st.Oldest.Equal(time.UnixMilli(mustIDTime(t, ids[0])).UTC()) {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 3 || !st.Oldest.Equal(time.UnixMilli(mustIDTime(t, ids[0])).UTC()) {
 		t.Fatalf("outbox after the conversion: %+v", st)
 	}
 	got := due(t, db, clk.now())
@@ -171,7 +171,7 @@ func TestOutboxConvertsTheOldLayout(t *testing.T) {
 		t.Fatalf("due at the retry: %+v", got)
 	}
 	deliver(got[0])
-	dels, _, err := db.Deliveries("acme", "crm", "", 10)
+	dels, _, err := indexed(t, db).Deliveries("acme", "crm", "", 10)
 	if err != nil || len(dels) != 4 {
 		t.Fatalf("deliveries %+v, %v", dels, err)
 	}
@@ -233,7 +233,7 @@ func TestOutboxQueueWindowKeepsOrder(t *testing.T) {
 	if len(ms) != 3*calls {
 		t.Fatalf("%d messages", len(ms))
 	}
-	dels, _, err := db.Deliveries("acme", "crm", "", 100)
+	dels, _, err := indexed(t, db).Deliveries("acme", "crm", "", 100)
 	if err != nil || len(dels) != 3*calls || dels[0].MessageID != ms[len(ms)-1].ID || dels[0].State != DeliveryPending || dels[0].Type != EventCallCompleted {
 		t.Fatalf("deliveries before any attempt: %d %+v %v", len(dels), dels[0], err)
 	}
@@ -247,7 +247,7 @@ func TestOutboxQueueWindowKeepsOrder(t *testing.T) {
 		if round > 3*calls {
 			t.Fatalf("not drained after %d rounds: %d of %d", round, len(seen), len(ms))
 		}
-		got, _, err := db.DueDeliveries("acme", "crm", clk.now(), 3, func(string) bool { return false })
+		got, _, err := indexed(t, db).DueDeliveries("acme", "crm", clk.now(), 3, func(string) bool { return false })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestOutboxQueueWindowKeepsOrder(t *testing.T) {
 			}
 		}
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 0 {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 0 {
 		t.Fatalf("outbox %+v", st)
 	}
 	db.Close()

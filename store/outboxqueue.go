@@ -216,6 +216,11 @@ func (t *Tx) onCommitOutbox() {
 	t.tx.tx.OnCommit(func() {
 		now := db.now().UnixNano()
 		db.outbox.mu.Lock()
+		if n := t.outbox.indexedN; n > 0 {
+			db.outbox.unindexed = db.outbox.unindexed[:copy(db.outbox.unindexed, db.outbox.unindexed[n:])]
+		}
+		fresh := t.outbox.fresh[t.outbox.freshIndexed:]
+		db.outbox.unindexed = append(db.outbox.unindexed, fresh...)
 		for _, op := range t.outbox.ops {
 			if db.outbox.apply(&op, now) {
 				t.outbox.due = append(t.outbox.due, op.ref)
@@ -225,7 +230,12 @@ func (t *Tx) onCommitOutbox() {
 			db.outbox.due[r] = struct{}{}
 		}
 		db.outbox.mu.Unlock()
-		db.signalOutbox()
+		if len(fresh) > 0 {
+			db.kickIndexer()
+		}
+		if len(t.outbox.ops) > 0 || len(t.outbox.due) > 0 {
+			db.signalOutbox()
+		}
 	})
 }
 

@@ -183,6 +183,10 @@ func Open(path string, opts ...Option) (*DB, error) {
 			}
 		}
 	}
+	if err := db.startOutbox(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	go db.commitLoop()
 	return db, nil
 }
@@ -322,11 +326,15 @@ func (db *DB) startSchema3() error {
 // Close stops the committer after the queued writes and closes the file. It is idempotent.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		db.stopOutbox()
 		db.mu.Lock()
 		db.closed = true
 		db.mu.Unlock()
 		close(db.stop)
 		<-db.done
+		if db.outbox.indexDone != nil {
+			<-db.outbox.indexDone
+		}
 		if db.pg != nil {
 			db.closeErr = db.pg.close()
 			return

@@ -43,6 +43,7 @@ func webhookFixture(t *testing.T, pseudonymous bool) (*DB, *testClock) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	db.outbox.indexDelay.Store(int64(time.Hour)) // the tests write the index themselves (indexed)
 	err = db.Write(context.Background(), func(tx *Tx) error {
 		for _, id := range []string{"acme", "quiet"} {
 			c := Customer{ID: id, Status: StatusActive, SiteKey: id + "-key-0001", PseudonymousCallers: pseudonymous && id == "acme"}
@@ -144,7 +145,7 @@ func types(ms []Message) []EventType {
 // due answers the deliveries of acme's crm that are due at now.
 func due(t *testing.T, db *DB, now time.Time) []DueDelivery {
 	t.Helper()
-	d, _, err := db.DueDeliveries("acme", "crm", now, 100, func(string) bool { return false })
+	d, _, err := indexed(t, db).DueDeliveries("acme", "crm", now, 100, func(string) bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +163,14 @@ func TestCallEventsFollowTheCall(t *testing.T) {
 	if got := types(messages(t, db, "acme")); !slices.Equal(got, []EventType{EventCallRinging}) {
 		t.Fatalf("after the first write: %v", got)
 	}
+	// The message is not in the queue before its index write.
+	if got := db.TakeDueEndpoints(); got != nil {
+		t.Fatalf("TakeDueEndpoints before the index write = %v", got)
+	}
+	if d, _, _ := db.DueDeliveries("acme", "crm", clk.now(), 10, func(string) bool { return false }); len(d) != 0 {
+		t.Fatalf("due before the index write: %d", len(d))
+	}
+	indexed(t, db)
 	select {
 	case <-db.OutboxSignal():
 	default:
@@ -242,10 +251,10 @@ func TestCallEventsFollowTheCall(t *testing.T) {
 	if d := due(t, db, now.Add(time.Hour)); len(d) != 0 {
 		t.Fatalf("due after all delivered: %+v", d)
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 0 {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 0 {
 		t.Fatalf("outbox %+v after all delivered", st)
 	}
-	dels, _, err := db.Deliveries("acme", "crm", "", 10)
+	dels, _, err := indexed(t, db).Deliveries("acme", "crm", "", 10)
 	if err != nil || len(dels) != 4 || dels[0].MessageID != ms[3].ID || dels[0].State != DeliveryDelivered || dels[0].AttemptCount != 1 || dels[0].Attempts[0].Status != 204 {
 		t.Fatalf("deliveries %+v %v", dels, err)
 	}
@@ -279,7 +288,7 @@ func TestNoEventsWithoutAnEndpoint(t *testing.T) {
 	if got := types(messages(t, db, "quiet")); !slices.Equal(got, []EventType{EventCallCompleted}) {
 		t.Fatalf("events %v, want call.completed only", got)
 	}
-	if d, _, _ := db.DueDeliveries("quiet", "off", clk.now(), 10, func(string) bool { return false }); len(d) != 0 {
+	if d, _, _ := indexed(t, db).DueDeliveries("quiet", "off", clk.now(), 10, func(string) bool { return false }); len(d) != 0 {
 		t.Fatalf("deliveries to a disabled endpoint: %+v", d)
 	}
 }
@@ -302,7 +311,7 @@ func TestEventsAreAtomicWithTheCall(t *testing.T) {
 	if ms := messages(t, db, "acme"); len(ms) != 0 {
 		t.Fatalf("a failed transaction left events %v", types(ms))
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 0 {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 0 {
 		t.Fatalf("a failed transaction left deliveries: %+v", st)
 	}
 	// In a batch with a failing write the other writes' events stay, once each.
@@ -330,7 +339,7 @@ func TestEventsAreAtomicWithTheCall(t *testing.T) {
 	if len(ms) != 13 || len(calls) != 13 {
 		t.Fatalf("%d messages of %d calls, want 13 of 13", len(ms), len(calls))
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 13 || !st.Oldest.Equal(t0) {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 13 || !st.Oldest.Equal(t0) {
 		t.Fatalf("outbox %+v, want 13 pending since %v", st, t0)
 	}
 }
@@ -440,11 +449,11 @@ func TestRecordDeliveryRetryGoneAndReplay(t *testing.T) {
 	if got := due(t, db, t0); len(got) != 2 || got[0].ID != ids[1] {
 		t.Fatalf("due after a retry: %+v", got)
 	}
-	_, next, _ := db.DueDeliveries("acme", "crm", t0, 1, func(string) bool { return false })
+	_, next, _ := indexed(t, db).DueDeliveries("acme", "crm", t0, 1, func(string) bool { return false })
 	if !next.Equal(t0) {
 		t.Fatalf("next due %v with one more due now", next)
 	}
-	_, next, _ = db.DueDeliveries("acme", "crm", t0, 10, func(id string) bool { return id != ids[0] })
+	_, next, _ = indexed(t, db).DueDeliveries("acme", "crm", t0, 10, func(id string) bool { return id != ids[0] })
 	if !next.Equal(retry) {
 		t.Fatalf("next due %v, want the retry at %v", next, retry)
 	}
@@ -471,7 +480,7 @@ func TestRecordDeliveryRetryGoneAndReplay(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("FailPending = %d, %v; want 2", n, err)
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 0 {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 0 {
 		t.Fatalf("pending after FailPending: %+v", st)
 	}
 	// Replay needs the endpoint enabled; then a message, or everything since a time.
@@ -523,7 +532,7 @@ func TestWebhooksGoWithTheCustomerAndTheCaller(t *testing.T) {
 	if ms := messages(t, db, "acme"); len(ms) != 1 || ms[0].Subject != kept.ID {
 		t.Fatalf("messages after the erasure: %+v", ms)
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 1 {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 1 {
 		t.Fatalf("outbox after the erasure: %+v", st)
 	}
 	kept.End, kept.Disposition = t0.Add(time.Minute), DispBusy
@@ -540,7 +549,7 @@ func TestWebhooksGoWithTheCustomerAndTheCaller(t *testing.T) {
 			t.Errorf("acme is still in %s", w)
 		}
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 0 {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 0 {
 		t.Fatalf("outbox after the purge: %+v", st)
 	}
 }
@@ -558,7 +567,7 @@ func TestDeleteEndpoint(t *testing.T) {
 	if err := db.DeleteEndpoint(ctx, "acme", "crm"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if st, _ := db.OutboxStats(); st.Pending != 0 {
+	if st, _ := indexed(t, db).OutboxStats(); st.Pending != 0 {
 		t.Fatalf("outbox after the delete: %+v", st)
 	}
 	for _, b := range [][]byte{bucketDeliveries, bucketQueue, bucketEndpoints, bucketSubscriptions} {

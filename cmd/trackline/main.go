@@ -208,6 +208,12 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return err
 	}
+	// Webhook endpoints' secrets are sealed with their customer's key (store/webhooksecrets.go).
+	if n, err := db.SealEndpointSecrets(ctx, integrations.Sealer{Keys: keys}); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("sealed the webhook endpoints' secrets", "endpoints", n)
+	}
 	rec, err := recordings.New(recordings.Options{Dir: recDir, Keys: keys, Workers: cfg.Recordings.Workers},
 		recordings.WithRegisterer(reg), recordings.WithLogger(logger))
 	if err != nil {
