@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // SchemaVersion is the layout this build reads and writes. Version 2 keeps assignments by
@@ -160,6 +161,9 @@ func Open(path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
 	b, err := bolt.Open(path, 0o600, boltOptions(o.timeout))
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

@@ -57,6 +57,8 @@ func main() {
 		os.Exit(serve(os.Args[2:]))
 	case "backup":
 		os.Exit(backup(os.Args[2:]))
+	case "migrate":
+		os.Exit(migrate(os.Args[2:]))
 	case "version":
 		fmt.Println("trackline", version)
 	default:
@@ -66,7 +68,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: trackline serve [flags] | trackline backup [flags] FILE | trackline version\n       trackline serve -h, trackline backup -h for the flags")
+	fmt.Fprintln(os.Stderr, "usage: trackline serve [flags] | trackline backup [flags] FILE | trackline migrate [flags] | trackline version\n       trackline serve -h, trackline backup -h, trackline migrate -h for the flags")
 }
 
 func serve(args []string) int {

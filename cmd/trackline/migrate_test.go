@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/trackline/trackline/internal/pgtest"
+	"github.com/trackline/trackline/store"
+)
+
+// trackline migrate against a real PostgreSQL: a stopped switch's store is copied and
+// verified; a second run finds the database taken; a running switch's store is refused.
+func TestMigrateCommand(t *testing.T) {
+	srv, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	ctx := context.Background()
+	if err := srv.CreateDatabase(ctx, "cluster", ""); err != nil {
+		t.Fatal(err)
+	}
+	dsn := srv.DSN("cluster")
+
+	data := t.TempDir()
+	db, err := store.Open(filepath.Join(data, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key-0001", Created: time.Now().UTC()}
+	s := store.Session{ID: "s1", CustomerID: "acme", Created: time.Now().UTC(), Channel: "Organic", LandingPage: "https://acme.example/"}
+	if err := db.Write(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateCustomer(&c); err != nil {
+			return err
+		}
+		return tx.PutSession(&s)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The switch still runs (its store is open): refused.
+	if code := migrate([]string{"--data", data, "--to", dsn}); code != 1 {
+		t.Errorf("migrate of a running switch's store: exit %d, want 1", code)
+	}
+	db.Close()
+
+	if code := migrate([]string{"--data", data, "--to", dsn}); code != 0 {
+		t.Fatalf("migrate: exit %d, want 0", code)
+	}
+	pg, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got store.Session
+	err = pg.View(func(tx *store.Tx) (err error) { got, err = tx.Session("s1"); return err })
+	pg.Close()
+	if err != nil || got.LandingPage != s.LandingPage || got.CustomerID != "acme" {
+		t.Fatalf("session in PostgreSQL: %+v %v", got, err)
+	}
+	// Run again: the destination is taken.
+	if code := migrate([]string{"--data", data, "--to", dsn}); code != 1 {
+		t.Errorf("second migrate: exit %d, want 1", code)
+	}
+	// No destination at all.
+	os.Unsetenv("PGHOST")
+	if code := migrate([]string{"--data", data}); code != 2 {
+		t.Errorf("migrate without --to or store.dsn: exit %d, want 2", code)
+	}
+}
