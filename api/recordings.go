@@ -40,6 +40,9 @@ func (a *API) openRecording(r *http.Request, rec store.Recording) (*recordings.R
 		return nil, errStatus(http.StatusNotFound, "", "unknown recording")
 	case errors.Is(err, recordings.ErrGone):
 		return nil, errStatus(http.StatusGone, "", files.WhyGone(rec))
+	case errors.Is(err, recordings.ErrUnavailable):
+		a.log.Error("read a recording from the object store", "recording", rec.ID, "err", err)
+		return nil, errStatus(http.StatusServiceUnavailable, "", "the object store holding the recording is unavailable; try again later")
 	case errors.Is(err, recordings.ErrCorrupt):
 		return nil, errors.New("recording " + rec.ID + ": the file belongs to another call or is damaged")
 	case err != nil:

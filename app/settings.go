@@ -23,6 +23,10 @@ func (a *App) openRecording(ctx context.Context, rec store.Recording) (*recordin
 	if errors.Is(err, recordings.ErrGone) {
 		return nil, &pageError{status: http.StatusGone, msg: "the recording is gone"}
 	}
+	if errors.Is(err, recordings.ErrUnavailable) {
+		a.log.Error("read a recording from the object store", "recording", rec.ID, "err", err)
+		return nil, &pageError{status: http.StatusServiceUnavailable, msg: "the recording cannot be read now; try again later"}
+	}
 	return rd, err
 }
 

@@ -17,6 +17,9 @@ var (
 	// ErrCorrupt: a recording file is not one this package wrote, or was changed, cut
 	// short or damaged since (a chunk fails authentication).
 	ErrCorrupt = errors.New("recording file corrupt")
+	// ErrUnavailable: the object store that holds a recording could not be reached or
+	// answered with an error; trying again later may work.
+	ErrUnavailable = errors.New("object store unavailable")
 )
 
 // promptError is a prompt format problem; errors.Is(err, ErrPrompt) holds for it.

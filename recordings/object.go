@@ -156,6 +156,9 @@ func NewObjects(c ObjectConfig, dir string, keys *keyring.Keyring, db RecordingL
 		Secure:    c.Secure,
 		Region:    c.Region,
 		Transport: c.Transport,
+		// A few quick retries inside one attempt; Run retries uploads and deletions with
+		// its own backoff, and a reader waits on them.
+		MaxRetries: 3,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("object store: %w", err)
@@ -617,7 +620,7 @@ func (o *Objects) Open(ctx context.Context, rec store.Recording) (*Reader, error
 		return nil, fmt.Errorf("recording %s: %w", rec.ID, ErrGone)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("recording %s: object store: %w", rec.ID, err)
+		return nil, fmt.Errorf("recording %s: %w: %w", rec.ID, ErrUnavailable, err)
 	}
 	src := &objectSource{ctx: ctx, o: o, key: key, etag: info.ETag}
 	r, err := newReader(o.keys, src, info.Size, info.LastModified)

@@ -307,6 +307,11 @@ func TestObjectDeleteRetried(t *testing.T) {
 	if err := files.RemoveCustomer(ctx, "cust1"); err == nil {
 		t.Fatal("deletion against an unreachable store succeeded")
 	}
+	// Reading from it: ErrUnavailable (the API answers 503), not ErrGone.
+	sr := store.Recording{ID: infos[0].CallID, CustomerID: "cust1", CallID: infos[0].CallID, Path: infos[0].Rel}
+	if _, err := files.Open(ctx, sr); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("open from an unreachable store: %v, want ErrUnavailable", err)
+	}
 	if down.PendingDeletes() != 1 {
 		t.Fatalf("pending deletes %d, want 1", down.PendingDeletes())
 	}
