@@ -499,7 +499,9 @@ func (s *pgStore) view(db *DB, fn func(*Tx) error) error {
 var pgImplemented = map[string]bool{
 	// DB
 	"DB.Write": true, "DB.Enqueue": true, "DB.View": true, "DB.Close": true, "DB.Ready": true,
-	"DB.Driver": true, "DB.Purged": true,
+	"DB.Driver": true, "DB.Purged": true, "DB.Exclusive": true,
+	// CopyTo is the bbolt store's: it copies into PostgreSQL (trackline migrate).
+	"DB.CopyTo": true,
 	// Tx: customers, channels, numbers (pg_records.go)
 	"Tx.Customer": true, "Tx.CreateCustomer": true, "Tx.PutCustomer": true, "Tx.Customers": true,
 	"Tx.Purged": true, "Tx.PutChannel": true, "Tx.Channels": true, "Tx.Number": true,
