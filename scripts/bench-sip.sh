@@ -38,7 +38,8 @@
 # Retry-After as a refused call; it reports goodput (answered calls a second while the load
 # was offered), the 503s, the setup p99 of admitted calls, the time to a 503 (p50, p99, max),
 # and the switch's socket receive queue, sampled every 0.1 s (p99 and max, in KiB of the
-# kernel's accounting).
+# kernel's accounting), and the bucket of the store commits' p99 (a durable write is on each
+# call's setup path: fsync on a busy disk shows here, not in the switch's queue).
 #
 # Per run it reports: calls, failed calls as sipp counts them (any call whose scenario did
 # not run as written), calls the switch recorded as not answered (trackline_calls_total from
@@ -319,14 +320,16 @@ bench() {
 		admitted=$(wc -l <"$dir/setup-ms.txt")
 		rxq99=$(percentile "$dir/rxq.txt" 99)
 		rxqmax=$(sort -g "$dir/rxq.txt" | tail -1)
+		local commit99
+		commit99=$(hist_quantile "$dir/metrics-end.txt" trackline_store_commit_seconds 0.99)
 		row=$(awk -v name="$name" -v rate="$rate" -v created="$created" -v secs="$secs" -v adm="$admitted" -v made="$made" \
 			-v failed="$failed" -v p99="$p99" -v ref="$refused" -v r50="$r50" -v r99="$r99" -v rmax="${rmax:-n/a}" -v shed="$shed" \
 			-v retrans="$retrans" -v ticks=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v hwm="$hwm" -v dsw="$drops_sw" \
-			-v rxq99="${rxq99:-0}" -v rxqmax="${rxqmax:-0}" 'BEGIN {
+			-v rxq99="${rxq99:-0}" -v rxqmax="${rxqmax:-0}" -v commit99="$commit99" 'BEGIN {
 				ms = adm ? ticks / hz * 1000 / adm : 0
-				printf "| %s | %d | %d | %d (%.0f / s) | %s | %d | %d (%.1f %%) | %s / %s / %s | %s | %d | %s | %.3f | %.0f | %d | %.0f / %.0f |\n",
+				printf "| %s | %d | %d | %d (%.0f / s) | %s | %d | %d (%.1f %%) | %s / %s / %s | %s | %d | %s | %.3f | %.0f | %d | %.0f / %.0f | %s |\n",
 					name, rate, created, adm, adm / secs, made, failed, ref, created ? 100 * ref / created : 0, r50, r99, rmax, shed, retrans, p99, ms, hwm / 1024,
-					dsw, rxq99 / 1024, rxqmax / 1024
+					dsw, rxq99 / 1024, rxqmax / 1024, commit99
 			}')
 		overloads+=("$row")
 		say "run $run overload: $row"
@@ -356,8 +359,8 @@ if [ "${#overloads[@]}" -gt 0 ]; then
 	echo
 	echo "Overload (refused = 503 with Retry-After at the trunk; in the table above they count as sipp's successful calls):"
 	echo
-	echo "| run | CPS offered | calls | admitted (goodput) | CPS made | failed (sipp) | refused 503 | to 503 ms p50 / p99 / max | shed by reason (switch) | retrans | setup p99 ms of admitted | CPU ms per admitted call | peak RSS MiB | UDP drops switch | socket queue KiB p99 / max |"
-	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+	echo "| run | CPS offered | calls | admitted (goodput) | CPS made | failed (sipp) | refused 503 | to 503 ms p50 / p99 / max | shed by reason (switch) | retrans | setup p99 ms of admitted | CPU ms per admitted call | peak RSS MiB | UDP drops switch | socket queue KiB p99 / max | store commit p99 s (bucket) |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 	printf '%s\n' "${overloads[@]}"
 fi
 ok_exit=1

@@ -48,6 +48,15 @@ sample_rxq() {
 	done
 }
 
+# hist_quantile FILE METRIC Q: the upper bound (le) of the bucket holding quantile Q (0..1)
+# of the Prometheus histogram METRIC in the /metrics text FILE ("+Inf" past the last bound,
+# n/a when the histogram is missing or empty).
+hist_quantile() {
+	awk -v m="$2" -v q="$3" 'index($1, m "_bucket{") == 1 {le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $2}
+		index($1, m "_count") == 1 {t = $2}
+		END {if (!t) {print "n/a"; exit} for (i = 1; i <= n; i++) if (c[i] >= q * t) {print b[i]; exit} print "n/a"}' "$1"
+}
+
 # udp_rcvbuf_errors: the machine's UDP RcvbufErrors counter (/proc/net/snmp).
 udp_rcvbuf_errors() {
 	awk '$1 == "Udp:" {if (!n) {for (i = 2; i <= NF; i++) col[$i] = i; n = 1} else {print $col["RcvbufErrors"]; exit}}' /proc/net/snmp
