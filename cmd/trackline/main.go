@@ -216,8 +216,12 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	} else if n > 0 {
 		logger.Info("sealed the webhook endpoints' secrets", "endpoints", n)
 	}
+	objs, err := openObjects(cfg, recDir, keys, db, reg, logger) // nil: recordings stay on this disk
+	if err != nil {
+		return err
+	}
 	rec, err := recordings.New(recordings.Options{Dir: recDir, Keys: keys, Workers: cfg.Recordings.Workers},
-		recordings.WithRegisterer(reg), recordings.WithLogger(logger))
+		recordings.WithRegisterer(reg), recordings.WithLogger(logger), recordings.WithFinished(objs.Enqueue))
 	if err != nil {
 		return err
 	}
@@ -240,7 +244,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	go drainOnSignal(ctx, ops.drain, sw, logger)
 	var stopping atomic.Bool // set when the drain begins: /readyz answers 503 from then on
 	// Exports read recordings through recordings.Opener, which decrypts them.
-	exporter := recordings.NewExporter(db, rec.Dir(), keys)
+	exporter := recordings.NewExporter(db, rec.Dir(), keys, recordings.WithExportObjects(objs))
 	sweeper, err := pool.NewSweeper(p, pool.SweepConfig{
 		Interval: cfg.Lifecycle.SweepInterval, RetentionMonths: cfg.Lifecycle.RetentionMonths,
 		SessionDays: cfg.Lifecycle.SessionDays, AuditMonths: cfg.Lifecycle.AuditMonths, ExportDir: exportDir(cfg),
@@ -249,7 +253,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return err
 	}
-	priv := privacy.New(db, keys, rec.Dir(), p, privacy.WithLogger(logger))
+	priv := privacy.New(db, keys, rec.Dir(), p, privacy.WithLogger(logger), privacy.WithObjects(objs))
 	allow, err := cfg.Webhooks.Allowed()
 	if err != nil {
 		return fmt.Errorf("webhooks.allow_cidrs: %w", err)
@@ -279,7 +283,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		ArchiveDir: exportDir(cfg), ArchiveHandover: cfg.Lifecycle.ArchiveHandover}, p,
 		api.WithRegisterer(reg), api.WithLogger(logger), api.WithCalls(db), api.WithPrivacy(priv), api.WithUsers(db, cfg.App.URL, cfg.App.InviteTTL),
 		api.WithRecordings(db, rec.Dir(), keys), api.WithBackup(db), api.WithLogLevel(ops.level), api.WithDrain(sw), api.WithAccess(db), api.WithAgents(hub),
-		api.WithExport(exporter), api.WithUsage(db), api.WithWebhooks(db, allow),
+		api.WithExport(exporter), api.WithUsage(db), api.WithWebhooks(db, allow), api.WithRecordingObjects(objs),
 		api.WithReadiness(readiness(&stopping, db, sw, cfg.DataDir, recDir, ops.minFreeDisk)...))
 	if err != nil {
 		return err
@@ -287,7 +291,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	web, err := app.New(app.Config{SessionTTL: cfg.App.SessionTTL, InviteTTL: cfg.App.InviteTTL, PublicURL: cfg.App.PublicURL,
 		CountryCode: cfg.CountryCode}, db, p, app.WithLogger(logger), app.WithRegisterer(reg), app.WithRecordings(rec.Dir(), keys),
 		app.WithPrompts(filepath.Join(cfg.DataDir, "prompts")), app.WithPrivacy(priv, exporter),
-		app.WithWebhooks(allow))
+		app.WithWebhooks(allow), app.WithRecordingObjects(objs))
 	if err != nil {
 		return err
 	}
@@ -300,6 +304,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err := recoverState(ctx, db, sw, rec, keys, logger); err != nil {
 		return err
 	}
+	defer runObjects(ctx, objs)() // after Repair and MigratePlain: their files are uploaded too
 	if err := sw.Listen(); err != nil {
 		return err
 	}
