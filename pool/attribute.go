@@ -66,8 +66,9 @@ func (p *Pool) Attribute(number string, at time.Time) (Attribution, error) {
 	// of the customer that began in the window before the moment.
 	covers := func(a *store.Assignment) bool { return !a.From.After(at) && !at.After(a.Until.Add(p.cfg.Grace)) }
 	var found []store.Assignment // newest first
-	if !since.IsZero() && !at.Before(since.Add(p.window())) ||
-		len(recent) > 0 && recent[len(recent)-1].Until.Add(p.cfg.Grace).Before(at) {
+	// On a shared store other nodes lease too: always from the store (shared.go).
+	if !p.db.Shared() && (!since.IsZero() && !at.Before(since.Add(p.window())) ||
+		len(recent) > 0 && recent[len(recent)-1].Until.Add(p.cfg.Grace).Before(at)) {
 		for i := range recent {
 			if covers(&recent[i]) {
 				found = append(found, recent[i])

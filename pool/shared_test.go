@@ -1,0 +1,236 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trackline/trackline/internal/pgtest"
+	"github.com/trackline/trackline/store"
+)
+
+// Two nodes on one PostgreSQL database lease from one pool: 50 visitors, each made on one
+// node and renewed on either, for a few seconds. No number is held by two sessions at once
+// (checked from the assignment records), every session keeps its number while it renews,
+// and a call on a number is attributed on the other node to the session that holds it.
+func TestSharedPoolTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	dbA, dbB := sharedStores(t)
+	const numbers, visitors = 60, 50
+	now := time.Now().UTC()
+	err := dbA.Write(ctx, func(tx *store.Tx) error {
+		c := store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key-0001",
+			Created: now, ActiveSince: now}
+		if err := tx.CreateCustomer(&c); err != nil {
+			return err
+		}
+		for i := 0; i < numbers; i++ {
+			n := store.Number{E164: fmt.Sprintf("+318500%05d", i), CustomerID: "acme", Kind: store.KindPool, State: store.NumberAvailable, Created: now}
+			if err := tx.PutNumber(&n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*Pool, 2)
+	for i, db := range []*store.DB{dbA, dbB} {
+		if nodes[i], err = New(db, Config{Lease: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var (
+		mu     sync.Mutex
+		leases = map[string]string{} // session -> its number
+		errs   []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	for v := 0; v < visitors; v++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := nodes[v%2].Assign(ctx, "acme", Visit{LandingURL: fmt.Sprintf("https://acme.example/?v=%d", v)})
+			if err != nil {
+				fail(fmt.Errorf("visitor %d: %w", v, err))
+				return
+			}
+			mu.Lock()
+			leases[l.SessionID] = l.Number
+			mu.Unlock()
+			for i := 0; time.Now().Before(deadline) && i < 200; i++ {
+				again, err := nodes[rand.IntN(2)].Touch(ctx, "acme", l.SessionID)
+				if err != nil {
+					fail(fmt.Errorf("visitor %d renews: %w", v, err))
+					return
+				}
+				if again.Number != l.Number {
+					fail(fmt.Errorf("visitor %d: number %s became %s while its lease was live", v, l.Number, again.Number))
+					return
+				}
+				time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	if len(leases) != visitors {
+		t.Fatalf("%d sessions leased, want %d", len(leases), visitors)
+	}
+	owner := map[string]string{}
+	for s, n := range leases {
+		if o, taken := owner[n]; taken {
+			t.Errorf("number %s held by %s and %s at once", n, o, s)
+		}
+		owner[n] = s
+	}
+
+	// From the records: on each number, the assignments of different sessions do not
+	// overlap (a record cut short ends where the next began).
+	var recs []store.Assignment
+	if err := dbB.View(func(tx *store.Tx) error {
+		return tx.Assignments("acme", time.Time{}, time.Time{}, func(a store.Assignment) bool { recs = append(recs, a); return true })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	byNumber := map[string][]store.Assignment{}
+	for _, a := range recs {
+		byNumber[a.Number] = append(byNumber[a.Number], a)
+	}
+	for n, rs := range byNumber {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].From.Before(rs[j].From) })
+		applyCuts(rs)
+		for i := 1; i < len(rs); i++ {
+			if rs[i].SessionID != rs[i-1].SessionID && rs[i].From.Before(rs[i-1].Until) {
+				t.Errorf("number %s: %s's lease %v-%v overlaps %s's from %v", n, rs[i-1].SessionID, rs[i-1].From, rs[i-1].Until, rs[i].SessionID, rs[i].From)
+			}
+		}
+	}
+
+	// A call on a number made on either node is attributed by the other to its holder.
+	checked := 0
+	for s, n := range leases {
+		for _, p := range nodes {
+			a, err := p.Attribute(n, time.Now())
+			if err != nil || a.Session == nil || a.Session.ID != s || a.Candidates != 1 {
+				t.Errorf("attribution of %s: %+v %v, want session %s", n, a, err, s)
+			}
+		}
+		if checked++; checked == 10 {
+			break
+		}
+	}
+}
+
+// sharedStores opens two stores on one fresh PostgreSQL database: two nodes' stores.
+func sharedStores(t *testing.T) (*store.DB, *store.DB) {
+	t.Helper()
+	srv, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	ctx := context.Background()
+	if err := srv.CreateDatabase(ctx, "pool", ""); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *store.DB {
+		db, err := store.OpenPostgres(ctx, srv.DSN("pool"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	a, b := open(), open()
+	if !a.Shared() {
+		t.Fatal("a PostgreSQL store is not shared")
+	}
+	return a, b
+}
+
+// Expired leases on a shared pool: a session that comes back keeps its number if nobody took
+// it, and new sessions get the least recently leased numbers, whichever node leased them.
+func TestSharedPoolExpiry(t *testing.T) {
+	ctx := context.Background()
+	dbA, dbB := sharedStores(t)
+	now := time.Now().UTC()
+	err := dbA.Write(ctx, func(tx *store.Tx) error {
+		c := store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key-0001", Created: now, ActiveSince: now}
+		if err := tx.CreateCustomer(&c); err != nil {
+			return err
+		}
+		for i := 0; i < 3; i++ {
+			n := store.Number{E164: fmt.Sprintf("+3185000000%d", i), CustomerID: "acme", Kind: store.KindPool, State: store.NumberAvailable, Created: now}
+			if err := tx.PutNumber(&n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Lease: 200 * time.Millisecond, Grace: time.Nanosecond}
+	a, err := New(dbA, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(dbB, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []Lease
+	for i, p := range []*Pool{a, b, a} {
+		l, err := p.Assign(ctx, "acme", Visit{LandingURL: fmt.Sprintf("https://acme.example/%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = append(first, l)
+	}
+	if first[0].Number == first[1].Number || first[1].Number == first[2].Number || first[0].Number == first[2].Number {
+		t.Fatalf("three sessions, numbers %s %s %s: want three", first[0].Number, first[1].Number, first[2].Number)
+	}
+	time.Sleep(300 * time.Millisecond) // every lease expired, past its grace
+	back, err := b.Touch(ctx, "acme", first[1].SessionID)
+	if err != nil || back.Number != first[1].Number {
+		t.Fatalf("session back after its lease expired: %+v %v, want its number %s again", back, err, first[1].Number)
+	}
+	got := map[string]bool{}
+	for i, p := range []*Pool{b, a} {
+		l, err := p.Assign(ctx, "acme", Visit{LandingURL: fmt.Sprintf("https://acme.example/new/%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[l.Number] = true
+	}
+	if !got[first[0].Number] || !got[first[2].Number] {
+		t.Errorf("new sessions got %v, want the expired numbers %s and %s", got, first[0].Number, first[2].Number)
+	}
+	// The session that came back has two records on its number: the expired lease and the new.
+	var n int
+	if err := dbA.View(func(tx *store.Tx) error {
+		return tx.NumberAssignments("acme", first[1].Number, time.Time{}, time.Time{}, func(a store.Assignment) bool {
+			if a.SessionID == first[1].SessionID {
+				n++
+			}
+			return true
+		})
+	}); err != nil || n != 2 {
+		t.Errorf("records of the returning session: %d (%v), want 2", n, err)
+	}
+}
