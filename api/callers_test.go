@@ -80,6 +80,11 @@ type callerAnswer struct {
 		SHA256 string `json:"sha256"`
 		File   string `json:"file"`
 	} `json:"recordings"`
+	WebhookMessages []struct {
+		ID      string          `json:"id"`
+		Subject string          `json:"subject"`
+		Payload json.RawMessage `json:"payload"`
+	} `json:"webhook_messages"`
 }
 
 func (e *callerEnv) caller(t *testing.T, tok, path string) (int, callerAnswer, string) {
@@ -191,7 +196,17 @@ func TestCallerExport(t *testing.T) {
 			break
 		}
 	}
-	if entries[0].Action != "caller.export" || strings.Join(entries[0].IDs, " ") != acmeCall+" "+e.recording["acme"] {
+	ids := []string{acmeCall, e.recording["acme"]} // and the call's webhook messages
+	for _, m := range d.WebhookMessages {
+		if m.Subject != acmeCall || !bytes.Contains(m.Payload, []byte(acmeCall)) {
+			t.Errorf("webhook message of the export %+v", m)
+		}
+		ids = append(ids, m.ID)
+	}
+	if len(d.WebhookMessages) == 0 {
+		t.Error("the export lists no webhook message of the call")
+	}
+	if entries[0].Action != "caller.export" || strings.Join(entries[0].IDs, " ") != strings.Join(ids, " ") {
 		t.Errorf("newest audit entry %+v", entries[0])
 	}
 }

@@ -605,3 +605,52 @@ func TestAuditRetention(t *testing.T) {
 		t.Fatalf("audit log after pruning: %v", acts)
 	}
 }
+
+// Webhook messages with their deliveries' attempts are kept for the retention period: the
+// sweep deletes those made before it that nothing waits to deliver.
+func TestWebhookMessagesRetention(t *testing.T) {
+	e := newLifecycleEnv(t)
+	ctx := context.Background()
+	secret := store.SecretPrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	if err := e.db.Write(ctx, func(tx *store.Tx) error {
+		return tx.PutEndpoint(&store.Endpoint{ID: "crm", CustomerID: "acme", URL: "https://crm.example/hook",
+			EventTypes: []store.EventType{store.EventCallRinging}, Secret: secret})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The store's messages are made at the real time: the sweeper's clock is set from it.
+	made := time.Now()
+	for range 5 {
+		c := store.Call{ID: NewID(made), CustomerID: "acme", Dialled: numberOf(1), Start: made}
+		if err := e.db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&c) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The endpoint goes: nothing is pending, the messages stay with the customer.
+	if err := e.db.DeleteEndpoint(ctx, "acme", "crm"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := e.db.View(func(tx *store.Tx) error {
+			ms, err := tx.Messages("acme", time.Time{}, time.Time{}, 100)
+			n = len(ms)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 5 {
+		t.Fatalf("%d messages", n)
+	}
+	e.clk.add(made.AddDate(0, 3, -1).Sub(e.clk.now()))
+	if rep := e.sweep(); rep["webhook_messages"] != 0 || count() != 5 {
+		t.Fatalf("a day within the retention period: %v, %d messages", rep, count())
+	}
+	e.clk.add(2 * 24 * time.Hour)
+	if rep := e.sweep(); rep["webhook_messages"] != 5 || count() != 0 {
+		t.Fatalf("a day past the retention period: %v, %d messages", rep, count())
+	}
+}

@@ -227,7 +227,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 // recordKinds are the report's counts of deleted records (the rest are actions).
 var recordKinds = map[string]bool{
 	"calls": true, "recordings": true, "sessions": true, "assignments": true, "numbers": true,
-	"channels": true, "tokens": true, "customers": true, "audit_entries": true,
+	"channels": true, "tokens": true, "customers": true, "audit_entries": true, "webhook_messages": true,
 }
 
 func isRecordKind(k string) bool { return recordKinds[k] }
@@ -282,6 +282,17 @@ func (s *Sweeper) sweepCustomer(ctx context.Context, c store.Customer, now time.
 	}
 	if err != nil {
 		return fmt.Errorf("expire sessions: %w", err)
+	}
+	// Webhook messages, with their deliveries' attempts, are kept for the retention period
+	// (those still pending until they are settled).
+	months := c.RetentionMonths
+	if months <= 0 {
+		months = s.cfg.RetentionMonths
+	}
+	pruned, err := s.p.db.PruneWebhookMessages(ctx, c.ID, now.AddDate(0, -months, 0), s.cfg.Batch)
+	rep.add(map[string]int{"webhook_messages": pruned})
+	if err != nil {
+		return fmt.Errorf("prune webhook messages: %w", err)
 	}
 	return nil
 }

@@ -32,6 +32,9 @@ type CallerData struct {
 	CustomerID string            `json:"customer_id"`
 	Calls      []store.Call      `json:"calls"`      // newest first; never nil
 	Recordings []CallerRecording `json:"recordings"` // never nil
+	// WebhookMessages are the webhook events of the calls, each with its payload as sent
+	// and the endpoints it went to (docs/webhooks.md); never nil.
+	WebhookMessages []store.SentMessage `json:"webhook_messages"`
 	// ExportedAt is set in an export.
 	ExportedAt time.Time `json:"exported_at,omitzero"`
 }
@@ -45,12 +48,15 @@ func (d *CallerData) ids() []string {
 	for _, r := range d.Recordings {
 		ids = append(ids, r.ID)
 	}
+	for _, m := range d.WebhookMessages {
+		ids = append(ids, m.ID)
+	}
 	return ids
 }
 
-// collect reads the caller's calls and their recordings' records.
-func (s *Service) collect(sub Subject) (CallerData, []store.Recording, error) {
-	d := CallerData{CustomerID: sub.customerID, Calls: []store.Call{}, Recordings: []CallerRecording{}}
+// collect reads the caller's calls, their recordings' records and their webhook messages.
+func (s *Service) collect(ctx context.Context, sub Subject) (CallerData, []store.Recording, error) {
+	d := CallerData{CustomerID: sub.customerID, Calls: []store.Call{}, Recordings: []CallerRecording{}, WebhookMessages: []store.SentMessage{}}
 	if sub.pseudonym == "" {
 		return d, nil, nil
 	}
@@ -75,6 +81,15 @@ func (s *Service) collect(sub Subject) (CallerData, []store.Recording, error) {
 		d.Recordings = append(d.Recordings, CallerRecording{ID: rec.ID, CallID: rec.CallID,
 			DurationSeconds: rec.Duration.Seconds(), Size: rec.Size, SHA256: rec.SHA256, Created: rec.Created})
 	}
+	if len(calls) > 0 {
+		ids := make([]string, len(calls))
+		for i, c := range calls {
+			ids[i] = c.ID
+		}
+		if d.WebhookMessages, err = s.db.WebhookMessagesOf(ctx, sub.customerID, ids); err != nil {
+			return d, nil, err
+		}
+	}
 	return d, recs, nil
 }
 
@@ -86,7 +101,7 @@ func (s *Service) audit(ctx context.Context, actor, action, customerID string, i
 // Lookup reads everything held about the caller (empty lists for a number without calls),
 // audited as caller.read by actor with the ids of the calls and recordings.
 func (s *Service) Lookup(ctx context.Context, sub Subject, actor string) (CallerData, error) {
-	d, _, err := s.collect(sub)
+	d, _, err := s.collect(ctx, sub)
 	if err != nil {
 		return CallerData{}, err
 	}
@@ -110,7 +125,7 @@ type CallerExport struct {
 // any other failure fails the export (a record whose path leaves the recordings directory
 // with ErrUnknownRecording, logged).
 func (s *Service) ExportCaller(ctx context.Context, sub Subject, actor string) (*CallerExport, error) {
-	d, recs, err := s.collect(sub)
+	d, recs, err := s.collect(ctx, sub)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +228,8 @@ type Erased struct {
 	CustomerID string   `json:"customer_id"`
 	Calls      []string `json:"erased_calls"`      // never nil
 	Recordings []string `json:"erased_recordings"` // never nil
+	// WebhookMessages are the calls' webhook messages, deleted with their deliveries.
+	WebhookMessages []string `json:"erased_webhook_messages"` // never nil
 }
 
 // EraseCaller erases everything held about the caller at their customer, for good: the
@@ -225,7 +242,7 @@ type Erased struct {
 // ErrCallInProgress and erases nothing. A failed compaction gives ErrNotCompacted with what
 // was erased.
 func (s *Service) EraseCaller(ctx context.Context, sub Subject, actor string) (Erased, error) {
-	d, recs, err := s.collect(sub)
+	d, recs, err := s.collect(ctx, sub)
 	if err != nil {
 		return Erased{}, err
 	}
@@ -256,7 +273,10 @@ func (s *Service) EraseCaller(ctx context.Context, sub Subject, actor string) (E
 	if err != nil {
 		return Erased{}, err
 	}
-	erased := Erased{CustomerID: sub.customerID, Calls: []string{}, Recordings: []string{}}
+	erased := Erased{CustomerID: sub.customerID, Calls: []string{}, Recordings: []string{}, WebhookMessages: []string{}}
+	for _, m := range d.WebhookMessages {
+		erased.WebhookMessages = append(erased.WebhookMessages, m.ID)
+	}
 	for _, c := range d.Calls {
 		erased.Calls = append(erased.Calls, c.ID)
 	}

@@ -22,6 +22,8 @@ type Store interface {
 	CallsOfCaller(customerID, pseudonym string) ([]store.Call, error)
 	// Recording reads one recording; an error wrapping store.ErrNotFound if there is none.
 	Recording(id string) (store.Recording, error)
+	// WebhookMessagesOf lists the webhook messages of calls, with where they went.
+	WebhookMessagesOf(ctx context.Context, customerID string, callIDs []string) ([]store.SentMessage, error)
 	// HasActiveCalls tells whether a customer has calls in progress.
 	HasActiveCalls(customerID string) (bool, error)
 	// Write runs fn in a durable transaction.

@@ -561,3 +561,78 @@ func TestEraseCustomer(t *testing.T) {
 	}
 	noNumberIn(t, "the logs", e.logs.Bytes())
 }
+
+// TestCallerWebhookMessages: a caller's lookup and export list the webhook messages of the
+// caller's calls, payload as sent and where they went; the erasure deletes them, and
+// another caller's stay.
+func TestCallerWebhookMessages(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	secret := store.SecretPrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	if err := e.db.Write(ctx, func(tx *store.Tx) error {
+		return tx.PutEndpoint(&store.Endpoint{ID: "crm", CustomerID: "acme", URL: "https://crm.acme.example/hook",
+			EventTypes: []store.EventType{store.EventCallCompleted, store.EventRecordingReady}, Secret: secret})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mine := e.addCall(t, "acme", caller, false, false)
+	theirs := e.addCall(t, "acme", other, false, false)
+	d, err := e.svc.Lookup(ctx, e.subject(t, "acme", caller), "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.WebhookMessages) != 2 {
+		t.Fatalf("%d webhook messages, want call.completed and recording.ready", len(d.WebhookMessages))
+	}
+	for _, m := range d.WebhookMessages {
+		if m.Subject != mine.ID || len(m.Deliveries) != 1 || m.Deliveries[0].URL != "https://crm.acme.example/hook" ||
+			m.Deliveries[0].State != store.DeliveryPending {
+			t.Errorf("message %+v", m)
+		}
+	}
+	if m := d.WebhookMessages[0]; m.Type != store.EventCallCompleted || !bytes.Contains(m.Payload, []byte(mine.Caller)) {
+		t.Errorf("the completion's payload: %s", m.Payload)
+	}
+	x, err := e.svc.ExportCaller(ctx, e.subject(t, "acme", caller), "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := readZip(t, x)
+	x.Close()
+	var got struct {
+		WebhookMessages []struct {
+			ID         string          `json:"id"`
+			Payload    json.RawMessage `json:"payload"`
+			Deliveries []struct {
+				URL string `json:"url"`
+			} `json:"deliveries"`
+		} `json:"webhook_messages"`
+	}
+	if err := json.Unmarshal(files["caller.json"], &got); err != nil || len(got.WebhookMessages) != 2 ||
+		!bytes.Contains(got.WebhookMessages[0].Payload, []byte(mine.ID)) || got.WebhookMessages[0].Deliveries[0].URL == "" {
+		t.Fatalf("caller.json: %s (%v)", files["caller.json"], err)
+	}
+	if a := e.lastAudit(t, "acme", "caller.export"); len(a.IDs) != 1+1+2 {
+		t.Errorf("audit entry %+v", a)
+	}
+	erased, err := e.svc.EraseCaller(ctx, e.subject(t, "acme", caller), "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(erased.WebhookMessages) != 2 || erased.WebhookMessages[0] != d.WebhookMessages[0].ID {
+		t.Fatalf("erased %+v", erased)
+	}
+	if ms, err := e.db.WebhookMessagesOf(ctx, "acme", []string{mine.ID}); err != nil || len(ms) != 0 {
+		t.Fatalf("the erased call's messages: %d %v", len(ms), err)
+	}
+	if ms, err := e.db.WebhookMessagesOf(ctx, "acme", []string{theirs.ID}); err != nil || len(ms) != 2 {
+		t.Fatalf("the other caller's messages: %d %v", len(ms), err)
+	}
+	raw, err := os.ReadFile(e.db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(caller)) { // the payloads held it
+		t.Error("the store file still holds the erased caller's number")
+	}
+}
