@@ -3,10 +3,13 @@
 #
 #   scripts/deps.sh          system tools (apt) and Go modules
 #   scripts/deps.sh lint     staticcheck, pinned, into $(go env GOPATH)/bin
-#   scripts/deps.sh weed     SeaweedFS's weed, pinned, into $(go env GOPATH)/bin (the default run
-#                            builds it too): the S3-compatible object store of the recordings
-#                            tests (internal/weedtest). Built from its Go module outside
-#                            trackline's go.mod, once: ~390 s of CPU (9 min on 2 busy cores)
+#   scripts/deps.sh weed     SeaweedFS's weed, pinned, into $(go env GOPATH)/bin: the
+#                            S3-compatible object store of the recordings tests
+#                            (internal/weedtest). Built from its Go module outside trackline's
+#                            go.mod, once: ~400 s of CPU (4 to 9 min on 2 cores, by their load).
+#                            The default run starts that build in the background, holding
+#                            weed-<version>.lock, and returns: the checks and the other packages'
+#                            tests run meanwhile, and the tests that need weed wait for the lock.
 #
 # System tools, by the command each package provides:
 #   chromium    chromium   headless browser for the DNI script tests
@@ -131,11 +134,34 @@ weed_deps() {
 	mv "$bin.tmp" "$bin"
 }
 
+# weed_deps_background starts weed_deps in the background unless weed is present or a build
+# runs: the lock is taken here, before this returns, and passed on to the build (an flock
+# belongs to the open file, which the build inherits), so a test that starts right after sees
+# it held. The build's output goes to weed-<version>.log beside the binary.
+weed_deps_background() {
+	local bin
+	bin="$(go env GOPATH)/bin/weed-$WEED_VERSION"
+	if [ -x "$bin" ]; then
+		say "weed $WEED_VERSION: present ($bin)"
+		return 0
+	fi
+	mkdir -p "$(dirname "$bin")"
+	exec 9>"$bin.lock"
+	if ! flock -n 9; then
+		say "weed $WEED_VERSION: a build is running (log: $bin.log)"
+		exec 9>&-
+		return 0
+	fi
+	say "weed $WEED_VERSION: building in the background (log: $bin.log); the tests that need it wait"
+	nohup bash scripts/deps.sh weed >"$bin.log" 2>&1 </dev/null &
+	exec 9>&-
+}
+
 case "${1:-}" in
 "")
 	system_deps
 	go_deps
-	weed_deps
+	weed_deps_background
 	;;
 weed)
 	weed_deps

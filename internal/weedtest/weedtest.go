@@ -4,7 +4,9 @@
 //
 // The weed binary is built from SeaweedFS's Go module, outside trackline's go.mod, by
 // scripts/deps.sh (`scripts/deps.sh weed`) into $(go env GOPATH)/bin/weed-<Version>; the
-// environment variable WEED names another. A test fails (never skips) without it.
+// environment variable WEED names another. make test starts that build in the background and
+// Start waits for it (while it holds weed-<Version>.lock, up to 9 minutes). A test fails
+// (never skips) without it.
 //
 // Deleted objects: SeaweedFS's filer deletes an object's chunks from the volume files
 // asynchronously, and a volume file keeps deleted needles until it is vacuumed (compacted).
@@ -55,10 +57,41 @@ func Binary() (string, error) {
 		return "", fmt.Errorf("go env GOPATH: %w", err)
 	}
 	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "weed-"+Version)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s: %w (run scripts/deps.sh weed, or make deps, which build it)", p, err)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
 	}
-	return p, nil
+	if waitForBuild(p+".lock", buildWait) {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	_, err = os.Stat(p)
+	return "", fmt.Errorf("%s: %w (run scripts/deps.sh weed, or make deps, which build it; see %s.log)", p, err, p)
+}
+
+// buildWait bounds the wait for a build that scripts/deps.sh runs in the background: less
+// than the 12 minutes make test gives a package's tests.
+const buildWait = 9 * time.Minute
+
+// waitForBuild waits while the build of scripts/deps.sh holds the lock file, up to max, and
+// tells whether it ended (false: there was no build, or it still runs).
+func waitForBuild(lock string, max time.Duration) bool {
+	f, err := os.Open(lock)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	deadline := time.Now().Add(max)
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // Start starts a weed server for the test and makes the bucket "recordings"; it is killed
