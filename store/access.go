@@ -126,6 +126,9 @@ const DefaultAuditLimit = 100
 // PutToken stores a new token of kind tok.Kind under the hash of its secret; ErrExists if
 // the hash or the customer's token id is taken in that kind.
 func (t *Tx) PutToken(hash [32]byte, tok *Token) error {
+	if t.pg != nil {
+		return t.pg.putToken(hash, tok)
+	}
 	byHash, byCustomer, err := tok.Kind.buckets()
 	if err != nil {
 		return err
@@ -143,6 +146,9 @@ func (t *Tx) PutToken(hash [32]byte, tok *Token) error {
 // TokenByHash reads the token of kind k whose secret hashes to hash; ErrNotFound if none
 // (revoked, never made, or of another kind).
 func (t *Tx) TokenByHash(k TokenKind, hash [32]byte) (Token, error) {
+	if t.pg != nil {
+		return t.pg.tokenByHash(k, hash)
+	}
 	tok := Token{Kind: k}
 	byHash, _, err := k.buckets()
 	if err == nil {
@@ -153,6 +159,9 @@ func (t *Tx) TokenByHash(k TokenKind, hash [32]byte) (Token, error) {
 
 // TokensOf lists a customer's tokens of kind k ordered by id.
 func (t *Tx) TokensOf(k TokenKind, customerID string) ([]Token, error) {
+	if t.pg != nil {
+		return t.pg.tokensOf(k, customerID)
+	}
 	byHash, byCustomer, err := k.buckets()
 	if err != nil {
 		return nil, err
@@ -173,6 +182,9 @@ func (t *Tx) TokensOf(k TokenKind, customerID string) ([]Token, error) {
 // DeleteToken revokes a customer's token of kind k; ErrNotFound if the customer has no
 // token of that kind with id.
 func (t *Tx) DeleteToken(k TokenKind, customerID, id string) error {
+	if t.pg != nil {
+		return t.pg.deleteToken(k, customerID, id)
+	}
 	byHash, byCustomer, err := k.buckets()
 	if err != nil {
 		return err
@@ -206,6 +218,9 @@ func (db *DB) Tokens(k TokenKind, customerID string) ([]Token, error) {
 
 // AppendAudit appends e to the audit log. e.ID is ignored: the key is made here.
 func (t *Tx) AppendAudit(e *AuditEntry) error {
+	if t.pg != nil {
+		return t.pg.appendAudit(e)
+	}
 	b := t.tx.Bucket(bucketAudit)
 	seq, err := b.NextSequence()
 	if err != nil {
@@ -230,6 +245,9 @@ func (t *Tx) AppendAudit(e *AuditEntry) error {
 // AuditLog lists the entries f selects, newest first, and the cursor of the next page ("" at
 // the end).
 func (t *Tx) AuditLog(f AuditFilter) ([]AuditEntry, string, error) {
+	if t.pg != nil {
+		return t.pg.auditLog(f)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultAuditLimit

@@ -861,6 +861,9 @@ func (db *DB) PruneAudit(ctx context.Context, before time.Time, batch int) (int,
 	if batch <= 0 {
 		batch = DefaultPurgeBatch
 	}
+	if db.pg != nil {
+		return db.pgPruneAudit(ctx, before, batch)
+	}
 	floor := binary.BigEndian.AppendUint64(nil, uint64(before.UnixNano()))
 	total := 0
 	for {

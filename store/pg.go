@@ -510,6 +510,10 @@ var pgImplemented = map[string]bool{
 	"Tx.Session": true, "Tx.PutSession": true, "Tx.PutEncodedSession": true, "Tx.SessionsOf": true,
 	"Tx.Stats": true, "Tx.AddStats": true, "Tx.PutAssignment": true, "Tx.Assignments": true,
 	"Tx.NumberAssignments": true,
+	// tokens and the audit log (pg_access.go)
+	"Tx.PutToken": true, "Tx.TokenByHash": true, "Tx.TokensOf": true, "Tx.DeleteToken": true,
+	"Tx.AppendAudit": true, "Tx.AuditLog": true, "DB.TokenByHash": true, "DB.Tokens": true,
+	"DB.AuditLog": true, "DB.Audit": true, "DB.PruneAudit": true,
 }
 
 // PostgresMissing lists the exported methods of DB and Tx that the PostgreSQL backend does
