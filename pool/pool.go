@@ -311,6 +311,9 @@ func wait(p store.Pending, err error) error {
 
 // Run samples pool utilisation for metrics and peak tracking until ctx ends.
 func (p *Pool) Run(ctx context.Context) error {
+	if p.db.Shared() {
+		go p.follow(ctx) // follow.go
+	}
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {

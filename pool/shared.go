@@ -15,10 +15,10 @@ import (
 // other transaction holds) and attribution reads the assignments from the store, whichever
 // node made them. The in-memory heap and recent assignments of the numbers are not used.
 //
-// Not shared yet (issue 22, next steps): the customers, channels and numbers a node knows
-// are those it loaded at start or changed itself (another node's changes need a
-// notification, LISTEN/NOTIFY), and the counters the admin API shows per customer are this
-// node's since start plus the store's at start.
+// Customers, channels and numbers changed on another node reach this one through the
+// store's notifications (follow.go). Not shared yet (issue 22, next steps): the counters
+// the admin API shows per customer are the store's at the customer's last reload plus this
+// node's since; a pool exhausted on PostgreSQL needs the webhooks' PoolExhausted there.
 
 // leaseShared is lease on a shared store.
 func (p *Pool) leaseShared(ctx context.Context, cu *customer, s *store.Session, isNew bool) (Lease, error) {

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -232,5 +233,72 @@ func TestSharedPoolExpiry(t *testing.T) {
 		})
 	}); err != nil || n != 2 {
 		t.Errorf("records of the returning session: %d (%v), want 2", n, err)
+	}
+}
+
+// A customer made and changed on one node reaches the other through the store's
+// notifications: it leases there, and stops leasing there once its contract ended.
+func TestSharedPoolFollowsOtherNodes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dbA, dbB := sharedStores(t)
+	a, err := New(dbA, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(dbB, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// Made on A after B started: B learns of it.
+	if _, err := a.CreateCustomer(ctx, store.Customer{ID: "late", Name: "Late", Status: store.StatusActive, SiteKey: "late-site-key-0001",
+		AllowedOrigins: []string{"https://late.example"}, BusinessLines: []string{"sip:+31205550000@127.0.0.1:5090"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ImportNumbers(ctx, "late", []NumberInput{{Number: "+31850000101"}, {Number: "+31850000102"}}); err != nil {
+		t.Fatal(err)
+	}
+	var l Lease
+	waitFor(t, "node B to lease for a customer made on node A", func() error {
+		var err error
+		l, err = b.Assign(ctx, "late", Visit{LandingURL: "https://late.example/"})
+		return err
+	})
+	if l.Number != "+31850000101" && l.Number != "+31850000102" {
+		t.Fatalf("lease on node B: %+v", l)
+	}
+	if c, err := b.CustomerBySiteKey("late-site-key-0001"); err != nil || c.ID != "late" {
+		t.Errorf("site key on node B: %+v %v", c, err)
+	}
+	// Ended on A: B stops leasing.
+	if _, err := a.UpdateCustomer(ctx, "late", func(c *store.Customer) { c.Status = store.StatusEnded }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node B to refuse the ended customer", func() error {
+		_, err := b.Assign(ctx, "late", Visit{LandingURL: "https://late.example/"})
+		if errors.Is(err, ErrCustomerEnded) {
+			return nil
+		}
+		return fmt.Errorf("assign: %v, want ErrCustomerEnded", err)
+	})
+}
+
+// waitFor polls fn until it answers nil, for at most 5 s.
+func waitFor(t *testing.T, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 5 s for %s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
