@@ -50,7 +50,8 @@ type loop struct {
 	cnt       counters
 	stopped   chan struct{}
 	stop      atomic.Bool
-	ring      *ringIO // the loop's io_uring state; nil on epoll
+	tid       atomic.Int32 // the loop's thread, once it runs (the benchmarks read its CPU time)
+	ring      *ringIO      // the loop's io_uring state; nil on epoll
 
 	// The loop's load, for Engine.pick: the share of a core its thread used over the last
 	// measured second (float64 bits), the sessions it had then, and those it has now.
@@ -154,6 +155,7 @@ func (l *loop) run() {
 	// never passes to another goroutine, and a ring (which only its creating thread may
 	// use) stays with it.
 	runtime.LockOSThread()
+	l.tid.Store(int32(unix.Gettid()))
 	if l.schedule() {
 		defer l.e.m.realtime.Add(-1)
 	}
@@ -291,6 +293,11 @@ func (l *loop) commands() {
 			l.log.Error("register RTP sockets", "call_id", s.info.CallID)
 		}
 		l.sessions = append(l.sessions, s)
+	}
+	if len(adds) > 0 {
+		// A new session's prompt may have started before the loop took it: the last look for
+		// due frames did not see it.
+		l.rescan.Store(true)
 	}
 	for _, s := range removes {
 		for i, x := range l.sessions {

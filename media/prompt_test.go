@@ -146,3 +146,26 @@ func TestAnsweredLineWaitsOnKeepAlives(t *testing.T) {
 		}
 	})
 }
+
+// A prompt that starts on an idle loop plays, however the loop's look for due frames falls
+// between the prompt's start and the loop taking the call: one call at a time, many times.
+func TestPromptStartsOnAnIdleLoop(t *testing.T) {
+	eachIO(t, func(t *testing.T, mode string) {
+		cust := recordingCustomer()
+		cust.Prompts.Disclaimer = writeWAV(t, 8000/10) // 0.1 s
+		f := newFixture(t, Config{IO: mode, Loops: 1}, cust)
+		a := newEndpoint(t, "127.0.0.1")
+		for i := range 100 {
+			s := f.anchor(t, a.sdp("sendrecv", "0"))
+			if _, ok := a.recv(2 * time.Second); !ok {
+				t.Fatalf("call %d: no prompt", i)
+			}
+			s.Close(nil)
+			for { // what the call still sent
+				if _, ok := a.recv(30 * time.Millisecond); !ok {
+					break
+				}
+			}
+		}
+	})
+}
