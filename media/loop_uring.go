@@ -281,11 +281,14 @@ func (u *ringIO) datagram(c uring.CQE, pair, sock int, now int64) bool {
 		return true
 	}
 	var err error
+	fixed := u.pairs[out.pair].fixed
 	switch {
-	case out.connected && u.pairs[out.pair].fixed:
+	case out.connected && fixed:
 		err = u.r.SendFixed(out.pair, p[:out.n], udSend|uint64(bid))
 	case out.connected:
 		err = u.r.Send(out.fd, p[:out.n], udSend|uint64(bid))
+	case fixed:
+		err = u.r.SendToFixed(out.pair, p[:out.n], &out.dest, udSend|uint64(bid))
 	default:
 		err = u.r.SendTo(out.fd, p[:out.n], &out.dest, udSend|uint64(bid))
 	}
@@ -312,11 +315,14 @@ func (u *ringIO) sendGenerated(lg *leg, p []byte) bool {
 	copy(b, p)
 	ud := udGen | uint64(i)
 	var err error
+	fixed := u.pairs[lg.pair].fixed
 	switch {
-	case lg.connected && u.pairs[lg.pair].fixed:
+	case lg.connected && fixed:
 		err = u.r.SendFixed(lg.pair, b, ud)
 	case lg.connected:
 		err = u.r.Send(lg.fd, b, ud)
+	case fixed: // a prompt plays before the leg has latched: most frames go this way
+		err = u.r.SendToFixed(lg.pair, b, &lg.dest, ud)
 	default:
 		err = u.r.SendTo(lg.fd, b, &lg.dest, ud)
 	}

@@ -104,6 +104,17 @@ func (r *Ring) SendTo(fd int, p []byte, to *unix.RawSockaddrInet4, userData uint
 	return nil
 }
 
+// SendToFixed is SendTo on the socket in slot of the ring's registered files (see
+// SendFixed): the packet loop sends a leg's generated frames this way before the leg has
+// latched and been connected.
+func (r *Ring) SendToFixed(slot int, p []byte, to *unix.RawSockaddrInet4, userData uint64) error {
+	if err := r.SendTo(slot, p, to, userData); err != nil {
+		return err
+	}
+	r.sqes[(r.sqeTail-1)&r.sqMask].flags = sqeFixedFile
+	return nil
+}
+
 // CancelUserData prepares the cancellation of the operation submitted with user data
 // target (IORING_OP_ASYNC_CANCEL), e.g. a multishot receive: that operation then posts
 // its last completion (Res -ECANCELED, without IORING_CQE_F_MORE). The cancel's own

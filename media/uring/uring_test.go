@@ -781,3 +781,42 @@ func TestRegisteredFiles(t *testing.T) {
 		t.Fatalf("send on the emptied slot 2: %d %v, want EBADF", c.Res, c.Err())
 	}
 }
+
+// SendToFixed sends from the unconnected socket in a file slot to whichever address each
+// send names: two far sockets each get their packet, from the slot's socket.
+func TestSendToFixed(t *testing.T) {
+	r := newRing(t, 8)
+	if err := r.RegisterFiles(2); err != nil {
+		t.Fatalf("RegisterFiles: %v", err)
+	}
+	out, outAddr := udpSocket(t, 0)
+	if err := r.SetFile(1, out); err != nil {
+		t.Fatalf("SetFile: %v", err)
+	}
+	for i := range 2 {
+		far, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer far.Close()
+		to := SockaddrInet4(far.LocalAddr().(*net.UDPAddr).AddrPort())
+		p := packet(1, i)
+		if err := r.SendToFixed(1, p, &to, uint64(10+i)); err != nil {
+			t.Fatal(err)
+		}
+		var got CQE
+		pump(t, r, func(c CQE) { got = c }, func() bool { return got.UserData == uint64(10+i) })
+		if got.Res != int32(len(p)) {
+			t.Fatalf("send %d: %d %v", i, got.Res, got.Err())
+		}
+		buf := make([]byte, 512)
+		far.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := far.ReadFromUDPAddrPort(buf)
+		if err != nil || from != outAddr || !bytes.Equal(buf[:n], p) {
+			t.Fatalf("far %d got % x from %v (%v), want the packet from %v", i, buf[:min(n, 8)], from, err, outAddr)
+		}
+	}
+	if err := r.SetFile(1, -1); err != nil {
+		t.Fatal(err)
+	}
+}
