@@ -38,6 +38,9 @@ func (t *Tx) CallsOfCaller(customerID, pseudonym string) ([]Call, error) {
 	if customerID == "" || pseudonym == "" {
 		return nil, nil
 	}
+	if t.pg != nil {
+		return t.pg.callsOfCaller(customerID, pseudonym)
+	}
 	prefix := compose(customerID, pseudonym, "")
 	calls := t.tx.Bucket(bucketCalls)
 	c := t.tx.Bucket(bucketCallsByCaller).Cursor()

@@ -104,6 +104,9 @@ func mayMatch(raw []byte, needles [][]byte) bool {
 // examines at most MaxCallScan records, so that a selective filter over a long history does
 // not hold the read transaction for long.
 func (t *Tx) Calls(f CallFilter) (calls []Call, next string, err error) {
+	if t.pg != nil {
+		return t.pg.calls(f)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultCallLimit
@@ -251,6 +254,9 @@ func idTimePrefix(ms int64) []byte {
 // returns false. After a crash these are the calls the switch did not finish recording. fn
 // must not write through the transaction: collect the calls, then write in another one.
 func (t *Tx) ActiveCalls(fn func(Call) bool) error {
+	if t.pg != nil {
+		return t.pg.activeCalls(fn)
+	}
 	calls := t.tx.Bucket(bucketCalls)
 	c := t.tx.Bucket(bucketCallsActive).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
@@ -414,6 +420,10 @@ func (t *Tx) AnnotateCall(customerID, id string, f func(*Call) error) (Call, err
 	}
 	if err := c.CheckAnnotation(); err != nil {
 		return Call{}, fmt.Errorf("call %q: %w", id, err)
+	}
+	if t.pg != nil {
+		// No call.updated event on PostgreSQL yet: no endpoints there (pg_calls.go).
+		return c, t.pg.updateCall(&c)
 	}
 	if err := t.put(bucketCalls, []byte(c.ID), &c); err != nil {
 		return Call{}, err

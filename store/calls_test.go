@@ -115,6 +115,9 @@ func TestCallsFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.f.scan > 0 && db.Driver() == "postgres" {
+				t.Skip("bbolt's bound on the records one page examines: PostgreSQL selects by the filter itself")
+			}
 			var got []Call
 			var next string
 			err := db.View(func(tx *Tx) (err error) { got, next, err = tx.Calls(tt.f); return err })

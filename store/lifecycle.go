@@ -109,6 +109,9 @@ func (t *Tx) countSessions(customerID string, from, to time.Time) uint64 {
 // index until the month is frozen (FreezeSessionCounts), so that expired sessions still
 // count; calls are counted as they are written, so that erased calls still count.
 func (t *Tx) Usage(customerID, month string) (Usage, error) {
+	if t.pg != nil {
+		return t.pg.usage(customerID, month)
+	}
 	from, err := ParseMonth(month)
 	if err != nil {
 		return Usage{}, err

@@ -127,6 +127,9 @@ func lifecycleFixture(t *testing.T, db *DB, t0 time.Time, activeCall bool) {
 // rawHolds lists the buckets whose keys or values hold needle.
 func rawHolds(t *testing.T, db *DB, needle string) []string {
 	t.Helper()
+	if db.pg != nil {
+		return pgRawHolds(t, db, needle)
+	}
 	var where []string
 	err := db.raw().View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {

@@ -514,6 +514,10 @@ var pgImplemented = map[string]bool{
 	"Tx.PutToken": true, "Tx.TokenByHash": true, "Tx.TokensOf": true, "Tx.DeleteToken": true,
 	"Tx.AppendAudit": true, "Tx.AuditLog": true, "DB.TokenByHash": true, "DB.Tokens": true,
 	"DB.AuditLog": true, "DB.Audit": true, "DB.PruneAudit": true,
+	// calls, recordings, rollups (pg_calls.go)
+	"Tx.PutCall": true, "Tx.Call": true, "Tx.Calls": true, "Tx.ActiveCalls": true, "Tx.CallsOfCaller": true,
+	"Tx.AnnotateCall": true, "Tx.PutRecording": true, "Tx.Recording": true, "Tx.Rollups": true, "DB.Calls": true, "DB.Call": true,
+	"DB.Recording": true, "DB.CallsOfCaller": true, "DB.Rollups": true, "Tx.Usage": true, "DB.Usage": true,
 }
 
 // PostgresMissing lists the exported methods of DB and Tx that the PostgreSQL backend does

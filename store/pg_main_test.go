@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/trackline/trackline/internal/pgtest"
 )
 
@@ -104,4 +106,41 @@ func openPostgresTest(tb testing.TB, opts ...Option) *DB {
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
+}
+
+// pgRawHolds is rawHolds on PostgreSQL: the rows of every table of the store whose text
+// holds needle, in text and jsonb columns as it is, in bytea columns (the sealed personal
+// fields) as PostgreSQL writes bytes in text, hex. It answers table/row descriptions.
+func pgRawHolds(t *testing.T, db *DB, needle string) []string {
+	t.Helper()
+	var where []string
+	err := db.View(func(tx *Tx) error {
+		var tables []string
+		if err := tx.pg.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`, nil,
+			func(r pgx.Rows) error {
+				var name string
+				tables = append(tables, name)
+				return r.Scan(&tables[len(tables)-1])
+			}); err != nil {
+			return err
+		}
+		for _, table := range tables {
+			q := `SELECT t::text FROM ` + pgx.Identifier{table}.Sanitize() + ` t WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0`
+			if err := tx.pg.query(q, []any{needle, hex.EncodeToString([]byte(needle))}, func(r pgx.Rows) error {
+				var row string
+				if err := r.Scan(&row); err != nil {
+					return err
+				}
+				where = append(where, table+"/"+row)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return where
 }

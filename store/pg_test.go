@@ -305,14 +305,14 @@ func TestPostgresMissingIsExact(t *testing.T) {
 				err = fmt.Errorf("%v", r)
 			}
 		}()
-		_, err = tx.Call("x")
+		_, err = tx.User("x")
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "not implemented on PostgreSQL") {
-		t.Fatalf("Tx.Call on PostgreSQL: %v", err)
+		t.Fatalf("Tx.User on PostgreSQL: %v", err)
 	}
-	if !strings.Contains(strings.Join(missing, " "), "Tx.Call ") {
-		t.Fatalf("Tx.Call is missing but not listed: %v", missing)
+	if !strings.Contains(" "+strings.Join(missing, " ")+" ", " Tx.User ") {
+		t.Fatalf("Tx.User is missing but not listed: %v", missing)
 	}
 }
 
@@ -336,5 +336,55 @@ func TestPostgresAuditLogIsAppendOnly(t *testing.T) {
 	got, _, err := db.AuditLog(AuditFilter{CustomerID: "acme"})
 	if err != nil || len(got) != 1 || got[0].Actor != "operator" {
 		t.Fatalf("AuditLog = %+v %v", got, err)
+	}
+}
+
+// A call's personal fields are in its sealed columns only: not in the detail, which holds
+// the rest of the record in jsonb.
+func TestPostgresCallPersonalFieldsSealed(t *testing.T) {
+	db := openPostgresTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	c := Call{ID: "01HZX0000000000000000000AA", CustomerID: "acme", Dialled: "+31850000001", Caller: "+31612345678",
+		LandingPage: "https://shop.example/private-offer", ReferrerHost: "referrer.example", Channel: "Google Ads",
+		Start: t0, Answer: t0.Add(5 * time.Second), End: t0.Add(65 * time.Second), Disposition: DispAnswered,
+		TalkSeconds: 60, CallerPseudonym: "p1", Tags: []string{"vip"}, Media: &CallMedia{CallerCodec: "PCMA"}}
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.PutCall(&c) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Call(c.ID)
+	if err != nil || got.Caller != c.Caller || got.LandingPage != c.LandingPage || got.ReferrerHost != c.ReferrerHost ||
+		!got.End.Equal(c.End) || got.Media == nil || got.Media.CallerCodec != "PCMA" || got.Tags[0] != "vip" {
+		t.Fatalf("Call = %+v %v", got, err)
+	}
+	for _, personal := range []string{c.Caller, "private-offer", "referrer.example"} {
+		holds := pgRawHolds(t, db, personal)
+		// The landing page is also a name in the day's rollups, in plain text as on bbolt:
+		// the known gap of migrations/00005_calls.sql's TODO, to close with the encryption.
+		if personal == "private-offer" && len(holds) == 2 && strings.HasPrefix(holds[1], "rollup_names/") {
+			holds = holds[:1]
+		}
+		if len(holds) != 1 || !strings.HasPrefix(holds[0], "calls/") {
+			t.Fatalf("%q is in %v, want the call's row only", personal, holds)
+		}
+		var inDetail bool
+		db.View(func(tx *Tx) error {
+			return tx.pg.row(`SELECT strpos(detail::text, $1) > 0 FROM calls WHERE id = $2`, []any{personal, c.ID}, &inDetail)
+		})
+		if inDetail {
+			t.Fatalf("%q is in the call's detail", personal)
+		}
+	}
+}
+
+// PutCall and AnnotateCall write no webhook events on PostgreSQL, which is right only while
+// no customer can have an endpoint there. The day endpoints move to PostgreSQL, this fails:
+// the events must move with them (pg_calls.go).
+func TestPostgresCallEventsNeedEndpoints(t *testing.T) {
+	missing := " " + strings.Join(PostgresMissing(), " ") + " "
+	for _, op := range []string{"Tx.PutEndpoint", "Tx.PoolExhausted"} {
+		if !strings.Contains(missing, " "+op+" ") {
+			t.Fatalf("%s is on PostgreSQL: PutCall and AnnotateCall must write the webhooks' events there too", op)
+		}
 	}
 }

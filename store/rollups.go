@@ -408,6 +408,9 @@ func (t *Tx) rollupUncount(b bucket, day []byte, kind byte, name string) error {
 // Rollups lists a customer's days that overlap [from, to), oldest first; a day without
 // calls is left out.
 func (t *Tx) Rollups(customerID string, from, to time.Time) ([]DayStats, error) {
+	if t.pg != nil {
+		return t.pg.rollups(customerID, from, to)
+	}
 	first, end := dayOf(from), dayOf(to)
 	if end.Before(to) {
 		end = end.AddDate(0, 0, 1)

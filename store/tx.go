@@ -324,6 +324,9 @@ func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned 
 // they are AnnotateCall's to change. The write writes the webhooks' events of the call's
 // change too (events.go: call.ringing, call.answered, call.completed, recording.ready).
 func (t *Tx) PutCall(c *Call) error {
+	if t.pg != nil {
+		return t.pg.putCall(c)
+	}
 	key := compose(c.CustomerID, c.ID)
 	active := t.tx.Bucket(bucketCallsActive)
 	open := active.Get(key) != nil
@@ -406,16 +409,27 @@ func (t *Tx) PutCall(c *Call) error {
 
 // Call reads one call record.
 func (t *Tx) Call(id string) (Call, error) {
+	if t.pg != nil {
+		return t.pg.call(id)
+	}
 	var c Call
 	err := t.get(bucketCalls, []byte(id), &c)
 	return c, err
 }
 
 // PutRecording writes a recording's metadata.
-func (t *Tx) PutRecording(r *Recording) error { return t.put(bucketRecordings, []byte(r.ID), r) }
+func (t *Tx) PutRecording(r *Recording) error {
+	if t.pg != nil {
+		return t.pg.putRecording(r)
+	}
+	return t.put(bucketRecordings, []byte(r.ID), r)
+}
 
 // Recording reads a recording's metadata.
 func (t *Tx) Recording(id string) (Recording, error) {
+	if t.pg != nil {
+		return t.pg.recording(id)
+	}
 	var r Recording
 	err := t.get(bucketRecordings, []byte(id), &r)
 	return r, err
