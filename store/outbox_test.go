@@ -289,3 +289,107 @@ func TestOutboxQueueWindowKeepsOrder(t *testing.T) {
 	}
 	db.Close()
 }
+
+// A window full of deliveries that wait for their retries does not hold back the newer
+// ones: those due, and next in their call's order, are taken past it; a newer message of a
+// call whose earlier one waits still waits.
+func TestOutboxQueueTakesNewerPastAStalledWindow(t *testing.T) {
+	defer func(w, c int, e time.Duration) { queueWindow, refillChunk, tailEvery = w, c, e }(queueWindow, refillChunk, tailEvery)
+	queueWindow, refillChunk, tailEvery = 4, 2, time.Second
+	db, clk := webhookFixture(t, false)
+	ctx := context.Background()
+	t0 := clk.now()
+	// Four calls ring; each delivery fails and is retried in four hours: the window is full.
+	for i := range 4 {
+		putCalls(t, db, Call{ID: testCallID(t0, i), CustomerID: "acme", Start: t0})
+	}
+	later := t0.Add(4 * time.Hour)
+	retried := 0
+	for ds := due(t, db, t0); len(ds) > 0; ds = due(t, db, t0) {
+		for _, d := range ds {
+			if err := db.Write(ctx, func(tx *Tx) error {
+				return tx.RecordDelivery(&DeliveryResult{CustomerID: "acme", EndpointID: "crm", MessageID: d.ID, Scheduled: d.Scheduled,
+					Attempt: Attempt{Time: t0, Status: 503}, Outcome: OutcomeRetry, Next: later})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			retried++
+		}
+	}
+	if retried != 4 {
+		t.Fatalf("%d deliveries retried", retried)
+	}
+	// Then call 0 ends (its completion waits for its ringing) and three new calls ring.
+	clk.add(time.Minute)
+	now := clk.now()
+	putCalls(t, db, Call{ID: testCallID(t0, 0), CustomerID: "acme", Start: t0, End: now, Disposition: DispBusy})
+	for i := 4; i < 7; i++ {
+		putCalls(t, db, Call{ID: testCallID(t0, i), CustomerID: "acme", Start: now})
+	}
+	indexed(t, db)
+	got := map[string]bool{}
+	for range 3 { // at most refillChunk a look
+		for _, d := range due(t, db, now) {
+			if d.Subject == testCallID(t0, 0) {
+				t.Fatalf("call 0's %s is due while its ringing waits for its retry", d.Type)
+			}
+			got[d.Subject] = true
+			if err := db.Write(ctx, func(tx *Tx) error {
+				return tx.RecordDelivery(&DeliveryResult{CustomerID: "acme", EndpointID: "crm", MessageID: d.ID, Scheduled: d.Scheduled,
+					Attempt: Attempt{Time: now, Status: 204}, Outcome: OutcomeDelivered})
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now = now.Add(tailEvery)
+	}
+	if len(got) != 3 {
+		t.Fatalf("the new calls' deliveries due: %v, want the three", got)
+	}
+	db.outbox.mu.Lock()
+	held := len(db.outbox.queues[EndpointRef{"acme", "crm"}].byID)
+	db.outbox.mu.Unlock()
+	if held > 2*queueWindow {
+		t.Fatalf("memory holds %d", held)
+	}
+	// Call 7 rings, its delivery is retried later, and it ends; after a restart its ringing
+	// is past the window, on disk only: its completion still waits for it.
+	c7 := Call{ID: testCallID(t0, 7), CustomerID: "acme", Start: now}
+	putCalls(t, db, c7)
+	indexed(t, db)
+	var ring7 []DueDelivery
+	for range 3 {
+		for _, d := range due(t, db, now) {
+			if d.Subject == c7.ID && len(ring7) == 0 {
+				ring7 = append(ring7, d)
+			}
+		}
+		now = now.Add(tailEvery)
+	}
+	if len(ring7) != 1 {
+		t.Fatal("call 7's ringing is not due")
+	}
+	if err := db.Write(ctx, func(tx *Tx) error {
+		return tx.RecordDelivery(&DeliveryResult{CustomerID: "acme", EndpointID: "crm", MessageID: ring7[0].ID, Scheduled: ring7[0].Scheduled,
+			Attempt: Attempt{Time: now, Status: 503}, Outcome: OutcomeRetry, Next: later})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c7.End, c7.Disposition = now, DispBusy
+	putCalls(t, db, c7)
+	path := db.Path()
+	db.Close()
+	db, err := Open(path, WithClock(clk.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for range 4 {
+		for _, d := range due(t, db, now) {
+			if d.Subject == c7.ID || d.Subject == testCallID(t0, 0) {
+				t.Fatalf("%s of %s is due while its ringing waits for its retry", d.Type, d.Subject)
+			}
+		}
+		now = now.Add(tailEvery)
+	}
+}

@@ -28,14 +28,24 @@ import (
 // when the endpoint's memory runs low (refill), in the committer between two commits, so
 // that no commit falls between the read and the range it covers. A subject's earlier
 // pending deliveries have lower ids, so they are always in memory before a later one.
+// Besides that window memory may hold deliveries after it that were due when read and had
+// no earlier pending delivery of their subject on disk (scanTail): a later one of their
+// subject is not taken until they are settled.
 
 // queueWindow is how many pending deliveries of an endpoint memory holds at most (about 150
-// bytes each); refillChunk how many one refill reads (in the committer: about a
-// millisecond). Tests make them small.
+// bytes each) in its window; refillChunk how many one refill reads (in the committer: about
+// a millisecond). Tests make them small.
 var (
 	queueWindow = 20000
 	refillChunk = 2000
 )
+
+// A window full of deliveries that wait for their retries (an endpoint down for hours) would
+// hold back the newer ones on disk until it shrinks. So when nothing in memory is due, at
+// most every tailEvery, the pending deliveries after the window are read (scanTail) and those
+// due now whose call has no earlier pending delivery to the endpoint (they are next in their
+// call's order) are taken into memory besides the window, up to queueWindow more.
+var tailEvery = time.Second
 
 var bucketQueue = []byte("webhook_queue")
 
@@ -95,8 +105,12 @@ type epQueue struct {
 	subjects map[string][]*queued // a subject's pending deliveries in id order; the first does not wait
 	loadedTo string               // every pending delivery with an id up to it is here
 	maxID    string
-	complete bool // every pending delivery is here
+	complete bool  // every pending delivery is here
+	tailRead int64 // when the deliveries after the window were last read (scanTail)
 }
+
+// dueBy tells whether a delivery in memory is due at now.
+func (q *epQueue) dueBy(now int64) bool { return q.due.Len() > 0 && q.due[0].due <= now }
 
 func newEpQueue() *epQueue {
 	return &epQueue{byID: map[string]*queued{}, subjects: map[string][]*queued{}}
@@ -319,15 +333,82 @@ func (db *DB) refill(ref EndpointRef) error {
 	})
 }
 
+// scanTail reads an endpoint's pending deliveries after its window and takes into memory
+// those due at now that are next in their call's order (no earlier message of the call is
+// pending to the endpoint), at most refillChunk, while memory holds under twice
+// queueWindow; in the committer, as refill.
+func (db *DB) scanTail(ref EndpointRef, now int64) error {
+	return db.inCommitter(context.Background(), func() error {
+		return db.View(func(tx *Tx) error {
+			db.outbox.mu.Lock()
+			defer db.outbox.mu.Unlock()
+			q := db.outbox.queues[ref]
+			if q == nil || q.complete {
+				return nil
+			}
+			prefix := compose(ref.CustomerID, ref.EndpointID, "")
+			from := append(append(bytes.Clone(prefix), q.loadedTo...), 0)
+			queue, subjects := tx.tx.Bucket(bucketQueue), tx.tx.Bucket(bucketMsgSubject)
+			n := 0
+			c := queue.Cursor()
+			for k, v := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix) && n < refillChunk && len(q.byID) < 2*queueWindow; k, v = c.Next() {
+				id := string(k[len(prefix):])
+				if q.byID[id] != nil {
+					continue
+				}
+				next, attempts, subject, err := decodeQueued(v)
+				if err != nil {
+					return err
+				}
+				if next > now || subject != "" && earlierPending(queue, subjects, ref, subject, id) {
+					continue
+				}
+				q.insert(&queued{id: id, subject: subject, next: next, attempts: attempts})
+				n++
+			}
+			if n == refillChunk {
+				q.tailRead = 0 // there may be more: the next look reads on
+			}
+			return nil
+		})
+	})
+}
+
+// earlierPending tells whether a message of the subject made before the message id has a
+// delivery pending to the endpoint.
+func earlierPending(queue, subjects bucket, ref EndpointRef, subject, id string) bool {
+	sp := compose(ref.CustomerID, subject, "")
+	c := subjects.Cursor()
+	for k, _ := c.Seek(sp); k != nil && bytes.HasPrefix(k, sp); k, _ = c.Next() {
+		eid := string(k[len(sp):])
+		if eid >= id {
+			return false
+		}
+		if queue.Get(compose(ref.CustomerID, ref.EndpointID, eid)) != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // queueDue answers at most limit of an endpoint's deliveries due at now, the earliest first,
 // leaving out those skip holds, and when the first one not answered is due (0: none).
 func (db *DB) queueDue(ref EndpointRef, now int64, limit int, skip func(string) bool) ([]queued, int64, error) {
 	db.outbox.mu.Lock()
 	q := db.outbox.queues[ref]
 	low := q == nil || !q.complete && len(q.byID) < queueWindow/2
+	stalled := !low && !q.complete && !q.dueBy(now) && now-q.tailRead >= int64(tailEvery)
+	if stalled {
+		q.tailRead = now
+	}
 	db.outbox.mu.Unlock()
 	if low {
 		if err := db.refill(ref); err != nil {
+			return nil, 0, fmt.Errorf("read the webhook queue of %q: %w", ref.EndpointID, err)
+		}
+	}
+	if stalled {
+		if err := db.scanTail(ref, now); err != nil {
 			return nil, 0, fmt.Errorf("read the webhook queue of %q: %w", ref.EndpointID, err)
 		}
 	}
