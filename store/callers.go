@@ -74,6 +74,9 @@ func (db *DB) CallsOfCaller(customerID, pseudonym string) ([]Call, error) {
 // it out of its customer's daily rollups (rollups.go), and returns them as they were (the recording's zero value if it had none); ErrNotFound if
 // there is no such call. The recording's file is the caller's to remove.
 func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
+	if t.pg != nil {
+		return t.pg.deleteCall(id)
+	}
 	c, err := t.Call(id)
 	if err != nil {
 		return Call{}, Recording{}, fmt.Errorf("call %q: %w", id, err)

@@ -516,7 +516,7 @@ var pgImplemented = map[string]bool{
 	"DB.AuditLog": true, "DB.Audit": true, "DB.PruneAudit": true,
 	// calls, recordings, rollups (pg_calls.go)
 	"Tx.PutCall": true, "Tx.Call": true, "Tx.Calls": true, "Tx.ActiveCalls": true, "Tx.CallsOfCaller": true,
-	"Tx.AnnotateCall": true, "Tx.PutRecording": true, "Tx.Recording": true, "Tx.Rollups": true, "DB.Calls": true, "DB.Call": true,
+	"Tx.AnnotateCall": true, "Tx.DeleteCall": true, "Tx.PutRecording": true, "Tx.Recording": true, "Tx.Rollups": true, "DB.Calls": true, "DB.Call": true,
 	"DB.Recording": true, "DB.CallsOfCaller": true, "DB.Rollups": true, "Tx.Usage": true, "DB.Usage": true,
 }
 

@@ -18,8 +18,8 @@ import (
 // and its personal fields, sealed (pgSeal): the caller, the landing page, the referrer. The
 // rest of the record is its detail (jsonb).
 //
-// Not yet on PostgreSQL (PostgresMissing lists them): DeleteCall with the rollups' undoing
-// (unrollCall), FreezeSessionCounts, IndexCallers. The webhooks' events
+// Not yet on PostgreSQL (PostgresMissing lists them): FreezeSessionCounts, IndexCallers,
+// and what a deletion leaves on disk (dead rows until VACUUM: CompactionDue, Compact). The webhooks' events
 // of a call (events.go) are not written on PostgreSQL: their endpoints are not kept there yet
 // (PutEndpoint is missing), so no customer can subscribe; TestPostgresCallEventsNeedEndpoints
 // fails the day endpoints move without the events.
@@ -187,6 +187,94 @@ func (t *pgTx) rollupCall(c *Call) error {
 	}
 	if name := rollupName(c.Keyword, false); name != "" {
 		return t.rollupCount(c.CustomerID, day, 'k', name)
+	}
+	return nil
+}
+
+// deleteCall is Tx.DeleteCall: the call and its recording's record, taken out of the
+// rollups first (whether it counted as a returning caller's is read from the calls, which
+// still hold it). The webhooks' messages and the Google Ads upload state that bbolt deletes
+// with a call are not kept on PostgreSQL yet (their Put operations are missing).
+func (t *pgTx) deleteCall(id string) (Call, Recording, error) {
+	c, err := t.call(id)
+	if err != nil {
+		return Call{}, Recording{}, fmt.Errorf("call %q: %w", id, err)
+	}
+	var rec Recording
+	if c.RecordingID != "" {
+		rec, err = t.recording(c.RecordingID)
+		switch {
+		case err == nil:
+			if err := t.exec(nil, `DELETE FROM recordings WHERE id = $1`, rec.ID); err != nil {
+				return Call{}, Recording{}, err
+			}
+		case !errors.Is(err, ErrNotFound):
+			return Call{}, Recording{}, err
+		}
+	}
+	if err := t.unrollCall(&c); err != nil {
+		return Call{}, Recording{}, err
+	}
+	return c, rec, t.exec(nil, `DELETE FROM calls WHERE id = $1`, c.ID)
+}
+
+// unrollCall takes a completed call out of its customer's rollups of the day: rollupCall
+// undone, as rollups.go's. Counts do not go below zero; a channel without calls, and a
+// landing page or keyword without calls, lose their rows.
+func (t *pgTx) unrollCall(c *Call) error {
+	if !storable(c.Start) || c.End.IsZero() {
+		return nil
+	}
+	day := dayOf(c.Start)
+	var answered, busy, missed, hist int
+	var talk float64
+	switch c.Disposition {
+	case DispAnswered:
+		answered, talk, hist = 1, c.TalkSeconds, talkBucket(c.TalkSeconds)+1
+	case DispBusy:
+		busy = 1
+	default:
+		missed = 1
+	}
+	if math.IsNaN(talk) || math.IsInf(talk, 0) {
+		talk = 0
+	}
+	recorded := 0
+	if c.RecordingID != "" {
+		recorded = 1
+	}
+	if err := t.exec(nil, `UPDATE rollup_channels SET calls = greatest(calls - 1, 0),
+			answered = greatest(answered - $4, 0), busy = greatest(busy - $5, 0), missed = greatest(missed - $6, 0),
+			talk_seconds = greatest(talk_seconds - $7, 0),
+			talk_hist = CASE WHEN $8::int > 0 THEN talk_hist[:$8::int - 1] || greatest(talk_hist[$8::int] - 1, 0) || talk_hist[$8::int + 1:] ELSE talk_hist END,
+			recorded = greatest(recorded - $9, 0),
+			first_time = greatest(first_time - f.nfirst, 0), returning_calls = greatest(returning_calls - f.nret, 0)
+		FROM (SELECT (p AND NOT ret)::int AS nfirst, (p AND ret)::int AS nret FROM (SELECT $10::text <> '' AS p,
+			EXISTS (SELECT 1 FROM calls WHERE customer_id = $1 AND caller_pseudonym = $10 AND $10::text <> '' AND id < $11) AS ret) q) f
+		WHERE customer_id = $1 AND day = $2 AND channel = $3`,
+		c.CustomerID, day, c.Channel, answered, busy, missed, talk, hist, recorded, c.CallerPseudonym, c.ID); err != nil {
+		return err
+	}
+	if err := t.exec(nil, `DELETE FROM rollup_channels WHERE customer_id = $1 AND day = $2 AND channel = $3 AND calls = 0`,
+		c.CustomerID, day, c.Channel); err != nil {
+		return err
+	}
+	for _, n := range []struct {
+		kind byte
+		name string
+	}{{'l', rollupName(c.LandingPage, true)}, {'k', rollupName(c.Keyword, false)}} {
+		if n.name == "" {
+			continue
+		}
+		if err := t.exec(nil, `UPDATE rollup_names SET calls = calls - 1 WHERE customer_id = $1 AND day = $2 AND kind = $3 AND name =
+				CASE WHEN EXISTS (SELECT 1 FROM rollup_names WHERE customer_id = $1 AND day = $2 AND kind = $3 AND name = $4) THEN $4 ELSE $5 END`,
+			c.CustomerID, day, string(n.kind), n.name, RollupOther); err != nil {
+			return err
+		}
+		if err := t.exec(nil, `DELETE FROM rollup_names WHERE customer_id = $1 AND day = $2 AND kind = $3 AND calls <= 0`,
+			c.CustomerID, day, string(n.kind)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
