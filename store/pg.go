@@ -51,11 +51,9 @@ import (
 // Times are kept to the microsecond (timestamptz), except the assignments', whose From names
 // a record (CutFrom) and is kept in nanoseconds.
 //
-// Personal fields (a session's landing page and referrer; later a call's caller and what it
-// inherits from its session) are bytea columns holding a sealed value (pgSeal). Today a
-// sealed value is the plain text behind a format byte 0: encryption with the customer's key
-// (issue 22's privacy section) is still to come, and trackline serve refuses PostgreSQL
-// until it is there.
+// Personal fields (a session's landing page and referrer, a call's caller, landing page and
+// referrer) are bytea columns holding a sealed value: with WithFieldKeys, AES-256-GCM under
+// the customer's key (pg_seal.go).
 
 // migrations are the schema's migrations, applied in order at open by goose.
 //
@@ -78,6 +76,7 @@ const pgStatsShards = 16
 // pgStore is the PostgreSQL side of a DB.
 type pgStore struct {
 	pool   *pgxpool.Pool
+	keys   FieldKeys       // nil: personal fields in plain text (pg_seal.go)
 	ctx    context.Context // cancelled by close, after the committer stopped
 	cancel context.CancelFunc
 	shard  int // this process's row of the counters (pgStatsShards)
@@ -115,7 +114,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*DB, error) 
 	}
 	db := newDB("", o)
 	sctx, cancel := context.WithCancel(context.Background())
-	db.pg = &pgStore{pool: pool, ctx: sctx, cancel: cancel, shard: rand.IntN(pgStatsShards)}
+	db.pg = &pgStore{pool: pool, keys: o.fieldKeys, ctx: sctx, cancel: cancel, shard: rand.IntN(pgStatsShards)}
 	if o.reg != nil {
 		for _, c := range []prometheus.Collector{db.commitSeconds, db.batchSize} {
 			if err := o.reg.Register(c); err != nil {
@@ -213,6 +212,7 @@ type pgStmt struct {
 
 // pgTx is the PostgreSQL side of a Tx.
 type pgTx struct {
+	s     *pgStore
 	ctx   context.Context
 	conn  *pgxpool.Conn
 	write bool
@@ -440,7 +440,7 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 		return -1, err
 	}
 	defer conn.Release()
-	p := &pgTx{ctx: ctx, conn: conn, write: true, blame: -1, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
+	p := &pgTx{s: s, ctx: ctx, conn: conn, write: true, blame: -1, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
 	tx := &Tx{pg: p, db: db}
 	for i, r := range batch {
 		if out[i] {
@@ -487,7 +487,7 @@ func (s *pgStore) view(db *DB, fn func(*Tx) error) error {
 	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return fmt.Errorf("store: postgres: %w", err)
 	}
-	p := &pgTx{ctx: ctx, conn: conn, blame: -1}
+	p := &pgTx{s: s, ctx: ctx, conn: conn, blame: -1}
 	err = fn(&Tx{pg: p, db: db})
 	if _, cerr := conn.Exec(context.WithoutCancel(ctx), "COMMIT"); err == nil && cerr != nil {
 		err = fmt.Errorf("store: postgres: %w", cerr)

@@ -15,7 +15,7 @@ import (
 //
 // A call's columns are what the store selects or orders by (the customer, the caller's
 // pseudonym, the session, the channel, the times, the disposition, the recording, the tags)
-// and its personal fields, sealed (pgSeal): the caller, the landing page, the referrer. The
+// and its personal fields, sealed (pg_seal.go): the caller, the landing page, the referrer. The
 // rest of the record is its detail (jsonb).
 //
 // Not yet on PostgreSQL (PostgresMissing lists them): FreezeSessionCounts, IndexCallers,
@@ -27,7 +27,7 @@ import (
 const pgCallColumns = `id, customer_id, dialled, caller, caller_pseudonym, session_id, channel, keyword,
 	landing_page, referrer_host, start, answer, ended, disposition, recording_id, tags, detail`
 
-func scanCall(r pgx.Row) (Call, error) {
+func (t *pgTx) scanCall(r pgx.Row) (Call, error) {
 	var (
 		c                         Call
 		caller, landing, referrer []byte
@@ -47,9 +47,9 @@ func scanCall(r pgx.Row) (Call, error) {
 	c.Channel, c.Keyword, c.Disposition, c.RecordingID, c.Tags = channel, keyword, Disposition(disposition), recording, tags
 	c.Start, c.Answer, c.End = pgTimeOf(start), pgTimeOf(answer), pgTimeOf(ended)
 	var err error
-	if c.Caller, err = pgOpen(caller); err == nil {
-		if c.LandingPage, err = pgOpen(landing); err == nil {
-			c.ReferrerHost, err = pgOpen(referrer)
+	if c.Caller, err = t.open("calls.caller", customer, id, caller); err == nil {
+		if c.LandingPage, err = t.open("calls.landing_page", customer, id, landing); err == nil {
+			c.ReferrerHost, err = t.open("calls.referrer_host", customer, id, referrer)
 		}
 	}
 	if err != nil {
@@ -75,7 +75,7 @@ func pgCallDetail(c *Call) ([]byte, error) {
 func (t *pgTx) call(id string) (Call, error) {
 	var c Call
 	err := t.rowFn(`SELECT `+pgCallColumns+` FROM calls WHERE id = $1`+t.forUpdate(), []any{id},
-		func(r pgx.Row) (err error) { c, err = scanCall(r); return err })
+		func(r pgx.Row) (err error) { c, err = t.scanCall(r); return err })
 	return c, err
 }
 
@@ -102,6 +102,12 @@ func (t *pgTx) putCall(c *Call) error {
 	if err != nil {
 		return err
 	}
+	var sealed [3][]byte
+	for i, f := range []struct{ column, v string }{{"calls.caller", c.Caller}, {"calls.landing_page", c.LandingPage}, {"calls.referrer_host", c.ReferrerHost}} {
+		if sealed[i], err = t.seal(f.column, c.CustomerID, c.ID, f.v); err != nil {
+			return err
+		}
+	}
 	if err := t.exec(nil, `INSERT INTO calls (`+pgCallColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 		ON CONFLICT (id) DO UPDATE SET dialled = excluded.dialled, caller = excluded.caller,
@@ -109,8 +115,8 @@ func (t *pgTx) putCall(c *Call) error {
 			landing_page = excluded.landing_page, referrer_host = excluded.referrer_host, start = excluded.start,
 			answer = excluded.answer, ended = excluded.ended, disposition = excluded.disposition,
 			recording_id = excluded.recording_id, tags = excluded.tags, detail = excluded.detail`,
-		c.ID, c.CustomerID, c.Dialled, pgSeal(c.Caller), c.CallerPseudonym, c.SessionID, c.Channel, c.Keyword,
-		pgSeal(c.LandingPage), pgSeal(c.ReferrerHost), pgTime(c.Start), pgTime(c.Answer), pgTime(c.End),
+		c.ID, c.CustomerID, c.Dialled, sealed[0], c.CallerPseudonym, c.SessionID, c.Channel, c.Keyword,
+		sealed[1], sealed[2], pgTime(c.Start), pgTime(c.Answer), pgTime(c.End),
 		string(c.Disposition), c.RecordingID, c.Tags, detail); err != nil {
 		return err
 	}
@@ -423,7 +429,7 @@ func (t *pgTx) calls(f CallFilter) ([]Call, string, error) {
 	var out []Call
 	err := t.query(`SELECT `+pgCallColumns+` FROM calls WHERE `+where+` ORDER BY id DESC LIMIT `+arg(limit), args,
 		func(r pgx.Rows) error {
-			c, err := scanCall(r)
+			c, err := t.scanCall(r)
 			out = append(out, c)
 			return err
 		})
@@ -447,7 +453,7 @@ func ceilMicro(t time.Time) time.Time {
 func (t *pgTx) activeCalls(fn func(Call) bool) error {
 	var all []Call
 	err := t.query(`SELECT `+pgCallColumns+` FROM calls WHERE ended IS NULL ORDER BY customer_id, id`, nil, func(r pgx.Rows) error {
-		c, err := scanCall(r)
+		c, err := t.scanCall(r)
 		all = append(all, c)
 		return err
 	})
@@ -466,7 +472,7 @@ func (t *pgTx) callsOfCaller(customerID, pseudonym string) ([]Call, error) {
 	var out []Call
 	err := t.query(`SELECT `+pgCallColumns+` FROM calls WHERE customer_id = $1 AND caller_pseudonym = $2 ORDER BY id DESC LIMIT $3`,
 		[]any{customerID, pseudonym, MaxCallerCalls}, func(r pgx.Rows) error {
-			c, err := scanCall(r)
+			c, err := t.scanCall(r)
 			out = append(out, c)
 			return err
 		})

@@ -29,30 +29,6 @@ func pgTimeOf(p *time.Time) time.Time {
 	return p.UTC()
 }
 
-// pgSeal is the stored form of a personal field: "" is NULL, anything else a format byte and
-// the value. Format 0 is the value in plain text.
-//
-// TODO(issue 22, privacy): seal with the customer's key (format 1), so that destroying the
-// key makes the field unreadable in dead rows, WAL, replicas and backups. Until then
-// trackline serve refuses the postgres driver (PostgresMissing).
-func pgSeal(v string) []byte {
-	if v == "" {
-		return nil
-	}
-	return append([]byte{0}, v...)
-}
-
-// pgOpen reads a sealed personal field.
-func pgOpen(b []byte) (string, error) {
-	switch {
-	case len(b) == 0:
-		return "", nil
-	case b[0] == 0:
-		return string(b[1:]), nil
-	}
-	return "", fmt.Errorf("sealed field of format %d: not readable by this build", b[0])
-}
-
 // --- customers
 
 // pgCustomerSettings is the part of a customer no query looks into: its jsonb column.

@@ -17,7 +17,7 @@ import (
 const pgSessionColumns = `id, customer_id, created, channel, landing_page, referrer_host, utm_source, utm_medium,
 	utm_campaign, utm_term, utm_content, gclid, gbraid, wbraid, ad_consent`
 
-func scanSession(r pgx.Row) (Session, error) {
+func (t *pgTx) scanSession(r pgx.Row) (Session, error) {
 	var (
 		s                 Session
 		created           *time.Time
@@ -30,10 +30,10 @@ func scanSession(r pgx.Row) (Session, error) {
 	}
 	s.Created, s.AdConsent = pgTimeOf(created), Consent(consent)
 	var err error
-	if s.LandingPage, err = pgOpen(landing); err != nil {
+	if s.LandingPage, err = t.open("sessions.landing_page", s.CustomerID, s.ID, landing); err != nil {
 		return Session{}, fmt.Errorf("session %s: landing page: %w", s.ID, err)
 	}
-	if s.ReferrerHost, err = pgOpen(referrer); err != nil {
+	if s.ReferrerHost, err = t.open("sessions.referrer_host", s.CustomerID, s.ID, referrer); err != nil {
 		return Session{}, fmt.Errorf("session %s: referrer: %w", s.ID, err)
 	}
 	return s, nil
@@ -42,11 +42,19 @@ func scanSession(r pgx.Row) (Session, error) {
 func (t *pgTx) session(id string) (Session, error) {
 	var s Session
 	err := t.rowFn(`SELECT `+pgSessionColumns+` FROM sessions WHERE id = $1`+t.forUpdate(), []any{id},
-		func(r pgx.Row) (err error) { s, err = scanSession(r); return err })
+		func(r pgx.Row) (err error) { s, err = t.scanSession(r); return err })
 	return s, err
 }
 
 func (t *pgTx) putSession(s *Session) error {
+	landing, err := t.seal("sessions.landing_page", s.CustomerID, s.ID, s.LandingPage)
+	if err != nil {
+		return err
+	}
+	referrer, err := t.seal("sessions.referrer_host", s.CustomerID, s.ID, s.ReferrerHost)
+	if err != nil {
+		return err
+	}
 	return t.exec(nil, `INSERT INTO sessions (`+pgSessionColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, created = excluded.created,
@@ -54,7 +62,7 @@ func (t *pgTx) putSession(s *Session) error {
 			utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign,
 			utm_term = excluded.utm_term, utm_content = excluded.utm_content, gclid = excluded.gclid,
 			gbraid = excluded.gbraid, wbraid = excluded.wbraid, ad_consent = excluded.ad_consent`,
-		s.ID, s.CustomerID, pgTime(s.Created), s.Channel, pgSeal(s.LandingPage), pgSeal(s.ReferrerHost),
+		s.ID, s.CustomerID, pgTime(s.Created), s.Channel, landing, referrer,
 		s.UTMSource, s.UTMMedium, s.UTMCampaign, s.UTMTerm, s.UTMContent, s.Gclid, s.Gbraid, s.Wbraid, string(s.AdConsent))
 }
 
@@ -67,7 +75,7 @@ func (t *pgTx) sessionsOf(customerID, before string, limit int) ([]Session, erro
 	}
 	var out []Session
 	err := t.query(q, args, func(r pgx.Rows) error {
-		s, err := scanSession(r)
+		s, err := t.scanSession(r)
 		out = append(out, s)
 		return err
 	})

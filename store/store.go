@@ -132,10 +132,11 @@ var reqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error
 type Option func(*options)
 
 type options struct {
-	log     *slog.Logger
-	reg     prometheus.Registerer
-	timeout time.Duration
-	now     func() time.Time
+	log       *slog.Logger
+	reg       prometheus.Registerer
+	timeout   time.Duration
+	now       func() time.Time
+	fieldKeys FieldKeys // PostgreSQL only (pg_seal.go)
 }
 
 // WithLogger sets the logger.

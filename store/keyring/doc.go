@@ -15,6 +15,8 @@
 //     recording file (Key.FileKey);
 //   - the caller pseudonym key: Key.Pseudonym is HMAC-SHA256 of a caller's number under it,
 //     so the same caller gets the same pseudonym at one customer, and different ones at two.
+//   - the field key (Key.FieldKey): package store seals a customer's personal fields with it
+//     on PostgreSQL (a caller's number, a landing page, a referrer).
 //
 // # Destroying a key (crypto-shredding)
 //

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -50,6 +51,7 @@ const (
 	infoRecording = "trackline recordings v1"
 	infoPseudonym = "trackline caller pseudonym v1"
 	infoFile      = "trackline recording file v1"
+	infoFields    = "trackline personal fields v1"
 )
 
 // Keyring is the keys directory. Its methods are safe for concurrent use.
@@ -108,6 +110,7 @@ type Key struct {
 	customerID string
 	recording  []byte // 32 bytes
 	pseudonym  []byte // 32 bytes
+	fields     []byte // 32 bytes
 }
 
 // CustomerID is the customer the key belongs to.
@@ -129,6 +132,11 @@ func (key *Key) Pseudonym(caller string) string {
 func (key *Key) FileKey(salt []byte, callID string) ([]byte, error) {
 	return hkdf.Key(sha256.New, key.recording, salt, infoFile+" "+key.customerID+" "+callID, 32)
 }
+
+// FieldKey is the AES-256 key that seals the customer's personal fields in a shared store
+// (package store on PostgreSQL: a caller's number, a landing page, a referrer), so that
+// destroying the customer's key makes them unreadable wherever their bytes are.
+func (key *Key) FieldKey() []byte { return bytes.Clone(key.fields) }
 
 // Get returns the customer's key, making and storing a new one (durably) if it has none.
 func (k *Keyring) Get(customerID string) (*Key, error) {
@@ -222,7 +230,11 @@ func (k *Keyring) remember(customerID string, secret []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := &Key{customerID: customerID, recording: rec, pseudonym: ps}
+	fields, err := hkdf.Key(sha256.New, secret, nil, infoFields, 32)
+	if err != nil {
+		return nil, err
+	}
+	key := &Key{customerID: customerID, recording: rec, pseudonym: ps, fields: fields}
 	k.keys[customerID] = key
 	return key, nil
 }

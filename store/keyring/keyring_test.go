@@ -208,3 +208,26 @@ func TestGetConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// The field key is the customer's own, stable across a reopen, and none of its other keys.
+func TestFieldKey(t *testing.T) {
+	dir := t.TempDir()
+	k, _ := Open(dir)
+	a, err := k.Get("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.Get("bakery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.FieldKey()) != 32 || bytes.Equal(a.FieldKey(), b.FieldKey()) || bytes.Equal(a.FieldKey(), a.recording) || bytes.Equal(a.FieldKey(), a.pseudonym) {
+		t.Fatal("field keys not 32 bytes of their own")
+	}
+	a.FieldKey()[0] ^= 1 // a copy: the key is not changed through it
+	k2, _ := Open(dir)
+	again, err := k2.Lookup("acme")
+	if err != nil || !bytes.Equal(again.FieldKey(), a.FieldKey()) {
+		t.Fatalf("field key after reopen differs: %v", err)
+	}
+}

@@ -7,8 +7,8 @@
 --     there, and PurgeCustomer deletes a customer's records in bounded steps of its own;
 --   * times are timestamptz (microseconds), NULL for a zero time.Time; the assignments keep
 --     theirs as Unix nanoseconds, since a record's start names it (cut_from_ns);
---   * personal fields are bytea holding a sealed value (store/pg.go, pgSeal): a format byte,
---     then the value; format 0 is plain text until encryption with the customer's key lands;
+--   * personal fields are bytea holding a sealed value (store/pg_seal.go): a format byte,
+--     then the value: 1 is AES-256-GCM under the customer's key, 0 plain text (no keys);
 --   * what no query selects, orders or constrains by stays in one jsonb column per record.
 
 -- +goose Up
