@@ -899,6 +899,9 @@ func BenchmarkDrainBacklog(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if err := db.IndexOutbox(context.Background()); err != nil { // the queue entries of the last messages
+			b.Fatal(err)
+		}
 		w, err := New(db, Config{AllowCIDRs: loopback})
 		if err != nil {
 			b.Fatal(err)
