@@ -41,41 +41,30 @@ func (p *Pool) leaseShared(ctx context.Context, cu *customer, s *store.Session, 
 
 	req := store.LeaseRequest{CustomerID: customerID, SessionID: s.ID, Now: now, Until: until, Grace: p.cfg.Grace, New: isNew}
 	var res store.LeaseResult
+	// The session, the lease and the counters: statements sent with the batch's others, so
+	// that many sessions share one round trip and one commit (store/pg_lease.go).
 	err := p.db.Write(ctx, func(tx *store.Tx) error {
 		if isNew {
 			if err := tx.PutEncodedSession(enc); err != nil {
 				return err
 			}
 		}
-		r, err := tx.LeaseNumber(req)
-		if err != nil {
-			return err
-		}
-		var sessions, exhaustions uint64
-		if isNew {
-			sessions = 1
-		}
-		if r.Exhausted {
-			exhaustions = 1
-		}
-		if sessions+exhaustions > 0 {
-			if err := tx.AddStats(customerID, sessions, exhaustions, 0); err != nil {
-				return err
-			}
-		}
-		if r.Exhausted {
-			if err := tx.PoolExhausted(customerID, r.Assignment.Number, now); err != nil {
-				return err
-			}
-		}
-		res = r
-		return nil
+		return tx.LeaseNumber(req, &res)
 	})
 	if errors.Is(err, store.ErrNoNumbers) {
 		return Lease{}, ErrNoNumbers
 	}
 	if err != nil {
 		return Lease{}, fmt.Errorf("persist lease: %w", err)
+	}
+	if res.Exhausted {
+		// The webhooks' number.pool_exhausted: known only once the lease is decided, so in a
+		// write of its own (on bbolt it shares the lease's).
+		if err := p.db.Write(ctx, func(tx *store.Tx) error {
+			return tx.PoolExhausted(customerID, res.Assignment.Number, now)
+		}); err != nil {
+			p.log.Error("pool exhausted event not written", "customer", customerID, "err", err)
+		}
 	}
 	cu.mu.Lock()
 	if isNew {

@@ -138,7 +138,7 @@ func TestSharedPoolTwoNodes(t *testing.T) {
 }
 
 // sharedStores opens two stores on one fresh PostgreSQL database: two nodes' stores.
-func sharedStores(t *testing.T) (*store.DB, *store.DB) {
+func sharedStores(t testing.TB) (*store.DB, *store.DB) {
 	t.Helper()
 	srv, err := pgtest.Start()
 	if err != nil {
@@ -300,5 +300,52 @@ func waitFor(t *testing.T, what string, fn func() error) {
 			t.Fatalf("waited 5 s for %s: %v", what, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkAssignBackends is a new web session through the pool (classification, the lease
+// and its write) from 32 concurrent visitors a core, on one node's bbolt store (the lease in
+// memory) and on a shared PostgreSQL store (the lease in the database: store.LeaseNumber).
+// Leases of a millisecond with no grace, so that the 2,000 numbers never run out.
+func BenchmarkAssignBackends(b *testing.B) {
+	for _, driver := range []string{"bbolt", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			ctx := context.Background()
+			var db *store.DB
+			if driver == "postgres" {
+				db, _ = sharedStores(b)
+			} else {
+				var err error
+				if db, err = store.Open(b.TempDir() + "/t.db"); err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+			}
+			p, err := New(db, Config{Lease: time.Millisecond, Grace: time.Nanosecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := p.CreateCustomer(ctx, store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key"}); err != nil {
+				b.Fatal(err)
+			}
+			in := make([]NumberInput, 0, 2000)
+			for i := 1; i <= 2000; i++ {
+				in = append(in, NumberInput{Number: numberOf(i)})
+			}
+			if _, err := p.ImportNumbers(ctx, "acme", in); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := p.Assign(ctx, "acme", Visit{LandingURL: "https://shop.example/?utm_source=google&utm_medium=cpc"}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

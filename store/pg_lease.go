@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5"
 )
 
 // Leases decided in the database, for nodes that share one pool (package pool's shared
@@ -48,74 +48,84 @@ type LeaseResult struct {
 func (db *DB) Shared() bool { return db.pg != nil }
 
 // LeaseNumber renews the session's lease, or gives it the least recently leased available
-// number, and writes the assignment. Only on a shared store (ErrNotShared on bbolt).
-func (t *Tx) LeaseNumber(r LeaseRequest) (LeaseResult, error) {
+// number, writes the assignment and counts the session (if New) and an exhaustion, as the
+// pool does in memory on bbolt. Only on a shared store (ErrNotShared on bbolt).
+//
+// It is one statement, sent with the transaction's other writes (no round trip of its own):
+// res is filled when the statement has run, which is before Write returns nil. The write
+// fails with ErrNoNumbers if the customer has no available pool number.
+func (t *Tx) LeaseNumber(r LeaseRequest, res *LeaseResult) error {
 	if t.pg == nil {
-		return LeaseResult{}, ErrNotShared
+		return ErrNotShared
 	}
-	return t.pg.leaseNumber(r)
+	return t.pg.leaseNumber(r, t.db.pg.shard, res)
 }
 
-func (t *pgTx) leaseNumber(r LeaseRequest) (LeaseResult, error) {
-	now := r.Now.UnixNano()
-	a := Assignment{CustomerID: r.CustomerID, SessionID: r.SessionID, From: r.Now, Until: r.Until}
-	if !r.New {
-		var from, end int64
-		err := t.row(`SELECT e164, lease_from_ns, lease_until_ns FROM numbers
-			WHERE customer_id = $1 AND lease_session = $2 AND kind = 'pool' AND state = 'available'
-			LIMIT 1 FOR UPDATE`, []any{r.CustomerID, r.SessionID}, &a.Number, &from, &end)
-		switch {
-		case err == nil && now <= end && now-from < int64(AssignmentSpan):
-			// A live lease: extended in its record.
+// pgLease decides and writes a lease in one statement: the session's own number if it holds
+// one (cur), else the least recently leased available number no other transaction holds
+// (pick); the rules of package pool's lease (a live lease extended in its record until the
+// record spans AssignmentSpan, then a new record that cuts it; an expired one renewed on the
+// same number in a new record; a number taken from another session cuts its lease if live,
+// and is an exhaustion within its grace); the number's row, the assignment record and the
+// counters written. Parameters: $1 customer, $2 session, $3 now (ns), $4 until (ns), $5 the
+// session is new, $6 AssignmentSpan (ns), $7 grace (ns), $8 the node's counter shard.
+const pgLease = `WITH cur AS (
+	SELECT e164, lease_session, lease_from_ns, lease_until_ns, true AS own FROM numbers
+	WHERE NOT $5::boolean AND customer_id = $1 AND lease_session = $2 AND kind = 'pool' AND state = 'available'
+	LIMIT 1 FOR UPDATE),
+pick AS (
+	SELECT e164, lease_session, lease_from_ns, lease_until_ns, false AS own FROM numbers
+	WHERE customer_id = $1 AND kind = 'pool' AND state = 'available' AND NOT EXISTS (SELECT FROM cur)
+	ORDER BY lease_until_ns, e164 LIMIT 1 FOR UPDATE SKIP LOCKED),
+chosen AS (SELECT * FROM cur UNION ALL SELECT * FROM pick),
+decided AS (
+	SELECT e164,
+		CASE WHEN own AND $3 <= lease_until_ns AND $3 - lease_from_ns < $6 THEN lease_from_ns ELSE $3 END AS from_ns,
+		CASE WHEN own AND $3 <= lease_until_ns AND $3 - lease_from_ns >= $6 THEN lease_from_ns
+			WHEN NOT own AND lease_session <> '' AND $3 < lease_until_ns THEN lease_from_ns END AS cut_from_ns,
+		NOT own AND lease_session <> '' AND $3 < lease_until_ns + $7 AS exhausted
+	FROM chosen),
+held AS (
+	UPDATE numbers n SET lease_session = $2, lease_from_ns = d.from_ns, lease_until_ns = $4
+	FROM decided d WHERE n.e164 = d.e164),
+rec AS (
+	INSERT INTO assignments (customer_id, from_ns, number, session_id, until_ns, cut_from_ns)
+	SELECT $1, from_ns, e164, $2, $4, cut_from_ns FROM decided
+	ON CONFLICT (customer_id, from_ns, number, session_id) DO UPDATE SET until_ns = excluded.until_ns),
+counted AS (
+	INSERT INTO customer_stats AS s (customer_id, shard, sessions_total, exhaustions)
+	SELECT $1, $8, CASE WHEN $5::boolean THEN 1 ELSE 0 END, CASE WHEN exhausted THEN 1 ELSE 0 END
+	FROM decided WHERE $5::boolean OR exhausted
+	ON CONFLICT (customer_id, shard) DO UPDATE SET sessions_total = s.sessions_total + excluded.sessions_total,
+		exhaustions = s.exhaustions + excluded.exhaustions)
+SELECT e164, from_ns, cut_from_ns, exhausted FROM decided`
+
+func (t *pgTx) leaseNumber(r LeaseRequest, shard int, res *LeaseResult) error {
+	if !t.write {
+		return errReadOnly
+	}
+	if t.abort != nil {
+		return t.abort
+	}
+	t.mine = append(t.mine, pgStmt{sql: pgLease, fn: t.fn,
+		args: []any{r.CustomerID, r.SessionID, r.Now.UnixNano(), r.Until.UnixNano(), r.New, int64(AssignmentSpan), int64(r.Grace), shard},
+		scan: func(row pgx.Row) error {
+			var from int64
+			var cut *int64
+			a := Assignment{CustomerID: r.CustomerID, SessionID: r.SessionID, Until: r.Until}
+			err := row.Scan(&a.Number, &from, &cut, &res.Exhausted)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNoNumbers
+			}
+			if err != nil {
+				return err
+			}
 			a.From = time.Unix(0, from).UTC()
-			return LeaseResult{Assignment: a}, t.holdNumber(&a, from)
-		case err == nil && now <= end:
-			// Live, renewed in its record for long enough: it goes on in a new record, which
-			// ends the old one (CutFrom).
-			a.CutFrom = time.Unix(0, from).UTC()
-			return LeaseResult{Assignment: a}, t.holdNumber(&a, now)
-		case err == nil:
-			// Expired, and nobody took the number since: a new lease of the same number.
-			return LeaseResult{Assignment: a}, t.holdNumber(&a, now)
-		case !errors.Is(err, ErrNotFound):
-			return LeaseResult{}, err
-		}
-	}
-	var holder string
-	var from, end int64
-	err := t.row(`SELECT e164, lease_session, lease_from_ns, lease_until_ns FROM numbers
-		WHERE customer_id = $1 AND kind = 'pool' AND state = 'available'
-		ORDER BY lease_until_ns, e164 LIMIT 1 FOR UPDATE SKIP LOCKED`,
-		[]any{r.CustomerID}, &a.Number, &holder, &from, &end)
-	if errors.Is(err, ErrNotFound) {
-		return LeaseResult{}, ErrNoNumbers
-	}
-	if err != nil {
-		return LeaseResult{}, err
-	}
-	res := LeaseResult{}
-	if holder != "" {
-		res.Exhausted = now < end+int64(r.Grace)
-		if now < end {
-			// Every number is live: the least recently renewed lease is cut short.
-			a.CutFrom = time.Unix(0, from).UTC()
-		}
-	}
-	res.Assignment = a
-	return res, t.holdNumber(&a, now)
-}
-
-// holdNumber writes a's record and makes it the number's current lease, begun at from (the
-// record's start: a renewal keeps it).
-func (t *pgTx) holdNumber(a *Assignment, from int64) error {
-	if err := t.putAssignment(a); err != nil {
-		return err
-	}
-	return t.exec(func(tag pgconn.CommandTag) error {
-		if tag.RowsAffected() != 1 {
-			return ErrNotFound
-		}
-		return nil
-	}, `UPDATE numbers SET lease_session = $2, lease_from_ns = $3, lease_until_ns = $4 WHERE e164 = $1`,
-		a.Number, a.SessionID, from, a.Until.UnixNano())
+			if cut != nil {
+				a.CutFrom = time.Unix(0, *cut).UTC()
+			}
+			res.Assignment = a
+			return nil
+		}})
+	return nil
 }

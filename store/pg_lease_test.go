@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Every rule of a lease decided in the database (pg_lease.go), step by step on a pool of two
+// numbers, with the assignment records and counters it writes.
+func TestPostgresLeaseNumber(t *testing.T) {
+	db := openPostgresTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	err := db.Write(ctx, func(tx *Tx) error {
+		if err := tx.CreateCustomer(&Customer{ID: "acme", Name: "Acme", Status: StatusActive, SiteKey: "acme-site-key-0001"}); err != nil {
+			return err
+		}
+		for _, n := range []Number{
+			{E164: "+31850000001", CustomerID: "acme", Kind: KindPool, State: NumberAvailable},
+			{E164: "+31850000002", CustomerID: "acme", Kind: KindPool, State: NumberAvailable},
+			{E164: "+31850000003", CustomerID: "acme", Kind: KindStatic, State: NumberAvailable},
+			{E164: "+31850000004", CustomerID: "acme", Kind: KindPool, State: NumberQuarantined},
+		} {
+			if err := tx.PutNumber(&n); err != nil {
+				return err
+			}
+		}
+		return tx.CreateCustomer(&Customer{ID: "empty", Name: "Empty", Status: StatusActive, SiteKey: "empty-site-key-01"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lease, grace = 10 * time.Minute, 5 * time.Minute
+	lease1 := func(customer, session string, at time.Time, isNew bool) (LeaseResult, error) {
+		var res LeaseResult
+		err := db.Write(ctx, func(tx *Tx) error {
+			return tx.LeaseNumber(LeaseRequest{CustomerID: customer, SessionID: session, Now: at, Until: at.Add(lease), Grace: grace, New: isNew}, &res)
+		})
+		return res, err
+	}
+	show := func(r LeaseResult) string {
+		s := fmt.Sprintf("%s %s from+%v", r.Assignment.SessionID, r.Assignment.Number, r.Assignment.From.Sub(t0))
+		if !r.Assignment.CutFrom.IsZero() {
+			s += fmt.Sprintf(" cuts+%v", r.Assignment.CutFrom.Sub(t0))
+		}
+		if r.Exhausted {
+			s += " exhausted"
+		}
+		return s
+	}
+	steps := []struct {
+		name    string
+		session string
+		at      time.Duration
+		isNew   bool
+		want    string
+	}{
+		{"first session: a number never leased", "s1", 0, true, "s1 +31850000001 from+0s"},
+		{"second session: the other number", "s2", time.Minute, true, "s2 +31850000002 from+1m0s"},
+		{"renewal of a live lease: the same record", "s1", 5 * time.Minute, false, "s1 +31850000001 from+0s"},
+		// s2's lease (until +11m) ended, within its grace (+16m): taken, an exhaustion, no cut.
+		{"every number held: the least recent, in its grace", "s3", 12 * time.Minute, true, "s3 +31850000002 from+12m0s exhausted"},
+		{"renewed", "s1", 14 * time.Minute, false, "s1 +31850000001 from+0s"},
+		{"renewed again", "s1", 23 * time.Minute, false, "s1 +31850000001 from+0s"},
+		{"live past the record's span: a new record cutting it", "s1", 31 * time.Minute, false, "s1 +31850000001 from+31m0s cuts+0s"},
+		{"renewed in the new record", "s1", 39 * time.Minute, false, "s1 +31850000001 from+31m0s"},
+		// s3's lease (until +22m) ended past its grace (+27m).
+		{"past the grace: no exhaustion", "s4", 40 * time.Minute, true, "s4 +31850000002 from+40m0s"},
+		// s1 until +49m, s4 until +50m: both live.
+		{"all live: the least recent is cut short", "s5", 45 * time.Minute, true, "s5 +31850000001 from+45m0s cuts+31m0s exhausted"},
+		// s1 lost its number to s5: it gets the least recent one, s4's (live until +50m).
+		{"a session whose number was taken", "s1", 46 * time.Minute, false, "s1 +31850000002 from+46m0s cuts+40m0s exhausted"},
+		// s5's lease ended at +55m; nobody took its number: a new record on it, no cut.
+		{"expired, not taken: the same number again", "s5", 60 * time.Minute, false, "s5 +31850000001 from+1h0m0s"},
+	}
+	for _, st := range steps {
+		r, err := lease1("acme", st.session, t0.Add(st.at), st.isNew)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := show(r); got != st.want {
+			t.Errorf("%s: %s, want %s", st.name, got, st.want)
+		}
+	}
+	if _, err := lease1("empty", "x1", t0, true); !errors.Is(err, ErrNoNumbers) {
+		t.Errorf("a customer without pool numbers: %v, want ErrNoNumbers", err)
+	}
+	var recs []string
+	var stats CustomerStats
+	err = db.View(func(tx *Tx) error {
+		if err := tx.Assignments("acme", time.Time{}, time.Time{}, func(a Assignment) bool {
+			s := fmt.Sprintf("%s@%s+%v-%v", a.SessionID, a.Number[len(a.Number)-1:], a.From.Sub(t0), a.Until.Sub(t0))
+			if !a.CutFrom.IsZero() {
+				s += fmt.Sprintf("/cut+%v", a.CutFrom.Sub(t0))
+			}
+			recs = append(recs, s)
+			return true
+		}); err != nil {
+			return err
+		}
+		var err error
+		stats, err = tx.Stats("acme")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[s1@1+0s-33m0s s2@2+1m0s-11m0s s3@2+12m0s-22m0s s1@1+31m0s-49m0s/cut+0s s4@2+40m0s-50m0s s5@1+45m0s-55m0s/cut+31m0s s1@2+46m0s-56m0s/cut+40m0s s5@1+1h0m0s-1h10m0s]"
+	if fmt.Sprint(recs) != want {
+		t.Errorf("records:\n%v\nwant\n%s", recs, want)
+	}
+	if stats.SessionsTotal != 5 || stats.Exhaustions != 3 {
+		t.Errorf("counters %+v, want 5 sessions and 3 exhaustions", stats)
+	}
+	// On bbolt the pool leases in memory.
+	bolt, err := Open(t.TempDir() + "/b.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	err = bolt.Write(ctx, func(tx *Tx) error { return tx.LeaseNumber(LeaseRequest{}, new(LeaseResult)) })
+	if !errors.Is(err, ErrNotShared) || bolt.Shared() || !db.Shared() {
+		t.Errorf("bbolt: %v, shared %v; postgres shared %v", err, bolt.Shared(), db.Shared())
+	}
+}
