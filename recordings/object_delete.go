@@ -87,24 +87,47 @@ func (o *Objects) delete(ctx context.Context, d *deletion) error {
 	return nil
 }
 
-// deleteNow deletes d's object, or every object under its prefix.
+// deleteNow deletes d's object, or every object under its prefix, and the parts of any
+// multipart upload of them left unfinished (a crash mid-upload leaves them, ciphertext of a
+// recording, until aborted).
 func (o *Objects) deleteNow(ctx context.Context, d *deletion) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	if !d.Prefix {
 		err := o.client.RemoveObject(ctx, o.bucket, d.Key, minio.RemoveObjectOptions{})
 		if isNotFound(err) {
-			return nil
+			err = nil
 		}
-		return err
+		return errors.Join(err, o.abortUploads(ctx, d.Key, false))
 	}
-	var errs []error
+	errs := []error{o.abortUploads(ctx, d.Key, true)}
 	for obj := range o.client.ListObjects(ctx, o.bucket, minio.ListObjectsOptions{Prefix: d.Key, Recursive: true}) {
 		if obj.Err != nil {
 			errs = append(errs, obj.Err)
 			break
 		}
 		if err := o.client.RemoveObject(ctx, o.bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// abortUploads aborts the unfinished multipart uploads of the object key, or of every
+// object under it with prefix.
+func (o *Objects) abortUploads(ctx context.Context, key string, prefix bool) error {
+	var errs []error
+	for up := range o.client.ListIncompleteUploads(ctx, o.bucket, key, prefix) {
+		if up.Err != nil {
+			if !isNotFound(up.Err) {
+				errs = append(errs, up.Err)
+			}
+			break
+		}
+		if !prefix && up.Key != key {
+			continue
+		}
+		if err := o.client.RemoveIncompleteUpload(ctx, o.bucket, up.Key); err != nil && !isNotFound(err) {
 			errs = append(errs, err)
 		}
 	}

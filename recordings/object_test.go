@@ -198,6 +198,21 @@ func TestObjectUploadServeDelete(t *testing.T) {
 			}
 			rd.Close()
 
+			// An unfinished multipart upload of the same object (a crash mid-upload) holds
+			// ciphertext too: the erasure aborts it.
+			core := minio.Core{Client: weed.Client(t)}
+			uploadID, err := core.NewMultipartUpload(context.Background(), weed.Bucket, "node-a/"+info.Rel, minio.PutObjectOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := core.PutObjectPart(context.Background(), weed.Bucket, "node-a/"+info.Rel, uploadID, 1,
+				bytes.NewReader(enc), int64(len(enc)), minio.PutObjectPartOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if n := incompleteUploads(t, weed); n != 1 {
+				t.Fatalf("%d unfinished uploads, want 1", n)
+			}
+
 			// Erasure: the object goes, and the recording is gone for readers.
 			if err := files.Remove(context.Background(), sr.Path); err != nil {
 				t.Fatal(err)
@@ -207,6 +222,9 @@ func TestObjectUploadServeDelete(t *testing.T) {
 			}
 			if _, err := files.Open(context.Background(), sr); !errors.Is(err, ErrGone) {
 				t.Fatalf("open after erasure: %v, want ErrGone", err)
+			}
+			if n := incompleteUploads(t, weed); n != 0 {
+				t.Errorf("%d unfinished uploads after erasure", n)
 			}
 		})
 	}
@@ -341,6 +359,19 @@ func TestObjectDeleteRetried(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(state, "deletes")); len(entries) != 0 {
 		t.Errorf("markers left: %v", entries)
 	}
+}
+
+// incompleteUploads counts the unfinished multipart uploads in the bucket.
+func incompleteUploads(t *testing.T, weed *weedtest.Server) int {
+	t.Helper()
+	n := 0
+	for up := range weed.Client(t).ListIncompleteUploads(context.Background(), weed.Bucket, "", true) {
+		if up.Err != nil {
+			t.Fatal(up.Err)
+		}
+		n++
+	}
+	return n
 }
 
 // counterWith is the value of the counter name whose one label has value.
