@@ -95,3 +95,92 @@ func pageWrites(db *DB) int64 {
 	st := db.raw().Stats()
 	return st.TxStats.GetWrite()
 }
+
+// BenchmarkCallWritesPaced writes calls as the switch does at 1,000 calls a second: every
+// two milliseconds two calls' starts and the ends of the two started a second before, each
+// its own write (Enqueue) that commits with whatever else is queued then, and the outbox's
+// index writes in the background as they come. It reports the process's CPU time per call
+// (user and system, getrusage, from the first write until every write and the last index
+// write is committed) and the pages the commits wrote per call.
+// b.N is the number of calls (-benchtime 10000x: 10 s a case).
+func BenchmarkCallWritesPaced(b *testing.B) {
+	for _, tt := range []struct {
+		name  string
+		types []EventType
+	}{{"no_endpoint", nil}, {"completed_only", []EventType{EventCallCompleted}}, {"every_type", EventTypes()}} {
+		b.Run(tt.name, func(b *testing.B) {
+			db, err := Open(filepath.Join(b.TempDir(), "b.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			ctx := context.Background()
+			err = db.Write(ctx, func(tx *Tx) error {
+				if err := tx.CreateCustomer(&Customer{ID: "acme", Status: StatusActive, SiteKey: "acme-key"}); err != nil {
+					return err
+				}
+				if tt.types == nil {
+					return nil
+				}
+				return tx.PutEndpoint(&Endpoint{ID: "crm", CustomerID: "acme", URL: "https://crm.example/", EventTypes: tt.types, Secret: testSecret})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const talk = 1000 // calls in progress: a second's worth
+			waits := make(chan Pending, 4*talk)
+			waited := make(chan error, 1)
+			go func() {
+				var first error
+				for p := range waits {
+					if err := p.Wait(); err != nil && first == nil {
+						first = err
+					}
+				}
+				waited <- first
+			}()
+			write := func(c Call) {
+				p, err := db.Enqueue(ctx, func(tx *Tx) error { return tx.PutCall(&c) })
+				if err != nil {
+					b.Fatal(err)
+				}
+				waits <- p
+			}
+			t0 := time.Now()
+			calls := make([]Call, b.N)
+			var ru0, ru1 syscallRusage
+			getRusage(&ru0)
+			pages0 := pageWrites(db)
+			b.ResetTimer()
+			// Every 2 ms two calls start and two end: the switch's commits at 1,000 calls a
+			// second held about four writes each (docs/benchmarks.md).
+			tick := time.NewTicker(2 * time.Millisecond)
+			for i := 0; i < b.N+talk; i += 2 {
+				<-tick.C
+				for k := i; k < i+2; k++ {
+					if k < b.N {
+						calls[k] = benchCall("acme", t0.Add(time.Duration(k)*time.Millisecond), k)
+						write(calls[k])
+					}
+					if j := k - talk; j >= 0 && j < b.N {
+						write(complete(calls[j], j))
+					}
+				}
+			}
+			tick.Stop()
+			close(waits)
+			if err := <-waited; err != nil {
+				b.Fatal(err)
+			}
+			if ix, ok := any(db).(interface{ IndexOutbox(context.Context) error }); ok {
+				if err := ix.IndexOutbox(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			getRusage(&ru1)
+			b.ReportMetric(float64(ru1.cpu()-ru0.cpu())/float64(time.Microsecond)/float64(b.N), "cpu-µs/call")
+			b.ReportMetric(float64(pageWrites(db)-pages0)/float64(b.N), "pages/call")
+		})
+	}
+}
