@@ -40,7 +40,7 @@
 // archive, a zip streamed from the store's records and the recordings read through
 // Opener, to a writer or durably to a file in an export directory.
 // RemoveCustomer deletes a customer's recordings directory; the Exporter's RemoveCustomer
-// also destroys the customer's key.
+// also destroys the customer's key (and, with WithExportObjects, deletes its objects).
 //
 // # Data flow
 //
@@ -59,6 +59,19 @@
 // while µ-law WAV (format 7) is not played by all of them. PCM16 costs 32 KB/s per call on
 // disk, twice µ-law: about 115 MB per recorded call hour, 1,000 concurrent calls write
 // 32 MB/s. Decoding is done in the writer goroutines, not on the packet path.
+//
+// # Object storage
+//
+// With an object store configured (Objects, object.go), finished recordings move to an
+// S3-compatible bucket through minio-go: the Recorder hands each one over once it is durable
+// (WithFinished(Objects.Enqueue)), Objects.Run uploads the .wav.enc as it is (still
+// encrypted), confirms the stored object (size, ETag against the file's MD5, else a read back)
+// and shreds the local file. The local files are the queue: Run scans the tree at start and
+// every 10 minutes, so uploads survive restarts. Files (object_files.go) is where readers and
+// erasures go: Open reads the local file or else the object (ranged GETs, so Range requests
+// decrypt only what they touch); Remove, RemoveCall and RemoveCustomer delete the objects
+// too, keeping a failed deletion as a marker that Run retries (object_delete.go). A nil
+// *Objects is no object store. docs/cluster.md describes it for operators.
 //
 // # Crash safety
 //
