@@ -263,6 +263,16 @@ func TestObjectUploadsSurviveRestart(t *testing.T) {
 	if got := counterWith(t, reg, "trackline_recording_uploads_total", "uploaded"); got != 3 {
 		t.Errorf("uploads_total{uploaded} %v, want 3", got)
 	}
+
+	// Retention's purge (the sweeper's Exporter.RemoveCustomer) deletes the objects too.
+	if err := NewExporter(e.db, e.dir, e.keys, WithExportObjects(next)).RemoveCustomer("cust1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range infos {
+		if _, err := e.stat(info.Rel); minio.ToErrorResponse(err).Code != minio.NoSuchKey {
+			t.Errorf("object %s after the customer's purge: %v", info.CallID, err)
+		}
+	}
 }
 
 func TestObjectOrphanNotUploaded(t *testing.T) {
