@@ -231,6 +231,9 @@ type pgTx struct {
 	// statement it was (-1: none known). Everything after it fails with it.
 	abort error
 	blame int
+	// statsAdd and mineStats are the counters' additions of the finished functions and of the
+	// running one, sent as one statement per customer (pg_sessions.go: addStats).
+	statsAdd, mineStats map[string]*pgStatsDelta
 }
 
 var errReadOnly = errors.New("store: write in a read transaction")
@@ -293,16 +296,17 @@ func (t *pgTx) beforeRead() error {
 	if t.abort != nil {
 		return t.abort
 	}
-	if !t.write || len(t.queued)+len(t.mine) == 0 {
+	if !t.write || len(t.queued)+len(t.mine)+len(t.statsAdd)+len(t.mineStats) == 0 {
 		return nil
 	}
-	stmts := t.queued
-	if len(t.mine) > 0 {
+	stmts := append(t.queued, t.statsStmts(t.statsAdd, -1)...)
+	if len(t.mine)+len(t.mineStats) > 0 {
 		if !t.savepoint {
 			stmts = append(stmts, pgStmt{sql: "SAVEPOINT fn", fn: t.fn})
 			t.savepoint = true
 		}
 		stmts = append(stmts, t.mine...)
+		stmts = append(stmts, t.statsStmts(t.mineStats, t.fn)...)
 	}
 	t.queued, t.mine = nil, nil
 	return t.send(stmts)
@@ -462,6 +466,10 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 			break
 		}
 		errs[i] = err
+		if err == nil {
+			p.mergeStats()
+		}
+		clear(p.mineStats)
 		switch {
 		case err == nil:
 			p.queued = append(p.queued, p.mine...)
@@ -474,7 +482,7 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 	}
 	p.mine = nil
 	if p.abort == nil {
-		p.send(append(p.queued, pgStmt{sql: "COMMIT", fn: -1}))
+		p.send(append(append(p.queued, p.statsStmts(p.statsAdd, -1)...), pgStmt{sql: "COMMIT", fn: -1}))
 	}
 	if p.abort != nil {
 		// The connection is in a failed transaction, or in none if COMMIT failed: ROLLBACK

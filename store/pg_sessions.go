@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,14 +96,74 @@ func (t *pgTx) stats(customerID string) (CustomerStats, error) {
 	return s, err
 }
 
-// addStats adds to the counters in this node's row: an upsert, no read.
-func (t *pgTx) addStats(shard int, customerID string, sessions, exhaustions uint64, assigned int) error {
-	return t.exec(nil, `INSERT INTO customer_stats AS s (customer_id, shard, sessions_total, exhaustions, peak_assigned)
-		VALUES ($1, $2, $3, $4, greatest($5::integer, 0))
-		ON CONFLICT (customer_id, shard) DO UPDATE SET sessions_total = s.sessions_total + excluded.sessions_total,
-			exhaustions = s.exhaustions + excluded.exhaustions,
-			peak_assigned = greatest(s.peak_assigned, excluded.peak_assigned)`,
-		customerID, shard, int64(sessions), int64(exhaustions), assigned)
+// pgStatsDelta is what a transaction adds to one customer's counters.
+type pgStatsDelta struct {
+	sessions, exhaustions int64
+	peak                  int
+}
+
+// addStats adds to the counters in this node's row. The additions of a transaction's writes
+// are summed per customer and sent as one upsert each, before a read and at the commit, so
+// that a batch of new sessions updates a customer's row once, not once per session.
+func (t *pgTx) addStats(customerID string, sessions, exhaustions uint64, assigned int) error {
+	if !t.write {
+		return errReadOnly
+	}
+	if t.abort != nil {
+		return t.abort
+	}
+	if t.mineStats == nil {
+		t.mineStats = map[string]*pgStatsDelta{}
+	}
+	d := t.mineStats[customerID]
+	if d == nil {
+		d = &pgStatsDelta{}
+		t.mineStats[customerID] = d
+	}
+	d.sessions += int64(sessions)
+	d.exhaustions += int64(exhaustions)
+	d.peak = max(d.peak, assigned)
+	return nil
+}
+
+// mergeStats adds the running function's counters to the transaction's (it returned nil).
+func (t *pgTx) mergeStats() {
+	if len(t.mineStats) == 0 {
+		return
+	}
+	if t.statsAdd == nil {
+		t.statsAdd = map[string]*pgStatsDelta{}
+	}
+	for c, d := range t.mineStats {
+		sum := t.statsAdd[c]
+		if sum == nil {
+			sum = &pgStatsDelta{}
+			t.statsAdd[c] = sum
+		}
+		sum.sessions += d.sessions
+		sum.exhaustions += d.exhaustions
+		sum.peak = max(sum.peak, d.peak)
+	}
+}
+
+// statsStmts empties m into upserts of this node's rows, by customer in order (nodes lock
+// the rows in one order: no deadlock between them).
+func (t *pgTx) statsStmts(m map[string]*pgStatsDelta, fn int) []pgStmt {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]pgStmt, 0, len(m))
+	for _, c := range slices.Sorted(maps.Keys(m)) {
+		d := m[c]
+		out = append(out, pgStmt{fn: fn, sql: `INSERT INTO customer_stats AS s (customer_id, shard, sessions_total, exhaustions, peak_assigned)
+			VALUES ($1, $2, $3, $4, greatest($5::integer, 0))
+			ON CONFLICT (customer_id, shard) DO UPDATE SET sessions_total = s.sessions_total + excluded.sessions_total,
+				exhaustions = s.exhaustions + excluded.exhaustions,
+				peak_assigned = greatest(s.peak_assigned, excluded.peak_assigned)`,
+			args: []any{c, t.s.shard, d.sessions, d.exhaustions, d.peak}})
+	}
+	clear(m)
+	return out
 }
 
 // --- assignments

@@ -300,7 +300,7 @@ func (t *Tx) Stats(customerID string) (CustomerStats, error) {
 // AddStats adds to a customer's counters; peak is raised to assigned if that is higher.
 func (t *Tx) AddStats(customerID string, sessions, exhaustions uint64, assigned int) error {
 	if t.pg != nil {
-		return t.pg.addStats(t.db.pg.shard, customerID, sessions, exhaustions, assigned)
+		return t.pg.addStats(customerID, sessions, exhaustions, assigned)
 	}
 	s, err := t.Stats(customerID)
 	if err != nil {
