@@ -212,6 +212,8 @@ func TestTenancyEveryAdminRoute(t *testing.T) {
 		"GET /v1/backup":                   operatorOnly("GET", "/v1/backup", ""),
 		"GET /v1/log-level":                operatorOnly("GET", "/v1/log-level", ""),
 		"PUT /v1/log-level":                operatorOnly("PUT", "/v1/log-level", `{"level":"debug"}`),
+		"GET /v1/drain":                    operatorOnly("GET", "/v1/drain", ""),
+		"PUT /v1/drain":                    operatorOnly("PUT", "/v1/drain", `{"draining":true}`),
 		"GET /v1/customers":                {own: get("/v1/customers"), other: get("/v1/customers?id=bakery"), ownStatus: 200, otherStatus: 200, notIn: true},
 		"POST /v1/customers":               operatorOnly("POST", "/v1/customers", `{"id":"new","site_key":"new-site-key"}`),
 		"GET /v1/customers/{id}":           {own: get("/v1/customers/acme"), other: get("/v1/customers/bakery"), ownStatus: 200, otherStatus: 404, missing: "/v1/customers/nobody"},
