@@ -31,7 +31,10 @@ import (
 //
 // Two rules decide. An INVITE that finds the queue standing for more than admitStale times
 // the target (Config.OverloadDelay) is refused at once: the queue, and so the wait of the
-// calls admitted, stays bounded from the first interval of an overload on. And the delay
+// calls admitted, stays bounded from the first interval of an overload on. The queue here
+// is the socket's and the switch's, and also the backlog behind them: how long the last
+// INVITE admitted waited from its admission until its handler started (observeHandler),
+// which the handlers see even while the drain goroutine is starved of the CPU. And the delay
 // is read the way CoDel reads a queue: the least delay of the datagrams in each 100 ms
 // interval. A burst that the switch works off within the interval leaves some datagram with
 // a short wait; only a standing queue makes all of them wait longer than the target. While
@@ -88,7 +91,11 @@ type admission struct {
 	calm      int           // intervals in a row without a standing queue or a refusal
 	lastDelay time.Duration // the delay of the last complete interval (a gauge)
 	holdUntil time.Time     // no cut before: the last one has yet to show in the queue
-	step      float64       // the limit's growth an interval: a twentieth of its first cut
+	// The last INVITE admitted over UDP whose handler started: how long it waited from its
+	// admission to its handler's first line (sipgo's reader, parse, goroutine), and when.
+	handler   time.Duration
+	handlerAt time.Time
+	step      float64 // the limit's growth an interval: a twentieth of its first cut
 }
 
 func newAdmission(target time.Duration, maxCPS float64, m *admitMetrics) *admission {
@@ -201,6 +208,29 @@ func (a *admission) allow(now time.Time, wait time.Duration) string {
 	return reason
 }
 
+// observeHandler takes how long an INVITE admitted over UDP waited from its admission to
+// its handler's first line, seen at now. That wait is the backlog of work the switch has
+// let in and not yet started: the goroutines ahead of the handler's, all on the CPU, none
+// on the disk. Under it the drain itself may be starved of the CPU and see the queue only
+// late; the handlers, which run all the time, see it as it builds.
+func (a *admission) observeHandler(wait time.Duration, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.handler, a.handlerAt = max(wait, 0), now
+}
+
+// handlerWait is the last handler's wait (observeHandler) while it is recent: observed
+// within two intervals of now, else 0. So a switch that refuses every new call for it admits
+// one again within two intervals, and its handler tells whether the backlog is gone.
+func (a *admission) handlerWait(now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.handlerAt.IsZero() || now.Sub(a.handlerAt) > 2*admitInterval {
+		return 0
+	}
+	return a.handler
+}
+
 // dropped counts a datagram dropped because admitConn's queue was full.
 func (a *admission) dropped() {
 	if a.m != nil {
@@ -309,8 +339,12 @@ func (s *Switch) setupAdmission() error {
 // transaction, which answers the INVITE's retransmissions with it and absorbs the ACK.
 func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 	if via, id := req.Via(), req.CallID(); via != nil && id != nil && req.Transport() == "UDP" {
-		if branch, ok := via.Params.Get("branch"); ok && s.inv.admitted(inviteKey([]byte(branch), []byte(id.Value()))) {
-			return false // admitConn took it
+		if branch, ok := via.Params.Get("branch"); ok {
+			if at, ok := s.inv.admittedAt(inviteKey([]byte(branch), []byte(id.Value()))); ok {
+				now := s.now()
+				s.adm.observeHandler(now.Sub(at), now)
+				return false // admitConn took it
+			}
 		}
 	}
 	reason := s.adm.allow(s.now(), 0)

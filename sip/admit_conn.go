@@ -145,12 +145,12 @@ func (c *admitConn) drain() {
 				break // a retransmission: sipgo's transaction answers it
 			}
 			if !c.s.inv.refused(ref.key) {
-				wait := max(now.Sub(rx), c.q.age(now))
+				wait := max(now.Sub(rx), c.q.age(now), c.s.adm.handlerWait(now))
 				if c.q.full() {
 					wait = maxWait
 				}
 				if reason := c.s.adm.allow(now, wait); reason == "" {
-					c.s.inv.admit(ref.key)
+					c.s.inv.admit(ref.key, now)
 					break
 				}
 				c.s.inv.refuse(ref.key)
@@ -340,17 +340,33 @@ func (k *inviteKeys) admitted(key uint64) bool {
 	defer k.mu.Unlock()
 	return k.adm.has(key)
 }
+
+// admittedAt is when the INVITE with key was admitted, if it was.
+func (k *inviteKeys) admittedAt(key uint64) (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	at, ok := k.adm.set[key]
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, at), true
+}
+
 func (k *inviteKeys) refused(key uint64) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.ref.has(key)
 }
-func (k *inviteKeys) admit(key uint64)  { k.mu.Lock(); defer k.mu.Unlock(); k.adm.add(key) }
-func (k *inviteKeys) refuse(key uint64) { k.mu.Lock(); defer k.mu.Unlock(); k.ref.add(key) }
+func (k *inviteKeys) admit(key uint64, at time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.adm.add(key, at.UnixNano())
+}
+func (k *inviteKeys) refuse(key uint64) { k.mu.Lock(); defer k.mu.Unlock(); k.ref.add(key, 0) }
 
-// keyRing is a set of the last inviteKeysKept keys added.
+// keyRing is a set of the last inviteKeysKept keys added, each with a value.
 type keyRing struct {
-	set  map[uint64]struct{}
+	set  map[uint64]int64
 	ring []uint64
 	next int
 }
@@ -360,9 +376,9 @@ func (r *keyRing) has(key uint64) bool {
 	return ok
 }
 
-func (r *keyRing) add(key uint64) {
+func (r *keyRing) add(key uint64, v int64) {
 	if r.set == nil {
-		r.set = make(map[uint64]struct{}, inviteKeysKept)
+		r.set = make(map[uint64]int64, inviteKeysKept)
 		r.ring = make([]uint64, 0, inviteKeysKept)
 	}
 	if _, ok := r.set[key]; ok {
@@ -375,5 +391,5 @@ func (r *keyRing) add(key uint64) {
 		r.ring[r.next] = key
 		r.next = (r.next + 1) % inviteKeysKept
 	}
-	r.set[key] = struct{}{}
+	r.set[key] = v
 }

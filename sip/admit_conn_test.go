@@ -201,6 +201,36 @@ func TestAdmitConnRefusesWhileTheQueueStands(t *testing.T) {
 	}
 }
 
+// An INVITE is refused at once while the handlers of the INVITEs admitted before it
+// started late (the backlog behind the queue), though the queue itself is empty.
+func TestAdmitConnRefusesWhileHandlersLag(t *testing.T) {
+	m := newAdmitMetrics()
+	a := newAdmission(5*time.Millisecond, 0, m)
+	c, _ := testAdmitConn(t, a, true)
+	a.observeHandler(time.Second, time.Now())
+	cli, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	port := cli.LocalAddr().(*net.UDPAddr).Port
+	msg := fmt.Sprintf("INVITE sip:+31850000001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-h\r\n"+
+		"From: <sip:+31612345678@127.0.0.1>;tag=f\r\nTo: <sip:+31850000001@127.0.0.1>\r\nCall-ID: h\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:+31612345678@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n", port, port)
+	if _, err := cli.WriteTo([]byte(msg), c.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	cli.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4096)
+	n, _, err := cli.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	if res := string(buf[:n]); !strings.HasPrefix(res, "SIP/2.0 503 ") {
+		t.Errorf("answer %q, want 503", res)
+	}
+}
+
 // The queue gives back what was pushed, in order, bounded, and the error that closed it once
 // it is empty.
 func TestDgramQueue(t *testing.T) {

@@ -186,3 +186,20 @@ func TestAdmissionStaleInvite(t *testing.T) {
 		t.Errorf("over TCP (no wait known): %q, want admitted", r)
 	}
 }
+
+// The handlers' wait counts while it is recent: a switch that refused everything for it
+// admits again within two intervals.
+func TestAdmissionHandlerWait(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	if got := a.handlerWait(now); got != 0 {
+		t.Errorf("handlerWait before any handler = %v, want 0", got)
+	}
+	a.observeHandler(300*time.Millisecond, now)
+	if got := a.handlerWait(now.Add(admitInterval)); got != 300*time.Millisecond {
+		t.Errorf("handlerWait an interval later = %v, want 300ms", got)
+	}
+	if got := a.handlerWait(now.Add(2*admitInterval + time.Millisecond)); got != 0 {
+		t.Errorf("handlerWait past two intervals = %v, want 0", got)
+	}
+}
