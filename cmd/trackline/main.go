@@ -195,18 +195,17 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(opsCollectors(cfg.NodeID, recDir)...)
 
-	db, err := openStore(ctx, cfg, logger, reg)
+	keys, err := openKeyring(cfg)
+	if err != nil {
+		return err
+	}
+	db, err := openStore(ctx, cfg, logger, reg, keys)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
 	p, err := openPool(ctx, cfg, db, reg, logger)
-	if err != nil {
-		return err
-	}
-
-	keys, err := openKeyring(cfg)
 	if err != nil {
 		return err
 	}

@@ -35,15 +35,37 @@ type opsConfig struct {
 
 // openStore opens the store of cfg.Store.Driver. The PostgreSQL backend is refused until it
 // does every store operation (store.PostgresMissing): a node must not start half-working.
-func openStore(ctx context.Context, cfg *configs.Config, logger *slog.Logger, reg prometheus.Registerer) (*store.DB, error) {
+func openStore(ctx context.Context, cfg *configs.Config, logger *slog.Logger, reg prometheus.Registerer, keys *keyring.Keyring) (*store.DB, error) {
 	if cfg.Store.Driver == configs.StorePostgres {
 		if missing := store.PostgresMissing(); len(missing) > 0 {
 			return nil, fmt.Errorf("store.driver postgres is not complete yet: %d store operations are not implemented on PostgreSQL (%s, ...); use driver bbolt (docs/cluster.md)",
 				len(missing), strings.Join(missing[:min(4, len(missing))], ", "))
 		}
-		return store.OpenPostgres(ctx, cfg.Store.DSN, store.WithLogger(logger), store.WithRegisterer(reg))
+		// Personal fields are sealed with the customers' keys (store/pg_seal.go).
+		return store.OpenPostgres(ctx, cfg.Store.DSN, store.WithLogger(logger), store.WithRegisterer(reg),
+			store.WithFieldKeys(keyringFields{keys}))
 	}
 	return store.Open(filepath.Join(cfg.DataDir, store.FileName), store.WithLogger(logger), store.WithRegisterer(reg))
+}
+
+// keyringFields gives the PostgreSQL store the customers' field keys (keyring.Key.FieldKey).
+type keyringFields struct{ k *keyring.Keyring }
+
+// FieldKey implements store.FieldKeys: with create, the customer's key is made if it has
+// none; without, a customer without a key answers store.ErrNoFieldKey.
+func (f keyringFields) FieldKey(customerID string, create bool) ([]byte, error) {
+	get := f.k.Lookup
+	if create {
+		get = f.k.Get
+	}
+	key, err := get(customerID)
+	if errors.Is(err, keyring.ErrNoKey) {
+		return nil, fmt.Errorf("%w: %v", store.ErrNoFieldKey, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return key.FieldKey(), nil
 }
 
 // readiness is the checks of /readyz: not shutting down, the store answers a read, SIP is

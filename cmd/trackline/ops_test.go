@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/trackline/trackline/configs"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 func TestWriteAtomically(t *testing.T) {
@@ -110,7 +112,7 @@ func TestOpenStoreRefusesIncompletePostgres(t *testing.T) {
 		t.Fatal("the PostgreSQL backend is complete: let serve open it, and test that here")
 	}
 	cfg := &configs.Config{DataDir: t.TempDir(), Store: configs.Store{Driver: configs.StorePostgres, DSN: "postgres://trackline@127.0.0.1:1/trackline"}}
-	db, err := openStore(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	db, err := openStore(context.Background(), cfg, slog.New(slog.DiscardHandler), nil, nil)
 	if err == nil {
 		db.Close()
 		t.Fatal("opened a store on an incomplete PostgreSQL backend")
@@ -119,12 +121,37 @@ func TestOpenStoreRefusesIncompletePostgres(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 	cfg.Store = configs.Store{Driver: configs.StoreBbolt}
-	db, err = openStore(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	db, err = openStore(context.Background(), cfg, slog.New(slog.DiscardHandler), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	if db.Driver() != "bbolt" || db.Ready(context.Background()) != nil {
 		t.Fatalf("bbolt store: driver %s, ready %v", db.Driver(), db.Ready(context.Background()))
+	}
+}
+
+// The keyring's field keys reach the store: made on a write, ErrNoFieldKey once destroyed.
+func TestKeyringFields(t *testing.T) {
+	keys, err := keyring.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := keyringFields{keys}
+	if _, err := f.FieldKey("acme", false); !errors.Is(err, store.ErrNoFieldKey) {
+		t.Fatalf("read of a customer without a key: %v", err)
+	}
+	made, err := f.FieldKey("acme", true)
+	if err != nil || len(made) != 32 {
+		t.Fatalf("write: %x %v", made, err)
+	}
+	if again, err := f.FieldKey("acme", false); err != nil || !bytes.Equal(again, made) {
+		t.Fatalf("read: %x %v", again, err)
+	}
+	if err := keys.Destroy("acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.FieldKey("acme", false); !errors.Is(err, store.ErrNoFieldKey) {
+		t.Fatalf("read after Destroy: %v", err)
 	}
 }
