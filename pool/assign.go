@@ -107,9 +107,6 @@ func (p *Pool) session(customerID, id string) (store.Session, error) {
 
 // lease renews or makes the session's assignment, persists it and waits for the commit.
 func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew bool) (Lease, error) {
-	if p.db.Shared() {
-		return p.leaseShared(ctx, cu, s, isNew) // shared.go
-	}
 	now := p.now().UTC()
 	until := now.Add(p.cfg.Lease)
 	var enc store.EncodedSession
@@ -118,6 +115,9 @@ func (p *Pool) lease(ctx context.Context, cu *customer, s *store.Session, isNew 
 		if enc, err = store.EncodeSession(s); err != nil {
 			return Lease{}, err
 		}
+	}
+	if p.db.Shared() {
+		return p.leaseShared(ctx, cu, s, isNew, now, until, enc) // shared.go
 	}
 
 	cu.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/trackline/trackline/pool/e164"
 	"github.com/trackline/trackline/store"
@@ -20,17 +21,9 @@ import (
 // the admin API shows per customer are the store's at the customer's last reload plus this
 // node's since; a pool exhausted on PostgreSQL needs the webhooks' PoolExhausted there.
 
-// leaseShared is lease on a shared store.
-func (p *Pool) leaseShared(ctx context.Context, cu *customer, s *store.Session, isNew bool) (Lease, error) {
-	now := p.now().UTC()
-	until := now.Add(p.cfg.Lease)
-	var enc store.EncodedSession
-	if isNew {
-		var err error
-		if enc, err = store.EncodeSession(s); err != nil {
-			return Lease{}, err
-		}
-	}
+// leaseShared is lease on a shared store: the lease from now until until of session s
+// (encoded in enc when it is new).
+func (p *Pool) leaseShared(ctx context.Context, cu *customer, s *store.Session, isNew bool, now, until time.Time, enc store.EncodedSession) (Lease, error) {
 	cu.mu.Lock()
 	if cu.gone || !InService(&cu.c, now) {
 		cu.mu.Unlock()
