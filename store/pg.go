@@ -536,6 +536,8 @@ var pgImplemented = map[string]bool{
 	"Tx.PutCall": true, "Tx.Call": true, "Tx.Calls": true, "Tx.ActiveCalls": true, "Tx.CallsOfCaller": true,
 	"Tx.AnnotateCall": true, "Tx.DeleteCall": true, "Tx.PutRecording": true, "Tx.Recording": true, "Tx.Rollups": true, "DB.Calls": true, "DB.Call": true,
 	"DB.Recording": true, "DB.CallsOfCaller": true, "DB.Rollups": true, "Tx.Usage": true, "DB.Usage": true,
+	// the shared pool's leases and the customers' change notifications (pg_lease.go, pg_notify.go)
+	"DB.Shared": true, "Tx.LeaseNumber": true, "DB.CustomerChanges": true,
 }
 
 // PostgresMissing lists the exported methods of DB and Tx that the PostgreSQL backend does
