@@ -182,6 +182,19 @@ func NewObjects(c ObjectConfig, dir string, keys *keyring.Keyring, db RecordingL
 	return o, nil
 }
 
+// Check asks the object store whether the bucket exists: the credentials, the endpoint and
+// the bucket name are all checked by that one request.
+func (o *Objects) Check(ctx context.Context) error {
+	ok, err := o.client.BucketExists(ctx, o.bucket)
+	if err != nil {
+		return fmt.Errorf("object store %s: %w: %w", o.client.EndpointURL().Host, ErrUnavailable, err)
+	}
+	if !ok {
+		return fmt.Errorf("object store %s: bucket %q does not exist", o.client.EndpointURL().Host, o.bucket)
+	}
+	return nil
+}
+
 // Key is the object name of the recording at rel (slash-separated, under the tree).
 func (o *Objects) Key(rel string) string { return o.prefix + rel }
 

@@ -330,6 +330,17 @@ func TestObjectDeleteRetried(t *testing.T) {
 	// disk, and a later run (another process, same state directory) completes it.
 	state := t.TempDir()
 	down, _ := e.newObjects(state, "127.0.0.1:1", 0)
+	if err := down.Check(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Check of an unreachable store: %v", err)
+	}
+	if err := e.objs.Check(context.Background()); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+	other, _ := NewObjects(ObjectConfig{Endpoint: weed.Endpoint, Bucket: "no-such-bucket", AccessKey: weed.AccessKey,
+		SecretKey: weed.SecretKey, StateDir: t.TempDir()}, e.dir, e.keys, nil)
+	if err := other.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Check of a missing bucket: %v", err)
+	}
 	files := Files{Dir: e.dir, Keys: e.keys, Objects: down}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/configs"
@@ -44,6 +45,12 @@ func openObjects(cfg *configs.Config, recDir string, keys *keyring.Keyring, db r
 	}
 	logger.Info("recordings go to the object store", "endpoint", o.Endpoint, "bucket", o.Bucket, "prefix", o.Prefix,
 		"pending_deletes", objs.PendingDeletes())
+	// Not fatal: the uploads wait and retry until the store answers (and alert if it does not).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := objs.Check(ctx); err != nil {
+		logger.Error("object store not usable now; recordings stay on this disk until it is", "err", err)
+	}
 	return objs, nil
 }
 
