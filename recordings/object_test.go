@@ -21,14 +21,49 @@ import (
 	"github.com/trackline/trackline/store/keyring"
 )
 
-// The object store tests run against a real SeaweedFS server (internal/weedtest), one per
-// test function.
+// The object store tests run against a real SeaweedFS server (internal/weedtest), one for
+// the package's tests (started by the first that needs it, killed by TestMain), each test
+// under an object prefix of its own.
+
+var shared struct {
+	once sync.Once
+	dir  string
+	s    *weedtest.Server
+	err  error
+}
+
+// sharedWeed is the package's weed server.
+func sharedWeed(t *testing.T) *weedtest.Server {
+	t.Helper()
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "recordings-weed-")
+		if shared.err == nil {
+			shared.s, shared.err = weedtest.Run(shared.dir)
+		}
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.s
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.s != nil {
+		shared.s.Close()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
 
 // objectEnv is a Recorder whose finished recordings go to a weed server, with a real store
 // for the recordings' records.
 type objectEnv struct {
-	t    *testing.T
-	weed *weedtest.Server
+	t      *testing.T
+	weed   *weedtest.Server
+	prefix string // this test's objects: <test name>/
 	keys *keyring.Keyring
 	dir  string
 	db   *store.DB
@@ -39,7 +74,7 @@ type objectEnv struct {
 
 func newObjectEnv(t *testing.T, weed *weedtest.Server, partSize int64) *objectEnv {
 	t.Helper()
-	e := &objectEnv{t: t, weed: weed, keys: testKeys(t), dir: t.TempDir()}
+	e := &objectEnv{t: t, weed: weed, prefix: t.Name() + "/", keys: testKeys(t), dir: t.TempDir()}
 	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +99,7 @@ func (e *objectEnv) newObjects(state, endpoint string, partSize int64) (*Objects
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	o, err := NewObjects(ObjectConfig{Endpoint: endpoint, Bucket: e.weed.Bucket, AccessKey: e.weed.AccessKey,
-		SecretKey: e.weed.SecretKey, Prefix: "node-a/", PartSize: partSize, StateDir: state}, e.dir, e.keys, e.db, WithRegisterer(reg))
+		SecretKey: e.weed.SecretKey, Prefix: e.prefix, PartSize: partSize, StateDir: state}, e.dir, e.keys, e.db, WithRegisterer(reg))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -137,11 +172,11 @@ func (e *objectEnv) waitIdle(o *Objects) {
 
 // stat is the object of rel, or an error wrapping its absence.
 func (e *objectEnv) stat(rel string) (minio.ObjectInfo, error) {
-	return e.weed.Client(e.t).StatObject(context.Background(), e.weed.Bucket, "node-a/"+rel, minio.StatObjectOptions{})
+	return e.weed.Client(e.t).StatObject(context.Background(), e.weed.Bucket, e.prefix+rel, minio.StatObjectOptions{})
 }
 
 func TestObjectUploadServeDelete(t *testing.T) {
-	weed := weedtest.Start(t)
+	weed := sharedWeed(t)
 	e := newObjectEnv(t, weed, 5<<20)
 	e.run(e.objs)
 	files := Files{Dir: e.dir, Keys: e.keys, Objects: e.objs}
@@ -170,7 +205,7 @@ func TestObjectUploadServeDelete(t *testing.T) {
 				t.Errorf("etag %s: multipart %v", oi.ETag, multi)
 			}
 			// The object is the file, byte for byte, and reads back as the same WAV.
-			obj, err := weed.Client(t).GetObject(context.Background(), weed.Bucket, "node-a/"+info.Rel, minio.GetObjectOptions{})
+			obj, err := weed.Client(t).GetObject(context.Background(), weed.Bucket, e.prefix+info.Rel, minio.GetObjectOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,15 +236,15 @@ func TestObjectUploadServeDelete(t *testing.T) {
 			// An unfinished multipart upload of the same object (a crash mid-upload) holds
 			// ciphertext too: the erasure aborts it.
 			core := minio.Core{Client: weed.Client(t)}
-			uploadID, err := core.NewMultipartUpload(context.Background(), weed.Bucket, "node-a/"+info.Rel, minio.PutObjectOptions{})
+			uploadID, err := core.NewMultipartUpload(context.Background(), weed.Bucket, e.prefix+info.Rel, minio.PutObjectOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := core.PutObjectPart(context.Background(), weed.Bucket, "node-a/"+info.Rel, uploadID, 1,
+			if _, err := core.PutObjectPart(context.Background(), weed.Bucket, e.prefix+info.Rel, uploadID, 1,
 				bytes.NewReader(enc), int64(len(enc)), minio.PutObjectPartOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			if n := incompleteUploads(t, weed); n != 1 {
+			if n := incompleteUploads(t, weed, e.prefix); n != 1 {
 				t.Fatalf("%d unfinished uploads, want 1", n)
 			}
 
@@ -223,7 +258,7 @@ func TestObjectUploadServeDelete(t *testing.T) {
 			if _, err := files.Open(context.Background(), sr); !errors.Is(err, ErrGone) {
 				t.Fatalf("open after erasure: %v, want ErrGone", err)
 			}
-			if n := incompleteUploads(t, weed); n != 0 {
+			if n := incompleteUploads(t, weed, e.prefix); n != 0 {
 				t.Errorf("%d unfinished uploads after erasure", n)
 			}
 		})
@@ -238,7 +273,7 @@ func TestObjectUploadServeDelete(t *testing.T) {
 }
 
 func TestObjectUploadsSurviveRestart(t *testing.T) {
-	weed := weedtest.Start(t)
+	weed := sharedWeed(t)
 	e := newObjectEnv(t, weed, 0)
 	// The first Objects queues the recordings but never runs: the process "dies".
 	var infos []Info
@@ -276,7 +311,7 @@ func TestObjectUploadsSurviveRestart(t *testing.T) {
 }
 
 func TestObjectOrphanNotUploaded(t *testing.T) {
-	weed := weedtest.Start(t)
+	weed := sharedWeed(t)
 	e := newObjectEnv(t, weed, 0)
 	e.run(e.objs)
 	// No record yet: the file waits (the switch writes the record after Finish).
@@ -317,7 +352,7 @@ func TestObjectOrphanNotUploaded(t *testing.T) {
 }
 
 func TestObjectDeleteRetried(t *testing.T) {
-	weed := weedtest.Start(t)
+	weed := sharedWeed(t)
 	e := newObjectEnv(t, weed, 0)
 	e.run(e.objs)
 	var infos []Info
@@ -382,11 +417,11 @@ func TestObjectDeleteRetried(t *testing.T) {
 	}
 }
 
-// incompleteUploads counts the unfinished multipart uploads in the bucket.
-func incompleteUploads(t *testing.T, weed *weedtest.Server) int {
+// incompleteUploads counts the unfinished multipart uploads under prefix.
+func incompleteUploads(t *testing.T, weed *weedtest.Server, prefix string) int {
 	t.Helper()
 	n := 0
-	for up := range weed.Client(t).ListIncompleteUploads(context.Background(), weed.Bucket, "", true) {
+	for up := range weed.Client(t).ListIncompleteUploads(context.Background(), weed.Bucket, prefix, true) {
 		if up.Err != nil {
 			t.Fatal(up.Err)
 		}

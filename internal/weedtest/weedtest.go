@@ -98,12 +98,26 @@ func waitForBuild(lock string, max time.Duration) bool {
 // and its directory removed when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := Binary()
+	s, err := Run(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	ports := freePorts(t, 8)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Run starts a weed server with its data in dir and makes the bucket "recordings": for a
+// server that several tests share (a package's TestMain). Close kills it; the caller removes
+// dir.
+func Run(dir string) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(8)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[6])),
 		AccessKey: "trackline-test",
@@ -129,39 +143,46 @@ func Start(t testing.TB) *Server {
 	s.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s.AccessKey, "AWS_SECRET_ACCESS_KEY="+s.SecretKey)
 	logf, err := os.Create(s.log)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer logf.Close()
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	t.Cleanup(s.stop)
-	c := s.Client(t)
+	c, err := s.client()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	for {
 		err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{})
 		if err == nil {
-			break
+			return s, nil
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("weed server not ready in 90 s: %v\n%s", err, s.tail())
+			s.Close()
+			return nil, fmt.Errorf("weed server not ready in 90 s: %w\n%s", err, s.tail())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	return s
 }
 
 // Client is an S3 client of the server.
 func (s *Server) Client(t testing.TB) *minio.Client {
 	t.Helper()
-	c, err := minio.New(s.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, "")})
+	c, err := s.client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func (s *Server) client() (*minio.Client, error) {
+	return minio.New(s.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, "")})
 }
 
 // Vacuum asks the master to compact every volume holding any deleted needle, so that the
@@ -186,8 +207,8 @@ func (s *Server) tail() string {
 	return string(b[max(0, len(b)-4000):])
 }
 
-// stop kills the server (its process group, by PID) and waits for it.
-func (s *Server) stop() {
+// Close kills the server (its process group, by PID) and waits for it.
+func (s *Server) Close() {
 	if s.cmd.Process == nil {
 		return
 	}
@@ -196,20 +217,21 @@ func (s *Server) stop() {
 }
 
 // freePorts finds n free TCP ports on 127.0.0.1 (held open together, so they differ).
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
+func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
 	var ports []int
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
+	return ports, nil
 }
