@@ -47,8 +47,11 @@ type Server struct {
 	log       string // its output
 }
 
-// Binary is the weed binary: $WEED, else $(go env GOPATH)/bin/weed-<Version>.
-func Binary() (string, error) {
+// Binary is the weed binary: $WEED, else $(go env GOPATH)/bin/weed-<Version>, waiting up to
+// 9 minutes for a build that scripts/deps.sh runs in the background.
+func Binary() (string, error) { return binary(buildWait) }
+
+func binary(wait time.Duration) (string, error) {
 	if p := os.Getenv("WEED"); p != "" {
 		return p, nil
 	}
@@ -60,7 +63,7 @@ func Binary() (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
-	if waitForBuild(p+".lock", buildWait) {
+	if waitForBuild(p+".lock", wait) {
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
@@ -98,7 +101,14 @@ func waitForBuild(lock string, max time.Duration) bool {
 // and its directory removed when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := Run(t.TempDir())
+	wait := buildWait
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, ok := d.Deadline(); ok {
+			// Fail with the reason, not go test's timeout panic, if the build outlasts it.
+			wait = max(0, min(wait, time.Until(deadline)-2*time.Minute))
+		}
+	}
+	s, err := run(t.TempDir(), wait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +119,10 @@ func Start(t testing.TB) *Server {
 // Run starts a weed server with its data in dir and makes the bucket "recordings": for a
 // server that several tests share (a package's TestMain). Close kills it; the caller removes
 // dir.
-func Run(dir string) (*Server, error) {
-	bin, err := Binary()
+func Run(dir string) (*Server, error) { return run(dir, buildWait) }
+
+func run(dir string, wait time.Duration) (*Server, error) {
+	bin, err := binary(wait)
 	if err != nil {
 		return nil, err
 	}
