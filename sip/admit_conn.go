@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -15,11 +16,23 @@ import (
 // it waits, in the socket's queue and then in admitConn's, can be told. It passes every
 // datagram on unchanged; writes and everything else go straight to the socket. It is read
 // by one goroutine only.
+//
+// While datagrams come (one within the last admitInterval) it does not wait for the next
+// in Go's network poller but sleeps pollSleep and reads again: a goroutine the poller wakes
+// while every P is busy joins the back of the scheduler's global queue, behind every
+// goroutine the load has made runnable (seconds, under a step to twice the load), while a
+// goroutine a timer wakes runs next on the P that ran the timer. Idle, it waits in the
+// poller.
 type admitMeter struct {
 	*net.UDPConn
-	rx  time.Time // when the kernel received the datagram read last; zero if not stamped
-	oob [64]byte
+	rc   syscall.RawConn
+	rx   time.Time // when the kernel received the datagram read last; zero if not stamped
+	last time.Time // when a datagram was read last
+	oob  [64]byte
 }
+
+// pollSleep is the drain's sleep between reads of an empty socket while datagrams come.
+const pollSleep = 500 * time.Microsecond
 
 // meterUDP wraps c for admission control, or returns nil when it is not a UDP socket or
 // the kernel does not stamp datagrams (the wait is then counted from the read).
@@ -38,20 +51,56 @@ func meterUDP(c net.PacketConn) *admitMeter {
 	}); err != nil || serr != nil {
 		return nil
 	}
-	return &admitMeter{UDPConn: uc}
+	return &admitMeter{UDPConn: uc, rc: rc}
 }
 
 // ReadFrom reads a datagram and its receive timestamp.
 func (m *admitMeter) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, oobn, _, addr, err := m.UDPConn.ReadMsgUDP(p, m.oob[:])
-	if err != nil {
-		if addr == nil {
-			return n, nil, err // not a typed nil in the interface
+	for {
+		var (
+			n, oobn int
+			from    unix.Sockaddr
+			rerr    error
+		)
+		busy := !m.last.IsZero() && time.Since(m.last) < admitInterval
+		err := m.rc.Read(func(fd uintptr) bool {
+			n, oobn, _, from, rerr = unix.Recvmsg(int(fd), p, m.oob[:], unix.MSG_DONTWAIT)
+			return !(rerr == unix.EAGAIN && !busy) // idle: wait in the poller
+		})
+		if err != nil {
+			return 0, nil, err // closed
 		}
-		return n, addr, err
+		switch rerr {
+		case nil:
+		case unix.EAGAIN:
+			time.Sleep(pollSleep)
+			continue
+		case unix.EINTR:
+			continue
+		default:
+			return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: m.LocalAddr(), Err: rerr}
+		}
+		m.last = time.Now()
+		m.rx, _ = rxTimestamp(m.oob[:oobn])
+		return n, sockaddrUDP(from), nil
 	}
-	m.rx, _ = rxTimestamp(m.oob[:oobn])
-	return n, addr, nil
+}
+
+// sockaddrUDP is a received datagram's source as net reports it.
+func sockaddrUDP(sa unix.Sockaddr) net.Addr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.UDPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port} // sa is the read's own
+	case *unix.SockaddrInet6:
+		a := &net.UDPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+		if sa.ZoneId != 0 {
+			if ifc, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				a.Zone = ifc.Name
+			}
+		}
+		return a
+	}
+	return &net.UDPAddr{}
 }
 
 // rxTimestamp finds the SCM_TIMESTAMPNS control message (socket(7)) in oob without
