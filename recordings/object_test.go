@@ -64,12 +64,12 @@ type objectEnv struct {
 	t      *testing.T
 	weed   *weedtest.Server
 	prefix string // this test's objects: <test name>/
-	keys *keyring.Keyring
-	dir  string
-	db   *store.DB
-	rec  *Recorder
-	objs *Objects
-	reg  *prometheus.Registry
+	keys   *keyring.Keyring
+	dir    string
+	db     *store.DB
+	rec    *Recorder
+	objs   *Objects
+	reg    *prometheus.Registry
 }
 
 func newObjectEnv(t *testing.T, weed *weedtest.Server, partSize int64) *objectEnv {
