@@ -261,6 +261,11 @@ func (e *env) deliveries(endpoint string) []store.Delivery {
 }
 
 func (e *env) pending() int {
+	// Messages are indexed into the queue up to 100 ms after their write (store's
+	// outboxindex.go): index them first, so that a message just written counts as pending.
+	if err := e.db.IndexOutbox(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 	st, err := e.db.OutboxStats()
 	if err != nil {
 		e.t.Fatal(err)
