@@ -378,12 +378,12 @@ func TestSIPCalls(t *testing.T) {
 	sippBinary(t)
 	flows := []sipFlow{
 		{
-			name: "answered, caller hangs up", lines: []string{"uas-answer.xml"},
+			name: "answered, caller hangs up", lines: []string{"uas-ring-answer.xml"},
 			uac: "uac-answer.xml", uacPauseMS: 1500, dial: "session",
 			want: wantCall{disposition: "answered", hangupBy: "caller", finalStatus: 200, answered: true, talk: 1500 * time.Millisecond},
 		},
 		{
-			name: "trunk over TCP", lines: []string{"uas-answer.xml"}, uacTCP: true,
+			name: "trunk over TCP", lines: []string{"uas-ring-answer.xml"}, uacTCP: true,
 			uac: "uac-answer.xml", uacPauseMS: 1000, dial: "session",
 			want: wantCall{disposition: "answered", hangupBy: "caller", finalStatus: 200, answered: true, talk: time.Second},
 		},
@@ -413,7 +413,7 @@ func TestSIPCalls(t *testing.T) {
 			want: wantCall{disposition: "no-answer", hangupBy: "switch", finalStatus: 480, line: -1},
 		},
 		{
-			name: "no answer, failover to the second line", lines: []string{"uas-no-answer.xml", "uas-answer.xml"}, ringTimeout: "2s",
+			name: "no answer, failover to the second line", lines: []string{"uas-no-answer.xml", "uas-ring-answer.xml"}, ringTimeout: "2s",
 			uac: "uac-answer.xml", uacPauseMS: 1000, dial: "session",
 			want: wantCall{disposition: "answered", hangupBy: "caller", finalStatus: 200, answered: true, talk: time.Second, line: 1},
 		},
@@ -423,7 +423,7 @@ func TestSIPCalls(t *testing.T) {
 			want: wantCall{disposition: "busy", hangupBy: "business_line", finalStatus: 486},
 		},
 		{
-			name: "static number without a session", lines: []string{"uas-answer.xml"},
+			name: "static number without a session", lines: []string{"uas-ring-answer.xml"},
 			uac: "uac-answer.xml", uacPauseMS: 500, dial: "flyer",
 			want: wantCall{disposition: "answered", hangupBy: "caller", finalStatus: 200, answered: true, talk: 500 * time.Millisecond},
 		},
@@ -643,6 +643,7 @@ func TestSIPScenarios(t *testing.T) {
 	sippBinary(t)
 	pairs := []struct{ uas, uac string }{
 		{"uas-answer.xml", "uac-answer.xml"},
+		{"uas-ring-answer.xml", "uac-answer.xml"},
 		{"uas-answer-hangup.xml", "uac-wait-bye.xml"},
 		{"uas-no-answer.xml", "uac-cancel.xml"},
 		{"uas-busy.xml", "uac-reject-486.xml"},
