@@ -309,8 +309,14 @@ func (t *Tx) AuditLog(f AuditFilter) ([]AuditEntry, string, error) {
 	return out, "", nil
 }
 
-// AuditLog runs Tx.AuditLog in a read-only transaction.
+// AuditLog runs Tx.AuditLog in a read-only transaction, after the entries queued before the
+// call are committed: entries of reads (Audit) are queued without a waiter, and a reader of
+// the log must see the ones of the requests answered before it asked. An empty write waits
+// for them, since writes commit in the order they were queued.
 func (db *DB) AuditLog(f AuditFilter) ([]AuditEntry, string, error) {
+	if err := db.Write(context.Background(), func(*Tx) error { return nil }); err != nil {
+		return nil, "", err
+	}
 	var out []AuditEntry
 	var next string
 	err := db.View(func(tx *Tx) (err error) { out, next, err = tx.AuditLog(f); return err })
