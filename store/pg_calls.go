@@ -147,19 +147,13 @@ func (t *pgTx) putCall(c *Call) error {
 	return nil
 }
 
-// rollupCall counts a completed call in its customer's rollups of the day it started, as
-// rollups.go's: all in statements, none read back. Returning is decided in SQL: the customer
-// has a call of the same pseudonym with a lower id.
-func (t *pgTx) rollupCall(c *Call) error {
-	if !storable(c.Start) {
-		return nil
-	}
-	day := dayOf(c.Start)
-	var answered, busy, missed, hist int
-	var talk float64
+// pgRollupCounts is what a completed call adds to its channel's rollup of the day (and
+// unrollCall takes away): one of answered, busy or missed; the talk histogram's bucket,
+// counted from 1 as SQL arrays are (0: none); recorded; the talk time.
+func pgRollupCounts(c *Call) (answered, busy, missed, hist, recorded int, talk float64) {
 	switch c.Disposition {
 	case DispAnswered:
-		answered, talk, hist = 1, c.TalkSeconds, talkBucket(c.TalkSeconds)+1 // arrays count from 1
+		answered, talk, hist = 1, c.TalkSeconds, talkBucket(c.TalkSeconds)+1
 	case DispBusy:
 		busy = 1
 	default:
@@ -168,10 +162,21 @@ func (t *pgTx) rollupCall(c *Call) error {
 	if math.IsNaN(talk) || math.IsInf(talk, 0) {
 		talk = 0
 	}
-	recorded := 0
 	if c.RecordingID != "" {
 		recorded = 1
 	}
+	return
+}
+
+// rollupCall counts a completed call in its customer's rollups of the day it started, as
+// rollups.go's: all in statements, none read back. Returning is decided in SQL: the customer
+// has a call of the same pseudonym with a lower id.
+func (t *pgTx) rollupCall(c *Call) error {
+	if !storable(c.Start) {
+		return nil
+	}
+	day := dayOf(c.Start)
+	answered, busy, missed, hist, recorded, talk := pgRollupCounts(c)
 	if err := t.exec(nil, `INSERT INTO rollup_channels AS r (customer_id, day, channel, calls, answered, busy, missed,
 			first_time, returning_calls, talk_seconds, talk_hist, recorded)
 		SELECT $1, $2, $3, 1, $4, $5, $6, f.nfirst, f.nret, $7,
@@ -232,23 +237,7 @@ func (t *pgTx) unrollCall(c *Call) error {
 		return nil
 	}
 	day := dayOf(c.Start)
-	var answered, busy, missed, hist int
-	var talk float64
-	switch c.Disposition {
-	case DispAnswered:
-		answered, talk, hist = 1, c.TalkSeconds, talkBucket(c.TalkSeconds)+1
-	case DispBusy:
-		busy = 1
-	default:
-		missed = 1
-	}
-	if math.IsNaN(talk) || math.IsInf(talk, 0) {
-		talk = 0
-	}
-	recorded := 0
-	if c.RecordingID != "" {
-		recorded = 1
-	}
+	answered, busy, missed, hist, recorded, talk := pgRollupCounts(c)
 	if err := t.exec(nil, `UPDATE rollup_channels SET calls = greatest(calls - 1, 0),
 			answered = greatest(answered - $4, 0), busy = greatest(busy - $5, 0), missed = greatest(missed - $6, 0),
 			talk_seconds = greatest(talk_seconds - $7, 0),
