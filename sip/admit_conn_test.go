@@ -173,29 +173,11 @@ func TestAdmitConnRefusesWhileTheQueueStands(t *testing.T) {
 	m := newAdmitMetrics()
 	a := newAdmission(5*time.Millisecond, 0, m)
 	c, _ := testAdmitConn(t, a, false)
-	cli, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	port := cli.LocalAddr().(*net.UDPAddr).Port
-	// A datagram has waited in the queue for a second: an OPTIONS nobody takes.
-	c.q.push([]byte("OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n\r\n"), cli.LocalAddr(), time.Now().Add(-time.Second))
-	msg := fmt.Sprintf("INVITE sip:+31850000001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-q\r\n"+
-		"From: <sip:+31612345678@127.0.0.1>;tag=f\r\nTo: <sip:+31850000001@127.0.0.1>\r\nCall-ID: q\r\n"+
-		"CSeq: 1 INVITE\r\nContact: <sip:+31612345678@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n", port, port)
-	if _, err := cli.WriteTo([]byte(msg), c.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
-	cli.SetReadDeadline(time.Now().Add(2 * time.Second))
-	buf := make([]byte, 4096)
-	n, _, err := cli.ReadFrom(buf)
-	if err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	if res := string(buf[:n]); !strings.HasPrefix(res, "SIP/2.0 503 ") {
-		t.Errorf("answer %q, want 503", res)
-	}
+	inviteWants503(t, c, "q", func(from net.Addr) {
+		// A datagram from the same client has waited in the queue for a second: an OPTIONS
+		// nobody takes.
+		c.q.push([]byte("OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n\r\n"), from, time.Now().Add(-time.Second))
+	})
 	if got := testutil.ToFloat64(m.shed.WithLabelValues(shedOverload)); got != 1 {
 		t.Errorf("shed_total{overload} = %v, want 1", got)
 	}
@@ -208,15 +190,25 @@ func TestAdmitConnRefusesWhileHandlersLag(t *testing.T) {
 	a := newAdmission(5*time.Millisecond, 0, m)
 	c, _ := testAdmitConn(t, a, true)
 	a.observeHandler(time.Second, time.Now())
+	inviteWants503(t, c, "h", nil)
+}
+
+// inviteWants503 sends c an INVITE of Call-ID callID from a socket of its own (after before,
+// if set, with that socket's address) and wants a 503 as the first answer.
+func inviteWants503(t *testing.T, c net.PacketConn, callID string, before func(from net.Addr)) {
+	t.Helper()
 	cli, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
 	port := cli.LocalAddr().(*net.UDPAddr).Port
-	msg := fmt.Sprintf("INVITE sip:+31850000001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-h\r\n"+
-		"From: <sip:+31612345678@127.0.0.1>;tag=f\r\nTo: <sip:+31850000001@127.0.0.1>\r\nCall-ID: h\r\n"+
-		"CSeq: 1 INVITE\r\nContact: <sip:+31612345678@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n", port, port)
+	if before != nil {
+		before(cli.LocalAddr())
+	}
+	msg := fmt.Sprintf("INVITE sip:+31850000001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-%s\r\n"+
+		"From: <sip:+31612345678@127.0.0.1>;tag=f\r\nTo: <sip:+31850000001@127.0.0.1>\r\nCall-ID: %s\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:+31612345678@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n", port, callID, callID, port)
 	if _, err := cli.WriteTo([]byte(msg), c.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
