@@ -63,21 +63,33 @@ func (t *Tx) LeaseNumber(r LeaseRequest, res *LeaseResult) error {
 
 // pgLease decides and writes a lease in one statement: the session's own number if it holds
 // one (cur), else the least recently leased available number no other transaction holds
-// (pick); the rules of package pool's lease (a live lease extended in its record until the
-// record spans AssignmentSpan, then a new record that cuts it; an expired one renewed on the
-// same number in a new record; a number taken from another session cuts its lease if live,
-// and is an exhaustion within its grace); the number's row, the assignment record and the
-// counters written. Parameters: $1 customer, $2 session, $3 now (ns), $4 until (ns), $5 the
-// session is new, $6 AssignmentSpan (ns), $7 grace (ns), $8 the node's counter shard.
+// whose lease and grace are over (free), else (an exhaustion) the least recently leased one
+// no other transaction holds (taken). The free test is in free's WHERE, not only in
+// decided: a number another transaction leased and committed after this statement's
+// snapshot is locked here in its new version, and PostgreSQL checks the WHERE (not the
+// ORDER BY) again on that version, so a number just leased elsewhere is passed over
+// instead of taken as if the pool were exhausted. The rules of package pool's lease (a live
+// lease extended in its record until the record spans AssignmentSpan, then a new record that
+// cuts it; an expired one renewed on the same number in a new record; a number taken from
+// another session cuts its lease if live, and is an exhaustion within its grace); the
+// number's row, the assignment record and the counters written. Parameters: $1 customer,
+// $2 session, $3 now (ns), $4 until (ns), $5 the session is new, $6 AssignmentSpan (ns),
+// $7 grace (ns), $8 the node's counter shard.
 const pgLease = `WITH cur AS (
 	SELECT e164, lease_session, lease_from_ns, lease_until_ns, true AS own FROM numbers
 	WHERE NOT $5::boolean AND customer_id = $1 AND lease_session = $2 AND kind = 'pool' AND state = 'available'
 	LIMIT 1 FOR UPDATE),
-pick AS (
+free AS (
 	SELECT e164, lease_session, lease_from_ns, lease_until_ns, false AS own FROM numbers
 	WHERE customer_id = $1 AND kind = 'pool' AND state = 'available' AND NOT EXISTS (SELECT FROM cur)
+		AND (lease_session = '' OR $3 >= lease_until_ns + $7)
 	ORDER BY lease_until_ns, e164 LIMIT 1 FOR UPDATE SKIP LOCKED),
-chosen AS (SELECT * FROM cur UNION ALL SELECT * FROM pick),
+taken AS (
+	SELECT e164, lease_session, lease_from_ns, lease_until_ns, false AS own FROM numbers
+	WHERE customer_id = $1 AND kind = 'pool' AND state = 'available' AND NOT EXISTS (SELECT FROM cur)
+		AND NOT EXISTS (SELECT FROM free)
+	ORDER BY lease_until_ns, e164 LIMIT 1 FOR UPDATE SKIP LOCKED),
+chosen AS (SELECT * FROM cur UNION ALL SELECT * FROM free UNION ALL SELECT * FROM taken),
 decided AS (
 	SELECT e164,
 		CASE WHEN own AND $3 <= lease_until_ns AND $3 - lease_from_ns < $6 THEN lease_from_ns ELSE $3 END AS from_ns,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -124,5 +125,70 @@ func TestPostgresLeaseNumber(t *testing.T) {
 	err = bolt.Write(ctx, func(tx *Tx) error { return tx.LeaseNumber(LeaseRequest{}, new(LeaseResult)) })
 	if !errors.Is(err, ErrNotShared) || bolt.Shared() || !db.Shared() {
 		t.Errorf("bbolt: %v, shared %v; postgres shared %v", err, bolt.Shared(), db.Shared())
+	}
+}
+
+// Nodes leasing at once from a pool just big enough for them all never take a number whose
+// lease is live: a number leased and committed by another node while this node's statement
+// runs is passed over, not taken as an exhaustion (pgLease's free).
+func TestPostgresLeaseRace(t *testing.T) {
+	dsn := newPostgresDatabase(t, false)
+	ctx := context.Background()
+	const nodes, perNode, rounds = 4, 6, 5
+	dbs := make([]*DB, nodes)
+	for i := range dbs {
+		db, err := OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	t0 := time.Now().UTC()
+	err := dbs[0].Write(ctx, func(tx *Tx) error {
+		if err := tx.CreateCustomer(&Customer{ID: "acme", Name: "Acme", Status: StatusActive, SiteKey: "acme-site-key-0001"}); err != nil {
+			return err
+		}
+		for i := range nodes * perNode * rounds {
+			if err := tx.PutNumber(&Number{E164: fmt.Sprintf("+318500%05d", i), CustomerID: "acme", Kind: KindPool, State: NumberAvailable}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every round leases as many sessions as the numbers still free: the pool ends full.
+	held := map[string]string{}
+	var mu sync.Mutex
+	for round := range rounds {
+		var wg sync.WaitGroup
+		for n, db := range dbs {
+			for v := range perNode {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := fmt.Sprintf("s-%d-%d-%d", round, n, v)
+					var res LeaseResult
+					err := db.Write(ctx, func(tx *Tx) error {
+						return tx.LeaseNumber(LeaseRequest{CustomerID: "acme", SessionID: s, Now: t0, Until: t0.Add(time.Hour), Grace: time.Hour, New: true}, &res)
+					})
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err != nil:
+						t.Errorf("%s: %v", s, err)
+					case res.Exhausted:
+						t.Errorf("%s took %s from a live lease with free numbers left", s, res.Assignment.Number)
+					case held[res.Assignment.Number] != "":
+						t.Errorf("%s and %s hold %s", held[res.Assignment.Number], s, res.Assignment.Number)
+					default:
+						held[res.Assignment.Number] = s
+					}
+				}()
+			}
+		}
+		wg.Wait()
 	}
 }
