@@ -18,6 +18,18 @@
 //   - the field key (Key.FieldKey): package store seals a customer's personal fields with it
 //     on PostgreSQL (a caller's number, a landing page, a referrer).
 //
+// # Shared keys (a cluster)
+//
+// With WithObjects the keys are objects in an S3-compatible bucket instead of files, so that
+// every node of a cluster has the same key for a customer (a recording made on one node
+// plays on another; personal fields sealed on one node open on another). They are never
+// kept in the shared database: its WAL, replicas and backups would outlive a destruction.
+// Objects are always sealed with the master key; making one is a conditional PUT
+// (If-None-Match: *), so two nodes making one customer's key at once agree; each node caches
+// the keys it read and drops a destroyed one when told (Forget) or at its next revalidation
+// (Run); a destruction is kept as a marker in the keys directory until the object store
+// confirms it. See shared.go.
+//
 // # Destroying a key (crypto-shredding)
 //
 // Destroy overwrites the key file with zeros, fsyncs it, removes it and fsyncs the
@@ -38,4 +50,8 @@
 //     survive until reused. With a master key, a surviving key file is still sealed.
 //   - Keys are cached in memory once read; nothing here is a defence against someone who
 //     can read the process's memory.
+//   - Shared keys: what an object store keeps of a deleted object is its own (SeaweedFS
+//     keeps it in its volume files or filer store until vacuumed or compacted; a versioned
+//     bucket keeps it as a noncurrent version: do not version the keys' bucket). Those
+//     bytes are sealed with the master key.
 package keyring

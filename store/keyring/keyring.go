@@ -58,6 +58,7 @@ const (
 type Keyring struct {
 	dir    string
 	master cipher.AEAD // nil: keys are stored in the clear
+	shared *sharedKeys // nil: keys are files in dir (shared.go)
 
 	mu   sync.Mutex
 	keys map[string]*Key
@@ -99,10 +100,15 @@ func Open(dir string, opts ...Option) (*Keyring, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open keyring: %w", err)
 	}
+	if k.shared != nil {
+		if err := k.openShared(); err != nil {
+			return nil, fmt.Errorf("open keyring: %w", err)
+		}
+	}
 	return k, nil
 }
 
-// Dir is the keys directory.
+// Dir is the keys directory (with shared keys: where unconfirmed destructions are kept).
 func (k *Keyring) Dir() string { return k.dir }
 
 // Key is one customer's derived keys. It is immutable and safe for concurrent use.
@@ -143,6 +149,9 @@ func (k *Keyring) Get(customerID string) (*Key, error) {
 	if !fsutil.SafeID(customerID) {
 		return nil, fmt.Errorf("key of %q: %w", customerID, ErrInvalidID)
 	}
+	if k.shared != nil {
+		return k.getShared(customerID, true)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if key, ok := k.keys[customerID]; ok {
@@ -164,6 +173,9 @@ func (k *Keyring) Lookup(customerID string) (*Key, error) {
 	if !fsutil.SafeID(customerID) {
 		return nil, fmt.Errorf("key of %q: %w", customerID, ErrInvalidID)
 	}
+	if k.shared != nil {
+		return k.getShared(customerID, false)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if key, ok := k.keys[customerID]; ok {
@@ -182,6 +194,9 @@ func (k *Keyring) Lookup(customerID string) (*Key, error) {
 func (k *Keyring) Destroy(customerID string) error {
 	if !fsutil.SafeID(customerID) {
 		return fmt.Errorf("destroy key of %q: %w", customerID, ErrInvalidID)
+	}
+	if k.shared != nil {
+		return k.destroyShared(customerID)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -248,6 +263,11 @@ func (k *Keyring) read(customerID string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return k.decode(customerID, b)
+}
+
+// decode opens what encode made (a key file, or a shared key's object).
+func (k *Keyring) decode(customerID string, b []byte) ([]byte, error) {
 	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {
 		return nil, ErrCorrupt
 	}
@@ -274,26 +294,35 @@ func (k *Keyring) read(customerID string) ([]byte, error) {
 	return nil, ErrCorrupt
 }
 
-// create makes a new secret and stores it durably: a temporary file, fsync, rename, directory
-// fsync. k.mu is held.
-func (k *Keyring) create(customerID string) ([]byte, error) {
-	secret := make([]byte, secretSize)
-	rand.Read(secret) // never fails (crypto/rand, Go 1.24+)
+// encode is a key file's bytes: the secret sealed with the master key if there is one.
+func (k *Keyring) encode(customerID string, secret []byte) []byte {
 	b := append([]byte(magic), modePlain)
 	if k.master != nil {
 		nonce := make([]byte, 12)
 		rand.Read(nonce)
 		b[len(magic)] = modeSealed
 		b = append(b, nonce...)
-		b = k.master.Seal(b, nonce, secret, []byte("trackline key "+customerID))
-	} else {
-		b = append(b, secret...)
+		return k.master.Seal(b, nonce, secret, []byte("trackline key "+customerID))
 	}
-	final := k.path(customerID)
+	return append(b, secret...)
+}
+
+// create makes a new secret and stores it durably. k.mu is held.
+func (k *Keyring) create(customerID string) ([]byte, error) {
+	secret := make([]byte, secretSize)
+	rand.Read(secret) // never fails (crypto/rand, Go 1.24+)
+	if err := writeSynced(k.path(customerID), k.encode(customerID, secret)); err != nil {
+		return nil, err
+	}
+	return secret, nil
+}
+
+// writeSynced writes a file durably: a temporary file, fsync, rename, directory fsync.
+func writeSynced(final string, b []byte) error {
 	tmp := final + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	_, err = f.Write(b)
 	if err == nil {
@@ -306,11 +335,11 @@ func (k *Keyring) create(customerID string) ([]byte, error) {
 		err = os.Rename(tmp, final)
 	}
 	if err == nil {
-		err = fsutil.SyncDir(k.dir)
+		err = fsutil.SyncDir(filepath.Dir(final))
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return nil, err
+		return err
 	}
-	return secret, nil
+	return nil
 }
