@@ -315,6 +315,13 @@ type Keys struct {
 	// MasterKeyFile names a file holding a 32-byte master key as 64 hex characters; the key
 	// files are then sealed with it. The environment variable TRACKLINE_MASTER_KEY wins.
 	MasterKeyFile string `yaml:"master_key_file"`
+	// Shared keeps the keys as objects in recordings.object_store's bucket under Prefix
+	// (default "keys/"), sealed with the master key, instead of files in Dir: every node of a
+	// cluster then has the same key for a customer (docs/cluster.md). Dir keeps only the
+	// destructions the object store has not confirmed yet. Required with store.driver
+	// postgres; requires a master key and the object store.
+	Shared bool   `yaml:"shared"`
+	Prefix string `yaml:"prefix"`
 }
 
 // Trunk is an inbound trunk: where it sends from, and optional digest credentials.
@@ -702,6 +709,9 @@ func (c *Config) checkTop(add adder) {
 		if c.Store.DSN == "" {
 			add("store.dsn", "is required for driver postgres (e.g. postgres://trackline@db.example.net/trackline)")
 		}
+		if !c.Keys.Shared {
+			add("keys.shared", "must be true with driver postgres: the nodes sharing the store must share the customers' keys (docs/cluster.md)")
+		}
 	default:
 		add("store.driver", "%q is not a store driver: want bbolt or postgres", c.Store.Driver)
 	}
@@ -871,6 +881,35 @@ func (c *Config) checkRecordings(add adder) {
 		add("recordings.workers", "must be between 1 and 64")
 	}
 	c.checkObjectStore(add)
+	c.checkSharedKeys(add)
+}
+
+// checkSharedKeys checks keys.shared and keys.prefix. The keys' objects must lie apart from
+// the recordings': a customer's erasure deletes every object under the recordings' prefix
+// and the customer's id, which must never take keys with it.
+func (c *Config) checkSharedKeys(add adder) {
+	k, o := &c.Keys, &c.Recordings.ObjectStore
+	if !k.Shared {
+		if k.Prefix != "" {
+			add("keys.prefix", "is for keys.shared")
+		}
+		return
+	}
+	if !o.Enabled() {
+		add("keys.shared", "needs recordings.object_store: the keys are kept in its bucket")
+		return
+	}
+	if k.Prefix == "" {
+		k.Prefix = "keys/"
+	}
+	switch {
+	case strings.ContainsAny(k.Prefix, "\\\x00") || strings.HasPrefix(k.Prefix, "/") || !strings.HasSuffix(k.Prefix, "/"):
+		add("keys.prefix", "%q: want a relative path ending in '/', like \"keys/\"", k.Prefix)
+	case strings.HasPrefix(k.Prefix, o.Prefix):
+		add("keys.prefix", "%q lies under recordings.object_store.prefix %q: set that one (e.g. \"recordings/\") so a customer's erasure cannot reach the keys", k.Prefix, o.Prefix)
+	case strings.HasPrefix(o.Prefix, k.Prefix):
+		add("keys.prefix", "%q holds recordings.object_store.prefix %q: give them apart prefixes", k.Prefix, o.Prefix)
+	}
 }
 
 // checkObjectStore checks recordings.object_store: all or nothing.

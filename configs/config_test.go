@@ -62,13 +62,25 @@ customers:
 	}
 }
 
+// sharedKeysYAML is an object store and shared keys.
+const sharedKeysYAML = `recordings:
+  object_store: {endpoint: 127.0.0.1:9000, bucket: trackline, access_key: a, secret_key: b, prefix: recordings/}
+keys:
+  shared: true`
+
 func TestStoreDriver(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
 		{"default", "country_code: \"31\"", ""},
 		{"bbolt", "store: {driver: bbolt}", ""},
-		{"postgres", "store: {driver: postgres, dsn: 'postgres://trackline@db/trackline'}", ""},
+		{"postgres", "store: {driver: postgres, dsn: 'postgres://trackline@db/trackline'}\n" + sharedKeysYAML, ""},
+		{"postgres without shared keys", "store: {driver: postgres, dsn: 'postgres://trackline@db/trackline'}", "keys.shared: must be true with driver postgres"},
+		{"shared keys without object store", "keys: {shared: true}", "keys.shared: needs recordings.object_store"},
+		{"shared keys under the recordings", strings.Replace(sharedKeysYAML, "prefix: recordings/", "prefix: ''", 1), "keys.prefix: \"keys/\" lies under recordings.object_store.prefix \"\""},
+		{"shared keys holding the recordings", strings.Replace(sharedKeysYAML, "prefix: recordings/", "prefix: keys/rec/", 1), "keys.prefix: \"keys/\" holds"},
+		{"shared keys prefix without slash", sharedKeysYAML + "\n  prefix: k", "keys.prefix: \"k\": want a relative path"},
+		{"keys prefix without shared", "keys: {prefix: k/}", "keys.prefix: is for keys.shared"},
 		{"postgres without dsn", "store: {driver: postgres}", "store.dsn: is required for driver postgres"},
 		{"dsn for bbolt", "store: {dsn: 'postgres://db/x'}", "store.dsn: is for driver postgres"},
 		{"unknown driver", "store: {driver: mysql}", `store.driver: "mysql" is not a store driver: want bbolt or postgres`},

@@ -199,11 +199,15 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err != nil {
 		return err
 	}
+	if err := checkSharedKeys(ctx, keys, logger); err != nil {
+		return err
+	}
 	db, err := openStore(ctx, cfg, logger, reg, keys)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	defer runSharedKeys(ctx, keys, db)()
 
 	p, err := openPool(ctx, cfg, db, reg, logger)
 	if err != nil {

@@ -24,16 +24,9 @@ func openObjects(cfg *configs.Config, recDir string, keys *keyring.Keyring, db r
 	if !o.Enabled() {
 		return nil, recordings.RegisterObjectMetrics(reg) // all 0: the dashboards and alerts find them
 	}
-	secret := os.Getenv("TRACKLINE_OBJECT_SECRET_KEY")
-	if secret == "" && o.SecretKeyFile != "" {
-		b, err := os.ReadFile(o.SecretKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("recordings.object_store.secret_key_file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
-	}
-	if secret == "" {
-		secret = o.SecretKey
+	secret, err := objectSecret(cfg)
+	if err != nil {
+		return nil, err
 	}
 	objs, err := recordings.NewObjects(recordings.ObjectConfig{
 		Endpoint: o.Endpoint, Bucket: o.Bucket, Region: o.Region, AccessKey: o.AccessKey, SecretKey: secret,
@@ -52,6 +45,24 @@ func openObjects(cfg *configs.Config, recDir string, keys *keyring.Keyring, db r
 		logger.Error("object store not usable now; recordings stay on this disk until it is", "err", err)
 	}
 	return objs, nil
+}
+
+// objectSecret is the object store's secret key: TRACKLINE_OBJECT_SECRET_KEY, else
+// secret_key_file, else secret_key.
+func objectSecret(cfg *configs.Config) (string, error) {
+	o := cfg.Recordings.ObjectStore
+	secret := os.Getenv("TRACKLINE_OBJECT_SECRET_KEY")
+	if secret == "" && o.SecretKeyFile != "" {
+		b, err := os.ReadFile(o.SecretKeyFile)
+		if err != nil {
+			return "", fmt.Errorf("recordings.object_store.secret_key_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if secret == "" {
+		secret = o.SecretKey
+	}
+	return secret, nil
 }
 
 // runObjects runs the uploads and the retried deletions until ctx ends or stop is called;

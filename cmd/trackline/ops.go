@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/api"
@@ -166,7 +168,8 @@ func recordingsDir(cfg *configs.Config) string {
 
 // openKeyring opens the customers' keys: <data_dir>/keys unless keys.dir says otherwise,
 // sealed with the master key of TRACKLINE_MASTER_KEY or keys.master_key_file if one is set
-// (64 hex characters).
+// (64 hex characters). With keys.shared the keys are objects in the recordings' bucket
+// (docs/cluster.md), which requires the master key.
 func openKeyring(cfg *configs.Config) (*keyring.Keyring, error) {
 	dir := cfg.Keys.Dir
 	if dir == "" {
@@ -188,7 +191,71 @@ func openKeyring(cfg *configs.Config) (*keyring.Keyring, error) {
 		}
 		opts = append(opts, keyring.WithMasterKey(master))
 	}
+	if cfg.Keys.Shared {
+		if hexKey == "" {
+			return nil, errors.New("keys.shared needs a master key (TRACKLINE_MASTER_KEY or keys.master_key_file): the bucket must never hold a key in the clear")
+		}
+		secret, err := objectSecret(cfg)
+		if err != nil {
+			return nil, err
+		}
+		o := cfg.Recordings.ObjectStore
+		opts = append(opts, keyring.WithObjects(keyring.Objects{Endpoint: o.Endpoint, Bucket: o.Bucket, Region: o.Region,
+			AccessKey: o.AccessKey, SecretKey: secret, Secure: o.Secure, Prefix: cfg.Keys.Prefix}))
+	}
 	return keyring.Open(dir, opts...)
+}
+
+// checkSharedKeys checks, at start, the object store of shared keys: one that ignores
+// If-None-Match is refused (two nodes could make two keys for one customer); one that does
+// not answer is logged, and the keys are fetched once it does.
+func checkSharedKeys(ctx context.Context, keys *keyring.Keyring, logger *slog.Logger) error {
+	if !keys.Shared() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := keys.Check(ctx)
+	if errors.Is(err, keyring.ErrUnconditional) {
+		return err
+	}
+	if err != nil {
+		logger.Error("the object store of the shared keys is not usable now; calls needing a key wait for it", "err", err)
+		return nil
+	}
+	logger.Info("customer keys are shared in the object store", "pending_destroys", keys.PendingDestroys())
+	return nil
+}
+
+// runSharedKeys keeps the shared keys true until ctx ends or stop is called: Run's
+// revalidation and retried destructions, and each customer change another node made drops
+// that customer's cached key (its key may have been destroyed there). A keyring of files
+// runs nothing.
+func runSharedKeys(ctx context.Context, keys *keyring.Keyring, db *store.DB) (stop func()) {
+	if !keys.Shared() {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); keys.Run(ctx) }()
+	changes := db.CustomerChanges(ctx)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case id := <-changes:
+				if id == "" {
+					keys.ForgetAll() // changes may have been missed
+				} else {
+					keys.Forget(id)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
 }
 
 // exportDir is where the retention sweeper writes the archives of customers that chose

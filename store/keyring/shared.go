@@ -55,6 +55,8 @@ var (
 	ErrDestroying = errors.New("key destruction not confirmed by the object store yet")
 	// ErrObjectStore: the object store that keeps the shared keys did not answer as it should.
 	ErrObjectStore = errors.New("key object store")
+	// ErrUnconditional: the object store ignores If-None-Match on a PUT (Check).
+	ErrUnconditional = errors.New("object store ignores If-None-Match on PUT")
 )
 
 // Objects is the S3-compatible bucket that keeps a cluster's keys.
@@ -434,8 +436,8 @@ func (k *Keyring) Check(ctx context.Context) error {
 	}
 	err = put()
 	if err == nil {
-		return fmt.Errorf("%w %s: it ignores If-None-Match on PUT, so two nodes could make two keys for one customer; use an object store that honours it (AWS S3, MinIO, SeaweedFS, Ceph RGW 18+)",
-			ErrObjectStore, s.client.EndpointURL().Host)
+		return fmt.Errorf("%w %s: %w, so two nodes could make two keys for one customer; use one that honours it (AWS S3, MinIO, SeaweedFS)",
+			ErrObjectStore, s.client.EndpointURL().Host, ErrUnconditional)
 	}
 	if !isConditionFailed(err) {
 		return fmt.Errorf("%w: put a probe again: %w", ErrObjectStore, err)
