@@ -22,7 +22,9 @@ import (
 	"github.com/pquerna/otp/totp"
 	"github.com/trackline/trackline/accounts"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/privacy"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // env is the web app on a real store and pool, served by httptest, with two customers (a
@@ -570,5 +572,81 @@ func TestWebhooksPage(t *testing.T) {
 	}
 	if eps, _ := e.db.Endpoints("a"); len(eps) != 0 {
 		t.Fatalf("after delete: %+v", eps)
+	}
+}
+
+// TestPrivacyShowsWebhookMessages: an admin's caller lookup on the privacy page lists the
+// webhook messages of the caller's calls with the endpoint each went to and its state, and
+// not another caller's; the erasure says how many went with the calls.
+func TestPrivacyShowsWebhookMessages(t *testing.T) {
+	e := newEnv(t)
+	keys, err := keyring.Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.app.privacy = privacy.New(e.db, keys, t.TempDir(), e.pool)
+	ctx := context.Background()
+	if err := e.db.Write(ctx, func(tx *store.Tx) error {
+		return tx.PutEndpoint(&store.Endpoint{ID: "crm", CustomerID: "a", URL: "https://crm.a.example/hook",
+			EventTypes: []store.EventType{store.EventCallRinging, store.EventCallCompleted},
+			Secret:     store.SecretPrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := keys.Get("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addCall := func(number string) store.Call {
+		t.Helper()
+		now := time.Now()
+		c := store.Call{ID: pool.NewID(now), CustomerID: "a", Dialled: "+31850000001", Caller: number,
+			CallerPseudonym: key.Pseudonym(number), Start: now, End: now.Add(time.Minute), Disposition: "answered"}
+		if err := e.db.Write(ctx, func(tx *store.Tx) error { return tx.PutCall(&c) }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	mine, theirs := addCall("+31612345678"), addCall("+31687654321")
+	sent, err := e.db.WebhookMessagesOf(ctx, "a", []string{mine.ID, theirs.ID})
+	if err != nil || len(sent) != 4 {
+		t.Fatalf("the calls' messages: %d, %v", len(sent), err)
+	}
+
+	member := e.loggedIn("member@a.example")
+	if a := member.post("/c/a/privacy/lookup", url.Values{"number": {"0612345678"}}); a.status != http.StatusForbidden {
+		t.Errorf("a member looks a caller up: %d", a.status)
+	}
+	c := e.loggedIn("admin@a.example")
+	a := c.post("/c/a/privacy/lookup", url.Values{"number": {"0612345678"}})
+	if a.status != 200 {
+		t.Fatalf("lookup: %d %s", a.status, a.body)
+	}
+	i := strings.Index(a.body, `<table id="caller-webhooks"`)
+	if i < 0 {
+		t.Fatalf("no webhook messages on the page:\n%s", a.body)
+	}
+	table := a.body[i : i+strings.Index(a.body[i:], "</table>")]
+	for _, m := range sent {
+		if in := strings.Contains(table, m.ID); in != (m.Subject == mine.ID) {
+			t.Errorf("message %s (%s of call %s) listed: %v", m.ID, m.Type, m.Subject, in)
+		}
+	}
+	rows := strings.Count(table, "<tr>") - 1 // the head's
+	if rows != 2 || strings.Count(table, "https://crm.a.example/hook") != 2 || strings.Count(table, "<td>pending</td>") != 2 ||
+		!strings.Contains(table, "call.ringing") || !strings.Contains(table, "call.completed") || strings.Contains(table, theirs.ID) {
+		t.Errorf("%d rows, want the caller's call.ringing and call.completed, each pending to the endpoint:\n%s", rows, table)
+	}
+
+	// Erased, the caller's messages go with the calls, and the page says how many.
+	a = c.post("/c/a/privacy/erase", url.Values{"number": {"0612345678"}, "confirm": {"on"}})
+	if a.status != 200 || !strings.Contains(a.body, "1 calls, 0 recordings and 2 webhook messages") {
+		t.Fatalf("erase: %d %s", a.status, a.body)
+	}
+	if left, err := e.db.WebhookMessagesOf(ctx, "a", []string{mine.ID, theirs.ID}); err != nil || len(left) != 2 || left[0].Subject != theirs.ID {
+		t.Errorf("after the erasure: %+v, %v", left, err)
+	}
+	if a := c.post("/c/a/privacy/lookup", url.Values{"number": {"0612345678"}}); a.status != 200 || strings.Contains(a.body, "caller-webhooks") {
+		t.Errorf("lookup after the erasure: %d", a.status)
 	}
 }

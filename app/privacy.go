@@ -100,7 +100,7 @@ func (a *App) eraseCaller(w http.ResponseWriter, q *request) error {
 		return err
 	}
 	return a.page(w, q, "privacy", map[string]any{"Erased": res,
-		"ErasedText": fmt.Sprintf(msg(q.lang, "erased"), len(res.Calls), len(res.Recordings))})
+		"ErasedText": fmt.Sprintf(msg(q.lang, "erased"), len(res.Calls), len(res.Recordings), len(res.WebhookMessages))})
 }
 
 // exportCustomer sends the customer's whole export archive (admins only).
