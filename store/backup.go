@@ -27,12 +27,18 @@ const FileName = "trackline.db"
 // bbolt cannot reuse the pages freed by later writes (the file may grow) and cannot remap a
 // file that outgrows its initial mapping (256 MiB), so a write that needs that waits for the
 // copy to end. Give w a fast destination (a local file, not a slow client).
+//
+// On PostgreSQL it writes nothing and answers ErrExternalBackup: back the database up with
+// PostgreSQL's own tools (docs/cluster.md).
 func (db *DB) Backup(w io.Writer, size func(int64)) (int64, error) {
 	db.mu.RLock()
 	closed := db.closed
 	db.mu.RUnlock()
 	if closed {
 		return 0, ErrClosed
+	}
+	if db.pg != nil {
+		return 0, ErrExternalBackup
 	}
 	var n int64
 	err := db.view(func(tx *bolt.Tx) error {

@@ -75,7 +75,11 @@ func (db *DB) CallsOfCaller(customerID, pseudonym string) ([]Call, error) {
 // there is no such call. The recording's file is the caller's to remove.
 func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 	if t.pg != nil {
-		return t.pg.deleteCall(id)
+		c, rec, err := t.pg.deleteCall(id)
+		if err == nil {
+			err = t.pg.markCompactionDue()
+		}
+		return c, rec, err
 	}
 	c, err := t.Call(id)
 	if err != nil {
@@ -129,12 +133,21 @@ func (t *Tx) DeleteCall(id string) (Call, Recording, error) {
 // file is to be compacted (CompactionDue). DeleteCall and PurgeCustomer mark it; the mark
 // outlives a crash, and Compact clears it.
 func (t *Tx) MarkCompactionDue() error {
+	if t.pg != nil {
+		return t.pg.markCompactionDue()
+	}
 	return t.tx.Bucket(bucketMeta).Put(keyCompactionDue, []byte{1})
 }
 
 // CompactionDue tells whether records were deleted (DeleteCall, PurgeCustomer) since the
 // last compaction that began after them: their bytes may still be in the file's freed pages.
 func (db *DB) CompactionDue() (bool, error) {
+	if db.pg != nil {
+		ctx, cancel := context.WithTimeout(db.pg.ctx, pgTxTimeout)
+		defer cancel()
+		due, _, err := db.pg.compactionDue(ctx)
+		return due, err
+	}
 	var due bool
 	err := db.View(func(tx *Tx) error {
 		due = tx.tx.Bucket(bucketMeta).Get(keyCompactionDue) != nil
@@ -161,6 +174,9 @@ func (t *Tx) indexCaller(id, pseudonym string) error {
 // and its index entry. It runs once per store file: a mark in the meta bucket records that
 // it did. It returns how many calls it indexed.
 func (db *DB) IndexCallers(ctx context.Context, pseudonym func(customerID, caller string) (string, error)) (int, error) {
+	if db.pg != nil {
+		return db.pgIndexCallers(ctx, pseudonym)
+	}
 	var done bool
 	type pending struct{ id, customer, caller string }
 	var todo []pending

@@ -107,7 +107,13 @@ type CompactStats struct {
 // Writes are held only while the changes committed during the copy are made in it and the
 // files are swapped (Stats.Pause); reads are never held. One compaction runs at a time. ctx
 // bounds the wait to start; once copying, it runs to the end.
+//
+// On PostgreSQL it is a VACUUM of the store's tables (pg_lifecycle.go): Before and After are
+// the database's size, Copy the VACUUM's time, and nothing is held.
 func (db *DB) Compact(ctx context.Context) (CompactStats, error) {
+	if db.pg != nil {
+		return db.pg.compact(ctx)
+	}
 	db.compactMu.Lock()
 	defer db.compactMu.Unlock()
 	var st CompactStats

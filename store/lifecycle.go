@@ -142,6 +142,9 @@ func (db *DB) Usage(customerID, month string) (Usage, error) {
 // month's count no longer follows the sessions (which expire). Run it before sessions are
 // deleted.
 func (db *DB) FreezeSessionCounts(ctx context.Context, customerID string, before time.Time) (int, error) {
+	if db.pg != nil {
+		return db.pgFreezeSessionCounts(ctx, customerID, before)
+	}
 	prefix := compose(customerID, "")
 	var oldest time.Time
 	err := db.View(func(tx *Tx) error {
@@ -344,6 +347,9 @@ func (db *DB) PurgeCustomer(ctx context.Context, customerID string, opts PurgeOp
 	var res PurgeResult
 	if customerID == "" {
 		return res, fmt.Errorf("purge customer: %w", ErrNotFound)
+	}
+	if db.pg != nil {
+		return db.pgPurge(ctx, customerID, opts)
 	}
 	p := purge{db: db, ctx: ctx, customerID: customerID, prefix: compose(customerID, ""), batch: opts.Batch}
 	if p.batch <= 0 {
@@ -726,6 +732,11 @@ func (db *DB) recordingsOf(customerID string) ([][]byte, error) {
 
 // HasActiveCalls tells whether a customer has calls in progress.
 func (db *DB) HasActiveCalls(customerID string) (bool, error) {
+	if db.pg != nil {
+		var busy bool
+		err := db.View(func(tx *Tx) (err error) { busy, err = tx.pg.hasActiveCalls(customerID); return err })
+		return busy, err
+	}
 	prefix := compose(customerID, "")
 	var busy bool
 	err := db.View(func(tx *Tx) error {
@@ -752,6 +763,9 @@ func (db *DB) ExpireSessions(ctx context.Context, customerID string, before time
 	var res ExpireResult
 	if batch <= 0 {
 		batch = DefaultPurgeBatch
+	}
+	if db.pg != nil {
+		return db.pgExpireSessions(ctx, customerID, before, batch)
 	}
 	prefix := compose(customerID, "")
 	cut := idTimePrefix(before.UnixMilli())

@@ -547,11 +547,23 @@ func (db *DB) view(fn func(*bolt.Tx) error) error {
 	return h.b.View(fn)
 }
 
-// Path is the file's path.
-func (db *DB) Path() string { return db.path }
+// Path is the file's path; on PostgreSQL the database's address without its password
+// (postgres://user@host:port/database).
+func (db *DB) Path() string {
+	if db.pg != nil {
+		return db.pg.path()
+	}
+	return db.path
+}
 
-// Size is the file's current size in bytes.
+// Size is the file's current size in bytes; on PostgreSQL the database's
+// (pg_database_size: tables and indexes, not the WAL).
 func (db *DB) Size() (int64, error) {
+	if db.pg != nil {
+		ctx, cancel := context.WithTimeout(db.pg.ctx, pgTxTimeout)
+		defer cancel()
+		return db.pg.size(ctx)
+	}
 	var n int64
 	err := db.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n, err
