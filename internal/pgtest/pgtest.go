@@ -293,6 +293,39 @@ func (s *Server) CreateDatabase(ctx context.Context, name, template string) erro
 	return s.Exec(ctx, q)
 }
 
+// Pause stops the server and keeps its data: with crash, as a crash would (SIGKILL of its
+// processes: what was committed is in the WAL, replayed at Resume); else a fast shutdown.
+// Clients see their connections fail until Resume. For the tests of a database that goes
+// away and comes back.
+func (s *Server) Pause(crash bool) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	if crash {
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+		return
+	}
+	s.kill()
+}
+
+// Resume starts a paused server again, on the same port and data.
+func (s *Server) Resume() error {
+	cred, err := credential()
+	if err != nil {
+		return err
+	}
+	// A crashed postmaster leaves its pid file; postgres removes a stale one itself.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err = s.start(cred)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond) // the port may still be held a moment
+	}
+}
+
 // Stop ends the server and removes its directory. It is idempotent.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
