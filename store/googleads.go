@@ -183,6 +183,9 @@ func (t *Tx) PutGoogleAds(g *GoogleAds) error {
 	if err := g.Check(); err != nil {
 		return err
 	}
+	if t.pg != nil {
+		return t.pg.putGoogleAds(g)
+	}
 	if _, err := t.Customer(g.CustomerID); err != nil {
 		return fmt.Errorf("customer %q: %w", g.CustomerID, err)
 	}
@@ -199,6 +202,9 @@ func (t *Tx) PutGoogleAds(g *GoogleAds) error {
 
 // GoogleAds reads a customer's settings; ErrNotFound if it has none.
 func (t *Tx) GoogleAds(customerID string) (GoogleAds, error) {
+	if t.pg != nil {
+		return t.pg.googleAds(customerID)
+	}
 	var g GoogleAds
 	b := t.tx.Bucket(bucketAdsSettings)
 	if b.b == nil {
@@ -217,6 +223,9 @@ func (t *Tx) GoogleAds(customerID string) (GoogleAds, error) {
 // DeleteGoogleAds removes a customer's settings (the upload states stay, so no call is
 // uploaded twice if settings come back); ErrNotFound if it has none.
 func (t *Tx) DeleteGoogleAds(customerID string) error {
+	if t.pg != nil {
+		return t.pg.deleteGoogleAds(customerID)
+	}
 	b := t.tx.Bucket(bucketAdsSettings)
 	if b.b == nil || b.Get(adsKey(customerID)) == nil {
 		return ErrNotFound
@@ -232,6 +241,9 @@ func (g *GoogleAds) Uploads() bool {
 
 // AllGoogleAds lists the settings of every customer that has them, enabled or not.
 func (t *Tx) AllGoogleAds() ([]GoogleAds, error) {
+	if t.pg != nil {
+		return t.pg.allGoogleAds()
+	}
 	b := t.tx.Bucket(bucketAdsSettings)
 	if b.b == nil {
 		return nil, nil
@@ -304,8 +316,14 @@ func (t *Tx) PutConversionUpload(u *ConversionUpload) error {
 	if u.CustomerID == "" || u.CallID == "" || u.State == UploadUnknown {
 		return fmt.Errorf("%w: conversion upload needs customer, call and state", ErrInvalid)
 	}
+	if !pgKey(u.CustomerID) || !pgKey(u.CallID) {
+		return fmt.Errorf("%w: conversion upload's customer and call must be UTF-8 without NUL", ErrInvalid)
+	}
 	if len(u.Error) > maxAdsError {
 		u.Error = u.Error[:maxAdsError]
+	}
+	if t.pg != nil {
+		return t.pg.putConversionUpload(u)
 	}
 	b, err := t.ensureAdsBucket(bucketAdsUploads)
 	if err != nil {
@@ -320,6 +338,9 @@ func (t *Tx) PutConversionUpload(u *ConversionUpload) error {
 
 // ConversionUpload reads a call's upload state; ErrNotFound if it has none.
 func (t *Tx) ConversionUpload(customerID, callID string) (ConversionUpload, error) {
+	if t.pg != nil {
+		return t.pg.conversionUpload(customerID, callID)
+	}
 	var u ConversionUpload
 	b := t.tx.Bucket(bucketAdsUploads)
 	if b.b == nil {
@@ -338,6 +359,9 @@ func (t *Tx) ConversionUpload(customerID, callID string) (ConversionUpload, erro
 // ConversionUploads calls fn with a customer's upload states whose call ids sort after
 // after ("" for all), in call id order (oldest call first), until fn answers false.
 func (t *Tx) ConversionUploads(customerID, after string, fn func(ConversionUpload) bool) error {
+	if t.pg != nil {
+		return t.pg.conversionUploads(customerID, after, fn)
+	}
 	b := t.tx.Bucket(bucketAdsUploads)
 	if b.b == nil {
 		return nil
@@ -373,6 +397,9 @@ type ConversionCandidate struct {
 // newest first, and answers those rule matches whose upload state is not final and whose
 // NextAttempt is not after now, at most limit of them.
 func (t *Tx) ConversionCandidates(customerID string, rule *AdsRule, since, now time.Time, limit int) ([]ConversionCandidate, error) {
+	if t.pg != nil {
+		return t.pg.conversionCandidates(t, customerID, rule, since, now, limit)
+	}
 	var out []ConversionCandidate
 	ended := false
 	f := CallFilter{CustomerID: customerID, From: since, Active: &ended, Limit: 500}

@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -79,14 +79,17 @@ func TestAdsRule(t *testing.T) {
 	}
 }
 
-func TestGoogleAdsStoreAndPurge(t *testing.T) {
-	db := openTest(t)
-	ctx := context.Background()
-	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	err := db.Write(ctx, func(tx *Tx) error {
+// adsStoreFixture writes the customers acme and other with settings, a session with a click
+// and three ended calls of acme, the third uploaded already.
+func adsStoreFixture(t *testing.T, db *DB, t0 time.Time) {
+	t.Helper()
+	err := db.Write(context.Background(), func(tx *Tx) error {
 		// Before any write the buckets do not exist: reads find nothing.
 		if _, err := tx.GoogleAds("acme"); !errors.Is(err, ErrNotFound) {
 			return err
+		}
+		if all, err := tx.AllGoogleAds(); err != nil || len(all) != 0 {
+			t.Errorf("AllGoogleAds of none = %v %v", all, err)
 		}
 		for _, id := range []string{"acme", "other"} {
 			if err := tx.CreateCustomer(&Customer{ID: id, SiteKey: id + "-site-key", Status: StatusActive}); err != nil {
@@ -119,26 +122,184 @@ func TestGoogleAdsStoreAndPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *Tx) error {
+}
+
+func TestGoogleAdsStore(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	adsStoreFixture(t, db, t0)
+	candidates := func(now time.Time, limit int) []string {
+		t.Helper()
+		var ids []string
+		err := db.View(func(tx *Tx) error {
+			g, err := tx.GoogleAds("acme")
+			if err != nil {
+				return err
+			}
+			cands, err := tx.ConversionCandidates("acme", &g.Rule, t0.Add(-time.Hour), now, limit)
+			for _, c := range cands {
+				if c.Call.ID == "01KJPWD6M04Y3C0ND8FTDB9R01" && (c.Session.Gclid != "Cj0K" || c.Session.AdConsent != ConsentGranted) {
+					t.Errorf("candidate's session = %+v", c.Session)
+				}
+				ids = append(ids, c.Call.ID)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	err := db.View(func(tx *Tx) error {
 		g, err := tx.GoogleAds("acme")
-		if err != nil || string(g.SealedSecrets) != "sealed-acme" || g.Rule.FixedValue != 25 {
+		want := adsFixture("acme")
+		if err != nil || string(g.SealedSecrets) != "sealed-acme" || g.Rule.FixedValue != 25 || g.ConversionAction != want.ConversionAction ||
+			g.Currency != "EUR" || g.ClientID != want.ClientID || !g.Created.Equal(want.Created) || !slices.Equal(g.Rule.LeadStatuses, want.Rule.LeadStatuses) {
 			t.Errorf("GoogleAds = %+v, %v", g, err)
 		}
-		rule := g.Rule
-		cands, err := tx.ConversionCandidates("acme", &rule, t0.Add(-time.Hour), t0.Add(time.Hour), 10)
-		if err != nil {
-			return err
-		}
-		// The short call does not match, the uploaded one is final.
-		if len(cands) != 1 || cands[0].Call.ID != "01KJPWD6M04Y3C0ND8FTDB9R01" || cands[0].Session.Gclid != "Cj0K" || cands[0].Session.AdConsent != ConsentGranted {
-			t.Errorf("candidates = %+v", cands)
+		all, err := tx.AllGoogleAds()
+		if err != nil || len(all) != 2 || all[0].CustomerID != "acme" || all[1].CustomerID != "other" || string(all[1].SealedSecrets) != "sealed-other" {
+			t.Errorf("AllGoogleAds = %+v %v", all, err)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The short call does not match, the uploaded one is final.
+	if got := candidates(t0.Add(time.Hour), 10); !slices.Equal(got, []string{"01KJPWD6M04Y3C0ND8FTDB9R01"}) {
+		t.Fatalf("candidates = %v", got)
+	}
+	// A pending state with a later attempt waits for it; then it is a candidate again.
+	pending := ConversionUpload{CustomerID: "acme", CallID: "01KJPWD6M04Y3C0ND8FTDB9R01", State: UploadPending,
+		Error: "timeout", Attempts: 2, NextAttempt: t0.Add(2 * time.Hour), Value: 25, Currency: "EUR", Updated: t0}
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.PutConversionUpload(&pending) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := candidates(t0.Add(time.Hour), 10); len(got) != 0 {
+		t.Fatalf("candidates before the next attempt = %v", got)
+	}
+	if got := candidates(t0.Add(2*time.Hour), 10); !slices.Equal(got, []string{"01KJPWD6M04Y3C0ND8FTDB9R01"}) {
+		t.Fatalf("candidates at the next attempt = %v", got)
+	}
+	err = db.View(func(tx *Tx) error {
+		u, err := tx.ConversionUpload("acme", pending.CallID)
+		if err != nil || u != pending {
+			t.Errorf("ConversionUpload = %+v %v, want %+v", u, err, pending)
+		}
+		if _, err := tx.ConversionUpload("other", pending.CallID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("another customer's upload state: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Settings go, upload states stay; a second delete finds none.
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteGoogleAds("acme") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(ctx, func(tx *Tx) error { return tx.DeleteGoogleAds("acme") }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second DeleteGoogleAds = %v", err)
+	}
+	err = db.View(func(tx *Tx) error {
+		if _, err := tx.GoogleAds("acme"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deleted settings: %v", err)
+		}
+		if all, err := tx.AllGoogleAds(); err != nil || len(all) != 1 || all[0].CustomerID != "other" {
+			t.Errorf("AllGoogleAds = %+v %v", all, err)
+		}
+		if _, err := tx.ConversionUpload("acme", pending.CallID); err != nil {
+			t.Errorf("upload state after the settings went: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
+// TestConversionUploads: a customer's upload states in call id order, after a cursor, until
+// the function says stop, across more than a page of PostgreSQL's reads.
+func TestConversionUploads(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	const n = 1203
+	ids := make([]string, n)
+	err := db.Write(ctx, func(tx *Tx) error {
+		for i := range n {
+			ids[i] = testCallID(t0, i)
+			for _, c := range []string{"acme", "acme2", "acm"} {
+				u := ConversionUpload{CustomerID: c, CallID: ids[i], State: UploadSkipped, Reason: SkipNoClickID, Updated: t0}
+				if err := tx.PutConversionUpload(&u); err != nil {
+					return err
+				}
+			}
+		}
+		for _, bad := range []ConversionUpload{
+			{CustomerID: "acme", CallID: "x", Updated: t0},
+			{CustomerID: "acme", State: UploadPending},
+			{CustomerID: "acme", CallID: "x\x00y", State: UploadPending},
+			{CustomerID: "acme", CallID: "x\xffy", State: UploadPending},
+		} {
+			if err := tx.PutConversionUpload(&bad); !errors.Is(err, ErrInvalid) {
+				t.Errorf("PutConversionUpload(%+v) = %v, want ErrInvalid", bad, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	walk := func(after string, stop int) []string {
+		t.Helper()
+		var got []string
+		err := db.View(func(tx *Tx) error {
+			return tx.ConversionUploads("acme", after, func(u ConversionUpload) bool {
+				if u.CustomerID != "acme" || u.State != UploadSkipped || u.Reason != SkipNoClickID {
+					t.Errorf("upload state %+v", u)
+				}
+				got = append(got, u.CallID)
+				return len(got) < stop
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	tests := []struct {
+		name  string
+		after string
+		stop  int
+		want  []string
+	}{
+		{"all", "", n + 1, ids},
+		{"stopped", "", 3, ids[:3]},
+		{"after one", ids[600], n, ids[601:]},
+		{"after one not there", ids[600] + "0", n, ids[601:]},
+		{"after the last", ids[n-1], n, nil},
+		{"after odd bytes", "\xff", n, nil},
+		{"after NUL", ids[600] + "\x00", n, ids[601:]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := walk(tt.after, tt.stop); !slices.Equal(got, tt.want) {
+				t.Fatalf("ConversionUploads after %q: %d states, want %d", tt.after, len(got), len(tt.want))
+			}
+		})
+	}
+}
+
+// TestGoogleAdsPurge: a customer's erasure takes its settings and upload states, and
+// leaves the other customer's.
+func TestGoogleAdsPurge(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	adsStoreFixture(t, db, t0)
 	if _, err := db.PurgeCustomer(ctx, "acme", PurgeOptions{Batch: 1, At: t0}); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +308,7 @@ func TestGoogleAdsStoreAndPurge(t *testing.T) {
 			t.Errorf("acme is still in %s", w)
 		}
 	}
-	err = db.View(func(tx *Tx) error {
+	err := db.View(func(tx *Tx) error {
 		if _, err := tx.GoogleAds("other"); err != nil {
 			t.Errorf("other's settings after acme's purge: %v", err)
 		}
@@ -161,11 +322,7 @@ func TestGoogleAdsStoreAndPurge(t *testing.T) {
 // TestEraseCallTakesItsUpload: deleting a call (a caller's erasure) deletes its Google Ads
 // upload state, which may quote Google's error about its click.
 func TestEraseCallTakesItsUpload(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTest(t)
 	start := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	c := Call{ID: testCallID(start, 1), CustomerID: "c", Start: start, End: start.Add(time.Minute), Gclid: "gclid-probe"}
 	putCalls(t, db, c)
@@ -178,7 +335,7 @@ func TestEraseCallTakesItsUpload(t *testing.T) {
 	if err := db.Write(ctx, func(tx *Tx) error { _, _, err := tx.DeleteCall(c.ID); return err }); err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *Tx) error { _, err := tx.ConversionUpload("c", c.ID); return err })
+	err := db.View(func(tx *Tx) error { _, err := tx.ConversionUpload("c", c.ID); return err })
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the erased call's upload state: %v", err)
 	}

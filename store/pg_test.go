@@ -298,22 +298,36 @@ func TestPostgresMissingIsExact(t *testing.T) {
 			t.Fatalf("%s listed as both", name)
 		}
 	}
+	// A missing operation panics on PostgreSQL with a message that says so: tried on the
+	// first of these still missing (each a read that touches its records at once).
+	probes := []struct {
+		name string
+		call func(tx *Tx) error
+	}{
+		{"Tx.Endpoints", func(tx *Tx) error { _, err := tx.Endpoints("x"); return err }},
+		{"Tx.Messages", func(tx *Tx) error { _, err := tx.Messages("x", time.Time{}, time.Time{}, 1); return err }},
+		{"Tx.MarkCompactionDue", func(tx *Tx) error { return tx.MarkCompactionDue() }},
+	}
+	listed := " " + strings.Join(missing, " ") + " "
 	db := openPostgresTest(t)
-	err := db.View(func(tx *Tx) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("%v", r)
-			}
-		}()
-		_, err = tx.User("x")
-		return err
-	})
-	if err == nil || !strings.Contains(err.Error(), "not implemented on PostgreSQL") {
-		t.Fatalf("Tx.User on PostgreSQL: %v", err)
+	for _, p := range probes {
+		if !strings.Contains(listed, " "+p.name+" ") {
+			continue
+		}
+		err := db.View(func(tx *Tx) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("%v", r)
+				}
+			}()
+			return p.call(tx)
+		})
+		if err == nil || !strings.Contains(err.Error(), "not implemented on PostgreSQL") {
+			t.Fatalf("%s on PostgreSQL: %v", p.name, err)
+		}
+		return
 	}
-	if !strings.Contains(" "+strings.Join(missing, " ")+" ", " Tx.User ") {
-		t.Fatalf("Tx.User is missing but not listed: %v", missing)
-	}
+	t.Logf("none of the probes is missing: only the list was checked (%v)", missing)
 }
 
 // The audit log refuses changes at the database too: an UPDATE fails, whoever sends it.

@@ -102,12 +102,12 @@ const maxIDLen = 320
 // check answers a *FieldError for a user the store does not take.
 func (u *User) check() error {
 	switch {
-	case u.ID == "" || len(u.ID) > maxIDLen || strings.IndexByte(u.ID, 0) >= 0:
-		return invalid("id", "must be 1-%d bytes without NUL", maxIDLen)
-	case u.Email == "" || len(u.Email) > maxIDLen || strings.IndexByte(u.Email, 0) >= 0:
-		return invalid("email", "must be 1-%d bytes without NUL", maxIDLen)
-	case strings.IndexByte(u.CustomerID, 0) >= 0:
-		return invalid("customer_id", "must not hold NUL")
+	case u.ID == "" || len(u.ID) > maxIDLen || !pgKey(u.ID):
+		return invalid("id", "must be 1-%d bytes of UTF-8 without NUL", maxIDLen)
+	case u.Email == "" || len(u.Email) > maxIDLen || !pgKey(u.Email):
+		return invalid("email", "must be 1-%d bytes of UTF-8 without NUL", maxIDLen)
+	case !pgKey(u.CustomerID):
+		return invalid("customer_id", "must be UTF-8 without NUL")
 	}
 	if _, err := ParseRole(string(u.Role)); err != nil {
 		return invalid("role", "%v", err)
@@ -125,6 +125,9 @@ func userKey(customerID, id string) []byte { return compose(customerID, id) }
 
 // User reads one user; ErrNotFound if there is none.
 func (t *Tx) User(id string) (User, error) {
+	if t.pg != nil {
+		return t.pg.user(id)
+	}
 	var u User
 	if err := t.get(bucketUsers, []byte(id), &u); err != nil {
 		return User{}, fmt.Errorf("user %q: %w", id, err)
@@ -135,6 +138,9 @@ func (t *Tx) User(id string) (User, error) {
 // UserByEmail reads the user with this email address, whatever its case; ErrNotFound if
 // there is none.
 func (t *Tx) UserByEmail(email string) (User, error) {
+	if t.pg != nil {
+		return t.pg.userByEmail(email)
+	}
 	id := t.tx.Bucket(bucketUsersByEmail).Get([]byte(strings.ToLower(email)))
 	if id == nil {
 		return User{}, fmt.Errorf("user by email: %w", ErrNotFound)
@@ -145,6 +151,9 @@ func (t *Tx) UserByEmail(email string) (User, error) {
 // Users lists the users of a customer, or with customerID "" the operators, ordered by
 // email.
 func (t *Tx) Users(customerID string) ([]User, error) {
+	if t.pg != nil {
+		return t.pg.users(customerID)
+	}
 	prefix := compose(customerID, "")
 	c := t.tx.Bucket(bucketUsersByCust).Cursor()
 	var out []User
@@ -166,6 +175,9 @@ func (t *Tx) Users(customerID string) ([]User, error) {
 func (t *Tx) PutUser(u *User) error {
 	if err := u.check(); err != nil {
 		return fmt.Errorf("user %q: %w", u.ID, err)
+	}
+	if t.pg != nil {
+		return t.pg.putUser(u)
 	}
 	if u.CustomerID != "" && t.tx.Bucket(bucketCustomers).Get([]byte(u.CustomerID)) == nil {
 		return fmt.Errorf("user %q: customer %q: %w", u.ID, u.CustomerID, ErrNotFound)
@@ -203,8 +215,11 @@ func (t *Tx) PutUser(u *User) error {
 
 // DeleteUser deletes a user with its sessions and invitations; ErrNotFound if there is no
 // such user. It marks the file for compaction (MarkCompactionDue): the user's email is
-// personal data.
+// personal data. (PostgreSQL marks nothing: its dead rows go with VACUUM.)
 func (t *Tx) DeleteUser(id string) error {
+	if t.pg != nil {
+		return t.pg.deleteUser(id)
+	}
 	u, err := t.User(id)
 	if err != nil {
 		return err
@@ -257,6 +272,9 @@ func (t *Tx) PutInvitation(inv *Invitation) error {
 	if !storable(inv.Expires) {
 		return fmt.Errorf("invitation: %w", invalid("expires", "must be a time of years 1970-2261"))
 	}
+	if t.pg != nil {
+		return t.pg.putInvitation(inv)
+	}
 	if _, err := t.User(inv.UserID); err != nil {
 		return fmt.Errorf("invitation: %w", err)
 	}
@@ -275,6 +293,9 @@ func (t *Tx) PutInvitation(inv *Invitation) error {
 // Invitation reads an invitation without taking it (it may have expired: see Expires);
 // ErrNotFound if there is none.
 func (t *Tx) Invitation(hash [32]byte) (Invitation, error) {
+	if t.pg != nil {
+		return t.pg.invitation(hash)
+	}
 	inv := Invitation{TokenHash: hash}
 	if err := t.get(bucketInvitations, hash[:], &inv); err != nil {
 		return Invitation{}, fmt.Errorf("invitation: %w", err)
@@ -290,6 +311,9 @@ func (t *Tx) Invitation(hash [32]byte) (Invitation, error) {
 // ErrInvitationExpired rolls it back (and the expired invitation stays until its user is
 // deleted or invited again). To delete it, return nil and pass the error on outside the write.
 func (t *Tx) TakeInvitation(hash [32]byte, now time.Time) (Invitation, error) {
+	if t.pg != nil {
+		return t.pg.takeInvitation(hash, now)
+	}
 	inv, err := t.Invitation(hash)
 	if err != nil {
 		return Invitation{}, err
@@ -318,6 +342,9 @@ func (t *Tx) PutAppSession(s *AppSession) error {
 	if !storable(s.Expires) {
 		return fmt.Errorf("app session: %w", invalid("expires", "must be a time of years 1970-2261"))
 	}
+	if t.pg != nil {
+		return t.pg.putAppSession(s)
+	}
 	if _, err := t.User(s.UserID); err != nil {
 		return fmt.Errorf("app session: %w", err)
 	}
@@ -337,6 +364,9 @@ func (t *Tx) PutAppSession(s *AppSession) error {
 // AppSession reads a session (it may have expired: see Expires); ErrNotFound if there is
 // none.
 func (t *Tx) AppSession(hash [32]byte) (AppSession, error) {
+	if t.pg != nil {
+		return t.pg.appSession(hash)
+	}
 	s := AppSession{IDHash: hash}
 	if err := t.get(bucketAppSessions, hash[:], &s); err != nil {
 		return AppSession{}, fmt.Errorf("app session: %w", err)
@@ -345,7 +375,12 @@ func (t *Tx) AppSession(hash [32]byte) (AppSession, error) {
 }
 
 // DeleteAppSession deletes a session (a logout). Deleting one that is not there is no error.
-func (t *Tx) DeleteAppSession(hash [32]byte) error { return t.deleteAppSession(hash) }
+func (t *Tx) DeleteAppSession(hash [32]byte) error {
+	if t.pg != nil {
+		return t.pg.deleteAppSession(hash)
+	}
+	return t.deleteAppSession(hash)
+}
 
 func (t *Tx) deleteAppSession(hash [32]byte) error {
 	s, err := t.AppSession(hash)
@@ -370,6 +405,9 @@ func (t *Tx) deleteAppSession(hash [32]byte) error {
 // PruneAppSessions deletes the sessions that expired by now (Expires not after now) and
 // answers how many.
 func (t *Tx) PruneAppSessions(now time.Time) (int, error) {
+	if t.pg != nil {
+		return t.pg.pruneAppSessions(now)
+	}
 	var doomed [][32]byte
 	c := t.tx.Bucket(bucketAppSessByExp).Cursor()
 	for k, _ := c.First(); len(k) == 40 && int64(binary.BigEndian.Uint64(k)) <= now.UnixNano(); k, _ = c.Next() {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -175,10 +177,8 @@ func TestInvitations(t *testing.T) {
 	if _, err := db.Invitation(exp.TokenHash); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the expired invitation after it was taken: %v", err)
 	}
-	for _, name := range [][]byte{bucketInvitations, bucketInvitesByUser} {
-		if n := keysIn(t, db, name); n != 0 {
-			t.Errorf("%s holds %d keys, want none", name, n)
-		}
+	if n := kept(t, db, "invitations", bucketInvitations, bucketInvitesByUser); n != 0 {
+		t.Errorf("%d invitations kept, want none", n)
 	}
 }
 
@@ -187,6 +187,28 @@ func keysIn(t *testing.T, db *DB, name []byte) int {
 	t.Helper()
 	n := 0
 	db.raw().View(func(tx *bolt.Tx) error { n = tx.Bucket(name).Stats().KeyN; return nil })
+	return n
+}
+
+// kept counts the records a store keeps: on PostgreSQL the rows of table, on bbolt the keys
+// of each of buckets (which must agree).
+func kept(t *testing.T, db *DB, table string, buckets ...[]byte) int {
+	t.Helper()
+	if db.pg != nil {
+		var n int
+		if err := db.View(func(tx *Tx) error {
+			return tx.pg.row(`SELECT count(*) FROM `+pgx.Identifier{table}.Sanitize(), nil, &n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := keysIn(t, db, buckets[0])
+	for _, b := range buckets[1:] {
+		if m := keysIn(t, db, b); m != n {
+			t.Fatalf("bucket %s holds %d keys, %s %d", buckets[0], n, b, m)
+		}
+	}
 	return n
 }
 
@@ -248,10 +270,8 @@ func TestAppSessions(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range [][]byte{bucketAppSessions, bucketAppSessByUser, bucketAppSessByExp} {
-		if n := keysIn(t, db, name); n != 0 {
-			t.Errorf("%s holds %d keys, want none", name, n)
-		}
+	if n := kept(t, db, "app_sessions", bucketAppSessions, bucketAppSessByUser, bucketAppSessByExp); n != 0 {
+		t.Errorf("%d app sessions kept, want none", n)
 	}
 }
 
@@ -287,25 +307,39 @@ func TestDeleteUser(t *testing.T) {
 		t.Fatalf("second DeleteUser = %v, want ErrNotFound", err)
 	}
 	ann := sha256.Sum256([]byte("u-ann0"))
-	err := db.raw().View(func(tx *bolt.Tx) error {
-		for _, name := range userBuckets {
-			tx.Bucket(name).ForEach(func(k, v []byte) error {
-				if bytes.Contains(k, []byte("ann")) || bytes.Contains(v, []byte("ann")) || bytes.Contains(k, ann[:]) {
-					t.Errorf("bucket %s still names the deleted user: %q", name, k)
-				}
-				return nil
-			})
+	if db.pg != nil {
+		// Every table, in text and in hex: the email, the id, the session's hash.
+		for _, needle := range []string{"ann", hex.EncodeToString(ann[:])} {
+			for _, w := range rawHolds(t, db, needle) {
+				t.Errorf("%s still names the deleted user", w)
+			}
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	} else {
+		err := db.raw().View(func(tx *bolt.Tx) error {
+			for _, name := range userBuckets {
+				tx.Bucket(name).ForEach(func(k, v []byte) error {
+					if bytes.Contains(k, []byte("ann")) || bytes.Contains(v, []byte("ann")) || bytes.Contains(k, ann[:]) {
+						t.Errorf("bucket %s still names the deleted user: %q", name, k)
+					}
+					return nil
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// bbolt's file keeps freed pages until it is compacted; PostgreSQL's dead rows go
+		// with VACUUM.
+		if due, err := db.CompactionDue(); err != nil || !due {
+			t.Fatalf("CompactionDue after a deleted user = %v %v", due, err)
+		}
 	}
-	if n := keysIn(t, db, bucketAppSessions); n != 3 {
+	if n := kept(t, db, "app_sessions", bucketAppSessions, bucketAppSessByUser, bucketAppSessByExp); n != 3 {
 		t.Fatalf("%d sessions left, want bob's 3", n)
 	}
-	if due, err := db.CompactionDue(); err != nil || !due {
-		t.Fatalf("CompactionDue after a deleted user = %v %v", due, err)
+	if n := kept(t, db, "invitations", bucketInvitations, bucketInvitesByUser); n != 1 {
+		t.Fatalf("%d invitations left, want bob's", n)
 	}
 	if err := putUser(db, User{ID: "u-new", CustomerID: "acme", Email: "ann@acme.example", Role: RoleMember}); err != nil {
 		t.Fatalf("the deleted user's email: %v", err)
