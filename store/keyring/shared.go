@@ -44,7 +44,7 @@ import (
 // Timing of shared keys.
 const (
 	sharedRequestTimeout = 10 * time.Second // one request to the object store
-	defaultRevalidate    = 10 * time.Second
+	defaultRevalidate    = 30 * time.Second
 	maxDestroyBackoff    = 5 * time.Minute
 	destroyDir           = "destroy"
 )
@@ -68,7 +68,7 @@ type Objects struct {
 	SecretKey string
 	Secure    bool   // TLS
 	Prefix    string // object names start with it; default "keys/"
-	// Revalidate is how often Run checks that the cached keys still exist (default 10 s).
+	// Revalidate is how often Run checks that the cached keys still exist (default 30 s).
 	Revalidate time.Duration
 	// Transport is the HTTP transport to the endpoint (default: minio-go's).
 	Transport http.RoundTripper
@@ -383,22 +383,28 @@ func (k *Keyring) retryDestroys(ctx context.Context) {
 	}
 }
 
-// revalidate drops the cached keys whose objects no longer exist. An object store that does
-// not answer changes nothing.
+// revalidate drops the cached keys whose objects no longer exist: one listing of the
+// prefix (a request per 1,000 keys), not a request per key. A listing that fails changes
+// nothing; a key dropped by a listing that began before it was put is read again at its
+// next use.
 func (k *Keyring) revalidate(ctx context.Context) {
-	k.mu.Lock()
-	ids := make([]string, 0, len(k.keys))
-	for id := range k.keys {
-		ids = append(ids, id)
-	}
-	k.mu.Unlock()
 	s := k.shared
-	for _, id := range ids {
-		rctx, cancel := context.WithTimeout(ctx, sharedRequestTimeout)
-		_, err := s.client.StatObject(rctx, s.bucket, s.object(id), minio.StatObjectOptions{})
-		cancel()
-		if isNoSuchKey(err) {
-			k.Forget(id)
+	ctx, cancel := context.WithTimeout(ctx, sharedRequestTimeout)
+	defer cancel()
+	present := make(map[string]bool)
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix}) {
+		if obj.Err != nil {
+			return
+		}
+		if id, ok := strings.CutSuffix(strings.TrimPrefix(obj.Key, s.prefix), fileSuffix); ok {
+			present[id] = true
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id := range k.keys {
+		if !present[id] {
+			delete(k.keys, id)
 		}
 	}
 }
