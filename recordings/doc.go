@@ -99,7 +99,10 @@
 //
 //   - Finish and Abort block (queue drain, two fsyncs, hashing the file); call them from
 //     the call's owner goroutine, never from the packet path, and only after the packet
-//     path stopped submitting chunks for that recording.
+//     path stopped submitting chunks for that recording. FinishAsync does not wait for the
+//     file: its function gets the outcome from the syncer once the batch is durable (the
+//     switch completes the call's record then, so the call's goroutine ends at the
+//     hang-up); that function must not block the syncer.
 //   - Close lets the writers drain their queues, then leaves recordings still open as
 //     .wav.part files for Repair.
 //   - A recording is capped at Options.MaxDuration (default 12 h); a WAV cannot exceed

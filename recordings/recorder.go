@@ -85,6 +85,9 @@ type Recorder struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+	// ending orders FinishAsync's end markers before Close tells the writers to quit: read
+	// locked while one is queued, locked by Close while it sets closed.
+	ending sync.RWMutex
 
 	mu    sync.Mutex
 	open  map[*Recording]struct{} // recordings not yet finished, aborted or orphaned by Close
@@ -174,9 +177,11 @@ func (r *Recorder) Keys() *keyring.Keyring { return r.keys }
 // Repair at the next start; their Finish returns ErrClosed. Close is idempotent.
 func (r *Recorder) Close() error {
 	r.closeOnce.Do(func() {
+		r.ending.Lock() // no end marker is being queued (FinishAsync): the next sees closed
 		r.mu.Lock()
 		r.closed.Store(true)
 		r.mu.Unlock()
+		r.ending.Unlock()
 		close(r.quit)
 		r.wg.Wait()
 		close(r.syncq) // the workers, the only senders, have returned

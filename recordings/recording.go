@@ -72,6 +72,10 @@ type Recording struct {
 	sum     string // hex sha256 of the plain WAV
 	size    int64  // plain WAV size
 	syncErr error  // finishing the file failed: it stays a .part for Repair
+
+	// then gets the outcome when done is closed (FinishAsync); nil for Finish. Set before
+	// the end marker is queued, read by the goroutine that closes done.
+	then func(Info, error)
 }
 
 // NewChunk returns a chunk for second index from the Recorder's free chunks, both channels
@@ -141,10 +145,69 @@ func (rec *Recording) Finish() (Info, error) {
 	}
 	if !rec.stop() && rec.f != nil {
 		// The worker exited (Close) before it took the end marker: finish here.
-		rec.ended = true
-		var b syncBuffers
-		rec.r.finishBatch([]*Recording{rec}, &b)
+		rec.finishHere()
 	}
+	return rec.result()
+}
+
+// FinishAsync is Finish without the wait: it queues the recording's end behind its chunks
+// and returns, and fn gets what Finish would have returned, once, when the file is finished
+// (or could not be): from the syncer's goroutine, or a writer's when there is nothing to
+// finish. So a call's goroutine can end at the call's end while its recording waits for a
+// batch's fsync, without holding its stack that long. fn must not block: it runs in the
+// syncer, between batches' work; hand slow work (a store write) to another goroutine. fn
+// runs on the caller's goroutine, before FinishAsync returns, only when the recording was
+// finished or aborted already (ErrDone) or the Recorder is closing: then FinishAsync waits
+// for its writer to exit and finishes the file itself, as Finish does. Like Finish, it
+// waits for room in the writer's queue.
+func (rec *Recording) FinishAsync(fn func(Info, error)) {
+	if !rec.state.CompareAndSwap(stateOpen, stateDone) {
+		fn(Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, ErrDone))
+		return
+	}
+	if !rec.r.release(rec) {
+		fn(Info{}, fmt.Errorf("finish recording %s: %w", rec.callID, ErrClosed))
+		return
+	}
+	// Under ending's read lock the writer cannot be told to quit: the end marker, once
+	// queued, is in its queue before it drains that queue and exits (Recorder.Close).
+	rec.r.ending.RLock()
+	if !rec.r.closed.Load() {
+		rec.then = fn
+		rec.w.q <- item{op: opEnd, rec: rec}
+		rec.r.ending.RUnlock()
+		return
+	}
+	rec.r.ending.RUnlock()
+	// Closing: the writer drains its queue (this recording's chunks too) and exits without
+	// the end marker; finish the file here once it has.
+	<-rec.w.exited
+	if rec.f != nil {
+		rec.finishHere()
+	}
+	fn(rec.result())
+}
+
+// finishHere finishes the file on the calling goroutine, when no writer will hand it to
+// the syncer (it exited).
+func (rec *Recording) finishHere() {
+	rec.ended = true
+	var b syncBuffers
+	rec.r.finishBatch([]*Recording{rec}, &b)
+}
+
+// closeDone marks the recording done with and gives FinishAsync's function the outcome.
+// Called once, by the goroutine that owns the recording then (its writer, or the syncer).
+func (rec *Recording) closeDone() {
+	close(rec.done)
+	if fn := rec.then; fn != nil {
+		rec.then = nil
+		fn(rec.result())
+	}
+}
+
+// result is the outcome of a recording done with (after done): what Finish returns.
+func (rec *Recording) result() (Info, error) {
 	if rec.f == nil {
 		err := rec.err
 		if err == nil {

@@ -112,7 +112,7 @@ func (r *Recorder) finishBatch(recs []*Recording, b *syncBuffers) {
 		} else if r.finished != nil {
 			r.finished(rec.rel) // durable: the object store may take it (WithFinished)
 		}
-		close(rec.done)
+		rec.closeDone()
 	}
 	clear(b.dirs)
 }

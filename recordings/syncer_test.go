@@ -112,3 +112,122 @@ func TestOpenFileFails(t *testing.T) {
 		t.Error("a .part was made")
 	}
 }
+
+// FinishAsync hands each recording's outcome to its function once, from the syncer, the
+// same as Finish's: recordings whose ends were queued while the syncer was held up are all
+// finished (complete, decryptable, hashed), and the caller never waited for an fsync.
+func TestFinishAsync(t *testing.T) {
+	r, reg := newTestRecorder(t, Options{Workers: 2})
+	const n = 20
+	recs := make([]*Recording, n)
+	for i := range recs {
+		rec, err := r.Open("cust", fmt.Sprintf("async-%02d", i), day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Submit(toneChunk(rec, 0, SamplesPerChunk))
+		rec.Submit(toneChunk(rec, 1, 100+i))
+		recs[i] = rec
+	}
+	// Hold both writers: the ends queue behind them, so FinishAsync cannot have waited.
+	resume := []func(){pauseWorker(recs[0])}
+	if recs[1].w != recs[0].w {
+		resume = append(resume, pauseWorker(recs[1]))
+	}
+	type outcome struct {
+		i    int
+		info Info
+		err  error
+	}
+	got := make(chan outcome, 2*n)
+	for i, rec := range recs {
+		rec.FinishAsync(func(info Info, err error) { got <- outcome{i, info, err} })
+	}
+	select {
+	case o := <-got:
+		t.Fatalf("recording %d finished while its writer was held: %v", o.i, o.err)
+	default:
+	}
+	for _, f := range resume {
+		f()
+	}
+	seen := make(map[int]bool)
+	for range n {
+		var o outcome
+		select {
+		case o = <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d recordings finished", len(seen), n)
+		}
+		if seen[o.i] {
+			t.Fatalf("recording %d: its function was called twice", o.i)
+		}
+		seen[o.i] = true
+		if o.err != nil {
+			t.Fatalf("recording %d: %v", o.i, o.err)
+		}
+		if want := time.Second + time.Duration(100+o.i)*time.Second/SamplesPerChunk; o.info.Duration != want {
+			t.Errorf("recording %d: Duration %s, want %s", o.i, o.info.Duration, want)
+		}
+		if plainHash(t, r.Keys(), o.info.Path) != o.info.SHA256 {
+			t.Errorf("recording %d: SHA256 is not that of the plain WAV", o.i)
+		}
+	}
+	if got := metric(t, reg, "trackline_recordings_written_total"); got != n {
+		t.Errorf("written_total = %v, want %d", got, n)
+	}
+	// A second end gives ErrDone, at once.
+	var err error
+	recs[0].FinishAsync(func(_ Info, e error) { err = e })
+	if !errors.Is(err, ErrDone) {
+		t.Errorf("FinishAsync after FinishAsync: %v, want ErrDone", err)
+	}
+	select {
+	case o := <-got:
+		t.Errorf("recording %d: an outcome after all were given", o.i)
+	default:
+	}
+}
+
+// FinishAsync while the Recorder closes: every recording's function is called once, either
+// with the finished file (its end was queued before the writers were told to quit) or,
+// when its end came after, finished on the caller's goroutine once the writer has exited;
+// none is left without an outcome or hangs.
+func TestFinishAsyncDuringClose(t *testing.T) {
+	r, _ := newTestRecorder(t, Options{Workers: 2})
+	const n = 40
+	recs := make([]*Recording, n)
+	for i := range recs {
+		rec, err := r.Open("cust", fmt.Sprintf("closing-%02d", i), day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Submit(toneChunk(rec, 0, 800))
+		recs[i] = rec
+	}
+	var calls sync.Map
+	var wg sync.WaitGroup
+	for i, rec := range recs {
+		wg.Go(func() {
+			rec.FinishAsync(func(info Info, err error) {
+				if _, dup := calls.LoadOrStore(i, err); dup {
+					t.Errorf("recording %d: its function was called twice", i)
+				}
+			})
+		})
+		if i == n/2 {
+			wg.Go(func() { r.Close() })
+		}
+	}
+	wg.Wait()
+	r.Close() // returns once the syncer has finished what was handed to it
+	for i := range n {
+		v, ok := calls.Load(i)
+		if !ok {
+			t.Fatalf("recording %d: no outcome", i)
+		}
+		if err, _ := v.(error); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("recording %d: %v", i, err)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func (w *worker) handle(it item) {
 		rec := it.rec
 		rec.ended = true
 		if rec.aborted.Load() || rec.f == nil {
-			close(rec.done) // nothing to finish: Abort removes the file, Finish reports rec.err
+			rec.closeDone() // nothing to finish: Abort removes the file, Finish reports rec.err
 			return
 		}
 		rec.handed.Store(true)
