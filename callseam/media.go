@@ -70,4 +70,11 @@ type MediaSession interface {
 	// Close releases the media, completes rec's media fields and returns the call's
 	// recording, or nil.
 	Close(rec *store.Call) *store.Recording
+	// CloseThen is Close without waiting for the recording to be finished (its fsync): it
+	// releases the media and completes rec's media fields at once. It returns false when
+	// there is no recording to finish (then is never called); else then gets the call's
+	// recording, or nil when it could not be finished, exactly once, when the recording is
+	// durable: from another goroutine, possibly before CloseThen returns. then must not
+	// block.
+	CloseThen(rec *store.Call, then func(*store.Recording)) bool
 }

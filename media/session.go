@@ -12,6 +12,7 @@ import (
 	"github.com/trackline/trackline/callseam"
 
 	"github.com/trackline/trackline/g711"
+	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
 	"golang.org/x/sys/unix"
 )
@@ -395,6 +396,33 @@ func (s *Session) end(reason string) {
 
 // Close implements callseam.MediaSession.
 func (s *Session) Close(rec *store.Call) *store.Recording {
+	last := s.closeMedia(rec)
+	if last == nil {
+		return nil
+	}
+	ri, err := last.finish()
+	r := s.e.recorded(s.info, ri, err)
+	if r != nil && rec != nil {
+		rec.RecordingID = r.ID
+	}
+	return r
+}
+
+// CloseThen implements callseam.MediaSession: Close without the wait for the recording.
+func (s *Session) CloseThen(rec *store.Call, then func(*store.Recording)) bool {
+	last := s.closeMedia(rec)
+	if last == nil {
+		return false
+	}
+	e, info := s.e, s.info
+	last.r.FinishAsync(func(ri recordings.Info, err error) { then(e.recorded(info, ri, err)) })
+	return true
+}
+
+// closeMedia ends the session's media: its sockets go, rec (when not nil) gets its media
+// fields, and the recording, if any, gets its last chunks; it returns that recording, to be
+// finished, or nil. After the first call it does nothing and returns nil.
+func (s *Session) closeMedia(rec *store.Call) *tapEnd {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -437,23 +465,21 @@ func (s *Session) Close(rec *store.Call) *store.Recording {
 			rec.EndReason = s.endReason
 		}
 	}
-	if last == nil {
-		return nil
-	}
-	info, err := last.finish()
+	return last
+}
+
+// recorded is the record of a call's finished recording, or nil when finishing it failed
+// (logged).
+func (e *Engine) recorded(info callseam.CallInfo, ri recordings.Info, err error) *store.Recording {
 	if err != nil {
-		s.e.log.Error("finish recording", "call_id", s.info.CallID, "err", err)
+		e.log.Error("finish recording", "call_id", info.CallID, "err", err)
 		return nil
 	}
-	s.e.m.recorded.Inc()
-	r := &store.Recording{
-		ID: s.info.CallID, CustomerID: s.info.CustomerID, CallID: s.info.CallID, Path: info.Rel,
-		Duration: info.Duration, Size: info.Size, SHA256: info.SHA256, Created: time.Now().UTC(),
+	e.m.recorded.Inc()
+	return &store.Recording{
+		ID: info.CallID, CustomerID: info.CustomerID, CallID: info.CallID, Path: ri.Rel,
+		Duration: ri.Duration, Size: ri.Size, SHA256: ri.SHA256, Created: time.Now().UTC(),
 	}
-	if rec != nil {
-		rec.RecordingID = r.ID
-	}
-	return r
 }
 
 func streamStats(r *rxStats) store.StreamStats {

@@ -32,8 +32,7 @@ type call struct {
 	caller string
 	// ms anchors the call's media (nil: direct media). Set before the call is in the table,
 	// never changed after.
-	ms        callseam.MediaSession
-	recording *store.Recording // written with the final record
+	ms callseam.MediaSession
 	// agent is the browser agent that answered, when the business line is "webrtc:<group>";
 	// read and written by the owner goroutine only. agentUp tells in-dialog handlers.
 	agent   callseam.AgentCall
@@ -254,7 +253,7 @@ func (s *Switch) setUp(c *call, req *sipmsg.Request, trunk *Trunk, dest destinat
 		}
 		c.ms = ms
 	}
-	if err := s.saveCall(c); err != nil {
+	if err := s.saveCall(c.rec, nil); err != nil {
 		c.log.Error("write call record", "err", err)
 		if c.ms != nil {
 			c.ms.Close(nil)
@@ -339,37 +338,61 @@ func safeToken(v string, n int) string {
 	return strings.ToValidUTF8(v, "")
 }
 
-// saveCall writes the call record durably.
-func (s *Switch) saveCall(c *call) error {
-	rec, recording := c.rec, c.recording
+// saveCall writes a call record durably, with its recording when it has one.
+func (s *Switch) saveCall(rec store.Call, recording *store.Recording) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.db.Write(ctx, func(tx *store.Tx) error {
-		if recording != nil {
-			if err := tx.PutRecording(recording); err != nil {
-				return err
-			}
-		}
-		return tx.PutCall(&rec)
-	})
+	return s.db.Write(ctx, func(tx *store.Tx) error { return putCall(tx, rec, recording) })
 }
 
-// finish completes the record and the metrics; talk time counts from the answer.
+// putCall writes a call record and its recording in tx. rec is a copy, so that the write
+// can run again (store.DB.Write).
+func putCall(tx *store.Tx, rec store.Call, recording *store.Recording) error {
+	if recording != nil {
+		if err := tx.PutRecording(recording); err != nil {
+			return err
+		}
+		rec.RecordingID = recording.ID
+	}
+	return tx.PutCall(&rec)
+}
+
+// finish completes the record and the metrics; talk time counts from the answer. A call
+// whose recording is still being finished (its fsync, in a batch with other calls') leaves
+// its record to be completed with the recording (ending, complete.go): the call's goroutine
+// ends now, and Drain and Close wait for the record all the same (callsWG).
 func (s *Switch) finish(c *call, disposition store.Disposition, status int, reason string) {
+	var e *ending
 	if c.ms != nil {
-		c.recording = c.ms.Close(&c.rec)
+		e = &ending{log: c.log, disposition: disposition, status: status, reason: reason}
+		e.parts.Store(2)
+		s.callsWG.Add(1) // this call's handler still counts: the count is not zero here
+		if !c.ms.CloseThen(&c.rec, func(r *store.Recording) { e.recording = r; s.ended(e) }) {
+			s.callsWG.Done()
+			e = nil
+		}
 	}
 	end := s.now().UTC()
 	c.rec.End, c.rec.Disposition, c.rec.FinalStatus, c.rec.EndReason = end, disposition, status, reason
 	if !c.rec.Answer.IsZero() {
 		c.rec.TalkSeconds = end.Sub(c.rec.Answer).Seconds()
 	}
-	if err := s.saveCall(c); err != nil {
+	if e != nil {
+		e.rec = c.rec
+		s.ended(e)
+		return
+	}
+	if err := s.saveCall(c.rec, nil); err != nil {
 		c.log.Error("complete call record", "err", err)
 	}
+	s.counted(c.rec.CustomerID, c.log, disposition, status, c.rec.HangupBy, reason)
+}
+
+// counted counts a completed call in the metrics and logs its end.
+func (s *Switch) counted(customer string, log *slog.Logger, disposition store.Disposition, status int, hangupBy store.Party, reason string) {
 	s.m.calls.WithLabelValues(string(disposition)).Inc()
-	s.m.custCalls.WithLabelValues(c.rec.CustomerID, string(disposition)).Inc()
-	c.log.Info("call ended", "disposition", disposition, "status", status, "hangup_by", c.rec.HangupBy, "reason", reason)
+	s.m.custCalls.WithLabelValues(customer, string(disposition)).Inc()
+	log.Info("call ended", "disposition", disposition, "status", status, "hangup_by", hangupBy, "reason", reason)
 }
 
 // ringResult is how one business line answered.

@@ -119,7 +119,8 @@ type Switch struct {
 
 	draining  atomic.Bool
 	admitMu   sync.Mutex     // orders callsWG.Add of an admitted INVITE before a drain's Wait
-	callsWG   sync.WaitGroup // one per INVITE handler admitted before the drain
+	callsWG   sync.WaitGroup // one per INVITE handler admitted before the drain, and per record it left to complete
+	endings   endings        // recorded calls' records waiting for their recordings (complete.go)
 	hangupAll context.CancelCauseFunc
 	base      context.Context
 	closeOnce sync.Once
@@ -360,6 +361,7 @@ func (s *Switch) Close() error {
 		s.stopAdmitting()
 		s.hangupAll(ErrDraining)
 		s.callsWG.Wait()
+		s.endings.wg.Wait() // its last Done above was before it returned
 		if s.ua != nil {
 			s.ua.Close()
 		}

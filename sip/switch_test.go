@@ -398,16 +398,17 @@ func (refusingAnswer) Anchor(context.Context, *callseam.CallInfo, []byte) (calls
 
 type refusingSession struct{ ready chan struct{} }
 
-func (refusingSession) Offer() []byte                        { return []byte(offerSDP) }
-func (refusingSession) CallerSDP() []byte                    { return []byte(answerSDP) }
-func (refusingSession) Early() bool                          { return false }
-func (refusingSession) Answered()                            {}
-func (r refusingSession) Ready() <-chan struct{}             { return r.ready }
-func (refusingSession) Bridge()                              {}
-func (refusingSession) Done() <-chan struct{}                { return nil }
-func (refusingSession) Close(*store.Call) *store.Recording   { return nil }
-func (refusingSession) Rewrite(bool, []byte) ([]byte, error) { return nil, callseam.ErrNotAcceptable }
-func (refusingSession) Callee([]byte, netip.Addr) error      { return callseam.ErrNotAcceptable }
+func (refusingSession) Offer() []byte                                      { return []byte(offerSDP) }
+func (refusingSession) CallerSDP() []byte                                  { return []byte(answerSDP) }
+func (refusingSession) Early() bool                                        { return false }
+func (refusingSession) Answered()                                          {}
+func (r refusingSession) Ready() <-chan struct{}                           { return r.ready }
+func (refusingSession) Bridge()                                            {}
+func (refusingSession) Done() <-chan struct{}                              { return nil }
+func (refusingSession) Close(*store.Call) *store.Recording                 { return nil }
+func (refusingSession) CloseThen(*store.Call, func(*store.Recording)) bool { return false }
+func (refusingSession) Rewrite(bool, []byte) ([]byte, error)               { return nil, callseam.ErrNotAcceptable }
+func (refusingSession) Callee([]byte, netip.Addr) error                    { return callseam.ErrNotAcceptable }
 
 // TestEveryResponseIsCounted: a response the switch sends on a path off the common one (the
 // media refusing the business line's answer: 488 to the caller) is counted like any other.
