@@ -25,13 +25,18 @@ import (
 // pgKey tells whether s can be a text value in PostgreSQL: valid UTF-8 without NUL.
 func pgKey(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
-// pgClean is free text as PostgreSQL's text can hold it: invalid UTF-8 as encoding/json
-// writes it (U+FFFD), and NUL as U+FFFD too.
+// pgClean is free text as PostgreSQL's text can hold it: each byte of invalid UTF-8 as
+// U+FFFD, as encoding/json writes it (bbolt's values), and NUL as U+FFFD too.
 func pgClean(s string) string {
 	if pgKey(s) {
 		return s
 	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r == 0 {
+			return utf8.RuneError
+		}
+		return r // strings.Map gives each invalid byte as utf8.RuneError
+	}, s)
 }
 
 const pgUserColumns = `id, customer_id, email, name, role, password_hash, totp_secret, created`

@@ -112,11 +112,11 @@ func TestPostgresDeleteUserRacesItsSessions(t *testing.T) {
 func TestUsersOddBytes(t *testing.T) {
 	db := usersFixture(t)
 	ctx := context.Background()
-	if err := putUser(db, User{ID: "u-ann", CustomerID: "acme", Email: "ann@acme.example", Name: "Ann \xff", Role: RoleAdmin}); err != nil {
+	if err := putUser(db, User{ID: "u-ann", CustomerID: "acme", Email: "ann@acme.example", Name: "Ann \xff\xfe", Role: RoleAdmin}); err != nil {
 		t.Fatal(err)
 	}
-	if u, err := db.User("u-ann"); err != nil || u.Name != "Ann \uFFFD" {
-		t.Fatalf("User = %+v %v, want the name with U+FFFD", u, err)
+	if u, err := db.User("u-ann"); err != nil || u.Name != "Ann \uFFFD\uFFFD" {
+		t.Fatalf("User = %+v %v, want the name with U+FFFD for each bad byte", u, err)
 	}
 	for _, u := range []User{
 		{ID: "u-\xff", CustomerID: "acme", Email: "x@acme.example", Role: RoleMember},
