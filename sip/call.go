@@ -80,6 +80,10 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	if s.shed(req, tx) { // overload control (admit.go)
 		return
 	}
+	if s.storeDown.Load() && !s.draining.Load() {
+		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", storeDownRetry)) // storedown.go
+		return
+	}
 	if !s.admit() {
 		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", strconv.Itoa(int(s.cfg.DrainTimeout.Seconds()))))
 		return
@@ -745,10 +749,20 @@ func (s *Switch) hangup(c *call, l leg, reason string) {
 
 // RecoverRecords completes the records of calls that a crash left open: they end now, as
 // failed with the reason "switch restarted"; their talk time is unknown and left at zero.
+// In a shared store (a cluster) only the calls of this node (Config.NodeID) are ended.
 func (s *Switch) RecoverRecords(ctx context.Context) (int, error) {
 	var open []store.Call
+	shared := s.db.Driver() != "bbolt"
 	err := s.db.View(func(tx *store.Tx) error {
-		return tx.ActiveCalls(func(c store.Call) bool { open = append(open, c); return true })
+		return tx.ActiveCalls(func(c store.Call) bool {
+			// In a shared store another node's open call may be in progress there: only
+			// this node's is this node's to end. A store of one node holds only its own,
+			// whatever id it had then.
+			if !shared || c.Node == s.cfg.NodeID {
+				open = append(open, c)
+			}
+			return true
+		})
 	})
 	if err != nil || len(open) == 0 {
 		return 0, err

@@ -64,9 +64,9 @@ func (s *Switch) handleOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction)
 		return
 	}
 	hdrs := []sipmsg.Header{sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp")}
-	if s.draining.Load() {
-		// A dispatcher's ping: take this switch out of service (drain.go).
-		s.respond(req, tx, 503, "Service Unavailable", append(hdrs, s.retryAfter())...)
+	if down, retry := s.refusing(); down {
+		// A dispatcher's ping: take this switch out of service (drain.go, storedown.go).
+		s.respond(req, tx, 503, "Service Unavailable", append(hdrs, retry)...)
 		return
 	}
 	s.respond(req, tx, 200, "OK", hdrs...)

@@ -118,6 +118,7 @@ type Switch struct {
 	addr netip.AddrPort
 
 	draining  atomic.Bool
+	storeDown atomic.Bool    // new calls refused: the store cannot be reached (storedown.go)
 	admitMu   sync.Mutex     // orders callsWG.Add of an admitted INVITE before a drain's Wait
 	callsWG   sync.WaitGroup // one per INVITE handler admitted before the drain, and per record it left to complete
 	endings   endings        // recorded calls' records waiting for their recordings (complete.go)

@@ -244,6 +244,11 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 		return err
 	}
 	defer sw.Close()
+	stopWatch, err := runStoreWatch(ctx, db, sw, reg, logger) // 503 to new calls while PostgreSQL is away
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	go drainOnSignal(ctx, ops.drain, sw, logger)
 	var stopping atomic.Bool // set when the drain begins: /readyz answers 503 from then on
 	// Exports read recordings through recordings.Opener, which decrypts them.

@@ -76,3 +76,22 @@ func watchStore(ctx context.Context, db storePinger, gate storeGate, up promethe
 		}
 	}
 }
+
+// runStoreWatch runs watchStore on a shared store (PostgreSQL; a bbolt file is no server
+// that goes away) until ctx ends or stop is called; stop waits for it.
+func runStoreWatch(ctx context.Context, db interface {
+	storePinger
+	Driver() string
+}, gate storeGate, reg prometheus.Registerer, logger *slog.Logger) (stop func(), err error) {
+	if db.Driver() == "bbolt" {
+		return func() {}, nil
+	}
+	up := newStoreUp()
+	if err := reg.Register(up); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { watchStore(ctx, db, gate, up, storePingEvery, logger); close(done) }()
+	return func() { cancel(); <-done }, nil
+}
