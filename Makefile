@@ -52,7 +52,7 @@ test: deps assets check
 # The store's tests a second time on PostgreSQL (TRACKLINE_TEST_STORE=postgres): those of the
 # operations its backend implements so far, named here so that none is skipped in silence;
 # docs/cluster.md lists the others. Grow this list with the backend (issue 22).
-PG_STORE_TESTS := ^(TestCustomerSiteKeyIndex|TestGroupCommitIsolatesFailures|TestSessionsOfPaging|TestAssignmentsByCustomerAndTime|TestTokens|TestTokenKindsApart|TestAuditLog|TestPruneAudit|TestCallsFilters|TestCallsPaging|TestCallsOfCaller|TestAnnotateCall|TestRollups|TestRollupsCap|TestRollupsCountOnce|TestUsageCountsCallsOnce|TestDeleteCall|TestRollupsErasure|TestPutUser|TestInvitations|TestAppSessions|TestDeleteUser|TestGoogleAdsStore|TestConversionUploads|TestEraseCallTakesItsUpload|TestUsersOddBytes|TestPostgres.*)$$
+PG_STORE_TESTS := ^(TestCustomerSiteKeyIndex|TestGroupCommitIsolatesFailures|TestSessionsOfPaging|TestAssignmentsByCustomerAndTime|TestTokens|TestTokenKindsApart|TestAuditLog|TestPruneAudit|TestCallsFilters|TestCallsPaging|TestCallsOfCaller|TestAnnotateCall|TestRollups|TestRollupsCap|TestRollupsCountOnce|TestUsageCountsCallsOnce|TestDeleteCall|TestRollupsErasure|TestPutUser|TestInvitations|TestAppSessions|TestDeleteUser|TestGoogleAdsStore|TestConversionUploads|TestEraseCallTakesItsUpload|TestUsersOddBytes|TestGoogleAdsPurge|TestPostgres.*)$$
 
 bench: deps
 	bash scripts/bench-sessions.sh
