@@ -422,8 +422,10 @@ func (t *Tx) AnnotateCall(customerID, id string, f func(*Call) error) (Call, err
 		return Call{}, fmt.Errorf("call %q: %w", id, err)
 	}
 	if t.pg != nil {
-		// No call.updated event on PostgreSQL yet: no endpoints there (pg_calls.go).
-		return c, t.pg.updateCall(&c)
+		if err := t.pg.updateCall(&c); err != nil {
+			return Call{}, err
+		}
+		return c, t.pgCallUpdated(&c) // the webhooks' call.updated (pg_outbox_events.go)
 	}
 	if err := t.put(bucketCalls, []byte(c.ID), &c); err != nil {
 		return Call{}, err

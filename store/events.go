@@ -273,6 +273,9 @@ func (t *Tx) callUpdated(c *Call) error {
 // of the customer was free (it took number): at most one per PoolExhaustedEvery. Package
 // pool calls it in the transaction that counts the exhaustion (AddStats), after it.
 func (t *Tx) PoolExhausted(customerID, number string, at time.Time) error {
+	if t.pg != nil {
+		return t.pgPoolExhausted(customerID, number, at)
+	}
 	key := compose(customerID, "")
 	subs := t.subscribers(key, EventPoolExhausted.bit())
 	if subs == nil {

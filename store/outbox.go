@@ -498,6 +498,9 @@ type DueDelivery struct {
 // now, the earliest due first, leaving out those skip holds (in flight); and when the first
 // one not answered is due (zero: none is pending, but those left out).
 func (db *DB) DueDeliveries(customerID, endpointID string, now time.Time, limit int, skip func(messageID string) bool) ([]DueDelivery, time.Time, error) {
+	if db.pg != nil {
+		return db.pgDueDeliveries(customerID, endpointID, now, limit, skip)
+	}
 	ref := EndpointRef{customerID, endpointID}
 	for {
 		due, next, err := db.queueDue(ref, now.UnixNano(), limit, skip)
@@ -569,6 +572,9 @@ func (t *Tx) RecordDelivery(r *DeliveryResult) error {
 	if r.Outcome == OutcomeRetry && !storable(r.Next) {
 		return fmt.Errorf("webhook delivery %q: %w", r.MessageID, invalid("next", "must be a time of years 1970-2261"))
 	}
+	if t.pg != nil {
+		return t.pgRecordDelivery(r)
+	}
 	key := deliveryKey(r.CustomerID, r.EndpointID, r.MessageID)
 	queue := t.tx.Bucket(bucketQueue)
 	qv := queue.Get(key)
@@ -635,6 +641,9 @@ func marshalDelivery(d *Delivery) []byte {
 // FailPending fails every pending delivery of an endpoint with reason (its endpoint was
 // disabled), in transactions of at most DefaultPurgeBatch, and answers how many.
 func (db *DB) FailPending(ctx context.Context, customerID, endpointID, reason string) (int, error) {
+	if db.pg != nil {
+		return db.pgFailPending(ctx, customerID, endpointID, reason)
+	}
 	prefix := compose(customerID, endpointID, "")
 	total := 0
 	for {
@@ -689,6 +698,9 @@ func (t *Tx) ReplayMessage(customerID, endpointID, messageID string) error {
 	if !e.Enabled() {
 		return fmt.Errorf("webhook endpoint %q: %w", endpointID, invalid("disabled", "the endpoint is disabled: enable it first"))
 	}
+	if t.pg != nil {
+		return t.pgReplayMessage(&e, customerID, messageID)
+	}
 	v := t.tx.Bucket(bucketMessages).Get(compose(customerID, messageID))
 	if v == nil {
 		return fmt.Errorf("webhook message %q: %w", messageID, ErrNotFound)
@@ -722,6 +734,9 @@ func (db *DB) ReplaySince(ctx context.Context, customerID, endpointID string, si
 	}
 	if !e.Enabled() {
 		return 0, fmt.Errorf("webhook endpoint %q: %w", endpointID, invalid("disabled", "the endpoint is disabled: enable it first"))
+	}
+	if db.pg != nil {
+		return db.pgReplaySince(ctx, &e, since)
 	}
 	prefix := compose(customerID, "")
 	from := append(bytes.Clone(prefix), idTimePrefix(max(since.UnixMilli(), 0))...)
@@ -777,6 +792,9 @@ func (db *DB) ReplaySince(ctx context.Context, customerID, endpointID string, si
 // following page ("" at the end). A pending delivery not attempted yet has no record: it is
 // listed from the queue.
 func (t *Tx) Deliveries(customerID, endpointID, before string, limit int) (out []Delivery, next string, err error) {
+	if t.pg != nil {
+		return t.pgDeliveries(customerID, endpointID, before, limit)
+	}
 	prefix := compose(customerID, endpointID, "")
 	from := append(compose(customerID, endpointID), 1) // after every key of the endpoint
 	if before != "" {
@@ -831,6 +849,9 @@ func (db *DB) Deliveries(customerID, endpointID, before string, limit int) ([]De
 
 // Message reads one message of a customer; ErrNotFound if there is none.
 func (t *Tx) Message(customerID, id string) (Message, error) {
+	if t.pg != nil {
+		return t.pgMessage(customerID, id)
+	}
 	v := t.tx.Bucket(bucketMessages).Get(compose(customerID, id))
 	if v == nil {
 		return Message{}, fmt.Errorf("webhook message %q: %w", id, ErrNotFound)
@@ -841,6 +862,9 @@ func (t *Tx) Message(customerID, id string) (Message, error) {
 // Messages lists the customer's messages made in [from, to) (zero: open), oldest first, at
 // most limit of them.
 func (t *Tx) Messages(customerID string, from, to time.Time, limit int) ([]Message, error) {
+	if t.pg != nil {
+		return t.pgMessages(customerID, from, to, limit)
+	}
 	prefix := compose(customerID, "")
 	lo := append(bytes.Clone(prefix), idTimePrefix(max(from.UnixMilli(), 0))...)
 	var out []Message
@@ -868,6 +892,9 @@ type OutboxStats struct {
 // OutboxStats reads the outbox's depth and age: the queue's keys, and the first pending
 // delivery of every endpoint.
 func (db *DB) OutboxStats() (OutboxStats, error) {
+	if db.pg != nil {
+		return db.pgOutboxStats()
+	}
 	var st OutboxStats
 	err := db.View(func(tx *Tx) error {
 		q := tx.tx.Bucket(bucketQueue)

@@ -39,6 +39,25 @@ func TestOutboxSharesTheCallsData(t *testing.T) {
 	if !bytes.Equal(datas[0], datas[1]) || !bytes.Equal(datas[0], datas[2]) || !bytes.Contains(datas[0], []byte(`"talk_seconds":58`)) {
 		t.Fatalf("data %s", datas)
 	}
+	if db.pg != nil {
+		// The first message holds the data, the others name it.
+		for i, m := range ms {
+			var hasData bool
+			var ref *string
+			if err := db.View(func(tx *Tx) error {
+				return tx.pg.row(`SELECT data IS NOT NULL, ref FROM webhook_messages WHERE customer_id = 'acme' AND id = $1`, []any{m.ID}, &hasData, &ref)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case i == 0 && (!hasData || ref != nil):
+				t.Errorf("the first message does not hold the data")
+			case i > 0 && (hasData || ref == nil || *ref != ms[0].ID):
+				t.Errorf("message %d: data %v ref %v, want a reference to %s", i, hasData, ref, ms[0].ID)
+			}
+		}
+		return
+	}
 	db.raw().View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMessages)
 		for i, m := range ms {

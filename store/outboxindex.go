@@ -127,6 +127,9 @@ func (t *Tx) indexMessages(list []unindexed) error {
 // own writer does so OutboxIndexDelay after their commit): once it returns, every message
 // committed before it is in the queue.
 func (db *DB) IndexOutbox(ctx context.Context) error {
+	if db.pg != nil {
+		return nil // PostgreSQL indexes a message's rows as it inserts them (pg_outbox.go)
+	}
 	db.outbox.mu.Lock()
 	n := len(db.outbox.unindexed)
 	db.outbox.mu.Unlock()

@@ -141,9 +141,30 @@ func TestOutboxIndexAfterACrash(t *testing.T) {
 }
 
 // rawKeys counts the keys of a bucket.
+//
+// On PostgreSQL it counts the rows that hold what the bucket holds on bbolt: the delivery
+// records are the deliveries attempted or settled; the queue the pending ones; the
+// subscriptions the customers with an enabled endpoint.
 func rawKeys(t *testing.T, db *DB, name []byte) int {
 	t.Helper()
 	n := 0
+	if db.pg != nil {
+		q, ok := map[string]string{
+			string(bucketDeliveries):    `SELECT count(*) FROM webhook_deliveries WHERE state <> 1 OR attempt_count > 0`,
+			string(bucketQueue):         `SELECT count(*) FROM webhook_deliveries WHERE state = 1`,
+			string(bucketEndpoints):     `SELECT count(*) FROM webhook_endpoints`,
+			string(bucketSubscriptions): `SELECT count(DISTINCT customer_id) FROM webhook_endpoints WHERE enabled`,
+			string(bucketMessages):      `SELECT count(*) FROM webhook_messages`,
+			string(bucketMsgSubject):    `SELECT count(*) FROM webhook_messages WHERE subject <> ''`,
+		}[string(name)]
+		if !ok {
+			t.Fatalf("rawKeys of %s on postgres", name)
+		}
+		if err := db.View(func(tx *Tx) error { return tx.pg.row(q, nil, &n) }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	if err := db.raw().View(func(tx *bolt.Tx) error { n = tx.Bucket(name).Stats().KeyN; return nil }); err != nil {
 		t.Fatal(err)
 	}

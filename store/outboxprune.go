@@ -18,6 +18,9 @@ func (db *DB) PruneWebhookMessages(ctx context.Context, customerID string, befor
 	if batch <= 0 {
 		batch = DefaultPurgeBatch
 	}
+	if db.pg != nil {
+		return db.pgPruneWebhookMessages(ctx, customerID, before, batch)
+	}
 	prefix := compose(customerID, "")
 	hi := append(bytes.Clone(prefix), idTimePrefix(max(before.UnixMilli(), 0))...)
 	from := bytes.Clone(prefix)

@@ -30,6 +30,9 @@ type SentMessage struct {
 // was sent where about a caller (package privacy). Messages not indexed yet are indexed
 // first.
 func (db *DB) WebhookMessagesOf(ctx context.Context, customerID string, subjects []string) ([]SentMessage, error) {
+	if db.pg != nil {
+		return db.pgWebhookMessagesOf(customerID, subjects)
+	}
 	if err := db.IndexOutbox(ctx); err != nil {
 		return nil, err
 	}

@@ -79,7 +79,8 @@ type pgStore struct {
 	keys   FieldKeys       // nil: personal fields in plain text (pg_seal.go)
 	ctx    context.Context // cancelled by close, after the committer stopped
 	cancel context.CancelFunc
-	shard  int // this process's row of the counters (pgStatsShards)
+	shard  int       // this process's row of the counters (pgStatsShards)
+	outbox *pgOutbox // the webhooks' cache and poller (pg_outbox.go)
 }
 
 // OpenPostgres opens the store in the PostgreSQL database dsn names (a libpq URL or
@@ -114,7 +115,8 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*DB, error) 
 	}
 	db := newDB("", o)
 	sctx, cancel := context.WithCancel(context.Background())
-	db.pg = &pgStore{pool: pool, keys: o.fieldKeys, ctx: sctx, cancel: cancel, shard: rand.IntN(pgStatsShards)}
+	db.pg = &pgStore{pool: pool, keys: o.fieldKeys, ctx: sctx, cancel: cancel, shard: rand.IntN(pgStatsShards),
+		outbox: newPgOutbox()}
 	if o.reg != nil {
 		for _, c := range []prometheus.Collector{db.commitSeconds, db.batchSize} {
 			if err := o.reg.Register(c); err != nil {
@@ -124,6 +126,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*DB, error) 
 		}
 	}
 	go db.commitLoop()
+	db.pg.startOutbox(db)
 	return db, nil
 }
 
@@ -171,6 +174,7 @@ func pgMigrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error 
 // close ends the pool; the committer has stopped.
 func (s *pgStore) close() error {
 	s.cancel()
+	<-s.outbox.done
 	s.pool.Close()
 	return nil
 }
@@ -217,6 +221,7 @@ type pgStmt struct {
 // pgTx is the PostgreSQL side of a Tx.
 type pgTx struct {
 	s     *pgStore
+	db    *DB
 	ctx   context.Context
 	conn  *pgxpool.Conn
 	write bool
@@ -234,7 +239,15 @@ type pgTx struct {
 	// statsAdd and mineStats are the counters' additions of the finished functions and of the
 	// running one, sent as one statement per customer (pg_sessions.go: addStats).
 	statsAdd, mineStats map[string]*pgStatsDelta
+	// committed and mineCommitted are what the finished functions and the running one have
+	// the commit do (afterCommit); endpointsChanged: a function changed webhook endpoints.
+	committed, mineCommitted []func()
+	endpointsChanged         bool
 }
+
+// afterCommit has f called once the transaction committed, if the running function
+// returns nil (bbolt's Tx.OnCommit).
+func (t *pgTx) afterCommit(f func()) { t.mineCommitted = append(t.mineCommitted, f) }
 
 var errReadOnly = errors.New("store: write in a read transaction")
 
@@ -457,13 +470,13 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 		return -1, err
 	}
 	defer conn.Release()
-	p := &pgTx{s: s, ctx: ctx, conn: conn, write: true, blame: -1, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
+	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn, write: true, blame: -1, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
 	tx := &Tx{pg: p, db: db}
 	for i, r := range batch {
 		if out[i] {
 			continue
 		}
-		p.fn, p.savepoint, p.mine = i, false, nil
+		p.fn, p.savepoint, p.mine, p.mineCommitted = i, false, nil, nil
 		err := r.fn(tx)
 		if p.abort != nil {
 			break
@@ -471,6 +484,7 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 		errs[i] = err
 		if err == nil {
 			p.mergeStats()
+			p.committed = append(p.committed, p.mineCommitted...)
 		}
 		clear(p.mineStats)
 		switch {
@@ -493,6 +507,9 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 		conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		return p.blame, p.abort
 	}
+	for _, f := range p.committed {
+		f()
+	}
 	return -1, nil
 }
 
@@ -508,7 +525,7 @@ func (s *pgStore) view(db *DB, fn func(*Tx) error) error {
 	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return fmt.Errorf("store: postgres: %w", err)
 	}
-	p := &pgTx{s: s, ctx: ctx, conn: conn, blame: -1}
+	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn, blame: -1}
 	err = fn(&Tx{pg: p, db: db})
 	if _, cerr := conn.Exec(context.WithoutCancel(ctx), "COMMIT"); err == nil && cerr != nil {
 		err = fmt.Errorf("store: postgres: %w", cerr)
@@ -541,6 +558,14 @@ var pgImplemented = map[string]bool{
 	"DB.Recording": true, "DB.CallsOfCaller": true, "DB.Rollups": true, "Tx.Usage": true, "DB.Usage": true,
 	// the shared pool's leases and the customers' change notifications (pg_lease.go, pg_notify.go)
 	"DB.Shared": true, "Tx.LeaseNumber": true, "DB.CustomerChanges": true,
+	// webhooks: endpoints, events, the outbox (pg_outbox*.go)
+	"DB.AllEndpoints": true, "DB.DeleteEndpoint": true, "DB.Deliveries": true, "DB.DueDeliveries": true,
+	"DB.Endpoint": true, "DB.Endpoints": true, "DB.EndpointsVersion": true, "DB.FailPending": true,
+	"DB.IndexOutbox": true, "DB.OutboxSignal": true, "DB.OutboxStats": true, "DB.PruneWebhookMessages": true,
+	"DB.ReplaySince": true, "DB.SealEndpointSecrets": true, "DB.TakeDueEndpoints": true, "DB.WebhookMessagesOf": true,
+	"Tx.Deliveries": true, "Tx.Endpoint": true, "Tx.Endpoints": true, "Tx.Message": true, "Tx.Messages": true,
+	"Tx.PoolExhausted": true, "Tx.PutEndpoint": true, "Tx.RecordDelivery": true, "Tx.ReplayMessage": true,
+	"Tx.SetEndpointDisabled": true,
 	// the web app's users, sessions, invitations (pg_users.go)
 	"Tx.User": true, "Tx.Users": true, "Tx.UserByEmail": true, "Tx.PutUser": true, "Tx.DeleteUser": true,
 	"Tx.AppSession": true, "Tx.PutAppSession": true, "Tx.DeleteAppSession": true, "Tx.PruneAppSessions": true,

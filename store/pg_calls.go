@@ -19,10 +19,8 @@ import (
 // rest of the record is its detail (jsonb).
 //
 // Not yet on PostgreSQL (PostgresMissing lists them): FreezeSessionCounts, IndexCallers,
-// and what a deletion leaves on disk (dead rows until VACUUM: CompactionDue, Compact). The webhooks' events
-// of a call (events.go) are not written on PostgreSQL: their endpoints are not kept there yet
-// (PutEndpoint is missing), so no customer can subscribe; TestPostgresCallEventsNeedEndpoints
-// fails the day endpoints move without the events.
+// and what a deletion leaves on disk (dead rows until VACUUM: CompactionDue, Compact). A call's
+// write makes the webhooks' events of its change as on bbolt (pg_outbox_events.go).
 
 const pgCallColumns = `id, customer_id, dialled, caller, caller_pseudonym, session_id, channel, keyword,
 	landing_page, referrer_host, start, answer, ended, disposition, recording_id, tags, detail`
@@ -139,12 +137,18 @@ func (t *pgTx) putCall(c *Call) error {
 	}
 	switch {
 	case !c.End.IsZero() && (isNew || open):
-		return t.rollupCall(c)
+		if err := t.rollupCall(c); err != nil {
+			return err
+		}
 	case !c.End.IsZero() && c.RecordingID != "" && !hadRecording && storable(c.Start):
-		return t.exec(nil, `UPDATE rollup_channels SET recorded = recorded + 1 WHERE customer_id = $1 AND day = $2 AND channel = $3`,
-			c.CustomerID, dayOf(c.Start), c.Channel)
+		if err := t.exec(nil, `UPDATE rollup_channels SET recorded = recorded + 1 WHERE customer_id = $1 AND day = $2 AND channel = $3`,
+			c.CustomerID, dayOf(c.Start), c.Channel); err != nil {
+			return err
+		}
 	}
-	return nil
+	// The webhooks' events of the call's change (pg_outbox_events.go).
+	tr := callTransition{isNew: isNew, open: open, hadAnswer: !stored.Answer.IsZero(), hadRecording: hadRecording}
+	return (&Tx{pg: t, db: t.db}).pgCallEvents(c, tr)
 }
 
 // pgRollupCounts is what a completed call adds to its channel's rollup of the day (and
@@ -204,8 +208,7 @@ func (t *pgTx) rollupCall(c *Call) error {
 
 // deleteCall is Tx.DeleteCall: the call and its recording's record, taken out of the
 // rollups first (whether it counted as a returning caller's is read from the calls, which
-// still hold it). The webhooks' messages and the Google Ads upload state that bbolt deletes
-// with a call are not kept on PostgreSQL yet (their Put operations are missing).
+// still hold it), with its webhooks' messages and their deliveries.
 func (t *pgTx) deleteCall(id string) (Call, Recording, error) {
 	c, err := t.call(id)
 	if err != nil {
@@ -228,6 +231,10 @@ func (t *pgTx) deleteCall(id string) (Call, Recording, error) {
 	}
 	// Its Google Ads upload state goes too: it may quote Google's error about its click.
 	if err := t.deleteCallUpload(c.CustomerID, c.ID); err != nil {
+		return Call{}, Recording{}, err
+	}
+	// Its webhooks' messages go with it (a caller's erasure), as on bbolt.
+	if err := t.deleteWebhookSubject(c.CustomerID, c.ID); err != nil {
 		return Call{}, Recording{}, err
 	}
 	return c, rec, t.exec(nil, `DELETE FROM calls WHERE id = $1`, c.ID)

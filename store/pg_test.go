@@ -304,8 +304,7 @@ func TestPostgresMissingIsExact(t *testing.T) {
 		name string
 		call func(tx *Tx) error
 	}{
-		{"Tx.Endpoints", func(tx *Tx) error { _, err := tx.Endpoints("x"); return err }},
-		{"Tx.Messages", func(tx *Tx) error { _, err := tx.Messages("x", time.Time{}, time.Time{}, 1); return err }},
+		{"DB.AuditRaw", func(tx *Tx) error { return tx.db.AuditRaw(func(k, v []byte) error { return nil }) }},
 		{"Tx.MarkCompactionDue", func(tx *Tx) error { return tx.MarkCompactionDue() }},
 	}
 	listed := " " + strings.Join(missing, " ") + " "
@@ -387,18 +386,6 @@ func TestPostgresCallPersonalFieldsSealed(t *testing.T) {
 		})
 		if inDetail {
 			t.Fatalf("%q is in the call's detail", personal)
-		}
-	}
-}
-
-// PutCall and AnnotateCall write no webhook events on PostgreSQL, which is right only while
-// no customer can have an endpoint there. The day endpoints move to PostgreSQL, this fails:
-// the events must move with them (pg_calls.go).
-func TestPostgresCallEventsNeedEndpoints(t *testing.T) {
-	missing := " " + strings.Join(PostgresMissing(), " ") + " "
-	for _, op := range []string{"Tx.PutEndpoint", "Tx.PoolExhausted"} {
-		if !strings.Contains(missing, " "+op+" ") {
-			t.Fatalf("%s is on PostgreSQL: PutCall and AnnotateCall must write the webhooks' events there too", op)
 		}
 	}
 }

@@ -193,6 +193,23 @@ func (t *Tx) PutEndpoint(e *Endpoint) error {
 	if err := e.check(); err != nil {
 		return fmt.Errorf("webhook endpoint %q: %w", e.ID, err)
 	}
+	if t.pg != nil {
+		if err := t.pgPutEndpoint(e); err != nil {
+			return err
+		}
+	} else if err := t.boltCanPutEndpoint(e); err != nil {
+		return err
+	}
+	stored := *e
+	stored.EventTypes = slices.Clone(e.EventTypes)
+	if err := t.putEndpoint(&stored); err != nil {
+		return err
+	}
+	return t.endpointsChanged(e.CustomerID)
+}
+
+// boltCanPutEndpoint checks that the customer exists and may have the endpoint.
+func (t *Tx) boltCanPutEndpoint(e *Endpoint) error {
 	if t.tx.Bucket(bucketCustomers).Get([]byte(e.CustomerID)) == nil {
 		return fmt.Errorf("webhook endpoint %q: customer %q: %w", e.ID, e.CustomerID, ErrNotFound)
 	}
@@ -208,16 +225,14 @@ func (t *Tx) PutEndpoint(e *Endpoint) error {
 			return fmt.Errorf("webhook endpoint %q: %w", e.ID, invalid("url", "a customer has at most %d endpoints", MaxEndpoints))
 		}
 	}
-	stored := *e
-	stored.EventTypes = slices.Clone(e.EventTypes)
-	if err := t.putEndpoint(&stored); err != nil {
-		return err
-	}
-	return t.endpointsChanged(e.CustomerID)
+	return nil
 }
 
 // Endpoint reads one endpoint of a customer; ErrNotFound if there is none.
 func (t *Tx) Endpoint(customerID, id string) (Endpoint, error) {
+	if t.pg != nil {
+		return t.pgEndpoint(customerID, id)
+	}
 	key := compose(customerID, id)
 	raw := t.tx.Bucket(bucketEndpoints).Get(key)
 	if raw == nil {
@@ -228,6 +243,9 @@ func (t *Tx) Endpoint(customerID, id string) (Endpoint, error) {
 
 // Endpoints lists a customer's endpoints ordered by id.
 func (t *Tx) Endpoints(customerID string) ([]Endpoint, error) {
+	if t.pg != nil {
+		return t.pgEndpoints(customerID, false, false)
+	}
 	var out []Endpoint
 	prefix := compose(customerID, "")
 	c := t.tx.Bucket(bucketEndpoints).Cursor()
@@ -244,6 +262,9 @@ func (t *Tx) Endpoints(customerID string) ([]Endpoint, error) {
 // endpointsChanged rewrites the customer's subscriptions from its endpoints, and has the
 // commit tell the delivery workers (EndpointsVersion).
 func (t *Tx) endpointsChanged(customerID string) error {
+	if t.pg != nil {
+		return t.pgEndpointsChanged()
+	}
 	eps, err := t.Endpoints(customerID)
 	if err != nil {
 		return err
@@ -399,6 +420,9 @@ func (t *Tx) SetEndpointDisabled(customerID, id string, disabled bool, reason st
 // AllEndpoints lists the endpoints of every customer, for the delivery workers; one whose
 // secret cannot be opened (ErrSecretSealed) is left out.
 func (db *DB) AllEndpoints() ([]Endpoint, error) {
+	if db.pg != nil {
+		return db.pgAllEndpoints()
+	}
 	var out []Endpoint
 	err := db.View(func(tx *Tx) error {
 		return tx.tx.Bucket(bucketEndpoints).ForEach(func(k, v []byte) error {
@@ -442,6 +466,9 @@ func (db *DB) EndpointsVersion() uint64 { return db.outbox.endpointsGen.Load() }
 // transactions of at most DefaultPurgeBatch deletions, so that one cut short (a crash, ctx)
 // is finished by running it again.
 func (db *DB) DeleteEndpoint(ctx context.Context, customerID, id string) error {
+	if db.pg != nil {
+		return db.pgDeleteEndpoint(ctx, customerID, id)
+	}
 	err := db.Write(ctx, func(tx *Tx) error {
 		e, err := tx.Endpoint(customerID, id)
 		if err != nil {

@@ -62,6 +62,9 @@ func (t *Tx) putEndpoint(e *Endpoint) error {
 		}
 		s.Secret, s.PreviousSecret = "", ""
 	}
+	if t.pg != nil {
+		return t.pgPutEndpointRecord(e, &s)
+	}
 	return t.put(bucketEndpoints, compose(e.CustomerID, e.ID), &s)
 }
 
@@ -104,6 +107,9 @@ func (t *Tx) decodeEndpoint(key, raw []byte) (Endpoint, error) {
 // the file's free pages until it is compacted.
 func (db *DB) SealEndpointSecrets(ctx context.Context, s SecretSealer) (int, error) {
 	db.outbox.sealer.Store(&sealerBox{s})
+	if db.pg != nil {
+		return db.pgSealEndpointSecrets(ctx)
+	}
 	total := 0
 	var from []byte
 	for {
