@@ -214,11 +214,14 @@ func (t *Tx) PutUser(u *User) error {
 }
 
 // DeleteUser deletes a user with its sessions and invitations; ErrNotFound if there is no
-// such user. It marks the file for compaction (MarkCompactionDue): the user's email is
-// personal data. (PostgreSQL marks nothing: its dead rows go with VACUUM.)
+// such user. It marks the store for compaction (MarkCompactionDue): the user's email is
+// personal data, left in bbolt's freed pages, or PostgreSQL's dead rows until a VACUUM.
 func (t *Tx) DeleteUser(id string) error {
 	if t.pg != nil {
-		return t.pg.deleteUser(id)
+		if err := t.pg.deleteUser(id); err != nil {
+			return err
+		}
+		return t.MarkCompactionDue()
 	}
 	u, err := t.User(id)
 	if err != nil {
