@@ -19,7 +19,7 @@ import (
 // Customers, channels and numbers changed on another node reach this one through the
 // store's notifications (follow.go). Not shared yet (issue 22, next steps): the counters
 // the admin API shows per customer are the store's at the customer's last reload plus this
-// node's since; a pool exhausted on PostgreSQL needs the webhooks' PoolExhausted there.
+// node's since.
 
 // leaseShared is lease on a shared store: the lease from now until until of session s
 // (encoded in enc when it is new).

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -279,8 +280,7 @@ func TestSharedPoolFollowsOtherNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait by reading, not by leasing: every lease while B still counts the customer active
-	// would take a number, and a third would exhaust the two (PoolExhausted is not on
-	// PostgreSQL yet).
+	// would take a number.
 	waitFor(t, "node B to see the customer ended", func() error {
 		c, err := b.Customer("late")
 		if err == nil && c.Status != store.StatusEnded {
@@ -353,5 +353,83 @@ func BenchmarkAssignBackends(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// A shared pool on PostgreSQL that exhausts writes the webhooks' number.pool_exhausted (in a
+// write of its own, after the lease): one event per store.PoolExhaustedEvery however many
+// leases exhaust it on whichever node, with the number taken and the count, and a delivery
+// pending to the endpoint that wants it.
+func TestSharedPoolExhaustedEvent(t *testing.T) {
+	ctx := context.Background()
+	dbA, dbB := sharedStores(t)
+	now := time.Now().UTC()
+	secret := store.SecretPrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	err := dbA.Write(ctx, func(tx *store.Tx) error {
+		c := store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key-0001",
+			Created: now, ActiveSince: now}
+		if err := tx.CreateCustomer(&c); err != nil {
+			return err
+		}
+		for i := range 2 {
+			n := store.Number{E164: fmt.Sprintf("+318500%05d", i), CustomerID: "acme", Kind: store.KindPool, State: store.NumberAvailable, Created: now}
+			if err := tx.PutNumber(&n); err != nil {
+				return err
+			}
+		}
+		return tx.PutEndpoint(&store.Endpoint{ID: "ops", CustomerID: "acme", URL: "https://ops.example/hook",
+			EventTypes: []store.EventType{store.EventPoolExhausted}, Secret: secret, Created: now})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*Pool, 2)
+	for i, db := range []*store.DB{dbA, dbB} {
+		if nodes[i], err = New(db, Config{Lease: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two visitors take the two numbers; the next three exhaust the pool, on both nodes.
+	var taken []string
+	for v := range 5 {
+		l, err := nodes[v%2].Assign(ctx, "acme", Visit{LandingURL: fmt.Sprintf("https://acme.example/?v=%d", v)})
+		if err != nil {
+			t.Fatalf("visitor %d: %v", v, err)
+		}
+		taken = append(taken, l.Number)
+	}
+	var msgs []store.Message
+	var st store.CustomerStats
+	if err := dbB.View(func(tx *store.Tx) (err error) {
+		if msgs, err = tx.Messages("acme", time.Time{}, time.Time{}, 100); err != nil {
+			return err
+		}
+		st, err = tx.Stats("acme")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st.Exhaustions != 3 {
+		t.Fatalf("%d exhaustions counted, want 3", st.Exhaustions)
+	}
+	if len(msgs) != 1 || msgs[0].Type != store.EventPoolExhausted {
+		t.Fatalf("messages %+v, want one number.pool_exhausted", msgs)
+	}
+	var p struct {
+		Data struct {
+			CustomerID  string `json:"customer_id"`
+			Number      string `json:"number"`
+			Exhaustions uint64 `json:"exhaustions_total"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(msgs[0].Payload, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Data.CustomerID != "acme" || p.Data.Number != taken[2] || p.Data.Exhaustions != 1 {
+		t.Fatalf("payload %s, want the third lease's number %s and 1 exhaustion", msgs[0].Payload, taken[2])
+	}
+	due, _, err := dbA.DueDeliveries("acme", "ops", time.Now(), 10, func(string) bool { return false })
+	if err != nil || len(due) != 1 || due[0].ID != msgs[0].ID {
+		t.Fatalf("due to the endpoint: %+v %v", due, err)
 	}
 }
