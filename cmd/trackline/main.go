@@ -202,6 +202,7 @@ func run(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ops opsC
 	if err := checkSharedKeys(ctx, keys, logger); err != nil {
 		return err
 	}
+	reg.MustRegister(keyCollectors(keys)...)
 	db, err := openStore(ctx, cfg, logger, reg, keys)
 	if err != nil {
 		return err

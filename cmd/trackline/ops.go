@@ -227,6 +227,15 @@ func checkSharedKeys(ctx context.Context, keys *keyring.Keyring, logger *slog.Lo
 	return nil
 }
 
+// keyCollectors are the keyring's metrics: the destructions of shared keys the object store
+// has not confirmed (0 with keys in the directory, so that dashboards and alerts find it).
+func keyCollectors(keys *keyring.Keyring) []prometheus.Collector {
+	return []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "trackline_key_destroys_pending",
+		Help: "Customer keys destroyed (erasure) whose objects the object store has not deleted yet; retried.",
+	}, func() float64 { return float64(keys.PendingDestroys()) })}
+}
+
 // runSharedKeys keeps the shared keys true until ctx ends or stop is called: Run's
 // revalidation and retried destructions, and each customer change another node made drops
 // that customer's cached key (its key may have been destroyed there). A keyring of files

@@ -83,12 +83,12 @@ func runStoreWatch(ctx context.Context, db interface {
 	storePinger
 	Driver() string
 }, gate storeGate, reg prometheus.Registerer, logger *slog.Logger) (stop func(), err error) {
-	if db.Driver() == "bbolt" {
-		return func() {}, nil
-	}
-	up := newStoreUp()
+	up := newStoreUp() // registered on bbolt too (always 1): the alert rules find it
 	if err := reg.Register(up); err != nil {
 		return nil, err
+	}
+	if db.Driver() == "bbolt" {
+		return func() {}, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
