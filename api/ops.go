@@ -2,12 +2,15 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/trackline/trackline/store"
 )
 
 // Operations endpoints: readiness (/readyz), the hot backup of the store (GET /v1/backup),
@@ -119,6 +122,10 @@ func (a *API) getBackup(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		announced = true
 	})
+	if errors.Is(err, store.ErrExternalBackup) {
+		// On PostgreSQL: the database is backed up with PostgreSQL's tools.
+		return errStatus(http.StatusNotImplemented, "", err.Error())
+	}
 	if err != nil && !announced {
 		return err
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -137,6 +139,19 @@ func TestBackupEndpoint(t *testing.T) {
 	if r := do(t, "GET", newOpsEnv(t, nil, false).admin.URL+"/v1/backup", "", "", "Authorization", "Bearer "+token); r.status != 503 {
 		t.Errorf("backup not configured: %d, want 503", r.status)
 	}
+	// A store on PostgreSQL is backed up with PostgreSQL's tools: 501, saying which.
+	pg := newOpsEnv(t, nil, false, WithBackup(externalBackup{}))
+	if r := do(t, "GET", pg.admin.URL+"/v1/backup", "", "", "Authorization", "Bearer "+token); r.status != 501 ||
+		!strings.Contains(fmt.Sprint(r.body["detail"]), "pg_dump") || !strings.Contains(r.header.Get("Content-Type"), "problem+json") {
+		t.Errorf("backup of a store on PostgreSQL: %d %q, want 501 naming pg_dump", r.status, r.body)
+	}
+}
+
+// externalBackup is the backup of a store on PostgreSQL (store.DB.Backup there).
+type externalBackup struct{}
+
+func (externalBackup) Backup(io.Writer, func(int64)) (int64, error) {
+	return 0, store.ErrExternalBackup
 }
 
 func TestLogLevel(t *testing.T) {

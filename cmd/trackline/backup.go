@@ -50,6 +50,10 @@ func backup(args []string) int {
 
 	var copyTo func(w io.Writer) (int64, error)
 	source := ""
+	if storeDriver(*configPath) == configs.StorePostgres {
+		fmt.Fprintln(os.Stderr, "trackline backup:", store.ErrExternalBackup)
+		return 1
+	}
 	if *dataDir != "" {
 		path := filepath.Join(*dataDir, store.FileName)
 		source = path
@@ -105,6 +109,22 @@ func adminTarget(configPath, addr, token string) (string, string, error) {
 		addr = "http://" + addr
 	}
 	return strings.TrimRight(addr, "/"), token, nil
+}
+
+// storeDriver is the store driver the config at configPath (or the default config) names;
+// "" if it does not load (adminTarget reports why).
+func storeDriver(configPath string) string {
+	var cfg *configs.Config
+	var err error
+	if configPath != "" {
+		cfg, err = configs.Load(configPath, provision.Check)
+	} else {
+		cfg, err = configs.Default(provision.Check)
+	}
+	if err != nil {
+		return ""
+	}
+	return cfg.Store.Driver
 }
 
 // fetchBackup copies GET /v1/backup to w. A body shorter than its Content-Length is an error

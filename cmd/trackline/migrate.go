@@ -80,7 +80,15 @@ func migrate(args []string) int {
 		return 1
 	}
 	defer src.Close()
-	dst, err := store.OpenPostgres(ctx, *to)
+	// The personal fields are sealed with the customers' keys on the way (store/pg_seal.go):
+	// the keyring the switch used, which the cluster's nodes then use.
+	cfg.DataDir = *dataDir
+	keys, err := openKeyring(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "trackline migrate:", err)
+		return 1
+	}
+	dst, err := store.OpenPostgres(ctx, *to, store.WithFieldKeys(keyringFields{keys}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "trackline migrate:", err)
 		return 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/trackline/trackline/internal/pgtest"
 	"github.com/trackline/trackline/store"
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // trackline migrate against a real PostgreSQL: a stopped switch's store is copied and
@@ -50,7 +52,12 @@ func TestMigrateCommand(t *testing.T) {
 	if code := migrate([]string{"--data", data, "--to", dsn}); code != 0 {
 		t.Fatalf("migrate: exit %d, want 0", code)
 	}
-	pg, err := store.OpenPostgres(ctx, dsn)
+	// The personal fields were sealed with the switch's keys: they open with them only.
+	keys, err := keyring.Open(filepath.Join(data, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := store.OpenPostgres(ctx, dsn, store.WithFieldKeys(keyringFields{keys}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +66,15 @@ func TestMigrateCommand(t *testing.T) {
 	pg.Close()
 	if err != nil || got.LandingPage != s.LandingPage || got.CustomerID != "acme" {
 		t.Fatalf("session in PostgreSQL: %+v %v", got, err)
+	}
+	pg, err = store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pg.View(func(tx *store.Tx) (err error) { _, err = tx.Session("s1"); return err })
+	pg.Close()
+	if !errors.Is(err, store.ErrNoFieldKey) {
+		t.Fatalf("the session read without the keys: %v, want ErrNoFieldKey (sealed)", err)
 	}
 	// Run again: the destination is taken.
 	if code := migrate([]string{"--data", data, "--to", dsn}); code != 1 {
