@@ -340,3 +340,78 @@ func TestEraseCallTakesItsUpload(t *testing.T) {
 		t.Fatalf("the erased call's upload state: %v", err)
 	}
 }
+
+// TestConversionCandidatesPaging: over more calls than one page of Calls, the candidates
+// are the matching calls without a final state or a later attempt, newest first, cut at
+// the limit.
+func TestConversionCandidatesPaging(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	now := t0.Add(24 * time.Hour)
+	if err := db.Write(ctx, func(tx *Tx) error {
+		return tx.CreateCustomer(&Customer{ID: "acme", SiteKey: "acme-site-key", Status: StatusActive})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1300
+	var want []string // newest first
+	err := db.Write(ctx, func(tx *Tx) error {
+		for i := range n {
+			start := t0.Add(time.Duration(i) * time.Second)
+			talk := 60.0
+			if i%5 == 0 {
+				talk = 10 // too short for the rule
+			}
+			c := Call{ID: testCallID(start, i), CustomerID: "acme", Start: start, Answer: start,
+				End: start.Add(time.Minute), TalkSeconds: talk, Disposition: DispAnswered}
+			if err := tx.PutCall(&c); err != nil {
+				return err
+			}
+			var u *ConversionUpload
+			switch i % 7 {
+			case 1:
+				u = &ConversionUpload{State: UploadUploaded}
+			case 2:
+				u = &ConversionUpload{State: UploadPending, NextAttempt: now.Add(time.Minute)}
+			case 3:
+				u = &ConversionUpload{State: UploadPending, NextAttempt: now, Attempts: 1}
+			case 4:
+				u = &ConversionUpload{State: UploadSkipped, Reason: SkipNoClickID}
+			}
+			if u != nil {
+				u.CustomerID, u.CallID, u.Updated = "acme", c.ID, t0
+				if err := tx.PutConversionUpload(u); err != nil {
+					return err
+				}
+			}
+			if talk >= 30 && (u == nil || i%7 == 3) {
+				want = append([]string{c.ID}, want...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := AdsRule{MinTalkSeconds: 30, Value: AdsValueFixed, FixedValue: 1}
+	for _, limit := range []int{len(want) + 10, 700, 3} {
+		var got []string
+		err := db.View(func(tx *Tx) error {
+			cands, err := tx.ConversionCandidates("acme", &rule, t0, now, limit)
+			for _, c := range cands {
+				got = append(got, c.Call.ID)
+				if (c.Upload.State == UploadPending) != (c.Upload.Attempts == 1) {
+					t.Errorf("candidate %s with upload %+v", c.Call.ID, c.Upload)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := want[:min(limit, len(want))]; !slices.Equal(got, w) {
+			t.Fatalf("limit %d: %d candidates, want %d (first %v, want %v)", limit, len(got), len(w), got[:min(3, len(got))], w[:min(3, len(w))])
+		}
+	}
+}
