@@ -169,9 +169,10 @@ func TestClusterPGAttribution(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if rec.Node != "node-c" || rec.SessionID != sess.SessionID || rec.Channel != "Newsletter" || rec.LandingPage != landing {
-		t.Errorf("record read on B: node %q session %q channel %q landing %q; want node-c, %s, Newsletter, %s",
-			rec.Node, rec.SessionID, rec.Channel, rec.LandingPage, sess.SessionID, landing)
+	// The landing page is kept without its query (utm_* are the channel's).
+	if rec.Node != "node-c" || rec.SessionID != sess.SessionID || rec.Channel != "Newsletter" || rec.LandingPage != apiOrigin+"/spring-offer" {
+		t.Errorf("record read on B: node %q session %q channel %q landing %q; want node-c, %s, Newsletter, %s/spring-offer",
+			rec.Node, rec.SessionID, rec.Channel, rec.LandingPage, sess.SessionID, apiOrigin)
 	}
 }
 
@@ -263,6 +264,12 @@ func TestClusterPGVisitorsNeverShare(t *testing.T) {
 	}
 	if len(sessions) != visitors {
 		t.Errorf("assignment records of %d sessions, want %d", len(sessions), visitors)
+	}
+	// Renewed through other nodes, each visitor kept the number it was given.
+	for _, a := range recs {
+		if want := numberOf[a.SessionID]; a.Number != want {
+			t.Errorf("session %s: a record on %s, but it was given %s", a.SessionID, a.Number, want)
+		}
 	}
 	for n, rs := range byNumber {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].From.Before(rs[j].From) })
