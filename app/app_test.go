@@ -42,11 +42,7 @@ const password = "a long enough password"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t)
 	p, err := pool.New(db, pool.Config{})
 	if err != nil {
 		t.Fatal(err)
