@@ -48,7 +48,7 @@ deps:
 test: deps assets check
 	$(GO) test -race -count=1 -timeout 12m ./...
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m -run '$(PG_STORE_TESTS)' ./store/
-	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/
+	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/ ./integrations/googleads/
 
 # The store's tests a second time on PostgreSQL (TRACKLINE_TEST_STORE=postgres): those of the
 # operations its backend implements so far, named here so that none is skipped in silence;

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pquerna/otp/totp"
 	"github.com/trackline/trackline/accounts"
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/privacy"
 	"github.com/trackline/trackline/store"
@@ -42,7 +43,7 @@ const password = "a long enough password"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db := openStore(t)
+	db := storetest.Open(t)
 	p, err := pool.New(db, pool.Config{})
 	if err != nil {
 		t.Fatal(err)

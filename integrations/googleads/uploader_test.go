@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
 )
@@ -126,13 +127,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, rule store.AdsRule, cfg Config) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "trackline.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	keys, err := keyring.Open(filepath.Join(dir, "keys"))
+	db := storetest.Open(t)
+	keys, err := keyring.Open(filepath.Join(t.TempDir(), "keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
