@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/privacy"
 	"github.com/trackline/trackline/recordings"
@@ -45,11 +46,7 @@ type tenancyEnv struct {
 
 func newTenancyEnv(t *testing.T) *tenancyEnv {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	p, err := pool.New(db, pool.Config{})
 	if err != nil {
 		t.Fatal(err)

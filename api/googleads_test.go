@@ -1,10 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trackline/trackline/integrations/googleads"
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
@@ -84,11 +83,7 @@ func TestSessionAdConsent(t *testing.T) {
 
 func newAdsEnv(t *testing.T) (*store.DB, *keyring.Keyring, string) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	keys, err := keyring.Open(filepath.Join(t.TempDir(), "keys"))
 	if err != nil {
 		t.Fatal(err)
@@ -156,13 +151,11 @@ func TestGoogleAdsSettings(t *testing.T) {
 	if sec, err := googleads.Unseal(key, g.SealedSecrets); err != nil || sec.ClientSecret != "s3cret-4711" || sec.RefreshToken != "1//new-4711" {
 		t.Fatalf("sealed secrets %+v %v", sec, err)
 	}
-	// Never in the clear: not in the store's file.
-	raw, err := os.ReadFile(db.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(raw, []byte("s3cret-4711")) || bytes.Contains(raw, []byte("-4711")) {
-		t.Fatal("a secret is in the store's file in the clear")
+	// Never in the clear: not in the store's file, nor in any row of its database.
+	for _, needle := range []string{"s3cret-4711", "-4711"} {
+		if where := storetest.RawHolds(t, db, needle); len(where) > 0 {
+			t.Fatalf("a secret is in the store in the clear: %q in %v", needle, where)
+		}
 	}
 }
 

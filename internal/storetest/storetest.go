@@ -9,14 +9,18 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/trackline/trackline/internal/pgtest"
 	"github.com/trackline/trackline/store"
 )
@@ -30,6 +34,7 @@ var server struct {
 	srv  *pgtest.Server
 	err  error
 	n    atomic.Int64 // databases made
+	dsns sync.Map     // *store.DB -> the DSN of its database
 }
 
 // Main runs the tests and then stops the server, if one was started; a package's TestMain
@@ -77,6 +82,9 @@ func Open(tb testing.TB, opts ...store.Option) *store.DB {
 			tb.Fatal(err)
 		}
 		db, err = store.OpenPostgres(context.Background(), server.srv.DSN(name), opts...)
+		if err == nil {
+			server.dsns.Store(db, server.srv.DSN(name))
+		}
 	} else {
 		db, err = store.Open(filepath.Join(tb.TempDir(), "trackline.db"), opts...)
 	}
@@ -106,4 +114,53 @@ func start() {
 		return
 	}
 	server.err = db.Close()
+}
+
+// RawHolds tells where a store Open opened keeps needle's bytes as they are: on bbolt
+// "file" if the file holds them (live or freed pages); on PostgreSQL the rows of every table
+// that hold them, text and jsonb as they are, bytea (a sealed field, a hash) in hex, as
+// "table: row". It sees live rows only, not dead row versions or the WAL.
+func RawHolds(tb testing.TB, db *store.DB, needle string) []string {
+	tb.Helper()
+	v, ok := server.dsns.Load(db)
+	if !ok {
+		raw, err := os.ReadFile(db.Path())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if bytes.Contains(raw, []byte(needle)) {
+			return []string{"file"}
+		}
+		return nil
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, v.(string))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var where []string
+	for _, table := range tables {
+		rows, err := conn.Query(ctx, `SELECT t::text FROM `+pgx.Identifier{table}.Sanitize()+
+			` t WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0`, needle, hex.EncodeToString([]byte(needle)))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, row := range found {
+			where = append(where, table+": "+strings.TrimSpace(row))
+		}
+	}
+	return where
 }
