@@ -47,14 +47,14 @@ deps:
 # check before the tests, so that a developer's `make test` fails where CI's would.
 test: deps assets check
 	$(GO) test -race -count=1 -timeout 12m ./...
-	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m -run '$(PG_STORE_TESTS)' ./store/
+	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 8m -run '$(PG_STORE_TESTS)' ./store/
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/ ./integrations/googleads/ ./internal/storetest/
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m -run '$(PG_API_TESTS)' ./api/
 
 # The store's tests a second time on PostgreSQL (TRACKLINE_TEST_STORE=postgres): those of the
 # operations its backend implements so far, named here so that none is skipped in silence;
 # docs/cluster.md lists the others. Grow this list with the backend (issue 22).
-PG_STORE_TESTS := ^(TestCustomerSiteKeyIndex|TestGroupCommitIsolatesFailures|TestSessionsOfPaging|TestAssignmentsByCustomerAndTime|TestTokens|TestTokenKindsApart|TestAuditLog|TestPruneAudit|TestCallsFilters|TestCallsPaging|TestCallsOfCaller|TestAnnotateCall|TestRollups|TestRollupsCap|TestRollupsCountOnce|TestUsageCountsCallsOnce|TestDeleteCall|TestRollupsErasure|TestPutUser|TestInvitations|TestAppSessions|TestDeleteUser|TestGoogleAdsStore|TestConversionUploads|TestEraseCallTakesItsUpload|TestUsersOddBytes|TestGoogleAdsPurge|TestConversionCandidatesPaging|TestEndpointCheck|TestCallEventsFollowTheCall|TestNoEventsWithoutAnEndpoint|TestEventsAreAtomicWithTheCall|TestPseudonymousCallersStayOut|TestCallUpdatedAndPoolExhausted|TestRecordDeliveryRetryGoneAndReplay|TestWebhooksGoWithTheCustomerAndTheCaller|TestDeleteEndpoint|TestMessageIDsAreOrdered|TestOutboxSharesTheCallsData|TestPruneWebhookMessages|TestPostgres.*)$$
+PG_STORE_TESTS := ^(TestCustomerSiteKeyIndex|TestGroupCommitIsolatesFailures|TestSessionsOfPaging|TestAssignmentsByCustomerAndTime|TestTokens|TestTokenKindsApart|TestAuditLog|TestPruneAudit|TestCallsFilters|TestCallsPaging|TestCallsOfCaller|TestAnnotateCall|TestRollups|TestRollupsCap|TestRollupsCountOnce|TestUsageCountsCallsOnce|TestDeleteCall|TestRollupsErasure|TestPutUser|TestInvitations|TestAppSessions|TestDeleteUser|TestGoogleAdsStore|TestConversionUploads|TestEraseCallTakesItsUpload|TestUsersOddBytes|TestGoogleAdsPurge|TestConversionCandidatesPaging|TestEndpointCheck|TestCallEventsFollowTheCall|TestNoEventsWithoutAnEndpoint|TestEventsAreAtomicWithTheCall|TestPseudonymousCallersStayOut|TestCallUpdatedAndPoolExhausted|TestRecordDeliveryRetryGoneAndReplay|TestWebhooksGoWithTheCustomerAndTheCaller|TestDeleteEndpoint|TestMessageIDsAreOrdered|TestOutboxSharesTheCallsData|TestPruneWebhookMessages|TestPurgeCustomer|TestPurgeCustomerWithoutHoldAndWithActiveCalls|TestPurgeCustomerCutShort|TestExpireSessions|TestIndexCallers|TestPostgres.*)$$
 
 # The API's tests on PostgreSQL: those whose store internal/storetest opens and that check no
 # bbolt file of their own (TestCallerErase looks at the file's inode after a compaction).

@@ -575,6 +575,10 @@ var pgImplemented = map[string]bool{
 	"Tx.AllGoogleAds": true, "Tx.GoogleAds": true, "Tx.PutGoogleAds": true, "Tx.DeleteGoogleAds": true,
 	"Tx.ConversionCandidates": true, "Tx.ConversionUpload": true, "Tx.ConversionUploads": true,
 	"Tx.PutConversionUpload": true,
+	// the data lifecycle, and what the file operations mean on PostgreSQL (pg_lifecycle.go)
+	"DB.PurgeCustomer": true, "DB.ExpireSessions": true, "DB.FreezeSessionCounts": true, "DB.HasActiveCalls": true,
+	"DB.IndexCallers": true, "DB.Backup": true, "DB.Compact": true, "DB.CompactionDue": true, "Tx.MarkCompactionDue": true,
+	"DB.Path": true, "DB.Size": true,
 }
 
 // PostgresMissing lists the exported methods of DB and Tx that the PostgreSQL backend does

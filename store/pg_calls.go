@@ -272,6 +272,12 @@ func (t *pgTx) unrollCall(c *Call) error {
 		if n.name == "" {
 			continue
 		}
+		// A landing page's row is named by its identity (pg_rollupnames.go).
+		row, _, err := t.rollupNameRow(c.CustomerID, n.kind, n.name, false)
+		if err != nil {
+			return fmt.Errorf("rollups of %s: %w", c.CustomerID, err)
+		}
+		n.name = row
 		if err := t.exec(nil, `UPDATE rollup_names SET calls = calls - 1 WHERE customer_id = $1 AND day = $2 AND kind = $3 AND name =
 				CASE WHEN EXISTS (SELECT 1 FROM rollup_names WHERE customer_id = $1 AND day = $2 AND kind = $3 AND name = $4) THEN $4 ELSE $5 END`,
 			c.CustomerID, day, string(n.kind), n.name, RollupOther); err != nil {
@@ -288,14 +294,20 @@ func (t *pgTx) unrollCall(c *Call) error {
 // rollupCount adds a call to a landing page's or keyword's count of the day, under
 // RollupOther once the day has MaxRollupKeys names of the kind. Two nodes that add the
 // day's last names at once may each see room: a day can hold a few names more.
+// A landing page's row is named by its identity and holds the page sealed
+// (pg_rollupnames.go).
 func (t *pgTx) rollupCount(customerID string, day time.Time, kind byte, name string) error {
-	return t.exec(nil, `INSERT INTO rollup_names AS r (customer_id, day, kind, name, calls)
-		SELECT $1, $2, $3, CASE
+	row, sealed, err := t.rollupNameRow(customerID, kind, name, true)
+	if err != nil {
+		return fmt.Errorf("rollups of %s: %w", customerID, err)
+	}
+	return t.exec(nil, `INSERT INTO rollup_names AS r (customer_id, day, kind, name, calls, sealed)
+		SELECT $1, $2, $3, n.name, 1, CASE WHEN n.name = $4 THEN $7::bytea END FROM (SELECT CASE
 			WHEN EXISTS (SELECT 1 FROM rollup_names WHERE customer_id = $1 AND day = $2 AND kind = $3 AND name = $4) THEN $4
 			WHEN (SELECT count(*) FROM rollup_names WHERE customer_id = $1 AND day = $2 AND kind = $3 AND name <> $5) < $6 THEN $4
-			ELSE $5 END, 1
+			ELSE $5 END AS name) n
 		ON CONFLICT (customer_id, day, kind, name) DO UPDATE SET calls = r.calls + 1`,
-		customerID, day, string(kind), name, RollupOther, MaxRollupKeys)
+		customerID, day, string(kind), row, RollupOther, MaxRollupKeys, sealed)
 }
 
 func (t *pgTx) rollups(customerID string, from, to time.Time) ([]DayStats, error) {
@@ -339,13 +351,18 @@ func (t *pgTx) rollups(customerID string, from, to time.Time) ([]DayStats, error
 	if err != nil {
 		return nil, err
 	}
-	err = t.query(`SELECT day, kind, name, calls FROM rollup_names WHERE customer_id = $1 AND day >= $2 AND day < $3 ORDER BY day`,
+	err = t.query(`SELECT day, kind, name, calls, sealed FROM rollup_names WHERE customer_id = $1 AND day >= $2 AND day < $3 ORDER BY day`,
 		[]any{customerID, first, end}, func(r pgx.Rows) error {
 			var day time.Time
 			var kind, name string
 			var n int
-			if err := r.Scan(&day, &kind, &name, &n); err != nil {
+			var sealed []byte
+			if err := r.Scan(&day, &kind, &name, &n, &sealed); err != nil {
 				return err
+			}
+			name, err := t.rollupNameOf(customerID, name, sealed)
+			if err != nil {
+				return fmt.Errorf("rollups of %s: %w", customerID, err)
 			}
 			d := dayStats(day)
 			if kind == "k" {

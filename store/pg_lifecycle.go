@@ -90,7 +90,7 @@ var pgPurgeTables = []pgPurgeStep{
 
 // pgPurgeKept are the tables with a customer_id column whose rows outlive the customer:
 // the audit log (ids only, its own retention: PruneAudit) and the numbers held in
-// quarantine (their customer_id is then '').
+// quarantine (their customer_id is then empty).
 var pgPurgeKept = map[string]bool{"audit_log": true, "numbers": true}
 
 // pgPurge is PurgeCustomer on PostgreSQL (see there): the tables of pgPurgeTables in

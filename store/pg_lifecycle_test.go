@@ -4,9 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // What bbolt's file operations do on PostgreSQL: Backup refuses (PostgreSQL's own tools back
@@ -89,4 +97,206 @@ func TestPostgresFileOperations(t *testing.T) {
 	if due, _ := db.CompactionDue(); !due {
 		t.Fatal("a mark made after a compaction read the marks was cleared")
 	}
+}
+
+// dataDirHolds answers, for each needle, the files under the tests' PostgreSQL data
+// directory (tables, indexes, WAL, ...) whose bytes hold it, relative to it. The server
+// writes its pages at a checkpoint: run one first to see what reached disk.
+func dataDirHolds(t *testing.T, needles ...[]byte) [][]string {
+	t.Helper()
+	root := filepath.Join(pgServer(t).Dir(), "data")
+	where := make([][]string, len(needles))
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) { // removed meanwhile (a WAL segment, a temp file)
+				return nil
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for i, needle := range needles {
+			if bytes.Contains(b, needle) {
+				rel, _ := filepath.Rel(root, path)
+				where[i] = append(where[i], rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return where
+}
+
+// checkpoint has the server write every dirty page to disk (and the WAL up to it).
+func checkpoint(t *testing.T, dsn string) {
+	t.Helper()
+	if _, err := pgConn(t, dsn).Exec(context.Background(), "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The erasure test on PostgreSQL (issue 22's privacy section): a caller's and a customer's
+// personal data (a caller's number, a landing page) never reach the data directory in plain
+// text, not in the tables, not in the WAL; after a caller's erasure and a customer's purge,
+// with their compaction (VACUUM) and a checkpoint, the byte search over the data directory
+// finds neither, and the sealed copies the WAL still holds of the purged customer's
+// fields do not open once its key is destroyed.
+func TestPostgresErasureLeavesNothingReadable(t *testing.T) {
+	keys, err := keyring.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := newPostgresDatabase(t, false)
+	ctx := context.Background()
+	db, err := OpenPostgres(ctx, dsn, WithFieldKeys(keyringFields{keys}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Needles no other test writes: the server is shared by the test binary.
+	tag := fmt.Sprintf("%08d", rand.IntN(1e8))
+	type subject struct {
+		customer, caller, landing, control string
+		calls                              []string
+	}
+	subjects := []*subject{
+		{customer: "acme", caller: "+3161" + tag[:7], landing: "https://erasure-" + tag + ".example/offer-for-jansen"},
+		{customer: "gone", caller: "+3162" + tag[:7], landing: "https://purge-" + tag + ".example/order-of-de-vries"},
+	}
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	for ci, s := range subjects {
+		// What is not personal stays in plain text: the control that the search sees the
+		// tables and the WAL at all.
+		s.control = "control-" + s.customer + "-" + tag
+		err := db.Write(ctx, func(tx *Tx) error {
+			if err := tx.CreateCustomer(&Customer{ID: s.customer, Name: s.customer, SiteKey: s.customer + "-" + tag, Status: StatusEnded, Created: t0}); err != nil {
+				return err
+			}
+			for i := range 3 {
+				at := t0.Add(time.Duration(ci*10+i) * time.Minute)
+				sess := Session{ID: testCallID(at, ci*10+i), CustomerID: s.customer, Created: at, Channel: "Google Ads",
+					LandingPage: s.landing + "?gclid=x" + fmt.Sprint(i), ReferrerHost: "www.google.com", UTMCampaign: s.control}
+				if err := tx.PutSession(&sess); err != nil {
+					return err
+				}
+				c := Call{ID: testCallID(at.Add(time.Second), ci*10+i), CustomerID: s.customer, Dialled: "+31850000001",
+					Caller: s.caller, CallerPseudonym: "ps-" + s.customer, SessionID: sess.ID, Channel: "Google Ads",
+					LandingPage: sess.LandingPage, Keyword: s.control, Start: at.Add(time.Second), Answer: at.Add(2 * time.Second),
+					End: at.Add(time.Minute), Disposition: DispAnswered, TalkSeconds: 58}
+				if err := tx.PutCall(&c); err != nil {
+					return err
+				}
+				s.calls = append(s.calls, c.ID)
+			}
+			// Another caller of the customer, kept by the caller's erasure.
+			return tx.PutCall(&Call{ID: testCallID(t0.Add(time.Hour), ci*10+9), CustomerID: s.customer, Dialled: "+31850000001",
+				Caller: "+31699999999", CallerPseudonym: "ps-other", Start: t0.Add(time.Hour), End: t0.Add(time.Hour + time.Minute),
+				Disposition: DispAnswered, TalkSeconds: 60})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The personal needles, and the controls: what is not personal stays in plain text, in a
+	// table's file and in the WAL (the search sees them, or it sees nothing).
+	var needles [][]byte
+	for _, s := range subjects {
+		for _, n := range []string{s.caller, s.caller[1:], s.landing, "erasure-" + tag, "purge-" + tag, "jansen", "de-vries"} {
+			needles = append(needles, []byte(n))
+		}
+	}
+	controls := len(needles)
+	for _, s := range subjects {
+		needles = append(needles, []byte(s.control))
+	}
+	personal := func(when string) {
+		t.Helper()
+		checkpoint(t, dsn)
+		where := dataDirHolds(t, needles...)
+		for i, w := range where[:controls] {
+			if len(w) > 0 {
+				t.Errorf("%s: %q is in plain text in %v", when, needles[i], w)
+			}
+		}
+		for i, w := range where[controls:] {
+			if i > 0 && when != "written" {
+				continue // only acme's stays in a live row: the purged customer's may or may not
+			}
+			if !slices.ContainsFunc(w, func(p string) bool { return strings.HasPrefix(p, "base/") }) ||
+				!slices.ContainsFunc(w, func(p string) bool { return strings.HasPrefix(p, "pg_wal/") }) {
+				t.Fatalf("%s: the control %q is in %v: want a table's file and the WAL", when, needles[controls+i], w)
+			}
+		}
+	}
+	personal("written")
+
+	// The sealed caller of the customer to be purged, as its rows hold it.
+	var sealed []byte
+	conn := pgConn(t, dsn)
+	if err := conn.QueryRow(ctx, `SELECT caller FROM calls WHERE id = $1`, subjects[1].calls[0]).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	if len(sealed) < 20 || sealed[0] != sealGCM {
+		t.Fatalf("the caller is stored as %x, want sealed", sealed)
+	}
+
+	// A caller's erasure, as package privacy does it: the calls go, then the compaction.
+	err = db.Write(ctx, func(tx *Tx) error {
+		for _, id := range subjects[0].calls {
+			if _, _, err := tx.DeleteCall(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if due, err := db.CompactionDue(); err != nil || !due {
+		t.Fatalf("CompactionDue after a caller's erasure = %v, %v", due, err)
+	}
+	if _, err := db.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.CallsOfCaller("acme", "ps-acme"); err != nil || len(got) != 0 {
+		t.Fatalf("the erased caller's calls: %v %v", got, err)
+	}
+	if got, err := db.CallsOfCaller("acme", "ps-other"); err != nil || len(got) != 1 {
+		t.Fatalf("the other caller's calls: %v %v", got, err)
+	}
+	personal("after the caller's erasure")
+
+	// A customer's erasure, as package privacy does it: the key first, then the records,
+	// then the compaction.
+	if err := keys.Destroy("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PurgeCustomer(ctx, "gone", PurgeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	personal("after the customer's purge")
+	// The WAL still holds the purged customer's sealed caller (its inserts): unreadable now.
+	where := dataDirHolds(t, sealed)[0]
+	inWAL := slices.ContainsFunc(where, func(p string) bool { return strings.HasPrefix(p, "pg_wal/") })
+	err = db.View(func(tx *Tx) error {
+		_, err := tx.pg.open("calls.caller", "gone", subjects[1].calls[0], sealed)
+		return err
+	})
+	if !errors.Is(err, ErrNoFieldKey) {
+		t.Fatalf("the purged customer's sealed caller opened after its key was destroyed: %v", err)
+	}
+	t.Logf("the sealed caller of the purged customer is still in %v (in the WAL: %v); it does not open: %v", where, inWAL, err)
 }

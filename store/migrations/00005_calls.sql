@@ -70,8 +70,8 @@ CREATE TABLE rollup_channels (
 	recorded     integer NOT NULL DEFAULT 0,
 	PRIMARY KEY (customer_id, day, channel)
 );
--- TODO(issue 22, privacy): landing pages here are as on bbolt, in plain text; they are to
--- be sealed with the customer's key like the calls' (a keyed hash for the name's identity).
+-- Landing pages are sealed with the customer's key since migration 00008 (a keyed hash
+-- names the row, store/pg_rollupnames.go).
 CREATE TABLE rollup_names (
 	customer_id text COLLATE "C" NOT NULL,
 	day         date NOT NULL,
