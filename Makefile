@@ -48,7 +48,7 @@ deps:
 test: deps assets check
 	$(GO) test -race -count=1 -timeout 12m ./...
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 8m -run '$(PG_STORE_TESTS)' ./store/
-	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/ ./integrations/googleads/ ./internal/storetest/
+	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/ ./integrations/googleads/ ./internal/storetest/ ./accounts/ ./provision/
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m -run '$(PG_API_TESTS)' ./api/
 
 # The store's tests a second time on PostgreSQL (TRACKLINE_TEST_STORE=postgres): those of the

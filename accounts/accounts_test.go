@@ -3,11 +3,11 @@ package accounts
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/store"
 )
 
@@ -58,11 +58,7 @@ func TestValidEmail(t *testing.T) {
 // TestInvite: the user is made without a password, the invitation works once and stores
 // only the token's hash, and the audit log names the inviter.
 func TestInvite(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t)
 	ctx := context.Background()
 	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	token, u, err := Invite(ctx, db, "user:admin", store.User{Email: " Ops@Example.COM ", Role: store.RoleOperator}, time.Hour, now)
@@ -71,6 +67,9 @@ func TestInvite(t *testing.T) {
 	}
 	if u.Email != "ops@example.com" || u.PasswordHash != "" || u.ID == "" {
 		t.Fatalf("invited user %+v", u)
+	}
+	if where := storetest.RawHolds(t, db, token); len(where) > 0 {
+		t.Fatalf("the invitation's token is in the store: %v", where)
 	}
 	if _, _, err := Invite(ctx, db, "user:admin", store.User{Email: "ops@example.com", Role: store.RoleOperator}, time.Hour, now); !errors.Is(err, store.ErrEmailTaken) {
 		t.Fatalf("a second invitation to the same email: %v", err)
