@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"time"
 
@@ -22,6 +24,12 @@ import (
 // PostgreSQL and compares it with the source, record by record, so that a migration that
 // reports success copied every record exactly (times to the microsecond: PostgreSQL's
 // timestamptz keeps no finer, and nothing the switch does depends on finer ones).
+//
+// Calls are copied as they are, without what the switch's PutCall does with a call: the
+// source's usage counters and daily rollups are copied as the source has them (they also
+// count calls erased since, which no call would bring back), and no webhook event is made.
+// Personal fields are sealed with the destination's field keys (WithFieldKeys), landing
+// pages in the rollups too. The audit log keeps its entries' ids.
 //
 // It refuses a source that holds records the PostgreSQL backend does not keep yet (the
 // backend grows operation by operation: migrateKinds lists what it copies), naming the
@@ -39,16 +47,33 @@ var ErrNotEmpty = errors.New("store: the destination is not empty")
 // migrateKinds are the buckets CopyTo copies (the index buckets are rebuilt by the
 // destination's writes): any other bucket with records stops the migration.
 var migrateKinds = map[string]string{
-	string(bucketCustomers):    "customers",
-	string(bucketSiteKeys):     "", // index of customers
-	string(bucketChannels):     "channels",
-	string(bucketNumbers):      "numbers",
-	string(bucketSessions):     "sessions",
-	string(bucketSessByCust):   "", // index of sessions
-	string(bucketStats):        "stats",
-	string(bucketAssignByTime): "assignments",
-	string(bucketPurged):       "purged_customers",
-	string(bucketMeta):         "", // the schema version: the destination has its own
+	string(bucketCustomers):     "customers",
+	string(bucketSiteKeys):      "", // index of customers
+	string(bucketChannels):      "channels",
+	string(bucketNumbers):       "numbers",
+	string(bucketSessions):      "sessions",
+	string(bucketSessByCust):    "", // index of sessions
+	string(bucketStats):         "stats",
+	string(bucketAssignByTime):  "assignments",
+	string(bucketPurged):        "purged_customers",
+	string(bucketCalls):         "calls",
+	string(bucketCallsByCust):   "", // index of calls
+	string(bucketCallsActive):   "", // index of calls
+	string(bucketCallsByCaller): "", // index of calls (by their pseudonyms)
+	// Which sessions led to a call: PostgreSQL reads it from the calls (ExpireSessions).
+	string(bucketSessCalled):  "",
+	string(bucketRecordings):  "recordings",
+	string(bucketTokens):      "tokens",
+	string(bucketTokensByCu):  "", // index of tokens
+	string(bucketAgentTokens): "tokens",
+	string(bucketAgentByCu):   "", // index of agent tokens
+	string(bucketAudit):       "audit_entries",
+	string(bucketAuditByCust): "", // index of the audit log
+	string(bucketUsage):       "usage_months",
+	string(bucketRollups):     "rollup_days",
+	// The schema version (the destination has its own) and the lifecycle state: the
+	// callers' index mark is copied (store_state); a compaction due is the source file's.
+	string(bucketMeta): "",
 }
 
 // CopyTo copies db, a bbolt store, into dst, an empty PostgreSQL store, and verifies the
@@ -105,6 +130,50 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB, progress func(kind string, n 
 		a := src.assignments[i]
 		w.add("assignments", func(tx *Tx) error { return tx.PutAssignment(&a) })
 	}
+	for i := range src.calls {
+		c := src.calls[i]
+		w.add("calls", func(tx *Tx) error { return tx.pg.copyCall(&c) })
+	}
+	// The web app's users with their invitations and sessions, the Google Ads settings and
+	// the calls' upload states (pg_migrate_users.go), after the customers and the calls.
+	src.users.copyTo(w.add)
+	for i := range src.recordings {
+		r := src.recordings[i]
+		w.add("recordings", func(tx *Tx) error { return tx.PutRecording(&r) })
+	}
+	for _, mt := range src.tokens {
+		w.add("tokens", func(tx *Tx) error {
+			hash, err := hex.DecodeString(mt.Hash)
+			if err != nil || len(hash) != 32 {
+				return fmt.Errorf("token %q: malformed hash", mt.Token.ID)
+			}
+			tok := mt.Token
+			tok.Kind = mt.Kind
+			return tx.PutToken([32]byte(hash), &tok)
+		})
+	}
+	for _, u := range src.usage {
+		w.add("usage_months", func(tx *Tx) error { return tx.pg.copyUsage(u) })
+	}
+	for _, id := range src.rollupOrder {
+		for i := range src.rollups[id] {
+			d := &src.rollups[id][i]
+			w.add("rollup_days", func(tx *Tx) error { return tx.pg.copyRollupDay(id, d) })
+		}
+	}
+	for i := range src.audit {
+		e := &src.audit[i]
+		w.add("audit_entries", func(tx *Tx) error { return tx.pg.copyAudit(e) })
+	}
+	for _, key := range src.state {
+		w.add("state", func(tx *Tx) error { return tx.pg.setState(key) })
+	}
+	if err := w.flush(); err != nil {
+		return rep, err
+	}
+	if err := dst.Write(ctx, func(tx *Tx) error { return tx.pg.auditCopied() }); err != nil {
+		return rep, fmt.Errorf("store: migrate: %w", err)
+	}
 	if err := w.flush(); err != nil {
 		return rep, err
 	}
@@ -124,6 +193,9 @@ func (db *DB) migratable() error {
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if _, ok := migrateKinds[string(name)]; ok {
+				return nil
+			}
+			if _, ok := migrateUsersKinds[string(name)]; ok {
 				return nil
 			}
 			if n := b.Stats().KeyN; n > 0 {
@@ -201,6 +273,22 @@ type storeContents struct {
 	stats       map[string]CustomerStats
 	statsOrder  []string
 	assignments []Assignment
+	calls       []Call
+	recordings  []Recording
+	tokens      []migrateToken
+	usage       []migrateUsage
+	rollups     map[string][]DayStats
+	rollupOrder []string
+	audit       []AuditEntry // oldest first
+	state       []string     // store_state's keys; bbolt's meta marks
+	users       *usersRecords
+}
+
+// migrateToken is a token with its kind and the hash of its secret (hex).
+type migrateToken struct {
+	Kind  TokenKind `json:"kind"`
+	Hash  string    `json:"hash"`
+	Token Token     `json:"token"`
 }
 
 type purgedID struct {
@@ -210,10 +298,16 @@ type purgedID struct {
 
 // readAll reads every record CopyTo copies, customer by customer.
 func (db *DB) readAll() (*storeContents, error) {
-	c := &storeContents{stats: map[string]CustomerStats{}}
+	c := &storeContents{stats: map[string]CustomerStats{}, rollups: map[string][]DayStats{}}
 	err := db.View(func(tx *Tx) error {
 		var err error
 		if c.customers, err = tx.Customers(); err != nil {
+			return err
+		}
+		if err := tx.readLifecycle(c); err != nil {
+			return err
+		}
+		if c.users, err = tx.readUsersRecords(); err != nil {
 			return err
 		}
 		sort.Slice(c.customers, func(i, j int) bool { return c.customers[i].ID < c.customers[j].ID })
@@ -262,6 +356,130 @@ func (db *DB) readAll() (*storeContents, error) {
 	return c, nil
 }
 
+// readLifecycle reads the calls, recordings, tokens, usage, rollups, audit log and state
+// into c, each in the order both backends list it.
+func (t *Tx) readLifecycle(c *storeContents) error {
+	var err error
+	if t.pg != nil {
+		if c.calls, err = t.pg.allCalls(); err != nil {
+			return err
+		}
+		if c.recordings, err = t.pg.allRecordings(); err != nil {
+			return err
+		}
+		if c.tokens, err = t.pg.allTokens(); err != nil {
+			return err
+		}
+		for i := range c.tokens {
+			c.tokens[i].Kind = c.tokens[i].Token.Kind
+		}
+		if c.usage, err = t.pg.allUsage(); err != nil {
+			return err
+		}
+		if c.rollupOrder, err = t.pg.rollupCustomers(); err != nil {
+			return err
+		}
+		if c.state, err = t.pg.stateKeys(); err != nil {
+			return err
+		}
+	} else {
+		if err := t.boltLifecycle(c); err != nil {
+			return err
+		}
+	}
+	for _, id := range c.rollupOrder {
+		days, err := t.Rollups(id, time.Unix(0, 0).UTC(), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			return err
+		}
+		c.rollups[id] = days
+	}
+	for before := ""; ; {
+		page, next, err := t.AuditLog(AuditFilter{Before: before, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		c.audit = append(c.audit, page...)
+		if next == "" {
+			break
+		}
+		before = next
+	}
+	slices.Reverse(c.audit)
+	return nil
+}
+
+// boltLifecycle is readLifecycle's reading of a bbolt store's buckets.
+func (t *Tx) boltLifecycle(c *storeContents) error {
+	err := t.tx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
+		var call Call
+		if err := json.Unmarshal(v, &call); err != nil {
+			return fmt.Errorf("decode call %q: %w", k, err)
+		}
+		c.calls = append(c.calls, call)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = t.tx.Bucket(bucketRecordings).ForEach(func(k, v []byte) error {
+		var r Recording
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode recording %q: %w", k, err)
+		}
+		c.recordings = append(c.recordings, r)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, kind := range tokenKinds {
+		byHash, _, _ := kind.buckets()
+		err := t.tx.Bucket(byHash).ForEach(func(k, v []byte) error {
+			var tok Token
+			if err := json.Unmarshal(v, &tok); err != nil {
+				return fmt.Errorf("decode %v %x: %w", kind, k, err)
+			}
+			tok.Kind = kind
+			c.tokens = append(c.tokens, migrateToken{Kind: kind, Hash: hex.EncodeToString(k), Token: tok})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	err = t.tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
+		customer, month, ok := bytes.Cut(k, []byte{0})
+		if !ok || len(v) != usageLen {
+			return fmt.Errorf("usage %q: malformed", k)
+		}
+		c.usage = append(c.usage, migrateUsage{CustomerID: string(customer), Month: string(month),
+			Calls: binary.BigEndian.Uint64(v[usageCalls:]), TalkMs: binary.BigEndian.Uint64(v[usageTalk:]),
+			Sessions: binary.BigEndian.Uint64(v[usageSessions:]), Frozen: binary.BigEndian.Uint64(v[usageFlags:])&usageFrozen != 0})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = t.tx.Bucket(bucketRollups).ForEach(func(k, _ []byte) error {
+		customer, _, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			return fmt.Errorf("rollup key %q: malformed", k)
+		}
+		if n := len(c.rollupOrder); n == 0 || c.rollupOrder[n-1] != string(customer) {
+			c.rollupOrder = append(c.rollupOrder, string(customer))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if t.tx.Bucket(bucketMeta).Get(keyCallersIndexed) != nil {
+		c.state = append(c.state, pgStateCallersIndexed)
+	}
+	return nil
+}
+
 // purgedIDs lists the ids of deleted customers and when they were deleted.
 func (t *Tx) purgedIDs() ([]purgedID, error) {
 	if t.pg != nil {
@@ -300,6 +518,14 @@ func (c *storeContents) same(o *storeContents) error {
 		{"sessions", c.sessions, o.sessions, len(c.sessions), len(o.sessions)},
 		{"stats", c.stats, o.stats, len(c.stats), len(o.stats)},
 		{"assignments", c.assignments, o.assignments, len(c.assignments), len(o.assignments)},
+		{"calls", c.calls, o.calls, len(c.calls), len(o.calls)},
+		{"recordings", c.recordings, o.recordings, len(c.recordings), len(o.recordings)},
+		{"tokens", c.tokens, o.tokens, len(c.tokens), len(o.tokens)},
+		{"usage_months", c.usage, o.usage, len(c.usage), len(o.usage)},
+		{"rollup_customers", c.rollupOrder, o.rollupOrder, len(c.rollupOrder), len(o.rollupOrder)},
+		{"rollups", c.rollups, o.rollups, len(c.rollups), len(o.rollups)},
+		{"audit_entries", c.audit, o.audit, len(c.audit), len(o.audit)},
+		{"state", c.state, o.state, len(c.state), len(o.state)},
 	} {
 		if x.n != x.m {
 			return fmt.Errorf("%s: %d in the source, %d in the copy", x.kind, x.n, x.m)
@@ -317,7 +543,7 @@ func (c *storeContents) same(o *storeContents) error {
 			return err
 		}
 	}
-	return nil
+	return c.users.same(o.users)
 }
 
 // normalJSON is v as JSON with every time.Time in it in UTC, to the microsecond.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trackline/trackline/store/keyring"
 )
 
 // fillForMigrate writes what CopyTo copies into a bbolt store: two customers with channels,
@@ -72,6 +75,77 @@ func fillForMigrate(t *testing.T, db *DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fillCallsForMigrate(t, db, t0)
+}
+
+// fillCallsForMigrate writes calls (completed, in progress, recorded, without a pseudonym,
+// one erased: the usage and rollups count it, no call does), tokens of both kinds, audit
+// entries, a month's frozen session count and the caller index's mark.
+func fillCallsForMigrate(t *testing.T, db *DB, t0 time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	err := db.Write(ctx, func(tx *Tx) error {
+		for i := range 12 {
+			at := t0.Add(time.Duration(i) * 7 * time.Hour)
+			c := Call{ID: testCallID(at, i), CustomerID: []string{"acme", "bolt"}[i%2], Dialled: "+31850000000",
+				Caller: fmt.Sprintf("+316123400%02d", i%5), CallerPseudonym: fmt.Sprintf("ps-%d", i%5), SessionID: fmt.Sprintf("s%05d", i),
+				Channel: "Organic", Keyword: "tegels", LandingPage: fmt.Sprintf("https://acme.example/p/%d?q=tegels", i%3),
+				ReferrerHost: "www.google.com", Start: at, Answer: at.Add(5 * time.Second), End: at.Add(time.Minute),
+				Disposition: DispAnswered, TalkSeconds: 55.5, Tags: []string{"lead"}}
+			switch i {
+			case 3:
+				c.End, c.Disposition, c.TalkSeconds = time.Time{}, "", 0 // in progress
+			case 4:
+				c.CallerPseudonym = "" // stored before the caller index
+			case 5:
+				c.RecordingID = "rec-5"
+				if err := tx.PutRecording(&Recording{ID: "rec-5", CustomerID: c.CustomerID, CallID: c.ID, Path: "bolt/rec-5.wav",
+					Duration: 55 * time.Second, Size: 880000, SHA256: "ab", Created: at.Add(time.Minute)}); err != nil {
+					return err
+				}
+			}
+			if err := tx.PutCall(&c); err != nil {
+				return err
+			}
+		}
+		for i, kind := range tokenKinds {
+			tok := Token{Kind: kind, ID: fmt.Sprintf("tok-%d", i), CustomerID: "acme", Label: "desk", Created: t0}
+			if kind == TokenAgent {
+				tok.Groups = []string{"sales"}
+			}
+			if err := tx.PutToken(sha256.Sum256([]byte(tok.ID)), &tok); err != nil {
+				return err
+			}
+		}
+		for i := range 3 {
+			if err := tx.AppendAudit(&AuditEntry{Time: t0.Add(time.Duration(i) * time.Minute), Actor: "operator", Action: "call.read",
+				CustomerID: "acme", IDs: []string{"c" + fmt.Sprint(i)}, Counts: map[string]int{"calls": i}}); err != nil {
+				return err
+			}
+		}
+		// A user of the web app, logged in (copied by pg_migrate_users.go's part).
+		if err := tx.PutUser(&User{ID: "ann", CustomerID: "acme", Email: "ann@acme.example", Role: RoleAdmin, Created: t0}); err != nil {
+			return err
+		}
+		if err := tx.PutAppSession(&AppSession{IDHash: sha256.Sum256([]byte("session-ann")), UserID: "ann", CustomerID: "acme",
+			CSRF: "csrf", Created: t0, Expires: t0.Add(time.Hour)}); err != nil {
+			return err
+		}
+		return tx.AppendAudit(&AuditEntry{Time: t0, Actor: "sweeper", Action: "sweep.run"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An erased call: gone from the calls, still counted in the usage.
+	if err := db.Write(ctx, func(tx *Tx) error { _, _, err := tx.DeleteCall(testCallID(t0.Add(77*time.Hour), 11)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FreezeSessionCounts(ctx, "acme", t0.AddDate(0, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.IndexCallers(ctx, func(c, caller string) (string, error) { return "ps-" + c + caller, nil }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestPostgresMigrate(t *testing.T) {
@@ -82,14 +156,19 @@ func TestPostgresMigrate(t *testing.T) {
 	}
 	defer src.Close()
 	fillForMigrate(t, src)
-	dst := openPostgresTest(t)
+	keys, err := keyring.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := openPostgresTest(t, WithFieldKeys(keyringFields{keys}))
 
 	progressed := 0
 	rep, err := src.CopyTo(ctx, dst, func(string, int) { progressed++ })
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := MigrateReport{"customers": 2, "channels": 2, "numbers": 7, "sessions": 1500, "stats": 2, "assignments": 1500, "purged_customers": 1}
+	want := MigrateReport{"customers": 2, "channels": 2, "numbers": 7, "sessions": 1500, "stats": 2, "assignments": 1500, "purged_customers": 1,
+		"calls": 11, "recordings": 1, "tokens": 2, "usage_months": 2, "rollup_days": 7, "audit_entries": 4, "state": 1, "users": 1, "app_sessions": 1}
 	if fmt.Sprint(rep) != fmt.Sprint(want) {
 		t.Errorf("report %v, want %v", rep, want)
 	}
@@ -109,10 +188,30 @@ func TestPostgresMigrate(t *testing.T) {
 		if !tx.Purged("gone") || tx.Purged("acme") {
 			return errors.New("purged ids not copied")
 		}
+		// The usage counts the erased call, which no call record holds.
+		if u, err := tx.Usage("bolt", "2026-03"); err != nil || u.Calls != 6 {
+			return fmt.Errorf("usage of bolt: %+v %v", u, err)
+		}
+		calls, err := tx.CallsOfCaller("acme", "ps-0")
+		if err != nil || len(calls) != 2 || calls[0].Caller != "+31612340000" {
+			return fmt.Errorf("calls of ps-0: %+v %v", calls, err)
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The caller index's mark came along: IndexCallers does not run again.
+	if n, err := dst.IndexCallers(ctx, func(string, string) (string, error) { return "", errors.New("called") }); n != 0 || err != nil {
+		t.Errorf("IndexCallers on the copy: %d %v", n, err)
+	}
+	// The personal fields were sealed on the way: no caller or landing page in the clear.
+	for _, needle := range []string{"+31612340000", "31612340001", "acme.example/p/1"} {
+		for _, w := range pgRawHolds(t, dst, needle) {
+			if !strings.HasPrefix(w, "sessions/") { // the sessions' are the session test's: sealed as well, by hex
+				t.Errorf("%q in the clear in %s", needle, w)
+			}
+		}
 	}
 
 	// A second run finds the destination taken.
@@ -141,6 +240,32 @@ func TestPostgresMigrate(t *testing.T) {
 	if err := a.same(b); err == nil || !strings.Contains(err.Error(), "assignments: 1500 in the source, 1499") {
 		t.Errorf("a lost assignment: %v", err)
 	}
+	b.assignments = a.assignments
+	b.audit[2].Counts["calls"]++
+	if err := a.same(b); err == nil || !strings.Contains(err.Error(), "audit_entries") {
+		t.Errorf("a changed audit entry: %v", err)
+	}
+	b.audit = a.audit
+	b.calls[3].Caller += "1"
+	if err := a.same(b); err == nil || !strings.Contains(err.Error(), "calls") {
+		t.Errorf("a changed caller: %v", err)
+	}
+	b.calls = a.calls
+	b.rollups["acme"][0].Landing["https://acme.example/p/0"]++
+	if err := a.same(b); err == nil || !strings.Contains(err.Error(), "rollups") {
+		t.Errorf("a changed rollup: %v", err)
+	}
+	// New audit entries go on after the copied ones (the sequence was set past theirs).
+	t1 := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	if err := dst.Write(ctx, func(tx *Tx) error {
+		return tx.AppendAudit(&AuditEntry{Time: t1, Actor: "operator", Action: "calls.list"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	log, _, err := dst.AuditLog(AuditFilter{})
+	if err != nil || len(log) != 5 || log[2].Action != "calls.list" || !strings.HasSuffix(log[2].ID, "0000000000000005") {
+		t.Errorf("the audit log after a new entry (seq 5 at t0): %+v %v", log, err)
+	}
 }
 
 // A source with records the PostgreSQL backend does not keep yet is refused before anything
@@ -153,14 +278,16 @@ func TestPostgresMigrateRefusesWhatItCannotCopy(t *testing.T) {
 	}
 	defer src.Close()
 	fillForMigrate(t, src)
-	call := Call{ID: "c1", CustomerID: "acme", Dialled: "+31850000000", Start: time.Now().UTC()}
-	if err := src.Write(ctx, func(tx *Tx) error { return tx.PutCall(&call) }); err != nil {
+	// Webhook endpoints are copied by their own functions (not yet).
+	if err := src.Write(ctx, func(tx *Tx) error {
+		return tx.tx.Bucket(bucketEndpoints).Put(compose("acme", "ep1"), []byte(`{}`))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	dst := openPostgresTest(t)
 	_, err = src.CopyTo(ctx, dst, nil)
-	if err == nil || !strings.Contains(err.Error(), "calls (1)") {
-		t.Fatalf("copy of a store with a call: %v, want a refusal naming calls", err)
+	if err == nil || !strings.Contains(err.Error(), "webhook_endpoints (1)") {
+		t.Fatalf("copy of a store with a webhook endpoint: %v, want a refusal naming webhook_endpoints", err)
 	}
 	var n int
 	if err := dst.View(func(tx *Tx) error { cs, err := tx.Customers(); n = len(cs); return err }); err != nil || n != 0 {
