@@ -32,10 +32,11 @@ const pgMessageFrom = ` FROM webhook_messages m
 	LEFT JOIN webhook_messages o ON o.customer_id = m.customer_id AND o.id = m.ref`
 
 // pgWaiting is true for a pending delivery d that waits for an earlier pending delivery of
-// its subject to its endpoint.
+// its subject to its endpoint. (w.subject <> '' lets the planner use the partial index
+// webhook_deliveries_subject.)
 const pgWaiting = `(d.subject <> '' AND EXISTS (SELECT 1 FROM webhook_deliveries w
 	WHERE w.customer_id = d.customer_id AND w.endpoint_id = d.endpoint_id AND w.state = 1
-		AND w.subject = d.subject AND w.msg_seq < d.msg_seq))`
+		AND w.subject <> '' AND w.subject = d.subject AND w.msg_seq < d.msg_seq))`
 
 // scanMessage reads the columns of pgMessageColumns into a message of the customer.
 func (t *pgTx) scanMessage(customerID string, r pgx.Row) (Message, error) {
