@@ -18,9 +18,9 @@ import (
 // and its personal fields, sealed (pg_seal.go): the caller, the landing page, the referrer. The
 // rest of the record is its detail (jsonb).
 //
-// Not yet on PostgreSQL (PostgresMissing lists them): FreezeSessionCounts, IndexCallers,
-// and what a deletion leaves on disk (dead rows until VACUUM: CompactionDue, Compact). A call's
-// write makes the webhooks' events of its change as on bbolt (pg_outbox_events.go).
+// A call's write makes the webhooks' events of its change as on bbolt (pg_outbox_events.go).
+// A deletion marks the compaction due (DeleteCall); what it leaves on disk, and the lifecycle
+// (FreezeSessionCounts, IndexCallers, PurgeCustomer), are pg_lifecycle.go's.
 
 const pgCallColumns = `id, customer_id, dialled, caller, caller_pseudonym, session_id, channel, keyword,
 	landing_page, referrer_host, start, answer, ended, disposition, recording_id, tags, detail`

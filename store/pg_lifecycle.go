@@ -271,7 +271,7 @@ func (db *DB) pgExpireSessions(ctx context.Context, customerID string, before ti
 		err := db.Write(ctx, func(tx *Tx) error {
 			ids = ids[:0]
 			err := tx.pg.query(`SELECT id FROM sessions s WHERE customer_id = $1 AND id < $2
-				AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.customer_id = $1 AND c.session_id = s.id)
+				AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.customer_id = $1 AND c.session_id = s.id AND c.session_id <> '')
 				ORDER BY id LIMIT $3 FOR UPDATE`, []any{customerID, cut, batch}, func(r pgx.Rows) error {
 				var id string
 				err := r.Scan(&id)
