@@ -397,6 +397,8 @@ func (p *purge) plan(res *PurgeResult, numbers []Number, hold bool) []purgeStep 
 	steps := []purgeStep{
 		// No event of the customer's is written from here on (outbox.go).
 		{what: "webhook subscriptions", bucket: bucketSubscriptions},
+		// The calls' events not indexed yet (outboxindex.go), before their calls go.
+		{what: "webhook messages not indexed", bucket: bucketFresh, n: &res.WebhookMessages},
 		// Calls with their recording records and indexes.
 		{what: "calls", bucket: bucketCallsByCust, with: p.deleteCall, n: &res.Calls, m: &res.Recordings},
 		// The caller index (calls_by_caller), whose entries went with the calls' records.

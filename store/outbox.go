@@ -24,18 +24,23 @@ import (
 // Buckets and keys (ids are message ids, time-ordered like pool.NewID's):
 //
 //	webhook_messages    customer 0x00 id                 the message (encodeMessage)
+//	webhook_fresh       customer 0x00 id                 a call's event not indexed yet (the same value)
 //	webhook_subjects    customer 0x00 subject 0x00 id    its subject's messages (a call's)
 //	webhook_queue       customer 0x00 endpoint 0x00 id   a pending delivery (outboxqueue.go)
 //	webhook_deliveries  customer 0x00 endpoint 0x00 id   a delivery's attempts and state (JSON)
 //
-// The write that makes a message puts one key in each of the first three, all of them at
-// the right end of the customer's keys (ids grow): that is all the call's transaction pays
-// for its events. A delivery's record is written with its first attempt (or when a replay or
+// The write that makes a call's event puts one key in webhook_fresh, which holds the
+// messages of the last index write's hundred milliseconds or so (outboxindex.go): that is
+// all the call's transaction pays for its events. The index write moves them into
+// webhook_messages and puts their keys in the next two, all at the right end of the
+// customer's keys (ids grow). Other events (number.pool_exhausted) are written to
+// webhook_messages at once. A delivery's record is written with its first attempt (or when a replay or
 // a disabled endpoint settles it): a delivery that has none is pending and not attempted yet.
 // Which pending deliveries are due, and the order of a subject's (one call's events reach an
 // endpoint in the order they were written), is kept in memory and rebuilt from webhook_queue
 // (outboxqueue.go). A message id is the time in milliseconds (at least the last one's) and
-// the messages bucket's sequence number, so ids sort in the order they were made.
+// a sequence number (webhook_fresh's, which goes on from webhook_messages' of files written
+// before it), so ids sort in the order they were made.
 //
 // Files written before this layout had the pending deliveries in webhook_due,
 // webhook_waiting and webhook_pending; Open moves them into webhook_queue and drops those
@@ -45,6 +50,7 @@ import (
 
 var (
 	bucketMessages   = []byte("webhook_messages")
+	bucketFresh      = []byte("webhook_fresh")
 	bucketMsgSubject = []byte("webhook_subjects")
 	bucketDeliveries = []byte("webhook_deliveries")
 
@@ -53,7 +59,7 @@ var (
 	bucketWaitingV1 = []byte("webhook_waiting")
 	bucketPendingV1 = []byte("webhook_pending")
 
-	webhookBuckets = [][]byte{bucketEndpoints, bucketSubscriptions, bucketMessages, bucketMsgSubject, bucketDeliveries, bucketQueue}
+	webhookBuckets = [][]byte{bucketEndpoints, bucketSubscriptions, bucketMessages, bucketMsgSubject, bucketDeliveries, bucketQueue, bucketFresh}
 )
 
 // appendFill is the fill of the pages of the buckets whose keys grow at their right end: a
@@ -166,6 +172,11 @@ func messageData(msgs bucket, customerID string, d []byte) ([]byte, error) {
 		return d[1:], nil
 	case len(d) >= 2 && d[0] == dataRef:
 		v := msgs.Get(compose(customerID, string(d[1:])))
+		if v == nil && msgs.b != nil && msgs.b.Tx() != nil {
+			if f := msgs.b.Tx().Bucket(bucketFresh); f != nil {
+				v = f.Get(compose(customerID, string(d[1:])))
+			}
+		}
 		if v == nil {
 			return nil, fmt.Errorf("the message %q with its data: %w", d[1:], ErrNotFound)
 		}
@@ -335,7 +346,7 @@ func (db *DB) TakeDueEndpoints() []EndpointRef {
 // fewer than the last id's) and sixteen of the messages bucket's sequence, in Crockford
 // base32, the shape of pool.NewID's ids.
 func (t *Tx) newMessageID(now time.Time) (string, error) {
-	seq, err := t.tx.Bucket(bucketMessages).NextSequence()
+	seq, err := t.tx.Bucket(bucketFresh).NextSequence()
 	if err != nil {
 		return "", err
 	}
@@ -375,7 +386,11 @@ func (t *Tx) addMessage(customerID string, typ EventType, subject string, at tim
 	if err != nil {
 		return "", err
 	}
-	if err := t.appending(bucketMessages).Put(compose(customerID, id), encodeMessage(now, typ, subject, at, data, ref)); err != nil {
+	into := bucketMessages
+	if subject != "" && t.db != nil {
+		into = bucketFresh // a call's event: the index write moves it (outboxindex.go)
+	}
+	if err := t.appending(into).Put(compose(customerID, id), encodeMessage(now, typ, subject, at, data, ref)); err != nil {
 		return "", err
 	}
 	m := unindexed{customerID: customerID, id: id, subject: subject, typ: typ, created: now.UnixNano()}
@@ -702,6 +717,13 @@ func (t *Tx) ReplayMessage(customerID, endpointID, messageID string) error {
 		return t.pgReplayMessage(&e, customerID, messageID)
 	}
 	v := t.tx.Bucket(bucketMessages).Get(compose(customerID, messageID))
+	if v == nil && t.tx.Bucket(bucketFresh).Get(compose(customerID, messageID)) != nil {
+		// Not indexed yet: indexed now, so that its delivery finds it where deliveries do.
+		if err := t.indexOutbox(); err != nil {
+			return err
+		}
+		v = t.tx.Bucket(bucketMessages).Get(compose(customerID, messageID))
+	}
 	if v == nil {
 		return fmt.Errorf("webhook message %q: %w", messageID, ErrNotFound)
 	}
@@ -854,6 +876,9 @@ func (t *Tx) Message(customerID, id string) (Message, error) {
 	}
 	v := t.tx.Bucket(bucketMessages).Get(compose(customerID, id))
 	if v == nil {
+		v = t.tx.Bucket(bucketFresh).Get(compose(customerID, id))
+	}
+	if v == nil {
 		return Message{}, fmt.Errorf("webhook message %q: %w", id, ErrNotFound)
 	}
 	return decodeMessage(t.tx.Bucket(bucketMessages), customerID, id, v)
@@ -869,9 +894,29 @@ func (t *Tx) Messages(customerID string, from, to time.Time, limit int) ([]Messa
 	lo := append(bytes.Clone(prefix), idTimePrefix(max(from.UnixMilli(), 0))...)
 	var out []Message
 	msgs := t.tx.Bucket(bucketMessages)
-	c := msgs.Cursor()
-	for k, v := c.Seek(lo); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
-		m, err := decodeMessage(msgs, customerID, string(k[len(prefix):]), v)
+	// The messages, and the calls' events not indexed yet (webhook_fresh), in id order.
+	c, fc := msgs.Cursor(), t.tx.Bucket(bucketFresh).Cursor()
+	k, v := c.Seek(lo)
+	fk, fv := fc.Seek(lo)
+	for len(out) < limit {
+		if k != nil && !bytes.HasPrefix(k, prefix) {
+			k = nil
+		}
+		if fk != nil && !bytes.HasPrefix(fk, prefix) {
+			fk = nil
+		}
+		var key, val []byte
+		switch {
+		case k == nil && fk == nil:
+			return out, nil
+		case fk == nil || (k != nil && bytes.Compare(k, fk) < 0):
+			key, val = k, v
+			k, v = c.Next()
+		default:
+			key, val = fk, fv
+			fk, fv = fc.Next()
+		}
+		m, err := decodeMessage(msgs, customerID, string(key[len(prefix):]), val)
 		if err != nil {
 			return nil, err
 		}

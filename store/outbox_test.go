@@ -58,6 +58,9 @@ func TestOutboxSharesTheCallsData(t *testing.T) {
 		}
 		return
 	}
+	if err := db.IndexOutbox(context.Background()); err != nil { // staged in webhook_fresh until then
+		t.Fatal(err)
+	}
 	db.raw().View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMessages)
 		for i, m := range ms {

@@ -11,22 +11,28 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The outbox's index writes. The transaction that writes an event (a call's write) puts its
-// message in webhook_messages and nothing else of the outbox: the message's subject entry
-// (webhook_subjects) and a queue entry per endpoint that wants it (webhook_queue) are put
-// by an index write of their own, for every message written since the one before, at most
-// OutboxIndexDelay after the message's commit. A commit of bbolt rewrites the pages it
-// touched in every bucket it touched (the leaf and the branches above it): one bucket
-// instead of three in the call's commit is what this saves, and the index write puts the
-// entries of about a hundred messages with the pages of one.
+// The outbox's index writes. The transaction that writes a call's event puts its message
+// in webhook_fresh and nothing else of the outbox: the index write, a write of its own for
+// every message written since the one before, at most OutboxIndexDelay after the message's
+// commit, moves it into webhook_messages and puts its subject entry (webhook_subjects) and
+// a queue entry per endpoint that wants it (webhook_queue). A commit of bbolt rewrites the
+// pages it touched in every bucket it touched, the leaf and every branch above it: one
+// bucket instead of three in the call's commit is what the index write saves, and a small
+// one instead of webhook_messages, whose tree grows with the messages kept (a leaf and two
+// branch pages a commit with thirty thousand messages, three with half a million), is
+// what webhook_fresh saves: it holds about a hundred milliseconds of messages, a leaf and
+// its one branch. The index write puts the entries of about a hundred messages with the
+// pages of a few.
 //
 // Which messages are not indexed yet is kept in memory (outboxState.unindexed) and on disk
 // by a cursor (meta: webhook_indexed_to), the greatest message id of an index write: every
 // message with an id up to it is indexed. Message ids grow in the order of the commits
 // (newMessageID: the committer makes them one at a time, and Open sets the clock of the ids
-// past the cursor), so the messages a crash left unindexed are those after the cursor, and
-// Open indexes them before anything reads the queue (recoverOutboxIndex). An index write
-// leaves out a message that is gone (a caller's erasure, a purge) and a delivery that is
+// past the cursor), so the messages a crash left unindexed are those in webhook_fresh and
+// those after the cursor in webhook_messages, and Open indexes them before anything reads
+// the queue (recoverOutboxIndex). An index write leaves out a message that is gone (a
+// caller's erasure, a purge; a staged event whose call is gone is dropped: a purge deletes
+// the staged ones first, PurgeCustomer) and a delivery that is
 // pending or has a record already (a replay got there first, or the write is made twice):
 // indexing is idempotent. The endpoints a message goes to are those subscribed to its type
 // when it is indexed: an endpoint made or changed within those milliseconds gets what it
@@ -82,13 +88,30 @@ func (t *Tx) indexMessages(list []unindexed) error {
 	if len(list) == 0 {
 		return nil
 	}
-	msgs, subs := t.tx.Bucket(bucketMessages), t.tx.Bucket(bucketSubscriptions)
+	msgs, subs, fresh, calls := t.appending(bucketMessages), t.tx.Bucket(bucketSubscriptions), t.tx.Bucket(bucketFresh), t.tx.Bucket(bucketCalls)
 	subjects, queue, deliveries := t.appending(bucketMsgSubject), t.appending(bucketQueue), t.tx.Bucket(bucketDeliveries)
 	var last string
 	for i := range list {
 		m := &list[i]
 		last = max(last, m.id)
-		if msgs.Get(compose(m.customerID, m.id)) == nil {
+		key := compose(m.customerID, m.id)
+		if v := fresh.Get(key); v != nil {
+			// A call's event, staged by its write, joins the messages; unless its call is
+			// gone meanwhile (a purge deletes the calls before the messages: what it left
+			// staged is dropped here).
+			gone := calls.Get([]byte(m.subject)) == nil
+			if !gone {
+				if err := msgs.Put(key, bytes.Clone(v)); err != nil {
+					return err
+				}
+			}
+			if err := fresh.Delete(key); err != nil {
+				return err
+			}
+			if gone {
+				continue
+			}
+		} else if msgs.Get(key) == nil {
 			continue // deleted before it was indexed
 		}
 		if m.subject != "" {
@@ -151,6 +174,13 @@ func (db *DB) kickIndexer() {
 // calls it before the committer starts.
 func (db *DB) startOutbox() error {
 	err := db.cur.Load().b.Update(func(tx *bolt.Tx) error {
+		// Message ids take their sequence from webhook_fresh, which files written before it
+		// took from webhook_messages: it goes on from there.
+		if f, m := tx.Bucket(bucketFresh), tx.Bucket(bucketMessages); f != nil && m != nil && f.Sequence() < m.Sequence() {
+			if err := f.SetSequence(m.Sequence()); err != nil {
+				return err
+			}
+		}
 		n, ms, err := recoverOutboxIndex(tx)
 		if n > 0 {
 			db.log.Info("store indexed the webhook messages written before a stop", "messages", n)
@@ -208,13 +238,30 @@ func (db *DB) runOutboxIndexer() {
 // milliseconds of the greatest message id it knows of (the cursor's or one after it), that
 // the ids made from now on follow.
 func recoverOutboxIndex(tx *bolt.Tx) (int, int64, error) {
+	var list []unindexed
+	// The calls' events staged in webhook_fresh are all unindexed.
+	fc := tx.Bucket(bucketFresh).Cursor()
+	var freshMS int64
+	for k, v := fc.First(); k != nil; k, v = fc.Next() {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 {
+			continue
+		}
+		_, created, typ, subject, _, err := splitMessage(v)
+		if err != nil {
+			return 0, 0, fmt.Errorf("webhook message %q: %w", k, err)
+		}
+		list = append(list, unindexed{customerID: string(k[:i]), id: string(k[i+1:]), subject: subject, typ: typ, created: created})
+		if ms, ok := idTime(k[i+1:]); ok {
+			freshMS = max(freshMS, ms)
+		}
+	}
 	cur := tx.Bucket(bucketMeta).Get(keyOutboxIndexed)
-	if cur == nil {
+	if cur == nil && len(list) == 0 {
 		// A file written before index writes, or without any: every message is indexed.
 		return 0, 0, nil
 	}
 	cur = bytes.Clone(cur)
-	var list []unindexed
 	c := tx.Bucket(bucketMessages).Cursor()
 	for k, _ := c.First(); k != nil; {
 		i := bytes.IndexByte(k, 0)
@@ -243,6 +290,7 @@ func recoverOutboxIndex(tx *bolt.Tx) (int, int64, error) {
 		return 0, 0, err
 	}
 	ms, _ := idTime(cur)
+	ms = max(ms, freshMS)
 	if len(list) > 0 {
 		if m, ok := idTime([]byte(list[len(list)-1].id)); ok {
 			ms = max(ms, m)

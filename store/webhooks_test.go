@@ -564,6 +564,48 @@ func TestWebhooksGoWithTheCustomerAndTheCaller(t *testing.T) {
 	}
 }
 
+// A call's events are staged (webhook_fresh) until the index write: a purge before it
+// deletes and counts them, and the index write that follows finds nothing of them.
+func TestPurgeTakesStagedEvents(t *testing.T) {
+	db, clk := webhookFixture(t, false)
+	if db.pg != nil {
+		t.Skip("bbolt's staging: PostgreSQL indexes a message as it writes it")
+	}
+	ctx := context.Background()
+	t0 := clk.now()
+	c := Call{ID: testCallID(t0, 1), CustomerID: "acme", Caller: "+31611111111", CallerPseudonym: "p1", Start: t0}
+	putCalls(t, db, c)
+	indexed(t, db)
+	c.End, c.Disposition = t0.Add(time.Minute), DispAnswered
+	putCalls(t, db, c) // call.completed, staged
+	if err := db.raw().View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketFresh).Stats().KeyN; n != 1 {
+			return fmt.Errorf("%d staged messages, want the completion", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.PurgeCustomer(ctx, "acme", PurgeOptions{Batch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Calls != 1 || res.WebhookMessages != 2 {
+		t.Fatalf("purge %+v, want the indexed ringing and the staged completion", res)
+	}
+	for range 2 {
+		for _, w := range append(rawHolds(t, db, "acme"), rawHolds(t, db, "+31611111111")...) {
+			if !strings.HasPrefix(w, "customers_purged/") {
+				t.Errorf("acme is still in %s", w)
+			}
+		}
+		indexed(t, db) // the index write that comes after the purge
+	}
+	if st, _ := db.OutboxStats(); st.Pending != 0 {
+		t.Fatalf("outbox after the purge: %+v", st)
+	}
+}
+
 func TestDeleteEndpoint(t *testing.T) {
 	db, clk := webhookFixture(t, false)
 	ctx := context.Background()
