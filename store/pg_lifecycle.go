@@ -48,6 +48,7 @@ type pgPurgeStep struct {
 	table, where string
 	count        func(*PurgeResult) *int // what the rows count as; nil: not counted
 	set          string                  // an UPDATE's SET list instead of a DELETE
+	also         func(tx *Tx) error      // run in each of the step's transactions
 }
 
 // pgOfCustomer is the usual where of a step.
@@ -61,7 +62,9 @@ const pgOfCustomer = `customer_id = $1`
 // goes (pgPurgeLeft): add its line here.
 var pgPurgeTables = []pgPurgeStep{
 	// The webhooks (migration 00007): no event is delivered from here on.
-	{table: "webhook_endpoints", where: pgOfCustomer, count: func(r *PurgeResult) *int { return &r.WebhookEndpoints }},
+	// Every node reads the endpoints again (their caches drop the customer's).
+	{table: "webhook_endpoints", where: pgOfCustomer, count: func(r *PurgeResult) *int { return &r.WebhookEndpoints },
+		also: func(tx *Tx) error { return tx.endpointsChanged("") }},
 	{table: "webhook_deliveries", where: pgOfCustomer},
 	{table: "webhook_messages", where: pgOfCustomer, count: func(r *PurgeResult) *int { return &r.WebhookMessages }},
 	{table: "webhook_pool_exhausted", where: pgOfCustomer},
@@ -196,7 +199,13 @@ func (db *DB) pgPurgeRows(ctx context.Context, st pgPurgeStep, args []any, batch
 		}
 		var n int
 		err := db.Write(ctx, func(tx *Tx) error {
-			return tx.pg.exec(func(tag pgconn.CommandTag) error { n = int(tag.RowsAffected()); return nil }, q, args...)
+			if err := tx.pg.exec(func(tag pgconn.CommandTag) error { n = int(tag.RowsAffected()); return nil }, q, args...); err != nil {
+				return err
+			}
+			if st.also != nil {
+				return st.also(tx)
+			}
+			return nil
 		})
 		if err != nil {
 			return total, err
