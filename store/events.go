@@ -229,7 +229,7 @@ func (t *Tx) callEvents(subKey []byte, c *Call, tr callTransition) error {
 			continue
 		}
 		if callData == nil {
-			raw, err := json.Marshal(newCallPayload(c, pseudo))
+			raw, err := marshalCallPayload(newCallPayload(c, pseudo))
 			if err != nil {
 				return fmt.Errorf("encode %s event: %w", typ, err)
 			}
@@ -261,7 +261,7 @@ func (t *Tx) callUpdated(c *Call) error {
 	if at.IsZero() {
 		at = t.now()
 	}
-	raw, err := json.Marshal(newCallPayload(c, pseudo))
+	raw, err := marshalCallPayload(newCallPayload(c, pseudo))
 	if err != nil {
 		return fmt.Errorf("encode %s event: %w", EventCallUpdated, err)
 	}
