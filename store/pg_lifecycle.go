@@ -493,13 +493,38 @@ func (s *pgStore) compact(ctx context.Context) (CompactStats, error) {
 	if st.Before, err = s.size(ctx); err != nil {
 		return st, err
 	}
+	// VACUUM passes over a table its user may not vacuum with a warning, not an error: such
+	// a table fails the compaction instead (the store's user owns its tables, unless an
+	// administrator made them).
+	type table struct {
+		name string
+		own  bool
+	}
 	var tables []string
-	rows, err := s.pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1`)
+	var foreign []string
+	rows, err := s.pool.Query(ctx, `SELECT tablename, pg_has_role(tableowner, 'MEMBER')
+			OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+		FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1`)
 	if err == nil {
-		tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		var all []table
+		all, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (table, error) {
+			var t table
+			err := r.Scan(&t.name, &t.own)
+			return t, err
+		})
+		for _, t := range all {
+			if t.own {
+				tables = append(tables, t.name)
+			} else {
+				foreign = append(foreign, t.name)
+			}
+		}
 	}
 	if err != nil {
 		return st, fmt.Errorf("compact store: %w", err)
+	}
+	if len(foreign) > 0 {
+		return st, fmt.Errorf("compact store: the database user may not vacuum %v: make it their owner", foreign)
 	}
 	start := time.Now()
 	if len(tables) > 0 {

@@ -300,3 +300,36 @@ func TestPostgresErasureLeavesNothingReadable(t *testing.T) {
 	}
 	t.Logf("the sealed caller of the purged customer is still in %v (in the WAL: %v); it does not open: %v", where, inWAL, err)
 }
+
+// Compact as a database user that is no superuser: it vacuums the tables it owns, and fails,
+// naming it, on a table it may not vacuum (VACUUM itself would pass over it with a warning).
+func TestPostgresCompactNeedsTheTablesOwner(t *testing.T) {
+	ctx := context.Background()
+	dsn := newPostgresDatabase(t, false)
+	admin := pgConn(t, dsn)
+	role := fmt.Sprintf("node_%d", rand.IntN(1e9))
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `DO $$ DECLARE r record; BEGIN
+		FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+			EXECUTE format('ALTER TABLE %I OWNER TO `+role+`', r.tablename);
+		END LOOP; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	db, err := OpenPostgres(ctx, strings.Replace(dsn, "postgres@", role+"@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fillCalls(t, db, 10)
+	if _, err := db.Compact(ctx); err != nil {
+		t.Fatalf("Compact as the tables' owner: %v", err)
+	}
+	if _, err := admin.Exec(ctx, `CREATE TABLE someone_elses (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Compact(ctx); err == nil || !strings.Contains(err.Error(), "someone_elses") {
+		t.Fatalf("Compact with a table of another user: %v, want an error naming it", err)
+	}
+}
