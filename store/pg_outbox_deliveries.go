@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,11 +33,16 @@ const pgMessageFrom = ` FROM webhook_messages m
 	LEFT JOIN webhook_messages o ON o.customer_id = m.customer_id AND o.id = m.ref`
 
 // pgWaiting is true for a pending delivery d that waits for an earlier pending delivery of
-// its subject to its endpoint. (w.subject <> '' lets the planner use the partial index
+// its subject to its endpoint. (w.subject <> ” lets the planner use the partial index
 // webhook_deliveries_subject.)
-const pgWaiting = `(d.subject <> '' AND EXISTS (SELECT 1 FROM webhook_deliveries w
+var pgWaiting = pgWaitingOf("d")
+
+// pgWaitingOf is pgWaiting of the delivery named alias.
+func pgWaitingOf(alias string) string {
+	return strings.ReplaceAll(`(d.subject <> '' AND EXISTS (SELECT 1 FROM webhook_deliveries w
 	WHERE w.customer_id = d.customer_id AND w.endpoint_id = d.endpoint_id AND w.state = 1
-		AND w.subject <> '' AND w.subject = d.subject AND w.msg_seq < d.msg_seq))`
+		AND w.subject <> '' AND w.subject = d.subject AND w.msg_seq < d.msg_seq))`, "d.", alias+".")
+}
 
 // scanMessage reads the columns of pgMessageColumns into a message of the customer.
 func (t *pgTx) scanMessage(customerID string, r pgx.Row) (Message, error) {
@@ -95,7 +101,7 @@ func (t *Tx) pgMessages(customerID string, from, to time.Time, limit int) ([]Mes
 }
 
 // pgDeliveryColumns read a delivery d with its message's type (m) and whether it waits.
-const pgDeliveryColumns = `d.message_id, coalesce(m.type, ''), d.subject, d.state, d.next_at, d.attempt_count, d.attempts,
+var pgDeliveryColumns = `d.message_id, coalesce(m.type, ''), d.subject, d.state, d.next_at, d.attempt_count, d.attempts,
 	d.failed_reason, d.state = 1 AND ` + pgWaiting
 
 func scanDelivery(customerID, endpointID string, r pgx.Row) (Delivery, error) {
@@ -146,78 +152,75 @@ func (t *Tx) pgDeliveries(customerID, endpointID, before string, limit int) ([]D
 	return out, "", nil
 }
 
-// pgDueDeliveries is DueDeliveries on PostgreSQL. It reads the endpoint's pending
-// deliveries that do not wait for their subject and that no other node holds, the earliest
-// due first, leaving out those skip holds, and claims the due ones (at most limit) for
-// pgClaimFor: an UPDATE that checks again that no other node claimed them meanwhile (a
-// concurrent claim of the same row waits for the other's commit and then finds it claimed),
-// so that a delivery is handed to one node at a time. The claim's commit is not waited for
-// on disk (synchronous_commit off): a claim lost in a crash only lets a delivery be taken
-// again. The answer's next is when the first delivery not answered is due.
+// pgDueDeliveries is DueDeliveries on PostgreSQL: one statement claims the endpoint's first
+// due deliveries (pgClaimDue), which skip may leave out; when they are not enough to say
+// when the next is due, pgNextDue reads on. skip is asked after the rows are read, so the
+// caller must not let go of a delivery (its outcome committed) during the call: package
+// integrations' dispatcher calls it under the lock that its release takes.
 func (db *DB) pgDueDeliveries(customerID, endpointID string, now time.Time, limit int, skip func(string) bool) ([]DueDelivery, time.Time, error) {
 	s := db.pg
 	ctx, cancel := context.WithTimeout(s.ctx, pgTxTimeout)
 	defer cancel()
 	nowNS := now.UnixNano()
-	var ids []string
+	claimed, err := db.pgClaimDue(ctx, customerID, endpointID, nowNS, limit+pgClaimAhead)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var out []DueDelivery
 	var next time.Time
-	page := limit + 16
+	for _, d := range claimed {
+		switch {
+		case skip(d.ID):
+		case len(out) < limit:
+			out = append(out, d)
+		case next.IsZero():
+			next = d.Scheduled
+		}
+	}
+	if !next.IsZero() {
+		return out, next, nil
+	}
 	afterNext, afterID := int64(-1<<63), ""
-	for found := false; !found; {
-		rows, err := s.pool.Query(ctx, `SELECT d.message_id, d.next_at FROM webhook_deliveries d
-			WHERE d.customer_id = $1 AND d.endpoint_id = $2 AND d.state = 1
-				AND (d.claimed_until IS NULL OR d.claimed_until <= $3 OR d.claimed_by = $4)
-				AND (d.next_at, d.message_id) > ($5, $6) AND NOT `+pgWaiting+`
-			ORDER BY d.next_at, d.message_id LIMIT $7`,
-			customerID, endpointID, nowNS, s.outbox.node, afterNext, afterID, page)
-		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("store: postgres: %w", err)
-		}
-		n := 0
-		for rows.Next() {
-			n++
-			var id string
-			var at int64
-			if err := rows.Scan(&id, &at); err != nil {
-				rows.Close()
-				return nil, time.Time{}, err
-			}
-			afterNext, afterID = at, id
-			if found || skip(id) {
-				continue
-			}
-			if at <= nowNS && len(ids) < limit {
-				ids = append(ids, id)
-				continue
-			}
-			next, found = timeOf(at), true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, time.Time{}, fmt.Errorf("store: postgres: %w", err)
-		}
-		if n < page {
-			break
-		}
+	if n := len(claimed); n > 0 {
+		afterNext, afterID = claimed[n-1].Scheduled.UnixNano(), claimed[n-1].ID
 	}
-	if len(ids) == 0 {
-		return nil, next, nil
-	}
+	next, err = db.pgNextDue(ctx, customerID, endpointID, nowNS, afterNext, afterID, skip)
+	return out, next, err
+}
+
+// pgClaimAhead is how many due deliveries DueDeliveries claims beyond its limit: those its
+// skip may leave out (the node's attempts in flight), and the next ones, which this node
+// answers on its next call (another node takes them once the claim lapses).
+const pgClaimAhead = 4
+
+// pgClaimDue claims for this node at most n of the endpoint's deliveries due at now, the
+// earliest due first, that do not wait for their subject and that no other node holds, and
+// answers them with their messages. The rows are chosen FOR UPDATE SKIP LOCKED (a row another
+// node is claiming, or whose outcome is being written, is passed over; one claimed by another
+// node meanwhile is checked again on its new version, and left), so that a delivery is handed
+// to one node at a time. Rows this node claimed before are answered again: its workers' skip
+// leaves out those in flight. The claim's commit is not waited for on disk
+// (synchronous_commit off): a claim lost in a crash only lets a delivery be taken again.
+func (db *DB) pgClaimDue(ctx context.Context, customerID, endpointID string, nowNS int64, n int) ([]DueDelivery, error) {
+	s := db.pg
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SET LOCAL synchronous_commit TO off`)
 	b.Queue(`UPDATE webhook_deliveries d SET claimed_by = $4, claimed_until = $5
-		FROM webhook_messages m LEFT JOIN webhook_messages o ON o.customer_id = m.customer_id AND o.id = m.ref
-		WHERE d.customer_id = $1 AND d.endpoint_id = $2 AND d.message_id = ANY ($3) AND d.state = 1 AND d.next_at <= $6
-			AND (d.claimed_until IS NULL OR d.claimed_until <= $6 OR d.claimed_by = $4)
+		FROM (SELECT c.message_id FROM webhook_deliveries c
+				WHERE c.customer_id = $1 AND c.endpoint_id = $2 AND c.state = 1 AND c.next_at <= $3
+					AND (c.claimed_until IS NULL OR c.claimed_until <= $3 OR c.claimed_by = $4) AND NOT `+pgWaitingOf("c")+`
+				ORDER BY c.next_at, c.message_id LIMIT $6 FOR UPDATE SKIP LOCKED) c,
+			webhook_messages m LEFT JOIN webhook_messages o ON o.customer_id = m.customer_id AND o.id = m.ref
+		WHERE d.customer_id = $1 AND d.endpoint_id = $2 AND d.message_id = c.message_id
 			AND m.customer_id = d.customer_id AND m.id = d.message_id
 		RETURNING d.next_at, d.attempt_count, `+pgMessageColumns,
-		customerID, endpointID, ids, s.outbox.node, nowNS+int64(pgClaimFor), nowNS)
+		customerID, endpointID, nowNS, s.outbox.node, nowNS+int64(pgClaimFor), n)
 	b.Queue(`COMMIT`)
 	var out []DueDelivery
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("store: postgres: %w", err)
+		return nil, fmt.Errorf("store: postgres: %w", err)
 	}
 	defer conn.Release()
 	br := conn.SendBatch(ctx, b)
@@ -232,7 +235,7 @@ func (db *DB) pgDueDeliveries(customerID, endpointID string, now time.Time, limi
 			return err
 		}
 		defer rows.Close()
-		p := &pgTx{s: s, ctx: ctx}
+		p := &pgTx{s: s, db: db, ctx: ctx}
 		for rows.Next() {
 			var at int64
 			var attempts int
@@ -266,7 +269,7 @@ func (db *DB) pgDueDeliveries(customerID, endpointID string, now time.Time, limi
 	if err != nil {
 		// A failed batch leaves the connection in a failed transaction: end it.
 		conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		return nil, time.Time{}, fmt.Errorf("claim webhook deliveries: %w", err)
+		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
 	slices.SortFunc(out, func(a, b DueDelivery) int {
 		if c := a.Scheduled.Compare(b.Scheduled); c != 0 {
@@ -274,7 +277,48 @@ func (db *DB) pgDueDeliveries(customerID, endpointID string, now time.Time, limi
 		}
 		return cmpString(a.ID, b.ID)
 	})
-	return out, next, nil
+	return out, nil
+}
+
+// pgNextDue answers when the endpoint's first pending delivery after (afterNext, afterID)
+// that skip does not leave out, that does not wait for its subject and that no other node
+// holds is due (zero: none).
+func (db *DB) pgNextDue(ctx context.Context, customerID, endpointID string, nowNS, afterNext int64, afterID string, skip func(string) bool) (time.Time, error) {
+	s := db.pg
+	const page = 32
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT d.message_id, d.next_at FROM webhook_deliveries d
+			WHERE d.customer_id = $1 AND d.endpoint_id = $2 AND d.state = 1
+				AND (d.claimed_until IS NULL OR d.claimed_until <= $3 OR d.claimed_by = $4)
+				AND (d.next_at, d.message_id) > ($5, $6) AND NOT `+pgWaiting+`
+			ORDER BY d.next_at, d.message_id LIMIT $7`,
+			customerID, endpointID, nowNS, s.outbox.node, afterNext, afterID, page)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("store: postgres: %w", err)
+		}
+		n := 0
+		var next time.Time
+		for rows.Next() {
+			n++
+			var id string
+			var at int64
+			if err := rows.Scan(&id, &at); err != nil {
+				rows.Close()
+				return time.Time{}, err
+			}
+			afterNext, afterID = at, id
+			if next.IsZero() && !skip(id) {
+				next = timeOf(at)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return time.Time{}, fmt.Errorf("store: postgres: %w", err)
+		}
+		if !next.IsZero() || n < page {
+			return next, nil
+		}
+	}
 }
 
 // pgRecordDelivery is RecordDelivery on PostgreSQL (r is checked): one statement keeps the

@@ -24,16 +24,24 @@ type pgMessage struct {
 	subject    string
 	at         time.Time
 	data       []byte // the payload's data; nil with ref
-	ref        string // the id of the message of this write that holds the data
+	// pseudo, if set, is the data without the caller's number: the statement takes it
+	// instead of data when the customer has pseudonymous callers (no read of the customer)
+	pseudo []byte
+	ref    string // the id of the message of this write that holds the data
 }
 
 // pgMessageSQL inserts a message ($1 customer, $2 id, $3 type, $4 subject, $5 created,
-// $6 at, $7 data, $8 ref, $9 the type's bit) and a pending delivery of it to every enabled
-// endpoint that wants its type, due at once; nothing when there is none, or when the
-// message it refers to is not there (not written for want of an endpoint).
+// $6 at, $7 data, $8 ref, $9 the type's bit, $10 the data for a customer with pseudonymous
+// callers or NULL: $7 then) and a pending delivery of it to every enabled endpoint that
+// wants its type, due at once; nothing when there is none, or when the message it refers to
+// is not there (not written for want of an endpoint). A missing customer is taken to have
+// pseudonymous callers, as on bbolt.
 const pgMessageSQL = `WITH m AS (
 		INSERT INTO webhook_messages (customer_id, id, type, subject, created, at, data, ref)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8
+		SELECT $1, $2, $3, $4, $5, $6, CASE WHEN $10::bytea IS NULL THEN $7::bytea
+			WHEN coalesce((SELECT coalesce((settings ->> 'pseudonymous_callers')::boolean, false) FROM customers WHERE id = $1), true)
+			THEN $10
+			ELSE $7 END, $8
 		WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE customer_id = $1 AND enabled AND types & $9 <> 0)
 			AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM webhook_messages WHERE customer_id = $1 AND id = $8))
 		RETURNING customer_id, id, seq, subject, created)
@@ -46,21 +54,22 @@ const pgMessageSQL = `WITH m AS (
 func (t *Tx) pgAddMessage(m *pgMessage, subs []pgSub) (string, error) {
 	now := t.now()
 	id := t.db.pgNewMessageID(now)
-	var data, ref any
+	var data, pseudo, ref any
 	if m.ref != "" {
 		ref = m.ref
 	} else {
-		sealed, err := t.pg.seal("webhook_messages.data", m.customerID, id, string(m.data))
-		if err != nil {
+		var err error
+		if data, err = t.pgSealData(m.customerID, id, m.data); err != nil {
 			return "", err
 		}
-		if sealed == nil {
-			sealed = []byte{sealPlain} // "" data: not NULL, which means "see ref"
+		if m.pseudo != nil {
+			if pseudo, err = t.pgSealData(m.customerID, id, m.pseudo); err != nil {
+				return "", err
+			}
 		}
-		data = sealed
 	}
 	if err := t.pg.exec(nil, pgMessageSQL, m.customerID, id, string(m.typ), m.subject, now.UnixNano(), m.at.UnixNano(),
-		data, ref, int64(m.typ.bit())); err != nil {
+		data, ref, int64(m.typ.bit()), pseudo); err != nil {
 		return "", err
 	}
 	var eps []string
@@ -73,16 +82,28 @@ func (t *Tx) pgAddMessage(m *pgMessage, subs []pgSub) (string, error) {
 	return id, nil
 }
 
-// pgPseudonymous tells whether the customer has pseudonymous callers (a missing customer is
-// taken to).
-func (t *Tx) pgPseudonymous(customerID string) (bool, error) {
-	var pseudo bool
-	err := t.pg.row(`SELECT coalesce((settings ->> 'pseudonymous_callers')::boolean, false) FROM customers WHERE id = $1`,
-		[]any{customerID}, &pseudo)
-	if errors.Is(err, ErrNotFound) {
-		return true, nil
+// pgSealData seals a message's data ("" data is not NULL, which means "see ref").
+func (t *Tx) pgSealData(customerID, id string, data []byte) ([]byte, error) {
+	sealed, err := t.pg.seal("webhook_messages.data", customerID, id, string(data))
+	if sealed == nil && err == nil {
+		sealed = []byte{sealPlain}
 	}
-	return pseudo, err
+	return sealed, err
+}
+
+// pgCallData sets m's data to the call's payload data, and its pseudo to the data without
+// the caller's number when the call has one: the statement picks by the customer's setting.
+func pgCallData(m *pgMessage, c *Call) error {
+	var err error
+	if m.data, err = json.Marshal(newCallPayload(c, false)); err != nil {
+		return fmt.Errorf("encode %s event: %w", m.typ, err)
+	}
+	if c.Caller != "" {
+		if m.pseudo, err = json.Marshal(newCallPayload(c, true)); err != nil {
+			return fmt.Errorf("encode %s event: %w", m.typ, err)
+		}
+	}
+	return nil
 }
 
 // pgCallEvents writes the events of a write of c (PutCall on PostgreSQL: pg_calls.go's
@@ -99,17 +120,10 @@ func (t *Tx) pgCallEvents(c *Call, tr callTransition) error {
 	for _, s := range subs {
 		wanted |= s.mask
 	}
-	var pseudo, read bool
 	var callMsg string // the message of this write that holds the call's data
 	for _, typ := range callEventTypes(c, tr) {
 		if wanted&typ.bit() == 0 {
 			continue
-		}
-		if !read {
-			if pseudo, err = t.pgPseudonymous(c.CustomerID); err != nil {
-				return err
-			}
-			read = true
 		}
 		m := pgMessage{customerID: c.CustomerID, typ: typ, subject: c.ID}
 		switch typ {
@@ -145,8 +159,8 @@ func (t *Tx) pgCallEvents(c *Call, tr callTransition) error {
 			}
 			continue
 		}
-		if m.data, err = json.Marshal(newCallPayload(c, pseudo)); err != nil {
-			return fmt.Errorf("encode %s event: %w", typ, err)
+		if err := pgCallData(&m, c); err != nil {
+			return err
 		}
 		if callMsg, err = t.pgAddMessage(&m, subs); err != nil {
 			return err
@@ -183,16 +197,12 @@ func (t *Tx) pgCallUpdated(c *Call) error {
 	if err != nil || subs == nil {
 		return err
 	}
-	pseudo, err := t.pgPseudonymous(c.CustomerID)
-	if err != nil {
-		return err
-	}
 	m := pgMessage{customerID: c.CustomerID, typ: EventCallUpdated, subject: c.ID, at: c.Updated}
 	if m.at.IsZero() {
 		m.at = t.now()
 	}
-	if m.data, err = json.Marshal(newCallPayload(c, pseudo)); err != nil {
-		return fmt.Errorf("encode %s event: %w", EventCallUpdated, err)
+	if err := pgCallData(&m, c); err != nil {
+		return err
 	}
 	_, err = t.pgAddMessage(&m, subs)
 	return err
