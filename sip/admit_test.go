@@ -1,7 +1,9 @@
 package sip
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -156,6 +158,91 @@ func TestAdmitMeterKernelTimestamp(t *testing.T) {
 		t.Logf("datagram %d: waited %v by its timestamp", i, waited)
 	}
 	t.Error("no datagram was stamped as waiting the 30 ms it waited")
+}
+
+// The meter reads and writes with system calls of its own: on an IPv4 socket and on a
+// dual-stack one (IPv4 peers as IPv4-mapped addresses), each datagram's source is the peer
+// that sent it, also when two peers alternate, and a write reaches the peer from the
+// switch's own port.
+func TestAdmitMeterReadWrite(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", ":0"} {
+		t.Run(listen, func(t *testing.T) {
+			c, err := net.ListenPacket("udp", listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			m := meterUDP(c)
+			if m == nil {
+				t.Fatal("no meter")
+			}
+			port := c.LocalAddr().(*net.UDPAddr).Port
+			var peers [2]*net.UDPConn
+			for i := range peers {
+				p, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				peers[i] = p
+			}
+			to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+			buf := make([]byte, 1500)
+			for i := range 6 {
+				p := peers[i%2]
+				msg := fmt.Sprintf("OPTIONS sip:x SIP/2.0\r\nX: %d\r\n\r\n", i)
+				if _, err := p.WriteToUDP([]byte(msg), to); err != nil {
+					t.Fatal(err)
+				}
+				n, from, err := m.ReadFrom(buf)
+				if err != nil || string(buf[:n]) != msg {
+					t.Fatalf("ReadFrom = %q, %v", buf[:n], err)
+				}
+				if from.String() != p.LocalAddr().String() {
+					t.Fatalf("datagram %d from %v, want %v", i, from, p.LocalAddr())
+				}
+				reply := fmt.Sprintf("SIP/2.0 200 OK\r\nX: %d\r\n\r\n", i)
+				if n, err := m.WriteTo([]byte(reply), from); err != nil || n != len(reply) {
+					t.Fatalf("WriteTo = %d, %v", n, err)
+				}
+				p.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, src, err := p.ReadFromUDP(buf)
+				if err != nil || string(buf[:n]) != reply {
+					t.Fatalf("the peer read %q, %v", buf[:n], err)
+				}
+				if src.Port != port {
+					t.Fatalf("the answer came from port %d, want the switch's %d", src.Port, port)
+				}
+			}
+			if _, err := m.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}); err == nil {
+				t.Error("a write to port 0 succeeded")
+			}
+			// Reading from sources seen before allocates nothing (the drain must not assist
+			// the garbage collector).
+			msg := []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")
+			dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+			i := 0
+			if n := testing.AllocsPerRun(100, func() {
+				peers[i%2].WriteToUDPAddrPort(msg, dst)
+				i++
+				if _, _, err := m.ReadFrom(buf); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("a read allocates %v times", n)
+			}
+			// Nor does the drain's own write (its 503s).
+			to0 := peers[0].LocalAddr()
+			if n := testing.AllocsPerRun(100, func() {
+				if _, err := m.writeOwn(msg, to0); err != nil {
+					t.Fatal(err)
+				}
+				peers[0].ReadFromUDPAddrPort(buf)
+			}); n != 0 {
+				t.Errorf("the drain's write allocates %v times", n)
+			}
+		})
+	}
 }
 
 func TestRxTimestampMalformed(t *testing.T) {

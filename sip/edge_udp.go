@@ -62,7 +62,7 @@ func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, nil
 		case actAnswer:
 			c.out = c.e.appendAnswer(c.out[:0], &c.sc, b)
-			if err := c.sendAnswer(c.out, replyAddr(&c.sc, b, addr)); err == nil {
+			if err := c.sendOwn(c.out, replyAddr(&c.sc, b, addr)); err == nil {
 				c.e.answered(c.sc.fault)
 			}
 		}
@@ -112,10 +112,25 @@ func (s *scan) inviteRef(b []byte) inviteRef {
 	return inviteRef{method: method, key: inviteKey(branch, s.callID.of(b)), initial: !s.toTagged(b)}
 }
 
-// sendAnswer sends an answer over the socket.
+// sendAnswer sends an answer over the socket. Safe for concurrent use.
 func (c *edgePacketConn) sendAnswer(b []byte, to net.Addr) error {
 	_, err := c.PacketConn.WriteTo(b, to)
 	return err
+}
+
+// sendOwn is sendAnswer for the reader goroutine (ReadFrom's): over a socket with a write
+// of its own for that goroutine (admitMeter), it allocates nothing.
+func (c *edgePacketConn) sendOwn(b []byte, to net.Addr) error {
+	if w, ok := c.PacketConn.(ownWriter); ok {
+		_, err := w.writeOwn(b, to)
+		return err
+	}
+	return c.sendAnswer(b, to)
+}
+
+// ownWriter is a socket with a write for its reader goroutine only (admitMeter.writeOwn).
+type ownWriter interface {
+	writeOwn(b []byte, to net.Addr) (int, error)
 }
 
 // replyAddr is where the answer to a request over UDP goes (RFC 3261 §18.2.2, RFC 3581
