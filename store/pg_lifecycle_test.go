@@ -333,3 +333,73 @@ func TestPostgresCompactNeedsTheTablesOwner(t *testing.T) {
 		t.Fatalf("Compact with a table of another user: %v, want an error naming it", err)
 	}
 }
+
+// BenchmarkPurgeCustomer: the erasure of a customer with 5000 sessions and assignments and
+// 2000 completed calls, then the compaction, on the driver TRACKLINE_TEST_STORE names (a
+// fresh bbolt file or PostgreSQL database each time); purge-ms and compact-ms per run.
+func BenchmarkPurgeCustomer(b *testing.B) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	var purge, compact time.Duration
+	for range b.N {
+		b.StopTimer()
+		var db *DB
+		if testDriver(b) == "postgres" {
+			db = openPostgresTest(b)
+		} else {
+			var err error
+			if db, err = Open(filepath.Join(b.TempDir(), "trackline.db")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for ci, cu := range []string{"gone", "kept"} {
+			if err := db.Write(ctx, func(tx *Tx) error {
+				return tx.CreateCustomer(&Customer{ID: cu, Name: cu, SiteKey: cu + "-site-key", Status: StatusEnded, Created: t0})
+			}); err != nil {
+				b.Fatal(err)
+			}
+			for chunk := 0; chunk < 5000; chunk += 500 {
+				err := db.Write(ctx, func(tx *Tx) error {
+					for i := chunk; i < chunk+500; i++ {
+						at := t0.Add(time.Duration(i) * time.Second)
+						s := Session{ID: testCallID(at, ci*100000+i), CustomerID: cu, Created: at, Channel: "Google Ads", LandingPage: "https://" + cu + ".example/p?x=1"}
+						if err := tx.PutSession(&s); err != nil {
+							return err
+						}
+						if err := tx.PutAssignment(&Assignment{CustomerID: cu, Number: "+3185000000" + fmt.Sprint(i%10), SessionID: s.ID, From: at, Until: at.Add(time.Minute)}); err != nil {
+							return err
+						}
+						if i%5 < 2 {
+							c := Call{ID: testCallID(at.Add(time.Millisecond), ci*100000+i), CustomerID: cu, Dialled: "+31850000000", Caller: "+3161234" + fmt.Sprintf("%04d", i),
+								CallerPseudonym: fmt.Sprint("p", i), SessionID: s.ID, Channel: "Google Ads", LandingPage: s.LandingPage, Start: at, End: at.Add(time.Minute),
+								Disposition: DispAnswered, TalkSeconds: 60}
+							if err := tx.PutCall(&c); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		res, err := db.PurgeCustomer(ctx, "gone", PurgeOptions{})
+		purge += time.Since(start)
+		if err != nil || res.Sessions != 5000 || res.Calls != 2000 {
+			b.Fatalf("PurgeCustomer = %+v, %v", res, err)
+		}
+		start = time.Now()
+		if _, err := db.Compact(ctx); err != nil {
+			b.Fatal(err)
+		}
+		compact += time.Since(start)
+		b.StopTimer()
+		db.Close()
+	}
+	b.ReportMetric(float64(purge.Milliseconds())/float64(b.N), "purge-ms")
+	b.ReportMetric(float64(compact.Milliseconds())/float64(b.N), "compact-ms")
+}
