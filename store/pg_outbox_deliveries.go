@@ -198,24 +198,28 @@ const pgClaimAhead = 4
 // answers them with their messages. The rows are chosen FOR UPDATE SKIP LOCKED (a row another
 // node is claiming, or whose outcome is being written, is passed over; one claimed by another
 // node meanwhile is checked again on its new version, and left), so that a delivery is handed
-// to one node at a time. Rows this node claimed before are answered again: its workers' skip
-// leaves out those in flight. The claim's commit is not waited for on disk
+// to one node at a time. Rows this node claimed before are answered again (their claim
+// written again only when half of it has passed): its workers' skip leaves out those in
+// flight. The claim's commit is not waited for on disk
 // (synchronous_commit off): a claim lost in a crash only lets a delivery be taken again.
 func (db *DB) pgClaimDue(ctx context.Context, customerID, endpointID string, nowNS int64, n int) ([]DueDelivery, error) {
 	s := db.pg
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SET LOCAL synchronous_commit TO off`)
-	b.Queue(`UPDATE webhook_deliveries d SET claimed_by = $4, claimed_until = $5
-		FROM (SELECT c.message_id FROM webhook_deliveries c
-				WHERE c.customer_id = $1 AND c.endpoint_id = $2 AND c.state = 1 AND c.next_at <= $3
-					AND (c.claimed_until IS NULL OR c.claimed_until <= $3 OR c.claimed_by = $4) AND NOT `+pgWaitingOf("c")+`
-				ORDER BY c.next_at, c.message_id LIMIT $6 FOR UPDATE SKIP LOCKED) c,
-			webhook_messages m LEFT JOIN webhook_messages o ON o.customer_id = m.customer_id AND o.id = m.ref
-		WHERE d.customer_id = $1 AND d.endpoint_id = $2 AND d.message_id = c.message_id
-			AND m.customer_id = d.customer_id AND m.id = d.message_id
-		RETURNING d.next_at, d.attempt_count, `+pgMessageColumns,
-		customerID, endpointID, nowNS, s.outbox.node, nowNS+int64(pgClaimFor), n)
+	b.Queue(`WITH c AS (
+			SELECT c.customer_id, c.endpoint_id, c.message_id, c.next_at, c.attempt_count, c.claimed_by, c.claimed_until
+			FROM webhook_deliveries c
+			WHERE c.customer_id = $1 AND c.endpoint_id = $2 AND c.state = 1 AND c.next_at <= $3
+				AND (c.claimed_until IS NULL OR c.claimed_until <= $3 OR c.claimed_by = $4) AND NOT `+pgWaitingOf("c")+`
+			ORDER BY c.next_at, c.message_id LIMIT $6 FOR UPDATE SKIP LOCKED),
+		u AS (UPDATE webhook_deliveries d SET claimed_by = $4, claimed_until = $5 FROM c
+			WHERE d.customer_id = c.customer_id AND d.endpoint_id = c.endpoint_id AND d.message_id = c.message_id
+				AND NOT (c.claimed_by IS NOT DISTINCT FROM $4 AND c.claimed_until > $7))
+		SELECT c.next_at, c.attempt_count, `+pgMessageColumns+` FROM c
+			JOIN webhook_messages m ON m.customer_id = c.customer_id AND m.id = c.message_id
+			LEFT JOIN webhook_messages o ON o.customer_id = m.customer_id AND o.id = m.ref`,
+		customerID, endpointID, nowNS, s.outbox.node, nowNS+int64(pgClaimFor), n, nowNS+int64(pgClaimFor/2))
 	b.Queue(`COMMIT`)
 	var out []DueDelivery
 	conn, err := s.pool.Acquire(ctx)
