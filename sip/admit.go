@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -96,6 +97,28 @@ type admission struct {
 	handler   time.Duration
 	handlerAt time.Time
 	step      float64 // the limit's growth an interval: a twentieth of its first cut
+
+	// strainedUntil (unix ns): the switch's delay was seen out of its quiet range (strain)
+	// lately. Read without mu by the drain, per read (strained).
+	strainedUntil atomic.Int64
+}
+
+// strainHold is how long a sign of strain keeps the drain polling the socket.
+const strainHold = time.Second
+
+// strain notes a sign that the switch is near or past its capacity at now. Called under mu.
+func (a *admission) strain(now time.Time) {
+	a.strainedUntil.Store(now.Add(strainHold).UnixNano())
+}
+
+// strained tells whether the switch showed strain within strainHold of now: a limit in
+// force, a call refused for overload, a queueing delay or a handler's wait over half the
+// target. While it is, the drain polls the socket rather than wait in the network poller
+// (admitMeter), whose wake-ups wait at the back of the scheduler's global queue when
+// every P is busy; otherwise it waits there, which costs nothing and wakes it at once on
+// a machine with a core to spare.
+func (a *admission) strained(now time.Time) bool {
+	return now.UnixNano() < a.strainedUntil.Load()
 }
 
 func newAdmission(target time.Duration, maxCPS float64, m *admitMetrics) *admission {
@@ -143,6 +166,9 @@ func (a *admission) roll(now time.Time) {
 		a.lastDelay = delay
 	} else if elapsed >= 2*admitInterval {
 		a.lastDelay = 0 // nothing arrived for a while: no queue
+	}
+	if (seen && delay > a.target/2) || a.lim.rate > 0 {
+		a.strain(now)
 	}
 	rate := float64(a.admitted) / elapsed.Seconds()
 	switch {
@@ -195,9 +221,11 @@ func (a *admission) allow(now time.Time, wait time.Duration) string {
 	case wait > admitStale*a.target:
 		reason = shedOverload
 		a.refused++
+		a.strain(now)
 	case a.lim.rate > 0 && !a.lim.take(now):
 		reason = shedOverload
 		a.refused++
+		a.strain(now)
 	default:
 		a.admitted++
 		return ""
@@ -217,6 +245,9 @@ func (a *admission) observeHandler(wait time.Duration, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.handler, a.handlerAt = max(wait, 0), now
+	if wait > a.target/2 {
+		a.strain(now)
+	}
 }
 
 // handlerWait is the last handler's wait (observeHandler) while it is recent: observed

@@ -290,3 +290,31 @@ func TestAdmissionHandlerWait(t *testing.T) {
 		t.Errorf("handlerWait past two intervals = %v, want 0", got)
 	}
 }
+
+// The switch is strained (the drain polls) for strainHold after a refusal for overload or a
+// handler that waited over half the target, and not before nor after.
+func TestAdmissionStrained(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	if a.strained(now) {
+		t.Fatal("strained before any sign")
+	}
+	a.observeHandler(5*time.Millisecond, now)
+	if a.strained(now) {
+		t.Fatal("strained by a handler that waited a quarter of the target")
+	}
+	a.observeHandler(15*time.Millisecond, now)
+	if !a.strained(now) || !a.strained(now.Add(strainHold-time.Millisecond)) {
+		t.Fatal("not strained after a handler waited three quarters of the target")
+	}
+	if a.strained(now.Add(strainHold)) {
+		t.Fatal("still strained a strainHold later")
+	}
+	now = now.Add(2 * strainHold)
+	if r := a.allow(now, admitStale*a.target+time.Millisecond); r != shedOverload {
+		t.Fatalf("a stale INVITE: %q, want refused", r)
+	}
+	if !a.strained(now.Add(strainHold / 2)) {
+		t.Fatal("not strained after a refusal for overload")
+	}
+}
