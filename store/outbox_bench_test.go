@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -182,5 +183,82 @@ func BenchmarkCallWritesPaced(b *testing.B) {
 			b.ReportMetric(float64(ru1.cpu()-ru0.cpu())/float64(time.Microsecond)/float64(b.N), "cpu-µs/call")
 			b.ReportMetric(float64(pageWrites(db)-pages0)/float64(b.N), "pages/call")
 		})
+	}
+}
+
+// BenchmarkCallCommitPages counts the pages a commit of one call's start and another's end
+// writes, on a file that holds kept calls (and, with an endpoint, their messages) already:
+// what a call's commit pays for its events grows with the trees of the buckets it touches.
+// b.N is the commits measured; the index writes are made every 50 commits (about the
+// switch's 100 ms at 1,000 calls a second) and their pages reported apart, per commit.
+func BenchmarkCallCommitPages(b *testing.B) {
+	for _, kept := range []int{30_000, 200_000} {
+		for _, tt := range []struct {
+			name  string
+			types []EventType
+		}{{"no_endpoint", nil}, {"completed_only", []EventType{EventCallCompleted}}} {
+			b.Run(fmt.Sprintf("kept_%d/%s", kept, tt.name), func(b *testing.B) {
+				db, err := Open(filepath.Join(b.TempDir(), "b.db"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				ctx := context.Background()
+				write := func(fn func(tx *Tx) error) {
+					if err := db.Write(ctx, fn); err != nil {
+						b.Fatal(err)
+					}
+				}
+				write(func(tx *Tx) error {
+					if err := tx.CreateCustomer(&Customer{ID: "acme", Status: StatusActive, SiteKey: "acme-key"}); err != nil || tt.types == nil {
+						return err
+					}
+					return tx.PutEndpoint(&Endpoint{ID: "crm", CustomerID: "acme", URL: "https://crm.example/", EventTypes: tt.types, Secret: testSecret})
+				})
+				const talk = 1000 // calls in progress
+				t0 := time.Now()
+				calls := make([]Call, 0, kept+b.N)
+				step := func(k int) func(tx *Tx) error {
+					return func(tx *Tx) error {
+						calls = append(calls, benchCall("acme", t0.Add(time.Duration(k)*time.Millisecond), k))
+						if err := tx.PutCall(&calls[k]); err != nil || k < talk {
+							return err
+						}
+						c := complete(calls[k-talk], k-talk)
+						return tx.PutCall(&c)
+					}
+				}
+				for k := 0; k < kept; k += 100 {
+					write(func(tx *Tx) error {
+						for j := k; j < k+100; j++ {
+							if err := step(j)(tx); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					if err := db.IndexOutbox(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var pages, index int64
+				b.ResetTimer()
+				for i := range b.N {
+					p0 := pageWrites(db)
+					write(step(kept + i))
+					pages += pageWrites(db) - p0
+					if i%50 == 49 {
+						p0 = pageWrites(db)
+						if err := db.IndexOutbox(ctx); err != nil {
+							b.Fatal(err)
+						}
+						index += pageWrites(db) - p0
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(pages)/float64(b.N), "pages/commit")
+				b.ReportMetric(float64(index)/float64(b.N), "index-pages/commit")
+			})
+		}
 	}
 }
