@@ -31,12 +31,11 @@ import (
 //
 // Build tag "cluster": these tests need `trackline serve` on store.driver postgres, which
 // refuses to start while the PostgreSQL backend lacks store operations
-// (store.PostgresMissing). Until the backend is complete they fail at the first node's start,
-// naming the missing operations, so they stay out of `make test`. Run them with
+// (store.PostgresMissing); with such a backend they fail at the first node's start, naming
+// the missing operations. They were written while it was incomplete, so they are kept out of
+// `make test` by the tag until the lead moves them in (drop the tag). Run them with
 //
 //	go test -tags cluster -run TestClusterPG -v ./e2e/
-//
-// The lead moves them into make test once the store is complete (drop the tag).
 
 // clusterMasterKey seals the shared keys (TRACKLINE_MASTER_KEY of every node).
 const clusterMasterKey = "6b0a3c1f2e4d5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1"
