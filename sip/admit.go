@@ -106,14 +106,14 @@ type admission struct {
 // strainHold is how long a sign of strain keeps the drain polling the socket.
 const strainHold = time.Second
 
-// strain notes a sign that the switch is near or past its capacity at now. Called under mu.
+// strain notes a sign that the switch is near or past its capacity at now. Safe without mu.
 func (a *admission) strain(now time.Time) {
 	a.strainedUntil.Store(now.Add(strainHold).UnixNano())
 }
 
 // strained tells whether the switch showed strain within strainHold of now: a limit in
 // force, a call refused for overload, a queueing delay or a handler's wait over half the
-// target. While it is, the drain polls the socket rather than wait in the network poller
+// target, a datagram that waited in the socket over a quarter of it (admitConn.drain). While it is, the drain polls the socket rather than wait in the network poller
 // (admitMeter), whose wake-ups wait at the back of the scheduler's global queue when
 // every P is busy; otherwise it waits there, which costs nothing and wakes it at once on
 // a machine with a core to spare.

@@ -391,6 +391,10 @@ func (c *admitConn) drain() {
 		if c.meter != nil && !c.meter.rx.IsZero() {
 			rx = c.meter.rx
 		}
+		if now.Sub(rx) > c.s.adm.target/4 {
+			// The datagram waited in the socket: the drain woke late. It polls for a while.
+			c.s.adm.strain(now)
+		}
 		b := buf[:n]
 		ref := c.edgePacketConn.ref
 		switch {
