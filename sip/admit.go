@@ -113,10 +113,10 @@ func (a *admission) strain(now time.Time) {
 
 // strained tells whether the switch showed strain within strainHold of now: a limit in
 // force, a call refused for overload, a queueing delay or a handler's wait over half the
-// target, a datagram that waited in the socket over a quarter of it (admitConn.drain). While it is, the drain polls the socket rather than wait in the network poller
-// (admitMeter), whose wake-ups wait at the back of the scheduler's global queue when
-// every P is busy; otherwise it waits there, which costs nothing and wakes it at once on
-// a machine with a core to spare.
+// target, a datagram that waited in the socket over a quarter of it (admitConn.drain).
+// While it is, the drain polls the socket (admitMeter) even through a lull of datagrams,
+// rather than wait in the network poller, whose wake-ups wait at the back of the
+// scheduler's global queue when every P is busy.
 func (a *admission) strained(now time.Time) bool {
 	return now.UnixNano() < a.strainedUntil.Load()
 }

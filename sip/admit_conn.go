@@ -19,21 +19,24 @@ import (
 // it waits, in the socket's queue and then in admitConn's, can be told. It passes every
 // datagram on unchanged. It is read by one goroutine only; its writes may come from any.
 //
-// While the switch is strained (admission.strained; without admission control, while
-// datagrams come: one within the last admitInterval) it does not wait for the next
-// in Go's network poller but reads again when sipgo's reader has emptied admitConn's
-// queue (wake: that goroutine hands over its P's next turn), or after pollSleep at the
-// latest: a goroutine the poller wakes while every P is busy joins the back of the
-// scheduler's global queue, behind every goroutine the load has made runnable (seconds,
-// under a step to twice the load), while a goroutine a channel send or a timer wakes runs
-// next on the P that woke it. A timer's wake-up can come late, though (a runtime trace:
-// 1 ms at the median, 20 ms at p99 for a sleep of 0.5 ms), and every datagram waited for
-// it: hence the wake from the reader, which is at work exactly when datagrams come.
-// Otherwise it waits in the poller: on a machine with a core to spare its wake-ups come at
-// once, and polling would cost a wake-up and an empty read per datagram (direct calls at
-// 1,000 a second took a fifth more CPU each, and their setup p99 rose from 4 to 16 ms
-// with polling).
+// While datagrams come (one within the last admitInterval), or while admission says the
+// switch is strained (admission.strained), it does not wait for the next in Go's network
+// poller but reads again when sipgo's reader has emptied admitConn's queue (wake: that
+// goroutine hands over its P's next turn), or after pollSleep at the latest: a goroutine
+// the poller wakes while every P is busy joins the back of the scheduler's global queue,
+// behind every goroutine the load has made runnable (seconds, under a step to twice the
+// load), while a goroutine a channel send or a timer wakes runs next on the P that woke
+// it. A timer's wake-up can come late, though (a runtime trace: 1 ms at the median, 20 ms
+// at p99 for a sleep of 0.5 ms), and every datagram waited for it: hence the wake from the
+// reader, which is at work exactly when datagrams come. Idle, it waits in the poller.
 //
+// Polling costs a wake-up and an empty read per datagram at any load (direct calls at
+// 1,000 a second: 0.67 ms of CPU a call against 0.55, setup p99 16-20 ms against 4 ms
+// waiting in the poller). Polling only while strained took that back (8 ms, 0.60 ms) but
+// let the first seconds of a step to twice the load queue in the socket again (861 and
+// 9,566 drops in two recorded runs, none in three runs that polled): the goal of no
+// collapse comes first (docs/benchmarks.md).
+
 // Reads and writes are system calls of its own (recvmsg, sendto), raw: the P stays with
 // the goroutine through them (they do not block: the socket is non-blocking), the read
 // allocates nothing but the source's address when it changes, and a write does not take
@@ -47,7 +50,7 @@ type admitMeter struct {
 	*net.UDPConn
 	rc     syscall.RawConn
 	wake   chan struct{}        // sipgo's reader has emptied the queue: read the socket (nil: none)
-	poll   func(time.Time) bool // whether to poll rather than wait in the poller (nil: while datagrams come)
+	poll   func(time.Time) bool // whether to poll, besides while datagrams come (nil: only then)
 	timer  *time.Timer          // pollSleep, while datagrams come
 	family int                  // the socket's address family: AF_INET, or AF_INET6 (maybe dual-stack)
 	rx     time.Time            // when the kernel received the datagram read last; zero if not stamped
@@ -107,10 +110,9 @@ func (m *admitMeter) ReadFrom(p []byte) (int, net.Addr, error) {
 	m.buf = p
 	defer func() { m.buf = nil }()
 	for {
-		if m.poll != nil {
+		m.busy = !m.last.IsZero() && time.Since(m.last) < admitInterval
+		if !m.busy && m.poll != nil {
 			m.busy = m.poll(time.Now())
-		} else {
-			m.busy = !m.last.IsZero() && time.Since(m.last) < admitInterval
 		}
 		if err := m.rc.Read(m.readFn); err != nil {
 			return 0, nil, err // closed
