@@ -5,7 +5,9 @@
 // One goroutine owns each call: the INVITE handler. It answers 100 Trying, routes the dialled
 // number through package pool, writes the call record durably, rings the business lines in
 // order (failover), relays provisional and final answers, waits on both dialogs while the call
-// is up, hangs up the survivor, and completes the record. In-dialog requests (ACK, BYE,
+// is up, hangs up the survivor, and completes the record (a recorded call's record is
+// completed once its recording is durable, by a writer of its own: complete.go; the call's
+// goroutine ends at the hang-up). In-dialog requests (ACK, BYE,
 // re-INVITE, UPDATE, INFO, OPTIONS) are matched to their call through a table indexed by both
 // legs' dialog ids and forwarded to the other leg.
 //
