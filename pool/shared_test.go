@@ -312,48 +312,63 @@ func waitFor(t *testing.T, what string, fn func() error) {
 // BenchmarkAssignBackends is a new web session through the pool (classification, the lease
 // and its write) from 32 concurrent visitors a core, on one node's bbolt store (the lease in
 // memory) and on a shared PostgreSQL store (the lease in the database: store.LeaseNumber).
-// Leases of a millisecond with no grace, so that the 2,000 numbers never run out.
+// free: leases of a millisecond with no grace, so that the 2,000 numbers never run out.
+// exhausted: leases of an hour on 200 numbers, so that after the first 200 sessions every
+// lease takes the least recently leased live number (and counts an exhaustion).
 func BenchmarkAssignBackends(b *testing.B) {
 	for _, driver := range []string{"bbolt", "postgres"} {
-		b.Run(driver, func(b *testing.B) {
-			ctx := context.Background()
-			var db *store.DB
-			if driver == "postgres" {
-				db, _ = sharedStores(b)
-			} else {
-				var err error
-				if db, err = store.Open(b.TempDir() + "/t.db"); err != nil {
-					b.Fatal(err)
-				}
-				defer db.Close()
-			}
-			p, err := New(db, Config{Lease: time.Millisecond, Grace: time.Nanosecond})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := p.CreateCustomer(ctx, store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key"}); err != nil {
-				b.Fatal(err)
-			}
-			in := make([]NumberInput, 0, 2000)
-			for i := 1; i <= 2000; i++ {
-				in = append(in, NumberInput{Number: numberOf(i)})
-			}
-			if _, err := p.ImportNumbers(ctx, "acme", in); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			b.SetParallelism(32)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := p.Assign(ctx, "acme", Visit{LandingURL: "https://shop.example/?utm_source=google&utm_medium=cpc"}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+		for _, pool := range []struct {
+			name    string
+			numbers int
+			cfg     Config
+		}{
+			{"free", 2000, Config{Lease: time.Millisecond, Grace: time.Nanosecond}},
+			{"exhausted", 200, Config{Lease: time.Hour}},
+		} {
+			b.Run(driver+"/"+pool.name, func(b *testing.B) {
+				benchmarkAssign(b, driver, pool.numbers, pool.cfg)
 			})
-		})
+		}
 	}
+}
+
+func benchmarkAssign(b *testing.B, driver string, numbers int, cfg Config) {
+	ctx := context.Background()
+	var db *store.DB
+	if driver == "postgres" {
+		db, _ = sharedStores(b)
+	} else {
+		var err error
+		if db, err = store.Open(b.TempDir() + "/t.db"); err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+	}
+	p, err := New(db, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.CreateCustomer(ctx, store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key"}); err != nil {
+		b.Fatal(err)
+	}
+	in := make([]NumberInput, 0, numbers)
+	for i := 1; i <= numbers; i++ {
+		in = append(in, NumberInput{Number: numberOf(i)})
+	}
+	if _, err := p.ImportNumbers(ctx, "acme", in); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.Assign(ctx, "acme", Visit{LandingURL: "https://shop.example/?utm_source=google&utm_medium=cpc"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // A shared pool on PostgreSQL that exhausts writes the webhooks' number.pool_exhausted (in a

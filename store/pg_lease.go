@@ -68,7 +68,11 @@ func (t *Tx) LeaseNumber(r LeaseRequest, res *LeaseResult) error {
 // decided: a number another transaction leased and committed after this statement's
 // snapshot is locked here in its new version, and PostgreSQL checks the WHERE (not the
 // ORDER BY) again on that version, so a number just leased elsewhere is passed over
-// instead of taken as if the pool were exhausted. The rules of package pool's lease (a live
+// instead of taken as if the pool were exhausted. The free test is a bound on the pool's
+// index (numbers_lru: customer, lease_until_ns, e164), so an exhausted pool's free finds
+// nothing at once instead of filtering every number; a number with no holder has
+// lease_until_ns 0, or that of a lease that ended long ago (ExpireSessions clears the
+// holder of sessions past their retention). The rules of package pool's lease (a live
 // lease extended in its record until the record spans AssignmentSpan, then a new record that
 // cuts it; an expired one renewed on the same number in a new record; a number taken from
 // another session cuts its lease if live, and is an exhaustion within its grace); the
@@ -82,7 +86,7 @@ const pgLease = `WITH cur AS (
 free AS (
 	SELECT e164, lease_session, lease_from_ns, lease_until_ns, false AS own FROM numbers
 	WHERE customer_id = $1 AND kind = 'pool' AND state = 'available' AND NOT EXISTS (SELECT FROM cur)
-		AND (lease_session = '' OR $3 >= lease_until_ns + $7)
+		AND lease_until_ns <= $3::bigint - $7::bigint
 	ORDER BY lease_until_ns, e164 LIMIT 1 FOR UPDATE SKIP LOCKED),
 taken AS (
 	SELECT e164, lease_session, lease_from_ns, lease_until_ns, false AS own FROM numbers
