@@ -201,6 +201,11 @@ func (k *Keyring) Destroy(customerID string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.keys, customerID)
+	return k.destroyFile(customerID)
+}
+
+// destroyFile overwrites, removes and forgets the customer's key file, if any.
+func (k *Keyring) destroyFile(customerID string) error {
 	path := k.path(customerID)
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {

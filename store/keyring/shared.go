@@ -36,6 +36,10 @@ import (
 //     nodes drop their copy when they hear of the customer's change (Forget, from the
 //     store's change notifications) or, at the latest, at their next revalidation (Run
 //     asks for every cached key's object every revalidate interval and drops the ones gone).
+//   - A key file in the keys directory (a node that kept its keys in files before) is the
+//     customer's key: when the bucket has none for that customer, the file's secret is put
+//     there (create-if-absent, as above), so moving a node to shared keys keeps every key;
+//     a destruction removes the file too.
 //   - A destruction is first written as a marker in the keys directory (destroy/<customer>,
 //     fsynced), then tried; the marker goes when the object store confirms, else Run
 //     retries it with backoff, across restarts. While a marker is there, this node answers
@@ -188,8 +192,16 @@ func (k *Keyring) getShared(customerID string, create bool) (*Key, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), sharedRequestTimeout)
 	defer cancel()
 	secret, err := k.fetch(ctx, customerID)
-	if errors.Is(err, ErrNoKey) && create {
-		secret, err = k.createShared(ctx, customerID)
+	if errors.Is(err, ErrNoKey) {
+		// A key file of the keys directory (the node ran with keys in files before): it is
+		// the customer's key, and goes to the object store as it is.
+		if local, lerr := k.read(customerID); lerr == nil {
+			secret, err = k.putShared(ctx, customerID, local)
+		} else if !errors.Is(lerr, ErrNoKey) {
+			err = lerr
+		} else if create {
+			secret, err = k.createShared(ctx, customerID)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("key of %s: %w", customerID, err)
@@ -220,9 +232,15 @@ func (k *Keyring) fetch(ctx context.Context, customerID string) ([]byte, error) 
 // createShared makes a new secret and puts it if the customer has no key object yet; if
 // another node's was put first, that one is read and answered.
 func (k *Keyring) createShared(ctx context.Context, customerID string) ([]byte, error) {
-	s := k.shared
 	secret := make([]byte, secretSize)
 	rand.Read(secret) // never fails (crypto/rand, Go 1.24+)
+	return k.putShared(ctx, customerID, secret)
+}
+
+// putShared puts secret as the customer's key object if it has none yet, and answers the key
+// the object store holds then: secret, or another node's put first.
+func (k *Keyring) putShared(ctx context.Context, customerID string, secret []byte) ([]byte, error) {
+	s := k.shared
 	b := k.encode(customerID, secret)
 	for attempt := 0; ; attempt++ {
 		opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true}
@@ -293,6 +311,10 @@ func (k *Keyring) deleteShared(ctx context.Context, customerID string) error {
 		} else if err == nil {
 			err = errors.New("the key object is still there after its deletion")
 		}
+	}
+	if err == nil {
+		// A key file left from keys in files would bring the key back at its next use.
+		err = k.destroyFile(customerID)
 	}
 	if err == nil {
 		rerr := os.Remove(filepath.Join(k.dir, destroyDir, customerID))

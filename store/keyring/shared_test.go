@@ -315,3 +315,38 @@ func TestSharedKeysCheckRefusesUnconditionalStore(t *testing.T) {
 		t.Fatalf("check of an unreachable store: %v", err)
 	}
 }
+
+// A node that kept its keys in files moves to shared keys: each key file is the customer's
+// key, put in the bucket at its first use, so the recordings it encrypted stay readable and
+// other nodes get the same key; a destruction removes the file as well as the object.
+func TestSharedKeysTakeOverKeyFiles(t *testing.T) {
+	s := sharedWeed(t)
+	dir := filepath.Join(t.TempDir(), "keys")
+	files, err := Open(dir, WithMasterKey(testMaster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := files.Get("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := sharedNode(t, s, dir, nil)
+	b := sharedNode(t, s, "", nil)
+	ka, err := a.Lookup("acme") // Lookup too: the key exists, in the file
+	if err != nil || !same(before, ka) {
+		t.Fatalf("shared keyring on the old directory: %v, or another key", err)
+	}
+	if kb, err := b.Lookup("acme"); err != nil || !same(before, kb) {
+		t.Fatalf("another node: %v, or another key", err)
+	}
+	if err := a.Destroy("acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "acme.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("key file after the destruction: %v", err)
+	}
+	a2 := sharedNode(t, s, dir, nil)
+	if _, err := a2.Lookup("acme"); !errors.Is(err, ErrNoKey) {
+		t.Errorf("the destroyed key came back: %v", err)
+	}
+}
