@@ -21,6 +21,11 @@ func (db *DB) PruneWebhookMessages(ctx context.Context, customerID string, befor
 	if db.pg != nil {
 		return db.pgPruneWebhookMessages(ctx, customerID, before, batch)
 	}
+	// A call's events wait in webhook_fresh until the index writer moves them (at most
+	// ~100 ms): move them now, so that the prune sees every message made before before.
+	if err := db.IndexOutbox(ctx); err != nil {
+		return 0, fmt.Errorf("prune the webhook messages of %q: %w", customerID, err)
+	}
 	prefix := compose(customerID, "")
 	hi := append(bytes.Clone(prefix), idTimePrefix(max(before.UnixMilli(), 0))...)
 	from := bytes.Clone(prefix)
