@@ -459,7 +459,10 @@ func (a *App) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		var n int
-		err := a.db.Write(ctx, func(tx *store.Tx) (err error) { n, err = tx.PruneAppSessions(a.now()); return err })
+		// Once per cluster (an advisory lock on PostgreSQL): every node's store is the same.
+		_, err := a.db.Exclusive(ctx, "app-session-prune", func(ctx context.Context) error {
+			return a.db.Write(ctx, func(tx *store.Tx) (err error) { n, err = tx.PruneAppSessions(a.now()); return err })
+		})
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("prune the web app's expired sessions", "err", err)
 		} else if n > 0 {

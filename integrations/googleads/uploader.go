@@ -44,6 +44,8 @@ const clickWindow = 90 * 24 * time.Hour
 type Store interface {
 	View(fn func(*store.Tx) error) error
 	Write(ctx context.Context, fn func(*store.Tx) error) error
+	// Exclusive runs a job unless another node of the cluster runs it (store.DB.Exclusive).
+	Exclusive(ctx context.Context, name string, fn func(context.Context) error) (bool, error)
 }
 
 // Keys gives a customer's key; *keyring.Keyring is one.
@@ -199,7 +201,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 	t := time.NewTicker(u.cfg.Interval)
 	defer t.Stop()
 	for {
-		if err := u.RunOnce(ctx); err != nil && ctx.Err() == nil {
+		if err := u.round(ctx); err != nil && ctx.Err() == nil {
 			u.log.Warn("google ads upload round", "err", err)
 		}
 		select {
@@ -208,6 +210,14 @@ func (u *Uploader) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// round is one of Run's rounds, made once per cluster: a node that finds another node's
+// round running (store.DB.Exclusive, an advisory lock on PostgreSQL) skips it, so two nodes
+// never upload one customer's calls at once. On bbolt it always runs.
+func (u *Uploader) round(ctx context.Context) error {
+	_, err := u.db.Exclusive(ctx, "google-ads-upload", u.RunOnce)
+	return err
 }
 
 // Close stops Run, waits for it and closes the idle connections; it is idempotent.

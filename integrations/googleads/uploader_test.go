@@ -422,3 +422,47 @@ func TestRunClose(t *testing.T) {
 		t.Fatalf("goroutines leaked: %d before Run, %d after Close\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestRunOncePerCluster: while another node runs the upload round (the job's advisory lock
+// on PostgreSQL), Run's rounds on this node upload nothing; once it is done, they do.
+func TestRunOncePerCluster(t *testing.T) {
+	f := newFixture(t, store.AdsRule{MinTalkSeconds: 30, Value: store.AdsValueFixed, FixedValue: 1}, Config{Interval: 20 * time.Millisecond})
+	if !f.db.Shared() {
+		t.Skip("PostgreSQL only (make test runs it there): on bbolt, one node, every round runs")
+	}
+	f.call(t, callA, 60, "Cj0KgclidA", "", "", store.ConsentGranted, true, 0)
+	held, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) }) // a failed test does not hold the job
+	other := make(chan error, 1)
+	go func() {
+		_, err := f.db.Exclusive(context.Background(), "google-ads-upload", func(context.Context) error {
+			close(held)
+			<-release
+			return nil
+		})
+		other <- err
+	}()
+	<-held
+	done := make(chan error, 1)
+	go func() { done <- f.up.Run(context.Background()) }()
+	defer func() {
+		f.up.Close()
+		<-done
+	}()
+	time.Sleep(300 * time.Millisecond) // about 15 rounds
+	if s := f.state(t, callA).State; s == store.UploadUploaded || len(f.g.uploads) != 0 {
+		t.Fatalf("uploaded while another node held the round: state %v, %d uploads", s, len(f.g.uploads))
+	}
+	releaseOnce.Do(func() { close(release) })
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.state(t, callA).State != store.UploadUploaded {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not upload once the other node's round ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
