@@ -44,12 +44,16 @@ call: build
 deps:
 	bash scripts/deps.sh
 
-# check before the tests, so that a developer's `make test` fails where CI's would.
+# check before the tests, so that a developer's `make test` fails where CI's would. The
+# three-node cluster tests on PostgreSQL (build tag cluster, e2e/cluster_pg_test.go, ~3 min)
+# run alone after the others: their bounds (a killed node out within the ping interval)
+# are timed.
 test: deps assets check
 	$(GO) test -race -count=1 -timeout 12m ./...
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 8m -run '$(PG_STORE_TESTS)' ./store/
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/ ./integrations/googleads/ ./internal/storetest/ ./accounts/ ./provision/
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m -run '$(PG_API_TESTS)' ./api/
+	$(GO) test -race -count=1 -tags cluster -timeout 8m -run '^TestClusterPG' ./e2e/
 
 # The store's tests a second time on PostgreSQL (TRACKLINE_TEST_STORE=postgres): those of the
 # operations its backend implements so far, named here so that none is skipped in silence;
@@ -92,10 +96,12 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags cluster ./e2e/
 
 lint:
 	bash scripts/deps.sh lint
 	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags cluster ./e2e/
 
 clean:
 	rm -rf bin
