@@ -420,13 +420,9 @@ func (t *Tx) ConversionCandidates(customerID string, rule *AdsRule, since, now t
 			if u.State.Final() || u.NextAttempt.After(now) {
 				continue
 			}
-			cand := ConversionCandidate{Call: *c, Upload: u}
-			if c.SessionID != "" {
-				if s, err := t.Session(c.SessionID); err == nil {
-					cand.Session = s
-				} else if err != ErrNotFound {
-					return nil, err
-				}
+			cand, err := t.candidate(c, u)
+			if err != nil {
+				return nil, err
 			}
 			out = append(out, cand)
 			if len(out) == limit {
@@ -465,4 +461,19 @@ func (p *purge) purgeGoogleAds() error {
 		}
 	}
 	return nil
+}
+
+// candidate is call c with its upload state u and its session, if that is still kept.
+func (t *Tx) candidate(c *Call, u ConversionUpload) (ConversionCandidate, error) {
+	cand := ConversionCandidate{Call: *c, Upload: u}
+	if c.SessionID != "" {
+		s, err := t.Session(c.SessionID)
+		switch {
+		case err == nil:
+			cand.Session = s
+		case err != ErrNotFound:
+			return cand, err
+		}
+	}
+	return cand, nil
 }

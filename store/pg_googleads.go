@@ -222,13 +222,9 @@ func (t *pgTx) conversionCandidates(tx *Tx, customerID string, rule *AdsRule, si
 			if u.State.Final() || u.NextAttempt.After(now) {
 				continue
 			}
-			cand := ConversionCandidate{Call: *c, Upload: u}
-			if c.SessionID != "" {
-				if s, err := tx.Session(c.SessionID); err == nil {
-					cand.Session = s
-				} else if err != ErrNotFound {
-					return nil, err
-				}
+			cand, err := tx.candidate(c, u)
+			if err != nil {
+				return nil, err
 			}
 			out = append(out, cand)
 			if len(out) == limit {
