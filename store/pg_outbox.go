@@ -290,21 +290,7 @@ func (db *DB) pgAllEndpoints() ([]Endpoint, error) {
 // messages), its deliveries deleted in statements of at most DefaultPurgeBatch rows, then
 // its record.
 func (db *DB) pgDeleteEndpoint(ctx context.Context, customerID, id string) error {
-	err := db.Write(ctx, func(tx *Tx) error {
-		e, err := tx.Endpoint(customerID, id)
-		if err != nil {
-			return err
-		}
-		if e.Deleting {
-			return nil
-		}
-		e.Deleting = true
-		if err := tx.putEndpoint(&e); err != nil {
-			return err
-		}
-		return tx.endpointsChanged(customerID)
-	})
-	if err != nil {
+	if err := db.markEndpointDeleting(ctx, customerID, id); err != nil {
 		return err
 	}
 	for {

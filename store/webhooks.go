@@ -469,21 +469,7 @@ func (db *DB) DeleteEndpoint(ctx context.Context, customerID, id string) error {
 	if db.pg != nil {
 		return db.pgDeleteEndpoint(ctx, customerID, id)
 	}
-	err := db.Write(ctx, func(tx *Tx) error {
-		e, err := tx.Endpoint(customerID, id)
-		if err != nil {
-			return err
-		}
-		if e.Deleting {
-			return nil
-		}
-		e.Deleting = true
-		if err := tx.putEndpoint(&e); err != nil {
-			return err
-		}
-		return tx.endpointsChanged(customerID)
-	})
-	if err != nil {
+	if err := db.markEndpointDeleting(ctx, customerID, id); err != nil {
 		return err
 	}
 	prefix := compose(customerID, id, "")
@@ -507,6 +493,25 @@ func (db *DB) DeleteEndpoint(ctx context.Context, customerID, id string) error {
 			return err
 		}
 		tx.queueOp(queueOp{kind: qDrop, ref: EndpointRef{customerID, id}})
+		return tx.endpointsChanged(customerID)
+	})
+}
+
+// markEndpointDeleting is DeleteEndpoint's first step on both drivers: the endpoint is
+// marked as being deleted (no new messages) and the nodes told that endpoints changed.
+func (db *DB) markEndpointDeleting(ctx context.Context, customerID, id string) error {
+	return db.Write(ctx, func(tx *Tx) error {
+		e, err := tx.Endpoint(customerID, id)
+		if err != nil {
+			return err
+		}
+		if e.Deleting {
+			return nil
+		}
+		e.Deleting = true
+		if err := tx.putEndpoint(&e); err != nil {
+			return err
+		}
 		return tx.endpointsChanged(customerID)
 	})
 }
