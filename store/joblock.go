@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Jobs that run once per cluster, not once per node (the retention sweep, ...).
@@ -30,11 +32,16 @@ func (db *DB) Exclusive(ctx context.Context, name string, fn func(context.Contex
 }
 
 func (s *pgStore) exclusive(ctx context.Context, name string, fn func(context.Context) error) (bool, error) {
-	conn, err := s.pool.Acquire(ctx)
+	// The lock is held on a connection of its own, not one of the pool's: fn's reads and
+	// writes take the pool's connections, and jobs holding pool connections while they wait
+	// for others could take them all (the pool's default is 4 on two cores: the sweep, the
+	// Google Ads round and the web app's prune at once, with the notifications' listener,
+	// left the committer none).
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return false, fmt.Errorf("store: job %s: %w", name, err)
 	}
-	defer conn.Release()
+	defer conn.Close(context.WithoutCancel(ctx))
 	h := fnv.New32a()
 	h.Write([]byte(name))
 	key := int32(h.Sum32())
@@ -45,12 +52,6 @@ func (s *pgStore) exclusive(ctx context.Context, name string, fn func(context.Co
 	if !got {
 		return false, nil
 	}
-	defer func() {
-		// Unlocked on the connection that holds the lock. If that fails the connection is
-		// broken or unsure: close it, and the server ends the session and its lock.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1, $2)", int32(jobLockClass), key); err != nil {
-			conn.Conn().Close(context.WithoutCancel(ctx))
-		}
-	}()
+	// Closing the connection ends its session, which releases the lock (deferred above).
 	return true, fn(ctx)
 }

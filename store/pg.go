@@ -74,6 +74,10 @@ const pgRetries = 10
 const pgStatsShards = 16
 
 // pgStore is the PostgreSQL side of a DB.
+// pgMinConns is the least size of a node's connection pool when the DSN does not set
+// pool_max_conns.
+const pgMinConns = 12
+
 type pgStore struct {
 	pool   *pgxpool.Pool
 	keys   FieldKeys       // nil: personal fields in plain text (pg_seal.go)
@@ -100,6 +104,12 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*DB, error) 
 	if err != nil {
 		// The DSN may hold a password: the error of ParseConfig does not repeat it.
 		return nil, fmt.Errorf("store: postgres dsn: %w", err)
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// pgxpool's default (4 on two cores) is short for a node: the committer, reads of
+		// the API and the web app, the webhook workers' claims and the notifications'
+		// listener (which holds one) at once. A DSN's pool_max_conns still decides.
+		cfg.MaxConns = max(cfg.MaxConns, pgMinConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
