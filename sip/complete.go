@@ -21,8 +21,8 @@ import (
 // at 1,000 calls a second, thousands of goroutines and a hundred megabytes of stacks that
 // grew and shrank with the disk's latency (docs/benchmarks.md). So the call's goroutine
 // hands its completed record over (an ending) and ends; the recording's outcome joins it
-// when the syncer is done; and one writer goroutine hands the endings queued meanwhile to
-// the store at once, whose committer writes them in one transaction.
+// when the syncer is done; and one writer goroutine writes the endings queued meanwhile in
+// one store transaction, as many as have queued while the last one committed.
 
 // ending is a recorded call's completed record on its way to the store. Two parts complete
 // it, in either order: the call's goroutine (the record) and the recording's outcome (from
@@ -92,24 +92,27 @@ func (s *Switch) writeEndings() {
 	}
 }
 
-// writeBatch queues the records of batch to the store at once and then waits for them: its
-// committer writes them in one transaction with whatever else is queued, and a record it
-// refuses fails alone (store.DB.Write's group commit), so nothing here batches or retries.
+// writeBatch writes the records of batch in one transaction; should that fail, each on its
+// own, so that one record the store refuses does not take the others with it.
 func (s *Switch) writeBatch(batch []*ending) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	pending := make([]store.Pending, len(batch))
-	errs := make([]error, len(batch))
-	for i, e := range batch {
-		rec, recording := e.rec, e.recording
-		pending[i], errs[i] = s.db.Enqueue(ctx, func(tx *store.Tx) error { return putCall(tx, rec, recording) })
-	}
-	for i, e := range batch {
-		if errs[i] == nil {
-			errs[i] = pending[i].Wait()
+	err := s.db.Write(ctx, func(tx *store.Tx) error {
+		for _, e := range batch {
+			if err := putCall(tx, e.rec, e.recording); err != nil {
+				return err
+			}
 		}
-		if errs[i] != nil {
-			e.log.Error("complete call record", "err", errs[i])
+		return nil
+	})
+	cancel()
+	for _, e := range batch {
+		if err != nil && len(batch) > 1 {
+			err1 := s.saveCall(e.rec, e.recording)
+			if err1 != nil {
+				e.log.Error("complete call record", "err", err1)
+			}
+		} else if err != nil {
+			e.log.Error("complete call record", "err", err)
 		}
 		s.counted(e.rec.CustomerID, e.log, e.disposition, e.status, e.rec.HangupBy, e.reason)
 		s.callsWG.Done()
