@@ -12,6 +12,15 @@
 #   prompt    recording on and the built-in disclaimer (7.1 s) as early media: the caller's 200
 #             comes after it, so setup times include it and calls last it longer
 #
+# In prompt mode the switch sends RTP to the media ports the scenarios announce (the
+# disclaimer to the trunk's, frames of silence to the line's), where sipp neither listens nor
+# reads. Each of those packets would draw an ICMP port unreachable, which on loopback the
+# switch's own send pays for (a fifth of its CPU in __icmp_send, docs/benchmarks.md) and
+# which a real trunk's open media port never causes. So each run starts bin/trackline-rtpsink
+# on those ports (built from ./cmd/trackline-rtpsink): it reads and discards every datagram,
+# with recvmmsg, and its count is reported. It reads rather than leaving a full socket to
+# drop them, so that the machine's RcvbufErrors (below) still counts only real drops.
+#
 # Environment (defaults in brackets):
 #   RATES            call rates of the ladder, calls per second ["200 500 1000 1500"]
 #   CALLS            calls per ladder step; a step lasts at least 4 s [4000]
@@ -33,6 +42,8 @@
 #                    receiver: `go run ./cmd/trackline-webhookrecv -listen 127.0.0.1:18919
 #                    -mode fast` (answers 204) or `-mode hang` (never answers) [unset: none]
 #   WEBHOOK_TYPES    the endpoint's event types, a JSON list [every type]
+#   SINK             1: bind the announced media ports with the sink (above); 0: leave them
+#                    unbound, as before this was added [1 in prompt mode, else 0]
 #
 # The overload run's trunk (e2e/testdata/sipp/uac-answer-or-503.xml) takes a 503 with
 # Retry-After as a refused call; it reports goodput (answered calls a second while the load
@@ -71,6 +82,7 @@ OVERLOAD_SECONDS=${OVERLOAD_SECONDS:-60}
 case $MODE in direct | recorded | prompt) ;; *) echo "bench-sip: MODE=$MODE: want direct, recorded or prompt" >&2; exit 2 ;; esac
 PROMPT_S=0 # how much longer the caller waits for the bridge: the disclaimer
 [ "$MODE" = prompt ] && PROMPT_S=8
+SINK=${SINK:-$([ "$MODE" = prompt ] && echo 1 || echo 0)}
 WEBHOOK_TYPES=${WEBHOOK_TYPES:-'["call.ringing","call.answered","call.completed","recording.ready","call.updated","number.pool_exhausted"]'}
 
 BIN_SET=${BIN:+1}
@@ -87,13 +99,14 @@ for cmd in sipp curl jq go awk; do
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-sip.XXXXXX")
-server_pid="" line_pid="" sampler_pid="" rxq_pid=""
+server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid=""
 ok_exit=0
 cleanup() {
 	local rc=$?
 	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
 	[ -n "$rxq_pid" ] && kill "$rxq_pid" 2>/dev/null
 	stop_pid "$line_pid" 2
+	stop_pid "$sink_pid" 2
 	stop_pid "$server_pid" 5
 	if [ "$rc" -eq 0 ] && [ "$ok_exit" -eq 1 ] && [ "$KEEP" != 1 ]; then
 		rm -rf "$tmp"
@@ -114,6 +127,19 @@ trap cleanup EXIT
 scenarios=$PWD/$SIPP_SCENARIOS
 sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer.xml" >"$tmp/uac.xml"
 sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer-or-503.xml" >"$tmp/uac-503.xml"
+
+# The media ports the trunk's and the line's SDP announce, for the sink (SINK=1).
+SINK_BIN=bin/trackline-rtpsink
+sink_listen=""
+if [ "$SINK" = 1 ]; then
+	go build -o "$SINK_BIN" ./cmd/trackline-rtpsink || die "could not build $SINK_BIN"
+	for f in "$tmp/uac.xml" "$tmp/uac-503.xml" "$scenarios/uas-answer.xml"; do
+		for p in $(sed -n 's/.*m=audio \([0-9][0-9]*\) .*/\1/p' "$f"); do
+			case ",$sink_listen," in *",127.0.0.1:$p,"*) ;; *) sink_listen="${sink_listen:+$sink_listen,}127.0.0.1:$p" ;; esac
+		done
+	done
+	[ -n "$sink_listen" ] || die "SINK=1: no m=audio port in the scenarios"
+fi
 
 # The customer's media: what MODE asks for.
 media_yaml="" customer_yaml=""
@@ -218,6 +244,11 @@ bench() {
 		-timeout 3600s >/dev/null 2>"$dir/line.stderr") &
 	line_pid=$!
 	wait_udp_bound "$line_pid" "$line_port" || { cat "$dir/line.stderr" >&2; die "the business line could not listen on $line_port"; }
+	if [ "$SINK" = 1 ]; then
+		"$SINK_BIN" -listen "$sink_listen" >"$dir/sink.txt" 2>"$dir/sink.stderr" &
+		sink_pid=$!
+		wait_udp_bound "$sink_pid" "${sink_listen##*:}" || { cat "$dir/sink.stderr" >&2; die "the media sink could not bind $sink_listen"; }
+	fi
 
 	uac_port=$(free_udp_port) || die "no free UDP port"
 	local secs=$(((calls + rate - 1) / rate))
@@ -266,6 +297,13 @@ bench() {
 	warns=$(grep -c '"level":"\(WARN\|ERROR\)"' "$dir/switch.log" || true)
 	stop_pid "$line_pid" 3
 	line_pid=""
+	local sunk=""
+	if [ -n "$sink_pid" ]; then
+		stop_pid "$sink_pid" 3
+		wait "$sink_pid" 2>/dev/null || true
+		sink_pid=""
+		sunk=$(awk '{n += $3; b += $5} END {printf "%d datagrams, %.0f MB", n, b / 1e6}' "$dir/sink.txt")
+	fi
 	stop_pid "$server_pid" 10
 	server_pid=""
 
@@ -335,6 +373,7 @@ bench() {
 		say "run $run overload: $row"
 	fi
 	[ -z "$webhooks" ] || { results+=("|  webhooks at the end: ${webhooks#, } |"); say "run $run webhooks: ${webhooks#, }"; }
+	[ -z "$sunk" ] || { results+=("|  media sink ($sink_listen): $sunk read |"); say "run $run media sink: $sunk"; }
 }
 
 for rate in $RATES; do
