@@ -372,7 +372,8 @@ func (db *DB) pgSealEndpointSecrets(ctx context.Context) (int, error) {
 
 // startOutbox starts the poller; it exits when the store closes (pgStore.ctx), closing done.
 // It looks every pgOutboxPoll whether pollEvery has passed since its last poll (tests make
-// pollEvery long after the store is open).
+// pollEvery long after the store is open). On its way out it lets go of this handle's claims
+// (releaseClaims).
 func (s *pgStore) startOutbox(db *DB) {
 	go func() {
 		defer close(s.outbox.done)
@@ -382,6 +383,9 @@ func (s *pgStore) startOutbox(db *DB) {
 		for {
 			select {
 			case <-s.ctx.Done():
+				if err := s.releaseClaims(); err != nil {
+					db.log.Warn("store could not let go of its webhook claims: other nodes take them when they lapse", "err", err)
+				}
 				return
 			case <-ticker.C:
 			}
@@ -394,6 +398,20 @@ func (s *pgStore) startOutbox(db *DB) {
 			}
 		}
 	}()
+}
+
+// releaseClaims ends the claims this handle holds on pending deliveries, so that a node
+// stopped on purpose (a restart, a drain) leaves them to the others, or to itself started
+// again, at once rather than when they lapse (pgClaimFor). The store closes after its
+// dispatcher stopped (trackline serve waits for the webhooks' workers before it closes the
+// store), so no attempt of these claims is in flight. A node that dies keeps its claims
+// until they lapse.
+func (s *pgStore) releaseClaims() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL
+		WHERE state = 1 AND claimed_by = $1`, s.outbox.node)
+	return err
 }
 
 // pollOutbox reads the count of the changes to endpoints, and which enabled endpoints have
