@@ -16,6 +16,7 @@ import (
 // TestBackupWhileWriting takes a backup while writers keep committing calls and checks that
 // the copy opens as a store holding every call committed before the backup began.
 func TestBackupWhileWriting(t *testing.T) {
+	skipOnPostgres(t, "its online copy of the file; on PostgreSQL Backup answers ErrExternalBackup (pg_dump, pg_basebackup), TestPostgresFileOperations")
 	db := openTest(t)
 	ctx := context.Background()
 	start := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
@@ -95,6 +96,7 @@ func TestBackupWhileWriting(t *testing.T) {
 }
 
 func TestBackupFileAndVerify(t *testing.T) {
+	skipOnPostgres(t, "a backup file and its verification; on PostgreSQL backups are pg_dump's, TestPostgresFileOperations")
 	dir := t.TempDir()
 	path := filepath.Join(dir, FileName)
 	db, err := Open(path)

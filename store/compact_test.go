@@ -62,6 +62,7 @@ func fileHas(t *testing.T, path, s string) bool {
 // TestCompactRemovesDeletedBytes: deleted records stay in the file's freed pages until a
 // compaction, and are gone after it; live records are kept, and the file opens again.
 func TestCompactRemovesDeletedBytes(t *testing.T) {
+	skipOnPostgres(t, "the copy of the file without the freed pages; PostgreSQL's Compact is VACUUM, TestPostgresFileOperations and TestPostgresErasureLeavesNothingReadable")
 	db := openTest(t)
 	needles, others := fillCalls(t, db, 2000)
 	deleteCalls(t, db, needles)
@@ -122,6 +123,7 @@ func TestCompactRemovesDeletedBytes(t *testing.T) {
 // audit entries with their sequence) are all in the compacted file, readers keep reading
 // across the swap, and a reader that began on the old file finishes on it.
 func TestCompactKeepsWritesDuringCopy(t *testing.T) {
+	skipOnPostgres(t, "the writes replayed onto the file's copy; PostgreSQL's Compact is VACUUM, TestPostgresFileOperations")
 	db := openTest(t)
 	needles, others := fillCalls(t, db, 500)
 	ctx := context.Background()
@@ -263,6 +265,7 @@ func TestCompactKeepsWritesDuringCopy(t *testing.T) {
 }
 
 func TestOpenRemovesUnfinishedCompaction(t *testing.T) {
+	skipOnPostgres(t, "a compaction's leftover copy next to the file; PostgreSQL's VACUUM leaves none")
 	path := filepath.Join(t.TempDir(), "trackline.db")
 	if err := os.WriteFile(path+compactSuffix, []byte("half a copy"), 0o600); err != nil {
 		t.Fatal(err)
@@ -368,6 +371,7 @@ func BenchmarkCompact(b *testing.B) {
 
 // A deletion that a crash kept from its compaction is still owed at the next start.
 func TestCompactionDueSurvivesRestart(t *testing.T) {
+	skipOnPostgres(t, "the compaction flag kept in the file; PostgreSQL vacuums on its own (autovacuum)")
 	path := filepath.Join(t.TempDir(), "trackline.db")
 	db, err := Open(path)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestExclusiveOnBoltAlwaysRuns(t *testing.T) {
+	skipOnPostgres(t, "one process holds the file; on PostgreSQL Exclusive takes an advisory lock, TestRunOncePerCluster")
 	db, err := Open(t.TempDir() + "/trackline.db")
 	if err != nil {
 		t.Fatal(err)

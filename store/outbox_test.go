@@ -84,6 +84,7 @@ func TestOutboxSharesTheCallsData(t *testing.T) {
 // with its attempt, one waiting behind an earlier message of its call) are moved into the
 // queue at Open and delivered in order; the old indexes go, the records and messages stay.
 func TestOutboxConvertsTheOldLayout(t *testing.T) {
+	skipOnPostgres(t, "the conversion of an earlier build's outbox buckets; PostgreSQL's outbox was made in its current layout (migration 00007)")
 	path := filepath.Join(t.TempDir(), "old.db")
 	db, err := Open(path)
 	if err != nil {
@@ -222,15 +223,8 @@ func mustIDTime(t *testing.T, id string) int64 {
 func TestOutboxQueueWindowKeepsOrder(t *testing.T) {
 	defer func(w, c int) { queueWindow, refillChunk = w, c }(queueWindow, refillChunk)
 	queueWindow, refillChunk = 6, 2
-	path := filepath.Join(t.TempDir(), "q.db")
 	clk := &testClock{t: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
-	open := func() *DB {
-		db, err := Open(path, WithClock(clk.now))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
+	open := testStoreOpener(t, WithClock(clk.now))
 	db := open()
 	ctx := context.Background()
 	err := db.Write(ctx, func(tx *Tx) error {
@@ -273,11 +267,13 @@ func TestOutboxQueueWindowKeepsOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		db.outbox.mu.Lock()
-		held := len(db.outbox.queues[EndpointRef{"acme", "crm"}].byID)
-		db.outbox.mu.Unlock()
-		if held > queueWindow {
-			t.Fatalf("round %d: memory holds %d pending deliveries, more than %d", round, held, queueWindow)
+		if db.pg == nil { // bbolt's window in memory; PostgreSQL's queue is its table
+			db.outbox.mu.Lock()
+			held := len(db.outbox.queues[EndpointRef{"acme", "crm"}].byID)
+			db.outbox.mu.Unlock()
+			if held > queueWindow {
+				t.Fatalf("round %d: memory holds %d pending deliveries, more than %d", round, held, queueWindow)
+			}
 		}
 		if len(got) == 0 {
 			t.Fatalf("round %d: nothing due with %d of %d delivered", round, len(seen), len(ms))
@@ -368,11 +364,13 @@ func TestOutboxQueueTakesNewerPastAStalledWindow(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("the new calls' deliveries due: %v, want the three", got)
 	}
-	db.outbox.mu.Lock()
-	held := len(db.outbox.queues[EndpointRef{"acme", "crm"}].byID)
-	db.outbox.mu.Unlock()
-	if held > 2*queueWindow {
-		t.Fatalf("memory holds %d", held)
+	if db.pg == nil { // bbolt's window in memory; PostgreSQL's queue is its table
+		db.outbox.mu.Lock()
+		held := len(db.outbox.queues[EndpointRef{"acme", "crm"}].byID)
+		db.outbox.mu.Unlock()
+		if held > 2*queueWindow {
+			t.Fatalf("memory holds %d", held)
+		}
 	}
 	// Call 7 rings, its delivery is retried later, and it ends; after a restart its ringing
 	// is past the window, on disk only: its completion still waits for it.
@@ -399,13 +397,7 @@ func TestOutboxQueueTakesNewerPastAStalledWindow(t *testing.T) {
 	}
 	c7.End, c7.Disposition = now, DispBusy
 	putCalls(t, db, c7)
-	path := db.Path()
-	db.Close()
-	db, err := Open(path, WithClock(clk.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopenTest(t, db, WithClock(clk.now))
 	for range 4 {
 		for _, d := range due(t, db, now) {
 			if d.Subject == c7.ID || d.Subject == testCallID(t0, 0) {

@@ -26,6 +26,7 @@ func indexed(t testing.TB, db *DB) *DB {
 // message in the queue once, the one delivered before the kill not again, each call's
 // events in order, and the next messages' ids after the ones written before.
 func TestOutboxIndexAfterACrash(t *testing.T) {
+	skipOnPostgres(t, "the deferred outbox index a kill leaves unwritten; PostgreSQL inserts a message's deliveries with it, TestEventsAreAtomicWithTheCall")
 	dir := t.TempDir()
 	clk := &testClock{t: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
 	db, err := Open(filepath.Join(dir, "live.db"), WithClock(clk.now))

@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/trackline/trackline/internal/pgtest"
@@ -143,4 +145,67 @@ func pgRawHolds(t *testing.T, db *DB, needle string) []string {
 		t.Fatal(err)
 	}
 	return where
+}
+
+// skipOnPostgres skips a test of bbolt's file itself (its compaction, its backup, the
+// conversion of an earlier build's file) when the tests run on PostgreSQL; why names what
+// PostgreSQL has instead, and the test that checks it there.
+func skipOnPostgres(tb testing.TB, why string) {
+	tb.Helper()
+	if testDriver(tb) == "postgres" {
+		tb.Skip("bbolt's file only: " + why)
+	}
+}
+
+// testStoreOpener answers a function that opens one store of the tests' driver, again after
+// each Close: a bbolt file in a temporary directory, or a fresh PostgreSQL database whose
+// poller for other nodes' writes is off (the tests take what is due themselves). The caller
+// closes what it opened.
+func testStoreOpener(t *testing.T, opts ...Option) func() *DB {
+	t.Helper()
+	if testDriver(t) == "postgres" {
+		dsn := newPostgresDatabase(t, false)
+		return func() *DB {
+			t.Helper()
+			db, err := OpenPostgres(context.Background(), dsn, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db.pg.outbox.pollEvery.Store(int64(time.Hour))
+			return db
+		}
+	}
+	path := filepath.Join(t.TempDir(), "trackline.db")
+	return func() *DB {
+		t.Helper()
+		db, err := Open(path, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+}
+
+// reopenTest closes db and opens its store again with opts, on its own driver: the same
+// bbolt file or the same PostgreSQL database. The store opened is closed at the end of the test.
+func reopenTest(t *testing.T, db *DB, opts ...Option) *DB {
+	t.Helper()
+	where, pg := db.Path(), db.pg != nil
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if pg {
+		db, err = OpenPostgres(context.Background(), where, opts...)
+	} else {
+		db, err = Open(where, opts...)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pg {
+		db.pg.outbox.pollEvery.Store(int64(time.Hour))
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

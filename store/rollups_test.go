@@ -421,6 +421,7 @@ func TestMedianTalk(t *testing.T) {
 // A file of schema 2 gets its rollups at Open: the same as if they had been counted as the
 // calls were written, also when the filling was cut short and goes on at the next Open.
 func TestRollupsBackfill(t *testing.T) {
+	skipOnPostgres(t, "the rollups built from an earlier build's file; PostgreSQL's rollups exist from its first migration")
 	tests := []struct {
 		name   string
 		chunks int // of 2 calls each, before the filling is cut short; -1: not begun

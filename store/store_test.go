@@ -124,6 +124,7 @@ func TestSessionsOfPaging(t *testing.T) {
 }
 
 func TestReopenKeepsDataAndChecksSchema(t *testing.T) {
+	skipOnPostgres(t, "the file's schema version; on PostgreSQL TestPostgresMigratesReopensAndChecksSchema")
 	path := filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path)
 	if err != nil {

@@ -567,6 +567,7 @@ func TestWebhooksGoWithTheCustomerAndTheCaller(t *testing.T) {
 // A call's events are staged (webhook_fresh) until the index write: a purge before it
 // deletes and counts them, and the index write that follows finds nothing of them.
 func TestPurgeTakesStagedEvents(t *testing.T) {
+	skipOnPostgres(t, "the events staged in webhook_fresh until their index write; PostgreSQL stages nothing")
 	db, clk := webhookFixture(t, false)
 	if db.pg != nil {
 		t.Skip("bbolt's staging: PostgreSQL indexes a message as it writes it")
