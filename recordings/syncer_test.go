@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,4 +231,83 @@ func TestFinishAsyncDuringClose(t *testing.T) {
 			t.Errorf("recording %d: %v", i, err)
 		}
 	}
+}
+
+// A finished recording holds no descriptor while it waits for its fsync: with the syncer's
+// durable stage held (the first recording's function blocks in it), the recordings that end
+// after it are sealed and their files closed, and once the stage goes on they are finished,
+// complete and decryptable. Before, each kept its file open until its batch was synced.
+func TestFinishedFilesClosedBeforeSync(t *testing.T) {
+	r, _ := newTestRecorder(t, Options{Workers: 2})
+	const n = 30
+	recs := make([]*Recording, n)
+	for i := range recs {
+		rec, err := r.Open("cust", fmt.Sprintf("held-%02d", i), day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Submit(toneChunk(rec, 0, SamplesPerChunk))
+		rec.Submit(toneChunk(rec, 1, 200+i))
+		recs[i] = rec
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	errs := make(chan error, n)
+	recs[0].FinishAsync(func(_ Info, err error) {
+		close(entered)
+		<-release // holds the syncer's durable stage
+		errs <- err
+	})
+	<-entered
+	sums := make([]string, n)
+	paths := make([]string, n)
+	for i, rec := range recs[1:] {
+		rec.FinishAsync(func(info Info, err error) {
+			sums[i+1], paths[i+1] = info.SHA256, info.Path
+			errs <- err
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		open := openFilesUnder(t, r.Dir())
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("%d recording files still open while their fsync waits", open)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	for range n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("recordings not finished after the syncer went on")
+		}
+	}
+	for i := 1; i < n; i++ {
+		if plainHash(t, r.Keys(), paths[i]) != sums[i] {
+			t.Errorf("recording %d: SHA256 is not that of the plain WAV", i)
+		}
+	}
+}
+
+// openFilesUnder counts the process's descriptors open on files under dir.
+func openFilesUnder(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			n++
+		}
+	}
+	return n
 }
