@@ -24,6 +24,9 @@
 #   CALLS        calls per mode [CALL_RATE * 10]
 #   BIN          the trackline binary [bin/trackline, built]
 #   KEEP         1: keep the temp dir [0]
+#   PG_STATS     1: load pg_stat_statements (with planning times) and print, after each
+#                PostgreSQL mode's session phase, its statements by total time [0]; for
+#                profiling only (it costs PostgreSQL CPU itself)
 # TRACKLINE_* variables are passed to the nodes. Needs wrk, sipp, curl, jq, PostgreSQL 15 and
 # weed (scripts/deps.sh weed). Run it under the bench lock:
 #   flock /tmp/trackline-bench.lock bash scripts/bench-cluster.sh
@@ -36,6 +39,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 CALL_RATE=${CALL_RATE:-30}
 CALLS=${CALLS:-$((CALL_RATE * 10))}
 KEEP=${KEEP:-0}
+PG_STATS=${PG_STATS:-0}
 BIN=${BIN:-}
 PGBIN=/usr/lib/postgresql/15/bin
 WEED=${WEED:-$(go env GOPATH)/bin/weed-$(sed -n 's/^WEED_VERSION=//p' scripts/deps.sh)}
@@ -103,8 +107,11 @@ start_pg() {
 		as=(setpriv --reuid=postgres --regid="$(id -g postgres)" --clear-groups)
 	fi
 	"${as[@]}" "$PGBIN/initdb" -D "$tmp/pg/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
+	local stats=()
+	[ "$PG_STATS" = 1 ] && stats=(-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all
+		-c pg_stat_statements.track_planning=on)
 	setsid "${as[@]}" "$PGBIN/postgres" -D "$tmp/pg/data" -p "$port" -k "$tmp/pg" -c listen_addresses=127.0.0.1 \
-		-c fsync=on -c synchronous_commit=on -c max_connections=300 -c shared_buffers=128MB \
+		-c fsync=on -c synchronous_commit=on -c max_connections=300 -c shared_buffers=128MB "${stats[@]}" \
 		>"$tmp/pg/log" 2>&1 &
 	pg_pid=$!
 	local i
@@ -234,6 +241,10 @@ for mode in $MODES; do
 
 	# Sessions.
 	per=$((CONNECTIONS / nodes))
+	if [ "$PG_STATS" = 1 ] && [ "$store" = postgres ]; then
+		"$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d trackline -qAt \
+			-c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' -c 'SELECT pg_stat_statements_reset()' >/dev/null
+	fi
 	pg0=0; [ -n "$pg_pid" ] && [ "$store" = postgres ] && pg0=$(pg_ticks)
 	c0=$(nodes_ticks) b0=$(busy)
 	TIMEFORMAT='%3U %3S'
@@ -256,6 +267,17 @@ for mode in $MODES; do
 		-v b=$((b1 - b0)) -v w="$wrkcpu" -v hz="$CLK_TCK" 'BEGIN {
 		printf "%s %d sessions %.0f %d %.2f %.2f %.2f %.2f %.1f %.1f\n", m, n, ok / d, ok, c / hz, p / hz, w,
 			b / hz - c / hz - p / hz - w, c / hz * 1e6 / ok, p / hz * 1e6 / ok }' >>"$tmp/results"
+	if [ "$PG_STATS" = 1 ] && [ "$store" = postgres ]; then
+		# Per session: microseconds of execution and planning, and calls, of each statement.
+		{
+			echo "== $mode: pg_stat_statements over the session phase ($ok sessions; µs per session)"
+			"$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d trackline -P pager=off -c "
+				SELECT round((total_exec_time * 1000 / $ok)::numeric, 1) AS exec_us, round((total_plan_time * 1000 / $ok)::numeric, 1) AS plan_us,
+					calls, round((calls::numeric / $ok), 3) AS per_session, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
+				FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'trackline')
+				ORDER BY total_exec_time + total_plan_time DESC LIMIT 20"
+		} >>"$tmp/pgstats"
+	fi
 
 	# Calls: a business line, then CALLS calls split over the nodes.
 	sipp -sf "$SIPP_DIR/uas-answer.xml" -i 127.0.0.1 -p "$LINE_PORT" -m "$CALLS" -nostdin >/dev/null 2>&1 &
@@ -296,3 +318,4 @@ column -t "$tmp/results"
 echo "node_cpu_s: all nodes' user+system CPU in the phase; pg_cpu_s: PostgreSQL's (postmaster and backends);"
 echo "load_cpu_s: wrk or sipp; other_cpu_s: anything else on the machine meanwhile (other helpers' work, weed)."
 echo "calls: rate_per_s is calls placed over the phase's wall time (talk 1 s each); node_us_per_op is CPU per call."
+[ -f "$tmp/pgstats" ] && cat "$tmp/pgstats"
