@@ -286,7 +286,11 @@ func (r *Recorder) create(rec *Recording) {
 		rec.err = err
 		return
 	}
-	f, err := os.OpenFile(rec.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640) // the syncer reads the last chunk back
+	var f *os.File
+	err := waitDescriptor(func() (err error) { // the syncer reads the last chunk back: O_RDWR
+		f, err = os.OpenFile(rec.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+		return err
+	})
 	if errors.Is(err, fs.ErrNotExist) {
 		// The directory went since it was seen (an erasure removes a customer's tree):
 		// forget it and make it again.

@@ -95,20 +95,10 @@ func (b *syncBuffers) init() {
 	}
 }
 
-// syncPath fsyncs the file at path through a read-only descriptor of its own. A process out
-// of descriptors (EMFILE, ENFILE) waits for one, up to emfileWait, rather than leave the
-// recording unfinished: the syncer is off every call's path, and descriptors come back as
-// calls end.
+// syncPath fsyncs the file at path through a read-only descriptor of its own.
 func syncPath(path string) error {
 	var f *os.File
-	var err error
-	for wait := time.Millisecond; ; wait *= 2 {
-		f, err = os.Open(path)
-		if err == nil || !(errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) || wait > emfileWait {
-			break
-		}
-		time.Sleep(wait)
-	}
+	err := waitDescriptor(func() (err error) { f, err = os.Open(path); return err })
 	if err != nil {
 		return err
 	}
@@ -119,9 +109,19 @@ func syncPath(path string) error {
 	return err
 }
 
-// emfileWait is about how long syncPath waits for a free descriptor in all (doubling waits
-// from 1 ms: 2 s).
-const emfileWait = time.Second
+// waitDescriptor runs open, a call that takes a descriptor, again while it fails because the
+// process (EMFILE) or the system (ENFILE) has none free, with doubling waits from 1 ms, about
+// 2 s in all: the writers and the syncer are off every call's path, and descriptors come back
+// as calls end, so a recording waits for one rather than be lost to "too many open files".
+func waitDescriptor(open func() error) error {
+	for wait := time.Millisecond; ; wait *= 2 {
+		err := open()
+		if err == nil || !(errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) || wait > 2*time.Second {
+			return err
+		}
+		time.Sleep(wait)
+	}
+}
 
 // finishBatch finishes each ended recording of recs (their files made and written) on the
 // calling goroutine: seal, then syncBatch. For a recording no worker hands to the syncer.
@@ -172,7 +172,7 @@ func (r *Recorder) syncBatch(recs []*Recording, b *syncBuffers) {
 		}
 	}
 	for dir := range b.dirs {
-		b.dirs[dir] = fsutil.SyncDir(dir)
+		b.dirs[dir] = waitDescriptor(func() error { return fsutil.SyncDir(dir) })
 	}
 	for _, rec := range recs {
 		if rec.syncErr == nil {

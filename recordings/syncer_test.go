@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Many recordings ending at once are finished in batches: each is a complete, decryptable
@@ -310,4 +312,46 @@ func openFilesUnder(t *testing.T, dir string) int {
 		}
 	}
 	return n
+}
+
+// waitDescriptor tries again while descriptors run out, and only then.
+func TestWaitDescriptor(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fails []error // what open returns on its first calls; then nil
+		calls int
+		err   error
+	}{
+		{"at once", nil, 1, nil},
+		{"EMFILE twice", []error{unix.EMFILE, &os.PathError{Op: "open", Path: "x", Err: unix.EMFILE}}, 3, nil},
+		{"ENFILE", []error{unix.ENFILE}, 2, nil},
+		{"another error", []error{unix.EACCES}, 1, unix.EACCES},
+		{"never a descriptor", slicesRepeat(unix.EMFILE, 100), 12, unix.EMFILE},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			start := time.Now()
+			err := waitDescriptor(func() error {
+				calls++
+				if calls <= len(tc.fails) {
+					return tc.fails[calls-1]
+				}
+				return nil
+			})
+			if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) || calls != tc.calls {
+				t.Errorf("err %v after %d calls, want %v after %d", err, calls, tc.err, tc.calls)
+			}
+			if tc.name == "never a descriptor" && time.Since(start) < 2*time.Second {
+				t.Errorf("gave up after %s, want about 2 s", time.Since(start))
+			}
+		})
+	}
+}
+
+func slicesRepeat(e error, n int) []error {
+	s := make([]error, n)
+	for i := range s {
+		s[i] = e
+	}
+	return s
 }
