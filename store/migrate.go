@@ -27,13 +27,14 @@ import (
 //
 // Calls are copied as they are, without what the switch's PutCall does with a call: the
 // source's usage counters and daily rollups are copied as the source has them (they also
-// count calls erased since, which no call would bring back), and no webhook event is made.
+// count calls erased since, which no call would bring back), and no webhook event is made: the
+// source's webhook messages and deliveries are copied as they are (pg_migrate_webhooks.go).
 // Personal fields are sealed with the destination's field keys (WithFieldKeys), landing
 // pages in the rollups too. The audit log keeps its entries' ids.
 //
-// It refuses a source that holds records the PostgreSQL backend does not keep yet (the
-// backend grows operation by operation: migrateKinds lists what it copies), naming the
-// bucket and the count, rather than leave them behind.
+// It refuses a source that holds records the PostgreSQL backend does not keep (migrateKinds,
+// migrateUsersKinds and migrateWebhooksKinds list what it copies), naming the bucket and the
+// count, rather than leave them behind.
 
 // copyBatch is how many records one transaction of the copy writes.
 const copyBatch = 500
@@ -88,6 +89,22 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB, progress func(kind string, n 
 	if err := db.migratable(); err != nil {
 		return nil, err
 	}
+	// The endpoints' secrets: sealed on PostgreSQL with the destination's sealer, which also
+	// opens the source's sealed ones (the same customers' keys) when the source has none.
+	if db.outbox.sealer.Load() == nil {
+		if s := dst.outbox.sealer.Load(); s != nil {
+			db.outbox.sealer.Store(s)
+		}
+	}
+	if dst.outbox.sealer.Load() == nil {
+		n := 0
+		if err := db.view(func(tx *bolt.Tx) error { n = tx.Bucket(bucketEndpoints).Stats().KeyN; return nil }); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			return nil, fmt.Errorf("store: migrate: the source has %d webhook endpoints and the destination no secret sealer: their secrets would be kept in the clear (SealEndpointSecrets)", n)
+		}
+	}
 	var existing []Customer
 	if err := dst.View(func(tx *Tx) (err error) { existing, err = tx.Customers(); return err }); err != nil {
 		return nil, err
@@ -137,6 +154,8 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB, progress func(kind string, n 
 	// The web app's users with their invitations and sessions, the Google Ads settings and
 	// the calls' upload states (pg_migrate_users.go), after the customers and the calls.
 	src.users.copyTo(w.add)
+	// The webhooks (pg_migrate_webhooks.go): endpoints, messages, deliveries.
+	src.webhooks.copyTo(w.add)
 	for i := range src.recordings {
 		r := src.recordings[i]
 		w.add("recordings", func(tx *Tx) error { return tx.PutRecording(&r) })
@@ -196,6 +215,9 @@ func (db *DB) migratable() error {
 				return nil
 			}
 			if _, ok := migrateUsersKinds[string(name)]; ok {
+				return nil
+			}
+			if _, ok := migrateWebhooksKinds[string(name)]; ok {
 				return nil
 			}
 			if n := b.Stats().KeyN; n > 0 {
@@ -282,6 +304,7 @@ type storeContents struct {
 	audit       []AuditEntry // oldest first
 	state       []string     // store_state's keys; bbolt's meta marks
 	users       *usersRecords
+	webhooks    *webhooksRecords
 }
 
 // migrateToken is a token with its kind and the hash of its secret (hex).
@@ -311,6 +334,9 @@ func (db *DB) readAll() (*storeContents, error) {
 			return err
 		}
 		sort.Slice(c.customers, func(i, j int) bool { return c.customers[i].ID < c.customers[j].ID })
+		if c.webhooks, err = tx.readWebhooks(c.customers); err != nil {
+			return err
+		}
 		if c.purged, err = tx.purgedIDs(); err != nil {
 			return err
 		}
@@ -526,6 +552,10 @@ func (c *storeContents) same(o *storeContents) error {
 		{"rollups", c.rollups, o.rollups, len(c.rollups), len(o.rollups)},
 		{"audit_entries", c.audit, o.audit, len(c.audit), len(o.audit)},
 		{"state", c.state, o.state, len(c.state), len(o.state)},
+		{"webhook_endpoints", c.webhooks.endpoints, o.webhooks.endpoints, len(c.webhooks.endpoints), len(o.webhooks.endpoints)},
+		{"webhook_messages", c.webhooks.messages, o.webhooks.messages, len(c.webhooks.messages), len(o.webhooks.messages)},
+		{"webhook_deliveries", c.webhooks.deliveries, o.webhooks.deliveries, len(c.webhooks.deliveries), len(o.webhooks.deliveries)},
+		{"webhook_pool_exhausted", c.webhooks.exhausted, o.webhooks.exhausted, len(c.webhooks.exhausted), len(o.webhooks.exhausted)},
 	} {
 		if x.n != x.m {
 			return fmt.Errorf("%s: %d in the source, %d in the copy", x.kind, x.n, x.m)

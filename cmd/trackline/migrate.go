@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trackline/trackline/configs"
+	"github.com/trackline/trackline/integrations"
 	"github.com/trackline/trackline/store"
 )
 
@@ -94,6 +95,12 @@ func migrate(args []string) int {
 		return 1
 	}
 	defer dst.Close()
+	// The webhook endpoints' secrets: opened with the customers' keys and sealed with them
+	// in PostgreSQL, as trackline serve keeps them (the destination is empty: nothing to seal).
+	if _, err := dst.SealEndpointSecrets(ctx, integrations.Sealer{Keys: keys}); err != nil {
+		fmt.Fprintln(os.Stderr, "trackline migrate:", err)
+		return 1
+	}
 
 	start := time.Now()
 	last := time.Time{}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/integrations"
 	"github.com/trackline/trackline/internal/pgtest"
 	"github.com/trackline/trackline/store"
 	"github.com/trackline/trackline/store/keyring"
@@ -34,8 +35,21 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	c := store.Customer{ID: "acme", Name: "Acme", Status: store.StatusActive, SiteKey: "acme-site-key-0001", Created: time.Now().UTC()}
 	s := store.Session{ID: "s1", CustomerID: "acme", Created: time.Now().UTC(), Channel: "Organic", LandingPage: "https://acme.example/"}
+	// A webhook endpoint, its secret sealed with the customer's key as trackline serve does.
+	switchKeys, err := keyring.Open(filepath.Join(data, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SealEndpointSecrets(ctx, integrations.Sealer{Keys: switchKeys}); err != nil {
+		t.Fatal(err)
+	}
+	secret := store.SecretPrefix + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I="
 	if err := db.Write(ctx, func(tx *store.Tx) error {
 		if err := tx.CreateCustomer(&c); err != nil {
+			return err
+		}
+		if err := tx.PutEndpoint(&store.Endpoint{ID: "crm", CustomerID: "acme", URL: "https://crm.example/hook",
+			EventTypes: store.EventTypes(), Secret: secret, Created: time.Now().UTC()}); err != nil {
 			return err
 		}
 		return tx.PutSession(&s)
@@ -63,9 +77,19 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	var got store.Session
 	err = pg.View(func(tx *store.Tx) (err error) { got, err = tx.Session("s1"); return err })
-	pg.Close()
 	if err != nil || got.LandingPage != s.LandingPage || got.CustomerID != "acme" {
+		pg.Close()
 		t.Fatalf("session in PostgreSQL: %+v %v", got, err)
+	}
+	// The endpoint's secret, sealed in PostgreSQL, opens with the customer's key.
+	if _, err := pg.SealEndpointSecrets(ctx, integrations.Sealer{Keys: keys}); err != nil {
+		pg.Close()
+		t.Fatal(err)
+	}
+	ep, err := pg.Endpoint("acme", "crm")
+	pg.Close()
+	if err != nil || ep.Secret != secret {
+		t.Fatalf("webhook endpoint in PostgreSQL: %+v %v", ep, err)
 	}
 	pg, err = store.OpenPostgres(ctx, dsn)
 	if err != nil {
