@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,9 +28,14 @@ import (
 // with a column per field the store selects, orders or constrains by (pg_*.go, and the
 // schema in migrations/). There is no table of keys and values.
 //
-// Write path. Writes queue and share a transaction exactly as on bbolt: the same committer
-// goroutine takes what was queued while the previous commit was in flight, and runs the
-// functions one after the other in one PostgreSQL transaction (READ COMMITTED). A write
+// Write path. Writes queue and share a transaction as on bbolt: a committer goroutine takes
+// what was queued while the previous commit was in flight, and runs the functions one after
+// the other in one PostgreSQL transaction (READ COMMITTED). There are pgCommitters of them,
+// each on its own connection, so that a batch is sent while another's COMMIT waits for its
+// WAL flush and the server works on several at once; each adds to counters in a row of its
+// own (pgStore.shards), so that they do not queue for each other's row locks. Writes in
+// flight at the same time have no order between them (a write queued after another's Wait
+// returned commits after it). A write
 // function's statements are not sent as it makes them: they are kept, and added to the
 // transaction's pending statements only if the function returns nil, so a function that
 // fails leaves nothing behind without a savepoint. The pending statements are sent in one
@@ -69,9 +75,13 @@ const pgTxTimeout = 30 * time.Second
 // pgRetries bounds how often a batch runs again after a serialization failure or deadlock.
 const pgRetries = 10
 
-// pgStatsShards is how many rows of counters each customer has: a node adds to one of them
-// (pgStore.shard), so that the nodes do not wait for each other's commit on one hot row.
+// pgStatsShards is how many rows of counters each customer has: a committer adds to one of
+// them (pgStore.shards), so that the nodes and a node's committers do not wait for each
+// other's commit on one hot row.
 const pgStatsShards = 16
+
+// pgCommitters is how many batches of writes a node has in flight at once (see the top).
+const pgCommitters = 2
 
 // pgStore is the PostgreSQL side of a DB.
 // pgMinConns is the least size of a node's connection pool when the DSN does not set
@@ -83,7 +93,9 @@ type pgStore struct {
 	keys   FieldKeys       // nil: personal fields in plain text (pg_seal.go)
 	ctx    context.Context // cancelled by close, after the committer stopped
 	cancel context.CancelFunc
-	shard  int       // this process's row of the counters (pgStatsShards)
+	// shards holds the rows of the counters (pgStatsShards) this process adds to, one per
+	// committer: a transaction takes one for its run.
+	shards chan int
 	outbox *pgOutbox // the webhooks' cache and poller (pg_outbox.go)
 }
 
@@ -125,8 +137,12 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*DB, error) 
 	}
 	db := newDB("", o)
 	sctx, cancel := context.WithCancel(context.Background())
-	db.pg = &pgStore{pool: pool, keys: o.fieldKeys, ctx: sctx, cancel: cancel, shard: rand.IntN(pgStatsShards),
+	db.pg = &pgStore{pool: pool, keys: o.fieldKeys, ctx: sctx, cancel: cancel, shards: make(chan int, pgCommitters),
 		outbox: newPgOutbox()}
+	base := rand.IntN(pgStatsShards)
+	for i := range pgCommitters {
+		db.pg.shards <- (base + i) % pgStatsShards
+	}
 	if o.reg != nil {
 		for _, c := range []prometheus.Collector{db.commitSeconds, db.batchSize} {
 			if err := o.reg.Register(c); err != nil {
@@ -135,9 +151,23 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*DB, error) 
 			}
 		}
 	}
-	go db.commitLoop()
+	go db.pgCommitLoops()
 	db.pg.startOutbox(db)
 	return db, nil
+}
+
+// pgCommitLoops runs the pgCommitters committers until Close, then closes done.
+func (db *DB) pgCommitLoops() {
+	var wg sync.WaitGroup
+	for range pgCommitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db.commits()
+		}()
+	}
+	wg.Wait()
+	close(db.done)
 }
 
 // pgMigrate applies the migrations the database lacks. goose (github.com/pressly/goose/v3)
@@ -235,6 +265,7 @@ type pgTx struct {
 	ctx   context.Context
 	conn  *pgxpool.Conn
 	write bool
+	shard int // the row of the counters a write adds to
 	// queued are the statements of the functions that returned nil, not sent yet; mine are
 	// those of the running function fn.
 	queued, mine []pgStmt
@@ -480,7 +511,9 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 		return -1, err
 	}
 	defer conn.Release()
-	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn, write: true, blame: -1, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
+	shard := <-s.shards
+	defer func() { s.shards <- shard }()
+	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn, write: true, shard: shard, blame: -1, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
 	tx := &Tx{pg: p, db: db}
 	for i, r := range batch {
 		if out[i] {

@@ -58,7 +58,7 @@ func (t *Tx) LeaseNumber(r LeaseRequest, res *LeaseResult) error {
 	if t.pg == nil {
 		return ErrNotShared
 	}
-	return t.pg.leaseNumber(r, t.db.pg.shard, res)
+	return t.pg.leaseNumber(r, t.pg.shard, res)
 }
 
 // pgLease decides and writes a lease in one statement: the session's own number if it holds
@@ -78,7 +78,7 @@ func (t *Tx) LeaseNumber(r LeaseRequest, res *LeaseResult) error {
 // another session cuts its lease if live, and is an exhaustion within its grace); the
 // number's row, the assignment record and the counters written. Parameters: $1 customer,
 // $2 session, $3 now (ns), $4 until (ns), $5 the session is new, $6 AssignmentSpan (ns),
-// $7 grace (ns), $8 the node's counter shard.
+// $7 grace (ns), $8 the committer's counter shard.
 const pgLease = `WITH cur AS (
 	SELECT e164, lease_session, lease_from_ns, lease_until_ns, true AS own FROM numbers
 	WHERE NOT $5::boolean AND customer_id = $1 AND lease_session = $2 AND kind = 'pool' AND state = 'available'

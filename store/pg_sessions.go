@@ -102,7 +102,7 @@ type pgStatsDelta struct {
 	peak                  int
 }
 
-// addStats adds to the counters in this node's row. The additions of a transaction's writes
+// addStats adds to the counters in this committer's row. The additions of a transaction's writes
 // are summed per customer and sent as one upsert each, before a read and at the commit, so
 // that a batch of new sessions updates a customer's row once, not once per session.
 func (t *pgTx) addStats(customerID string, sessions, exhaustions uint64, assigned int) error {
@@ -146,7 +146,7 @@ func (t *pgTx) mergeStats() {
 	}
 }
 
-// statsStmts empties m into upserts of this node's rows, by customer in order (nodes lock
+// statsStmts empties m into upserts of this committer's rows, by customer in order (nodes lock
 // the rows in one order: no deadlock between them).
 func (t *pgTx) statsStmts(m map[string]*pgStatsDelta, fn int) []pgStmt {
 	if len(m) == 0 {
@@ -160,7 +160,7 @@ func (t *pgTx) statsStmts(m map[string]*pgStatsDelta, fn int) []pgStmt {
 			ON CONFLICT (customer_id, shard) DO UPDATE SET sessions_total = s.sessions_total + excluded.sessions_total,
 				exhaustions = s.exhaustions + excluded.exhaustions,
 				peak_assigned = greatest(s.peak_assigned, excluded.peak_assigned)`,
-			args: []any{c, t.s.shard, d.sessions, d.exhaustions, d.peak}})
+			args: []any{c, t.shard, d.sessions, d.exhaustions, d.peak}})
 	}
 	clear(m)
 	return out

@@ -366,7 +366,8 @@ type Pending struct{ r *writeReq }
 
 // Enqueue queues fn like Write but returns before the commit. Writes are committed in the
 // order they were enqueued, so a caller that enqueues under its own lock keeps its order on
-// disk while waiting outside the lock.
+// disk while waiting outside the lock. On PostgreSQL only a write queued after another's
+// Wait returned is sure to commit after it: several batches are in flight at once (pg.go).
 func (db *DB) Enqueue(ctx context.Context, fn func(*Tx) error) (Pending, error) {
 	return db.enqueue(ctx, fn, "")
 }
@@ -410,6 +411,12 @@ func (p Pending) Wait() error {
 // sees every write queued before it committed and none queued after.
 func (db *DB) commitLoop() {
 	defer close(db.done)
+	db.commits()
+}
+
+// commits is the committer's loop: on bbolt the only one, on PostgreSQL one of several
+// (pg.go: pgCommitters), each taking the batch queued while the others' are in flight.
+func (db *DB) commits() {
 	batch := make([]*writeReq, 0, maxBatch)
 	for {
 		var ctl *writeReq
