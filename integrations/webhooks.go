@@ -149,6 +149,12 @@ type endpoint struct {
 // New makes the delivery workers of db's outbox; Run starts them.
 func New(db Store, cfg Config, opts ...Option) (*Webhooks, error) {
 	cfg.defaults()
+	// On PostgreSQL a node's claim of a delivery lasts three attempts' timeouts (30 s by
+	// default): an attempt in flight and the write of its outcome, with room to spare. A
+	// node killed with claims leaves those deliveries to the other nodes that long.
+	if c, ok := db.(interface{ SetWebhookClaim(time.Duration) }); ok {
+		c.SetWebhookClaim(3 * cfg.Timeout)
+	}
 	w := &Webhooks{cfg: cfg, db: db, log: slog.New(slog.DiscardHandler), now: time.Now, randN: rand.Int64N, guard: NewGuard(cfg.AllowCIDRs),
 		wake: make(chan struct{}, 1), endpoints: map[store.EndpointRef]*endpoint{}, done: make(chan struct{})}
 	for _, o := range opts {

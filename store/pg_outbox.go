@@ -29,7 +29,7 @@ import (
 //     changed some. An endpoint made on another node gets the events of the writes made
 //     after this node learnt of it: within pgOutboxPoll.
 //   - Several nodes deliver from one database: DueDeliveries claims the deliveries it answers
-//     (claimed_by, claimed_until: a lease of pgClaimFor), with a conditional UPDATE that
+//     (claimed_by, claimed_until: a lease of pgClaimFor, or SetWebhookClaim's), with a conditional UPDATE that
 //     another node's concurrent claim makes fail, so that no message is sent by two nodes at
 //     once. A node that dies with attempts in flight leaves them to the others once the
 //     lease ends.
@@ -44,9 +44,22 @@ import (
 // changes to the endpoints.
 const pgOutboxPoll = 250 * time.Millisecond
 
-// pgClaimFor is how long a claim of DueDeliveries keeps the other nodes off a delivery: an
-// attempt (at most the workers' timeout, 10 s by default) and the write of its outcome.
+// pgClaimFor is how long a claim of DueDeliveries keeps the other nodes off a delivery, by
+// default: an attempt (at most the workers' timeout, 10 s by default) and the write of its
+// outcome. A node that dies with a claim leaves its delivery undelivered this long (then
+// another node makes the attempt again: at least once); package integrations sets it from
+// its timeout (SetWebhookClaim).
 const pgClaimFor = time.Minute
+
+// SetWebhookClaim sets how long a claim of DueDeliveries keeps the other nodes off a
+// delivery on PostgreSQL (at least a second; pgClaimFor until set). It must outlast an
+// attempt and the write of its outcome, or another node may make the attempt too. On bbolt
+// there are no claims (one process).
+func (db *DB) SetWebhookClaim(d time.Duration) {
+	if db.pg != nil {
+		db.pg.outbox.claimFor.Store(int64(max(d, time.Second)))
+	}
+}
 
 // pgOutbox is what a store on PostgreSQL keeps of the webhooks in memory.
 type pgOutbox struct {
@@ -63,7 +76,9 @@ type pgOutbox struct {
 	// the endpoints that had deliveries due at the last poll.
 	pollEvery atomic.Int64
 	due       map[EndpointRef]int64
-	done      chan struct{}
+	// claimFor is the length of a claim (SetWebhookClaim).
+	claimFor atomic.Int64
+	done     chan struct{}
 }
 
 // pgSubs are the enabled endpoints of every customer, with the types they want.
@@ -87,6 +102,7 @@ func newPgOutbox() *pgOutbox {
 	o.tag = string(tag)
 	o.changes.Store(-1)
 	o.pollEvery.Store(int64(pgOutboxPoll))
+	o.claimFor.Store(int64(pgClaimFor))
 	return o
 }
 
@@ -402,7 +418,7 @@ func (s *pgStore) startOutbox(db *DB) {
 
 // releaseClaims ends the claims this handle holds on pending deliveries, so that a node
 // stopped on purpose (a restart, a drain) leaves them to the others, or to itself started
-// again, at once rather than when they lapse (pgClaimFor). The store closes after its
+// again, at once rather than when they lapse (SetWebhookClaim). The store closes after its
 // dispatcher stopped (trackline serve waits for the webhooks' workers before it closes the
 // store), so no attempt of these claims is in flight. A node that dies keeps its claims
 // until they lapse.

@@ -204,6 +204,7 @@ const pgClaimAhead = 4
 // (synchronous_commit off): a claim lost in a crash only lets a delivery be taken again.
 func (db *DB) pgClaimDue(ctx context.Context, customerID, endpointID string, nowNS int64, n int) ([]DueDelivery, error) {
 	s := db.pg
+	claimFor := s.outbox.claimFor.Load()
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SET LOCAL synchronous_commit TO off`)
@@ -219,7 +220,7 @@ func (db *DB) pgClaimDue(ctx context.Context, customerID, endpointID string, now
 		SELECT c.next_at, c.attempt_count, `+pgMessageColumns+` FROM c
 			JOIN webhook_messages m ON m.customer_id = c.customer_id AND m.id = c.message_id
 			LEFT JOIN webhook_messages o ON o.customer_id = m.customer_id AND o.id = m.ref`,
-		customerID, endpointID, nowNS, s.outbox.node, nowNS+int64(pgClaimFor), n, nowNS+int64(pgClaimFor/2))
+		customerID, endpointID, nowNS, s.outbox.node, nowNS+claimFor, n, nowNS+claimFor/2)
 	b.Queue(`COMMIT`)
 	var out []DueDelivery
 	conn, err := s.pool.Acquire(ctx)
