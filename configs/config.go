@@ -147,7 +147,7 @@ type SIPConfig struct {
 type Media struct {
 	IP         string        `yaml:"ip"`          // IPv4 address the RTP sockets bind to (default: the SIP listen host)
 	Announce   string        `yaml:"announce"`    // address written in SDP (default: ip)
-	RTPPorts   string        `yaml:"rtp_ports"`   // "min-max" (default 20000-29999)
+	RTPPorts   string        `yaml:"rtp_ports"`   // "min-max" (default 10000-31999)
 	RTPTimeout time.Duration `yaml:"rtp_timeout"` // no RTP this long ends a call (default 60s; -1s disables)
 	// Probation: consecutive packets (one SSRC, consecutive sequence numbers) a source other
 	// than the SDP address sends before a leg latches onto it (default 3; 1-16)
@@ -561,7 +561,7 @@ func (c *Config) defaults() {
 		c.SIP.TransactionLinger = 6 * time.Second
 	}
 	if c.Media.RTPPorts == "" {
-		c.Media.RTPPorts = "20000-29999"
+		c.Media.RTPPorts = "10000-31999"
 	}
 	if c.Media.RTPTimeout == 0 {
 		c.Media.RTPTimeout = 60 * time.Second

@@ -105,7 +105,7 @@ func (c *Config) defaults() error {
 		c.Announce = c.IP
 	}
 	if c.PortMin == 0 && c.PortMax == 0 {
-		c.PortMin, c.PortMax = 20000, 29999
+		c.PortMin, c.PortMax = 10000, 31999
 	}
 	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMax-c.PortMin < 3 {
 		return fmt.Errorf("media: RTP port range %d-%d: want at least 4 ports within 1024-65535", c.PortMin, c.PortMax)
@@ -207,6 +207,7 @@ func New(cfg Config, customers Customers, rec *recordings.Recorder, opts ...Opti
 		e.log = slog.Default()
 	}
 	log, reg := e.log, e.reg
+	checkDescriptors(log, cfg.PortMin, cfg.PortMax)
 	e.slots = make([]atomic.Pointer[leg], e.ports.pairs())
 	e.m = newMetrics(reg, e.ports)
 	if cfg.IO != IOEpoll {
