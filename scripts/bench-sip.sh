@@ -99,12 +99,13 @@ for cmd in sipp curl jq go awk; do
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-sip.XXXXXX")
-server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid=""
+server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid="" fds_pid=""
 ok_exit=0
 cleanup() {
 	local rc=$?
 	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
 	[ -n "$rxq_pid" ] && kill "$rxq_pid" 2>/dev/null
+	[ -n "$fds_pid" ] && kill "$fds_pid" 2>/dev/null
 	stop_pid "$line_pid" 2
 	stop_pid "$sink_pid" 2
 	stop_pid "$server_pid" 5
@@ -263,6 +264,10 @@ bench() {
 	sampler_pid=$!
 	sample_rxq "$sip_port" "$dir/rxq.txt" $((timeout + 10)) &
 	rxq_pid=$!
+	if [ "$SINK" = 1 ]; then # the switch's open descriptors, every second
+		(for ((i = 0; i < timeout + 10; i++)); do ls "/proc/$pid/fd" 2>/dev/null | wc -l; sleep 1; done >"$dir/fds.txt") &
+		fds_pid=$!
+	fi
 	(cd "$dir" && exec sipp -sf "$scenario" -inf "$tmp/numbers.csv" -i 127.0.0.1 -p "$uac_port" \
 		-r "$rate" -rp 1000 -m "$calls" -l "$limit" -d "$CALL_MS" \
 		-nostdin -aa -buff_size "$BUFF" \
@@ -273,9 +278,9 @@ bench() {
 	drops_sw=$(udp_drops "$sip_port")
 	drops_uac=$(udp_drops "$uac_port")
 	drops_line=$(udp_drops "$line_port")
-	kill "$sampler_pid" "$rxq_pid" 2>/dev/null || true
-	wait "$sampler_pid" "$rxq_pid" 2>/dev/null || true
-	sampler_pid="" rxq_pid=""
+	kill "$sampler_pid" "$rxq_pid" $fds_pid 2>/dev/null || true
+	wait "$sampler_pid" "$rxq_pid" $fds_pid 2>/dev/null || true
+	sampler_pid="" rxq_pid="" fds_pid=""
 	kill -0 "$pid" 2>/dev/null || die "the switch died during run $run (log: $dir/switch.log)"
 	sleep 1 # the last records and metrics
 	cpu1=$(cpu_ticks "$pid")
@@ -299,10 +304,13 @@ bench() {
 	line_pid=""
 	local sunk=""
 	if [ -n "$sink_pid" ]; then
+		local sdrops=0 sp
+		for sp in ${sink_listen//,/ }; do sdrops=$((sdrops + $(udp_drops "${sp##*:}"))); done
 		stop_pid "$sink_pid" 3
 		wait "$sink_pid" 2>/dev/null || true
 		sink_pid=""
 		sunk=$(awk '{n += $3; b += $5} END {printf "%d datagrams, %.0f MB", n, b / 1e6}' "$dir/sink.txt")
+		sunk="$sunk read, $sdrops dropped at its sockets (in RcvbufErrors); the switch's descriptors: peak $(sort -g "$dir/fds.txt" | tail -1), limit $(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")"
 	fi
 	stop_pid "$server_pid" 10
 	server_pid=""
@@ -373,7 +381,7 @@ bench() {
 		say "run $run overload: $row"
 	fi
 	[ -z "$webhooks" ] || { results+=("|  webhooks at the end: ${webhooks#, } |"); say "run $run webhooks: ${webhooks#, }"; }
-	[ -z "$sunk" ] || { results+=("|  media sink ($sink_listen): $sunk read |"); say "run $run media sink: $sunk"; }
+	[ -z "$sunk" ] || { results+=("|  media sink ($sink_listen): $sunk |"); say "run $run media sink: $sunk"; }
 }
 
 for rate in $RATES; do
