@@ -189,6 +189,20 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 			fail(err)
 		}
 	}
+	// In a cluster: the open calls of a node unseen for store.LostNodeAfter end as lost
+	// (store/pg_nodes.go); one audit entry per lost node, naming its calls.
+	lost, ended, err := s.p.db.EndLostCalls(ctx, now, store.LostNodeAfter)
+	if err != nil {
+		fail(fmt.Errorf("end a lost node's calls: %w", err))
+	}
+	if len(ended) > 0 {
+		rep["lost_calls_ended"] += len(ended)
+		for _, n := range lost {
+			if err := s.audit(ctx, now, "node.lost", "", map[string]int{"last_seen_unix": int(n.Seen.Unix())}, n.ID); err != nil {
+				fail(err)
+			}
+		}
+	}
 	pruned, err := s.p.db.PruneAudit(ctx, now.AddDate(0, -s.cfg.AuditMonths, 0), s.cfg.Batch)
 	if err != nil {
 		fail(err)

@@ -446,6 +446,8 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	go func() { n.web.Run(poolCtx); close(webDone) }()
 	hooksDone := make(chan struct{})
 	go func() { n.hooks.Run(poolCtx); close(hooksDone) }()
+	beatDone := make(chan struct{}) // on PostgreSQL: this node's liveness (store/pg_nodes.go)
+	go func() { n.db.RunHeartbeat(poolCtx, cfg.NodeID); close(beatDone) }()
 	adsDone := make(chan struct{})
 	go func() {
 		if n.ads != nil {
@@ -479,6 +481,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	<-sweepDone
 	<-webDone
 	<-hooksDone // the webhooks' attempts in flight are cancelled: made again after the restart
+	<-beatDone
 	<-adsDone   // an upload in flight is cancelled: made again after the restart (the order id dedups)
 	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = cerr
