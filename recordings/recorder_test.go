@@ -235,9 +235,13 @@ func TestRecordingStereoWAV(t *testing.T) {
 		}
 	}
 	rec.Submit(toneChunk(rec, 3, 4000)) // the call's last, partial second
+	syncWorker(rec)                     // written before Finish: Finish seals the last again
 	info, err := rec.Finish()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rec.sealedLast {
+		t.Error("the worker sealed the last chunk as the last, though it was written before Finish")
 	}
 
 	const frames = 3*SamplesPerChunk + 4000

@@ -57,7 +57,8 @@ type Recording struct {
 	state   atomic.Uint32
 	aborted atomic.Bool // the worker skips the chunks still queued
 	dropped atomic.Int64
-	handed  atomic.Bool // the worker handed the ended recording to the syncer
+	handed  atomic.Bool   // the worker handed the ended recording to the syncer
+	queued  atomic.Uint32 // chunks Submit put in the worker's queue
 
 	// Owned by the worker (f, from its opOpen) until it hands the recording to the syncer,
 	// then by the syncer until it closes done; read by Finish after that. A worker that
@@ -67,6 +68,11 @@ type Recording struct {
 	ended bool   // the end op was handled: later chunks are dropped
 	err   error  // first error making or writing the file; later chunks are dropped
 	done  chan struct{}
+	taken uint32 // chunks the worker took from its queue (queued counts them in)
+	// sealedLast: the worker wrote the file's last chunk sealed as the last (it knew no
+	// chunk could follow), so the syncer need not read it back and seal it again; later
+	// chunks are dropped.
+	sealedLast bool
 
 	// Set by the syncer (syncer.go), read by Finish after done.
 	sum     string // hex sha256 of the plain WAV
@@ -110,10 +116,12 @@ func (rec *Recording) Submit(c *Chunk) bool {
 		return false
 	}
 	if rec.state.Load() == stateOpen && !rec.r.closed.Load() {
+		rec.queued.Add(1) // before the worker can take it: see worker.isLast
 		select {
 		case rec.w.q <- item{op: opChunk, rec: rec, c: c}:
 			return true
 		default:
+			rec.queued.Add(^uint32(0))
 		}
 	}
 	rec.drop(c)

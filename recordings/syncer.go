@@ -133,11 +133,14 @@ func (r *Recorder) finishBatch(recs []*Recording, b *syncBuffers) {
 }
 
 // seal seals the last chunk of an ended recording (its file made and written) as the last,
-// hashes the plain WAV by decrypting the file back, starts the file's writeback and closes
+// unless its worker did (sealedLast), hashes the plain WAV by decrypting the file back, starts the file's writeback and closes
 // the file. A failure is kept in syncErr.
 func (r *Recorder) seal(rec *Recording, b *syncBuffers) {
 	b.init()
-	err := sealLastBuf(rec.f, rec.aead, rec.h, rec.end, &b.in, &b.out)
+	var err error
+	if !rec.sealedLast || rec.err != nil {
+		err = sealLastBuf(rec.f, rec.aead, rec.h, rec.end, &b.in, &b.out)
+	}
 	if err == nil {
 		rec.sum, rec.size, err = plainSum(rec.f, rec.aead, rec.h, rec.end, b)
 	}

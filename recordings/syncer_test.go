@@ -355,3 +355,82 @@ func slicesRepeat(e error, n int) []error {
 	}
 	return s
 }
+
+// TestLastChunkSealedByWorker: chunks still queued when the call's owner finishes the
+// recording (FinishAsync right after the packet path's last Submit, as calls end) are
+// written by the worker with the last one sealed as the last and cut to its samples, so the
+// syncer does not read it back to seal it again; the file is the same WAV as by the other
+// path (TestRecordingStereoWAV), and a chunk that comes after it is dropped.
+func TestLastChunkSealedByWorker(t *testing.T) {
+	r, reg := newTestRecorder(t, Options{Workers: 1})
+	rec, err := r.Open("cust", "call", day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncWorker(rec)
+	resume := pauseWorker(rec) // the chunks and the end wait in the worker's queue
+	rec.Submit(toneChunk(rec, 0, SamplesPerChunk))
+	rec.Submit(toneChunk(rec, 1, 100))
+	type result struct {
+		info Info
+		err  error
+	}
+	got := make(chan result, 1)
+	rec.FinishAsync(func(info Info, err error) { got <- result{info, err} })
+	resume()
+	res := <-got
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if !rec.sealedLast {
+		t.Error("the last chunk was not sealed as the last by the worker")
+	}
+	const frames = SamplesPerChunk + 100
+	if res.info.Duration != time.Second+100*time.Second/SamplesPerChunk || res.info.Size != 44+frames*4 {
+		t.Errorf("Duration %v, Size %d; want 1.0125s and %d", res.info.Duration, res.info.Size, 44+frames*4)
+	}
+	if h := plainHash(t, r.Keys(), res.info.Path); h != res.info.SHA256 {
+		t.Errorf("SHA256 = %s, the file hashes to %s", res.info.SHA256, h)
+	}
+	w := readWAV(t, r.Keys(), res.info.Path)
+	if len(w.L) != frames {
+		t.Fatalf("%d frames, want %d", len(w.L), frames)
+	}
+	for n := range frames {
+		if w.L[n] != wantL(n) || w.R[n] != wantR(n) {
+			t.Fatalf("frame %d = (%d, %d), want (%d, %d)", n, w.L[n], w.R[n], wantL(n), wantR(n))
+		}
+	}
+	st, err := os.Stat(res.info.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(encHeaderSize + sealedChunk + 100*4 + tagSize); st.Size() != want {
+		t.Errorf("file of %d bytes, want %d (nothing after the last chunk)", st.Size(), want)
+	}
+	if got, want := metric(t, reg, "trackline_recording_bytes_total"), float64(encHeaderSize+sealedChunk+100*4+tagSize); got != want {
+		t.Errorf("bytes written %v, want %v: the last chunk written once, cut", got, want)
+	}
+
+	// A chunk that comes after the last (the owner broke the rule that the packet path
+	// stops first) is dropped rather than written after it.
+	rec2, err := r.Open("cust", "call2", day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncWorker(rec2)
+	resume = pauseWorker(rec2)
+	rec2.Submit(toneChunk(rec2, 0, 100))
+	rec2.state.Store(stateDone) // as Finish does
+	resume()
+	syncWorker(rec2) // chunk 0 written as the last
+	c := toneChunk(rec2, 1, 100)
+	rec2.queued.Add(1) // a Submit that passed its check before the state changed
+	rec2.w.q <- item{op: opChunk, rec: rec2, c: c}
+	syncWorker(rec2)
+	if !rec2.sealedLast || rec2.next != 1 || rec2.dropped.Load() != 1 {
+		t.Errorf("sealedLast %v, next %d, dropped %d; want true, 1, 1", rec2.sealedLast, rec2.next, rec2.dropped.Load())
+	}
+	rec2.state.Store(stateOpen)
+	rec2.Abort()
+}

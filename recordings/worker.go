@@ -62,6 +62,7 @@ func (w *worker) handle(it item) {
 	case opOpen:
 		w.r.create(it.rec)
 	case opChunk:
+		it.rec.taken++
 		w.write(it.rec, it.c)
 	case opEnd:
 		rec := it.rec
@@ -89,11 +90,12 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 		w.r.chunks.put(c)
 		return
 	}
-	if rec.ended || rec.err != nil || rec.f == nil || c.Index < rec.next || c.Index >= w.r.maxChunks ||
+	if rec.ended || rec.sealedLast || rec.err != nil || rec.f == nil || c.Index < rec.next || c.Index >= w.r.maxChunks ||
 		c.N <= 0 || c.N > SamplesPerChunk {
 		rec.drop(c)
 		return
 	}
+	last := isLast(rec)
 	start := time.Now()
 	var written int
 	for ; rec.next < c.Index; rec.next++ {
@@ -107,13 +109,18 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 	}
 	if rec.err == nil {
 		decode(&w.buf, c)
-		n, err := rec.f.WriteAt(w.seal(rec, c.Index, w.buf[:]), encOffset(int64(c.Index)))
+		plain := w.buf[:]
+		if last {
+			plain = plain[:c.N*frameSize] // cut and flagged now, as Finish would seal it
+		}
+		n, err := rec.f.WriteAt(rec.aead.Seal(w.sealed[:0], nonce(&w.nonce, c.Index, last), plain, rec.h), encOffset(int64(c.Index)))
 		written += n
 		if err != nil {
 			rec.err = err
 		} else {
 			rec.next = c.Index + 1
 			rec.end = int64(c.Index)*chunkBytes + int64(c.N)*frameSize
+			rec.sealedLast = last
 		}
 	}
 	w.r.m.bytes.Add(float64(written))
@@ -123,6 +130,16 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 		return
 	}
 	w.r.chunks.put(c)
+}
+
+// isLast tells whether the chunk the worker has just taken for rec is its recording's last:
+// the recording is finished or aborted (Finish, FinishAsync or Abort ran, which the owner does
+// only after the packet path stopped submitting, so every Submit counted in queued happened
+// before) and the worker has taken every chunk queued. Then the chunk is sealed as the last
+// at once, and the syncer does not read it back to seal it again (sealLast). A chunk that
+// races Finish against that rule is dropped, not written after the last (sealedLast).
+func isLast(rec *Recording) bool {
+	return rec.state.Load() == stateDone && rec.taken == rec.queued.Load()
 }
 
 // seal encrypts the plain audio of second i of rec into the worker's buffer.
