@@ -16,6 +16,12 @@ import (
 // LostNodeAfter (EndLostCalls). A node of a build without heartbeats has no row and is
 // never taken for lost; nor are calls without a node (bbolt's, migrated).
 
+func init() {
+	for _, name := range []string{"DB.RunHeartbeat", "DB.Heartbeat", "DB.Nodes", "DB.EndLostCalls"} {
+		pgImplemented[name] = true
+	}
+}
+
 // NodeHeartbeat is how often a node writes that it is alive.
 const NodeHeartbeat = 10 * time.Second
 

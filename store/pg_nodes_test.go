@@ -86,3 +86,11 @@ func TestPostgresLostNodeCallsEnded(t *testing.T) {
 		t.Fatalf("nodes %+v %v", all, err)
 	}
 }
+
+// Every exported operation is on PostgreSQL: trackline serve refuses the driver otherwise,
+// so a method added without its entry in pgImplemented stops every node of a cluster.
+func TestPostgresMissingIsEmpty(t *testing.T) {
+	if missing := PostgresMissing(); len(missing) > 0 {
+		t.Fatalf("not on PostgreSQL: %v (add them to pgImplemented)", missing)
+	}
+}

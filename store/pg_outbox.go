@@ -51,6 +51,8 @@ const pgOutboxPoll = 250 * time.Millisecond
 // its timeout (SetWebhookClaim).
 const pgClaimFor = time.Minute
 
+func init() { pgImplemented["DB.SetWebhookClaim"] = true }
+
 // SetWebhookClaim sets how long a claim of DueDeliveries keeps the other nodes off a
 // delivery on PostgreSQL (at least a second; pgClaimFor until set). It must outlast an
 // attempt and the write of its outcome, or another node may make the attempt too. On bbolt
