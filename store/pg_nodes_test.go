@@ -89,8 +89,10 @@ func TestPostgresLostNodeCallsEnded(t *testing.T) {
 
 // Every exported operation is on PostgreSQL: trackline serve refuses the driver otherwise,
 // so a method added without its entry in pgImplemented stops every node of a cluster.
+// (DB.AuditRaw is the tests' own, export_test.go: not in the binary.)
 func TestPostgresMissingIsEmpty(t *testing.T) {
-	if missing := PostgresMissing(); len(missing) > 0 {
+	missing := slices.DeleteFunc(PostgresMissing(), func(name string) bool { return name == "DB.AuditRaw" })
+	if len(missing) > 0 {
 		t.Fatalf("not on PostgreSQL: %v (add them to pgImplemented)", missing)
 	}
 }
