@@ -190,7 +190,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 	}
 	// In a cluster: the open calls of a node unseen for store.LostNodeAfter end as lost
-	// (store/pg_nodes.go); one audit entry per lost node, naming its calls.
+	// (store/pg_nodes.go); one audit entry per lost node, naming it.
 	lost, ended, err := s.p.db.EndLostCalls(ctx, now, store.LostNodeAfter)
 	if err != nil {
 		fail(fmt.Errorf("end a lost node's calls: %w", err))
