@@ -7,11 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
 )
@@ -38,11 +38,7 @@ func newEnv(t testing.TB, rate float64) *env {
 // newEnvWith is newEnv's customers and numbers (acme: ten pool numbers) under an API of cfg.
 func newEnvWith(t testing.TB, cfg Config, opts ...Option) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	p, err := pool.New(db, pool.Config{})
 	if err != nil {
 		t.Fatal(err)

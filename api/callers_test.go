@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
@@ -232,8 +233,13 @@ func TestCallerErase(t *testing.T) {
 		t.Errorf("the refused erasure removed the call: %v", err)
 	}
 
-	// A number with nothing here: nothing erased, and no compaction (the file stays).
+	// A number with nothing here: nothing erased, and no compaction (the file stays). On
+	// PostgreSQL the compaction is a VACUUM, not a new file: the store's own tests check it
+	// (TestPostgresFileOperations); inode is 0 there.
 	inode := func() uint64 {
+		if e.db.Driver() != "bbolt" {
+			return 0
+		}
 		st, err := os.Stat(e.db.Path())
 		if err != nil {
 			t.Fatal(err)
@@ -251,7 +257,7 @@ func TestCallerErase(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("erase: %d %s", status, body)
 	}
-	if inode() == before {
+	if inode() == before && e.db.Driver() == "bbolt" {
 		t.Error("the erasure did not compact the store")
 	}
 	for _, v := range victims {
@@ -283,13 +289,22 @@ func TestCallerErase(t *testing.T) {
 	if status, _, body := raw(t, "DELETE", e.url+"/v1/callers/"+number+"?customer=bakery", token, ""); status != 200 {
 		t.Fatalf("erase at bakery: %d %s", status, body)
 	}
-	file, err := os.ReadFile(e.db.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, needle := range []string{"687654321", landing} {
-		if bytes.Contains(file, []byte(needle)) {
-			t.Errorf("the store file still holds %q", needle)
+	if e.db.Driver() == "bbolt" {
+		file, err := os.ReadFile(e.db.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, needle := range []string{"687654321", landing} {
+			if bytes.Contains(file, []byte(needle)) {
+				t.Errorf("the store file still holds %q", needle)
+			}
+		}
+	} else {
+		// PostgreSQL: no row holds them (freed space and WAL: cluster.md, the erasure).
+		for _, needle := range []string{"687654321", landing} {
+			if where := storetest.RawHolds(t, e.db, needle); len(where) > 0 {
+				t.Errorf("rows still hold %q: %v", needle, where)
+			}
 		}
 	}
 	audit := auditJSON(t, e.db)

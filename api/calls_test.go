@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
 )
@@ -25,11 +25,7 @@ type callsEnv struct {
 
 func newCallsEnv(t *testing.T, withCalls bool) *callsEnv {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	p, err := pool.New(db, pool.Config{})
 	if err != nil {
 		t.Fatal(err)

@@ -20,11 +20,7 @@ import (
 // TestSessionAdConsent: the ad consent the script sends is checked at the edge and kept on
 // the session; a later post of the same session replaces it.
 func TestSessionAdConsent(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	p, err := pool.New(db, pool.Config{})
 	if err != nil {
 		t.Fatal(err)

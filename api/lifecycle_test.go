@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
@@ -278,11 +278,7 @@ func (c *settable) add(d time.Duration) {
 // the public endpoints answer 410 problem+json, with no sweeper run needed.
 func TestPublicRefusesOutOfService(t *testing.T) {
 	clk := &settable{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-	db, err := store.Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	p, err := pool.New(db, pool.Config{}, pool.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
