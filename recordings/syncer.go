@@ -133,8 +133,8 @@ func (r *Recorder) finishBatch(recs []*Recording, b *syncBuffers) {
 }
 
 // seal seals the last chunk of an ended recording (its file made and written) as the last,
-// unless its worker did (sealedLast), hashes the plain WAV by decrypting the file back, starts the file's writeback and closes
-// the file. A failure is kept in syncErr.
+// unless its worker did (sealedLast), hashes the plain WAV by decrypting the file back,
+// starts the file's writeback and closes the file. A failure is kept in syncErr.
 func (r *Recorder) seal(rec *Recording, b *syncBuffers) {
 	b.init()
 	var err error
@@ -168,7 +168,7 @@ func (r *Recorder) syncBatch(recs []*Recording, b *syncBuffers) {
 		}
 		if rec.syncErr == nil {
 			final := strings.TrimSuffix(rec.part, partSuffix)
-			rec.syncErr = os.Rename(rec.part, final)
+			rec.syncErr = renameNoReplace(rec.part, final)
 			if rec.syncErr == nil {
 				b.dirs[filepath.Dir(final)] = nil
 			}

@@ -434,3 +434,29 @@ func TestLastChunkSealedByWorker(t *testing.T) {
 	rec2.state.Store(stateOpen)
 	rec2.Abort()
 }
+
+// TestFinishDoesNotReplace: a finished recording never replaces a file of its final name
+// made since its Open looked (another recorder on the same tree): its Finish fails with
+// ErrExists, the file stays as it was and the .part stays for Repair.
+func TestFinishDoesNotReplace(t *testing.T) {
+	r, _ := newTestRecorder(t, Options{})
+	rec, err := r.Open("cust", "call", day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncWorker(rec) // the .part and its directory are made
+	final := strings.TrimSuffix(rec.part, partSuffix)
+	if err := os.WriteFile(final, []byte("someone else's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec.Submit(toneChunk(rec, 0, 100))
+	if _, err := rec.Finish(); !errors.Is(err, ErrExists) {
+		t.Errorf("Finish = %v, want ErrExists", err)
+	}
+	if b, err := os.ReadFile(final); err != nil || string(b) != "someone else's" {
+		t.Errorf("the other file now holds %q (%v)", b, err)
+	}
+	if _, err := os.Stat(rec.part); err != nil {
+		t.Errorf("the .part is gone: %v", err)
+	}
+}
