@@ -318,3 +318,153 @@ func TestAdmissionStrained(t *testing.T) {
 		t.Fatal("not strained after a refusal for overload")
 	}
 }
+
+// The limit on setups in flight: it starts at setupInit and refuses past it; setups done in
+// time make it grow by one each while it is in use (a slow start), not while it is not; a
+// setup that took longer than the least plus admitStale targets cuts it (by the ratio, at
+// most by half), once for the setups admitted before the cut, but not under what the setups
+// done in the last second need at the time allowed; an INVITE whose handler never came
+// leaves after setupExpire.
+func TestAdmissionSetupLimit(t *testing.T) {
+	m := newAdmitMetrics()
+	a := newAdmission(20*time.Millisecond, 0, m)
+	now := admitT0
+	key := uint64(0)
+	admit := func(n int) (admitted []uint64, refused int) {
+		for range n {
+			key++
+			switch r := a.allowSetup(now, 0, key, true); r {
+			case "":
+				admitted = append(admitted, key)
+			case shedOverload:
+				refused++
+			default:
+				t.Fatalf("refused for %q, want overload", r)
+			}
+		}
+		return admitted, refused
+	}
+	first, refused := admit(setupInit + 10)
+	if len(first) != setupInit || refused != 10 {
+		t.Fatalf("admitted %d, refused %d of %d at once; want %d admitted", len(first), refused, setupInit+10, setupInit)
+	}
+	if r := a.allow(now, 0); r != "" {
+		t.Errorf("an INVITE without a key (TCP, no limit on its setup): %q, want admitted", r)
+	}
+	// Done in 1 ms each: one more for each while at least half the limit is in flight (the
+	// first 22: then 42 are left in flight of a limit of 86).
+	now = now.Add(time.Millisecond)
+	for _, k := range first {
+		a.setupDone(k, now)
+	}
+	if want := float64(setupInit + 22); a.conc != want {
+		t.Errorf("limit after %d setups done in 1 ms = %v, want %v (grown while half of it was in flight)", setupInit, a.conc, want)
+	}
+	a.setupDone(first[0], now) // done already: ignored
+	before := a.conc
+	// A lull: one setup at a time leaves the limit where it is.
+	for range 50 {
+		ks, _ := admit(1)
+		now = now.Add(time.Millisecond)
+		a.setupDone(ks[0], now)
+	}
+	if a.conc != before {
+		t.Errorf("limit after a lull = %v, want %v (not in use: not grown)", a.conc, before)
+	}
+	// Fill it, then a setup takes 810 ms, ten times the 81 ms allowed (1 ms + 4 targets):
+	// the limit is halved, once for all those admitted before the cut.
+	full, _ := admit(int(a.conc) + 5)
+	now = now.Add(810 * time.Millisecond)
+	a.setupDone(full[0], now)
+	if want := before / 2; a.conc != want {
+		t.Errorf("limit after a setup of 810 ms = %v, want %v", a.conc, want)
+	}
+	cut := a.conc
+	a.setupDone(full[1], now.Add(time.Millisecond))
+	if a.conc != cut {
+		t.Errorf("limit after a second slow setup admitted before the cut = %v, want %v", a.conc, cut)
+	}
+	if !a.strained(now) {
+		t.Error("not strained after a cut of the setups' limit")
+	}
+	// A setup admitted after the cut that took 162 ms (twice the allowed) cuts it again, by
+	// half: the 50 setups done in the last second (the lull's) need only 4 at 81 ms.
+	for _, k := range full[2:] {
+		a.setupDone(k, now)
+	}
+	ks, _ := admit(1)
+	now = now.Add(162 * time.Millisecond)
+	a.setupDone(ks[0], now)
+	if want := cut / 2; a.conc != want {
+		t.Errorf("limit after a setup of 162 ms admitted after the cut = %v, want %v", a.conc, want)
+	}
+	// An INVITE whose handler never came leaves the setups in flight after setupExpire.
+	admit(1)
+	if len(a.flight) != 1 {
+		t.Fatalf("%d setups in flight, want 1", len(a.flight))
+	}
+	now = now.Add(setupExpire + 2*admitInterval)
+	a.allow(now, 0)
+	if len(a.flight) != 0 {
+		t.Errorf("%d setups in flight past setupExpire, want 0", len(a.flight))
+	}
+	if got := testutil.ToFloat64(m.setups); got != 0 {
+		t.Errorf("setups_in_flight = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.setupLimit); got != a.conc {
+		t.Errorf("setup_limit = %v, want %v", got, a.conc)
+	}
+}
+
+// A cut of the setups' limit stops at what the setups done in the last second need at the
+// time allowed (Little's law): after a second of 500 setups of 1 ms (never more than one in
+// flight) a burst is admitted and one of its setups takes 1 s; 500 a second at 81 ms need
+// 40.5, more than half the limit.
+func TestAdmissionSetupLimitFloor(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	key := uint64(0)
+	for range 500 {
+		key++
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("refused (%s) one setup at a time", r)
+		}
+		a.setupDone(key, now.Add(time.Millisecond))
+		now = now.Add(2 * time.Millisecond)
+	}
+	a.allow(now, 0) // closes the interval
+	burst := key + 1
+	for range setupInit {
+		key++
+		a.allowSetup(now, 0, key, true)
+	}
+	a.setupDone(burst, now.Add(time.Second))
+	if want := 500 * 0.081; a.conc < want-0.5 || a.conc > want+0.5 {
+		t.Errorf("limit after a slow setup = %v, want about %v (the last second's need)", a.conc, want)
+	}
+}
+
+// A standing queue after a second in which the switch carried 1,000 setups a second cuts the
+// rate limit from that, not from the few calls a stall let in: to 85 % of 1,000.
+func TestAdmissionCutFromSetupsDone(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	key := uint64(0)
+	for range 1000 {
+		key++
+		a.observe(time.Millisecond, now)
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("refused (%s) at 1,000 a second without a queue", r)
+		}
+		a.setupDone(key, now.Add(time.Millisecond))
+		now = now.Add(time.Millisecond)
+	}
+	// A stall: one interval in which every datagram waited 300 ms, and no call was admitted.
+	for end := now.Add(admitInterval); now.Before(end); now = now.Add(time.Millisecond) {
+		a.observe(300*time.Millisecond, now)
+	}
+	a.allow(now, 0) // closes the interval
+	if want := 850.0; a.lim.rate < want-20 || a.lim.rate > want+20 {
+		t.Errorf("limit after a stall = %v, want about %v", a.lim.rate, want)
+	}
+}
