@@ -51,7 +51,7 @@ deps:
 test: deps assets check
 	$(GO) test -race -count=1 -timeout 12m ./...
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 8m -run '$(PG_STORE_TESTS)' ./store/
-	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/ ./integrations/googleads/ ./internal/storetest/ ./accounts/ ./provision/
+	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m ./app/ ./integrations/ ./integrations/googleads/ ./internal/storetest/ ./accounts/ ./provision/
 	TRACKLINE_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 5m -run '$(PG_API_TESTS)' ./api/
 	$(GO) test -race -count=1 -tags cluster -timeout 8m -run '^TestClusterPG' ./e2e/
 

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/trackline/trackline/pool"
+	"github.com/trackline/trackline/internal/storetest"
 	"github.com/trackline/trackline/store"
 )
 
@@ -153,16 +154,20 @@ type env struct {
 
 func newEnv(t *testing.T, path string, cfg Config) *env {
 	t.Helper()
+	// Without a path (no restart of its own): the store of the tests' driver
+	// (internal/storetest: bbolt, or PostgreSQL with TRACKLINE_TEST_STORE=postgres).
+	var db *store.DB
 	if path == "" {
-		path = filepath.Join(t.TempDir(), "trackline.db")
+		db = storetest.Open(t)
+	} else {
+		var err error
+		if db, err = store.Open(path); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
 	}
-	db, err := store.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	e := &env{t: t, db: db, cfg: cfg}
-	err = db.Write(context.Background(), func(tx *store.Tx) error {
+	err := db.Write(context.Background(), func(tx *store.Tx) error {
 		if _, err := tx.Customer("acme"); err == nil {
 			return nil
 		}
