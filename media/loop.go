@@ -36,8 +36,12 @@ type loop struct {
 	// genDue is when the next generated frame of the loop's sessions is due, on the grid of
 	// genGrid: the tick looks for due frames only from then on, or when rescan says that a
 	// leg has started to generate since its last look.
-	genDue   int64
-	rescan   atomic.Bool
+	genDue int64
+	rescan atomic.Bool
+	// gridOff shifts this loop's grid: loop i of n wakes at i/n of genGrid past the others,
+	// so that the loops' bursts of frames (each at real-time priority) take turns on the
+	// cores instead of taking them all at once, when nothing else could run.
+	gridOff  int64
 	nextSec  int64
 	nextHand int64 // when the recordings' finished chunks are next handed over
 	// drains: this loop reads the kernel path's ring (the first loop, with the kernel path),
@@ -115,7 +119,8 @@ func newLoop(e *Engine) (*loop, error) {
 	}
 	id := strconv.Itoa(len(e.loops))
 	return &loop{e: e, log: e.log.With("loop", id), epfd: epfd, wfd: wfd, stopped: make(chan struct{}),
-		gBusy: e.m.loopBusy.WithLabelValues(id), gSessions: e.m.loopSessions.WithLabelValues(id)}, nil
+		gridOff: int64(len(e.loops)) * genGrid / int64(max(1, e.cfg.Loops)),
+		gBusy:   e.m.loopBusy.WithLabelValues(id), gSessions: e.m.loopSessions.WithLabelValues(id)}, nil
 }
 
 // wake makes the loop look at its commands and generated audio now.
@@ -595,7 +600,7 @@ func (l *loop) tick(now int64) int {
 				}
 			}
 			if due >= 0 {
-				due = onGrid(due)
+				due = l.onGrid(due)
 			}
 			l.genDue = due
 			if due < 0 {
@@ -649,8 +654,10 @@ func (l *loop) tick(now int64) int {
 // only starts up to genGrid late; it gains no jitter.
 const genGrid = int64(5 * time.Millisecond)
 
-// onGrid is t rounded up to genGrid.
-func onGrid(t int64) int64 { return (t + genGrid - 1) / genGrid * genGrid }
+// onGrid is t rounded up to the loop's grid: the multiples of genGrid, plus gridOff.
+func (l *loop) onGrid(t int64) int64 {
+	return (t-l.gridOff+genGrid-1)/genGrid*genGrid + l.gridOff
+}
 
 // generate sends the frames due in s's generating legs and returns the next due time.
 func (l *loop) generate(s *Session, now int64) int64 {

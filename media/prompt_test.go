@@ -169,3 +169,28 @@ func TestPromptStartsOnAnIdleLoop(t *testing.T) {
 		}
 	})
 }
+
+// Each loop wakes on its own shift of the grid: with two loops their bursts of frames
+// alternate, 2.5 ms apart.
+func TestLoopGrids(t *testing.T) {
+	g := genGrid
+	for _, tc := range []struct {
+		off, t, want int64
+	}{
+		{0, 0, 0}, {0, 1, g}, {0, g, g}, {0, g + 1, 2 * g},
+		{g / 2, 0, g / 2}, {g / 2, g / 2, g / 2}, {g / 2, g/2 + 1, g + g/2}, {g / 2, 3 * g, 3*g + g/2},
+	} {
+		l := &loop{gridOff: tc.off}
+		if got := l.onGrid(tc.t); got != tc.want {
+			t.Errorf("offset %d: onGrid(%d) = %d, want %d", tc.off, tc.t, got, tc.want)
+		}
+	}
+	e, err := New(Config{Loops: 2, PortMin: 44000, PortMax: 44099, IO: IOEpoll, Kernel: KernelOff, RealtimePriority: -1}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.loops[0].gridOff != 0 || e.loops[1].gridOff != g/2 {
+		t.Errorf("grid offsets %d and %d, want 0 and %d", e.loops[0].gridOff, e.loops[1].gridOff, g/2)
+	}
+}
