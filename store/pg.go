@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,9 +42,14 @@ import (
 // fails leaves nothing behind without a savepoint. The pending statements are sent in one
 // pipelined round trip (pgx.Batch) before any read, so that a function sees what the
 // functions before it wrote, and at the end together with COMMIT: a batch of writes that
-// read nothing (a new web session: the session, its lease and the counters) costs one round
-// trip and one WAL flush however many share it. A function that reads after its own writes
-// has them sent first, under a savepoint, which is rolled back if it then fails.
+// read nothing costs one round trip and one WAL flush however many share it. When a
+// statement's outcome may still fail its function (a lease that finds no number, a row
+// count checked), COMMIT goes in a second round trip once the outcomes were read. A run of
+// writes of one kind next to each other is one statement (coalesce): the batch's sessions
+// in one INSERT, its new sessions' leases in one statement per customer (pg_lease.go), so
+// that a batch of new web sessions is two statements however many share it. A function that
+// reads after its own writes has them sent first, under a savepoint, which is rolled back if
+// it then fails.
 //
 // A statement that fails at the server (a unique key taken) aborts the transaction: the
 // statement names its function, which gets the error, and the others run again in a new
@@ -256,7 +262,17 @@ type pgStmt struct {
 	// once the statement is sent: a write that needs no read before it, pg_lease.go) and
 	// may fail its function; pgx.ErrNoRows when it answers none.
 	scan func(pgx.Row) error
+	// each, if set, reads the rows the statement answers (a statement of several functions).
+	each func(pgx.Rows) error
+	// A write kept to be sent in one statement with the others of its kind next to it in the
+	// transaction (coalesce), sql empty: a session (pg_sessions.go), a new session's lease
+	// (pg_lease.go).
+	sess  *pgSessionRow
+	lease *pgLeaseItem
 }
+
+// grouped: the statement is one of a kind sent together (coalesce).
+func (s *pgStmt) grouped() bool { return s.sess != nil || s.lease != nil }
 
 // pgTx is the PostgreSQL side of a Tx.
 type pgTx struct {
@@ -273,10 +289,14 @@ type pgTx struct {
 	// savepoint: the running function's writes were sent under SAVEPOINT fn, to be released
 	// or rolled back when it returns.
 	savepoint bool
-	// abort is the error that failed the transaction at the server, blame the function whose
-	// statement it was (-1: none known). Everything after it fails with it.
-	abort error
-	blame int
+	// abort is the error that failed the transaction (at the server, or a statement's outcome
+	// failed its function), blames the functions whose statement it was (none known: empty).
+	// Everything after it fails with it.
+	abort  error
+	blames []int
+	// after are statements a statement's outcome asks for, sent once its pipeline was read
+	// (pgLeaseSet's sessions left without a number).
+	after []pgStmt
 	// statsAdd and mineStats are the counters' additions of the finished functions and of the
 	// running one, sent as one statement per customer (pg_sessions.go: addStats).
 	statsAdd, mineStats map[string]*pgStatsDelta
@@ -306,17 +326,65 @@ func (t *pgTx) exec(check func(pgconn.CommandTag) error, sql string, args ...any
 
 // fail records the error that failed the transaction, the first one only.
 func (t *pgTx) fail(err error, fn int) error {
+	if fn < 0 {
+		return t.failAll(err, nil)
+	}
+	return t.failAll(err, []int{fn})
+}
+
+// failAll records the error that failed the transaction and the functions it fails.
+func (t *pgTx) failAll(err error, fns []int) error {
 	if t.abort == nil {
-		t.abort, t.blame = err, fn
+		t.abort, t.blames = err, fns
 	}
 	return t.abort
 }
 
-// send sends statements in one pipelined round trip and reads their outcomes.
+// coalesce turns each run of grouped writes into their statements: the sessions in one, the
+// new sessions' leases in one per customer (sessions and leases touch tables of their own,
+// so the run's order between the two kinds does not matter).
+func (t *pgTx) coalesce(stmts []pgStmt) []pgStmt {
+	if !slices.ContainsFunc(stmts, func(s pgStmt) bool { return s.grouped() }) {
+		return stmts
+	}
+	out := make([]pgStmt, 0, len(stmts))
+	for i := 0; i < len(stmts); {
+		if !stmts[i].grouped() {
+			out = append(out, stmts[i])
+			i++
+			continue
+		}
+		var sessions, leases []pgStmt
+		for ; i < len(stmts) && stmts[i].grouped(); i++ {
+			if stmts[i].sess != nil {
+				sessions = append(sessions, stmts[i])
+			} else {
+				leases = append(leases, stmts[i])
+			}
+		}
+		if len(sessions) > 0 {
+			out = append(out, sessionsStmt(sessions))
+		}
+		if len(leases) > 0 {
+			out = append(out, t.leaseSets(leases)...)
+		}
+	}
+	return out
+}
+
+// outcomeRead: a statement's outcome may fail its function (or ask for more statements), so
+// the transaction commits only once it was read.
+func outcomeRead(stmts []pgStmt) bool {
+	return slices.ContainsFunc(stmts, func(s pgStmt) bool { return s.check != nil || s.scan != nil || s.each != nil || s.lease != nil })
+}
+
+// send sends statements in one pipelined round trip and reads their outcomes; then those
+// the outcomes asked for (after), in another.
 func (t *pgTx) send(stmts []pgStmt) error {
 	if len(stmts) == 0 {
 		return nil
 	}
+	stmts = t.coalesce(stmts)
 	b := &pgx.Batch{}
 	for _, s := range stmts {
 		b.Queue(s.sql, s.args...)
@@ -324,9 +392,19 @@ func (t *pgTx) send(stmts []pgStmt) error {
 	br := t.conn.SendBatch(t.ctx, b)
 	for _, s := range stmts {
 		var err error
-		if s.scan != nil {
+		switch {
+		case s.scan != nil:
 			err = s.scan(br.QueryRow())
-		} else {
+		case s.each != nil:
+			var rows pgx.Rows
+			if rows, err = br.Query(); err == nil {
+				err = s.each(rows)
+				rows.Close()
+				if err == nil {
+					err = rows.Err()
+				}
+			}
+		default:
 			var tag pgconn.CommandTag
 			tag, err = br.Exec()
 			if err == nil && s.check != nil {
@@ -340,6 +418,11 @@ func (t *pgTx) send(stmts []pgStmt) error {
 	}
 	if err := br.Close(); err != nil {
 		return t.fail(err, -1)
+	}
+	if len(t.after) > 0 {
+		after := t.after
+		t.after = nil
+		return t.send(after)
 	}
 	return nil
 }
@@ -458,7 +541,7 @@ func (s *pgStore) commit(db *DB, batch []*writeReq) {
 	out := make([]bool, len(batch)) // failed by a statement: not run again
 	retries := 0
 	for {
-		blame, abort := s.run(db, batch, errs, out)
+		blames, abort := s.run(db, batch, errs, out)
 		switch {
 		case abort == nil:
 			db.commitSeconds.Observe(time.Since(start).Seconds())
@@ -472,8 +555,10 @@ func (s *pgStore) commit(db *DB, batch []*writeReq) {
 			clear(errs)
 			clear(out)
 			time.Sleep(time.Duration(rand.IntN(retries*2+1)) * time.Millisecond)
-		case blame >= 0:
-			errs[blame], out[blame] = pgError(abort), true
+		case len(blames) > 0:
+			for _, b := range blames {
+				errs[b], out[b] = pgError(abort), true
+			}
 		case len(batch) > 1 && s.ctx.Err() == nil && !errors.Is(abort, context.DeadlineExceeded) && isPgError(abort):
 			// Nobody to blame (the commit itself failed): each function on its own.
 			for _, r := range batch {
@@ -501,19 +586,19 @@ func isPgError(err error) bool {
 }
 
 // run runs the functions of the batch not marked out in one transaction. It answers the
-// function to blame (-1: none) and the error that aborted the transaction, or nil once it
-// committed; errs holds what each function returned.
-func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int, error) {
+// functions to blame (none known: empty) and the error that aborted the transaction, or nil
+// once it committed; errs holds what each function returned.
+func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) ([]int, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, pgTxTimeout)
 	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	defer conn.Release()
 	shard := <-s.shards
 	defer func() { s.shards <- shard }()
-	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn, write: true, shard: shard, blame: -1, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
+	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn, write: true, shard: shard, queued: []pgStmt{{sql: "BEGIN", fn: -1}}}
 	tx := &Tx{pg: p, db: db}
 	for i, r := range batch {
 		if out[i] {
@@ -542,18 +627,29 @@ func (s *pgStore) run(db *DB, batch []*writeReq, errs []error, out []bool) (int,
 	}
 	p.mine = nil
 	if p.abort == nil {
-		p.send(append(append(p.queued, p.statsStmts(p.statsAdd, -1)...), pgStmt{sql: "COMMIT", fn: -1}))
+		stmts := append(p.queued, p.statsStmts(p.statsAdd, -1)...)
+		commit := pgStmt{sql: "COMMIT", fn: -1}
+		if outcomeRead(stmts) {
+			// An outcome may fail its function after the server ran the statement (a lease
+			// finding no number): COMMIT only once every outcome was read.
+			if p.send(stmts) == nil {
+				p.send([]pgStmt{commit})
+			}
+		} else {
+			p.send(append(stmts, commit))
+		}
 	}
 	if p.abort != nil {
-		// The connection is in a failed transaction, or in none if COMMIT failed: ROLLBACK
-		// ends the first and warns of the second. A broken connection is dropped by Release.
+		// The connection is in a transaction (failed, or whose outcome failed a function),
+		// or in none if COMMIT failed: ROLLBACK ends the first and warns of the second. A
+		// broken connection is dropped by Release.
 		conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		return p.blame, p.abort
+		return p.blames, p.abort
 	}
 	for _, f := range p.committed {
 		f()
 	}
-	return -1, nil
+	return nil, nil
 }
 
 // view runs fn in a read-only snapshot.
@@ -568,7 +664,7 @@ func (s *pgStore) view(db *DB, fn func(*Tx) error) error {
 	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		return fmt.Errorf("store: postgres: %w", err)
 	}
-	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn, blame: -1}
+	p := &pgTx{s: s, db: db, ctx: ctx, conn: conn}
 	err = fn(&Tx{pg: p, db: db})
 	if _, cerr := conn.Exec(context.WithoutCancel(ctx), "COMMIT"); err == nil && cerr != nil {
 		err = fmt.Errorf("store: postgres: %w", cerr)
@@ -600,7 +696,7 @@ var pgImplemented = map[string]bool{
 	"Tx.AnnotateCall": true, "Tx.DeleteCall": true, "Tx.PutRecording": true, "Tx.Recording": true, "Tx.Rollups": true, "DB.Calls": true, "DB.Call": true,
 	"DB.Recording": true, "DB.CallsOfCaller": true, "DB.Rollups": true, "Tx.Usage": true, "DB.Usage": true,
 	// the shared pool's leases and the customers' change notifications (pg_lease.go, pg_notify.go)
-	"DB.Shared": true, "Tx.LeaseNumber": true, "DB.CustomerChanges": true,
+	"DB.Shared": true, "Tx.LeaseNumber": true, "DB.CustomerChanges": true, "DB.EventWanted": true,
 	// webhooks: endpoints, events, the outbox (pg_outbox*.go)
 	"DB.AllEndpoints": true, "DB.DeleteEndpoint": true, "DB.Deliveries": true, "DB.DueDeliveries": true,
 	"DB.Endpoint": true, "DB.Endpoints": true, "DB.EndpointsVersion": true, "DB.FailPending": true,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -190,5 +191,144 @@ func TestPostgresLeaseRace(t *testing.T) {
 			}
 		}
 		wg.Wait()
+	}
+}
+
+// New sessions that share a batch are leased in one statement per customer (pgLeaseSet):
+// whatever the batch's shape, each gets what leasing them one after the other gives. The
+// same leases run once as one batch (customer "set") and once a write each (customer
+// "seq"), on pools of 4 numbers (and a static and a quarantined one): numbers never leased,
+// then some free and some held (exhaustions that cut live leases), then more sessions than
+// numbers (the rest leased one by one after the set, cutting the set's own leases), then a
+// customer without pool numbers: ErrNoNumbers for its sessions only, the others in the
+// batch committed.
+func TestPostgresLeaseSet(t *testing.T) {
+	db := openPostgresTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	const lease, grace = 10 * time.Minute, 5 * time.Minute
+	err := db.Write(ctx, func(tx *Tx) error {
+		for _, c := range []string{"set", "seq", "none"} {
+			if err := tx.CreateCustomer(&Customer{ID: c, Name: c, Status: StatusActive, SiteKey: c + "-site-key-0001"}); err != nil {
+				return err
+			}
+		}
+		for i, c := range []string{"set", "seq"} {
+			for j, n := range []Number{
+				{Kind: KindPool, State: NumberAvailable}, {Kind: KindPool, State: NumberAvailable},
+				{Kind: KindPool, State: NumberAvailable}, {Kind: KindPool, State: NumberAvailable},
+				{Kind: KindStatic, State: NumberAvailable}, {Kind: KindPool, State: NumberQuarantined},
+			} {
+				n.E164, n.CustomerID = fmt.Sprintf("+3185%d00000%d", i, j), c
+				if err := tx.PutNumber(&n); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// show is a lease without the customer's own digit of the number.
+	show := func(res LeaseResult, err error) string {
+		if err != nil {
+			return err.Error()
+		}
+		a := res.Assignment
+		s := fmt.Sprintf("%s n%s from+%v", a.SessionID, a.Number[len(a.Number)-1:], a.From.Sub(t0))
+		if !a.CutFrom.IsZero() {
+			s += fmt.Sprintf(" cuts+%v", a.CutFrom.Sub(t0))
+		}
+		if res.Exhausted {
+			s += " exhausted"
+		}
+		return s
+	}
+	// leases: one batch of customer c's new sessions (batch) or a write each; the k-th at
+	// at+k seconds.
+	leases := func(c string, batch bool, at time.Duration, names ...string) []string {
+		res := make([]LeaseResult, len(names))
+		errs := make([]error, len(names))
+		fns := make([]func(*Tx) error, len(names))
+		for i, name := range names {
+			now := t0.Add(at + time.Duration(i)*time.Second)
+			fns[i] = func(tx *Tx) error {
+				return tx.LeaseNumber(LeaseRequest{CustomerID: c, SessionID: name, Now: now, Until: now.Add(lease), Grace: grace, New: true}, &res[i])
+			}
+		}
+		if batch {
+			reqs := make([]*writeReq, len(fns))
+			for i, fn := range fns {
+				reqs[i] = &writeReq{fn: fn, done: make(chan error, 1)}
+			}
+			db.pg.commit(db, reqs)
+			for i, r := range reqs {
+				errs[i] = <-r.done
+			}
+		} else {
+			for i, fn := range fns {
+				errs[i] = db.Write(ctx, fn)
+			}
+		}
+		out := make([]string, len(names))
+		for i := range names {
+			out[i] = show(res[i], errs[i])
+		}
+		return out
+	}
+	for _, step := range []struct {
+		name  string
+		at    time.Duration
+		count int
+	}{
+		{"numbers never leased", 0, 3},
+		// a: until +10m0s..+10m2s; at +12m one number free (never leased), the others in
+		// their grace: exhaustions without cuts.
+		{"one free, then the least recent held", 12 * time.Minute, 3},
+		// all four live (until +20m..+22m2s): the batch of six takes all four, the last two
+		// cut this batch's first two.
+		{"more sessions than numbers", 13 * time.Minute, 6},
+	} {
+		names := make([]string, step.count)
+		for i := range names {
+			names[i] = fmt.Sprintf("%s-%d", strings.Fields(step.name)[0], i)
+		}
+		got, want := leases("set", true, step.at, names...), leases("seq", false, step.at, names...)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: one batch\n%s\none by one\n%s", step.name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	// A batch of two customers' sessions: the one without pool numbers fails alone.
+	var resSet, resNone LeaseResult
+	now := t0.Add(time.Hour)
+	reqs := []*writeReq{
+		{fn: func(tx *Tx) error {
+			return tx.LeaseNumber(LeaseRequest{CustomerID: "none", SessionID: "n1", Now: now, Until: now.Add(lease), Grace: grace, New: true}, &resNone)
+		}, done: make(chan error, 1)},
+		{fn: func(tx *Tx) error {
+			return tx.LeaseNumber(LeaseRequest{CustomerID: "set", SessionID: "late", Now: now, Until: now.Add(lease), Grace: grace, New: true}, &resSet)
+		}, done: make(chan error, 1)},
+	}
+	db.pg.commit(db, reqs)
+	if err := <-reqs[0].done; !errors.Is(err, ErrNoNumbers) {
+		t.Errorf("a customer without pool numbers: %v, want ErrNoNumbers", err)
+	}
+	if err := <-reqs[1].done; err != nil || resSet.Assignment.Number == "" || resSet.Exhausted {
+		t.Errorf("the other session of the batch: %v %+v", err, resSet)
+	}
+	var set, seq CustomerStats
+	err = db.View(func(tx *Tx) (err error) {
+		if set, err = tx.Stats("set"); err != nil {
+			return err
+		}
+		seq, err = tx.Stats("seq")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.SessionsTotal != 13 || set.Exhaustions != seq.Exhaustions || seq.SessionsTotal != 12 {
+		t.Errorf("counters: batched %+v, one by one %+v; want 13 and 12 sessions, the same exhaustions", set, seq)
 	}
 }

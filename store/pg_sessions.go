@@ -10,9 +10,10 @@ import (
 )
 
 // Sessions, the per-customer counters and the assignments on PostgreSQL (tables sessions,
-// customer_stats, assignments: migrations/00001_init.sql). A new web session is three
-// statements that read nothing (PutEncodedSession, PutAssignment, AddStats), so a batch of
-// them goes to the server in the committer's one round trip.
+// customer_stats, assignments: migrations/00001_init.sql). A new web session is writes that
+// read nothing (PutEncodedSession and the lease, pg_lease.go), so a batch of them goes to
+// the server in the committer's one pipeline; the sessions of a batch are one statement, and
+// so are its new sessions' leases of a customer.
 
 // --- sessions
 
@@ -49,6 +50,12 @@ func (t *pgTx) session(id string) (Session, error) {
 }
 
 func (t *pgTx) putSession(s *Session) error {
+	if !t.write {
+		return errReadOnly
+	}
+	if t.abort != nil {
+		return t.abort
+	}
 	landing, err := t.seal("sessions.landing_page", s.CustomerID, s.ID, s.LandingPage)
 	if err != nil {
 		return err
@@ -57,15 +64,65 @@ func (t *pgTx) putSession(s *Session) error {
 	if err != nil {
 		return err
 	}
-	return t.exec(nil, `INSERT INTO sessions (`+pgSessionColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-		ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, created = excluded.created,
-			channel = excluded.channel, landing_page = excluded.landing_page, referrer_host = excluded.referrer_host,
-			utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign,
-			utm_term = excluded.utm_term, utm_content = excluded.utm_content, gclid = excluded.gclid,
-			gbraid = excluded.gbraid, wbraid = excluded.wbraid, ad_consent = excluded.ad_consent`,
-		s.ID, s.CustomerID, pgTime(s.Created), s.Channel, landing, referrer,
-		s.UTMSource, s.UTMMedium, s.UTMCampaign, s.UTMTerm, s.UTMContent, s.Gclid, s.Gbraid, s.Wbraid, string(s.AdConsent))
+	row := &pgSessionRow{s: *s, landing: landing, referrer: referrer}
+	if !s.Created.IsZero() {
+		row.created = &row.s.Created
+	}
+	// Sent with the other sessions of the batch in one statement (sessionsStmt).
+	t.mine = append(t.mine, pgStmt{fn: t.fn, sess: row})
+	return nil
+}
+
+// pgSessionRow is a session kept for sessionsStmt (pgStmt.sess): its personal fields sealed.
+type pgSessionRow struct {
+	s                 Session
+	created           *time.Time
+	landing, referrer []byte
+}
+
+// pgSessionsInsert writes sessions, given as one array per column, in one statement.
+const pgSessionsInsert = `INSERT INTO sessions (` + pgSessionColumns + `)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::text[],
+		$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+	ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, created = excluded.created,
+		channel = excluded.channel, landing_page = excluded.landing_page, referrer_host = excluded.referrer_host,
+		utm_source = excluded.utm_source, utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign,
+		utm_term = excluded.utm_term, utm_content = excluded.utm_content, gclid = excluded.gclid,
+		gbraid = excluded.gbraid, wbraid = excluded.wbraid, ad_consent = excluded.ad_consent`
+
+// sessionsStmt writes a run of sessions (in the order their functions put them) in one
+// statement; a session put twice is written as put last.
+func sessionsStmt(items []pgStmt) pgStmt {
+	at := make(map[string]int, len(items))
+	rows := make([]*pgSessionRow, 0, len(items))
+	fn := items[0].fn
+	for _, it := range items {
+		if it.fn != fn {
+			fn = -1 // a failure at the server blames no one function
+		}
+		if i, ok := at[it.sess.s.ID]; ok {
+			rows[i] = it.sess
+			continue
+		}
+		at[it.sess.s.ID] = len(rows)
+		rows = append(rows, it.sess)
+	}
+	n := len(rows)
+	var (
+		ids, customers, channels, sources, mediums  = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		campaigns, terms, contents, gclids, gbraids = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		wbraids, consents                           = make([]string, n), make([]string, n)
+		created                                     = make([]*time.Time, n)
+		landings, referrers                         = make([][]byte, n), make([][]byte, n)
+	)
+	for i, r := range rows {
+		s := &r.s
+		ids[i], customers[i], created[i], channels[i], landings[i], referrers[i] = s.ID, s.CustomerID, r.created, s.Channel, r.landing, r.referrer
+		sources[i], mediums[i], campaigns[i], terms[i], contents[i] = s.UTMSource, s.UTMMedium, s.UTMCampaign, s.UTMTerm, s.UTMContent
+		gclids[i], gbraids[i], wbraids[i], consents[i] = s.Gclid, s.Gbraid, s.Wbraid, string(s.AdConsent)
+	}
+	return pgStmt{sql: pgSessionsInsert, fn: fn, args: []any{ids, customers, created, channels, landings, referrers,
+		sources, mediums, campaigns, terms, contents, gclids, gbraids, wbraids, consents}}
 }
 
 func (t *pgTx) sessionsOf(customerID, before string, limit int) ([]Session, error) {
