@@ -50,9 +50,10 @@ func (p *Pool) leaseShared(ctx context.Context, cu *customer, s *store.Session, 
 	if err != nil {
 		return Lease{}, fmt.Errorf("persist lease: %w", err)
 	}
-	if res.Exhausted {
+	if res.Exhausted && p.db.EventWanted(customerID, store.EventPoolExhausted) {
 		// The webhooks' number.pool_exhausted: known only once the lease is decided, so in a
-		// write of its own (on bbolt it shares the lease's).
+		// write of its own (on bbolt it shares the lease's); none when no endpoint of the
+		// customer wants it, as the write would find.
 		if err := p.db.Write(ctx, func(tx *store.Tx) error {
 			return tx.PoolExhausted(customerID, res.Assignment.Number, now)
 		}); err != nil {
