@@ -27,6 +27,8 @@
 #   PG_STATS     1: load pg_stat_statements (with planning times) and print, after each
 #                PostgreSQL mode's session phase, its statements by total time [0]; for
 #                profiling only (it costs PostgreSQL CPU itself)
+#   PROFILE      1: take a CPU profile of node 1 over each session phase and print its top
+#                functions (go tool pprof) [0]
 # TRACKLINE_* variables are passed to the nodes. Needs wrk, sipp, curl, jq, PostgreSQL 15 and
 # weed (scripts/deps.sh weed). Run it under the bench lock:
 #   flock /tmp/trackline-bench.lock bash scripts/bench-cluster.sh
@@ -40,6 +42,7 @@ CALL_RATE=${CALL_RATE:-30}
 CALLS=${CALLS:-$((CALL_RATE * 10))}
 KEEP=${KEEP:-0}
 PG_STATS=${PG_STATS:-0}
+PROFILE=${PROFILE:-0}
 BIN=${BIN:-}
 PGBIN=/usr/lib/postgresql/15/bin
 WEED=${WEED:-$(go env GOPATH)/bin/weed-$(sed -n 's/^WEED_VERSION=//p' scripts/deps.sh)}
@@ -182,7 +185,7 @@ YAML
 }
 
 # start_node N IP STORE: sets node_pid[N], node_http[N], node_sip[N].
-declare -A node_pid node_http node_sip
+declare -A node_pid node_http node_sip node_metrics
 start_node() {
 	local n=$1 ip=$2 cfg log line i
 	cfg=$(node_config "$n" "$3")
@@ -201,6 +204,7 @@ start_node() {
 	[ -n "$line" ] || die "node $n not ready"
 	node_http[$n]=$(jq -r .http <<<"$line")
 	node_sip[$n]=$(jq -r .sip <<<"$line")
+	node_metrics[$n]=$(jq -r .metrics <<<"$line")
 }
 
 stop_nodes() {
@@ -210,7 +214,7 @@ stop_nodes() {
 		for ((i = 0; i < 100; i++)); do kill -0 "${node_pid[$n]}" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "${node_pid[$n]}" 2>/dev/null || true
 	done
-	node_pid=() node_http=() node_sip=()
+	node_pid=() node_http=() node_sip=() node_metrics=()
 }
 
 nodes_ticks() { local t=0 n; for n in "${!node_pid[@]}"; do t=$((t + $(ticks "${node_pid[$n]}"))); done; echo "$t"; }
@@ -248,6 +252,11 @@ for mode in $MODES; do
 	pg0=0; [ -n "$pg_pid" ] && [ "$store" = postgres ] && pg0=$(pg_ticks)
 	c0=$(nodes_ticks) b0=$(busy)
 	TIMEFORMAT='%3U %3S'
+	prof_pid=""
+	if [ "$PROFILE" = 1 ]; then
+		curl -fsS -o "$tmp/cpu-$mode.pprof" "http://${node_metrics[1]}/debug/pprof/profile?seconds=$((DURATION > 3 ? DURATION - 2 : 1))" &
+		prof_pid=$!
+	fi
 	wpids=()
 	for ((n = 1; n <= nodes; n++)); do
 		{ time wrk -t1 -c"$per" -d"${DURATION}s" --timeout 5s --latency -s scripts/wrk-sessions.lua \
@@ -257,6 +266,10 @@ for mode in $MODES; do
 	for p in "${wpids[@]}"; do wait "$p"; done
 	c1=$(nodes_ticks) b1=$(busy)
 	pg1=0; [ "$store" = postgres ] && pg1=$(pg_ticks)
+	if [ -n "$prof_pid" ]; then
+		wait "$prof_pid" || true
+		{ echo "== $mode: node 1's CPU profile over the session phase"; go tool pprof -top -nodecount=30 "$BIN" "$tmp/cpu-$mode.pprof" 2>/dev/null; } >>"$tmp/profiles"
+	fi
 	ok=0 wrkcpu=0
 	for ((n = 1; n <= nodes; n++)); do
 		o=$(grep -m1 '^WRK_RESULT ' "$tmp/wrk-$mode-$n.txt" | tr ' ' '\n' | sed -n 's/^ok=//p')
@@ -318,4 +331,5 @@ column -t "$tmp/results"
 echo "node_cpu_s: all nodes' user+system CPU in the phase; pg_cpu_s: PostgreSQL's (postmaster and backends);"
 echo "load_cpu_s: wrk or sipp; other_cpu_s: anything else on the machine meanwhile (other helpers' work, weed)."
 echo "calls: rate_per_s is calls placed over the phase's wall time (talk 1 s each); node_us_per_op is CPU per call."
-[ -f "$tmp/pgstats" ] && cat "$tmp/pgstats"
+if [ -f "$tmp/pgstats" ]; then cat "$tmp/pgstats"; fi
+if [ -f "$tmp/profiles" ]; then cat "$tmp/profiles"; fi
