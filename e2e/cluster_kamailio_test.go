@@ -39,7 +39,7 @@ func TestClusterKamailio(t *testing.T) {
 	kamailioBinary(t)
 
 	// The business line: one sipp UAS after another on this port, one per phase.
-	linePort := freeUDPPort(t, "127.0.0.1")
+	linePort := stableUDPPort(t, "127.0.0.1")
 	cfg := testConfig{
 		businessLines: []string{businessLine("+31852087972", linePort)},
 		// Kamailio's address is the nodes' only trunk source.

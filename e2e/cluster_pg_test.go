@@ -72,7 +72,7 @@ func startPGCluster(t *testing.T, o clusterOpts) *pgCluster {
 		t.Fatal(err)
 	}
 	c := &pgCluster{pg: pg, dsn: pg.DSN("trackline"), weed: weedtest.Start(t),
-		ips: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}, line: freeUDPPort(t, "127.0.0.1")}
+		ips: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}, line: stableUDPPort(t, "127.0.0.1")}
 	t.Setenv("TRACKLINE_MASTER_KEY", clusterMasterKey)        // inherited by the nodes
 	t.Setenv("TRACKLINE_OBJECT_SECRET_KEY", c.weed.SecretKey) // likewise
 	for i, ip := range c.ips {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -250,6 +251,28 @@ type sippRun struct {
 	rate     int    // -r, calls per second (UAC); default sipp's 10
 	pauseMS  int    // -d
 	timeout  time.Duration
+}
+
+// stableUDPPort returns a UDP port on ip that was free a moment ago, for a port that a test
+// binds again and again (the business line's sipp, one per phase, at the address the nodes'
+// config names): in 7100-7999, out of the kernel's ephemeral range (32768-60999 here), which
+// any socket that sends without binding may be given between two binds, and out of the
+// RTP ranges of the nodes (16000-17999 in the tests, 10000-31999 by default) and of sipp's
+// media sockets (6000-). Cluster test runs lost their line both ways ("Unable to bind main
+// socket, errno = 98"): a port of freeUDPPort's, then one among the nodes' RTP ports.
+func stableUDPPort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 200 {
+		port := 7100 + rand.IntN(900)
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		c.Close()
+		return port
+	}
+	t.Fatalf("no free udp port on %s in 7100-7999", ip)
+	return 0
 }
 
 // runSipp starts sipp; the process is killed, by PID, when the test ends. Its message
