@@ -18,8 +18,11 @@
 # switch's own send pays for (a fifth of its CPU in __icmp_send, docs/benchmarks.md) and
 # which a real trunk's open media port never causes. So each run starts bin/trackline-rtpsink
 # on those ports (built from ./cmd/trackline-rtpsink): it reads and discards every datagram,
-# with recvmmsg, and its count is reported. It reads rather than leaving a full socket to
-# drop them, so that the machine's RcvbufErrors (below) still counts only real drops.
+# with recvmmsg, and its count and CPU time are reported. It reads rather than leaving a full
+# socket to drop them, so that the machine's RcvbufErrors (below) still counts only real
+# drops; but reading ~180,000 datagrams a second costs the shared cores more than a far peer
+# costs the switch, so SINK=drop binds the ports without reading (the kernel drops at the full
+# socket: the cheapest a peer on loopback can be; those drops count in RcvbufErrors).
 #
 # Environment (defaults in brackets):
 #   RATES            call rates of the ladder, calls per second ["200 500 1000 1500"]
@@ -42,8 +45,9 @@
 #                    receiver: `go run ./cmd/trackline-webhookrecv -listen 127.0.0.1:18919
 #                    -mode fast` (answers 204) or `-mode hang` (never answers) [unset: none]
 #   WEBHOOK_TYPES    the endpoint's event types, a JSON list [every type]
-#   SINK             1: bind the announced media ports with the sink (above); 0: leave them
-#                    unbound, as before this was added [1 in prompt mode, else 0]
+#   SINK             1: bind the announced media ports with the sink (above), which reads;
+#                    drop: bind them without reading; 0: leave them unbound, as before this
+#                    was added [1 in prompt mode, else 0]
 #
 # The overload run's trunk (e2e/testdata/sipp/uac-answer-or-503.xml) takes a 503 with
 # Retry-After as a refused call; it reports goodput (answered calls a second while the load
@@ -132,7 +136,8 @@ sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer-or-503.xml" >"$tmp/uac-503
 # The media ports the trunk's and the line's SDP announce, for the sink (SINK=1).
 SINK_BIN=bin/trackline-rtpsink
 sink_listen=""
-if [ "$SINK" = 1 ]; then
+case $SINK in 0 | 1 | drop) ;; *) die "SINK=$SINK: want 0, 1 or drop" ;; esac
+if [ "$SINK" != 0 ]; then
 	go build -o "$SINK_BIN" ./cmd/trackline-rtpsink || die "could not build $SINK_BIN"
 	for f in "$tmp/uac.xml" "$tmp/uac-503.xml" "$scenarios/uas-answer.xml"; do
 		for p in $(sed -n 's/.*m=audio \([0-9][0-9]*\) .*/\1/p' "$f"); do
@@ -245,8 +250,8 @@ bench() {
 		-timeout 3600s >/dev/null 2>"$dir/line.stderr") &
 	line_pid=$!
 	wait_udp_bound "$line_pid" "$line_port" || { cat "$dir/line.stderr" >&2; die "the business line could not listen on $line_port"; }
-	if [ "$SINK" = 1 ]; then
-		"$SINK_BIN" -listen "$sink_listen" >"$dir/sink.txt" 2>"$dir/sink.stderr" &
+	if [ "$SINK" != 0 ]; then
+		"$SINK_BIN" -listen "$sink_listen" -read="$([ "$SINK" = 1 ] && echo true || echo false)" >"$dir/sink.txt" 2>"$dir/sink.stderr" &
 		sink_pid=$!
 		wait_udp_bound "$sink_pid" "${sink_listen##*:}" || { cat "$dir/sink.stderr" >&2; die "the media sink could not bind $sink_listen"; }
 	fi
@@ -264,7 +269,7 @@ bench() {
 	sampler_pid=$!
 	sample_rxq "$sip_port" "$dir/rxq.txt" $((timeout + 10)) &
 	rxq_pid=$!
-	if [ "$SINK" = 1 ]; then # the switch's open descriptors, every second
+	if [ "$SINK" != 0 ]; then # the switch's open descriptors, every second
 		(for ((i = 0; i < timeout + 10; i++)); do ls "/proc/$pid/fd" 2>/dev/null | wc -l; sleep 1; done >"$dir/fds.txt") &
 		fds_pid=$!
 	fi
@@ -304,13 +309,14 @@ bench() {
 	line_pid=""
 	local sunk=""
 	if [ -n "$sink_pid" ]; then
-		local sdrops=0 sp
+		local sdrops=0 sp scpu
 		for sp in ${sink_listen//,/ }; do sdrops=$((sdrops + $(udp_drops "${sp##*:}"))); done
+		scpu=$(cpu_ticks "$sink_pid" || echo 0)
 		stop_pid "$sink_pid" 3
 		wait "$sink_pid" 2>/dev/null || true
 		sink_pid=""
 		sunk=$(awk '{n += $3; b += $5} END {printf "%d datagrams, %.0f MB", n, b / 1e6}' "$dir/sink.txt")
-		sunk="$sunk read, $sdrops dropped at its sockets (in RcvbufErrors); the switch's descriptors: peak $(sort -g "$dir/fds.txt" | tail -1), limit $(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")"
+		sunk="$sunk read, $sdrops dropped at its sockets (in RcvbufErrors), $(awk -v t="$scpu" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", t / hz}') s of CPU; the switch's descriptors: peak $(sort -g "$dir/fds.txt" | tail -1), limit $(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")"
 	fi
 	stop_pid "$server_pid" 10
 	server_pid=""

@@ -40,6 +40,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "", "comma-separated UDP addresses to bind, e.g. 127.0.0.1:49170,127.0.0.1:49180")
 	rcvbuf := fs.Int("rcvbuf", 4<<20, "each socket's SO_RCVBUF in bytes (capped by net.core.rmem_max)")
 	duration := fs.Duration("duration", 0, "stop after this long (0: at SIGTERM or SIGINT only)")
+	read := fs.Bool("read", true, "read and count what arrives; false: never read, with the least receive buffer, so that the kernel drops the datagrams at the full socket (the cheapest a peer on loopback can be; the drops count in /proc/net/udp and RcvbufErrors)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -57,6 +58,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	if !*read {
+		*rcvbuf = 1 // the kernel's least
+	}
 	sinks, err := bind(strings.Split(*listen, ","), *rcvbuf)
 	if err != nil {
 		fmt.Fprintln(stderr, "trackline-rtpsink:", err)
@@ -64,6 +68,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	var wg sync.WaitGroup
 	for _, s := range sinks {
+		if !*read {
+			continue
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); s.drain() }()
 	}

@@ -94,3 +94,39 @@ func TestSinkBadArgs(t *testing.T) {
 		t.Errorf("no -listen: exit %d, want 2", rc)
 	}
 }
+
+// With -read=false the ports are bound (no ICMP: every send succeeds) and nothing is read.
+func TestSinkDrops(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().String()
+	c.Close()
+	var out, errb bytes.Buffer
+	done := make(chan int)
+	go func() { done <- realMain([]string{"-listen", port, "-read=false", "-duration", "1s"}, &out, &errb) }()
+	deadline := time.Now().Add(time.Second)
+	for !portBound(port) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sink did not bind in 1 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s, err := net.Dial("udp4", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 2000 {
+		if _, err := s.Write(make([]byte, 172)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if rc := <-done; rc != 0 {
+		t.Fatalf("exit %d: %s", rc, errb.String())
+	}
+	if want := port + " datagrams 0 bytes 0\n"; out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+}
