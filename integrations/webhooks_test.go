@@ -26,8 +26,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/internal/storetest"
+	"github.com/trackline/trackline/pool"
 	"github.com/trackline/trackline/store"
 )
 

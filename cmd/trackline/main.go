@@ -482,7 +482,7 @@ func serveUntilStopped(ctx context.Context, n node) error {
 	<-webDone
 	<-hooksDone // the webhooks' attempts in flight are cancelled: made again after the restart
 	<-beatDone
-	<-adsDone   // an upload in flight is cancelled: made again after the restart (the order id dedups)
+	<-adsDone // an upload in flight is cancelled: made again after the restart (the order id dedups)
 	if cerr := n.db.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
