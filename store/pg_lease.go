@@ -123,10 +123,12 @@ SELECT e164, from_ns, cut_from_ns, exhausted FROM decided`
 // pgLease would one after the other: the customer's numbers are read once, without locks,
 // for the least recently leased (cand: a bounded sort, more than the sessions, since other
 // transactions may hold some of them), and the first n of them that no other transaction
-// holds and none changed since this statement's snapshot are locked (locked, by primary key:
-// a number another transaction leased and committed meanwhile is locked in its new version,
-// whose lease_until_ns is not the one read, so PostgreSQL's re-check of the WHERE drops it
-// instead of taking it as if the pool were exhausted). In the pool's order a free number (lease and
+// holds and none changed since this statement's snapshot are locked (locked: a number
+// another transaction leased and committed meanwhile is locked in its new version, whose
+// lease_until_ns is not the one read, so PostgreSQL's re-check of the join drops it instead
+// of taking it as if the pool were exhausted). The planner joins cand to a second read of
+// the customer's numbers (hash join), which measured cheaper here than looking each
+// candidate up by its key. In the pool's order a free number (lease and
 // grace over) comes before a held one, so the k-th session gets the k-th number: free ones
 // while they last, then exhaustions. Each number's row, assignment record and the counters
 // (one upsert) are written; a row per session that got a number is answered. Fewer rows than
@@ -142,10 +144,10 @@ cand AS (
 	WHERE customer_id = $1 AND kind = 'pool' AND state = 'available'
 	ORDER BY lease_until_ns, e164 LIMIT 4 * cardinality($2::text[]) + 64),
 locked AS (
-	SELECT e164, lease_session, lease_from_ns, lease_until_ns FROM numbers
-	WHERE e164 = ANY (ARRAY(SELECT e164 FROM cand)) AND customer_id = $1 AND kind = 'pool' AND state = 'available'
-		AND e164 || ' ' || lease_until_ns = ANY (ARRAY(SELECT e164 || ' ' || lease_until_ns FROM cand))
-	ORDER BY lease_until_ns, e164 LIMIT cardinality($2::text[]) FOR UPDATE SKIP LOCKED),
+	SELECT n.e164, n.lease_session, n.lease_from_ns, n.lease_until_ns FROM cand c
+	JOIN numbers n ON n.e164 = c.e164 AND n.lease_until_ns = c.lease_until_ns
+		AND n.customer_id = $1 AND n.kind = 'pool' AND n.state = 'available'
+	ORDER BY c.lease_until_ns, c.e164 LIMIT cardinality($2::text[]) FOR UPDATE OF n SKIP LOCKED),
 picked AS (
 	SELECT *, row_number() OVER (ORDER BY lease_until_ns, e164) AS k FROM locked),
 decided AS (
