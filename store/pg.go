@@ -31,12 +31,12 @@ import (
 //
 // Write path. Writes queue and share a transaction as on bbolt: a committer goroutine takes
 // what was queued while the previous commit was in flight, and runs the functions one after
-// the other in one PostgreSQL transaction (READ COMMITTED). There are pgCommitters of them,
-// each on its own connection, so that a batch is sent while another's COMMIT waits for its
-// WAL flush and the server works on several at once; each adds to counters in a row of its
-// own (pgStore.shards), so that they do not queue for each other's row locks. Writes in
-// flight at the same time have no order between them (a write queued after another's Wait
-// returned commits after it). A write
+// the other in one PostgreSQL transaction (READ COMMITTED). There may be several of them
+// (pgCommitters; one now), each on its own connection, so that a batch is sent while
+// another's COMMIT waits for its WAL flush and the server works on several at once; each
+// adds to counters in a row of its own (pgStore.shards), so that they do not queue for each
+// other's row locks. Writes in flight at the same time have no order between them (a write
+// queued after another's Wait returned commits after it). A write
 // function's statements are not sent as it makes them: they are kept, and added to the
 // transaction's pending statements only if the function returns nil, so a function that
 // fails leaves nothing behind without a savepoint. The pending statements are sent in one
@@ -87,7 +87,13 @@ const pgRetries = 10
 const pgStatsShards = 16
 
 // pgCommitters is how many batches of writes a node has in flight at once (see the top).
-const pgCommitters = 2
+// One: a batch's new sessions cost the server a read of their customer's pool however many
+// they are (pg_lease.go, pgLeaseSet), so fewer, larger batches cost it less per session. On
+// one 2-core host with the database, the cluster bench's node took 14,400-16,300 sessions/s
+// with one, 11,300 with two and 11,400 with three (PostgreSQL 34-36, 59 and 71 us of CPU a
+// session; docs/benchmarks.md "The session rate on PostgreSQL"). More may pay with the
+// database on a host of its own; not measured.
+const pgCommitters = 1
 
 // pgStore is the PostgreSQL side of a DB.
 // pgMinConns is the least size of a node's connection pool when the DSN does not set

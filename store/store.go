@@ -366,8 +366,8 @@ type Pending struct{ r *writeReq }
 
 // Enqueue queues fn like Write but returns before the commit. Writes are committed in the
 // order they were enqueued, so a caller that enqueues under its own lock keeps its order on
-// disk while waiting outside the lock. On PostgreSQL only a write queued after another's
-// Wait returned is sure to commit after it: several batches are in flight at once (pg.go).
+// disk while waiting outside the lock. On PostgreSQL with several committers (pg.go:
+// pgCommitters) only a write queued after another's Wait returned is sure to commit after it.
 func (db *DB) Enqueue(ctx context.Context, fn func(*Tx) error) (Pending, error) {
 	return db.enqueue(ctx, fn, "")
 }
