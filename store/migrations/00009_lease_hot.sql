@@ -2,8 +2,8 @@
 -- each change left a dead entry at the low end of numbers_lru (the old lease_until_ns) that
 -- only a VACUUM removes, and the lease's ordered scan walked all of them: at thousands of
 -- sessions a second, thousands of dead entries a second, and a lease that cost more the
--- longer the load lasted (store/pg_lease.go, docs/benchmarks.md "The lease without a dead
--- prefix"). Without an index on them, a lease's update is a heap-only tuple update (HOT):
+-- longer the load lasted (store/pg_lease.go, docs/benchmarks.md "The session rate on
+-- PostgreSQL"). Without an index on them, a lease's update is a heap-only tuple update (HOT):
 -- no index entry at all, and the old version pruned within its page. The pool's order is
 -- found by reading the customer's numbers (numbers_customer) once per batch of new sessions,
 -- and a session's own number through its assignments (assignments_session). fillfactor
