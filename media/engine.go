@@ -483,7 +483,8 @@ func (e *Engine) allocate(s *Session) error {
 }
 
 // openPair binds a free port pair, skipping pairs another process holds (they go to the
-// back of the ring; up to 1,024 are tried).
+// back of the ring; up to 1,024 are tried). Out of descriptors it stops at once: no other
+// pair would do better.
 func (e *Engine) openPair(lg *leg) error {
 	for range min(1024, e.ports.pairs()) {
 		pair, ok := e.ports.take()
@@ -494,12 +495,18 @@ func (e *Engine) openPair(lg *leg) error {
 		fd, err := openUDP(e.cfg.IP, port)
 		if err != nil {
 			e.ports.put(pair)
+			if outOfDescriptors(err) {
+				return fmt.Errorf("RTP socket: %w (raise LimitNOFILE: docs/operations.md)", err)
+			}
 			continue
 		}
 		rtcp, err := openUDP(e.cfg.IP, port+1)
 		if err != nil {
 			closeFD(fd)
 			e.ports.put(pair)
+			if outOfDescriptors(err) {
+				return fmt.Errorf("RTCP socket: %w (raise LimitNOFILE: docs/operations.md)", err)
+			}
 			continue
 		}
 		lg.pair, lg.port, lg.fd, lg.rtcp = pair, port, fd, rtcp

@@ -2,10 +2,15 @@ package media
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/trackline/trackline/callseam"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,5 +51,38 @@ func TestCheckDescriptorsWarns(t *testing.T) {
 	checkDescriptors(log, 20000, 20003) // one call: always within
 	if buf.Len() != 0 {
 		t.Errorf("one call's range warned: %q", buf.String())
+	}
+}
+
+// Out of descriptors, a call is refused at once as not acceptable (the SIP side's 488), its
+// ports returned, rather than trying 1,024 pairs that would all fail the same way.
+func TestAnchorOutOfDescriptors(t *testing.T) {
+	f := newFixture(t, Config{IO: IOEpoll, Loops: 1, PortMin: 44200, PortMax: 44299}, recordingCustomer())
+	ep := newEndpoint(t, "127.0.0.1")
+	sdp := ep.sdp("sendrecv", "0")
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Skip(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	low := rl
+	low.Cur = uint64(len(ents)) // the next descriptor is refused (ReadDir's own is closed again)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	free := f.e.ports.available()
+	info := callseam.CallInfo{CallID: "emfile-1", CustomerID: "c1", Dialled: "+31850000001"}
+	_, aerr := f.e.Anchor(context.Background(), &info, sdp)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(aerr, callseam.ErrNotAcceptable) || !strings.Contains(fmt.Sprint(aerr), "LimitNOFILE") {
+		t.Fatalf("Anchor out of descriptors: %v, want ErrNotAcceptable saying to raise LimitNOFILE", aerr)
+	}
+	if got := f.e.ports.available(); got != free {
+		t.Errorf("%d port pairs free after the refusal, want %d", got, free)
 	}
 }
