@@ -193,6 +193,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		return nil, err
 	}
 	go db.commitLoop()
+	go db.releaseLoop() // rss.go
 	return db, nil
 }
 
