@@ -37,7 +37,6 @@ import (
 // 9,566 drops in two recorded runs, none in three runs that polled), and again with the
 // limit on setups in flight straining the switch from the first calls of a step (11,364
 // drops in one of two runs): the goal of no collapse comes first (docs/benchmarks.md).
-// Under a backlog it reads without a pause, but yields every runSlice (yield).
 
 // Reads and writes are system calls of its own (recvmsg, sendto), raw: the P stays with
 // the goroutine through them (they do not block: the socket is non-blocking), the read
@@ -65,7 +64,6 @@ type admitMeter struct {
 	ownSend func(fd uintptr)
 	buf     []byte
 	busy    bool
-	running time.Time // since when the drain has read without finding the socket empty (yield)
 	n, oobn int
 	rerr    syscall.Errno
 	msg     unix.Msghdr
@@ -117,12 +115,6 @@ func (m *admitMeter) ReadFrom(p []byte) (int, net.Addr, error) {
 		if !m.busy && m.poll != nil {
 			m.busy = m.poll(time.Now())
 		}
-		if m.running.IsZero() {
-			m.running = time.Now()
-		} else if time.Since(m.running) > runSlice {
-			yield()
-			m.running = time.Now()
-		}
 		if err := m.rc.Read(m.readFn); err != nil {
 			return 0, nil, err // closed
 		}
@@ -162,29 +154,8 @@ func (m *admitMeter) pause() {
 // socket is empty and no datagram came lately.
 func (m *admitMeter) read(fd uintptr) bool {
 	m.n, m.oobn, m.rerr = m.recvmsg(fd, m.buf)
-	if m.rerr == unix.EAGAIN {
-		m.running = time.Time{}
-	}
 	return !(m.rerr == unix.EAGAIN && !m.busy)
 }
-
-// The drain and sipgo's reader each run for as long as they have datagrams: under a backlog,
-// for longer than the scheduler's time slice (10 ms), after which the runtime preempts the
-// goroutine and puts it at the back of its global run queue, behind every goroutine the load
-// has made runnable, while the socket or the queue fills. (A recorded overload without this
-// had the least delay of the datagrams at sipgo's reader stand at 0.4-1.7 s for four
-// seconds, with no setup in flight, and the stale rule refused every call meanwhile; the run
-// with it, none over 0.15 s: one run each on a loaded machine, docs/benchmarks.md.) So each
-// yields after runSlice of running: it sleeps for runYield, and a goroutine a timer wakes
-// runs next on the P that ran the timer, after the goroutine that P took up meanwhile. A
-// goroutine's own Gosched would go to the global queue too.
-const (
-	runSlice = 2 * time.Millisecond
-	runYield = 20 * time.Microsecond
-)
-
-// yield lets the P run other goroutines briefly, without losing the caller's place (above).
-func yield() { time.Sleep(runYield) }
 
 // recvmsg reads one datagram into p without waiting (MSG_DONTWAIT), its source into
 // m.from and its control messages into m.oob.
@@ -508,7 +479,6 @@ type dgramQueue struct {
 	ready chan struct{} // a token when the queue gets its first datagram, or is closed
 	// drained: a token when the reader finds the queue empty and waits (the drain's wake).
 	drained chan struct{}
-	running time.Time // since when the reader has taken datagrams without waiting (yield); the reader's own
 }
 
 type dgram struct {
@@ -556,12 +526,6 @@ func (q *dgramQueue) push(b []byte, addr net.Addr, rx time.Time) bool {
 // pop waits for the oldest datagram and copies it into p; once the queue is closed and
 // empty it returns the error that closed it.
 func (q *dgramQueue) pop(p []byte) (int, net.Addr, time.Time, error) {
-	if q.running.IsZero() {
-		q.running = time.Now()
-	} else if time.Since(q.running) > runSlice {
-		yield()
-		q.running = time.Now()
-	}
 	for {
 		q.mu.Lock()
 		if q.n > 0 {
@@ -587,7 +551,6 @@ func (q *dgramQueue) pop(p []byte) (int, net.Addr, time.Time, error) {
 		default:
 		}
 		<-q.ready
-		q.running = time.Now()
 	}
 }
 
