@@ -26,10 +26,9 @@ import (
 // (Config.MaxCPS).
 //
 // The time a call's setup takes beyond the switch's queue (the store's fsync, the business
-// line) is left out of the queue's delay on purpose: a slow disk does not get faster by
-// refusing calls, since the store commits many calls per fsync. The CPU that recorded calls
-// cost shows in the queue like any other. The limit on setups in flight (below) counts the
-// store's commit, against a baseline that follows a slow disk.
+// line) is left out on purpose: a slow disk does not get faster by refusing calls, since the
+// store commits many calls per fsync. The CPU that recorded calls cost shows in the queue
+// like any other.
 //
 // Two rules decide. An INVITE that finds the queue standing for more than admitStale times
 // the target (Config.OverloadDelay) is refused at once: the queue, and so the wait of the
@@ -41,8 +40,7 @@ import (
 // interval. A burst that the switch works off within the interval leaves some datagram with
 // a short wait; only a standing queue makes all of them wait longer than the target. While
 // the queue stands and does not shrink, the admitted rate is cut to 85 % of what was
-// admitted in the interval (or of the setups done a second over the last second, if more:
-// in a stall little is admitted), then held for twice the delay seen (the time the cut takes to
+// admitted in the interval, then held for twice the delay seen (the time the cut takes to
 // show in the queue) before it is cut again; while the queue shrinks the limit holds; once
 // it is gone the limit grows by a twentieth of the rate it was first cut to every interval,
 // until nothing has been refused for a second: then it is lifted. Because both follow what
@@ -103,46 +101,7 @@ type admission struct {
 	// strainedUntil (unix ns): the switch's delay was seen out of its quiet range (strain)
 	// lately. Read without mu by the drain, per read (strained).
 	strainedUntil atomic.Int64
-
-	// Setups in flight (setupDone): the INVITEs admitted whose handler has not yet rung the
-	// business line (or answered the INVITE without a call), by key, with when each was
-	// admitted (unix ns); and the limit on them.
-	flight    map[uint64]int64
-	conc      float64                 // the limit on setups in flight
-	ssthresh  float64                 // below it the limit grows by one a setup done in time (slow start), above by one a limit's worth
-	cutAt     int64                   // the last cut of conc (unix ns): setups admitted before it cut it no more
-	setupBase [2]time.Duration        // least setup time of the current and the last setupBaseWindow
-	baseAt    time.Time               // when the current window began
-	done      [admitLiftAfter + 1]int // setups done in the current interval (done[0]) and the last ones
 }
-
-// The limit on setups in flight: how many admitted INVITEs may be between their admission
-// and ringing the business line at once. The rate limit and the refusals by age (above) act
-// on the queue's delay, which a step to twice the load shows only once it has built: in the
-// first interval of the step every INVITE is let in, and the switch then works for seconds
-// through the backlog it took (the setups' p99 of admitted calls: 0.6-2.4 s at 2,400
-// recorded calls a second offered, docs/benchmarks.md). This limit follows the switch's own
-// pace instead, the way TCP's window does: it starts at setupInit, grows by one for each
-// setup done within admitStale targets of the least setup time seen lately (so it doubles
-// each round of setups while they come back in time: a slow start), by one a round once it
-// has been cut, and only while it is in use (at least half of it in flight); a setup that
-// took longer cuts it in the ratio of the time allowed to the time taken (a gradient, at
-// most by half), once for the setups admitted before the cut, and never under what the
-// setups done in the last second need at the time allowed (Little's law: done a second
-// times the time allowed), so a burst the switch works off does not leave it starved. The
-// time is the switch's own, from its queues to ringing, the store's commit of the call's
-// record included: the least of the last five to ten seconds is the baseline, so a disk that
-// is slow for a while raises what is allowed.
-const (
-	setupInit       = 64
-	setupMin        = 4
-	setupMax        = admitQueueLen
-	setupBaseWindow = 5 * time.Second
-	// setupExpire: an admitted INVITE whose handler never came (sipgo dropped it) leaves
-	// the setups in flight after this long, counted as a setup that took that long.
-	setupExpire = 4 * time.Second
-	setupCalm   = 10 * time.Second // without a cut for this long, the limit slow-starts again
-)
 
 // strainHold is how long a sign of strain keeps the drain polling the socket.
 const strainHold = time.Second
@@ -166,8 +125,7 @@ func newAdmission(target time.Duration, maxCPS float64, m *admitMetrics) *admiss
 	if target <= 0 {
 		target = DefaultOverloadDelay
 	}
-	a := &admission{target: target, m: m, flight: map[uint64]int64{}, conc: setupInit, ssthresh: setupMax}
-	a.setupBase = [2]time.Duration{maxWait, maxWait}
+	a := &admission{target: target, m: m}
 	if maxCPS > 0 {
 		a.cap = newTokenBucket(maxCPS)
 	}
@@ -221,11 +179,7 @@ func (a *admission) roll(now time.Time) {
 		if now.Before(a.holdUntil) {
 			break
 		}
-		// From what the switch admitted in the interval, or what it carried through its
-		// setups in the last second if more: in a stall that refuses every call for the
-		// age of the queue little is admitted, and a cut to that would leave the limit
-		// growing back for seconds from next to nothing.
-		base := max(rate, a.doneRate())
+		base := rate
 		if a.lim.rate > 0 {
 			base = min(base, a.lim.rate)
 		} else {
@@ -246,101 +200,17 @@ func (a *admission) roll(now time.Time) {
 		}
 	}
 	a.winStart, a.winN, a.admitted, a.refused = now, 0, 0, 0
-	copy(a.done[1:], a.done[:len(a.done)-1])
-	a.done[0] = 0
-	for key, at := range a.flight {
-		if age := now.Sub(time.Unix(0, at)); age > setupExpire {
-			delete(a.flight, key)
-			a.adaptSetups(at, age, now)
-		}
-	}
-	if a.ssthresh < setupMax && now.UnixNano()-a.cutAt > int64(setupCalm) {
-		a.ssthresh = setupMax
-	}
 	if a.m != nil {
 		a.m.delay.Set(a.lastDelay.Seconds())
 		a.m.limit.Set(a.lim.rate)
-		a.m.setupLimit.Set(a.conc)
-		a.m.setups.Set(float64(len(a.flight)))
 	}
-}
-
-// flightChanged updates the gauge of setups in flight. Called under mu.
-func (a *admission) flightChanged() {
-	if a.m != nil {
-		a.m.setups.Set(float64(len(a.flight)))
-	}
-}
-
-// setupDone takes the end of the setup of the INVITE with key at now (its handler rings the
-// business line, or answered the INVITE without a call): it leaves the setups in flight, and
-// the time it took adapts their limit. A key not in flight (over TCP, or done already) is
-// ignored.
-func (a *admission) setupDone(key uint64, now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	at, ok := a.flight[key]
-	if !ok {
-		return
-	}
-	delete(a.flight, key)
-	a.flightChanged()
-	a.done[0]++
-	a.adaptSetups(at, now.Sub(time.Unix(0, at)), now)
-}
-
-// doneRate is the setups done a second over the last second's complete intervals. Called
-// under mu.
-func (a *admission) doneRate() float64 {
-	done := 0
-	for _, n := range a.done[1:] {
-		done += n
-	}
-	return float64(done) / (float64(len(a.done)-1) * admitInterval.Seconds())
-}
-
-// adaptSetups adapts the limit on setups in flight to a setup admitted at (unix ns) that
-// took took. Called under mu.
-func (a *admission) adaptSetups(at int64, took time.Duration, now time.Time) {
-	if now.Sub(a.baseAt) >= setupBaseWindow {
-		a.setupBase[1], a.setupBase[0], a.baseAt = a.setupBase[0], took, now
-	} else {
-		a.setupBase[0] = min(a.setupBase[0], took)
-	}
-	allowed := min(a.setupBase[0], a.setupBase[1]) + admitStale*a.target
-	if took > allowed {
-		if at < a.cutAt {
-			return // admitted before the last cut, which counted it already
-		}
-		need := a.doneRate() * allowed.Seconds()
-		a.conc = max(setupMin, min(a.conc, need), a.conc*max(0.5, float64(allowed)/float64(took)))
-		a.ssthresh, a.cutAt = a.conc, now.UnixNano()
-		a.strain(now)
-		return
-	}
-	if float64(len(a.flight)+1) < a.conc/2 {
-		return // the limit is not in use: nothing says the switch could take more
-	}
-	if a.conc < a.ssthresh {
-		a.conc++
-	} else {
-		a.conc += 1 / a.conc
-	}
-	a.conc = min(a.conc, setupMax)
 }
 
 // allow decides on one new call at now: "" admits it, else the reason it is refused. wait
 // is how long the queue the INVITE joins has stood (admitConn: the age of the oldest
 // datagram in it, or the INVITE's own wait in the socket's queue if longer); 0 when
-// unknown (TCP, TLS). The call is not counted among the setups in flight (allowSetup).
+// unknown (TCP, TLS).
 func (a *admission) allow(now time.Time, wait time.Duration) string {
-	return a.allowSetup(now, wait, 0, false)
-}
-
-// allowSetup is allow for an INVITE with key (inviteKey; keyed), which, admitted, is a
-// setup in flight until setupDone, and is refused while the setups in flight are at their
-// limit.
-func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, keyed bool) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.roll(now)
@@ -352,22 +222,12 @@ func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, ke
 		reason = shedOverload
 		a.refused++
 		a.strain(now)
-	case keyed && float64(len(a.flight)) >= a.conc:
-		reason = shedOverload // not counted in refused: the rate limit follows the queue alone
-		a.strain(now)
 	case a.lim.rate > 0 && !a.lim.take(now):
 		reason = shedOverload
 		a.refused++
 		a.strain(now)
 	default:
 		a.admitted++
-		if keyed {
-			a.flight[key] = now.UnixNano()
-			a.flightChanged()
-			if float64(len(a.flight)) >= a.conc/2 {
-				a.strain(now) // the limit is in use: a step of the load may be on
-			}
-		}
 		return ""
 	}
 	if a.m != nil {
@@ -457,8 +317,6 @@ type admitMetrics struct {
 	delay   prometheus.Gauge
 	limit   prometheus.Gauge
 	dropped prometheus.Counter
-	// The limit on setups in flight, and the setups in flight.
-	setupLimit, setups prometheus.Gauge
 }
 
 func newAdmitMetrics() *admitMetrics {
@@ -479,16 +337,7 @@ func newAdmitMetrics() *admitMetrics {
 			Name: "trackline_sip_queue_dropped_total",
 			Help: "SIP datagrams over UDP dropped because the switch's queue of received datagrams was full (new calls are refused with 503 well before).",
 		}),
-		setupLimit: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "trackline_sip_setup_limit",
-			Help: "How many new calls may be in setup at once (admitted, the business line not yet rung): the limit admission control adapts to the switch's own setup time.",
-		}),
-		setups: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "trackline_sip_setups_in_flight",
-			Help: "New calls admitted whose business line is not yet rung.",
-		}),
 	}
-	m.setupLimit.Set(setupInit)
 	for _, r := range []string{shedOverload, shedMaxCPS} {
 		m.shed.WithLabelValues(r)
 	}
@@ -496,7 +345,7 @@ func newAdmitMetrics() *admitMetrics {
 }
 
 func (m *admitMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.shed, m.delay, m.limit, m.dropped, m.setupLimit, m.setups}
+	return []prometheus.Collector{m.shed, m.delay, m.limit, m.dropped}
 }
 
 // setupAdmission makes the switch's admission control from its config and registers its
@@ -520,41 +369,19 @@ func (s *Switch) setupAdmission() error {
 // TCP and TLS, or unreadable to its scan). The 503 goes through the INVITE's server
 // transaction, which answers the INVITE's retransmissions with it and absorbs the ACK.
 func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	key, keyed := requestInviteKey(req)
-	if keyed && req.Transport() == "UDP" {
-		if at, ok := s.inv.admittedAt(key); ok {
-			now := s.now()
-			s.adm.observeHandler(now.Sub(at), now)
-			return false // admitConn took it
+	if via, id := req.Via(), req.CallID(); via != nil && id != nil && req.Transport() == "UDP" {
+		if branch, ok := via.Params.Get("branch"); ok {
+			if at, ok := s.inv.admittedAt(inviteKey([]byte(branch), []byte(id.Value()))); ok {
+				now := s.now()
+				s.adm.observeHandler(now.Sub(at), now)
+				return false // admitConn took it
+			}
 		}
 	}
-	reason := s.adm.allowSetup(s.now(), 0, key, keyed)
+	reason := s.adm.allow(s.now(), 0)
 	if reason == "" {
 		return false
 	}
 	s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", shedRetryAfter))
 	return true
-}
-
-// setupDone tells the admission control that the setup of an INVITE shed admitted is over:
-// its handler is about to ring the business line, or answered it without a call. Safe to
-// call more than once.
-func (s *Switch) setupDone(req *sipmsg.Request) {
-	if key, ok := requestInviteKey(req); ok {
-		s.adm.setupDone(key, s.now())
-	}
-}
-
-// requestInviteKey is the key of a parsed INVITE (inviteKey), as admitConn made it from the
-// raw message; false without a branch or a Call-ID.
-func requestInviteKey(req *sipmsg.Request) (uint64, bool) {
-	via, id := req.Via(), req.CallID()
-	if via == nil || id == nil {
-		return 0, false
-	}
-	branch, ok := via.Params.Get("branch")
-	if !ok {
-		return 0, false
-	}
-	return inviteKey([]byte(branch), []byte(id.Value())), true
 }

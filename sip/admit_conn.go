@@ -34,9 +34,8 @@ import (
 // 1,000 a second: 0.67 ms of CPU a call against 0.55, setup p99 16-20 ms against 4 ms
 // waiting in the poller). Polling only while strained took that back (8 ms, 0.60 ms) but
 // let the first seconds of a step to twice the load queue in the socket again (861 and
-// 9,566 drops in two recorded runs, none in three runs that polled), and again with the
-// limit on setups in flight straining the switch from the first calls of a step (11,364
-// drops in one of two runs): the goal of no collapse comes first (docs/benchmarks.md).
+// 9,566 drops in two recorded runs, none in three runs that polled): the goal of no
+// collapse comes first (docs/benchmarks.md).
 
 // Reads and writes are system calls of its own (recvmsg, sendto), raw: the P stays with
 // the goroutine through them (they do not block: the socket is non-blocking), the read
@@ -410,7 +409,7 @@ func (c *admitConn) drain() {
 				if c.q.full() {
 					wait = maxWait
 				}
-				if reason := c.s.adm.allowSetup(now, wait, ref.key, true); reason == "" {
+				if reason := c.s.adm.allow(now, wait); reason == "" {
 					c.s.inv.admit(ref.key, now)
 					break
 				}

@@ -80,7 +80,6 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	if s.shed(req, tx) { // overload control (admit.go)
 		return
 	}
-	defer s.setupDone(req) // if it did not come to ringing (take)
 	if s.storeDown.Load() && !s.draining.Load() {
 		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", storeDownRetry)) // storedown.go
 		return
@@ -214,7 +213,6 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 		}
 	}
 
-	s.setupDone(req) // the switch's own part of the setup is over: it rings (admit.go)
 	ans, code := s.ring(c, cust, offer, ms, start)
 	switch {
 	case ans.b != nil:
