@@ -323,7 +323,7 @@ func newAdmitMetrics() *admitMetrics {
 	m := &admitMetrics{
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackline_sip_shed_total",
-			Help: "New calls (initial INVITEs) refused with 503 to shed load, by reason: overload (the switch's queueing delay stood above sip.overload_delay, or the new calls in setup were at their limit) or max_cps (the configured cap). Retransmissions of a refused INVITE are not counted again.",
+			Help: "New calls (initial INVITEs) refused with 503 to shed load, by reason: overload (the switch's queueing delay stood above sip.overload_delay) or max_cps (the configured cap). Retransmissions of a refused INVITE are not counted again.",
 		}, []string{"reason"}),
 		delay: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trackline_sip_queue_delay_seconds",
