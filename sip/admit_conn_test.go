@@ -55,12 +55,18 @@ func TestInviteRef(t *testing.T) {
 // With read false nothing takes the datagrams from the queue.
 func testAdmitConn(t *testing.T, a *admission, read bool) (c *admitConn, passed <-chan string) {
 	t.Helper()
+	return testAdmitConnClock(t, a, read, time.Now)
+}
+
+// testAdmitConnClock is testAdmitConn with the switch's clock now.
+func testAdmitConnClock(t *testing.T, a *admission, read bool, now func() time.Time) (c *admitConn, passed <-chan string) {
+	t.Helper()
 	srv, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	trunks := []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
-	s := &Switch{now: time.Now, adm: a, edge: newEdge(EdgeConfig{}, trunks, slog.New(slog.DiscardHandler), time.Now)}
+	s := &Switch{now: now, adm: a, edge: newEdge(EdgeConfig{}, trunks, slog.New(slog.DiscardHandler), now)}
 	c = newAdmitConn(s, srv)
 	if c.meter == nil {
 		t.Error("no kernel receive timestamps on a UDP socket")
@@ -220,6 +226,42 @@ func inviteWants503(t *testing.T, c net.PacketConn, callID string, before func(f
 	}
 	if res := string(buf[:n]); !strings.HasPrefix(res, "SIP/2.0 503 ") {
 		t.Errorf("answer %q, want 503", res)
+	}
+}
+
+// A datagram that waited in the socket over a quarter of the target before the drain read it
+// (the drain woke late) marks the switch strained, so that the drain polls for a while; one
+// read at once does not. The switch's clock runs 150 ms ahead of the kernel's stamps in the
+// second case: more than a quarter of the 400 ms target, less than the half that the
+// interval's delay would need to strain the switch by itself.
+func TestAdmitConnStrainedByAWaitInTheSocket(t *testing.T) {
+	for _, tc := range []struct {
+		skew     time.Duration
+		strained bool
+	}{{0, false}, {150 * time.Millisecond, true}} {
+		a := newAdmission(400*time.Millisecond, 0, nil)
+		now := func() time.Time { return time.Now().Add(tc.skew) }
+		c, passed := testAdmitConnClock(t, a, true, now)
+		cli, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.WriteTo([]byte("OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-o\r\n"+
+			"From: <sip:a@127.0.0.1>;tag=f\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"), c.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-passed:
+			if !strings.HasPrefix(got, "OPTIONS ") {
+				t.Errorf("passed %q, want the OPTIONS", got)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("the OPTIONS was not passed on")
+		}
+		if got := a.strained(now()); got != tc.strained {
+			t.Errorf("clock %v ahead of the kernel's stamps: strained %v, want %v", tc.skew, got, tc.strained)
+		}
+		cli.Close()
 	}
 }
 
