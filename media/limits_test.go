@@ -69,13 +69,27 @@ func TestAnchorOutOfDescriptors(t *testing.T) {
 		t.Skip(err)
 	}
 	low := rl
-	low.Cur = uint64(len(ents)) // the next descriptor is refused (ReadDir's own is closed again)
+	low.Cur = uint64(len(ents)) + 16
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
 		t.Skip(err)
+	}
+	// Fill the descriptor table up to the limit right before the call, so that a descriptor
+	// the process closes meanwhile (an earlier test's sockets) leaves at most one free: the
+	// anchor needs several.
+	var fill []int
+	for len(fill) < 64 {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fill = append(fill, fd)
 	}
 	free := f.e.ports.available()
 	info := callseam.CallInfo{CallID: "emfile-1", CustomerID: "c1", Dialled: "+31850000001"}
 	_, aerr := f.e.Anchor(context.Background(), &info, sdp)
+	for _, fd := range fill {
+		unix.Close(fd)
+	}
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
 	}
