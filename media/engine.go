@@ -34,6 +34,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trackline/trackline/g711"
+	"github.com/trackline/trackline/internal/fsutil"
 	"github.com/trackline/trackline/media/uring"
 	"github.com/trackline/trackline/recordings"
 	"github.com/trackline/trackline/store"
@@ -495,7 +496,7 @@ func (e *Engine) openPair(lg *leg) error {
 		fd, err := openUDP(e.cfg.IP, port)
 		if err != nil {
 			e.ports.put(pair)
-			if outOfDescriptors(err) {
+			if fsutil.OutOfDescriptors(err) {
 				return fmt.Errorf("RTP socket: %w (raise LimitNOFILE: docs/operations.md)", err)
 			}
 			continue
@@ -504,7 +505,7 @@ func (e *Engine) openPair(lg *leg) error {
 		if err != nil {
 			closeFD(fd)
 			e.ports.put(pair)
-			if outOfDescriptors(err) {
+			if fsutil.OutOfDescriptors(err) {
 				return fmt.Errorf("RTCP socket: %w (raise LimitNOFILE: docs/operations.md)", err)
 			}
 			continue

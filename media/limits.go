@@ -1,7 +1,6 @@
 package media
 
 import (
-	"errors"
 	"log/slog"
 
 	"golang.org/x/sys/unix"
@@ -42,10 +41,4 @@ func checkDescriptors(log *slog.Logger, portMin, portMax int) {
 	log.Warn("the descriptor limit is below what media.rtp_ports can fill: calls past it fail or lose their recordings; raise LimitNOFILE (RLIMIT_NOFILE) or narrow media.rtp_ports",
 		"rtp_ports_calls", newPorts(portMin, portMax).pairs()/2, "descriptors_needed", need,
 		"rlimit_nofile", rl.Cur, "calls_within_limit", calls)
-}
-
-// outOfDescriptors is whether err says that the process (EMFILE) or the system (ENFILE) has
-// no descriptor left.
-func outOfDescriptors(err error) bool {
-	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
 }

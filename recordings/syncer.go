@@ -4,7 +4,6 @@ import (
 	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"os"
@@ -116,7 +115,7 @@ func syncPath(path string) error {
 func waitDescriptor(open func() error) error {
 	for wait := time.Millisecond; ; wait *= 2 {
 		err := open()
-		if err == nil || !(errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) || wait > 2*time.Second {
+		if err == nil || !fsutil.OutOfDescriptors(err) || wait > 2*time.Second {
 			return err
 		}
 		time.Sleep(wait)

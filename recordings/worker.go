@@ -99,7 +99,7 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 	start := time.Now()
 	var written int
 	for ; rec.next < c.Index; rec.next++ {
-		n, err := rec.f.WriteAt(w.seal(rec, rec.next, w.r.silence), encOffset(int64(rec.next)))
+		n, err := rec.f.WriteAt(w.seal(rec, rec.next, w.r.silence, false), encOffset(int64(rec.next)))
 		written += n
 		if err != nil {
 			rec.err = err
@@ -113,7 +113,7 @@ func (w *worker) write(rec *Recording, c *Chunk) {
 		if last {
 			plain = plain[:c.N*frameSize] // cut and flagged now, as Finish would seal it
 		}
-		n, err := rec.f.WriteAt(rec.aead.Seal(w.sealed[:0], nonce(&w.nonce, c.Index, last), plain, rec.h), encOffset(int64(c.Index)))
+		n, err := rec.f.WriteAt(w.seal(rec, c.Index, plain, last), encOffset(int64(c.Index)))
 		written += n
 		if err != nil {
 			rec.err = err
@@ -142,9 +142,10 @@ func isLast(rec *Recording) bool {
 	return rec.state.Load() == stateDone && rec.taken == rec.queued.Load()
 }
 
-// seal encrypts the plain audio of second i of rec into the worker's buffer.
-func (w *worker) seal(rec *Recording, i uint32, plain []byte) []byte {
-	return rec.aead.Seal(w.sealed[:0], nonce(&w.nonce, i, false), plain, rec.h)
+// seal encrypts the plain audio of second i of rec into the worker's buffer; last flags it
+// as the recording's last chunk.
+func (w *worker) seal(rec *Recording, i uint32, plain []byte, last bool) []byte {
+	return rec.aead.Seal(w.sealed[:0], nonce(&w.nonce, i, last), plain, rec.h)
 }
 
 // decode expands both µ-law channels of c into interleaved little-endian PCM16 frames.

@@ -1,6 +1,11 @@
 package fsutil
 
-import "os"
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
 
 // SyncDir fsyncs the directory dir, which makes a rename or a create in it durable.
 func SyncDir(dir string) error {
@@ -28,4 +33,10 @@ func SafeID(s string) bool {
 		}
 	}
 	return true
+}
+
+// OutOfDescriptors reports whether err says that the process (EMFILE) or the system (ENFILE)
+// has no file descriptor left.
+func OutOfDescriptors(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
 }
