@@ -134,7 +134,8 @@ type SIPConfig struct {
 	TransactionLinger time.Duration `yaml:"transaction_linger"`
 	// MaxCPS caps the new calls the switch takes a second; the rest get 503 (default 0: no
 	// cap). OverloadDelay is the queueing delay of SIP datagrams above which the switch
-	// sheds new calls with 503 (default 20ms). See docs/operations.md, "Overload".
+	// sheds new calls with 503 (default 20ms); the scheduler's waits and the setups' times
+	// are read against it too. See docs/operations.md, "Overload".
 	MaxCPS        float64       `yaml:"max_cps"`
 	OverloadDelay time.Duration `yaml:"overload_delay"`
 	// UnknownSources: what requests from sources that are no trunk get (outside a dialog of

@@ -84,10 +84,20 @@ func TestOverloadSheds(t *testing.T) {
 	if got := s.metric(t, `trackline_sip_shed_total{reason="max_cps"}`); int(got) != len(refused) {
 		t.Errorf("sip_shed_total{max_cps} = %v, want %d", got, len(refused))
 	}
-	if got := s.metric(t, `trackline_sip_shed_total{reason="overload"}`); got != 0 {
-		t.Errorf("sip_shed_total{overload} = %v at 10 calls a second, want 0", got)
+	for _, reason := range []string{"overload_queue", "overload_rate", "overload_setups"} {
+		if got := s.metric(t, `trackline_sip_shed_total{reason="`+reason+`"}`); got != 0 {
+			t.Errorf("sip_shed_total{%s} = %v at 10 calls a second, want 0", reason, got)
+		}
 	}
 	if got := s.metric(t, "trackline_calls_active"); got != 0 {
 		t.Errorf("calls_active = %v after the last call, want 0", got)
+	}
+	// Every call taken ended its setup, before ringing and past it (admission's limit on
+	// setups in flight counts them).
+	if got := s.metric(t, "trackline_sip_setups_in_flight"); got != 0 {
+		t.Errorf("sip_setups_in_flight = %v after the last call, want 0", got)
+	}
+	if got := s.metric(t, "trackline_sip_setup_limit"); got < 4 {
+		t.Errorf("sip_setup_limit = %v, want at least 4", got)
 	}
 }

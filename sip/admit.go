@@ -26,11 +26,15 @@ import (
 // (Config.MaxCPS).
 //
 // The time a call's setup takes beyond the switch's queue (the store's fsync, the business
-// line) is left out on purpose: a slow disk does not get faster by refusing calls, since the
-// store commits many calls per fsync. The CPU that recorded calls cost shows in the queue
-// like any other.
+// line) is left out of the queue's delay on purpose: a slow disk does not get faster by
+// refusing calls, since the store commits many calls per fsync. The CPU that recorded calls
+// cost shows in the queue like any other. The limit on setups in flight (below) counts the
+// store's commit, against a baseline that follows a slow disk.
 //
-// Two rules decide. An INVITE that finds the queue standing for more than admitStale times
+// Three rules decide, each on a delay of the switch's own (the reasons of
+// trackline_sip_shed_total): overload_queue and overload_rate on its queues and its cores
+// (here), overload_setups on the time its part of a setup takes (the limit on setups in
+// flight, below). An INVITE that finds the queue standing for more than admitStale times
 // the target (Config.OverloadDelay) is refused at once: the queue, and so the wait of the
 // calls admitted, stays bounded from the first interval of an overload on. The queue here
 // is the socket's and the switch's, and also the backlog behind them: how long the last
@@ -38,10 +42,17 @@ import (
 // which the handlers see even while the drain goroutine is starved of the CPU. And the delay
 // is read the way CoDel reads a queue: the least delay of the datagrams in each 100 ms
 // interval. A burst that the switch works off within the interval leaves some datagram with
-// a short wait; only a standing queue makes all of them wait longer than the target. While
-// the queue stands and does not shrink, the admitted rate is cut to 85 % of what was
-// admitted in the interval, then held for twice the delay seen (the time the cut takes to
-// show in the queue) before it is cut again; while the queue shrinks the limit holds; once
+// a short wait; only a standing queue makes all of them wait longer than the target. The
+// switch's goroutines wait too once it has read the datagrams: for a core, when the work it
+// took in (business lines' answers, ACKs, BYEs, recordings' ends) is more than its cores do.
+// So the Go scheduler's waits count too (schedProbe): the mean over the last second of their
+// 90th percentile in each interval, standing when it is over a admitSchedScale-th of the
+// target (a call's setup waits for a core many times over). While the queue or the
+// scheduler's waits stand and the queue does not shrink, the admitted rate is cut to 85 % of what was
+// admitted in the interval (or of the setups done a second over the last second, if more:
+// in a stall little is admitted), then held for twice the delay seen (the time the cut takes to
+// show in the queue; a second for the scheduler's waits, whose mean follows that late) before
+// it is cut again; while the queue shrinks the limit holds; once
 // it is gone the limit grows by a twentieth of the rate it was first cut to every interval,
 // until nothing has been refused for a second: then it is lifted. Because both follow what
 // the switch itself managed, they hold on a slower or a busier machine alike.
@@ -65,12 +76,22 @@ const (
 	// late: the queue a step to twice the load builds in its first interval does not grow
 	// past it, and the calls admitted wait no longer than that in it.
 	admitStale = 4
+	// The scheduler's waits (schedProbe) stand when the mean of their 90th percentile over
+	// the last admitSchedIntervals intervals is over a admitSchedScale-th of the target: a
+	// call's setup waits for a core many times over. A mean over a second, because at 1,000
+	// recorded calls a second, well under this machine's capacity, single intervals reach
+	// 5-14 ms as the switch works off a burst (a collection, a batch of recordings' ends),
+	// while past the knee the mean stands at 5-30 ms (docs/benchmarks.md).
+	admitSchedScale     = 3
+	admitSchedIntervals = 10
 )
 
 // Reasons a new call is refused (trackline_sip_shed_total{reason}).
 const (
-	shedOverload = "overload" // the switch's own delay stands above the target
-	shedMaxCPS   = "max_cps"  // the configured cap on new calls a second
+	shedStale  = "overload_queue"  // the INVITE found the switch's queue standing over admitStale targets
+	shedRate   = "overload_rate"   // the adaptive limit on new calls a second (the switch's delay stood)
+	shedSetups = "overload_setups" // the setups in flight were at their limit
+	shedMaxCPS = "max_cps"         // the configured cap on new calls a second
 )
 
 // admission decides which new calls the switch takes. observe is called for every
@@ -101,6 +122,84 @@ type admission struct {
 	// strainedUntil (unix ns): the switch's delay was seen out of its quiet range (strain)
 	// lately. Read without mu by the drain, per read (strained).
 	strainedUntil atomic.Int64
+
+	// sched reads the 90th percentile of the scheduler's waits since its last read
+	// (schedProbe; nil: none, as in tests that do not set it).
+	sched     func() time.Duration
+	schedWait time.Duration                      // the mean of schedLast
+	schedLast [admitSchedIntervals]time.Duration // the 90th percentile of the waits in each of the last complete intervals
+
+	// Setups in flight (setupDone): the INVITEs admitted whose handler has not yet rung the
+	// business line (or answered the INVITE without a call), by key, with when each was
+	// admitted (unix ns); and the limit on them.
+	flight    map[uint64]int64
+	conc      float64  // the limit on setups in flight
+	ssthresh  float64  // below it the limit grows by one a setup done in time (slow start), above by one a limit's worth
+	cutAt     int64    // the last cut of conc (unix ns): setups admitted before it cut it no more
+	setupBase baseline // of the setups' times
+	// The business lines rung over UDP (ringing), by the key of their INVITE's Call-ID
+	// (answerKey): 0 while no final answer has come; once one has come, when it reached the
+	// socket (unix ns, > 0), and the call counts as a setup in flight until its goroutine has
+	// it (lineDone): the switch's own part of a setup past ringing; -1 once that took over
+	// setupExpire.
+	lines     map[uint64]int64
+	answering int                     // lines whose answer is in flight
+	lineBase  baseline                // of the answers' times
+	done      [admitLiftAfter + 1]int // setups done in the current interval (done[0]) and the last ones
+}
+
+// The limit on setups in flight: how many calls may be in the switch's part of their setup
+// at once: between the INVITE's admission and ringing the business line, and between the
+// line's final answer reaching the socket (the drain sees it, admitConn) and the caller's
+// answer going out, with the business line's ringing and a disclaimer still playing left
+// out (they are not the switch's time). Past ringing the switch has to take up the line's
+// answer (sipgo's reader, its transaction, the call's goroutine), start the recording and
+// answer the caller: a limit on the setups before ringing alone let a recorded overload
+// pile up calls there until the descriptors ran out (docs/benchmarks.md). Answers over TCP
+// and TLS are not seen arrive, and not counted. The rate limit and the refusals by age (above) act
+// on the queue's delay, which a step to twice the load shows only once it has built: in the
+// first interval of the step every INVITE is let in, and the switch then works for seconds
+// through the backlog it took (the setups' p99 of admitted calls: 0.6-2.4 s at 2,400
+// recorded calls a second offered, docs/benchmarks.md). This limit follows the switch's own
+// pace instead, the way TCP's window does: it starts at setupInit, grows by one for each
+// setup done within admitStale targets of the least setup time seen lately (so it doubles
+// each round of setups while they come back in time: a slow start), by one a round once it
+// has been cut, and only while it is in use (at least half of it in flight); a setup that
+// took longer cuts it in the ratio of the time allowed to the time taken (a gradient, at
+// most by half), once for the setups admitted before the cut, and never under what the
+// setups done in the last second need at the time allowed (Little's law: done a second
+// times the time allowed), so a burst the switch works off does not leave it starved. The
+// time is the switch's own, from its queues to ringing, the store's commit of the call's
+// record included, and past ringing on a baseline of its own: the least of the last five to
+// ten seconds is the baseline, so a disk that is slow for a while raises what is allowed.
+const (
+	setupInit       = 64
+	setupMin        = 4
+	setupMax        = admitQueueLen
+	setupBaseWindow = 5 * time.Second
+	// setupExpire: an admitted INVITE whose handler never came (sipgo dropped it) leaves
+	// the setups in flight after this long, counted as a setup that took that long.
+	setupExpire = 4 * time.Second
+	setupCalm   = 10 * time.Second // without a cut for this long, the limit slow-starts again
+)
+
+// baseline is the least of the times seen in the current and the last setupBaseWindow.
+type baseline struct {
+	least [2]time.Duration // of the current window and the last; 0: none yet
+	at    time.Time        // when the current window began
+}
+
+// add takes a time seen at now and returns the baseline.
+func (b *baseline) add(took time.Duration, now time.Time) time.Duration {
+	if now.Sub(b.at) >= setupBaseWindow {
+		b.least[1], b.least[0], b.at = b.least[0], took, now
+	} else {
+		b.least[0] = min(b.least[0], took)
+	}
+	if b.least[1] == 0 {
+		return b.least[0]
+	}
+	return min(b.least[0], b.least[1])
 }
 
 // strainHold is how long a sign of strain keeps the drain polling the socket.
@@ -125,7 +224,7 @@ func newAdmission(target time.Duration, maxCPS float64, m *admitMetrics) *admiss
 	if target <= 0 {
 		target = DefaultOverloadDelay
 	}
-	a := &admission{target: target, m: m}
+	a := &admission{target: target, m: m, flight: map[uint64]int64{}, lines: map[uint64]int64{}, conc: setupInit, ssthresh: setupMax}
 	if maxCPS > 0 {
 		a.cap = newTokenBucket(maxCPS)
 	}
@@ -157,11 +256,14 @@ func (a *admission) roll(now time.Time) {
 	if elapsed < admitInterval {
 		return
 	}
+	a.readSched()
 	delay := a.winMin
 	seen := a.winN > 0
-	standing := seen && delay > a.target
+	queueStanding := seen && delay > a.target
+	schedStanding := a.schedWait > a.target/admitSchedScale
+	standing := queueStanding || schedStanding
 	// draining: the queue stands but shrinks; the limit in force is working it off.
-	draining := standing && a.lim.rate > 0 && delay < a.lastDelay
+	draining := queueStanding && a.lim.rate > 0 && delay < a.lastDelay
 	if seen {
 		a.lastDelay = delay
 	} else if elapsed >= 2*admitInterval {
@@ -179,14 +281,22 @@ func (a *admission) roll(now time.Time) {
 		if now.Before(a.holdUntil) {
 			break
 		}
-		base := rate
+		// From what the switch admitted in the interval, or what it carried through its
+		// setups in the last second if more: in a stall that refuses every call for the
+		// age of the queue little is admitted, and a cut to that would leave the limit
+		// growing back for seconds from next to nothing.
+		base := max(rate, a.doneRate())
 		if a.lim.rate > 0 {
 			base = min(base, a.lim.rate)
 		} else {
 			a.step = max(admitMinRate, base*admitCut*admitStep)
 		}
 		a.lim.setRate(max(admitMinRate, base*admitCut), now)
-		a.holdUntil = now.Add(max(admitInterval, 2*delay))
+		hold := max(admitInterval, 2*delay)
+		if schedStanding {
+			hold = max(hold, admitSchedIntervals*admitInterval) // the waits' mean follows a cut that late
+		}
+		a.holdUntil = now.Add(hold)
 	case a.lim.rate > 0:
 		if a.refused == 0 {
 			a.calm++
@@ -200,17 +310,176 @@ func (a *admission) roll(now time.Time) {
 		}
 	}
 	a.winStart, a.winN, a.admitted, a.refused = now, 0, 0, 0
+	copy(a.done[1:], a.done[:len(a.done)-1])
+	a.done[0] = 0
+	for key, at := range a.flight {
+		if age := now.Sub(time.Unix(0, at)); age > setupExpire {
+			delete(a.flight, key)
+			a.adaptSetups(&a.setupBase, at, age, now)
+		}
+	}
+	if a.answering > 0 {
+		for key, at := range a.lines {
+			if age := now.Sub(time.Unix(0, at)); at > 0 && age > setupExpire {
+				a.lines[key] = -1
+				a.answering--
+				a.adaptSetups(&a.lineBase, at, age, now)
+			}
+		}
+	}
+	if a.ssthresh < setupMax && now.UnixNano()-a.cutAt > int64(setupCalm) {
+		a.ssthresh = setupMax
+	}
 	if a.m != nil {
 		a.m.delay.Set(a.lastDelay.Seconds())
+		a.m.sched.Set(a.schedWait.Seconds())
 		a.m.limit.Set(a.lim.rate)
+		a.m.setupLimit.Set(a.conc)
+		a.m.setups.Set(float64(a.inFlight()))
 	}
+}
+
+// readSched reads the scheduler's waits of the interval that ends (schedProbe): their 90th
+// percentile, and the mean of it over the last admitSchedIntervals intervals. Called under mu.
+func (a *admission) readSched() {
+	if a.sched == nil {
+		return
+	}
+	w := a.sched()
+	copy(a.schedLast[1:], a.schedLast[:len(a.schedLast)-1])
+	a.schedLast[0] = w
+	var sum time.Duration
+	for _, w := range a.schedLast {
+		sum += w
+	}
+	a.schedWait = sum / time.Duration(len(a.schedLast))
+}
+
+// inFlight is how many setups are in flight: admitted and not yet ringing, or answered by
+// the business line and not yet taken up. Called under mu.
+func (a *admission) inFlight() int { return len(a.flight) + a.answering }
+
+// flightChanged updates the gauge of setups in flight. Called under mu.
+func (a *admission) flightChanged() {
+	if a.m != nil {
+		a.m.setups.Set(float64(a.inFlight()))
+	}
+}
+
+// setupDone takes the end of the setup of the INVITE with key at now (its handler rings the
+// business line, or answered the INVITE without a call): it leaves the setups in flight, and
+// the time it took adapts their limit. A key not in flight (over TCP, or done already) is
+// ignored.
+func (a *admission) setupDone(key uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.flight[key]
+	if !ok {
+		return
+	}
+	delete(a.flight, key)
+	a.flightChanged()
+	a.done[0]++
+	a.adaptSetups(&a.setupBase, at, now.Sub(time.Unix(0, at)), now)
+}
+
+// ringing notes a business line rung over UDP, by the key of its INVITE's Call-ID
+// (answerKey), before the INVITE goes out; lineDone must follow.
+func (a *admission) ringing(key uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lines[key] = 0
+}
+
+// answered takes the arrival at the socket (rx) of a final answer to an INVITE whose Call-ID
+// has key: if it is a line's that rings, its call is a setup in flight from then until
+// lineDone. Other answers (a line already answered, a call not ours) are ignored.
+func (a *admission) answered(key uint64, rx time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if at, ok := a.lines[key]; ok && at == 0 {
+		a.lines[key] = max(rx.UnixNano(), 1)
+		a.answering++
+		a.flightChanged()
+	}
+}
+
+// bridging counts the call of the line with key as a setup in flight again from now, until
+// lineDone: after its disclaimer, the switch bridges and answers the caller.
+func (a *admission) bridging(key uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if at, ok := a.lines[key]; !ok || at <= 0 {
+		a.lines[key] = max(now.UnixNano(), 1)
+		a.answering++
+		a.flightChanged()
+	}
+}
+
+// lineDone ends what ringing began: the call's goroutine has the line's final answer, or
+// gave up on it. An answer in flight adapts the limit on setups with the time it waited.
+func (a *admission) lineDone(key uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.lines[key]
+	if !ok {
+		return
+	}
+	delete(a.lines, key)
+	if at > 0 {
+		a.answering--
+		a.flightChanged()
+		a.adaptSetups(&a.lineBase, at, now.Sub(time.Unix(0, at)), now)
+	}
+}
+
+// doneRate is the setups done a second over the last second's complete intervals. Called
+// under mu.
+func (a *admission) doneRate() float64 {
+	done := 0
+	for _, n := range a.done[1:] {
+		done += n
+	}
+	return float64(done) / (float64(len(a.done)-1) * admitInterval.Seconds())
+}
+
+// adaptSetups adapts the limit on setups in flight to a setup admitted at (unix ns) that
+// took took. Called under mu.
+func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, now time.Time) {
+	allowed := base.add(took, now) + admitStale*a.target
+	if took > allowed {
+		if at < a.cutAt {
+			return // admitted before the last cut, which counted it already
+		}
+		need := a.doneRate() * allowed.Seconds()
+		a.conc = max(setupMin, min(a.conc, need), a.conc*max(0.5, float64(allowed)/float64(took)))
+		a.ssthresh, a.cutAt = a.conc, now.UnixNano()
+		a.strain(now)
+		return
+	}
+	if float64(a.inFlight()+1) < a.conc/2 {
+		return // the limit is not in use: nothing says the switch could take more
+	}
+	if a.conc < a.ssthresh {
+		a.conc++
+	} else {
+		a.conc += 1 / a.conc
+	}
+	a.conc = min(a.conc, setupMax)
 }
 
 // allow decides on one new call at now: "" admits it, else the reason it is refused. wait
 // is how long the queue the INVITE joins has stood (admitConn: the age of the oldest
 // datagram in it, or the INVITE's own wait in the socket's queue if longer); 0 when
-// unknown (TCP, TLS).
+// unknown (TCP, TLS). The call is not counted among the setups in flight (allowSetup).
 func (a *admission) allow(now time.Time, wait time.Duration) string {
+	return a.allowSetup(now, wait, 0, false)
+}
+
+// allowSetup is allow for an INVITE with key (inviteKey; keyed), which, admitted, is a
+// setup in flight until setupDone, and is refused while the setups in flight are at their
+// limit.
+func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, keyed bool) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.roll(now)
@@ -219,15 +488,25 @@ func (a *admission) allow(now time.Time, wait time.Duration) string {
 	case a.cap.rate > 0 && !a.cap.take(now):
 		reason = shedMaxCPS
 	case wait > admitStale*a.target:
-		reason = shedOverload
+		reason = shedStale
 		a.refused++
 		a.strain(now)
+	case keyed && float64(a.inFlight()) >= a.conc:
+		reason = shedSetups // not counted in refused: the rate limit follows the queue alone
+		a.strain(now)
 	case a.lim.rate > 0 && !a.lim.take(now):
-		reason = shedOverload
+		reason = shedRate
 		a.refused++
 		a.strain(now)
 	default:
 		a.admitted++
+		if keyed {
+			a.flight[key] = now.UnixNano()
+			a.flightChanged()
+			if float64(a.inFlight()) >= a.conc/2 {
+				a.strain(now) // the limit is in use: a step of the load may be on
+			}
+		}
 		return ""
 	}
 	if a.m != nil {
@@ -317,6 +596,9 @@ type admitMetrics struct {
 	delay   prometheus.Gauge
 	limit   prometheus.Gauge
 	dropped prometheus.Counter
+	sched   prometheus.Gauge
+	// The limit on setups in flight, and the setups in flight.
+	setupLimit, setups prometheus.Gauge
 }
 
 func newAdmitMetrics() *admitMetrics {
@@ -333,19 +615,32 @@ func newAdmitMetrics() *admitMetrics {
 			Name: "trackline_sip_admit_limit_cps",
 			Help: "New calls a second the switch admits while overloaded (0: no limit in force).",
 		}),
+		sched: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trackline_sip_sched_delay_seconds",
+			Help: "How long the switch's goroutines waited for a core when they could run: the 90th percentile of each 100 ms interval, averaged over the last second. Admission control refuses new calls while it stands above a third of sip.overload_delay.",
+		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trackline_sip_queue_dropped_total",
 			Help: "SIP datagrams over UDP dropped because the switch's queue of received datagrams was full (new calls are refused with 503 well before).",
 		}),
+		setupLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trackline_sip_setup_limit",
+			Help: "How many new calls may be in setup at once (admitted, the business line not yet rung): the limit admission control adapts to the switch's own setup time.",
+		}),
+		setups: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trackline_sip_setups_in_flight",
+			Help: "New calls admitted whose business line is not yet rung.",
+		}),
 	}
-	for _, r := range []string{shedOverload, shedMaxCPS} {
+	m.setupLimit.Set(setupInit)
+	for _, r := range []string{shedStale, shedRate, shedSetups, shedMaxCPS} {
 		m.shed.WithLabelValues(r)
 	}
 	return m
 }
 
 func (m *admitMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.shed, m.delay, m.limit, m.dropped}
+	return []prometheus.Collector{m.shed, m.delay, m.limit, m.dropped, m.sched, m.setupLimit, m.setups}
 }
 
 // setupAdmission makes the switch's admission control from its config and registers its
@@ -353,6 +648,9 @@ func (m *admitMetrics) collectors() []prometheus.Collector {
 func (s *Switch) setupAdmission() error {
 	m := newAdmitMetrics()
 	s.adm = newAdmission(s.cfg.OverloadDelay, s.cfg.MaxCPS, m)
+	if p := newSchedProbe(); p != nil {
+		s.adm.sched = func() time.Duration { w, _ := p.read(0.9); return w }
+	}
 	if s.reg == nil {
 		return nil
 	}
@@ -369,19 +667,41 @@ func (s *Switch) setupAdmission() error {
 // TCP and TLS, or unreadable to its scan). The 503 goes through the INVITE's server
 // transaction, which answers the INVITE's retransmissions with it and absorbs the ACK.
 func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	if via, id := req.Via(), req.CallID(); via != nil && id != nil && req.Transport() == "UDP" {
-		if branch, ok := via.Params.Get("branch"); ok {
-			if at, ok := s.inv.admittedAt(inviteKey([]byte(branch), []byte(id.Value()))); ok {
-				now := s.now()
-				s.adm.observeHandler(now.Sub(at), now)
-				return false // admitConn took it
-			}
+	key, keyed := requestInviteKey(req)
+	if keyed && req.Transport() == "UDP" {
+		if at, ok := s.inv.admittedAt(key); ok {
+			now := s.now()
+			s.adm.observeHandler(now.Sub(at), now)
+			return false // admitConn took it
 		}
 	}
-	reason := s.adm.allow(s.now(), 0)
+	reason := s.adm.allowSetup(s.now(), 0, key, keyed)
 	if reason == "" {
 		return false
 	}
 	s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", shedRetryAfter))
 	return true
+}
+
+// setupDone tells the admission control that the setup of an INVITE shed admitted is over:
+// its handler is about to ring the business line, or answered it without a call. Safe to
+// call more than once.
+func (s *Switch) setupDone(req *sipmsg.Request) {
+	if key, ok := requestInviteKey(req); ok {
+		s.adm.setupDone(key, s.now())
+	}
+}
+
+// requestInviteKey is the key of a parsed INVITE (inviteKey), as admitConn made it from the
+// raw message; false without a branch or a Call-ID.
+func requestInviteKey(req *sipmsg.Request) (uint64, bool) {
+	via, id := req.Via(), req.CallID()
+	if via == nil || id == nil {
+		return 0, false
+	}
+	branch, ok := via.Params.Get("branch")
+	if !ok {
+		return 0, false
+	}
+	return inviteKey([]byte(branch), []byte(id.Value())), true
 }

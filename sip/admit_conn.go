@@ -34,8 +34,9 @@ import (
 // 1,000 a second: 0.67 ms of CPU a call against 0.55, setup p99 16-20 ms against 4 ms
 // waiting in the poller). Polling only while strained took that back (8 ms, 0.60 ms) but
 // let the first seconds of a step to twice the load queue in the socket again (861 and
-// 9,566 drops in two recorded runs, none in three runs that polled): the goal of no
-// collapse comes first (docs/benchmarks.md).
+// 9,566 drops in two recorded runs, none in three runs that polled), and again with the
+// limit on setups in flight straining the switch from the first calls of a step (11,364
+// drops in one of two runs): the goal of no collapse comes first (docs/benchmarks.md).
 
 // Reads and writes are system calls of its own (recvmsg, sendto), raw: the P stays with
 // the goroutine through them (they do not block: the socket is non-blocking), the read
@@ -409,7 +410,7 @@ func (c *admitConn) drain() {
 				if c.q.full() {
 					wait = maxWait
 				}
-				if reason := c.s.adm.allow(now, wait); reason == "" {
+				if reason := c.s.adm.allowSetup(now, wait, ref.key, true); reason == "" {
 					c.s.inv.admit(ref.key, now)
 					break
 				}
@@ -420,6 +421,8 @@ func (c *admitConn) drain() {
 			}
 		case ref.method == methodAck && c.s.inv.refused(ref.key):
 			continue // the ACK of a 503 sent here: nothing more to do
+		case ref.method == methodAnswer:
+			c.s.adm.answered(ref.key, rx)
 		}
 		if !c.q.push(b, addr, rx) {
 			c.s.adm.dropped()
@@ -586,6 +589,11 @@ func inviteKey(branch, callID []byte) uint64 {
 	h.WriteByte(0)
 	h.Write(callID)
 	return h.Sum64()
+}
+
+// answerKey is the key of a business line's INVITE by its Call-ID (admission.ringing).
+func answerKey(callID []byte) uint64 {
+	return maphash.Bytes(inviteSeed, callID)
 }
 
 // inviteSeed seeds the keys' hash; fixed for the process.

@@ -50,6 +50,42 @@ func TestInviteRef(t *testing.T) {
 	}
 }
 
+// A business line's final answer to an INVITE, keyed by its Call-ID, from the edge's scan
+// of a response: not a provisional answer, a challenge, an answer to another method or a
+// status line the scan cannot read.
+func TestInviteRefAnswer(t *testing.T) {
+	const base = "SIP/2.0 %s\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=f\r\nTo: <sip:x@sw>;tag=t\r\ni: line-1\r\nCSeq: 7 %s\r\nContent-Length: 0\r\n\r\n"
+	tests := []struct {
+		status, method string
+		want           int
+	}{
+		{"200 OK", "INVITE", methodAnswer},
+		{"486 Busy Here", "INVITE", methodAnswer},
+		{"603 Decline", "INVITE", methodAnswer},
+		{"180 Ringing", "INVITE", methodOther},
+		{"183 Session Progress", "INVITE", methodOther},
+		{"401 Unauthorized", "INVITE", methodOther},
+		{"407 Proxy Authentication Required", "INVITE", methodOther},
+		{"200 OK", "BYE", methodOther},
+		{"200 OK", "CANCEL", methodOther},
+		{"2000 OK", "INVITE", methodOther},
+		{"20 OK", "INVITE", methodOther},
+		{"OK", "INVITE", methodOther},
+	}
+	lim := edgeLimits{maxHeader: 8192, maxBody: 16384}
+	for _, tt := range tests {
+		t.Run(tt.status+" "+tt.method, func(t *testing.T) {
+			msg := []byte(fmt.Sprintf(base, tt.status, tt.method))
+			var sc scan
+			sc.readMessage(msg, false, &lim)
+			r := sc.inviteRef(msg)
+			if r.method != tt.want || r.method == methodAnswer && r.key != answerKey([]byte("line-1")) {
+				t.Errorf("inviteRef = %+v, want method %d keyed by the Call-ID", r, tt.want)
+			}
+		})
+	}
+}
+
 // testAdmitConn serves admitConn over a real UDP socket for a trunk at 127.0.0.1, with
 // admission control a; the datagrams it passes to sipgo come out of the channel.
 // With read false nothing takes the datagrams from the queue.
@@ -184,8 +220,8 @@ func TestAdmitConnRefusesWhileTheQueueStands(t *testing.T) {
 		// nobody takes.
 		c.q.push([]byte("OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n\r\n"), from, time.Now().Add(-time.Second))
 	})
-	if got := testutil.ToFloat64(m.shed.WithLabelValues(shedOverload)); got != 1 {
-		t.Errorf("shed_total{overload} = %v, want 1", got)
+	if got := testutil.ToFloat64(m.shed.WithLabelValues(shedStale)); got != 1 {
+		t.Errorf("shed_total{overload_queue} = %v, want 1", got)
 	}
 }
 
@@ -212,10 +248,7 @@ func inviteWants503(t *testing.T, c net.PacketConn, callID string, before func(f
 	if before != nil {
 		before(cli.LocalAddr())
 	}
-	msg := fmt.Sprintf("INVITE sip:+31850000001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-%s\r\n"+
-		"From: <sip:+31612345678@127.0.0.1>;tag=f\r\nTo: <sip:+31850000001@127.0.0.1>\r\nCall-ID: %s\r\n"+
-		"CSeq: 1 INVITE\r\nContact: <sip:+31612345678@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n", port, callID, callID, port)
-	if _, err := cli.WriteTo([]byte(msg), c.LocalAddr()); err != nil {
+	if _, err := cli.WriteTo([]byte(testInvite(port, callID)), c.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
 	cli.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -226,6 +259,50 @@ func inviteWants503(t *testing.T, c net.PacketConn, callID string, before func(f
 	}
 	if res := string(buf[:n]); !strings.HasPrefix(res, "SIP/2.0 503 ") {
 		t.Errorf("answer %q, want 503", res)
+	}
+}
+
+// testInvite is a new call's INVITE from a client on port, of Call-ID callID and branch
+// z9hG4bK-callID.
+func testInvite(port int, callID string) string {
+	return fmt.Sprintf("INVITE sip:+31850000001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-%s\r\n"+
+		"From: <sip:+31612345678@127.0.0.1>;tag=f\r\nTo: <sip:+31850000001@127.0.0.1>\r\nCall-ID: %s\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:+31612345678@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n", port, callID, callID, port)
+}
+
+// Through the drain: while the setups in flight are at their limit a new INVITE gets 503 at
+// once, with no queue and no limit on the rate; once a setup is done the next is admitted.
+func TestAdmitConnRefusesWhileSetupsStand(t *testing.T) {
+	m := newAdmitMetrics()
+	a := newAdmission(0, 0, m)
+	a.conc = 1
+	c, passed := testAdmitConn(t, a, true)
+	cli, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	port := cli.LocalAddr().(*net.UDPAddr).Port
+	admitted := func(callID string) {
+		t.Helper()
+		if _, err := cli.WriteTo([]byte(testInvite(port, callID)), c.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-passed:
+			if !strings.Contains(got, "branch=z9hG4bK-"+callID) {
+				t.Errorf("passed %q, want the INVITE of %s", got, callID)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("the INVITE of %s was not passed on", callID)
+		}
+	}
+	admitted("s1")
+	inviteWants503(t, c, "s2", nil)
+	a.setupDone(inviteKey([]byte("z9hG4bK-s1"), []byte("s1")), time.Now())
+	admitted("s3")
+	if got := testutil.ToFloat64(m.shed.WithLabelValues(shedSetups)); got != 1 {
+		t.Errorf("shed_total{overload_setups} = %v, want 1", got)
 	}
 }
 

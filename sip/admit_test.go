@@ -46,7 +46,7 @@ func TestAdmissionMaxCPS(t *testing.T) {
 	now := admitT0
 	admitted, refused := offer(a, &now, 60, 2*time.Second, 0)
 	// 20 a second, and the bucket's saved-up token at the start.
-	if admitted < 40 || admitted > 42 || refused[shedMaxCPS] < 78 || refused[shedOverload] != 0 {
+	if admitted < 40 || admitted > 42 || refused[shedMaxCPS] < 78 || refused[shedRate]+refused[shedStale] != 0 {
 		t.Errorf("admitted %d, refused %v; want 40-42 admitted, the rest for max_cps", admitted, refused)
 	}
 	if got := testutil.ToFloat64(m.shed.WithLabelValues(shedMaxCPS)); int(got) != refused[shedMaxCPS] {
@@ -63,7 +63,7 @@ func TestAdmissionDelaySignal(t *testing.T) {
 	now := admitT0
 	// Overloaded: 2,000 offered a second while every datagram waits 50 ms.
 	admitted, refused := offer(a, &now, 2000, 2*time.Second, 50*time.Millisecond)
-	if refused[shedOverload] == 0 || admitted > 2000 {
+	if refused[shedRate] == 0 || admitted > 2000 {
 		t.Fatalf("standing queue: admitted %d, refused %v; want calls shed for overload", admitted, refused)
 	}
 	if a.lim.rate <= 0 || a.lim.rate >= 2000 {
@@ -72,8 +72,8 @@ func TestAdmissionDelaySignal(t *testing.T) {
 	if got := testutil.ToFloat64(m.delay); got != 0.05 {
 		t.Errorf("queue_delay_seconds = %v, want 0.05", got)
 	}
-	if got := testutil.ToFloat64(m.shed.WithLabelValues(shedOverload)); int(got) != refused[shedOverload] {
-		t.Errorf("shed_total{overload} = %v, want %d", got, refused[shedOverload])
+	if got := testutil.ToFloat64(m.shed.WithLabelValues(shedRate)); int(got) != refused[shedRate] {
+		t.Errorf("shed_total{overload_rate} = %v, want %d", got, refused[shedRate])
 	}
 	// While the queue shrinks the limit holds (the first interval still holds datagrams of
 	// the standing queue)...
@@ -263,10 +263,10 @@ func TestAdmissionStaleInvite(t *testing.T) {
 	if r := a.allow(now, admitStale*20*time.Millisecond); r != "" {
 		t.Errorf("refused (%s) at a wait of exactly admitStale times the target", r)
 	}
-	if r := a.allow(now, admitStale*20*time.Millisecond+time.Millisecond); r != shedOverload {
+	if r := a.allow(now, admitStale*20*time.Millisecond+time.Millisecond); r != shedStale {
 		t.Errorf("an INVITE that found the queue standing past admitStale times the target: %q, want overload", r)
 	}
-	if r := a.allow(now, maxWait); r != shedOverload {
+	if r := a.allow(now, maxWait); r != shedStale {
 		t.Errorf("an INVITE that found the queue full: %q, want overload", r)
 	}
 	if r := a.allow(now, 0); r != "" {
@@ -311,10 +311,247 @@ func TestAdmissionStrained(t *testing.T) {
 		t.Fatal("still strained a strainHold later")
 	}
 	now = now.Add(2 * strainHold)
-	if r := a.allow(now, admitStale*a.target+time.Millisecond); r != shedOverload {
+	if r := a.allow(now, admitStale*a.target+time.Millisecond); r != shedStale {
 		t.Fatalf("a stale INVITE: %q, want refused", r)
 	}
 	if !a.strained(now.Add(strainHold / 2)) {
 		t.Fatal("not strained after a refusal for overload")
 	}
+}
+
+// The limit on setups in flight: it starts at setupInit and refuses past it; setups done in
+// time make it grow by one each while it is in use (a slow start), not while it is not; a
+// setup that took longer than the least plus admitStale targets cuts it (by the ratio, at
+// most by half), once for the setups admitted before the cut, but not under what the setups
+// done in the last second need at the time allowed; an INVITE whose handler never came
+// leaves after setupExpire.
+func TestAdmissionSetupLimit(t *testing.T) {
+	m := newAdmitMetrics()
+	a := newAdmission(20*time.Millisecond, 0, m)
+	now := admitT0
+	key := uint64(0)
+	admit := func(n int) (admitted []uint64, refused int) {
+		for range n {
+			key++
+			switch r := a.allowSetup(now, 0, key, true); r {
+			case "":
+				admitted = append(admitted, key)
+			case shedSetups:
+				refused++
+			default:
+				t.Fatalf("refused for %q, want overload", r)
+			}
+		}
+		return admitted, refused
+	}
+	first, refused := admit(setupInit + 10)
+	if len(first) != setupInit || refused != 10 {
+		t.Fatalf("admitted %d, refused %d of %d at once; want %d admitted", len(first), refused, setupInit+10, setupInit)
+	}
+	if r := a.allow(now, 0); r != "" {
+		t.Errorf("an INVITE without a key (TCP, no limit on its setup): %q, want admitted", r)
+	}
+	// Done in 1 ms each: one more for each while at least half the limit is in flight (the
+	// first 22: then 42 are left in flight of a limit of 86).
+	now = now.Add(time.Millisecond)
+	for _, k := range first {
+		a.setupDone(k, now)
+	}
+	if want := float64(setupInit + 22); a.conc != want {
+		t.Errorf("limit after %d setups done in 1 ms = %v, want %v (grown while half of it was in flight)", setupInit, a.conc, want)
+	}
+	a.setupDone(first[0], now) // done already: ignored
+	before := a.conc
+	// A lull: one setup at a time leaves the limit where it is.
+	for range 50 {
+		ks, _ := admit(1)
+		now = now.Add(time.Millisecond)
+		a.setupDone(ks[0], now)
+	}
+	if a.conc != before {
+		t.Errorf("limit after a lull = %v, want %v (not in use: not grown)", a.conc, before)
+	}
+	// Fill it, then a setup takes 810 ms, ten times the 81 ms allowed (1 ms + 4 targets):
+	// the limit is halved, once for all those admitted before the cut.
+	full, _ := admit(int(a.conc) + 5)
+	now = now.Add(810 * time.Millisecond)
+	a.setupDone(full[0], now)
+	if want := before / 2; a.conc != want {
+		t.Errorf("limit after a setup of 810 ms = %v, want %v", a.conc, want)
+	}
+	cut := a.conc
+	a.setupDone(full[1], now.Add(time.Millisecond))
+	if a.conc != cut {
+		t.Errorf("limit after a second slow setup admitted before the cut = %v, want %v", a.conc, cut)
+	}
+	if !a.strained(now) {
+		t.Error("not strained after a cut of the setups' limit")
+	}
+	// A setup admitted after the cut that took 162 ms (twice the allowed) cuts it again, by
+	// half: the 50 setups done in the last second (the lull's) need only 4 at 81 ms.
+	for _, k := range full[2:] {
+		a.setupDone(k, now)
+	}
+	ks, _ := admit(1)
+	now = now.Add(162 * time.Millisecond)
+	a.setupDone(ks[0], now)
+	if want := cut / 2; a.conc != want {
+		t.Errorf("limit after a setup of 162 ms admitted after the cut = %v, want %v", a.conc, want)
+	}
+	// An INVITE whose handler never came leaves the setups in flight after setupExpire.
+	admit(1)
+	if len(a.flight) != 1 {
+		t.Fatalf("%d setups in flight, want 1", len(a.flight))
+	}
+	now = now.Add(setupExpire + 2*admitInterval)
+	a.allow(now, 0)
+	if len(a.flight) != 0 {
+		t.Errorf("%d setups in flight past setupExpire, want 0", len(a.flight))
+	}
+	if got := testutil.ToFloat64(m.setups); got != 0 {
+		t.Errorf("setups_in_flight = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.setupLimit); got != a.conc {
+		t.Errorf("setup_limit = %v, want %v", got, a.conc)
+	}
+}
+
+// A cut of the setups' limit stops at what the setups done in the last second need at the
+// time allowed (Little's law): after a second of 500 setups of 1 ms (never more than one in
+// flight) a burst is admitted and one of its setups takes 1 s; 500 a second at 81 ms need
+// 40.5, more than half the limit.
+func TestAdmissionSetupLimitFloor(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	key := uint64(0)
+	for range 500 {
+		key++
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("refused (%s) one setup at a time", r)
+		}
+		a.setupDone(key, now.Add(time.Millisecond))
+		now = now.Add(2 * time.Millisecond)
+	}
+	a.allow(now, 0) // closes the interval
+	burst := key + 1
+	for range setupInit {
+		key++
+		a.allowSetup(now, 0, key, true)
+	}
+	a.setupDone(burst, now.Add(time.Second))
+	if want := 500 * 0.081; a.conc < want-0.5 || a.conc > want+0.5 {
+		t.Errorf("limit after a slow setup = %v, want about %v (the last second's need)", a.conc, want)
+	}
+}
+
+// A standing queue after a second in which the switch carried 1,000 setups a second cuts the
+// rate limit from that, not from the few calls a stall let in: to 85 % of 1,000.
+func TestAdmissionCutFromSetupsDone(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	key := uint64(0)
+	for range 1000 {
+		key++
+		a.observe(time.Millisecond, now)
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("refused (%s) at 1,000 a second without a queue", r)
+		}
+		a.setupDone(key, now.Add(time.Millisecond))
+		now = now.Add(time.Millisecond)
+	}
+	// A stall: one interval in which every datagram waited 300 ms, and no call was admitted.
+	for end := now.Add(admitInterval); now.Before(end); now = now.Add(time.Millisecond) {
+		a.observe(300*time.Millisecond, now)
+	}
+	a.allow(now, 0) // closes the interval
+	if want := 850.0; a.lim.rate < want-20 || a.lim.rate > want+20 {
+		t.Errorf("limit after a stall = %v, want about %v", a.lim.rate, want)
+	}
+}
+
+// The scheduler's waits: a mean of their 90th percentile over a second above a third of the
+// target cuts the admitted rate, with no queue at the socket; a burst of waits in one
+// interval of ten, which a switch under its capacity works off, does not.
+func TestAdmissionSchedSignal(t *testing.T) {
+	m := newAdmitMetrics()
+	a := newAdmission(20*time.Millisecond, 0, m)
+	wait := time.Millisecond
+	a.sched = func() time.Duration { return wait }
+	now := admitT0
+	if admitted, refused := offer(a, &now, 2000, 2*time.Second, 0); admitted != 4000 || len(refused) != 0 {
+		t.Fatalf("waits of 1 ms: admitted %d, refused %v; want all 4000", admitted, refused)
+	}
+	// One interval's burst of 50 ms: a mean of 5.9 ms over the second, under 6.7 ms.
+	wait = 50 * time.Millisecond
+	offer(a, &now, 2000, admitInterval, 0)
+	wait = time.Millisecond
+	if admitted, refused := offer(a, &now, 2000, 2*time.Second, 0); admitted != 4000 || len(refused) != 0 {
+		t.Fatalf("after a burst in one interval: admitted %d, refused %v; want all 4000", admitted, refused)
+	}
+	if got := testutil.ToFloat64(m.sched); got != 0.001 {
+		t.Errorf("sched_delay_seconds = %v, want 0.001", got)
+	}
+	// Waits of 10 ms standing: the limit comes into force.
+	wait = 10 * time.Millisecond
+	admitted, refused := offer(a, &now, 2000, 3*time.Second, 0)
+	if refused[shedRate] == 0 || admitted >= 6000 || a.lim.rate <= 0 {
+		t.Fatalf("waits of 10 ms standing: admitted %d, refused %v, limit %v; want calls shed by the rate limit", admitted, refused, a.lim.rate)
+	}
+	if got := testutil.ToFloat64(m.sched); got != 0.01 {
+		t.Errorf("sched_delay_seconds = %v, want 0.01", got)
+	}
+}
+
+// The switch's part of a setup past ringing: a business line's final answer counts as a
+// setup in flight from its arrival at the socket until the call's goroutine has it, and
+// again while it bridges after the disclaimer; answers of lines not rung here, and a second
+// answer, do not count; the time taken adapts the setups' limit on its own baseline.
+func TestAdmissionLineAnswers(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, newAdmitMetrics())
+	now := admitT0
+	inFlight := func(want int) {
+		t.Helper()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if got := a.inFlight(); got != want {
+			t.Errorf("setups in flight = %d, want %d", got, want)
+		}
+	}
+	a.answered(1, now) // not rung here
+	inFlight(0)
+	a.ringing(1)
+	inFlight(0) // ringing is the line's time
+	a.answered(1, now)
+	a.answered(1, now.Add(time.Millisecond)) // a retransmission
+	inFlight(1)
+	a.lineDone(1, now.Add(2*time.Millisecond))
+	inFlight(0)
+	a.answered(1, now) // after the call's goroutine had it: ignored
+	inFlight(0)
+	a.bridging(1, now)
+	inFlight(1)
+	a.lineDone(1, now.Add(time.Millisecond))
+	a.lineDone(1, now.Add(time.Millisecond)) // twice: nothing more
+	inFlight(0)
+	// Setups at their limit refuse a new call; an answer in flight counts among them.
+	a.conc = 1
+	a.ringing(2)
+	a.answered(2, now)
+	if r := a.allowSetup(now, 0, 99, true); r != shedSetups {
+		t.Errorf("with an answer in flight at a limit of 1: %q, want %s", r, shedSetups)
+	}
+	// An answer never taken up leaves the setups in flight after setupExpire, as a setup
+	// that took that long, which cuts the limit of a switch whose answers took 1 ms.
+	a.conc = 64
+	a.lineBase.add(time.Millisecond, now)
+	now = now.Add(setupExpire + admitInterval)
+	a.observe(0, now)
+	now = now.Add(admitInterval)
+	a.observe(0, now)
+	inFlight(0)
+	if a.conc >= 64 {
+		t.Errorf("limit after an answer expired = %v, want cut below 64", a.conc)
+	}
+	a.lineDone(2, now) // the goroutine gives up at last: nothing counted twice
+	inFlight(0)
 }

@@ -46,6 +46,11 @@ type call struct {
 	// so that nothing is sent in the caller's dialog while its 200 is being written.
 	confirmed   chan struct{}
 	confirmOnce sync.Once
+
+	// line is the key of the business line's INVITE (answerKey) while admission control
+	// counts the call's setup past ringing (admit.go); owner goroutine only.
+	line    uint64
+	lineSet bool
 }
 
 // confirm closes confirmed, once.
@@ -80,6 +85,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	if s.shed(req, tx) { // overload control (admit.go)
 		return
 	}
+	defer s.setupDone(req) // if it did not come to ringing (take)
 	if s.storeDown.Load() && !s.draining.Load() {
 		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", storeDownRetry)) // storedown.go
 		return
@@ -213,6 +219,8 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 		}
 	}
 
+	s.setupDone(req) // the switch's own part of the setup is over: it rings (admit.go)
+	defer s.lineDone(c)
 	ans, code := s.ring(c, cust, offer, ms, start)
 	switch {
 	case ans.b != nil:
@@ -496,6 +504,17 @@ func (s *Switch) ringLine(c *call, line string, offer []byte, ms callseam.MediaS
 	stop := context.AfterFunc(s.base, cancel)
 	defer stop()
 
+	// The switch's own part of the setup past ringing (admit.go): from the line's final
+	// answer at the socket until this goroutine has it. Over UDP only, where the socket's
+	// reader sees the answer arrive; the Call-ID is made here so that it is known before
+	// the INVITE goes out.
+	if transport == "udp" {
+		id := sipmsg.CallIDHeader(sipmsg.GenerateTagN(32))
+		breq.AppendHeader(&id)
+		s.lineDone(c) // a line rung before
+		c.line, c.lineSet = answerKey([]byte(id)), true
+		s.adm.ringing(c.line)
+	}
 	b, err := s.dialogUA(transport).WriteInvite(ringCtx, breq)
 	if err != nil {
 		c.log.Warn("invite business line", "err", err)
@@ -641,8 +660,17 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 			return
 		}
 		ms.Answered()
+		// The disclaimer still playing is no part of the switch's setup time: admission
+		// control counts the bridge apart (admit.go).
+		playing := !isReady(ms)
+		if playing {
+			s.lineDone(c)
+		}
 		if !s.awaitBridge(c, calleeDone, ms) {
 			return
+		}
+		if playing && c.lineSet {
+			s.adm.bridging(c.line, s.now())
 		}
 		c.rec.Answer = s.now().UTC() // the caller is connected from here
 		ms.Bridge()
@@ -653,6 +681,7 @@ func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust st
 		ct := sipmsg.ContentTypeHeader("application/sdp")
 		hdrs = append(hdrs, &ct)
 	}
+	s.lineDone(c)
 	// Blocks until the caller's ACK; a BYE may overtake the ACK (sipgo handles each message in
 	// its own goroutine), which ends the dialog and is a normal, if short, call.
 	err := s.answer(a, 200, "OK", answer, hdrs...)
@@ -722,6 +751,26 @@ func (s *Switch) awaitBridge(c *call, calleeDone <-chan struct{}, ms callseam.Me
 		s.answer(c.a, 503, "Service Unavailable", nil)
 	}
 	return false
+}
+
+// isReady tells whether the media session is ready to bridge (its disclaimer is over).
+func isReady(ms callseam.MediaSession) bool {
+	select {
+	case <-ms.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+// lineDone ends what admission control counts of the call's setup past ringing, if
+// anything: the switch has the business line's answer in hand and is about to answer the
+// caller, or the call goes no further.
+func (s *Switch) lineDone(c *call) {
+	if c.lineSet {
+		c.lineSet = false
+		s.adm.lineDone(c.line, s.now())
+	}
 }
 
 func byeLeg(c *call) leg { return leg(c.byeFrom.Load()) }

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,5 +123,76 @@ func TestRecordedCallWithoutItsRecording(t *testing.T) {
 	}
 	if rec := e.record(); rec.RecordingID != "" || rec.Disposition != store.DispAnswered {
 		t.Fatalf("completed record %+v", rec)
+	}
+}
+
+// promptAnchor's sessions play a disclaimer (Early) until the test closes ready.
+type promptAnchor struct {
+	ready    chan struct{}
+	answered chan struct{} // closed when the business line's answer reaches the session
+}
+
+func (p promptAnchor) Anchor(context.Context, *callseam.CallInfo, []byte) (callseam.MediaSession, error) {
+	return &promptSession{heldSession: heldSession{ready: p.ready}, p: p}, nil
+}
+
+type promptSession struct {
+	heldSession
+	p    promptAnchor
+	once sync.Once
+}
+
+func (*promptSession) Early() bool                                        { return true }
+func (s *promptSession) Answered()                                        { s.once.Do(func() { close(s.p.answered) }) }
+func (*promptSession) Close(*store.Call) *store.Recording                 { return nil }
+func (*promptSession) CloseThen(*store.Call, func(*store.Recording)) bool { return false }
+
+// Admission control counts the switch's own part of a setup past ringing: the business
+// line's answer from its arrival at the socket (the drain sees it) until the call's goroutine
+// has it, and the bridge after the disclaimer; not the disclaimer still playing when the line
+// answered. Nothing stays counted once the call is answered.
+func TestLineAnswerCountedApartFromTheDisclaimer(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(2*time.Second))
+	p := promptAnchor{ready: make(chan struct{}), answered: make(chan struct{})}
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}, media: p})
+	called := make(chan error, 1)
+	go func() { _, err := e.call("+31850000101"); called <- err }()
+	select {
+	case <-p.answered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the business line's answer did not reach the media session")
+	}
+	a := e.sw.adm
+	counted := func() (inFlight, lines int, base time.Duration) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.inFlight(), len(a.lines), a.lineBase.least[0]
+	}
+	// While the disclaimer plays, the call is not a setup in flight.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		n, lines, base := counted()
+		if n == 0 && lines == 0 {
+			if base <= 0 {
+				t.Errorf("the line's answer was not timed from its arrival (baseline %v)", base)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("during the disclaimer: %d setups in flight, %d lines; want none", n, lines)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(p.ready) // the disclaimer ends: the switch bridges and answers the caller
+	select {
+	case err := <-called:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller was not answered after the disclaimer")
+	}
+	if n, lines, _ := counted(); n != 0 || lines != 0 {
+		t.Errorf("after the caller's answer: %d setups in flight, %d lines; want none", n, lines)
 	}
 }

@@ -151,6 +151,7 @@ func hdrOf(name []byte) hdr {
 type scan struct {
 	request  bool
 	response bool
+	status   int // a response's status code; 0 when unreadable
 	method   span
 	uri      span
 	// fields[h] is the last line of field h (name to end of value, folded lines included);
@@ -203,8 +204,10 @@ func (s *scan) readMessage(b []byte, stream bool, lim *edgeLimits) {
 		s.setFault(faultLineEnding)
 	}
 	s.startLine(b, eol)
-	if s.response && !stream {
-		return // a datagram's response needs no framing, and is never answered
+	if s.response && !stream && s.status < 200 {
+		// A datagram's response needs no framing, and is never answered; a final one's
+		// Call-ID and CSeq tell admission control a business line's answer (inviteRef).
+		return
 	}
 	s.headers(b, next, lim)
 	if s.count[hdrContentLength] == 1 {
@@ -250,6 +253,11 @@ func (s *scan) startLine(b []byte, eol int) {
 	line := b[:eol]
 	if len(line) >= 4 && bytes.EqualFold(line[:4], []byte("SIP/")) {
 		s.response = true
+		if sp := bytes.IndexByte(line, ' '); sp > 0 && len(line) >= sp+4 {
+			if n, ok := number(line[sp+1 : sp+4]); ok && (len(line) == sp+4 || line[sp+4] == ' ') {
+				s.status = n
+			}
+		}
 		return
 	}
 	sp1 := bytes.IndexByte(line, ' ')

@@ -74,10 +74,13 @@ const (
 	methodOther = iota
 	methodInvite
 	methodAck
+	// methodAnswer: a final answer to an INVITE (not a challenge), keyed by its Call-ID
+	// alone (answerKey): a business line's answer to the switch (admission.answered).
+	methodAnswer
 )
 
-// inviteRef is what admission control needs of a request (admit_conn.go): INVITE, ACK or
-// other, the key of its transaction (a hash of its top Via's branch and its Call-ID) and
+// inviteRef is what admission control needs of a request (admit_conn.go): INVITE, ACK,
+// a final answer to an INVITE or other, the key of its transaction (a hash of its top Via's branch and its Call-ID) and
 // whether it is outside a dialog (its To has no tag).
 type inviteRef struct {
 	method  int
@@ -89,6 +92,13 @@ type inviteRef struct {
 // branch in its top Via (RFC 2543) is methodOther, and left to sipgo and the INVITE's
 // handler.
 func (s *scan) inviteRef(b []byte) inviteRef {
+	if s.response && s.status >= 200 && s.status != 401 && s.status != 407 && s.callID.n > 0 && s.count[hdrCSeq] > 0 {
+		v := valueSpan(b, s.fields[hdrCSeq]).of(b)
+		if i := bytes.IndexAny(v, " \t"); i > 0 && isMethod(trimLWS(v[i:]), "INVITE") {
+			return inviteRef{method: methodAnswer, key: answerKey(s.callID.of(b))}
+		}
+		return inviteRef{}
+	}
 	if !s.request || len(s.vias) == 0 || s.callID.n == 0 {
 		return inviteRef{}
 	}

@@ -46,7 +46,8 @@ type Config struct {
 	Edge          EdgeConfig // limits of what is read, and sources that are no trunk (sip/edge.go)
 
 	// MaxCPS caps new calls a second (0: no cap); OverloadDelay is the queueing delay above
-	// which the switch sheds new calls (default DefaultOverloadDelay). See admit.go.
+	// which the switch sheds new calls (default DefaultOverloadDelay), and the unit of its
+	// other targets. See admit.go.
 	MaxCPS        float64
 	OverloadDelay time.Duration
 }
