@@ -45,6 +45,10 @@
 #                    receiver: `go run ./cmd/trackline-webhookrecv -listen 127.0.0.1:18919
 #                    -mode fast` (answers 204) or `-mode hang` (never answers) [unset: none]
 #   WEBHOOK_TYPES    the endpoint's event types, a JSON list [every type]
+#   GAUGES           1: sample the switch's gauges (calls, media sessions, recordings open,
+#                    setups in flight and their limit, the admitted rate limit) and its open
+#                    descriptors every second into gauges.txt of the run's directory, and its
+#                    goroutines (pprof, by stack) at the fifth second into goroutines-5s.txt [0]
 #   SINK             1: bind the announced media ports with the sink (above), which reads;
 #                    drop: bind them without reading; 0: leave them unbound, as before this
 #                    was added [1 in prompt mode, else 0]
@@ -86,6 +90,7 @@ OVERLOAD_SECONDS=${OVERLOAD_SECONDS:-60}
 case $MODE in direct | recorded | prompt) ;; *) echo "bench-sip: MODE=$MODE: want direct, recorded or prompt" >&2; exit 2 ;; esac
 PROMPT_S=0 # how much longer the caller waits for the bridge: the disclaimer
 [ "$MODE" = prompt ] && PROMPT_S=8
+GAUGES=${GAUGES:-0}
 SINK=${SINK:-$([ "$MODE" = prompt ] && echo 1 || echo 0)}
 WEBHOOK_TYPES=${WEBHOOK_TYPES:-'["call.ringing","call.answered","call.completed","recording.ready","call.updated","number.pool_exhausted"]'}
 
@@ -103,13 +108,14 @@ for cmd in sipp curl jq go awk; do
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-sip.XXXXXX")
-server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid="" fds_pid=""
+server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid="" fds_pid="" gauges_pid=""
 ok_exit=0
 cleanup() {
 	local rc=$?
 	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
 	[ -n "$rxq_pid" ] && kill "$rxq_pid" 2>/dev/null
 	[ -n "$fds_pid" ] && kill "$fds_pid" 2>/dev/null
+	[ -n "$gauges_pid" ] && kill "$gauges_pid" 2>/dev/null
 	stop_pid "$line_pid" 2
 	stop_pid "$sink_pid" 2
 	stop_pid "$server_pid" 5
@@ -273,6 +279,18 @@ bench() {
 		(for ((i = 0; i < timeout + 10; i++)); do ls "/proc/$pid/fd" 2>/dev/null | wc -l; sleep 1; done >"$dir/fds.txt") &
 		fds_pid=$!
 	fi
+	if [ "$GAUGES" = 1 ]; then # the switch's gauges and descriptors, every second
+		(for ((i = 0; i < timeout + 10; i++)); do
+			printf '%s fds=%s ' "$i" "$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)"
+			curl -fsS --max-time 1 "http://$metrics_addr/metrics" 2>/dev/null | awk '
+				/^trackline_(calls_active|media_sessions_active|recordings_active|sip_setups_in_flight|sip_setup_limit|sip_admit_limit_cps|sip_sched_delay_seconds|sip_queue_delay_seconds)[ {]/ {n = $1; sub(/^trackline_/, "", n); gsub(/\{quantile="/, "", n); gsub(/"\}/, "", n); printf "%s=%s ", n, $2}
+				/^trackline_sip_shed_total\{/ {r = $1; sub(/.*reason="/, "", r); sub(/".*/, "", r); printf "shed_%s=%s ", r, $2}
+				END {print ""}'
+			[ "$i" = 5 ] && curl -fsS --max-time 5 "http://$metrics_addr/debug/pprof/goroutine?debug=1" >"$dir/goroutines-5s.txt" 2>/dev/null
+			sleep 1
+		done >"$dir/gauges.txt") &
+		gauges_pid=$!
+	fi
 	(cd "$dir" && exec sipp -sf "$scenario" -inf "$tmp/numbers.csv" -i 127.0.0.1 -p "$uac_port" \
 		-r "$rate" -rp 1000 -m "$calls" -l "$limit" -d "$CALL_MS" \
 		-nostdin -aa -buff_size "$BUFF" \
@@ -283,9 +301,9 @@ bench() {
 	drops_sw=$(udp_drops "$sip_port")
 	drops_uac=$(udp_drops "$uac_port")
 	drops_line=$(udp_drops "$line_port")
-	kill "$sampler_pid" "$rxq_pid" $fds_pid 2>/dev/null || true
-	wait "$sampler_pid" "$rxq_pid" $fds_pid 2>/dev/null || true
-	sampler_pid="" rxq_pid="" fds_pid=""
+	kill "$sampler_pid" "$rxq_pid" $fds_pid $gauges_pid 2>/dev/null || true
+	wait "$sampler_pid" "$rxq_pid" $fds_pid $gauges_pid 2>/dev/null || true
+	sampler_pid="" rxq_pid="" fds_pid="" gauges_pid=""
 	kill -0 "$pid" 2>/dev/null || die "the switch died during run $run (log: $dir/switch.log)"
 	sleep 1 # the last records and metrics
 	cpu1=$(cpu_ticks "$pid")
