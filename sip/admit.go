@@ -47,7 +47,8 @@ import (
 // took in (business lines' answers, ACKs, BYEs, recordings' ends) is more than its cores do.
 // So the Go scheduler's waits count too (schedProbe): the mean over the last second of their
 // 90th percentile in each interval, standing when it is over a admitSchedScale-th of the
-// target (a call's setup waits for a core many times over). While the queue or the
+// target (a call's setup waits for a core many times over) while the switch used half a core
+// or more (a switch with little to do waits only for other processes). While the queue or the
 // scheduler's waits stand and the queue does not shrink, the admitted rate is cut to 85 % of what was
 // admitted in the interval (or of the setups done a second over the last second, if more:
 // in a stall little is admitted), then held for twice the delay seen (the time the cut takes to
@@ -84,6 +85,10 @@ const (
 	// while past the knee the mean stands at 5-30 ms (docs/benchmarks.md).
 	admitSchedScale     = 3
 	admitSchedIntervals = 10
+	// admitSchedBusy: the scheduler's waits count only while the switch used at least this
+	// much of a core over those intervals. Goroutines of a switch with little to do wait
+	// when other processes take the cores; refusing calls would not shorten that.
+	admitSchedBusy = 0.5
 )
 
 // Reasons a new call is refused (trackline_sip_shed_total{reason}).
@@ -124,10 +129,13 @@ type admission struct {
 	strainedUntil atomic.Int64
 
 	// sched reads the 90th percentile of the scheduler's waits since its last read
-	// (schedProbe; nil: none, as in tests that do not set it).
-	sched     func() time.Duration
-	schedWait time.Duration                      // the mean of schedLast
-	schedLast [admitSchedIntervals]time.Duration // the 90th percentile of the waits in each of the last complete intervals
+	// (schedProbe), and the CPU time the process has used (nil: none, as in tests that do not
+	// set it).
+	sched     func() (wait, cpu time.Duration)
+	cpuLast   [admitSchedIntervals + 1]time.Duration // the process's CPU time at the last intervals' ends
+	schedBusy bool                                   // the process used admitSchedBusy of a core over them
+	schedWait time.Duration                          // the mean of schedLast
+	schedLast [admitSchedIntervals]time.Duration     // the 90th percentile of the waits in each of the last complete intervals
 
 	// Setups in flight (setupDone): the INVITEs admitted whose handler has not yet rung the
 	// business line (or answered the INVITE without a call), by key, with when each was
@@ -260,7 +268,7 @@ func (a *admission) roll(now time.Time) {
 	delay := a.winMin
 	seen := a.winN > 0
 	queueStanding := seen && delay > a.target
-	schedStanding := a.schedWait > a.target/admitSchedScale
+	schedStanding := a.schedBusy && a.schedWait > a.target/admitSchedScale
 	standing := queueStanding || schedStanding
 	// draining: the queue stands but shrinks; the limit in force is working it off.
 	draining := queueStanding && a.lim.rate > 0 && delay < a.lastDelay
@@ -345,7 +353,7 @@ func (a *admission) readSched() {
 	if a.sched == nil {
 		return
 	}
-	w := a.sched()
+	w, cpu := a.sched()
 	copy(a.schedLast[1:], a.schedLast[:len(a.schedLast)-1])
 	a.schedLast[0] = w
 	var sum time.Duration
@@ -353,6 +361,11 @@ func (a *admission) readSched() {
 		sum += w
 	}
 	a.schedWait = sum / time.Duration(len(a.schedLast))
+	copy(a.cpuLast[1:], a.cpuLast[:len(a.cpuLast)-1])
+	a.cpuLast[0] = cpu
+	// The process's CPU over the last admitSchedIntervals intervals, against the wall time.
+	a.schedBusy = a.cpuLast[len(a.cpuLast)-1] > 0 &&
+		float64(cpu-a.cpuLast[len(a.cpuLast)-1]) >= admitSchedBusy*float64(admitSchedIntervals*admitInterval)
 }
 
 // inFlight is how many setups are in flight: admitted and not yet ringing, or answered by
@@ -649,7 +662,10 @@ func (s *Switch) setupAdmission() error {
 	m := newAdmitMetrics()
 	s.adm = newAdmission(s.cfg.OverloadDelay, s.cfg.MaxCPS, m)
 	if p := newSchedProbe(); p != nil {
-		s.adm.sched = func() time.Duration { w, _ := p.read(0.9); return w }
+		s.adm.sched = func() (time.Duration, time.Duration) {
+			w, _ := p.read(0.9)
+			return w, processCPU()
+		}
 	}
 	if s.reg == nil {
 		return nil

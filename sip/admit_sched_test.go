@@ -14,6 +14,7 @@ func TestSchedProbe(t *testing.T) {
 	if p == nil {
 		t.Fatal("no /sched/latencies:seconds in this runtime")
 	}
+	cpu := processCPU()
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) + 3 {
 		wg.Go(func() {
@@ -31,6 +32,9 @@ func TestSchedProbe(t *testing.T) {
 	longest, n := p.read(1)
 	if n == 0 || longest < time.Millisecond {
 		t.Errorf("after busy goroutines outnumbering the cores: longest wait %v of %d; want 1 ms or more", longest, n)
+	}
+	if used := processCPU() - cpu; used < 100*time.Millisecond {
+		t.Errorf("the process's CPU grew by %v over 100 ms of %d busy goroutines", used, runtime.GOMAXPROCS(0)+3)
 	}
 	if w, _ := p.read(0.5); w > 50*time.Millisecond {
 		t.Errorf("median wait of an idle interval = %v", w)

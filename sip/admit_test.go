@@ -470,13 +470,18 @@ func TestAdmissionCutFromSetupsDone(t *testing.T) {
 }
 
 // The scheduler's waits: a mean of their 90th percentile over a second above a third of the
-// target cuts the admitted rate, with no queue at the socket; a burst of waits in one
-// interval of ten, which a switch under its capacity works off, does not.
+// target cuts the admitted rate, with no queue at the socket, while the switch is busy (half
+// a core or more); a burst of waits in one interval of ten, which a switch under its capacity
+// works off, does not, nor waits while the switch itself has little to do (other processes
+// take the cores).
 func TestAdmissionSchedSignal(t *testing.T) {
 	m := newAdmitMetrics()
 	a := newAdmission(20*time.Millisecond, 0, m)
-	wait := time.Millisecond
-	a.sched = func() time.Duration { return wait }
+	wait, cpu, load := time.Millisecond, time.Duration(0), 0.8 // of a core
+	a.sched = func() (time.Duration, time.Duration) {
+		cpu += time.Duration(load * float64(admitInterval))
+		return wait, cpu
+	}
 	now := admitT0
 	if admitted, refused := offer(a, &now, 2000, 2*time.Second, 0); admitted != 4000 || len(refused) != 0 {
 		t.Fatalf("waits of 1 ms: admitted %d, refused %v; want all 4000", admitted, refused)
@@ -491,8 +496,13 @@ func TestAdmissionSchedSignal(t *testing.T) {
 	if got := testutil.ToFloat64(m.sched); got != 0.001 {
 		t.Errorf("sched_delay_seconds = %v, want 0.001", got)
 	}
-	// Waits of 10 ms standing: the limit comes into force.
-	wait = 10 * time.Millisecond
+	// Waits of 10 ms standing while the switch uses a tenth of a core: not its own load.
+	wait, load = 10*time.Millisecond, 0.1
+	if admitted, refused := offer(a, &now, 2000, 2*time.Second, 0); admitted != 4000 || len(refused) != 0 {
+		t.Fatalf("waits of 10 ms, the switch idle: admitted %d, refused %v; want all 4000", admitted, refused)
+	}
+	// The same waits while it is busy: the limit comes into force.
+	load = 0.8
 	admitted, refused := offer(a, &now, 2000, 3*time.Second, 0)
 	if refused[shedRate] == 0 || admitted >= 6000 || a.lim.rate <= 0 {
 		t.Fatalf("waits of 10 ms standing: admitted %d, refused %v, limit %v; want calls shed by the rate limit", admitted, refused, a.lim.rate)
