@@ -411,9 +411,7 @@ func (a *admission) answered(key uint64, rx time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if at, ok := a.lines[key]; ok && at == 0 {
-		a.lines[key] = max(rx.UnixNano(), 1)
-		a.answering++
-		a.flightChanged()
+		a.lineInFlight(key, rx)
 	}
 }
 
@@ -423,10 +421,16 @@ func (a *admission) bridging(key uint64, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if at, ok := a.lines[key]; !ok || at <= 0 {
-		a.lines[key] = max(now.UnixNano(), 1)
-		a.answering++
-		a.flightChanged()
+		a.lineInFlight(key, now)
 	}
+}
+
+// lineInFlight counts the call of the line with key as a setup in flight from t. Called
+// under mu.
+func (a *admission) lineInFlight(key uint64, t time.Time) {
+	a.lines[key] = max(t.UnixNano(), 1)
+	a.answering++
+	a.flightChanged()
 }
 
 // lineDone ends what ringing began: the call's goroutine has the line's final answer, or
