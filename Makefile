@@ -20,7 +20,9 @@ help:
 	@echo 'bench          deps, load benchmark of POST /v1/sessions, Go benchmarks'
 	@echo 'bench-startup  time from exec to ready with 1M sessions in the store'
 	@echo 'bench-app      p50/p95/p99 of each web app page with 1M calls and 5M sessions in the store'
-	@echo 'bench-sip      sipp call-rate ladder and a sustained run against the switch'
+	@echo 'bench-sip      issue 21'"'"'s SIP benchmark against BASE (default HEAD~1), interleaved: direct and recorded'
+	@echo '               ladders, overload at twice the knee, recorded calls sustained; appended to docs/benchmarks.md'
+	@echo '               (scripts/bench-sip-ab.sh; one configurable run: scripts/bench-sip.sh)'
 	@echo 'bench-media    200/500/1,000 concurrent anchored, recorded calls: loss, CPU, latency, disk'
 	@echo 'bench-floor    one loopback send + recv, then the same RTP load through bare C relays (epoll, io_uring): the machine'"'"'s floor'
 	@echo 'bench-compact  store compaction (erasure) on 1M sessions: copy time, write pause'
@@ -77,7 +79,7 @@ bench-app: assets
 	bash scripts/bench-app.sh
 
 bench-sip: build
-	bash scripts/bench-sip.sh
+	bash scripts/bench-sip-ab.sh
 
 bench-media: build
 	bash scripts/bench-media.sh
