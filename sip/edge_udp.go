@@ -79,16 +79,17 @@ const (
 	methodAnswer
 )
 
-// inviteRef is what admission control needs of a request (admit_conn.go): INVITE, ACK,
-// a final answer to an INVITE or other, the key of its transaction (a hash of its top Via's branch and its Call-ID) and
-// whether it is outside a dialog (its To has no tag).
+// inviteRef is what admission control needs of a datagram (admit_conn.go): INVITE, ACK, a
+// final answer to an INVITE or other, the key of its transaction (a hash of its top Via's
+// branch and its Call-ID; an answer's: of its Call-ID) and whether it is outside a dialog
+// (its To has no tag).
 type inviteRef struct {
 	method  int
 	key     uint64
 	initial bool
 }
 
-// inviteRef reads a passed request's inviteRef from the scan of b: a request with no
+// inviteRef reads a passed datagram's inviteRef from the scan of b: a request with no
 // branch in its top Via (RFC 2543) is methodOther, and left to sipgo and the INVITE's
 // handler.
 func (s *scan) inviteRef(b []byte) inviteRef {
