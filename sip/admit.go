@@ -682,33 +682,43 @@ func (s *Switch) setupAdmission() error {
 	return nil
 }
 
+// setup is an admitted INVITE's setup in flight (admission.allowSetup), until setupDone;
+// owned by the INVITE's handler.
+type setup struct {
+	key   uint64
+	keyed bool // false: no key, nothing in flight
+}
+
 // shed refuses a new call with 503 and Retry-After when the admission control does not
 // take it, and tells whether it did: for the INVITEs that admitConn did not decide on (over
 // TCP and TLS, or unreadable to its scan). The 503 goes through the INVITE's server
-// transaction, which answers the INVITE's retransmissions with it and absorbs the ACK.
-func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+// transaction, which answers the INVITE's retransmissions with it and absorbs the ACK. An
+// INVITE taken is a setup in flight (su) until setupDone.
+func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) (su *setup, refused bool) {
 	key, keyed := requestInviteKey(req)
+	su = &setup{key: key, keyed: keyed}
 	if keyed && req.Transport() == "UDP" {
 		if at, ok := s.inv.admittedAt(key); ok {
 			now := s.now()
 			s.adm.observeHandler(now.Sub(at), now)
-			return false // admitConn took it
+			return su, false // admitConn took it
 		}
 	}
 	reason := s.adm.allowSetup(s.now(), 0, key, keyed)
 	if reason == "" {
-		return false
+		return su, false
 	}
 	s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", shedRetryAfter))
-	return true
+	return nil, true
 }
 
-// setupDone tells the admission control that the setup of an INVITE shed admitted is over:
-// its handler is about to ring the business line, or answered it without a call. Safe to
-// call more than once.
-func (s *Switch) setupDone(req *sipmsg.Request) {
-	if key, ok := requestInviteKey(req); ok {
-		s.adm.setupDone(key, s.now())
+// setupDone tells the admission control that the setup su is over: its handler is about to
+// ring the business line, or answered the INVITE without a call. Safe to call more than
+// once: the later calls do nothing.
+func (s *Switch) setupDone(su *setup) {
+	if su.keyed {
+		su.keyed = false
+		s.adm.setupDone(su.key, s.now())
 	}
 }
 

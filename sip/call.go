@@ -82,10 +82,11 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		return
 	}
 	start := s.now()
-	if s.shed(req, tx) { // overload control (admit.go)
+	su, refused := s.shed(req, tx) // overload control (admit.go)
+	if refused {
 		return
 	}
-	defer s.setupDone(req) // if it did not come to ringing (take)
+	defer s.setupDone(su) // if it did not come to ringing (take)
 	if s.storeDown.Load() && !s.draining.Load() {
 		s.respond(req, tx, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", storeDownRetry)) // storedown.go
 		return
@@ -100,7 +101,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 		s.respond(req, tx, 100, "Trying")
 		var dest destination
 		if dest, no = s.resolve(req, start); no == nil {
-			s.take(req, tx, trunk, dest, start)
+			s.take(req, tx, trunk, dest, start, su)
 			return
 		}
 	}
@@ -178,7 +179,7 @@ func (s *Switch) resolve(req *sipmsg.Request, start time.Time) (destination, *re
 
 // take makes the INVITE a call: its dialog, its durable record and its media, then rings
 // the business lines and holds the call until it ends.
-func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *Trunk, dest destination, start time.Time) {
+func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *Trunk, dest destination, start time.Time, su *setup) {
 	a, err := s.inboundUA(req).ReadInvite(req, tx)
 	if err != nil {
 		s.respond(req, tx, 400, "Bad Request")
@@ -219,7 +220,7 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 		}
 	}
 
-	s.setupDone(req) // the switch's own part of the setup is over: it rings (admit.go)
+	s.setupDone(su) // the switch's own part of the setup is over: it rings (admit.go)
 	defer s.lineDone(c)
 	ans, code := s.ring(c, cust, offer, ms, start)
 	switch {

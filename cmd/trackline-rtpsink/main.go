@@ -68,11 +68,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	var wg sync.WaitGroup
 	for _, s := range sinks {
-		if !*read {
-			continue
+		if *read {
+			wg.Go(s.drain)
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); s.drain() }()
 	}
 	<-ctx.Done()
 	for _, s := range sinks {
