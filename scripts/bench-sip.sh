@@ -283,7 +283,7 @@ bench() {
 		(for ((i = 0; i < timeout + 10; i++)); do
 			printf '%s fds=%s ' "$i" "$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)"
 			curl -fsS --max-time 1 "http://$metrics_addr/metrics" 2>/dev/null | awk '
-				/^trackline_(calls_active|media_sessions_active|recordings_active|sip_setups_in_flight|sip_setup_limit|sip_admit_limit_cps|sip_sched_delay_seconds|sip_queue_delay_seconds)[ {]/ {n = $1; sub(/^trackline_/, "", n); gsub(/\{quantile="/, "", n); gsub(/"\}/, "", n); printf "%s=%s ", n, $2}
+				/^trackline_(calls_active|media_sessions_active|recordings_active|sip_setups_in_flight|sip_setup_limit|sip_admit_limit_cps|sip_sched_delay_seconds|sip_queue_delay_seconds) / {n = $1; sub(/^trackline_/, "", n); printf "%s=%s ", n, $2}
 				/^trackline_sip_shed_total\{/ {r = $1; sub(/.*reason="/, "", r); sub(/".*/, "", r); printf "shed_%s=%s ", r, $2}
 				END {print ""}'
 			[ "$i" = 5 ] && curl -fsS --max-time 5 "http://$metrics_addr/debug/pprof/goroutine?debug=1" >"$dir/goroutines-5s.txt" 2>/dev/null
