@@ -49,9 +49,24 @@
 #                    setups in flight and their limit, the admitted rate limit) and its open
 #                    descriptors every second into gauges.txt of the run's directory, and its
 #                    goroutines (pprof, by stack) at the fifth second into goroutines-5s.txt [0]
+#   FS               where the runs' data directories (the store, the recordings) live:
+#                    fresh: on an ext4 file system made for this invocation (mkfs.ext4 with
+#                    its defaults, a journal included, in a sparse image of FS_GB GiB under the
+#                    temp dir, loop-mounted; needs root, mkfs.ext4 and mount), unmounted and
+#                    deleted at the end; tmp: in the temp dir [fresh when it can be made, else tmp]
+#   FS_GB            size of the fresh file system's image, sparse [16]
 #   SINK             1: bind the announced media ports with the sink (above), which reads;
 #                    drop: bind them without reading; 0: leave them unbound, as before this
 #                    was added [1 in prompt mode, else 0]
+#
+# Why a fresh file system: a recorded run leaves tens of thousands of recordings, which the
+# end of the run deletes. On a file system without a journal (the reference machine's root is
+# ext4 without one), ext4's inode allocator then skips every inode deleted in the last minute
+# (up to six while its inode table block is dirty) when it creates a file: creating a file
+# cost 139-585 us instead of 19 us for minutes after 60,000 were deleted (docs/benchmarks.md),
+# so each run paid for the one before it, and an A/B run (make bench-sip) for the other
+# build's. A fresh file system per invocation has no such history; within one invocation no
+# run deletes anything.
 #
 # The overload run's trunk (e2e/testdata/sipp/uac-answer-or-503.xml) takes a 503 with
 # Retry-After as a refused call; it reports goodput (answered calls a second while the load
@@ -92,6 +107,12 @@ PROMPT_S=0 # how much longer the caller waits for the bridge: the disclaimer
 [ "$MODE" = prompt ] && PROMPT_S=8
 GAUGES=${GAUGES:-0}
 SINK=${SINK:-$([ "$MODE" = prompt ] && echo 1 || echo 0)}
+FS_GB=${FS_GB:-16}
+if [ -z "${FS:-}" ]; then
+	FS=tmp
+	[ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 && FS=fresh
+fi
+case $FS in fresh | tmp) ;; *) echo "bench-sip: FS=$FS: want fresh or tmp" >&2; exit 2 ;; esac
 WEBHOOK_TYPES=${WEBHOOK_TYPES:-'["call.ringing","call.answered","call.completed","recording.ready","call.updated","number.pool_exhausted"]'}
 
 BIN_SET=${BIN:+1}
@@ -109,7 +130,8 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-sip.XXXXXX")
 server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid="" fds_pid="" gauges_pid=""
-ok_exit=0
+ok_exit=0 mounted=0
+data=$tmp # the runs' data directories go under it
 cleanup() {
 	local rc=$?
 	[ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
@@ -119,13 +141,26 @@ cleanup() {
 	stop_pid "$line_pid" 2
 	stop_pid "$sink_pid" 2
 	stop_pid "$server_pid" 5
+	if [ "$mounted" = 1 ]; then # the loop device goes with the mount (autoclear)
+		umount "$data" || say "could not unmount $data"
+	fi
 	if [ "$rc" -eq 0 ] && [ "$ok_exit" -eq 1 ] && [ "$KEEP" != 1 ]; then
 		rm -rf "$tmp"
 	else
-		say "kept $tmp (config, switch logs, sipp statistics and errors)"
+		say "kept $tmp (config, switch logs, sipp statistics and errors$([ "$mounted" = 1 ] && echo '; the data in fs.img'))"
 	fi
 }
 trap cleanup EXIT
+
+if [ "$FS" = fresh ]; then
+	truncate -s "${FS_GB}G" "$tmp/fs.img"
+	# Inode tables and journal written now, not by a kernel thread during the first runs.
+	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$tmp/fs.img" || die "mkfs.ext4 of $tmp/fs.img failed"
+	mkdir "$tmp/fs"
+	mount -o loop "$tmp/fs.img" "$tmp/fs" || die "could not mount $tmp/fs.img (FS=tmp puts the data in the temp dir)"
+	mounted=1 data=$tmp/fs
+	say "data on a fresh ext4 file system ($FS_GB GiB image, loop-mounted at $data)"
+fi
 
 [ -n "$BIN_SET" ] || build_switch "$BIN"
 [ -x "$BIN" ] || die "no switch at $BIN"
@@ -200,7 +235,7 @@ YAML
 start_server() {
 	local log=$1 line="" i
 	: >"$log"
-	"$BIN" serve --config "$tmp/config.yaml" --data "$tmp/data-$run" --log-format json \
+	"$BIN" serve --config "$tmp/config.yaml" --data "$data/data-$run" --log-format json \
 		>/dev/null 2>"$log" &
 	server_pid=$!
 	for ((i = 0; i < 300; i++)); do
