@@ -486,12 +486,16 @@ func TestAdmissionSchedSignal(t *testing.T) {
 	if admitted, refused := offer(a, &now, 2000, 2*time.Second, 0); admitted != 4000 || len(refused) != 0 {
 		t.Fatalf("waits of 1 ms: admitted %d, refused %v; want all 4000", admitted, refused)
 	}
-	// One interval's burst of 50 ms: a mean of 5.9 ms over the second, under 6.7 ms.
-	wait = 50 * time.Millisecond
-	offer(a, &now, 2000, admitInterval, 0)
+	// A burst of 60 ms in two intervals: a plain mean of 12.8 ms over the second, but the
+	// highest two intervals are left out: 1 ms.
+	wait = 60 * time.Millisecond
+	offer(a, &now, 2000, 2*admitInterval, 0)
+	if got := testutil.ToFloat64(m.sched); got != 0.001 {
+		t.Errorf("sched_delay_seconds after a burst of two intervals = %v, want 0.001", got)
+	}
 	wait = time.Millisecond
 	if admitted, refused := offer(a, &now, 2000, 2*time.Second, 0); admitted != 4000 || len(refused) != 0 {
-		t.Fatalf("after a burst in one interval: admitted %d, refused %v; want all 4000", admitted, refused)
+		t.Fatalf("after a burst of two intervals: admitted %d, refused %v; want all 4000", admitted, refused)
 	}
 	if got := testutil.ToFloat64(m.sched); got != 0.001 {
 		t.Errorf("sched_delay_seconds = %v, want 0.001", got)
