@@ -141,6 +141,10 @@ out="$tmp/section.md"
 	[ "$SUSTAIN_SECONDS" -gt 0 ] &&
 		echo "    MODE=recorded RATES=\" \" SUSTAIN_RATE=$SUSTAIN_RATE SUSTAIN_SECONDS=$SUSTAIN_SECONDS bash scripts/bench-sip.sh"
 	echo
+	if grep -q 'data on a fresh ext4' "$tmp"/*-new.out 2>/dev/null; then
+		echo "Each run's data directory was on a fresh ext4 file system (bench-sip.sh's \`FS=fresh\`)."
+		echo
+	fi
 	echo "Ladders (knee: the highest rate with no failed call and setup p99 under 250 ms; direct $KNEE_DIRECT, recorded $KNEE_RECORDED CPS):"
 	echo
 	echo "| load | build | direct: failed, setup p99 ms, CPU ms per call, peak RSS MiB | recorded: failed, setup p99 ms, CPU ms per call, peak RSS MiB |"
