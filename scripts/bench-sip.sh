@@ -53,7 +53,8 @@
 #                    fresh: on an ext4 file system made for this invocation (mkfs.ext4 with
 #                    its defaults, a journal included, in a sparse image of FS_GB GiB under the
 #                    temp dir, loop-mounted; needs root, mkfs.ext4 and mount), unmounted and
-#                    deleted at the end; tmp: in the temp dir [fresh when it can be made, else tmp]
+#                    deleted at the end; tmp: in the temp dir [fresh as root with mkfs.ext4,
+#                    else tmp; and tmp when that fresh one cannot be made or mounted]
 #   FS_GB            size of the fresh file system's image, sparse [16]
 #   SINK             1: bind the announced media ports with the sink (above), which reads;
 #                    drop: bind them without reading; 0: leave them unbound, as before this
@@ -108,6 +109,7 @@ PROMPT_S=0 # how much longer the caller waits for the bridge: the disclaimer
 GAUGES=${GAUGES:-0}
 SINK=${SINK:-$([ "$MODE" = prompt ] && echo 1 || echo 0)}
 FS_GB=${FS_GB:-16}
+FS_SET=${FS:+1}
 if [ -z "${FS:-}" ]; then
 	FS=tmp
 	[ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 && FS=fresh
@@ -153,13 +155,18 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "$FS" = fresh ]; then
+	mkdir "$tmp/fs"
 	truncate -s "${FS_GB}G" "$tmp/fs.img"
 	# Inode tables and journal written now, not by a kernel thread during the first runs.
-	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$tmp/fs.img" || die "mkfs.ext4 of $tmp/fs.img failed"
-	mkdir "$tmp/fs"
-	mount -o loop "$tmp/fs.img" "$tmp/fs" || die "could not mount $tmp/fs.img (FS=tmp puts the data in the temp dir)"
-	mounted=1 data=$tmp/fs
-	say "data on a fresh ext4 file system ($FS_GB GiB image, loop-mounted at $data)"
+	if mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$tmp/fs.img" &&
+		mount -o loop "$tmp/fs.img" "$tmp/fs"; then
+		mounted=1 data=$tmp/fs
+		say "data on a fresh ext4 file system ($FS_GB GiB image, loop-mounted at $data)"
+	else
+		[ -z "$FS_SET" ] || die "could not make or mount a file system in $tmp/fs.img (FS=tmp puts the data in the temp dir)"
+		rm -f "$tmp/fs.img"
+		say "no fresh file system here (mkfs.ext4 or a loop mount failed): the data in $tmp, as FS=tmp"
+	fi
 fi
 
 [ -n "$BIN_SET" ] || build_switch "$BIN"
