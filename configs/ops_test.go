@@ -149,12 +149,14 @@ func TestGrafanaDashboard(t *testing.T) {
 			}
 		}
 	}
-	// The panels of issue 6, by a word of their title.
+	// The panels of issues 6 and 21, by words of their title.
 	for _, want := range []string{"calls per second by disposition", "active calls", "call setup latency",
 		"answer ratio per customer", "pool utilisation per customer", "pool exhaustions per customer",
 		"sessions per second", "rtp packets", "rtp loss", "rtp jitter", "strict-source", "recordings written",
 		"recordings disk", "recording bytes", "http latency", "http error ratio", "store commit latency",
-		"cpu", "memory", "goroutines", "file descriptors"} {
+		"cpu", "memory", "goroutines", "file descriptors",
+		// issue 21's: what was refused and why, and the signals that decide it
+		"refused with 503, by reason", "scheduler waits", "setups in flight"} {
 		found := false
 		for _, title := range titles {
 			found = found || strings.Contains(title, want)
