@@ -84,10 +84,10 @@ const (
 	// mean over a second, because at 1,000 recorded calls a second, well under this
 	// machine's capacity, single intervals reach 5-14 ms as the switch works off a burst (a
 	// collection, a batch of recordings' ends), while past the knee the mean stands at 5-30
-	// ms (docs/benchmarks.md); the highest two left out, because a stall of the machine of a
-	// tenth of a second or two (one interval's 90th percentile at 40-70 ms) lifted the plain
-	// mean over the threshold once or twice a minute at 1,000 recorded calls a second, and
-	// the cut shed 0.3 % of the calls, while past the knee most intervals stand high.
+	// ms (docs/benchmarks.md); the highest two left out, because a stall of the process of a
+	// tenth of a second or two lifted the plain mean from its 1-3 ms to 7.8-8.8 ms once or
+	// twice a minute at 1,000 recorded calls a second, and the cut shed 0.3 % of the calls,
+	// while past the knee most intervals stand high.
 	admitSchedScale     = 3
 	admitSchedIntervals = 10
 	admitSchedTrim      = 2
