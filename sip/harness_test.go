@@ -116,8 +116,12 @@ func answer(hangupAfter time.Duration) lineBehaviour {
 		d.Respond(180, "Ringing", nil)
 		time.Sleep(50 * time.Millisecond) // sipgo handles each datagram in its own goroutine
 		if err := d.RespondSDP([]byte(answerSDP)); err != nil {
-			if d.LoadState() == sipmsg.DialogStateEnded {
-				return // the BYE was handled before the ACK: sipgo handles each datagram in its own goroutine
+			if d.Context().Err() != nil {
+				// The BYE was handled before the ACK: sipgo handles each datagram in its own
+				// goroutine. The dialog's context tells, not its state: an ACK handled after
+				// the BYE sets the state from ended back to confirmed, while the end has
+				// cancelled the context for good.
+				return
 			}
 			p.t.Errorf("business line answer: %v", err)
 			return
