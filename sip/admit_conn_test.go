@@ -1,7 +1,9 @@
 package sip
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -419,4 +421,55 @@ func BenchmarkAdmitRefuse(b *testing.B) {
 			_ = res.String()
 		}
 	})
+}
+
+// seqConn hands out its datagrams in turn, from src, then io.EOF.
+type seqConn struct {
+	net.PacketConn
+	data [][]byte
+	src  net.Addr
+}
+
+func (c *seqConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if len(c.data) == 0 {
+		return 0, nil, io.EOF
+	}
+	n := copy(p, c.data[0])
+	c.data = c.data[1:]
+	return n, c.src, nil
+}
+func (c *seqConn) WriteTo(p []byte, _ net.Addr) (int, error) { return len(p), nil }
+
+// A keep-alive after a message: what the edge tells of it (inviteRef, a normalized copy) is
+// its own, not the last message's scan read over its bytes. A CRLF after a business line's
+// final answer crashed the drain with an index out of range (e2e TestSIPHostileInput).
+func TestEdgeKeepAliveAfterAMessage(t *testing.T) {
+	trunks := []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
+	e := newEdge(EdgeConfig{}, trunks, slog.New(slog.DiscardHandler), time.Now)
+	answer := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=f\r\n" +
+		"To: <sip:x@sw>;tag=t\r\nCall-ID: line-1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n")
+	folded := bytes.Replace(trunkInvite, []byte("Max-Forwards: 69\r\n"), []byte("Max-Forwards:\r\n 69\r\n"), 1) // lax: normalized
+	src, _ := net.ResolveUDPAddr("udp", "127.0.0.1:40000")
+	c := newEdgePacketConn(&seqConn{src: src, data: [][]byte{
+		answer, []byte("\r\n"), trunkInvite, []byte("\r\n\r\n"), folded, []byte("\n"), answer, []byte("\r\n"),
+	}}, e)
+	c.queued = true // as under admitConn: nothing to remember for sipgo's parse errors
+	want := []struct {
+		method int
+		keep   bool // a keep-alive, passed as it came
+	}{{methodAnswer, false}, {methodOther, true}, {methodInvite, false}, {methodOther, true},
+		{methodInvite, false}, {methodOther, true}, {methodAnswer, false}, {methodOther, true}}
+	buf := make([]byte, udpReadBuffer)
+	for i, w := range want {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if c.ref.method != w.method {
+			t.Errorf("datagram %d: inviteRef method %d, want %d", i, c.ref.method, w.method)
+		}
+		if w.keep && (c.normalized || len(bytes.Trim(buf[:n], "\r\n")) != 0) {
+			t.Errorf("datagram %d: the keep-alive came out as %q (normalized %v)", i, buf[:n], c.normalized)
+		}
+	}
 }

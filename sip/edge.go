@@ -206,7 +206,11 @@ const (
 // inspect decides about message b from src. sc is the caller's scan (reused).
 func (e *edge) inspect(sc *scan, b []byte, src netip.Addr, stream bool) action {
 	if len(bytes.Trim(b, "\r\n")) == 0 {
-		return actPass // keep-alives (RFC 5626 §3.5.1): sipgo answers them
+		// Keep-alives (RFC 5626 §3.5.1): sipgo answers them. The scan is reset all the
+		// same: what the callers read of it after a pass (inviteRef, normalize) must not
+		// be the last message's spans applied to these bytes.
+		sc.reset()
+		return actPass
 	}
 	trunk := e.trunkIndex(src)
 	var now time.Time
