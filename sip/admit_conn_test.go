@@ -423,11 +423,13 @@ func BenchmarkAdmitRefuse(b *testing.B) {
 	})
 }
 
-// seqConn hands out its datagrams in turn, from src, then io.EOF.
+// seqConn hands out its datagrams in turn, from src, then io.EOF; last is the one handed
+// out last.
 type seqConn struct {
 	net.PacketConn
 	data [][]byte
 	src  net.Addr
+	last []byte
 }
 
 func (c *seqConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -435,7 +437,7 @@ func (c *seqConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		return 0, nil, io.EOF
 	}
 	n := copy(p, c.data[0])
-	c.data = c.data[1:]
+	c.last, c.data = c.data[0], c.data[1:]
 	return n, c.src, nil
 }
 func (c *seqConn) WriteTo(p []byte, _ net.Addr) (int, error) { return len(p), nil }

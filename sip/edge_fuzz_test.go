@@ -20,7 +20,7 @@ import (
 // The seeds of every fuzz test are the RFC 4475 corpus (testdata/rfc4475) and a few
 // messages of the unit tests; `go test` runs the seeds only. Fuzz locally, bounded:
 //   go test -run '^$' -fuzz '^FuzzEdgeScan$' -fuzztime 60s ./sip/
-// (likewise FuzzEdgeStream, FuzzRequestChecks, FuzzSwitchUDP).
+// (likewise FuzzEdgeDatagrams, FuzzEdgeStream, FuzzRequestChecks, FuzzSwitchUDP).
 
 func addSeeds(f *testing.F) {
 	f.Helper()
@@ -38,6 +38,47 @@ func addSeeds(f *testing.F) {
 	f.Add(req("INVITE sip:+31859999999@example.com SIP/2.0", with("", "Content-Type: application/sdp", "Content-Length: 29"), "v=0\r\nm=audio 4000 RTP/AVP 0\r\n"))
 	f.Add([]byte("\r\n\r\n"))
 	f.Add([]byte("OPTIONS sip:x SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n"))
+}
+
+// FuzzEdgeDatagrams: datagrams read in turn through one edgePacketConn (the input split at
+// each "\x00\x00") are each told by themselves: a passed datagram's inviteRef and its
+// normalized copy are those of a fresh scan of it, whatever came before; nothing panics.
+func FuzzEdgeDatagrams(f *testing.F) {
+	addSeeds(f)
+	answer := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=f\r\n" +
+		"To: <sip:x@sw>;tag=t\r\nCall-ID: line-1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n")
+	sep := []byte("\x00\x00")
+	f.Add(bytes.Join([][]byte{answer, []byte("\r\n"), trunkInvite, []byte("\r\n\r\n"), answer}, sep))
+	trunks := []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
+	e := newEdge(EdgeConfig{}, trunks, slog.New(slog.DiscardHandler), time.Now)
+	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		sc := &seqConn{src: src, data: bytes.Split(in, sep)}
+		c := newEdgePacketConn(sc, e)
+		c.queued = true
+		buf := make([]byte, udpReadBuffer)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fresh scan
+			var want inviteRef
+			if len(bytes.Trim(sc.last, "\r\n")) != 0 {
+				fresh.readMessage(sc.last, false, &e.lim)
+				want = fresh.inviteRef(sc.last)
+			}
+			if c.ref != want {
+				t.Fatalf("inviteRef %+v, a fresh scan's %+v, of %q", c.ref, want, sc.last)
+			}
+			if c.normalized && !bytes.Equal(buf[:n], normalize(nil, sc.last, &fresh)) {
+				t.Fatalf("normalized %q, a fresh scan's differs, of %q", buf[:n], sc.last)
+			}
+		}
+	})
 }
 
 // FuzzEdgeScan: the scan never panics; every answer the edge would send is one message
