@@ -423,6 +423,10 @@ func BenchmarkAdmitRefuse(b *testing.B) {
 	})
 }
 
+// lineAnswer200 is a business line's 200 to the switch's INVITE, as the drain reads it.
+var lineAnswer200 = []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=f\r\n" +
+	"To: <sip:x@sw>;tag=t\r\nCall-ID: line-1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n")
+
 // seqConn hands out its datagrams in turn, from src, then io.EOF; last is the one handed
 // out last.
 type seqConn struct {
@@ -448,12 +452,10 @@ func (c *seqConn) WriteTo(p []byte, _ net.Addr) (int, error) { return len(p), ni
 func TestEdgeKeepAliveAfterAMessage(t *testing.T) {
 	trunks := []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
 	e := newEdge(EdgeConfig{}, trunks, slog.New(slog.DiscardHandler), time.Now)
-	answer := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=f\r\n" +
-		"To: <sip:x@sw>;tag=t\r\nCall-ID: line-1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n")
 	folded := bytes.Replace(trunkInvite, []byte("Max-Forwards: 69\r\n"), []byte("Max-Forwards:\r\n 69\r\n"), 1) // lax: normalized
 	src, _ := net.ResolveUDPAddr("udp", "127.0.0.1:40000")
 	c := newEdgePacketConn(&seqConn{src: src, data: [][]byte{
-		answer, []byte("\r\n"), trunkInvite, []byte("\r\n\r\n"), folded, []byte("\n"), answer, []byte("\r\n"),
+		lineAnswer200, []byte("\r\n"), trunkInvite, []byte("\r\n\r\n"), folded, []byte("\n"), lineAnswer200, []byte("\r\n"),
 	}}, e)
 	c.queued = true // as under admitConn: nothing to remember for sipgo's parse errors
 	want := []struct {

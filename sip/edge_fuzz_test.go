@@ -45,10 +45,8 @@ func addSeeds(f *testing.F) {
 // normalized copy are those of a fresh scan of it, whatever came before; nothing panics.
 func FuzzEdgeDatagrams(f *testing.F) {
 	addSeeds(f)
-	answer := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=f\r\n" +
-		"To: <sip:x@sw>;tag=t\r\nCall-ID: line-1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n")
 	sep := []byte("\x00\x00")
-	f.Add(bytes.Join([][]byte{answer, []byte("\r\n"), trunkInvite, []byte("\r\n\r\n"), answer}, sep))
+	f.Add(bytes.Join([][]byte{lineAnswer200, []byte("\r\n"), trunkInvite, []byte("\r\n\r\n"), lineAnswer200}, sep))
 	trunks := []Trunk{{Name: "t", Sources: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
 	e := newEdge(EdgeConfig{}, trunks, slog.New(slog.DiscardHandler), time.Now)
 	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
