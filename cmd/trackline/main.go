@@ -505,6 +505,16 @@ func metricsMux(reg *prometheus.Registry, ready http.Handler) http.Handler {
 	return mux
 }
 
+// procsFor is the GOMAXPROCS of a process on cores with loops packet loops. Each loop keeps
+// a P while it waits in the kernel (media's package doc), so the process gets one more per
+// loop for the rest of it to keep the cores it had; and one more for the garbage
+// collector: during a mark the runtime gives a quarter of all Ps, the loops' counted, to
+// dedicated mark workers, which on two cores with two loops is one of the two Ps left to
+// SIP, the store and the recorder, so that each collection (~250 ms every ~2 s at 1,000
+// recorded calls a second) halved them. With the extra P they keep two; measured in
+// docs/benchmarks.md ("One more P for the collector").
+func procsFor(cores, loops int) int { return cores + loops + 1 }
+
 // newMedia starts the RTP anchor on the SIP host unless media.ip says otherwise.
 func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg prometheus.Registerer, logger *slog.Logger) (*media.Engine, error) {
 	lo, hi, err := cfg.Media.Ports()
@@ -516,13 +526,11 @@ func newMedia(cfg *configs.Config, p *pool.Pool, rec *recordings.Recorder, reg p
 	if mc.IP, err = mediaIP(cfg); err != nil {
 		return nil, err
 	}
-	// Each packet loop keeps a P while it waits in the kernel (media's package doc): the
-	// process gets one more per loop, so that the rest of it keeps the cores it had.
 	cores := runtime.GOMAXPROCS(0)
 	if mc.Loops <= 0 {
 		mc.Loops = media.DefaultLoops(cores)
 	}
-	runtime.GOMAXPROCS(cores + mc.Loops)
+	runtime.GOMAXPROCS(procsFor(cores, mc.Loops))
 	announce := cfg.Media.Announce
 	if announce == "" && mc.IP.IsUnspecified() {
 		announce = cfg.SIP.ExternalHost
