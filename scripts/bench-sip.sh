@@ -59,6 +59,10 @@
 #   SINK             1: bind the announced media ports with the sink (above), which reads;
 #                    drop: bind them without reading; 0: leave them unbound, as before this
 #                    was added [1 in prompt mode, else 0]
+#   BUSY             ON/OFF: a thread busy for ON and asleep for OFF, over and over, from each
+#                    run's ready switch to its end (bin/trackline-busy, built from
+#                    ./cmd/trackline-busy), as another tenant of a shared machine: 10ms/10ms
+#                    keeps half a core busy. Its CPU share is printed under the table [none]
 #
 # Why a fresh file system: a recorded run leaves tens of thousands of recordings, which the
 # end of the run deletes. On a file system without a journal (the reference machine's root is
@@ -108,6 +112,7 @@ PROMPT_S=0 # how much longer the caller waits for the bridge: the disclaimer
 [ "$MODE" = prompt ] && PROMPT_S=8
 GAUGES=${GAUGES:-0}
 SINK=${SINK:-$([ "$MODE" = prompt ] && echo 1 || echo 0)}
+BUSY=${BUSY:-}
 FS_GB=${FS_GB:-16}
 FS_SET=${FS:+1}
 if [ -z "${FS:-}" ]; then
@@ -131,7 +136,7 @@ for cmd in sipp curl jq go awk; do
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/trackline-bench-sip.XXXXXX")
-server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid="" fds_pid="" gauges_pid=""
+server_pid="" line_pid="" sampler_pid="" rxq_pid="" sink_pid="" fds_pid="" gauges_pid="" busy_pid=""
 ok_exit=0 mounted=0
 data=$tmp # the runs' data directories go under it
 cleanup() {
@@ -142,6 +147,7 @@ cleanup() {
 	[ -n "$gauges_pid" ] && kill "$gauges_pid" 2>/dev/null
 	stop_pid "$line_pid" 2
 	stop_pid "$sink_pid" 2
+	stop_pid "$busy_pid" 2
 	stop_pid "$server_pid" 5
 	if [ "$mounted" = 1 ]; then # the loop device goes with the mount (autoclear)
 		umount "$data" || say "could not unmount $data"
@@ -193,6 +199,13 @@ if [ "$SINK" != 0 ]; then
 		done
 	done
 	[ -n "$sink_listen" ] || die "SINK=1: no m=audio port in the scenarios"
+fi
+
+# Another tenant's busy thread (BUSY=ON/OFF).
+BUSY_BIN=bin/trackline-busy
+if [ -n "$BUSY" ]; then
+	[[ $BUSY =~ ^[0-9.]+(us|ms|s)/[0-9.]+(us|ms|s)$ ]] || die "BUSY=$BUSY: want ON/OFF durations, e.g. 10ms/10ms"
+	go build -o "$BUSY_BIN" ./cmd/trackline-busy || die "could not build $BUSY_BIN"
 fi
 
 # The customer's media: what MODE asks for.
@@ -309,6 +322,10 @@ bench() {
 	local limit=$((rate * (CALL_MS / 1000 + 5 + PROMPT_S))) # concurrent calls at most (sipp -l)
 	local timeout=$((secs + CALL_MS / 1000 + PROMPT_S + 60))
 	say "run $run ($name): $calls calls at $rate CPS (~${secs} s), ${CALL_MS} ms each; switch pid $pid sip $sip_addr, line :$line_port"
+	if [ -n "$BUSY" ]; then # stopped after sipp; -for bounds it if this script is killed
+		"$BUSY_BIN" -on "${BUSY%/*}" -off "${BUSY#*/}" -for "$((timeout + 60))s" >"$dir/busy.txt" 2>&1 &
+		busy_pid=$!
+	fi
 
 	local cpu0 snmp0 cpu1 snmp1 hwm drops_sw drops_uac drops_line rc=0
 	cpu0=$(cpu_ticks "$pid")
@@ -362,6 +379,13 @@ bench() {
 		curl -fsS --max-time 5 "http://$metrics_addr/metrics" >"$dir/metrics.txt" 2>/dev/null || true
 		webhooks=$(awk '/^trackline_webhook_attempts_total\{/ && $2 > 0 {sub(/.*outcome="/, "", $1); sub(/".*/, "", $1); printf "%s%s %d", sep, $1, $2; sep = ", "}
 			/^trackline_webhook_queue_depth / {d = $2} END {printf "; queue depth %s", d == "" ? "n/a" : d}' "$dir/metrics.txt")
+	fi
+	local busied=""
+	if [ -n "$busy_pid" ]; then
+		stop_pid "$busy_pid" 3
+		wait "$busy_pid" 2>/dev/null || true
+		busy_pid=""
+		busied=$(head -1 "$dir/busy.txt")
 	fi
 	local warns
 	warns=$(grep -c '"level":"\(WARN\|ERROR\)"' "$dir/switch.log" || true)
@@ -448,6 +472,7 @@ bench() {
 	fi
 	[ -z "$webhooks" ] || { results+=("|  webhooks at the end: ${webhooks#, } |"); say "run $run webhooks: ${webhooks#, }"; }
 	[ -z "$sunk" ] || { results+=("|  media sink ($sink_listen): $sunk |"); say "run $run media sink: $sunk"; }
+	[ -z "$busied" ] || { results+=("|  busy thread ($BUSY): $busied |"); say "run $run busy thread: $busied"; }
 }
 
 for rate in $RATES; do
@@ -463,7 +488,7 @@ if [ "$OVERLOAD_RATE" -gt 0 ]; then
 fi
 
 echo
-echo "SIP: $(nproc) cores shared by the switch and both sipps; MODE=$MODE; calls of ${CALL_MS} ms;${MAX_CPS:+ max_cps $MAX_CPS;} $(git describe --always --dirty 2>/dev/null || echo unknown); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "SIP: $(nproc) cores shared by the switch and both sipps; MODE=$MODE; calls of ${CALL_MS} ms;${MAX_CPS:+ max_cps $MAX_CPS;}${BUSY:+ a busy thread $BUSY;} $(git describe --always --dirty 2>/dev/null || echo unknown); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| run | CPS asked | CPS made | calls | failed (sipp) | not answered (switch) | recorded | retrans | setup p50 ms | setup p99 ms | CPU ms/call | CPU % p95 / max | peak RSS MiB | UDP drops switch / trunk / line | RcvbufErrors Δ | warn+error logs | sipp exit |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
