@@ -109,7 +109,7 @@ type Lifecycle struct {
 // Runtime tunes Go's garbage collector; GOGC and GOMEMLIMIT in the environment win.
 type Runtime struct {
 	GCPercent     int `yaml:"gc_percent"`      // GOGC (default 200)
-	MemoryLimitMB int `yaml:"memory_limit_mb"` // GOMEMLIMIT in MiB, a soft limit (default 420; -1: none)
+	MemoryLimitMB int `yaml:"memory_limit_mb"` // GOMEMLIMIT in MiB, a soft limit (default 400; -1: none)
 }
 
 // SIPConfig configures the B2BUA.
@@ -553,7 +553,7 @@ func (c *Config) defaults() {
 		c.Runtime.GCPercent = 200
 	}
 	if c.Runtime.MemoryLimitMB == 0 {
-		c.Runtime.MemoryLimitMB = 420
+		c.Runtime.MemoryLimitMB = 400
 	}
 	if c.SIP.OverloadDelay == 0 {
 		c.SIP.OverloadDelay = 20 * time.Millisecond
