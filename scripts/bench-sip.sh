@@ -48,7 +48,9 @@
 #   GAUGES           1: sample the switch's gauges (calls, media sessions, recordings open,
 #                    setups in flight and their limit, the admitted rate limit) and its open
 #                    descriptors every second into gauges.txt of the run's directory, and its
-#                    goroutines (pprof, by stack) at the fifth second into goroutines-5s.txt [0]
+#                    goroutines (pprof, by stack) at the fifth second into goroutines-5s.txt;
+#                    that dump stalls the switch (at 1,000 recorded CPS 220-305 calls were
+#                    refused in that second): leave GAUGES off for the failure figures [0]
 #   FS               where the runs' data directories (the store, the recordings) live:
 #                    fresh: on an ext4 file system made for this invocation (mkfs.ext4 with
 #                    its defaults, a journal included, in a sparse image of FS_GB GiB under the
