@@ -3,9 +3,10 @@ package recordings
 import (
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/trackline/trackline/internal/cputime"
 )
 
 // BenchmarkRecordedCall is one recorded call's whole recording, as the switch makes it at
@@ -25,7 +26,7 @@ func BenchmarkRecordedCall(b *testing.B) {
 	var failed sync.Once
 	start := time.Now()
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		sem <- struct{}{}
@@ -49,14 +50,5 @@ func BenchmarkRecordedCall(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 }

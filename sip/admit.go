@@ -9,6 +9,8 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trackline/trackline/internal/cputime"
 )
 
 // Overload control: which new calls the switch takes when more are offered than it can
@@ -677,7 +679,7 @@ func (s *Switch) setupAdmission() error {
 	if p := newSchedProbe(); p != nil {
 		s.adm.sched = func() (time.Duration, time.Duration) {
 			w, _ := p.read(0.9)
-			return w, processCPU()
+			return w, cputime.Process()
 		}
 	}
 	if s.reg == nil {

@@ -3,7 +3,6 @@ package sip
 import (
 	"math"
 	rtmetrics "runtime/metrics"
-	"syscall"
 	"time"
 )
 
@@ -62,14 +61,4 @@ func (p *schedProbe) read(q float64) (time.Duration, uint64) {
 		}
 	}
 	return 0, n
-}
-
-// processCPU is the CPU time (user and system) the process has used, all its threads; 0
-// when the kernel does not say.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trackline/trackline/internal/cputime"
 )
 
 // The probe reads the scheduler's waits since its last read: goroutines that outnumber the
@@ -16,7 +18,7 @@ func TestSchedProbe(t *testing.T) {
 	if p == nil {
 		t.Fatal("no /sched/latencies:seconds in this runtime")
 	}
-	cpu := processCPU()
+	cpu := cputime.Process()
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) + 3 {
@@ -31,12 +33,12 @@ func TestSchedProbe(t *testing.T) {
 		})
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for processCPU()-cpu < 150*time.Millisecond && time.Now().Before(deadline) {
+	for cputime.Process()-cpu < 150*time.Millisecond && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	stop.Store(true)
 	wg.Wait()
-	if used := processCPU() - cpu; used < 150*time.Millisecond {
+	if used := cputime.Process() - cpu; used < 150*time.Millisecond {
 		t.Fatalf("the process's CPU grew by %v in 20 s of %d busy goroutines", used, runtime.GOMAXPROCS(0)+3)
 	}
 	longest, n := p.read(1)

@@ -19,6 +19,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/trackline/trackline/internal/cputime"
 )
 
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -45,21 +47,21 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 
 	runtime.LockOSThread() // one thread, as one tenant's process
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), cputime.Process()
 	spin(ctx, *on, *off)
-	wall, used := time.Since(start), cpuTime()-cpu0
+	wall, used := time.Since(start), cputime.Process()-cpu0
 	fmt.Fprintf(stdout, "busy %.2f s of CPU in %.2f s (%.1f %%)\n", used.Seconds(), wall.Seconds(), 100*used.Seconds()/wall.Seconds())
 	return 0
 }
 
 // spin alternates on busy and off asleep until ctx ends.
 func spin(ctx context.Context, on, off time.Duration) {
-	var sink uint64
+	var sum uint64
 	for ctx.Err() == nil {
 		until := time.Now().Add(on)
 		for time.Now().Before(until) {
 			for i := range uint64(1000) {
-				sink += i * i
+				sum += i * i
 			}
 		}
 		if off > 0 {
@@ -69,16 +71,5 @@ func spin(ctx context.Context, on, off time.Duration) {
 			}
 		}
 	}
-	if sink == 1 {
-		fmt.Fprint(io.Discard, sink) // keeps the loop's work
-	}
-}
-
-// cpuTime is the process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	runtime.KeepAlive(sum) // the busy loop's work is used
 }

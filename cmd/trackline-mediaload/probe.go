@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // userHZ is the unit of utime and stime in /proc/PID/stat (USER_HZ, 100 on every Linux
@@ -124,15 +122,6 @@ func otherCPU(a, b map[int]procTime, exclude ...int) time.Duration {
 		}
 	}
 	return time.Duration(ticks) * time.Second / userHZ
-}
-
-// selfCPU is the user+system CPU this process has used (getrusage(2)).
-func selfCPU() time.Duration {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // scrapeMetrics fetches a Prometheus text exposition and returns, for each of names found,

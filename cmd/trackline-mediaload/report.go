@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/trackline/trackline/internal/cputime"
 )
 
 // report is what a run prints (as one JSON object with -json). Packet counts, loss and
@@ -111,7 +113,7 @@ type switchReport struct {
 
 // run builds a generator, runs it and reports; the report is partial when err is not nil.
 func run(ctx context.Context, cfg config, log *slog.Logger) (*report, error) {
-	cpu0 := selfCPU()
+	cpu0 := cputime.Process()
 	g, err := newGen(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -119,7 +121,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*report, error) {
 	rep := &report{}
 	err = g.run(ctx, rep)
 	g.close()
-	rep.GeneratorCPUS = (selfCPU() - cpu0).Seconds()
+	rep.GeneratorCPUS = (cputime.Process() - cpu0).Seconds()
 	if err != nil {
 		rep.Error = err.Error()
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+
+	"github.com/trackline/trackline/internal/cputime"
 )
 
 const (
@@ -213,7 +215,7 @@ type sample struct {
 }
 
 func (g *gen) sample(ctx context.Context) sample {
-	s := sample{at: time.Now(), self: selfCPU()}
+	s := sample{at: time.Now(), self: cputime.Process()}
 	s.procs = allProcs()
 	s.stolen = stolenTicks()
 	if g.cfg.switchPID > 0 {
