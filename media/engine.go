@@ -418,17 +418,19 @@ func (e *Engine) Anchor(ctx context.Context, info *callseam.CallInfo, offer []by
 	}
 	now := monoNow()
 	a, b := &s.legs[caller], &s.legs[callee]
-	a.law, a.te, a.held = d.laws[0], d.te, d.held()
+	a.law, a.te, a.held, a.ptime = d.laws[0], d.te, d.held(), d.ptime
 	a.srtp = sa
 	a.setRemote(d.addr, info.CallerSignal, info.CallerNAT)
-	b.law = a.law // until the business line answers
+	b.law, b.ptime = a.law, a.ptime // until the business line answers
 	laws := []g711.Law{a.law, g711.ALaw}
 	if a.law == g711.ALaw {
 		laws[1] = g711.ULaw
 	}
-	s.callerSDP = a.orig.build(sdpOut{ip: e.announce, port: a.port, laws: []g711.Law{a.law}, te: d.te, dir: answerDir(d.dir), index: d.index, streams: d.streams,
+	// Both SDPs ask for the caller's ptime: the relay passes packets as they come, so the
+	// line sends what the caller asked for.
+	s.callerSDP = a.orig.build(sdpOut{ip: e.announce, port: a.port, laws: []g711.Law{a.law}, te: d.te, ptime: d.ptime, dir: answerDir(d.dir), index: d.index, streams: d.streams,
 		crypto: a.localKey()})
-	s.offer = b.orig.build(sdpOut{ip: e.announce, port: b.port, laws: laws, te: d.te, dir: d.dir})
+	s.offer = b.orig.build(sdpOut{ip: e.announce, port: b.port, laws: laws, te: d.te, ptime: d.ptime, dir: d.dir})
 
 	s.lp = e.pick()
 	s.mu.Lock()

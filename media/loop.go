@@ -49,7 +49,7 @@ type loop struct {
 	drains    bool
 	nextDrain int64
 	buf       [2048]byte
-	gbuf      [rtpHeaderLen + frameSamples + srtpTagLen]byte // room for SRTP's tag
+	gbuf      [rtpHeaderLen + maxFrameSamples + srtpTagLen]byte // room for SRTP's tag
 	from      rawAddr
 	cnt       counters
 	stopped   chan struct{}
@@ -650,8 +650,9 @@ func (l *loop) tick(now int64) int {
 // the first tick at or after t, and without other traffic the loop wakes only at multiples
 // of genGrid: the frames of all the calls that fall due within one step go out together,
 // in one turn of the loop (on io_uring, one io_uring_enter), where a wake-up per
-// millisecond would send a few each. A leg's frames keep their 20 ms spacing, so a stream
-// only starts up to genGrid late; it gains no jitter.
+// millisecond would send a few each. A leg's frames keep their spacing (its ptime, a
+// multiple of 10 ms, so of genGrid), so a stream only starts up to genGrid late; it gains
+// no jitter.
 const genGrid = int64(5 * time.Millisecond)
 
 // onGrid is t rounded up to the loop's grid: the multiples of genGrid, plus gridOff.
@@ -678,7 +679,7 @@ func (l *loop) generate(s *Session, now int64) int64 {
 			lg.next = now
 		}
 		for lg.gen != genNone && lg.next <= now {
-			l.sendFrame(lg, now)
+			l.sendFrame(lg, lg.next)
 			lg.next += lg.every()
 		}
 		if lg.gen != genNone && (next == 0 || lg.next < next) {
@@ -691,18 +692,21 @@ func (l *loop) generate(s *Session, now int64) int64 {
 	return next
 }
 
-// sendFrame sends the leg's next generated frame.
-func (l *loop) sendFrame(lg *leg, now int64) {
+// sendFrame sends the leg's next generated frame, due at the time at: its timestamp steps
+// from the last frame's by the time between their due times, not their sends, which the
+// loop's grid (genGrid) and its wake-ups shift by a few milliseconds.
+func (l *loop) sendFrame(lg *leg, at int64) {
 	law := lg.law
 	if law == g711.None {
 		law = g711.ULaw
 	}
+	n := lg.frame()
 	var payload []byte
 	switch lg.gen {
 	case genPrompt:
-		payload = lg.prompt.frame(law, lg.pos)
+		payload = lg.prompt.frameOf(law, lg.pos, n)
 		lg.pos++
-		if lg.pos >= lg.prompt.frames {
+		if lg.pos >= lg.prompt.framesOf(n) {
 			end := lg.onEnd
 			lg.stopGen()
 			if end != nil {
@@ -710,12 +714,12 @@ func (l *loop) sendFrame(lg *leg, now int64) {
 			}
 		}
 	default:
-		payload = silence[law]
+		payload = silence[law][:n]
 	}
 	if !lg.destOK {
 		return
 	}
-	seq, ts, marker := lg.out.generated(now)
+	seq, ts, marker := lg.out.generated(at, n)
 	p := l.gbuf[:rtpHeaderLen+len(payload)]
 	p[0] = 0x80
 	setRTP(p, law.PayloadType(), marker, seq, ts, lg.out.ssrc)

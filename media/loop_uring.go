@@ -49,7 +49,7 @@ const (
 // own. sendmmsg cannot do this: it sends on one socket, and each leg sends from its own.
 const (
 	genBufs    = 4096 // per loop: a tick's frames at 500 calls a second with the 7 s prompt need ~900
-	genBufSize = 192  // a frame's RTP header, payload and SRTP tag, rounded up
+	genBufSize = 512  // a frame's RTP header, payload (up to maxPtime) and SRTP tag, rounded up
 )
 
 // A leg's sockets in ringPair.fds.

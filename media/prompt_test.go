@@ -1,7 +1,9 @@
 package media
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,7 +109,7 @@ func TestAnsweredLineWaitsOnKeepAlives(t *testing.T) {
 			t.Fatalf("%d frames in the line's wait of 2.5 s, want one a second", len(got))
 		}
 		for i, p := range got {
-			if string(p.Payload) != string(silence[g711.ULaw]) {
+			if string(p.Payload) != string(silence[g711.ULaw][:frameSamples]) {
 				t.Fatalf("frame %d is not silence", i)
 			}
 			if !p.Marker {
@@ -192,5 +194,95 @@ func TestLoopGrids(t *testing.T) {
 	defer e.Close()
 	if e.loops[0].gridOff != 0 || e.loops[1].gridOff != g/2 {
 		t.Errorf("grid offsets %d and %d, want 0 and %d", e.loops[0].gridOff, e.loops[1].gridOff, g/2)
+	}
+}
+
+// The anchor's own frames have the packetization the caller's SDP asks for: a=ptime, at
+// most a=maxptime (RFC 4566 §6). The prompt plays whole in frames of that size, each a
+// frame's time after the last, with timestamps that step by it, and both SDPs the anchor
+// sends ask for it too, so that the business line sends the caller what it asked for.
+func TestPromptAtTheCallersPtime(t *testing.T) {
+	for _, tc := range []struct {
+		attrs   string
+		samples int
+	}{
+		{"a=ptime:40\r\n", 320},
+		{"a=maxptime:10\r\n", 80},
+		{"a=ptime:30\r\na=maxptime:20\r\n", 160},
+		{"a=ptime:60\r\n", 480},
+	} {
+		t.Run(strings.TrimSpace(strings.ReplaceAll(tc.attrs, "\r\n", " ")), func(t *testing.T) {
+			eachIO(t, func(t *testing.T, mode string) {
+				cust := recordingCustomer()
+				cust.Prompts.Disclaimer = writeWAV(t, 8000/2) // 0.5 s
+				f := newFixture(t, Config{IO: mode}, cust)
+				a := newEndpoint(t, "127.0.0.1")
+				offer := append(a.sdp("sendrecv", "8"), tc.attrs...)
+				s := f.anchor(t, offer)
+				want := fmt.Sprintf("a=ptime:%d\r\n", tc.samples/8)
+				if !strings.Contains(string(s.CallerSDP()), want) || !strings.Contains(string(s.Offer()), want) {
+					t.Fatalf("the answer or the line's offer does not ask for %q:\n%s\n%s", want, s.CallerSDP(), s.Offer())
+				}
+				prompt := f.e.prompts[cust.Prompts.Disclaimer]
+				n := prompt.framesOf(tc.samples)
+				var first time.Time
+				var prev rtp.Packet
+				for k := range n + 1 { // the prompt, then the tone's first frame
+					p, ok := a.recv(5 * time.Second)
+					if !ok {
+						t.Fatalf("frame %d of %d missing", k, n)
+					}
+					wantPayload := ringback.frameOf(g711.ALaw, 0, tc.samples)
+					if k < n {
+						wantPayload = prompt.frameOf(g711.ALaw, k, tc.samples)
+					}
+					if string(p.Payload) != string(wantPayload) {
+						t.Fatalf("frame %d: %d bytes, not the frame of %d samples that was due", k, len(p.Payload), tc.samples)
+					}
+					if k == 0 {
+						first = time.Now()
+					} else if d := p.Timestamp - prev.Timestamp; d != uint32(tc.samples) {
+						t.Fatalf("frame %d: timestamp step %d, want %d", k, d, tc.samples)
+					}
+					prev = p
+				}
+				// The frames come a frame's time apart: never faster (a slow machine only
+				// makes them later).
+				if d, min := time.Since(first), time.Duration(n-1)*time.Duration(tc.samples)*125*time.Microsecond; d < min {
+					t.Fatalf("%d frames came in %v, want at least %v", n, d, min)
+				}
+			})
+		})
+	}
+}
+
+// What a side's a=ptime and a=maxptime make of the anchor's frames.
+func TestPtimeOf(t *testing.T) {
+	for _, tc := range []struct {
+		ptime, maxptime string
+		want            int
+	}{
+		{"", "", 0}, {"20", "", 160}, {"40", "", 320}, {"30", "", 240}, {"40", "30", 240},
+		{"", "10", 80}, {"", "40", 0}, {"", "15", 80}, {"25", "", 160}, {"20.5", "", 160},
+		{"5", "", 80}, {"100", "", 480}, {"abc", "", 0}, {"-20", "", 0}, {"NaN", "", 0},
+		{"Inf", "", 0}, {"1e300", "", 0}, {"40", "junk", 320},
+	} {
+		if got := ptimeOf(tc.ptime, tc.maxptime); got != tc.want {
+			t.Errorf("ptimeOf(%q, %q) = %d, want %d", tc.ptime, tc.maxptime, got, tc.want)
+		}
+	}
+}
+
+// A new ptime while a prompt plays (an SDP in the dialog) goes on from the same point of the
+// prompt in frames of the new size.
+func TestPtimeChangeKeepsThePromptsPlace(t *testing.T) {
+	lg := leg{gen: genPrompt, pos: 10} // 10 frames of 20 ms: 200 ms in
+	lg.setPtime(320)
+	if lg.pos != 5 || lg.frame() != 320 || lg.every() != 40_000_000 {
+		t.Fatalf("at 40 ms: pos %d, frame %d, every %d; want 5, 320, 40 ms", lg.pos, lg.frame(), lg.every())
+	}
+	lg.setPtime(0)
+	if lg.pos != 10 || lg.frame() != frameSamples {
+		t.Fatalf("back at the default: pos %d, frame %d; want 10, %d", lg.pos, lg.frame(), frameSamples)
 	}
 }

@@ -28,6 +28,7 @@ type desc struct {
 	addr    netip.AddrPort // where the side wants RTP; invalid when held with 0.0.0.0 or port 0
 	laws    []g711.Law     // the G.711 laws offered, in the side's order of preference
 	te      uint8          // the telephone-event payload type, 0 when none
+	ptime   int            // the frame the side asks for, in samples (ptimeOf); 0: not said
 	dir     string
 	index   int      // position of the audio stream among the m= lines
 	streams []string // every m= line's "media proto fmt", to reject the others in an answer
@@ -122,18 +123,52 @@ func parseDesc(b []byte) (desc, error) {
 		}
 	}
 	d.dir = dirSendRecv
+	ptime, maxptime := "", ""
 	for _, attrs := range [][]sdp.Attribute{sd.Attributes, md.Attributes} {
 		for _, a := range attrs {
 			switch a.Key {
 			case dirSendRecv, dirSendOnly, dirRecvOnly, dirInactive:
 				d.dir = a.Key
+			case "ptime":
+				ptime = a.Value
+			case "maxptime":
+				maxptime = a.Value
 			}
 		}
 	}
+	d.ptime = ptimeOf(ptime, maxptime)
 	if len(d.laws) == 0 {
 		return d, fmt.Errorf("%w: neither PCMU nor PCMA offered", callseam.ErrNotAcceptable)
 	}
 	return d, nil
+}
+
+// ptimeOf is the frame, in samples at 8 kHz, that a side's a=ptime and a=maxptime ask the
+// anchor's own frames to have (RFC 4566 §6: ptime is the packetization the side would like
+// to receive, maxptime the most it takes in a packet): ptime, at most maxptime, in whole 10 ms
+// (the loop's grid, genGrid, divides them) from minPtime to maxPtime, rounded down; 0 when
+// neither says anything usable (the default, frameSamples). A maxptime alone lowers the
+// default only.
+func ptimeOf(ptime, maxptime string) int {
+	ms := func(v string) int {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || !(f > 0) || f > 1e6 {
+			return 0
+		}
+		return int(f)
+	}
+	p, m := ms(ptime), ms(maxptime)
+	if p == 0 && (m == 0 || m >= frameSamples/8) {
+		return 0
+	}
+	if p == 0 {
+		p = frameSamples / 8
+	}
+	if m > 0 {
+		p = min(p, m)
+	}
+	p = min(max(p/10*10, minPtime), maxPtime)
+	return p * 8
 }
 
 func appendLaw(laws []g711.Law, l g711.Law) []g711.Law {
@@ -175,6 +210,7 @@ type sdpOut struct {
 	port    int
 	laws    []g711.Law
 	te      uint8
+	ptime   int // a=ptime, in samples; 0: frameSamples
 	dir     string
 	index   int      // where the audio stream goes; others are rejected with port 0
 	streams []string // the peer's m= lines when answering, nil when offering
@@ -222,7 +258,11 @@ func (o *origin) build(s sdpOut) []byte {
 		if s.crypto != nil {
 			b.WriteString("a=crypto:" + s.crypto.line() + "\r\n")
 		}
-		fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=%s\r\n", s.port+1, s.dir)
+		ptime := s.ptime
+		if ptime == 0 {
+			ptime = frameSamples
+		}
+		fmt.Fprintf(&b, "a=ptime:%d\r\na=rtcp:%d\r\na=%s\r\n", ptime/8, s.port+1, s.dir)
 	}
 	return []byte(b.String())
 }

@@ -53,27 +53,28 @@ func newOutStream() outStream {
 }
 
 // advance moves the stream to its next packet, sent at now, and reports whether the packet
-// starts a new run (the marker bit).
-func (o *outStream) advance(now int64) bool {
+// starts a new run (the marker bit). n is the leg's frame in samples: after a gap of more
+// than a frame and a half the timestamp steps by the gap in whole frames.
+func (o *outStream) advance(now int64, n int) bool {
 	if !o.started {
 		o.started, o.last = true, now
 		return true
 	}
 	o.seq++
-	step := uint32(frameSamples)
-	if gap := (now - o.last) / 125_000; gap > 3*frameSamples/2 { // more than a frame was skipped
-		step = uint32((gap + frameSamples/2) / frameSamples * frameSamples)
+	step := uint32(n)
+	if gap := (now - o.last) / 125_000; gap > int64(3*n/2) { // more than a frame was skipped
+		step = uint32((gap + int64(n/2)) / int64(n) * int64(n))
 	}
 	o.ts += step
 	o.last = now
 	return false
 }
 
-// generated returns the header fields of the next generated frame. A frame after a pause
-// (a keep-alive, keepAliveEvery) starts a talkspurt: marked (RFC 3551 §4.1).
-func (o *outStream) generated(now int64) (seq uint16, ts uint32, marker bool) {
-	resumed := o.started && (now-o.last)/125_000 > 3*frameSamples/2
-	marker = o.advance(now) || resumed
+// generated returns the header fields of the next generated frame, of n samples. A frame
+// after a pause (a keep-alive, keepAliveEvery) starts a talkspurt: marked (RFC 3551 §4.1).
+func (o *outStream) generated(now int64, n int) (seq uint16, ts uint32, marker bool) {
+	resumed := o.started && (now-o.last)/125_000 > int64(3*n/2)
+	marker = o.advance(now, n) || resumed
 	o.srcOK = false
 	return o.seq, o.ts, marker
 }
@@ -82,7 +83,7 @@ func (o *outStream) generated(now int64) (seq uint16, ts uint32, marker bool) {
 func (o *outStream) relayed(ssrc uint32, seq uint16, ts uint32, now int64) (uint16, uint32, bool) {
 	marker := false
 	if !o.srcOK || ssrc != o.src {
-		o.advance(now)
+		o.advance(now, frameSamples)
 		marker = true
 		o.seqDelta, o.tsDelta = o.seq-seq, o.ts-ts
 		o.src, o.srcOK = ssrc, true
@@ -128,6 +129,7 @@ type leg struct {
 	latched bool
 	law     g711.Law
 	te      uint8
+	ptime   int      // the frame its SDP asks for, in samples (a=ptime, a=maxptime); 0: frameSamples
 	srtp    *srtpLeg // SRTP keys when the leg's SDP is RTP/SAVP (the caller's leg only)
 	held    bool     // its latest SDP holds the call
 	lastRx  int64
@@ -184,7 +186,25 @@ func (l *leg) every() int64 {
 	if l.gen == genSilence {
 		return keepAliveEvery
 	}
-	return frameNanos
+	return int64(l.frame()) * 125_000
+}
+
+// frame is the length of the leg's generated frames in samples: what its SDP asked for.
+func (l *leg) frame() int {
+	if l.ptime == 0 {
+		return frameSamples
+	}
+	return l.ptime
+}
+
+// setPtime takes the frame the leg's latest SDP asks for (samples, 0 for the default). A
+// prompt that plays on goes on from where it was, in frames of the new size.
+func (l *leg) setPtime(n int) {
+	old := l.frame()
+	l.ptime = n
+	if l.gen == genPrompt {
+		l.pos = l.pos * old / l.frame()
+	}
 }
 
 func (l *leg) stopGen() { l.gen, l.prompt, l.onEnd = genNone, nil, nil }
@@ -269,6 +289,7 @@ func (s *Session) Callee(body []byte, signal netip.Addr) error {
 	}
 	b := &s.legs[callee]
 	b.law, b.te, b.held = d.laws[0], d.te, d.held()
+	b.setPtime(d.ptime)
 	b.setRemote(d.addr, signal, s.info.CalleeNAT)
 	s.calleeKnown = true
 	if s.plan.disclaimer == nil && !s.flow {
@@ -351,9 +372,10 @@ func (s *Session) Rewrite(fromCaller bool, body []byte) ([]byte, error) {
 		f.law = d.laws[0]
 	}
 	f.te, f.held = d.te, d.held()
+	f.setPtime(d.ptime)
 	f.setRemote(d.addr, f.signal, f.nat)
 	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now
-	out := t.orig.build(sdpOut{ip: s.e.announce, port: t.port, laws: []g711.Law{t.law}, te: teFor(t, d.te), dir: d.dir, crypto: t.localKey()})
+	out := t.orig.build(sdpOut{ip: s.e.announce, port: t.port, laws: []g711.Law{t.law}, te: teFor(t, d.te), ptime: d.ptime, dir: d.dir, crypto: t.localKey()})
 	return out, nil
 }
 
