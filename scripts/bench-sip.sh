@@ -61,6 +61,8 @@
 #   SINK             1: bind the announced media ports with the sink (above), which reads;
 #                    drop: bind them without reading; 0: leave them unbound, as before this
 #                    was added [1 in prompt mode, else 0]
+#   PTIME            when set, the trunk's offers ask for this packetization (a=ptime, ms): the
+#                    switch's own frames (the disclaimer, the tone) then have it [unset: 20 ms]
 #   BUSY             ON/OFF: a thread busy for ON and asleep for OFF, over and over, from each
 #                    run's ready switch to its end (bin/trackline-busy, built from
 #                    ./cmd/trackline-busy), as another tenant of a shared machine: 10ms/10ms
@@ -115,6 +117,8 @@ PROMPT_S=0 # how much longer the caller waits for the bridge: the disclaimer
 GAUGES=${GAUGES:-0}
 SINK=${SINK:-$([ "$MODE" = prompt ] && echo 1 || echo 0)}
 BUSY=${BUSY:-}
+PTIME=${PTIME:-}
+[ -z "$PTIME" ] || [[ $PTIME =~ ^[1-9][0-9]*$ ]] || { echo "bench-sip: PTIME=$PTIME: want milliseconds, e.g. 40" >&2; exit 2; }
 FS_GB=${FS_GB:-16}
 FS_SET=${FS:+1}
 if [ -z "${FS:-}" ]; then
@@ -188,6 +192,10 @@ fi
 scenarios=$PWD/$SIPP_SCENARIOS
 sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer.xml" >"$tmp/uac.xml"
 sed 's/\[service\]/[field0]/g' "$scenarios/uac-answer-or-503.xml" >"$tmp/uac-503.xml"
+if [ -n "$PTIME" ]; then # the offers' a=ptime, before their direction
+	sed -i "s/^\( *\)a=sendrecv\$/\1a=ptime:$PTIME\n&/" "$tmp/uac.xml" "$tmp/uac-503.xml"
+	grep -q "a=ptime:$PTIME" "$tmp/uac.xml" || die "PTIME: no a=sendrecv line in the trunk's offer to put a=ptime before"
+fi
 
 # The media ports the trunk's and the line's SDP announce, for the sink (SINK=1).
 SINK_BIN=bin/trackline-rtpsink
@@ -490,7 +498,7 @@ if [ "$OVERLOAD_RATE" -gt 0 ]; then
 fi
 
 echo
-echo "SIP: $(nproc) cores shared by the switch and both sipps; MODE=$MODE; calls of ${CALL_MS} ms;${MAX_CPS:+ max_cps $MAX_CPS;}${BUSY:+ a busy thread $BUSY;} $(git describe --always --dirty 2>/dev/null || echo unknown); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "SIP: $(nproc) cores shared by the switch and both sipps; MODE=$MODE; calls of ${CALL_MS} ms;${PTIME:+ the trunk asks a=ptime:$PTIME;}${MAX_CPS:+ max_cps $MAX_CPS;}${BUSY:+ a busy thread $BUSY;} $(git describe --always --dirty 2>/dev/null || echo unknown); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| run | CPS asked | CPS made | calls | failed (sipp) | not answered (switch) | recorded | retrans | setup p50 ms | setup p99 ms | CPU ms/call | CPU % p95 / max | peak RSS MiB | UDP drops switch / trunk / line | RcvbufErrors Δ | warn+error logs | sipp exit |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
