@@ -286,3 +286,79 @@ func TestPtimeChangeKeepsThePromptsPlace(t *testing.T) {
 		t.Fatalf("back at the default: pos %d, frame %d; want 10, %d", lg.pos, lg.frame(), frameSamples)
 	}
 }
+
+// The loop's wheel serves each session's frames once and on time, a few milliseconds late at
+// most (its grid), for frames of 20 and 40 ms and keep-alives a second apart, across turns of
+// the wheel and after a stall longer than one turn, and forgets a session whose legs stopped.
+func TestWheelServesFramesOnTime(t *testing.T) {
+	l := &loop{gridOff: genGrid / 2}
+	p := NewPrompt("long", make([]int16, 8000*60)) // a minute: it does not end here
+	t0 := int64(1_000_000_000_000)
+	base := map[*Session]int64{} // frames sent before the count starts
+	mk := func(gen genKind, ptime int) *Session {
+		s := &Session{}
+		lg := &s.legs[caller]
+		lg.gen, lg.prompt, lg.next, lg.ptime = gen, p, t0, ptime
+		s.setGenerating(true)
+		l.file(s, t0)
+		return s
+	}
+	s20, s40, ka := mk(genPrompt, 0), mk(genPrompt, 320), mk(genSilence, 0)
+	// sent counts the frames a leg has sent: its place in the prompt, or its keep-alives
+	// (whose next due time steps by keepAliveEvery).
+	sent := func(s *Session) int64 {
+		lg := &s.legs[caller]
+		if lg.gen == genSilence {
+			return (lg.next - t0) / keepAliveEvery
+		}
+		return int64(lg.pos)
+	}
+	check := func(now, from int64) {
+		t.Helper()
+		for _, c := range []struct {
+			s     *Session
+			every int64
+		}{{s20, frameNanos}, {s40, 2 * frameNanos}, {ka, keepAliveEvery}} {
+			// frames due at from, from+every, ...: those due a grid step before now are out,
+			// none due after now is.
+			due := func(t int64) int64 {
+				if t < from {
+					return 0
+				}
+				return (t-from)/c.every + 1
+			}
+			lo, hi := due(now-genGrid), due(now)
+			if got := sent(c.s) - base[c.s]; got < lo || got > hi {
+				t.Fatalf("at %d ms: %d frames of every %d ms sent, want %d to %d", (now-t0)/1e6, got, c.every/1e6, lo, hi)
+			}
+		}
+	}
+	now := t0
+	for ; now < t0+int64(6*time.Second); now += int64(time.Millisecond) {
+		l.generateDue(now)
+		check(now, t0)
+	}
+	// A stall of 4 s, longer than a turn of the wheel (2.56 s): the prompts resume from
+	// then without a burst of the frames missed (loop.generate), the keep-alive sends the
+	// one it missed.
+	now += int64(4 * time.Second)
+	l.generateDue(now)
+	for _, s := range []*Session{s20, s40, ka} {
+		base[s] = sent(s) - 1 // the first frame after the stall counts from now
+	}
+	from := now
+	for end := now + int64(3*time.Second); now < end; now += int64(time.Millisecond) {
+		l.generateDue(now)
+		check(now, from)
+	}
+	// Stopped legs leave the wheel at their next look.
+	for _, s := range []*Session{s20, s40, ka} {
+		s.legs[caller].stopGen()
+	}
+	for end := now + int64(2*time.Second); now < end; now += int64(time.Millisecond) {
+		l.generateDue(now)
+	}
+	if d := l.generateDue(now); d != -1 || l.gen.n != 0 {
+		t.Fatalf("nothing generates, but the wheel has %d entries and is due at %d", l.gen.n, d)
+	}
+}

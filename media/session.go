@@ -160,7 +160,7 @@ func (l *leg) send(p []byte) unix.Errno { return sendOn(l.fd, l.connected, p, &l
 func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.gen, l.prompt, l.pos, l.next, l.onEnd = genPrompt, p, 0, now, onEnd
 	l.s.setGenerating(true)
-	l.s.lp.rescan.Store(true)
+	l.s.lp.start(l.s)
 }
 
 // playSilence makes the leg wait on silence: a frame of it now, then one every
@@ -169,7 +169,7 @@ func (l *leg) playSilence(now int64) {
 	l.gen, l.prompt, l.onEnd = genSilence, nil, nil
 	l.next = now
 	l.s.setGenerating(true)
-	l.s.lp.rescan.Store(true)
+	l.s.lp.start(l.s)
 }
 
 // keepAliveEvery is how often a leg that waits on silence (a business line that answered
@@ -222,7 +222,9 @@ type Session struct {
 	ready     chan struct{}
 	done      chan struct{}
 
-	generating atomic.Bool // some leg generates audio: the loop's tick looks at it
+	generating atomic.Bool // some leg generates audio
+	onLoop     atomic.Bool // its loop has taken it (loop.commands)
+	wheelAt    int64       // the grid time it waits for on its loop's wheel, 0: none (the loop's)
 
 	mu          sync.Mutex
 	legs        [2]leg
@@ -244,18 +246,9 @@ type Session struct {
 
 var _ callseam.MediaSession = (*Session)(nil)
 
-// setGenerating marks whether some leg of s generates audio, keeping its loop's count of
-// such sessions (the loop skips the scan for due frames when there are none).
-func (s *Session) setGenerating(on bool) {
-	if s.generating.CompareAndSwap(!on, on) {
-		if on {
-			s.lp.generating.Add(1)
-		} else {
-			s.lp.generating.Add(-1)
-		}
-		s.lp.wake()
-	}
-}
+// setGenerating marks whether some leg of s generates audio (a session its loop takes with
+// the flag set is served at once: loop.commands).
+func (s *Session) setGenerating(on bool) { s.generating.Store(on) }
 
 // Offer implements callseam.MediaSession.
 func (s *Session) Offer() []byte { return s.offer }
