@@ -454,9 +454,7 @@ func (e *Engine) Anchor(ctx context.Context, info *callseam.CallInfo, offer []by
 // ringback tone until the bridge, the business line's wait on silence ends.
 func (s *Session) disclaimerEnded() {
 	s.disclaiming = false
-	a := &s.legs[caller]
-	a.play(ringback, monoNow(), nil)
-	a.onEnd = s.ringbackEnded
+	s.legs[caller].follow(ringback, s.ringbackEnded)
 	if s.answered && !s.whispering {
 		s.legs[callee].stopGen()
 	}
@@ -464,7 +462,7 @@ func (s *Session) disclaimerEnded() {
 }
 
 func (s *Session) ringbackEnded() {
-	s.legs[caller].play(ringback, monoNow(), s.ringbackEnded)
+	s.legs[caller].follow(ringback, s.ringbackEnded)
 }
 
 // allocate opens the two legs' socket pairs.

@@ -163,6 +163,14 @@ func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.s.lp.start(l.s)
 }
 
+// follow plays p into the leg after the prompt whose last frame it has just sent (from that
+// prompt's onEnd, under the session's mu): the stream goes on at its pace, p's first frame
+// one frame after that last one, so its timestamps step by a frame and it is not marked,
+// however late the loop sent the last frame.
+func (l *leg) follow(p *Prompt, onEnd func()) {
+	l.gen, l.prompt, l.pos, l.onEnd = genPrompt, p, 0, onEnd
+}
+
 // playSilence makes the leg wait on silence: a frame of it now, then one every
 // keepAliveEvery, and nothing between them.
 func (l *leg) playSilence(now int64) {
