@@ -33,7 +33,8 @@ type loop struct {
 	sessions []*Session // owned by the loop goroutine
 	// Generated audio. A session whose legs generate waits on the wheel (genWheel) in the
 	// slot of its next due frame; started lists the sessions whose legs started to generate
-	// since the loop's last look (leg.play, leg.playSilence), which the loop serves at once.
+	// since the loop's last look (leg.play, leg.playSilence) and those it has just taken
+	// (commands), which the loop serves at once.
 	gen        genWheel
 	startMu    sync.Mutex
 	started    []*Session
@@ -300,9 +301,14 @@ func (l *loop) commands() {
 		}
 		l.sessions = append(l.sessions, s)
 		s.onLoop.Store(true)
-		if s.generating.Load() { // its prompt started before the loop took it
-			l.start(s)
-		}
+	}
+	if len(adds) > 0 {
+		// A prompt that started before the loop took its session went unserved (start found
+		// the session not on the loop): the next tick looks at each new session once.
+		l.startMu.Lock()
+		l.started = append(l.started, adds...)
+		l.startMu.Unlock()
+		l.starting.Store(true)
 	}
 	for _, s := range removes {
 		for i, x := range l.sessions {
@@ -686,10 +692,13 @@ func (l *loop) file(s *Session, t int64) {
 	}
 	at = max(at, w.pos)
 	s.wheelAt = at
-	i := (at - l.gridOff) / genGrid % wheelSlots
+	i := l.slot(at)
 	w.slots[i] = append(w.slots[i], filed{s, at})
 	w.n++
 }
+
+// slot is the wheel's slot of the grid time t.
+func (l *loop) slot(t int64) int64 { return (t - l.gridOff) / genGrid % wheelSlots }
 
 // generateDue sends the generated frames due by now: those of the sessions that started to
 // generate, then those of the wheel's slots up to now. It returns the grid time the loop is
@@ -715,7 +724,7 @@ func (l *loop) generateDue(now int64) int64 {
 	}
 	w.visiting = true
 	for w.n > 0 && w.pos <= now {
-		i := (w.pos - l.gridOff) / genGrid % wheelSlots
+		i := l.slot(w.pos)
 		due := w.slots[i]
 		w.slots[i], w.spare = w.spare[:0], nil
 		w.n -= len(due)
@@ -742,7 +751,7 @@ func (l *loop) generateDue(now int64) int64 {
 	}
 	for k := range int64(wheelSlots) { // the next slot with anything in it
 		t := w.pos + k*genGrid
-		if len(w.slots[(t-l.gridOff)/genGrid%wheelSlots]) > 0 {
+		if len(w.slots[l.slot(t)]) > 0 {
 			return t
 		}
 	}
@@ -757,13 +766,11 @@ func (l *loop) generate(s *Session, now int64) int64 {
 		return 0
 	}
 	next := int64(0)
-	active := false
 	for i := range s.legs {
 		lg := &s.legs[i]
 		if lg.gen == genNone {
 			continue
 		}
-		active = true
 		if now-lg.next > 5*frameNanos { // the loop was held up: do not burst, resume from now
 			lg.next = now
 		}
@@ -774,9 +781,6 @@ func (l *loop) generate(s *Session, now int64) int64 {
 		if lg.gen != genNone && (next == 0 || lg.next < next) {
 			next = lg.next
 		}
-	}
-	if !active {
-		s.setGenerating(false)
 	}
 	return next
 }

@@ -21,6 +21,14 @@ const (
 	maxFrameSamples = maxPtime * 8
 )
 
+// frameOr is a frame of n samples, as a leg's or an SDP's ptime holds it: frameSamples when 0.
+func frameOr(n int) int {
+	if n == 0 {
+		return frameSamples
+	}
+	return n
+}
+
 // Prompt is audio the anchor plays into a leg, prepared in both laws and cut into frames of
 // the leg's packetization time as it plays.
 type Prompt struct {

@@ -299,7 +299,6 @@ func TestWheelServesFramesOnTime(t *testing.T) {
 		s := &Session{}
 		lg := &s.legs[caller]
 		lg.gen, lg.prompt, lg.next, lg.ptime = gen, p, t0, ptime
-		s.setGenerating(true)
 		l.file(s, t0)
 		return s
 	}

@@ -258,11 +258,7 @@ func (o *origin) build(s sdpOut) []byte {
 		if s.crypto != nil {
 			b.WriteString("a=crypto:" + s.crypto.line() + "\r\n")
 		}
-		ptime := s.ptime
-		if ptime == 0 {
-			ptime = frameSamples
-		}
-		fmt.Fprintf(&b, "a=ptime:%d\r\na=rtcp:%d\r\na=%s\r\n", ptime/8, s.port+1, s.dir)
+		fmt.Fprintf(&b, "a=ptime:%d\r\na=rtcp:%d\r\na=%s\r\n", frameOr(s.ptime)/8, s.port+1, s.dir)
 	}
 	return []byte(b.String())
 }

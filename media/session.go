@@ -159,7 +159,6 @@ func (l *leg) send(p []byte) unix.Errno { return sendOn(l.fd, l.connected, p, &l
 // play starts p into the leg; onEnd runs (under the session's mu) after its last frame.
 func (l *leg) play(p *Prompt, now int64, onEnd func()) {
 	l.gen, l.prompt, l.pos, l.next, l.onEnd = genPrompt, p, 0, now, onEnd
-	l.s.setGenerating(true)
 	l.s.lp.start(l.s)
 }
 
@@ -176,7 +175,6 @@ func (l *leg) follow(p *Prompt, onEnd func()) {
 func (l *leg) playSilence(now int64) {
 	l.gen, l.prompt, l.onEnd = genSilence, nil, nil
 	l.next = now
-	l.s.setGenerating(true)
 	l.s.lp.start(l.s)
 }
 
@@ -199,10 +197,7 @@ func (l *leg) every() int64 {
 
 // frame is the length of the leg's generated frames in samples: what its SDP asked for.
 func (l *leg) frame() int {
-	if l.ptime == 0 {
-		return frameSamples
-	}
-	return l.ptime
+	return frameOr(l.ptime)
 }
 
 // setPtime takes the frame the leg's latest SDP asks for (samples, 0 for the default). A
@@ -230,9 +225,8 @@ type Session struct {
 	ready     chan struct{}
 	done      chan struct{}
 
-	generating atomic.Bool // some leg generates audio
-	onLoop     atomic.Bool // its loop has taken it (loop.commands)
-	wheelAt    int64       // the grid time it waits for on its loop's wheel, 0: none (the loop's)
+	onLoop  atomic.Bool // its loop has taken it (loop.commands)
+	wheelAt int64       // the grid time it waits for on its loop's wheel, 0: none (the loop's)
 
 	mu          sync.Mutex
 	legs        [2]leg
@@ -253,10 +247,6 @@ type Session struct {
 }
 
 var _ callseam.MediaSession = (*Session)(nil)
-
-// setGenerating marks whether some leg of s generates audio (a session its loop takes with
-// the flag set is served at once: loop.commands).
-func (s *Session) setGenerating(on bool) { s.generating.Store(on) }
 
 // Offer implements callseam.MediaSession.
 func (s *Session) Offer() []byte { return s.offer }
@@ -341,7 +331,6 @@ func (s *Session) Bridge() {
 	for i := range s.legs {
 		s.legs[i].stopGen()
 	}
-	s.setGenerating(false)
 	s.flow, s.bridged, s.rec = true, true, r
 	now := monoNow()
 	s.legs[caller].lastRx, s.legs[callee].lastRx = now, now // the RTP timeout counts from here
@@ -463,7 +452,6 @@ func (s *Session) closeMedia(rec *store.Call) *tapEnd {
 		}
 	}
 	s.closed = true
-	s.setGenerating(false)
 	t := s.rec
 	s.rec = nil
 	var media store.CallMedia
