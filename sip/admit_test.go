@@ -444,6 +444,34 @@ func TestAdmissionSetupLimitFloor(t *testing.T) {
 	}
 }
 
+// The setups' limit follows what the switch carries (Little's law): at 1,000 setups a
+// second, each done in 1 ms (never more than two in flight, so never in use), it rises to
+// the 81 the last second's setups need at the time allowed (1 ms + 4 targets), and a pause
+// of the switch's handlers for 75 ms, which leaves 75 setups in flight, refuses none.
+func TestAdmissionSetupLimitFollowsRate(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now := admitT0
+	key := uint64(0)
+	for range 1100 {
+		key++
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("refused (%s) at 1,000 a second, one setup at a time", r)
+		}
+		a.setupDone(key, now.Add(time.Millisecond))
+		now = now.Add(time.Millisecond)
+	}
+	if want := 1000 * 0.081; a.conc < want-1 {
+		t.Fatalf("limit at 1,000 setups a second = %v, want at least about %v", a.conc, want)
+	}
+	for range 75 {
+		key++
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("setup %d of a 75 ms pause refused (%s), limit %v", key, r, a.conc)
+		}
+		now = now.Add(time.Millisecond)
+	}
+}
+
 // A standing queue after a second in which the switch carried 1,000 setups a second cuts the
 // rate limit from that, not from the few calls a stall let in: to 85 % of 1,000.
 func TestAdmissionCutFromSetupsDone(t *testing.T) {
