@@ -460,6 +460,7 @@ bench() {
 		}')
 	results+=("$row")
 	say "run $run done: $row"
+	say "run $run shed by reason (switch): $shed"
 	if [ "$kind" = overload ]; then
 		# Goodput: answered calls a second while the load was offered (sipp's -m calls at -r).
 		local admitted rxq99 rxqmax
