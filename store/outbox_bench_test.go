@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -260,5 +261,69 @@ func BenchmarkCallCommitPages(b *testing.B) {
 				b.ReportMetric(float64(index)/float64(b.N), "index-pages/commit")
 			})
 		}
+	}
+}
+
+// BenchmarkCommitBatch measures what a commit costs bbolt for the calls' writes it holds:
+// k calls' starts and the ends of k others started a thousand calls before, on a file that
+// holds 30,000 calls, each commit its own (Write). It reports the bytes allocated and the
+// pages written per call: a commit reads every page it changes, and the paths to them, into
+// nodes, whatever it holds, so the few writes of a commit share that cost (the committer's
+// linger, store.go).
+// b.N is the commits measured.
+func BenchmarkCommitBatch(b *testing.B) {
+	for _, k := range []int{1, 3, 10, 30} {
+		b.Run(fmt.Sprintf("calls_%d", k), func(b *testing.B) {
+			db, err := Open(filepath.Join(b.TempDir(), "b.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			ctx := context.Background()
+			write := func(fn func(tx *Tx) error) {
+				if err := db.Write(ctx, fn); err != nil {
+					b.Fatal(err)
+				}
+			}
+			write(func(tx *Tx) error {
+				return tx.CreateCustomer(&Customer{ID: "acme", Status: StatusActive, SiteKey: "acme-key"})
+			})
+			const talk, kept = 1000, 30_000
+			t0 := time.Now()
+			calls := make([]Call, 0, kept+(b.N+1)*k)
+			// calls writes the start of calls [from, to) and the end of those talk before.
+			callsTo := func(from, to int) func(tx *Tx) error {
+				return func(tx *Tx) error {
+					for j := from; j < to; j++ {
+						calls = append(calls, benchCall("acme", t0.Add(time.Duration(j)*time.Millisecond), j))
+						if err := tx.PutCall(&calls[j]); err != nil {
+							return err
+						}
+						if j >= talk {
+							c := complete(calls[j-talk], j-talk)
+							if err := tx.PutCall(&c); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				}
+			}
+			for j := 0; j < kept; j += 100 {
+				write(callsTo(j, j+100))
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			pages0 := pageWrites(db)
+			b.ResetTimer()
+			for i := range b.N {
+				write(callsTo(kept+i*k, kept+(i+1)*k))
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			n := float64(b.N * k)
+			b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/n, "B/call")
+			b.ReportMetric(float64(pageWrites(db)-pages0)/n, "pages/call")
+		})
 	}
 }

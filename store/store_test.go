@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // openTest opens an empty store of the driver the tests run on: bbolt, or PostgreSQL with
@@ -180,3 +181,57 @@ func BenchmarkWriteParallel(b *testing.B) {
 
 // raw is the current bbolt file, for tests that reach under the store's API.
 func (db *DB) raw() *bolt.DB { return db.cur.Load().b }
+
+// TestLingerGathers checks the committer's linger (store.go): it takes the writes that come,
+// up to lingerBatch, stops at a control request and hands it back, and returns when none
+// comes within lingerGap or its deadline has passed.
+func TestLingerGathers(t *testing.T) {
+	db := &DB{writes: make(chan *writeReq, 64)}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	queue := func(n int) {
+		for range n {
+			db.writes <- &writeReq{fn: func(*Tx) error { return nil }}
+		}
+	}
+	one := []*writeReq{{}}
+	far := time.Now().Add(time.Hour)
+
+	queue(lingerBatch + 5)
+	got, ctl := db.linger(one, timer, far)
+	if len(got) != lingerBatch || ctl != nil || len(db.writes) != 6 {
+		t.Fatalf("full queue: batch %d ctl %v, %d left; want %d, nil, 6", len(got), ctl, len(db.writes), lingerBatch)
+	}
+	for len(db.writes) > 0 {
+		<-db.writes
+	}
+
+	queue(2)
+	mark := &writeReq{ctl: func() error { return nil }}
+	db.writes <- mark
+	queue(1)
+	got, ctl = db.linger([]*writeReq{{}}, timer, far)
+	if len(got) != 3 || ctl != mark || len(db.writes) != 1 {
+		t.Fatalf("control request: batch %d ctl %p, %d left; want 3, %p, 1", len(got), ctl, len(db.writes), mark)
+	}
+	<-db.writes
+
+	// Nothing comes: back after lingerGap, not at the far deadline.
+	done := make(chan int, 1)
+	go func() { got, _ := db.linger([]*writeReq{{}}, timer, far); done <- len(got) }()
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Fatalf("empty queue: batch %d, want 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("linger waited past its gap for writes that did not come")
+	}
+
+	// The deadline passed: the queued writes wait for the next batch.
+	queue(3)
+	got, _ = db.linger([]*writeReq{{}}, timer, time.Now().Add(-time.Millisecond))
+	if len(got) != 1 || len(db.writes) != 3 {
+		t.Fatalf("past deadline: batch %d, %d left; want 1, 3", len(got), len(db.writes))
+	}
+}
