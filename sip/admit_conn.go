@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/trackline/trackline/internal/rearm"
 )
 
 // admitMeter is the switch's UDP socket as admitConn's reader goroutine reads it: each
@@ -52,7 +54,7 @@ type admitMeter struct {
 	rc     syscall.RawConn
 	wake   chan struct{}        // sipgo's reader has emptied the queue: read the socket (nil: none)
 	poll   func(time.Time) bool // whether to poll, besides while datagrams come (nil: only then)
-	timer  *time.Timer          // pollSleep, while datagrams come
+	timer  rearm.Timer          // pollSleep, while datagrams come
 	family int                  // the socket's address family: AF_INET, or AF_INET6 (maybe dual-stack)
 	rx     time.Time            // when the kernel received the datagram read last; zero if not stamped
 	last   time.Time            // when a datagram was read last
@@ -135,17 +137,11 @@ func (m *admitMeter) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 // pause waits, while datagrams come, until sipgo's reader wants more or pollSleep has
-// passed.
+// passed (or less: rearm.Timer).
 func (m *admitMeter) pause() {
-	if m.timer == nil {
-		m.timer = time.NewTimer(pollSleep)
-	} else {
-		m.timer.Reset(pollSleep)
-	}
 	select {
 	case <-m.wake:
-		m.timer.Stop()
-	case <-m.timer.C:
+	case <-m.timer.After(pollSleep):
 	}
 }
 
