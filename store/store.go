@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/trackline/trackline/internal/rearm"
 )
 
 // SchemaVersion is the layout this build reads and writes. Version 2 keeps assignments by
@@ -419,7 +421,7 @@ func (db *DB) commitLoop() {
 // (pg.go: pgCommitters), each taking the batch queued while the others' are in flight.
 func (db *DB) commits() {
 	batch := make([]*writeReq, 0, maxBatch)
-	var linger *time.Timer // (bbolt) waits for the writes a small batch lingers for
+	var linger rearm.Timer // (bbolt) waits for the writes a small batch lingers for
 	var last time.Time     // when the last commit started
 	var lastN int          // and how many writes it held
 	for {
@@ -458,10 +460,7 @@ func (db *DB) commits() {
 			batch, ctl = db.fill(batch)
 		}
 		if db.pg == nil && ctl == nil && len(batch) < lingerBatch && max(len(batch), lastN) > 1 && time.Since(last) < lingerCycle {
-			if linger == nil {
-				linger = time.NewTimer(time.Hour)
-			}
-			batch, ctl = db.linger(batch, linger, last.Add(lingerCycle))
+			batch, ctl = db.linger(batch, &linger, last.Add(lingerCycle))
 		}
 		last, lastN = time.Now(), len(batch)
 		db.commit(batch)
@@ -496,23 +495,28 @@ const (
 
 // linger adds to batch the writes that come until deadline, up to lingerBatch, while each
 // comes within lingerGap of the last; it stops at a control request and returns it. t is
-// the committer's timer, stopped (or fired and drained) when linger returns.
-func (db *DB) linger(batch []*writeReq, t *time.Timer, deadline time.Time) ([]*writeReq, *writeReq) {
+// the committer's timer.
+func (db *DB) linger(batch []*writeReq, t *rearm.Timer, deadline time.Time) ([]*writeReq, *writeReq) {
+	until := func() time.Time {
+		if gap := time.Now().Add(lingerGap); gap.Before(deadline) {
+			return gap
+		}
+		return deadline
+	}
+	end := until()
 	for len(batch) < lingerBatch {
-		wait := min(time.Until(deadline), lingerGap)
+		wait := time.Until(end)
 		if wait <= 0 {
 			break
 		}
-		t.Reset(wait)
 		select {
 		case r := <-db.writes:
-			t.Stop()
 			if r.ctl != nil {
 				return batch, r
 			}
 			batch = append(batch, r)
-		case <-t.C:
-			return batch, nil
+			end = until()
+		case <-t.After(wait): // or sooner: look again
 		}
 	}
 	return batch, nil

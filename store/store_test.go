@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/trackline/trackline/internal/rearm"
 )
 
 // openTest opens an empty store of the driver the tests run on: bbolt, or PostgreSQL with
@@ -187,8 +189,7 @@ func (db *DB) raw() *bolt.DB { return db.cur.Load().b }
 // comes within lingerGap or its deadline has passed.
 func TestLingerGathers(t *testing.T) {
 	db := &DB{writes: make(chan *writeReq, 64)}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	var timer rearm.Timer
 	queue := func(n int) {
 		for range n {
 			db.writes <- &writeReq{fn: func(*Tx) error { return nil }}
@@ -198,7 +199,7 @@ func TestLingerGathers(t *testing.T) {
 	far := time.Now().Add(time.Hour)
 
 	queue(lingerBatch + 5)
-	got, ctl := db.linger(one, timer, far)
+	got, ctl := db.linger(one, &timer, far)
 	if len(got) != lingerBatch || ctl != nil || len(db.writes) != 6 {
 		t.Fatalf("full queue: batch %d ctl %v, %d left; want %d, nil, 6", len(got), ctl, len(db.writes), lingerBatch)
 	}
@@ -210,7 +211,7 @@ func TestLingerGathers(t *testing.T) {
 	mark := &writeReq{ctl: func() error { return nil }}
 	db.writes <- mark
 	queue(1)
-	got, ctl = db.linger([]*writeReq{{}}, timer, far)
+	got, ctl = db.linger([]*writeReq{{}}, &timer, far)
 	if len(got) != 3 || ctl != mark || len(db.writes) != 1 {
 		t.Fatalf("control request: batch %d ctl %p, %d left; want 3, %p, 1", len(got), ctl, len(db.writes), mark)
 	}
@@ -218,7 +219,7 @@ func TestLingerGathers(t *testing.T) {
 
 	// Nothing comes: back after lingerGap, not at the far deadline.
 	done := make(chan int, 1)
-	go func() { got, _ := db.linger([]*writeReq{{}}, timer, far); done <- len(got) }()
+	go func() { got, _ := db.linger([]*writeReq{{}}, &timer, far); done <- len(got) }()
 	select {
 	case n := <-done:
 		if n != 1 {
@@ -230,7 +231,7 @@ func TestLingerGathers(t *testing.T) {
 
 	// The deadline passed: the queued writes wait for the next batch.
 	queue(3)
-	got, _ = db.linger([]*writeReq{{}}, timer, time.Now().Add(-time.Millisecond))
+	got, _ = db.linger([]*writeReq{{}}, &timer, time.Now().Add(-time.Millisecond))
 	if len(got) != 1 || len(db.writes) != 3 {
 		t.Fatalf("past deadline: batch %d, %d left; want 1, 3", len(got), len(db.writes))
 	}
