@@ -416,22 +416,28 @@ func TestAdmissionSetupLimit(t *testing.T) {
 	}
 }
 
+// steadySetups admits n setups one at a time, every apart from *now on, each done in 1 ms,
+// with keys after *key; it fails t if one is refused.
+func steadySetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int, every time.Duration) {
+	t.Helper()
+	for range n {
+		*key++
+		if r := a.allowSetup(*now, 0, *key, true); r != "" {
+			t.Fatalf("setup %d of one at a time every %v refused (%s)", *key, every, r)
+		}
+		a.setupDone(*key, now.Add(time.Millisecond))
+		*now = now.Add(every)
+	}
+}
+
 // A cut of the setups' limit stops at what the setups done in the last second need at the
 // time allowed (Little's law): after a second of 500 setups of 1 ms (never more than one in
 // flight) a burst is admitted and one of its setups takes 1 s; 500 a second at 81 ms need
 // 40.5, more than half the limit.
 func TestAdmissionSetupLimitFloor(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
-	now := admitT0
-	key := uint64(0)
-	for range 500 {
-		key++
-		if r := a.allowSetup(now, 0, key, true); r != "" {
-			t.Fatalf("refused (%s) one setup at a time", r)
-		}
-		a.setupDone(key, now.Add(time.Millisecond))
-		now = now.Add(2 * time.Millisecond)
-	}
+	now, key := admitT0, uint64(0)
+	steadySetups(t, a, &now, &key, 500, 2*time.Millisecond)
 	a.allow(now, 0) // closes the interval
 	burst := key + 1
 	for range setupInit {
@@ -450,16 +456,8 @@ func TestAdmissionSetupLimitFloor(t *testing.T) {
 // of the switch's handlers for 75 ms, which leaves 75 setups in flight, refuses none.
 func TestAdmissionSetupLimitFollowsRate(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
-	now := admitT0
-	key := uint64(0)
-	for range 1100 {
-		key++
-		if r := a.allowSetup(now, 0, key, true); r != "" {
-			t.Fatalf("refused (%s) at 1,000 a second, one setup at a time", r)
-		}
-		a.setupDone(key, now.Add(time.Millisecond))
-		now = now.Add(time.Millisecond)
-	}
+	now, key := admitT0, uint64(0)
+	steadySetups(t, a, &now, &key, 1100, time.Millisecond)
 	if want := 1000 * 0.081; a.conc < want-1 {
 		t.Fatalf("limit at 1,000 setups a second = %v, want at least about %v", a.conc, want)
 	}

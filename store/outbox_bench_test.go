@@ -199,17 +199,8 @@ func BenchmarkCallCommitPages(b *testing.B) {
 			types []EventType
 		}{{"no_endpoint", nil}, {"completed_only", []EventType{EventCallCompleted}}} {
 			b.Run(fmt.Sprintf("kept_%d/%s", kept, tt.name), func(b *testing.B) {
-				db, err := Open(filepath.Join(b.TempDir(), "b.db"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer db.Close()
+				db, write := benchStore(b)
 				ctx := context.Background()
-				write := func(fn func(tx *Tx) error) {
-					if err := db.Write(ctx, fn); err != nil {
-						b.Fatal(err)
-					}
-				}
 				write(func(tx *Tx) error {
 					if err := tx.CreateCustomer(&Customer{ID: "acme", Status: StatusActive, SiteKey: "acme-key"}); err != nil || tt.types == nil {
 						return err
@@ -274,17 +265,7 @@ func BenchmarkCallCommitPages(b *testing.B) {
 func BenchmarkCommitBatch(b *testing.B) {
 	for _, k := range []int{1, 3, 10, 30} {
 		b.Run(fmt.Sprintf("calls_%d", k), func(b *testing.B) {
-			db, err := Open(filepath.Join(b.TempDir(), "b.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			ctx := context.Background()
-			write := func(fn func(tx *Tx) error) {
-				if err := db.Write(ctx, fn); err != nil {
-					b.Fatal(err)
-				}
-			}
+			db, write := benchStore(b)
 			write(func(tx *Tx) error {
 				return tx.CreateCustomer(&Customer{ID: "acme", Status: StatusActive, SiteKey: "acme-key"})
 			})
@@ -325,5 +306,19 @@ func BenchmarkCommitBatch(b *testing.B) {
 			b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/n, "B/call")
 			b.ReportMetric(float64(pageWrites(db)-pages0)/n, "pages/call")
 		})
+	}
+}
+
+// benchStore opens a store in b's temp dir, closed when b ends, and a write that fails b.
+func benchStore(b *testing.B) (*DB, func(fn func(tx *Tx) error)) {
+	db, err := Open(filepath.Join(b.TempDir(), "b.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db, func(fn func(tx *Tx) error) {
+		if err := db.Write(context.Background(), fn); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
