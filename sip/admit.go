@@ -184,9 +184,9 @@ type admission struct {
 // took longer cuts it in the ratio of the time allowed to the time taken (a gradient, at
 // most by half), once for the setups admitted before the cut. It never stays under what
 // the setups done in the last second need at the time allowed (Little's law: done a second
-// times the time allowed): a cut stops there, and a setup done in time lifts it there, so
-// neither a burst the switch works off nor a pause of it (a collection, a slow commit)
-// refuses calls it carries in time. The
+// times the time allowed): a cut stops there, and, while no rate limit is in force, a setup
+// done in time lifts it there, so neither a burst the switch works off nor a pause of it (a
+// collection, a slow commit) refuses calls it carries in time. The
 // time is the switch's own, from its queues to ringing, the store's commit of the call's
 // record included, and past ringing on a baseline of its own: the least of the last five to
 // ten seconds is the baseline, so a disk that is slow for a while raises what is allowed.
@@ -487,9 +487,14 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 		a.strain(now)
 		return
 	}
-	// Little's law (above): a limit that grows only while in use stays at setupInit at
-	// 1,000 recorded calls a second (12-20 in flight), where a pause of 50 ms fills it.
-	a.conc = max(a.conc, min(setupMax, a.doneRate()*allowed.Seconds()))
+	// Little's law (above), while no rate limit is in force: a limit that grows only while
+	// in use stays at setupInit at 1,000 recorded calls a second (12-20 in flight), where a
+	// pause of 50 ms fills it. Past the knee (a rate limit in force) it adapts as before:
+	// lifted there too, to ~180 at 4,000 direct calls offered, more calls waited in the
+	// queue (docs/benchmarks.md).
+	if a.lim.rate == 0 {
+		a.conc = max(a.conc, min(setupMax, a.doneRate()*allowed.Seconds()))
+	}
 	if float64(a.inFlight()+1) < a.conc/2 {
 		return // the limit is not in use: nothing says the switch could take more
 	}

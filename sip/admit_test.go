@@ -468,6 +468,19 @@ func TestAdmissionSetupLimitFollowsRate(t *testing.T) {
 		}
 		now = now.Add(time.Millisecond)
 	}
+	// Past the knee (a rate limit in force, here 6,000 a second) it adapts as before: 3,000
+	// setups a second for half a second (about 1,200 done a second over the last second,
+	// which need about 97) leave it where it was.
+	b := newAdmission(20*time.Millisecond, 0, nil)
+	now, key = admitT0, 0
+	b.lim = newTokenBucket(6000)
+	steadySetups(t, b, &now, &key, 1500, time.Millisecond/3)
+	if b.lim.rate == 0 {
+		t.Fatal("the rate limit was lifted")
+	}
+	if b.conc != setupInit {
+		t.Errorf("limit under a rate limit = %v, want %v (not lifted)", b.conc, setupInit)
+	}
 }
 
 // A standing queue after a second in which the switch carried 1,000 setups a second cuts the
