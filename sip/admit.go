@@ -473,6 +473,12 @@ func (a *admission) doneRate() float64 {
 	return float64(done) / (float64(len(a.done)-1) * admitInterval.Seconds())
 }
 
+// setupsNeeded is how many setups are in flight at once at the rate done in the last
+// second when each takes allowed (Little's law). Called under mu.
+func (a *admission) setupsNeeded(allowed time.Duration) float64 {
+	return a.doneRate() * allowed.Seconds()
+}
+
 // adaptSetups adapts the limit on setups in flight to a setup admitted at (unix ns) that
 // took took. Called under mu.
 func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, now time.Time) {
@@ -481,8 +487,7 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 		if at < a.cutAt {
 			return // admitted before the last cut, which counted it already
 		}
-		need := a.doneRate() * allowed.Seconds()
-		a.conc = max(setupMin, min(a.conc, need), a.conc*max(0.5, float64(allowed)/float64(took)))
+		a.conc = max(setupMin, min(a.conc, a.setupsNeeded(allowed)), a.conc*max(0.5, float64(allowed)/float64(took)))
 		a.ssthresh, a.cutAt = a.conc, now.UnixNano()
 		a.strain(now)
 		return
@@ -493,7 +498,7 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 	// lifted there too, to ~180 at 4,000 direct calls offered, more calls waited in the
 	// queue (docs/benchmarks.md).
 	if a.lim.rate == 0 {
-		a.conc = max(a.conc, min(setupMax, a.doneRate()*allowed.Seconds()))
+		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(allowed)))
 	}
 	if float64(a.inFlight()+1) < a.conc/2 {
 		return // the limit is not in use: nothing says the switch could take more

@@ -1,17 +1,11 @@
 package rearm
 
 import (
-	"syscall"
 	"testing"
 	"time"
-)
 
-// cpu is the process's CPU time so far (user and system).
-func cpu() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+	"github.com/trackline/trackline/internal/cputime"
+)
 
 // received reports whether ch receives within d.
 func received(ch <-chan time.Time, d time.Duration) bool {
@@ -77,7 +71,7 @@ func BenchmarkWokenWaits(b *testing.B) {
 	b.Run("reset", func(b *testing.B) {
 		wake := setup(b)
 		t := time.NewTimer(d)
-		c0 := cpu()
+		c0 := cputime.Process()
 		for range b.N {
 			t.Reset(d)
 			select {
@@ -87,12 +81,12 @@ func BenchmarkWokenWaits(b *testing.B) {
 			t.Reset(d)
 			<-t.C
 		}
-		b.ReportMetric(float64(cpu()-c0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/wait")
+		b.ReportMetric(float64(cputime.Process()-c0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/wait")
 	})
 	b.Run("rearm", func(b *testing.B) {
 		wake := setup(b)
 		var r Timer
-		c0 := cpu()
+		c0 := cputime.Process()
 		for range b.N {
 			select {
 			case <-wake:
@@ -100,6 +94,6 @@ func BenchmarkWokenWaits(b *testing.B) {
 			}
 			<-r.After(d)
 		}
-		b.ReportMetric(float64(cpu()-c0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/wait")
+		b.ReportMetric(float64(cputime.Process()-c0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/wait")
 	})
 }
