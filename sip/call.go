@@ -99,7 +99,7 @@ func (s *Switch) handleInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	trunk, no := s.screen(req)
 	if no == nil {
 		s.respond(req, tx, 100, "Trying")
-		var dest destination
+		var dest *destination
 		if dest, no = s.resolve(req, start); no == nil {
 			s.take(req, tx, trunk, dest, start, su)
 			return
@@ -140,46 +140,46 @@ type destination struct {
 
 // resolve finds the dialled number, what it is attributed to, and its customer, in service
 // and with a business line.
-func (s *Switch) resolve(req *sipmsg.Request, start time.Time) (destination, *refusal) {
+func (s *Switch) resolve(req *sipmsg.Request, start time.Time) (*destination, *refusal) {
 	// RFC 3261 §8.2.2.1: the Request-URI names the callee; To only if configured.
 	dialled, err := dialledNumber(req.Recipient.User, s.cfg.CountryCode)
 	if err != nil && s.cfg.ToFallback {
 		dialled, err = dialledNumber(req.To().Address.User, s.cfg.CountryCode)
 	}
 	if err != nil {
-		return destination{}, &refusal{code: 404, reason: "Not Found"}
+		return nil, &refusal{code: 404, reason: "Not Found"}
 	}
 	attr, err := s.pool.Attribute(dialled, start)
 	switch {
 	case errors.Is(err, pool.ErrUnknownNumber):
-		return destination{}, &refusal{code: 404, reason: "Not Found"}
+		return nil, &refusal{code: 404, reason: "Not Found"}
 	case errors.Is(err, pool.ErrQuarantined):
 		// A number the operator took out of a running contract is not found; the numbers
 		// of an ended contract, and those held after their customer was deleted, are
 		// not in service.
 		if c, cerr := s.pool.Customer(attr.CustomerID); cerr == nil && pool.InService(&c, start) {
-			return destination{}, &refusal{code: 404, reason: "Not Found"}
+			return nil, &refusal{code: 404, reason: "Not Found"}
 		}
-		return destination{}, &refusal{code: 480, reason: "Not In Service"}
+		return nil, &refusal{code: 480, reason: "Not In Service"}
 	case err != nil:
 		s.log.Error("attribute call", "err", err)
-		return destination{}, &refusal{code: 500, reason: "Server Internal Error"}
+		return nil, &refusal{code: 500, reason: "Server Internal Error"}
 	}
 	cust, err := s.pool.Customer(attr.CustomerID)
 	if err != nil || !pool.InService(&cust, start) {
 		// The contract or the trial ended (RFC 3261 §21.4.18: 480, the callee is not
 		// reachable here now).
-		return destination{}, &refusal{code: 480, reason: "Not In Service"}
+		return nil, &refusal{code: 480, reason: "Not In Service"}
 	}
 	if len(cust.BusinessLines) == 0 {
-		return destination{}, &refusal{code: 480, reason: "Temporarily Unavailable"}
+		return nil, &refusal{code: 480, reason: "Temporarily Unavailable"}
 	}
-	return destination{dialled: dialled, attr: attr, cust: cust}, nil
+	return &destination{dialled: dialled, attr: attr, cust: cust}, nil
 }
 
 // take makes the INVITE a call: its dialog, its durable record and its media, then rings
 // the business lines and holds the call until it ends.
-func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *Trunk, dest destination, start time.Time, su *setup) {
+func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *Trunk, dest *destination, start time.Time, su *setup) {
 	a, err := s.inboundUA(req).ReadInvite(req, tx)
 	if err != nil {
 		s.respond(req, tx, 400, "Bad Request")
@@ -188,7 +188,7 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 	defer a.Close()
 	c := &call{id: pool.NewID(start), a: a, caller: callerNumber(req, s.cfg.CountryCode), confirmed: make(chan struct{})}
 	defer c.release()
-	cust := dest.cust
+	cust := &dest.cust
 	c.log = s.log.With("call_id", c.id, "customer", cust.ID)
 	if no := s.setUp(c, req, trunk, dest, start); no != nil {
 		s.answer(a, no.code, no.reason, nil)
@@ -237,8 +237,8 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 
 // setUp writes the call's record (durable before the business line rings) with its
 // attribution snapshot and caller, and anchors its media where the customer needs it.
-func (s *Switch) setUp(c *call, req *sipmsg.Request, trunk *Trunk, dest destination, start time.Time) *refusal {
-	cust, attr := dest.cust, dest.attr
+func (s *Switch) setUp(c *call, req *sipmsg.Request, trunk *Trunk, dest *destination, start time.Time) *refusal {
+	cust, attr := &dest.cust, &dest.attr
 	c.rec = store.Call{
 		ID: c.id, CustomerID: cust.ID, Dialled: dest.dialled, Node: s.cfg.NodeID,
 		Channel: attr.Channel, Candidates: attr.Candidates, Start: start.UTC(), CallIDA: req.CallID().Value(),
@@ -266,7 +266,7 @@ func (s *Switch) setUp(c *call, req *sipmsg.Request, trunk *Trunk, dest destinat
 		}
 		c.ms = ms
 	}
-	if err := s.saveCall(c.rec, nil); err != nil {
+	if err := s.saveCall(&c.rec, nil); err != nil {
 		c.log.Error("write call record", "err", err)
 		if c.ms != nil {
 			c.ms.Close(nil)
@@ -305,7 +305,7 @@ func plausibleSDP(b []byte) bool {
 // storeCaller fills the caller fields of a call record: the pseudonym (with the customer's
 // key) and either the number, or for a customer with pseudonymous callers only its last
 // three digits.
-func (s *Switch) storeCaller(rec *store.Call, cust store.Customer, caller string) error {
+func (s *Switch) storeCaller(rec *store.Call, cust *store.Customer, caller string) error {
 	if caller == "" {
 		return nil
 	}
@@ -351,11 +351,15 @@ func safeToken(v string, n int) string {
 	return strings.ToValidUTF8(v, "")
 }
 
-// saveCall writes a call record durably, with its recording when it has one.
-func (s *Switch) saveCall(rec store.Call, recording *store.Recording) error {
+// saveCall writes a copy of a call record durably, with its recording when it has one. The
+// record comes by pointer and is copied to the heap here: a 568-byte argument in the call's
+// frames would keep its goroutine's stack from shrinking while the call lasts.
+func (s *Switch) saveCall(rec *store.Call, recording *store.Recording) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.db.Write(ctx, func(tx *store.Tx) error { return putCall(tx, rec, recording) })
+	kept := new(store.Call)
+	*kept = *rec
+	return s.db.Write(ctx, func(tx *store.Tx) error { return putCall(tx, *kept, recording) })
 }
 
 // putCall writes a call record and its recording in tx. rec is a copy, so that the write
@@ -395,7 +399,7 @@ func (s *Switch) finish(c *call, disposition store.Disposition, status int, reas
 		s.ended(e)
 		return
 	}
-	if err := s.saveCall(c.rec, nil); err != nil {
+	if err := s.saveCall(&c.rec, nil); err != nil {
 		c.log.Error("complete call record", "err", err)
 	}
 	s.counted(c.rec.CustomerID, c.log, disposition, status, c.rec.HangupBy, reason)
@@ -423,7 +427,7 @@ type lineAnswer struct {
 
 // ring tries the business lines in order. It returns the answered line, or none and the
 // status to give the caller (0 when the caller cancelled and already got 487).
-func (s *Switch) ring(c *call, cust store.Customer, offer []byte, ms callseam.MediaSession, start time.Time) (lineAnswer, int) {
+func (s *Switch) ring(c *call, cust *store.Customer, offer []byte, ms callseam.MediaSession, start time.Time) (lineAnswer, int) {
 	timeout := cust.RingTimeout
 	if timeout <= 0 {
 		timeout = s.cfg.RingTimeout
@@ -618,7 +622,7 @@ func (s *Switch) reject(c *call, code int) {
 
 // talk answers the caller with the business line's SDP and holds the call until one side
 // hangs up, the fair-use maximum passes or the switch shuts down.
-func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust store.Customer) {
+func (s *Switch) talk(c *call, ans lineAnswer, ms callseam.MediaSession, cust *store.Customer) {
 	defer c.confirm() // the paths that end the call before the caller's 200
 	a := c.a
 	var answer []byte

@@ -107,7 +107,7 @@ func (s *Switch) writeBatch(batch []*ending) {
 	cancel()
 	for _, e := range batch {
 		if err != nil && len(batch) > 1 {
-			err1 := s.saveCall(e.rec, e.recording)
+			err1 := s.saveCall(&e.rec, e.recording)
 			if err1 != nil {
 				e.log.Error("complete call record", "err", err1)
 			}
