@@ -289,7 +289,8 @@ func TestPtimeChangeKeepsThePromptsPlace(t *testing.T) {
 
 // The loop's wheel serves each session's frames once and on time, a few milliseconds late at
 // most (its grid), for frames of 20 and 40 ms and keep-alives a second apart, across turns of
-// the wheel and after a stall longer than one turn, and forgets a session whose legs stopped.
+// the wheel and after a stall longer than one turn, and forgets a session whose legs stopped;
+// only the slots in use hold arrays.
 func TestWheelServesFramesOnTime(t *testing.T) {
 	l := &loop{gridOff: genGrid / 2}
 	p := NewPrompt("long", make([]int16, 8000*60)) // a minute: it does not end here
@@ -336,6 +337,17 @@ func TestWheelServesFramesOnTime(t *testing.T) {
 	for ; now < t0+int64(6*time.Second); now += int64(time.Millisecond) {
 		l.generateDue(now)
 		check(now, t0)
+	}
+	// Only the slots in use hold arrays: three sessions due in at most three slots at a time,
+	// and the one being visited.
+	arrays := len(l.gen.free)
+	for _, sl := range l.gen.slots {
+		if sl != nil {
+			arrays++
+		}
+	}
+	if arrays > 4 {
+		t.Fatalf("the wheel holds %d arrays for 3 sessions, want at most 4", arrays)
 	}
 	// A stall of 4 s, longer than a turn of the wheel (2.56 s): the prompts resume from
 	// then without a burst of the frames missed (loop.generate), the keep-alive sends the
