@@ -670,8 +670,8 @@ func (l *loop) start(s *Session) {
 type genWheel struct {
 	slots [wheelSlots][]filed
 	free  [][]filed // empty arrays, cleared
-	n     int   // entries on the wheel, those left behind by a session filed again included
-	pos   int64 // the grid time of the next slot to visit, while n > 0 or visiting
+	n     int       // entries on the wheel, those left behind by a session filed again included
+	pos   int64     // the grid time of the next slot to visit, while n > 0 or visiting
 	// visiting: the loop is in the slot at pos; pos moves on from it, whatever n is.
 	visiting bool
 }
