@@ -185,8 +185,9 @@ type admission struct {
 // most by half), once for the setups admitted before the cut. It never stays under what
 // the setups done in the last second need at the time allowed (Little's law: done a second
 // times the time allowed): a cut stops there, and, while no rate limit is in force, a setup
-// done in time lifts it there, so neither a burst the switch works off nor a pause of it (a
-// collection, a slow commit) refuses calls it carries in time. The
+// done in time lifts it there (while the switch shows no strain, to the need at setupPause),
+// so neither a burst the switch works off nor a pause of it (a collection, a slow commit)
+// refuses calls it carries in time. The
 // time is the switch's own, from its queues to ringing, the store's commit of the call's
 // record included, and past ringing on a baseline of its own: the least of the last five to
 // ten seconds is the baseline, so a disk that is slow for a while raises what is allowed.
@@ -199,6 +200,14 @@ const (
 	// the setups in flight after this long, counted as a setup that took that long.
 	setupExpire = 4 * time.Second
 	setupCalm   = 10 * time.Second // without a cut for this long, the limit slow-starts again
+	// setupPause: while the switch shows no strain (strained), a setup done in time lifts
+	// the limit to what the setups done in the last second need at this time, the longest
+	// the admitted calls' setups should take: a pause of the switch that long (a
+	// collection's assists, a slow commit) is ridden out with the calls it lets in waiting,
+	// not refused. At the time allowed alone, ~100 ms, such pauses refused 16-82 calls in a
+	// third of the disclaimer runs at 500 calls a second (docs/benchmarks.md). Once strained
+	// (an overload's first interval shows it) the lift is back to the time allowed.
+	setupPause = 250 * time.Millisecond
 )
 
 // baseline is the least of the times seen in the current and the last setupBaseWindow.
@@ -498,7 +507,11 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 	// lifted there too, to ~180 at 4,000 direct calls offered, more calls waited in the
 	// queue (docs/benchmarks.md).
 	if a.lim.rate == 0 {
-		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(allowed)))
+		need := allowed
+		if !a.strained(now) {
+			need = max(need, setupPause)
+		}
+		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(need)))
 	}
 	if float64(a.inFlight()+1) < a.conc/2 {
 		return // the limit is not in use: nothing says the switch could take more

@@ -430,14 +430,24 @@ func steadySetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int
 	}
 }
 
+// strainedSetups is steadySetups with the switch showing strain at each (admission.strain).
+func strainedSetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int, every time.Duration) {
+	t.Helper()
+	for range n {
+		a.strain(*now)
+		steadySetups(t, a, now, key, 1, every)
+	}
+}
+
 // A cut of the setups' limit stops at what the setups done in the last second need at the
 // time allowed (Little's law): after a second of 500 setups of 1 ms (never more than one in
-// flight) a burst is admitted and one of its setups takes 1 s; 500 a second at 81 ms need
-// 40.5, more than half the limit.
+// flight), with the switch strained (so that the limit is not lifted past that need), a
+// burst is admitted and one of its setups takes 1 s; 500 a second at 81 ms need 40.5, more
+// than half the limit.
 func TestAdmissionSetupLimitFloor(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
 	now, key := admitT0, uint64(0)
-	steadySetups(t, a, &now, &key, 500, 2*time.Millisecond)
+	strainedSetups(t, a, &now, &key, 500, 2*time.Millisecond)
 	a.allow(now, 0) // closes the interval
 	burst := key + 1
 	for range setupInit {
@@ -480,6 +490,32 @@ func TestAdmissionSetupLimitFollowsRate(t *testing.T) {
 	}
 	if b.conc != setupInit {
 		t.Errorf("limit under a rate limit = %v, want %v (not lifted)", b.conc, setupInit)
+	}
+}
+
+// While the switch shows no strain the limit covers what the setups done need at
+// setupPause: after a second of 500 setups a second, a 220 ms pause in which 110 setups are
+// admitted and none is done refuses none of them. While strained (a queue's delay, a cut, a
+// refusal in the last second), the lift is to the time allowed alone.
+func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now, key := admitT0, uint64(0)
+	steadySetups(t, a, &now, &key, 600, 2*time.Millisecond)
+	if want := 500 * setupPause.Seconds(); a.conc < want-2 {
+		t.Fatalf("limit at 500 setups a second = %v, want about %v", a.conc, want)
+	}
+	for range 110 {
+		key++
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("setup %d of a 220 ms pause refused (%s), limit %v", key, r, a.conc)
+		}
+		now = now.Add(2 * time.Millisecond)
+	}
+	b := newAdmission(20*time.Millisecond, 0, nil)
+	now, key = admitT0, 0
+	strainedSetups(t, b, &now, &key, 600, 2*time.Millisecond)
+	if b.conc != setupInit {
+		t.Errorf("limit while strained = %v, want %v (500 a second at the time allowed need ~41)", b.conc, setupInit)
 	}
 }
 
