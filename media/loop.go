@@ -698,12 +698,12 @@ func (l *loop) file(s *Session, t int64) {
 	at = max(at, w.pos)
 	s.wheelAt = at
 	i := l.slot(at)
-	w.slots[i] = append(w.slot(i), filed{s, at})
+	w.slots[i] = append(w.array(i), filed{s, at})
 	w.n++
 }
 
-// slot is the wheel's slot i, with a free array if it had none.
-func (w *genWheel) slot(i int64) []filed {
+// array is the wheel's slot i, with a free array if it had none.
+func (w *genWheel) array(i int64) []filed {
 	if w.slots[i] == nil && len(w.free) > 0 {
 		w.slots[i], w.free = w.free[len(w.free)-1], w.free[:len(w.free)-1]
 	}
@@ -745,7 +745,7 @@ func (l *loop) generateDue(now int64) int64 {
 			switch {
 			case e.s.wheelAt != e.at: // filed again since
 			case e.at > w.pos: // a turn of the wheel ahead
-				w.slots[i] = append(w.slot(i), e)
+				w.slots[i] = append(w.array(i), e)
 				w.n++
 			default:
 				e.s.wheelAt = 0

@@ -507,11 +507,11 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 	// lifted there too, to ~180 at 4,000 direct calls offered, more calls waited in the
 	// queue (docs/benchmarks.md).
 	if a.lim.rate == 0 {
-		need := allowed
+		each := allowed
 		if !a.strained(now) {
-			need = max(need, setupPause)
+			each = max(each, setupPause)
 		}
-		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(need)))
+		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(each)))
 	}
 	if float64(a.inFlight()+1) < a.conc/2 {
 		return // the limit is not in use: nothing says the switch could take more

@@ -360,9 +360,8 @@ func safeToken(v string, n int) string {
 func (s *Switch) saveCall(rec *store.Call, recording *store.Recording) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kept := new(store.Call)
-	*kept = *rec
-	return s.db.Write(ctx, func(tx *store.Tx) error { return putCall(tx, *kept, recording) })
+	kept := *rec
+	return s.db.Write(ctx, func(tx *store.Tx) error { return putCall(tx, kept, recording) })
 }
 
 // putCall writes a call record and its recording in tx. rec is a copy, so that the write
