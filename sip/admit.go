@@ -39,13 +39,18 @@ import (
 // (here), overload_setups on the time its part of a setup takes (the limit on setups in
 // flight, below). An INVITE that finds the queue standing for more than admitStale times
 // the target (Config.OverloadDelay) is refused at once: the queue, and so the wait of the
-// calls admitted, stays bounded from the first interval of an overload on. The queue here
-// is the socket's and the switch's, and also the backlog behind them: how long the last
-// INVITE admitted waited from its admission until its handler started (observeHandler),
-// which the handlers see even while the drain goroutine is starved of the CPU, for as long
-// as an INVITE admitted still waits for its handler (handlerWait). And the delay is read the
-// way CoDel reads a queue: the least delay of the datagrams in each 100 ms interval. A burst
-// that the switch works off within the interval leaves some datagram with a short wait; only a standing queue makes all of them wait longer than the target. The
+// calls admitted, stays bounded from the first interval of an overload on. Unless the queue
+// began to stand while the switch was quiet (it had shed no load for a second: quiet), no
+// longer than setupPause ago: that is a pause of the process, a collection's assists or a
+// slow commit, which the calls let in wait out (ridesOut); an overload sheds at once, by its
+// setups' limit if not by the queue, and from its first refusal on the rule holds. The
+// queue here is the socket's and the switch's, and also the backlog behind them: how long
+// the last INVITE admitted waited from its admission until its handler started
+// (observeHandler), which the handlers see even while the drain goroutine is starved of the
+// CPU, for as long as an INVITE admitted still waits for its handler (handlerWait). And the
+// delay is read the way CoDel reads a queue: the least delay of the datagrams in each 100 ms
+// interval. A burst that the switch works off within the interval leaves some datagram with
+// a short wait; only a standing queue makes all of them wait longer than the target. The
 // switch's goroutines wait too once it has read the datagrams: for a core, when the work it
 // took in (business lines' answers, ACKs, BYEs, recordings' ends) is more than its cores do.
 // So the Go scheduler's waits count too (schedProbe): the mean over the last second of their
@@ -139,6 +144,9 @@ type admission struct {
 	// strainedUntil (unix ns): the switch's delay was seen out of its quiet range (strain)
 	// lately. Read without mu by the drain, per read (strained).
 	strainedUntil atomic.Int64
+	// shedAt (unix ns): the last sign that the switch sheds load: a call refused for overload,
+	// a cut of the setups' limit, a rate limit in force at an interval's end (quiet).
+	shedAt int64
 
 	// sched reads the 90th percentile of the scheduler's waits since its last read
 	// (schedProbe), and the CPU time the process has used (nil: none, as in tests that do not
@@ -189,7 +197,7 @@ type admission struct {
 // most by half), once for the setups admitted before the cut. It never stays under what
 // the setups done in the last second need at the time allowed (Little's law: done a second
 // times the time allowed): a cut stops there, and, while no rate limit is in force, a setup
-// done in time lifts it there (while the switch shows no strain, to the need at setupPause),
+// done in time lifts it there (while the switch is quiet, to the need at setupPause),
 // so neither a burst the switch works off nor a pause of it (a collection, a slow commit)
 // refuses calls it carries in time. The
 // time is the switch's own, from its queues to ringing, the store's commit of the call's
@@ -204,13 +212,16 @@ const (
 	// the setups in flight after this long, counted as a setup that took that long.
 	setupExpire = 4 * time.Second
 	setupCalm   = 10 * time.Second // without a cut for this long, the limit slow-starts again
-	// setupPause: while the switch shows no strain (strained), a setup done in time lifts
-	// the limit to what the setups done in the last second need at this time, the longest
-	// the admitted calls' setups should take: a pause of the switch that long (a
-	// collection's assists, a slow commit) is ridden out with the calls it lets in waiting,
-	// not refused. At the time allowed alone, ~100 ms, such pauses refused 16-82 calls in a
-	// third of the disclaimer runs at 500 calls a second (docs/benchmarks.md). Once strained
-	// (an overload's first interval shows it) the lift is back to the time allowed.
+	// setupPause: while the switch is quiet (it shed no load lately), a setup done in time
+	// lifts the limit to what the setups done in the last second need at this time, the
+	// longest the admitted calls' setups should take, and a queue that began to stand no
+	// longer ago refuses no call (ridesOut): a pause of the switch that long (a collection's
+	// assists, a slow commit) is ridden out with the calls it lets in waiting, not refused.
+	// At the time allowed alone, ~100 ms, such pauses refused 16-82 calls in a third of the
+	// disclaimer runs at 500 calls a second, and the queue's rule at admitStale targets up to
+	// 181 (docs/benchmarks.md). Once the switch sheds (an overload fills the limit at once)
+	// the lift is back to the time allowed. Quiet, not free of strain: a datagram that waited
+	// 5-18 ms in the socket strains the switch every second or two at that load.
 	setupPause = 250 * time.Millisecond
 )
 
@@ -249,6 +260,24 @@ func (a *admission) strain(now time.Time) {
 // scheduler's global queue when every P is busy.
 func (a *admission) strained(now time.Time) bool {
 	return now.UnixNano() < a.strainedUntil.Load()
+}
+
+// quiet tells whether the switch has shed no load (shedAt) from strainHold before since on,
+// and has no rate limit in force. Strain alone is not shedding: a datagram that waited 5-18
+// ms in the socket strains a switch at 500 disclaimer calls a second every second or two.
+// Called under mu.
+func (a *admission) quiet(since time.Time) bool {
+	return a.lim.rate == 0 && a.shedAt < since.Add(-strainHold).UnixNano()
+}
+
+// ridesOut tells whether an INVITE that found the queue standing for wait at now is let in
+// all the same: the queue began to stand while the switch was quiet, no longer than
+// setupPause ago. That is a pause of the process (a collection's assists, a slow commit),
+// which the calls let in wait out, the way the setups' limit rides it out (setupPause). An
+// overload sheds at once (its setups fill their limit, its queue cuts the rate), and from
+// its first refusal on the queue's rule is back at admitStale targets. Called under mu.
+func (a *admission) ridesOut(now time.Time, wait time.Duration) bool {
+	return wait <= setupPause && a.quiet(now.Add(-wait))
 }
 
 func newAdmission(target time.Duration, maxCPS float64, m *admitMetrics) *admission {
@@ -303,6 +332,9 @@ func (a *admission) roll(now time.Time) {
 	}
 	if (seen && delay > a.target/2) || a.lim.rate > 0 {
 		a.strain(now)
+	}
+	if a.lim.rate > 0 {
+		a.shedAt = now.UnixNano()
 	}
 	rate := float64(a.admitted) / elapsed.Seconds()
 	switch {
@@ -508,6 +540,7 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 		}
 		a.conc = max(setupMin, min(a.conc, a.setupsNeeded(allowed)), a.conc*max(0.5, float64(allowed)/float64(took)))
 		a.ssthresh, a.cutAt = a.conc, now.UnixNano()
+		a.shedAt = a.cutAt
 		a.strain(now)
 		return
 	}
@@ -518,7 +551,7 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 	// queue (docs/benchmarks.md).
 	if a.lim.rate == 0 {
 		each := allowed
-		if !a.strained(now) {
+		if a.quiet(now) {
 			each = max(each, setupPause)
 		}
 		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(each)))
@@ -553,7 +586,7 @@ func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, ke
 	switch {
 	case a.cap.rate > 0 && !a.cap.take(now):
 		reason = shedMaxCPS
-	case wait > admitStale*a.target:
+	case wait > admitStale*a.target && !a.ridesOut(now, wait):
 		reason = shedStale
 		a.refused++
 		a.strain(now)
@@ -574,6 +607,9 @@ func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, ke
 			}
 		}
 		return ""
+	}
+	if reason != shedMaxCPS {
+		a.shedAt = now.UnixNano()
 	}
 	if a.m != nil {
 		a.m.shed.WithLabelValues(reason).Inc()

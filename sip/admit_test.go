@@ -260,17 +260,44 @@ func TestAdmissionStaleInvite(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
 	now := admitT0
 	a.observe(time.Millisecond, now)
-	if r := a.allow(now, admitStale*20*time.Millisecond); r != "" {
+	stale := admitStale * 20 * time.Millisecond
+	if r := a.allow(now, stale); r != "" {
 		t.Errorf("refused (%s) at a wait of exactly admitStale times the target", r)
 	}
-	if r := a.allow(now, admitStale*20*time.Millisecond+time.Millisecond); r != shedStale {
-		t.Errorf("an INVITE that found the queue standing past admitStale times the target: %q, want overload", r)
+	// A quiet switch rides out a pause of up to setupPause: the queue stood that long.
+	if r := a.allow(now, stale+time.Millisecond); r != "" {
+		t.Errorf("an INVITE that found the queue of a quiet switch standing past admitStale targets: %q, want admitted", r)
 	}
-	if r := a.allow(now, maxWait); r != shedStale {
+	if r := a.allow(now, setupPause); r != "" {
+		t.Errorf("an INVITE that found the queue of a quiet switch standing setupPause: %q, want admitted", r)
+	}
+	if r := a.allow(now, setupPause+time.Millisecond); r != shedStale {
+		t.Errorf("an INVITE that found the queue standing past setupPause: %q, want overload", r)
+	}
+	// The switch shed a call: from then on past admitStale targets is overload again, ...
+	if r := a.allow(now, stale+time.Millisecond); r != shedStale {
+		t.Errorf("an INVITE that found the queue standing past admitStale targets after a refusal: %q, want overload", r)
+	}
+	// ... for a queue that began to stand within strainHold of the refusal.
+	later := now.Add(strainHold + stale)
+	if r := a.allow(later, stale+time.Millisecond); r != shedStale {
+		t.Errorf("a queue that began to stand a strainHold after a refusal: %q, want overload", r)
+	}
+	later = later.Add(strainHold + stale + 2*time.Millisecond) // that refusal was the last
+	if r := a.allow(later, stale+time.Millisecond); r != "" {
+		t.Errorf("a queue that began to stand past a strainHold after a refusal: %q, want admitted", r)
+	}
+	if r := a.allow(later, maxWait); r != shedStale {
 		t.Errorf("an INVITE that found the queue full: %q, want overload", r)
 	}
-	if r := a.allow(now, 0); r != "" {
+	if r := a.allow(later, 0); r != "" {
 		t.Errorf("over TCP (no wait known): %q, want admitted", r)
+	}
+	// Under a rate limit a queue past admitStale targets is overload, quiet or not.
+	b := newAdmission(20*time.Millisecond, 0, nil)
+	b.lim.setRate(1000, now)
+	if r := b.allow(now, stale+time.Millisecond); r != shedStale {
+		t.Errorf("a stale INVITE under a rate limit: %q, want overload", r)
 	}
 }
 
@@ -332,7 +359,7 @@ func TestAdmissionStrained(t *testing.T) {
 		t.Fatal("still strained a strainHold later")
 	}
 	now = now.Add(2 * strainHold)
-	if r := a.allow(now, admitStale*a.target+time.Millisecond); r != shedStale {
+	if r := a.allow(now, setupPause+time.Millisecond); r != shedStale {
 		t.Fatalf("a stale INVITE: %q, want refused", r)
 	}
 	if !a.strained(now.Add(strainHold / 2)) {
@@ -451,24 +478,27 @@ func steadySetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int
 	}
 }
 
-// strainedSetups is steadySetups with the switch showing strain at each (admission.strain).
-func strainedSetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int, every time.Duration) {
+// sheddingSetups is steadySetups with the switch refusing a call for overload before each
+// (an INVITE that found the queue full): it is not quiet.
+func sheddingSetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int, every time.Duration) {
 	t.Helper()
 	for range n {
-		a.strain(*now)
+		if r := a.allow(*now, maxWait); r != shedStale {
+			t.Fatalf("an INVITE that found the queue full: %q, want overload", r)
+		}
 		steadySetups(t, a, now, key, 1, every)
 	}
 }
 
 // A cut of the setups' limit stops at what the setups done in the last second need at the
 // time allowed (Little's law): after a second of 500 setups of 1 ms (never more than one in
-// flight), with the switch strained (so that the limit is not lifted past that need), a
+// flight), with the switch shedding (so that the limit is not lifted past that need), a
 // burst is admitted and one of its setups takes 1 s; 500 a second at 81 ms need 40.5, more
 // than half the limit.
 func TestAdmissionSetupLimitFloor(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
 	now, key := admitT0, uint64(0)
-	strainedSetups(t, a, &now, &key, 500, 2*time.Millisecond)
+	sheddingSetups(t, a, &now, &key, 500, 2*time.Millisecond)
 	a.allow(now, 0) // closes the interval
 	burst := key + 1
 	for range setupInit {
@@ -514,10 +544,10 @@ func TestAdmissionSetupLimitFollowsRate(t *testing.T) {
 	}
 }
 
-// While the switch shows no strain the limit covers what the setups done need at
-// setupPause: after a second of 500 setups a second, a 220 ms pause in which 110 setups are
-// admitted and none is done refuses none of them. While strained (a queue's delay, a cut, a
-// refusal in the last second), the lift is to the time allowed alone.
+// While the switch is quiet the limit covers what the setups done need at setupPause: after a
+// second of 500 setups a second, a 220 ms pause in which 110 setups are admitted and none is
+// done refuses none of them, strain or not (a datagram that waited in the socket). While it
+// sheds (a refusal or a cut in the last second), the lift is to the time allowed alone.
 func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
 	now, key := admitT0, uint64(0)
@@ -534,9 +564,18 @@ func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	}
 	b := newAdmission(20*time.Millisecond, 0, nil)
 	now, key = admitT0, 0
-	strainedSetups(t, b, &now, &key, 600, 2*time.Millisecond)
+	sheddingSetups(t, b, &now, &key, 600, 2*time.Millisecond)
 	if b.conc != setupInit {
-		t.Errorf("limit while strained = %v, want %v (500 a second at the time allowed need ~41)", b.conc, setupInit)
+		t.Errorf("limit while shedding = %v, want %v (500 a second at the time allowed need ~41)", b.conc, setupInit)
+	}
+	c := newAdmission(20*time.Millisecond, 0, nil)
+	now, key = admitT0, 0
+	for range 600 {
+		c.strain(now)
+		steadySetups(t, c, &now, &key, 1, 2*time.Millisecond)
+	}
+	if want := 500 * setupPause.Seconds(); c.conc < want-2 {
+		t.Errorf("limit of a switch strained but quiet = %v, want about %v", c.conc, want)
 	}
 }
 
