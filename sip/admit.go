@@ -197,10 +197,9 @@ type admission struct {
 // most by half), once for the setups admitted before the cut. It never stays under what
 // the setups done in the last second need at the time allowed (Little's law: done a second
 // times the time allowed): a cut stops there, and, while no rate limit is in force, a setup
-// done in time lifts it there (while the switch is quiet, to the need at setupPause),
-// so neither a burst the switch works off nor a pause of it (a collection, a slow commit)
-// refuses calls it carries in time. The
-// time is the switch's own, from its queues to ringing, the store's commit of the call's
+// done in time lifts it there. While the switch is quiet the time allowed is setupPause at
+// the least, so neither a burst the switch works off nor a pause of it (a collection, a slow
+// commit) refuses calls it carries in time. The time is the switch's own, from its queues to ringing, the store's commit of the call's
 // record included, and past ringing on a baseline of its own: the least of the last five to
 // ten seconds is the baseline, so a disk that is slow for a while raises what is allowed.
 const (
@@ -219,9 +218,11 @@ const (
 	// assists, a slow commit) is ridden out with the calls it lets in waiting, not refused.
 	// At the time allowed alone, ~100 ms, such pauses refused 16-82 calls in a third of the
 	// disclaimer runs at 500 calls a second, and the queue's rule at admitStale targets up to
-	// 181 (docs/benchmarks.md). Once the switch sheds (an overload fills the limit at once)
-	// the lift is back to the time allowed. Quiet, not free of strain: a datagram that waited
-	// 5-18 ms in the socket strains the switch every second or two at that load.
+	// 181 (docs/benchmarks.md). While quiet, a setup is allowed this long (adaptSetups):
+	// those the pause slowed do not cut the limit. Once the switch sheds (an overload fills
+	// the limit at once) the time allowed is back to its own. Quiet, not free of strain: a
+	// datagram that waited 5-18 ms in the socket strains the switch every second or two at
+	// that load.
 	setupPause = 250 * time.Millisecond
 )
 
@@ -534,6 +535,13 @@ func (a *admission) setupsNeeded(allowed time.Duration) float64 {
 // took took. Called under mu.
 func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, now time.Time) {
 	allowed := base.add(took, now) + admitStale*a.target
+	if a.quiet(now) {
+		// A quiet switch rides out a pause (setupPause): a setup of that long is in time,
+		// and does not cut the limit: cut by the setups that a collection's assists of 100
+		// ms slowed to 88-99 ms, the limit then refused 6-121 calls of the pause
+		// (docs/benchmarks.md).
+		allowed = max(allowed, setupPause)
+	}
 	if took > allowed {
 		if at < a.cutAt {
 			return // admitted before the last cut, which counted it already
@@ -550,11 +558,7 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 	// lifted there too, to ~180 at 4,000 direct calls offered, more calls waited in the
 	// queue (docs/benchmarks.md).
 	if a.lim.rate == 0 {
-		each := allowed
-		if a.quiet(now) {
-			each = max(each, setupPause)
-		}
-		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(each)))
+		a.conc = max(a.conc, min(setupMax, a.setupsNeeded(allowed)))
 	}
 	if float64(a.inFlight()+1) < a.conc/2 {
 		return // the limit is not in use: nothing says the switch could take more

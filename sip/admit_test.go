@@ -493,8 +493,8 @@ func sheddingSetups(t *testing.T, a *admission, now *time.Time, key *uint64, n i
 // A cut of the setups' limit stops at what the setups done in the last second need at the
 // time allowed (Little's law): after a second of 500 setups of 1 ms (never more than one in
 // flight), with the switch shedding (so that the limit is not lifted past that need), a
-// burst is admitted and one of its setups takes 1 s; 500 a second at 81 ms need 40.5, more
-// than half the limit.
+// burst is admitted and one of its setups takes 900 ms (within a second of the last
+// refusal); 500 a second at 81 ms need 40.5, more than half the limit.
 func TestAdmissionSetupLimitFloor(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
 	now, key := admitT0, uint64(0)
@@ -505,7 +505,7 @@ func TestAdmissionSetupLimitFloor(t *testing.T) {
 		key++
 		a.allowSetup(now, 0, key, true)
 	}
-	a.setupDone(burst, now.Add(time.Second))
+	a.setupDone(burst, now.Add(900*time.Millisecond))
 	if want := 500 * 0.081; a.conc < want-0.5 || a.conc > want+0.5 {
 		t.Errorf("limit after a slow setup = %v, want about %v (the last second's need)", a.conc, want)
 	}
@@ -555,12 +555,26 @@ func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	if want := 500 * setupPause.Seconds(); a.conc < want-2 {
 		t.Fatalf("limit at 500 setups a second = %v, want about %v", a.conc, want)
 	}
+	paused := key + 1
 	for range 110 {
 		key++
 		if r := a.allowSetup(now, 0, key, true); r != "" {
 			t.Fatalf("setup %d of a 220 ms pause refused (%s), limit %v", key, r, a.conc)
 		}
 		now = now.Add(2 * time.Millisecond)
+	}
+	// The pause ends: its setups, done now, took up to 220 ms, more than the 81 ms allowed a
+	// switch that sheds, and cut nothing; nor does the queue the pause left refuse a call.
+	limit := a.conc
+	for k := paused; k <= key; k++ {
+		a.setupDone(k, now)
+	}
+	if a.conc < limit {
+		t.Errorf("limit after the pause's setups = %v, want %v or more (not cut)", a.conc, limit)
+	}
+	key++
+	if r := a.allowSetup(now, 150*time.Millisecond, key, true); r != "" {
+		t.Errorf("an INVITE that found the queue standing 150 ms after the pause: %q, want admitted", r)
 	}
 	b := newAdmission(20*time.Millisecond, 0, nil)
 	now, key = admitT0, 0
