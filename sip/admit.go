@@ -40,7 +40,7 @@ import (
 // flight, below). An INVITE that finds the queue standing for more than admitStale times
 // the target (Config.OverloadDelay) is refused at once: the queue, and so the wait of the
 // calls admitted, stays bounded from the first interval of an overload on. Unless the queue
-// began to stand while the switch was quiet (it had shed no load for a second: quiet), no
+// began to stand while the switch was quiet (it had shed no load for 10 s: quiet), no
 // longer than setupPause ago: that is a pause of the process, a collection's assists or a
 // slow commit, which the calls let in wait out (ridesOut); an overload sheds at once, by its
 // setups' limit if not by the queue, and from its first refusal on the rule holds. The
@@ -263,12 +263,21 @@ func (a *admission) strained(now time.Time) bool {
 	return now.UnixNano() < a.strainedUntil.Load()
 }
 
-// quiet tells whether the switch has shed no load (shedAt) from strainHold before since on,
+// quietAfter is how long a switch that shed load (shedAt) is not quiet. Past its knee the
+// rate limit is lifted after a second without a refusal and the overload is back at once:
+// quiet after a second, such a switch let in calls that waited up to setupPause, and with
+// the setups' limit lifted to what 2,000 setups a second need at that time its admitted
+// calls' setup p99 at 4,000 direct calls a second offered went from 212 to 256 ms
+// (docs/benchmarks.md). An overload refuses calls every second; a switch far from its knee
+// goes minutes without.
+const quietAfter = 10 * time.Second
+
+// quiet tells whether the switch has shed no load (shedAt) from quietAfter before since on,
 // and has no rate limit in force. Strain alone is not shedding: a datagram that waited 5-18
 // ms in the socket strains a switch at 500 disclaimer calls a second every second or two.
 // Called under mu.
 func (a *admission) quiet(since time.Time) bool {
-	return a.lim.rate == 0 && a.shedAt < since.Add(-strainHold).UnixNano()
+	return a.lim.rate == 0 && a.shedAt < since.Add(-quietAfter).UnixNano()
 }
 
 // ridesOut tells whether an INVITE that found the queue standing for wait at now is let in

@@ -278,14 +278,14 @@ func TestAdmissionStaleInvite(t *testing.T) {
 	if r := a.allow(now, stale+time.Millisecond); r != shedStale {
 		t.Errorf("an INVITE that found the queue standing past admitStale targets after a refusal: %q, want overload", r)
 	}
-	// ... for a queue that began to stand within strainHold of the refusal.
-	later := now.Add(strainHold + stale)
+	// ... for a queue that began to stand within quietAfter of the refusal.
+	later := now.Add(quietAfter + stale)
 	if r := a.allow(later, stale+time.Millisecond); r != shedStale {
-		t.Errorf("a queue that began to stand a strainHold after a refusal: %q, want overload", r)
+		t.Errorf("a queue that began to stand quietAfter after a refusal: %q, want overload", r)
 	}
-	later = later.Add(strainHold + stale + 2*time.Millisecond) // that refusal was the last
+	later = later.Add(quietAfter + stale + 2*time.Millisecond) // that refusal was the last
 	if r := a.allow(later, stale+time.Millisecond); r != "" {
-		t.Errorf("a queue that began to stand past a strainHold after a refusal: %q, want admitted", r)
+		t.Errorf("a queue that began to stand past quietAfter after a refusal: %q, want admitted", r)
 	}
 	if r := a.allow(later, maxWait); r != shedStale {
 		t.Errorf("an INVITE that found the queue full: %q, want overload", r)
