@@ -47,8 +47,7 @@ import (
 // queue here is the socket's and the switch's, and also the backlog behind them: how long
 // the last INVITE admitted waited from its admission until its handler started
 // (observeHandler), which the handlers see even while the drain goroutine is starved of the
-// CPU, for as long as an INVITE admitted still waits for its handler (handlerWait). And the
-// delay is read the way CoDel reads a queue: the least delay of the datagrams in each 100 ms
+// CPU. And the delay is read the way CoDel reads a queue: the least delay of the datagrams in each 100 ms
 // interval. A burst that the switch works off within the interval leaves some datagram with
 // a short wait; only a standing queue makes all of them wait longer than the target. The
 // switch's goroutines wait too once it has read the datagrams: for a core, when the work it
@@ -135,10 +134,6 @@ type admission struct {
 	// admission to its handler's first line (sipgo's reader, parse, goroutine), and when.
 	handler   time.Duration
 	handlerAt time.Time
-	// unstarted: the INVITEs admitted over UDP whose handler has not started yet, by key,
-	// with when each was admitted (unix ns). None: the backlog the last handler's wait
-	// measured is gone.
-	unstarted map[uint64]int64
 	step      float64 // the limit's growth an interval: a twentieth of its first cut
 
 	// strainedUntil (unix ns): the switch's delay was seen out of its quiet range (strain)
@@ -263,13 +258,11 @@ func (a *admission) strained(now time.Time) bool {
 	return now.UnixNano() < a.strainedUntil.Load()
 }
 
-// quietAfter is how long a switch that shed load (shedAt) is not quiet. Past its knee the
-// rate limit is lifted after a second without a refusal and the overload is back at once:
-// quiet after a second, such a switch let in calls that waited up to setupPause, and with
-// the setups' limit lifted to what 2,000 setups a second need at that time its admitted
-// calls' setup p99 at 4,000 direct calls a second offered went from 212 to 256 ms
-// (docs/benchmarks.md). An overload refuses calls every second; a switch far from its knee
-// goes minutes without.
+// quietAfter is how long a switch that shed load (shedAt) is not quiet: the ride-out of a
+// pause is for a switch far from its knee, which goes minutes without a refusal. Past its
+// knee the rate limit is lifted after a second without a refusal and the overload is back
+// at once; a switch quiet a second later would let its calls wait up to setupPause, with
+// the setups' limit lifted to what 2,000 setups a second need at that time.
 const quietAfter = 10 * time.Second
 
 // quiet tells whether the switch has shed no load (shedAt) from quietAfter before since on,
@@ -294,8 +287,7 @@ func newAdmission(target time.Duration, maxCPS float64, m *admitMetrics) *admiss
 	if target <= 0 {
 		target = DefaultOverloadDelay
 	}
-	a := &admission{target: target, m: m, flight: map[uint64]int64{}, lines: map[uint64]int64{}, unstarted: map[uint64]int64{},
-		conc: setupInit, ssthresh: setupMax}
+	a := &admission{target: target, m: m, flight: map[uint64]int64{}, lines: map[uint64]int64{}, conc: setupInit, ssthresh: setupMax}
 	if maxCPS > 0 {
 		a.cap = newTokenBucket(maxCPS)
 	}
@@ -390,11 +382,6 @@ func (a *admission) roll(now time.Time) {
 		if age := now.Sub(time.Unix(0, at)); age > setupExpire {
 			delete(a.flight, key)
 			a.adaptSetups(&a.setupBase, at, age, now)
-		}
-	}
-	for key, at := range a.unstarted {
-		if now.Sub(time.Unix(0, at)) > setupExpire {
-			delete(a.unstarted, key) // sipgo dropped it
 		}
 	}
 	if a.answering > 0 {
@@ -630,41 +617,27 @@ func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, ke
 	return reason
 }
 
-// handlerDue notes that the INVITE with key, admitted over UDP at at, waits for its handler
-// (observeHandler).
-func (a *admission) handlerDue(key uint64, at time.Time) {
+// observeHandler takes how long an INVITE admitted over UDP waited from its admission to
+// its handler's first line, seen at now. That wait is the backlog of work the switch has
+// let in and not yet started: the goroutines ahead of the handler's, all on the CPU, none
+// on the disk. Under it the drain itself may be starved of the CPU and see the queue only
+// late; the handlers, which run all the time, see it as it builds.
+func (a *admission) observeHandler(wait time.Duration, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.unstarted[key] = at.UnixNano()
-}
-
-// observeHandler takes how long the INVITE with key, admitted over UDP, waited from its
-// admission to its handler's first line, seen at now. That wait is the backlog of work the
-// switch has let in and not yet started: the goroutines ahead of the handler's, all on the
-// CPU, none on the disk. Under it the drain itself may be starved of the CPU and see the
-// queue only late; the handlers, which run all the time, see it as it builds.
-func (a *admission) observeHandler(key uint64, wait time.Duration, now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.unstarted, key)
 	a.handler, a.handlerAt = max(wait, 0), now
 	if wait > a.target/2 {
 		a.strain(now)
 	}
 }
 
-// handlerWait is the last handler's wait (observeHandler) while it is recent, observed
-// within two intervals of now, and an INVITE admitted still waits for its handler; else 0.
-// So a switch that refuses every new call for it admits one again as soon as the handlers
-// of the INVITEs it admitted have all started: the backlog is gone, and that last wait
-// would refuse every call for up to two intervals more (116 calls after a collection's pause
-// at 500 calls a second, docs/benchmarks.md). Within two intervals if one never starts
-// (sipgo dropped it), and the handler of the next call admitted tells whether the backlog
-// is gone.
+// handlerWait is the last handler's wait (observeHandler) while it is recent: observed
+// within two intervals of now, else 0. So a switch that refuses every new call for it admits
+// one again within two intervals, and its handler tells whether the backlog is gone.
 func (a *admission) handlerWait(now time.Time) time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.handlerAt.IsZero() || now.Sub(a.handlerAt) > 2*admitInterval || len(a.unstarted) == 0 {
+	if a.handlerAt.IsZero() || now.Sub(a.handlerAt) > 2*admitInterval {
 		return 0
 	}
 	return a.handler
@@ -812,7 +785,7 @@ func (s *Switch) shed(req *sipmsg.Request, tx sipmsg.ServerTransaction) (su *set
 	if keyed && req.Transport() == "UDP" {
 		if at, ok := s.inv.admittedAt(key); ok {
 			now := s.now()
-			s.adm.observeHandler(key, now.Sub(at), now)
+			s.adm.observeHandler(now.Sub(at), now)
 			return su, false // admitConn took it
 		}
 	}

@@ -408,7 +408,6 @@ func (c *admitConn) drain() {
 				}
 				if reason := c.s.adm.allowSetup(now, wait, ref.key, true); reason == "" {
 					c.s.inv.admit(ref.key, now)
-					c.s.adm.handlerDue(ref.key, now)
 					break
 				}
 				c.s.inv.refuse(ref.key)

@@ -301,41 +301,20 @@ func TestAdmissionStaleInvite(t *testing.T) {
 	}
 }
 
-// The handlers' wait counts while it is recent and an INVITE admitted waits for its handler:
-// a switch that refused everything for it admits again within two intervals, or as soon as
-// the handlers of the INVITEs it admitted have all started.
+// The handlers' wait counts while it is recent: a switch that refused everything for it
+// admits again within two intervals.
 func TestAdmissionHandlerWait(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
 	now := admitT0
 	if got := a.handlerWait(now); got != 0 {
 		t.Errorf("handlerWait before any handler = %v, want 0", got)
 	}
-	a.allow(now, 0) // opens the first interval
-	a.handlerDue(1, now)
-	a.handlerDue(2, now)
-	a.observeHandler(1, 300*time.Millisecond, now)
+	a.observeHandler(300*time.Millisecond, now)
 	if got := a.handlerWait(now.Add(admitInterval)); got != 300*time.Millisecond {
 		t.Errorf("handlerWait an interval later = %v, want 300ms", got)
 	}
 	if got := a.handlerWait(now.Add(2*admitInterval + time.Millisecond)); got != 0 {
 		t.Errorf("handlerWait past two intervals = %v, want 0", got)
-	}
-	// Once every INVITE admitted has its handler, the backlog is gone.
-	a.observeHandler(2, 290*time.Millisecond, now)
-	if got := a.handlerWait(now); got != 0 {
-		t.Errorf("handlerWait with no INVITE waiting for its handler = %v, want 0", got)
-	}
-	a.handlerDue(3, now)
-	if got := a.handlerWait(now); got != 290*time.Millisecond {
-		t.Errorf("handlerWait with an INVITE admitted since = %v, want 290ms", got)
-	}
-	// An INVITE whose handler never comes (sipgo dropped it) stops counting after setupExpire.
-	a.observeHandler(4, 200*time.Millisecond, now) // an INVITE retransmitted: not due
-	later := now.Add(setupExpire + admitInterval)
-	a.allow(later, 0) // closes an interval
-	a.observeHandler(5, 200*time.Millisecond, later)
-	if got := a.handlerWait(later); got != 0 {
-		t.Errorf("handlerWait after the INVITE waiting expired = %v, want 0", got)
 	}
 }
 
@@ -347,11 +326,11 @@ func TestAdmissionStrained(t *testing.T) {
 	if a.strained(now) {
 		t.Fatal("strained before any sign")
 	}
-	a.observeHandler(1, 5*time.Millisecond, now)
+	a.observeHandler(5*time.Millisecond, now)
 	if a.strained(now) {
 		t.Fatal("strained by a handler that waited a quarter of the target")
 	}
-	a.observeHandler(1, 15*time.Millisecond, now)
+	a.observeHandler(15*time.Millisecond, now)
 	if !a.strained(now) || !a.strained(now.Add(strainHold-time.Millisecond)) {
 		t.Fatal("not strained after a handler waited three quarters of the target")
 	}
