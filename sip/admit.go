@@ -40,18 +40,20 @@ import (
 // flight, below). An INVITE that finds the queue standing for more than admitStale times
 // the target (Config.OverloadDelay) is refused at once: the queue, and so the wait of the
 // calls admitted, stays bounded from the first interval of an overload on. Unless the queue
-// began to stand while the switch was quiet (it had shed no load for 10 s: quiet), no
-// longer than setupPause ago: that is a pause of the process, a collection's assists or a
-// slow commit, which the calls let in wait out (ridesOut); an overload sheds at once, by its
-// setups' limit if not by the queue, and from its first refusal on the rule holds. The
+// began to stand while the switch was quiet (it had shed no load for 10 s and carried the
+// calls it was offered: quiet), no longer than setupPause ago: that is a pause of the
+// process, a collection's assists or a slow commit, which the calls let in wait out
+// (ridesOut); an overload sheds at once, by its setups' limit if not by the queue, and from
+// its first refusal on the rule holds. The
 // queue here is the socket's and the switch's, and also the backlog behind them: how long
 // the last INVITE admitted waited from its admission until its handler started
 // (observeHandler), which the handlers see even while the drain goroutine is starved of the
-// CPU. And the delay is read the way CoDel reads a queue: the least delay of the datagrams in each 100 ms
-// interval. A burst that the switch works off within the interval leaves some datagram with
-// a short wait; only a standing queue makes all of them wait longer than the target. The
-// switch's goroutines wait too once it has read the datagrams: for a core, when the work it
-// took in (business lines' answers, ACKs, BYEs, recordings' ends) is more than its cores do.
+// CPU. And the delay is read the way CoDel reads a queue: the least delay of the datagrams
+// in each 100 ms interval. A burst that the switch works off within the interval leaves
+// some datagram with a short wait; only a standing queue makes all of them wait longer than
+// the target. The switch's goroutines wait too once it has read the datagrams: for a core,
+// when the work it took in (business lines' answers, ACKs, BYEs, recordings' ends) is more
+// than its cores do.
 // So the Go scheduler's waits count too (schedProbe): the mean over the last second of their
 // 90th percentile in each interval, standing when it is over a admitSchedScale-th of the
 // target (a call's setup waits for a core many times over) while the switch used half a core
@@ -141,7 +143,8 @@ type admission struct {
 	strainedUntil atomic.Int64
 	// shedAt (unix ns): the last sign that the switch sheds load: a call refused for overload,
 	// a cut of the setups' limit, a rate limit in force at an interval's end (quiet).
-	shedAt int64
+	shedAt   int64
+	lastRate float64 // new calls admitted a second in the last complete interval (quiet)
 
 	// sched reads the 90th percentile of the scheduler's waits since its last read
 	// (schedProbe), and the CPU time the process has used (nil: none, as in tests that do not
@@ -194,9 +197,10 @@ type admission struct {
 // times the time allowed): a cut stops there, and, while no rate limit is in force, a setup
 // done in time lifts it there. While the switch is quiet the time allowed is setupPause at
 // the least, so neither a burst the switch works off nor a pause of it (a collection, a slow
-// commit) refuses calls it carries in time. The time is the switch's own, from its queues to ringing, the store's commit of the call's
-// record included, and past ringing on a baseline of its own: the least of the last five to
-// ten seconds is the baseline, so a disk that is slow for a while raises what is allowed.
+// commit) refuses calls it carries in time. The time is the switch's own, from its queues
+// to ringing, the store's commit of the call's record included, and past ringing on a
+// baseline of its own: the least of the last five to ten seconds is the baseline, so a disk
+// that is slow for a while raises what is allowed.
 const (
 	setupInit       = 64
 	setupMin        = 4
@@ -265,12 +269,21 @@ func (a *admission) strained(now time.Time) bool {
 // the setups' limit lifted to what 2,000 setups a second need at that time.
 const quietAfter = 10 * time.Second
 
+// quietStep: an interval that admitted more new calls a second than this many times the
+// setups done a second over the last second is a step of the load, not a pause, and a
+// switch that did no setup in the last second (idle) cannot tell: neither is quiet, so a
+// step from idle to past the knee is not let in for setupPause before its first refusal.
+// A pause does not change the calls offered.
+const quietStep = 2
+
 // quiet tells whether the switch has shed no load (shedAt) from quietAfter before since on,
-// and has no rate limit in force. Strain alone is not shedding: a datagram that waited 5-18
-// ms in the socket strains a switch at 500 disclaimer calls a second every second or two.
-// Called under mu.
+// has no rate limit in force, and carries the calls it is offered: it did setups in the
+// last second, and no more calls came in the last interval than quietStep times those.
+// Strain alone is not shedding: a datagram that waited 5-18 ms in the socket strains a
+// switch at 500 disclaimer calls a second every second or two. Called under mu.
 func (a *admission) quiet(since time.Time) bool {
-	return a.lim.rate == 0 && a.shedAt < since.Add(-quietAfter).UnixNano()
+	done := a.doneRate()
+	return a.lim.rate == 0 && a.shedAt < since.Add(-quietAfter).UnixNano() && done > 0 && a.lastRate <= quietStep*done
 }
 
 // ridesOut tells whether an INVITE that found the queue standing for wait at now is let in
@@ -339,6 +352,7 @@ func (a *admission) roll(now time.Time) {
 		a.shedAt = now.UnixNano()
 	}
 	rate := float64(a.admitted) / elapsed.Seconds()
+	a.lastRate = rate
 	switch {
 	case draining:
 		a.calm = 0

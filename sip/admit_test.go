@@ -258,9 +258,14 @@ func TestRxTimestampMalformed(t *testing.T) {
 // known (TCP).
 func TestAdmissionStaleInvite(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
-	now := admitT0
-	a.observe(time.Millisecond, now)
+	now, key := admitT0, uint64(0)
 	stale := admitStale * 20 * time.Millisecond
+	// An idle switch is not quiet: the calls that fill its queue may be a step of the load.
+	if r := a.allow(now, stale+time.Millisecond); r != shedStale {
+		t.Errorf("an INVITE that found the queue of an idle switch standing past admitStale targets: %q, want overload", r)
+	}
+	now = now.Add(quietAfter)
+	steadySetups(t, a, &now, &key, 600, 2*time.Millisecond) // carrying 500 calls a second: quiet
 	if r := a.allow(now, stale); r != "" {
 		t.Errorf("refused (%s) at a wait of exactly admitStale times the target", r)
 	}
@@ -278,25 +283,40 @@ func TestAdmissionStaleInvite(t *testing.T) {
 	if r := a.allow(now, stale+time.Millisecond); r != shedStale {
 		t.Errorf("an INVITE that found the queue standing past admitStale targets after a refusal: %q, want overload", r)
 	}
-	// ... for a queue that began to stand within quietAfter of the refusal.
-	later := now.Add(quietAfter + stale)
-	if r := a.allow(later, stale+time.Millisecond); r != shedStale {
+	// ... for a queue that began to stand within quietAfter of the refusal ...
+	steadySetups(t, a, &now, &key, int((quietAfter+stale)/(2*time.Millisecond)), 2*time.Millisecond)
+	if r := a.allow(now, stale+time.Millisecond); r != shedStale {
 		t.Errorf("a queue that began to stand quietAfter after a refusal: %q, want overload", r)
 	}
-	later = later.Add(quietAfter + stale + 2*time.Millisecond) // that refusal was the last
-	if r := a.allow(later, stale+time.Millisecond); r != "" {
+	// ... and not past it.
+	steadySetups(t, a, &now, &key, int((quietAfter+stale+2*time.Millisecond)/(2*time.Millisecond)), 2*time.Millisecond)
+	if r := a.allow(now, stale+time.Millisecond); r != "" {
 		t.Errorf("a queue that began to stand past quietAfter after a refusal: %q, want admitted", r)
 	}
-	if r := a.allow(later, maxWait); r != shedStale {
+	if r := a.allow(now, maxWait); r != shedStale {
 		t.Errorf("an INVITE that found the queue full: %q, want overload", r)
 	}
-	if r := a.allow(later, 0); r != "" {
+	if r := a.allow(now, 0); r != "" {
 		t.Errorf("over TCP (no wait known): %q, want admitted", r)
 	}
-	// Under a rate limit a queue past admitStale targets is overload, quiet or not.
+	// A step of the load is not a pause: an interval that admitted more than quietStep times
+	// the setups done a second.
 	b := newAdmission(20*time.Millisecond, 0, nil)
-	b.lim.setRate(1000, now)
+	now, key = admitT0, 0
+	steadySetups(t, b, &now, &key, 600, 2*time.Millisecond)
+	for range 2 * 400 { // two intervals of 4,000 calls a second
+		b.allow(now, 0)
+		now = now.Add(250 * time.Microsecond)
+	}
 	if r := b.allow(now, stale+time.Millisecond); r != shedStale {
+		t.Errorf("a stale INVITE after a step of the load: %q, want overload", r)
+	}
+	// Under a rate limit a queue past admitStale targets is overload, quiet or not.
+	c := newAdmission(20*time.Millisecond, 0, nil)
+	now, key = admitT0, 0
+	steadySetups(t, c, &now, &key, 600, 2*time.Millisecond)
+	c.lim.setRate(1000, now)
+	if r := c.allow(now, stale+time.Millisecond); r != shedStale {
 		t.Errorf("a stale INVITE under a rate limit: %q, want overload", r)
 	}
 }
