@@ -44,28 +44,27 @@ import (
 // calls it was offered: quiet), no longer than setupPause ago: that is a pause of the
 // process, a collection's assists or a slow commit, which the calls let in wait out
 // (ridesOut); an overload sheds at once, by its setups' limit if not by the queue, and from
-// its first refusal on the rule holds. The
-// queue here is the socket's and the switch's, and also the backlog behind them: how long
-// the last INVITE admitted waited from its admission until its handler started
-// (observeHandler), which the handlers see even while the drain goroutine is starved of the
-// CPU. And the delay is read the way CoDel reads a queue: the least delay of the datagrams
-// in each 100 ms interval. A burst that the switch works off within the interval leaves
-// some datagram with a short wait; only a standing queue makes all of them wait longer than
-// the target. The switch's goroutines wait too once it has read the datagrams: for a core,
-// when the work it took in (business lines' answers, ACKs, BYEs, recordings' ends) is more
-// than its cores do.
-// So the Go scheduler's waits count too (schedProbe): the mean over the last second of their
-// 90th percentile in each interval, standing when it is over a admitSchedScale-th of the
-// target (a call's setup waits for a core many times over) while the switch used half a core
-// or more (a switch with little to do waits only for other processes). While the queue or the
-// scheduler's waits stand and the queue does not shrink, the admitted rate is cut to 85 % of what was
-// admitted in the interval (or of the setups done a second over the last second, if more:
-// in a stall little is admitted), then held for twice the delay seen (the time the cut takes to
-// show in the queue; a second for the scheduler's waits, whose mean follows that late) before
-// it is cut again; while the queue shrinks the limit holds; once
-// it is gone the limit grows by a twentieth of the rate it was first cut to every interval,
-// until nothing has been refused for a second: then it is lifted. Because both follow what
-// the switch itself managed, they hold on a slower or a busier machine alike.
+// its first refusal on the rule holds. The queue here is the socket's and the switch's, and
+// also the backlog behind them: how long the last INVITE admitted waited from its admission
+// until its handler started (observeHandler), which the handlers see even while the drain
+// goroutine is starved of the CPU. And the delay is read the way CoDel reads a queue: the
+// least delay of the datagrams in each 100 ms interval. A burst that the switch works off
+// within the interval leaves some datagram with a short wait; only a standing queue makes
+// all of them wait longer than the target. The switch's goroutines wait too once it has
+// read the datagrams: for a core, when the work it took in (business lines' answers, ACKs,
+// BYEs, recordings' ends) is more than its cores do. So the Go scheduler's waits count too
+// (schedProbe): the mean over the last second of their 90th percentile in each interval,
+// standing when it is over a admitSchedScale-th of the target (a call's setup waits for a
+// core many times over) while the switch used half a core or more (a switch with little to
+// do waits only for other processes). While the queue or the scheduler's waits stand and
+// the queue does not shrink, the admitted rate is cut to 85 % of what was admitted in the
+// interval (or of the setups done a second over the last second, if more: in a stall little
+// is admitted), then held for twice the delay seen (the time the cut takes to show in the
+// queue; a second for the scheduler's waits, whose mean follows that late) before it is cut
+// again; while the queue shrinks the limit holds; once it is gone the limit grows by a
+// twentieth of the rate it was first cut to every interval, until nothing has been refused
+// for a second: then it is lifted. Because both follow what the switch itself managed, they
+// hold on a slower or a busier machine alike.
 
 // Defaults of the admission control.
 const (
@@ -141,8 +140,8 @@ type admission struct {
 	// strainedUntil (unix ns): the switch's delay was seen out of its quiet range (strain)
 	// lately. Read without mu by the drain, per read (strained).
 	strainedUntil atomic.Int64
-	// shedAt (unix ns): the last sign that the switch sheds load: a call refused for overload,
-	// a cut of the setups' limit, a rate limit in force at an interval's end (quiet).
+	// shedAt (unix ns): the last sign that the switch sheds load (shed): a call refused for
+	// overload, a cut of the setups' limit, a rate limit in force at an interval's end.
 	shedAt   int64
 	lastRate float64 // new calls admitted a second in the last complete interval (quiet)
 
@@ -262,6 +261,13 @@ func (a *admission) strained(now time.Time) bool {
 	return now.UnixNano() < a.strainedUntil.Load()
 }
 
+// shed notes a sign that the switch sheds load at now (shedAt), which strains it too.
+// Called under mu.
+func (a *admission) shed(now time.Time) {
+	a.shedAt = now.UnixNano()
+	a.strain(now)
+}
+
 // quietAfter is how long a switch that shed load (shedAt) is not quiet: the ride-out of a
 // pause is for a switch far from its knee, which goes minutes without a refusal. Past its
 // knee the rate limit is lifted after a second without a refusal and the overload is back
@@ -282,8 +288,11 @@ const quietStep = 2
 // Strain alone is not shedding: a datagram that waited 5-18 ms in the socket strains a
 // switch at 500 disclaimer calls a second every second or two. Called under mu.
 func (a *admission) quiet(since time.Time) bool {
+	if a.lim.rate > 0 || a.shedAt >= since.Add(-quietAfter).UnixNano() {
+		return false // past the knee this is the answer, without the sum of doneRate
+	}
 	done := a.doneRate()
-	return a.lim.rate == 0 && a.shedAt < since.Add(-quietAfter).UnixNano() && done > 0 && a.lastRate <= quietStep*done
+	return done > 0 && a.lastRate <= quietStep*done
 }
 
 // ridesOut tells whether an INVITE that found the queue standing for wait at now is let in
@@ -345,11 +354,11 @@ func (a *admission) roll(now time.Time) {
 	} else if elapsed >= 2*admitInterval {
 		a.lastDelay = 0 // nothing arrived for a while: no queue
 	}
-	if (seen && delay > a.target/2) || a.lim.rate > 0 {
+	switch {
+	case a.lim.rate > 0:
+		a.shed(now)
+	case seen && delay > a.target/2:
 		a.strain(now)
-	}
-	if a.lim.rate > 0 {
-		a.shedAt = now.UnixNano()
 	}
 	rate := float64(a.admitted) / elapsed.Seconds()
 	a.lastRate = rate
@@ -558,8 +567,7 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 		}
 		a.conc = max(setupMin, min(a.conc, a.setupsNeeded(allowed)), a.conc*max(0.5, float64(allowed)/float64(took)))
 		a.ssthresh, a.cutAt = a.conc, now.UnixNano()
-		a.shedAt = a.cutAt
-		a.strain(now)
+		a.shed(now)
 		return
 	}
 	// Little's law (above), while no rate limit is in force: a limit that grows only while
@@ -603,14 +611,14 @@ func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, ke
 	case wait > admitStale*a.target && !a.ridesOut(now, wait):
 		reason = shedStale
 		a.refused++
-		a.strain(now)
+		a.shed(now)
 	case keyed && float64(a.inFlight()) >= a.conc:
 		reason = shedSetups // not counted in refused: the rate limit follows the queue alone
-		a.strain(now)
+		a.shed(now)
 	case a.lim.rate > 0 && !a.lim.take(now):
 		reason = shedRate
 		a.refused++
-		a.strain(now)
+		a.shed(now)
 	default:
 		a.admitted++
 		if keyed {
@@ -621,9 +629,6 @@ func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, ke
 			}
 		}
 		return ""
-	}
-	if reason != shedMaxCPS {
-		a.shedAt = now.UnixNano()
 	}
 	if a.m != nil {
 		a.m.shed.WithLabelValues(reason).Inc()
