@@ -592,6 +592,30 @@ func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	}
 }
 
+// Past the knee (a rate limit in force) a setup is allowed its baseline and
+// setupSlackLimited targets, not admitStale: one of 61 ms after setups of 1 ms cuts the
+// limit under a rate limit, and not without one.
+func TestAdmissionSetupSlackPastTheKnee(t *testing.T) {
+	for _, limited := range []bool{true, false} {
+		a := newAdmission(20*time.Millisecond, 0, nil)
+		now, key := admitT0, uint64(0)
+		sheddingSetups(t, a, &now, &key, 600, 2*time.Millisecond)
+		if limited {
+			a.lim.setRate(1000, now)
+			now = now.Add(10 * time.Millisecond) // a token saved up
+		}
+		before := a.conc
+		key++
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("limited %v: setup refused (%s)", limited, r)
+		}
+		a.setupDone(key, now.Add(61*time.Millisecond))
+		if cut := a.conc < before; cut != limited {
+			t.Errorf("limited %v: a setup of 61 ms took the limit from %v to %v; want a cut %v", limited, before, a.conc, limited)
+		}
+	}
+}
+
 // A standing queue after a second in which the switch carried 1,000 setups a second cuts the
 // rate limit from that, not from the few calls a stall let in: to 85 % of 1,000.
 func TestAdmissionCutFromSetupsDone(t *testing.T) {
