@@ -56,15 +56,16 @@ import (
 // (schedProbe): the mean over the last second of their 90th percentile in each interval,
 // standing when it is over a admitSchedScale-th of the target (a call's setup waits for a
 // core many times over) while the switch used half a core or more (a switch with little to
-// do waits only for other processes). While the queue or the scheduler's waits stand and
-// the queue does not shrink, the admitted rate is cut to 85 % of what was admitted in the
-// interval (or of the setups done a second over the last second, if more: in a stall little
-// is admitted), then held for twice the delay seen (the time the cut takes to show in the
-// queue; a second for the scheduler's waits, whose mean follows that late) before it is cut
-// again; while the queue shrinks the limit holds; once it is gone the limit grows by a
-// twentieth of the rate it was first cut to every interval, until nothing has been refused
-// for a second: then it is lifted. Because both follow what the switch itself managed, they
-// hold on a slower or a busier machine alike.
+// do waits only for other processes) and is not quiet. While the queue or the scheduler's
+// waits stand and the queue does not shrink (and the switch does not ride it out, as
+// above), the admitted rate is cut to 85 % of what was admitted in the interval (or of the
+// setups done a second over the last second, if more: in a stall little is admitted), then
+// held for twice the delay seen (the time the cut takes to show in the queue; a second for
+// the scheduler's waits, whose mean follows that late) before it is cut again; while the
+// queue shrinks the limit holds; once it is gone the limit grows by a twentieth of the rate
+// it was first cut to every interval, until nothing has been refused for a second: then it
+// is lifted. Because both follow what the switch itself managed, they hold on a slower or a
+// busier machine alike.
 
 // Defaults of the admission control.
 const (
@@ -308,7 +309,8 @@ func (a *admission) quiet(since time.Time) bool {
 // setupPause ago. That is a pause of the process (a collection's assists, a slow commit),
 // which the calls let in wait out, the way the setups' limit rides it out (setupPause). An
 // overload sheds at once (its setups fill their limit, its queue cuts the rate), and from
-// its first refusal on the queue's rule is back at admitStale targets. Called under mu.
+// its first refusal on the queue's rule is back at admitStale targets. roll asks it too, of
+// a queue that stood for a whole interval, before it cuts the rate. Called under mu.
 func (a *admission) ridesOut(now time.Time, wait time.Duration) bool {
 	return wait <= setupPause && a.quiet(now.Add(-wait))
 }
@@ -353,7 +355,11 @@ func (a *admission) roll(now time.Time) {
 	delay := a.winMin
 	seen := a.winN > 0
 	queueStanding := seen && delay > a.target
-	schedStanding := a.schedBusy && a.schedWait > a.target/admitSchedScale
+	// A quiet switch whose goroutines wait for a core still carries its calls in time: at
+	// 500 disclaimer calls a second (1.2 cores of 2) the waits' mean stood at 7.0 ms over a
+	// second with the queue empty, and the cut refused 10 calls (docs/benchmarks.md).
+	// Should its setups fall behind, their limit sheds and the switch is quiet no more.
+	schedStanding := a.schedBusy && a.schedWait > a.target/admitSchedScale && !a.quiet(now)
 	standing := queueStanding || schedStanding
 	// draining: the queue stands but shrinks; the limit in force is working it off.
 	draining := queueStanding && a.lim.rate > 0 && delay < a.lastDelay
@@ -367,6 +373,15 @@ func (a *admission) roll(now time.Time) {
 		a.shed(now)
 	case seen && delay > a.target/2:
 		a.strain(now)
+	}
+	if queueStanding && !schedStanding && a.ridesOut(now, delay) {
+		// The queue stood for the interval, no longer than setupPause, and began to while the
+		// switch was quiet (as of the last interval: the one that ends may hold the calls a
+		// pause held back): a pause of the process, which the rate rides out as the queue's
+		// rule does. A cut refused 22 calls of such a pause in one disclaimer run of 18 at 500
+		// calls a second (docs/benchmarks.md). A step of the load shows in the interval's
+		// rate (quietStep) by the next one, and fills the setups' limit at once.
+		standing = false
 	}
 	rate := float64(a.admitted) / elapsed.Seconds()
 	a.lastRate = rate

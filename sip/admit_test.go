@@ -592,6 +592,44 @@ func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	}
 }
 
+// A queue that stands for whole intervals while the switch is quiet, no longer than
+// setupPause, is a pause of the process: the rate is not cut. A queue that stood longer, a
+// switch that shed load lately, and a step of the load are cut as before.
+func TestAdmissionRateRidesOutAPause(t *testing.T) {
+	// standing offers 500 calls a second for 250 ms (two intervals and more) with every
+	// datagram waiting delay, after a second of 500 setups a second, and returns the calls
+	// refused.
+	standing := func(a *admission, shedding bool, delay time.Duration) map[string]int {
+		now, key := admitT0, uint64(0)
+		if shedding {
+			sheddingSetups(t, a, &now, &key, 600, 2*time.Millisecond)
+		} else {
+			steadySetups(t, a, &now, &key, 600, 2*time.Millisecond)
+		}
+		_, refused := offer(a, &now, 500, 250*time.Millisecond, delay)
+		return refused
+	}
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	if refused := standing(a, false, 120*time.Millisecond); len(refused) != 0 || a.lim.rate != 0 {
+		t.Errorf("a quiet switch's queue standing 120 ms: refused %v, limit %v; want none", refused, a.lim.rate)
+	}
+	b := newAdmission(20*time.Millisecond, 0, nil)
+	if standing(b, false, setupPause+time.Millisecond); b.lim.rate == 0 {
+		t.Errorf("a quiet switch's queue standing past setupPause: no limit, want a cut")
+	}
+	c := newAdmission(20*time.Millisecond, 0, nil)
+	if standing(c, true, 120*time.Millisecond); c.lim.rate == 0 {
+		t.Errorf("the queue of a switch that shed load standing 120 ms: no limit, want a cut")
+	}
+	// A step to 4,000 calls a second from quiet: cut by the second interval it stands in.
+	d := newAdmission(20*time.Millisecond, 0, nil)
+	now, key := admitT0, uint64(0)
+	steadySetups(t, d, &now, &key, 600, 2*time.Millisecond)
+	if _, refused := offer(d, &now, 4000, 250*time.Millisecond, 50*time.Millisecond); refused[shedRate] == 0 || d.lim.rate == 0 {
+		t.Errorf("a step to 4,000 calls a second with the queue standing: refused %v, limit %v; want a cut", refused, d.lim.rate)
+	}
+}
+
 // Past the knee (a rate limit in force) a setup is allowed its baseline and
 // setupSlackLimited targets, not admitStale: one of 61 ms after setups of 1 ms cuts the
 // limit under a rate limit, and not without one.
@@ -685,6 +723,22 @@ func TestAdmissionSchedSignal(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.sched); got != 0.01 {
 		t.Errorf("sched_delay_seconds = %v, want 0.01", got)
+	}
+	// The same waits at a quiet switch, which carries its setups in time and shed nothing: no
+	// cut (its setups' limit sheds should they fall behind). Once it sheds, the waits cut.
+	b := newAdmission(20*time.Millisecond, 0, nil)
+	b.sched = a.sched
+	now, key := admitT0, uint64(0)
+	steadySetups(t, b, &now, &key, 1000, 2*time.Millisecond)
+	if b.lim.rate != 0 {
+		t.Errorf("waits of 10 ms at a quiet switch: limit %v, want none", b.lim.rate)
+	}
+	if r := b.allow(now, maxWait); r != shedStale {
+		t.Fatalf("an INVITE that found the queue full: %q, want overload", r)
+	}
+	offer(b, &now, 500, time.Second, 0)
+	if b.lim.rate == 0 {
+		t.Errorf("waits of 10 ms at a switch that shed load: no limit, want one")
 	}
 }
 
