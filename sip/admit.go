@@ -145,6 +145,8 @@ type admission struct {
 	// overload, a cut of the setups' limit, a rate limit in force at an interval's end.
 	shedAt   int64
 	lastRate float64 // new calls admitted a second in the last complete interval (quiet)
+	// doneLong: setups done a second, a moving average over quietAfter (quiet).
+	doneLong float64
 
 	// sched reads the 90th percentile of the scheduler's waits since its last read
 	// (schedProbe), and the CPU time the process has used (nil: none, as in tests that do not
@@ -288,12 +290,18 @@ const quietAfter = 10 * time.Second
 // setups done a second over the last second is a step of the load, not a pause, and a
 // switch that did no setup in the last second (idle) cannot tell: neither is quiet, so a
 // step from idle to past the knee is not let in for setupPause before its first refusal.
-// A pause does not change the calls offered.
+// A pause does not change the calls offered. Nor is a switch quiet whose setups done a
+// second over the last second are more than this many times their average over quietAfter
+// (doneLong): a step it carries for a while, as a switch does for a second or two at
+// twice its knee before its collections and its queues catch up, is not a pause either.
+// Quiet, 4,000 direct calls a second from idle were let in for two seconds and more, and
+// their setups' p99 was 648 ms in the third (docs/benchmarks.md).
 const quietStep = 2
 
 // quiet tells whether the switch has shed no load (shedAt) from quietAfter before since on,
-// has no rate limit in force, and carries the calls it is offered: it did setups in the
-// last second, and no more calls came in the last interval than quietStep times those.
+// has no rate limit in force, and carries the calls it is offered, as it has for a while: it
+// did setups in the last second, no more calls came in the last interval than quietStep
+// times those, and those were no more than quietStep times their average over quietAfter.
 // Strain alone is not shedding: a datagram that waited 5-18 ms in the socket strains a
 // switch at 500 disclaimer calls a second every second or two. Called under mu.
 func (a *admission) quiet(since time.Time) bool {
@@ -301,7 +309,7 @@ func (a *admission) quiet(since time.Time) bool {
 		return false // past the knee this is the answer, without the sum of doneRate
 	}
 	done := a.doneRate()
-	return done > 0 && a.lastRate <= quietStep*done
+	return done > 0 && a.lastRate <= quietStep*done && done <= quietStep*a.doneLong
 }
 
 // ridesOut tells whether an INVITE that found the queue standing for wait at now is let in
@@ -422,6 +430,8 @@ func (a *admission) roll(now time.Time) {
 		}
 	}
 	a.winStart, a.winN, a.admitted, a.refused = now, 0, 0, 0
+	w := min(1, elapsed.Seconds()/quietAfter.Seconds())
+	a.doneLong += (float64(a.done[0])/elapsed.Seconds() - a.doneLong) * w
 	copy(a.done[1:], a.done[:len(a.done)-1])
 	a.done[0] = 0
 	for key, at := range a.flight {

@@ -265,7 +265,7 @@ func TestAdmissionStaleInvite(t *testing.T) {
 		t.Errorf("an INVITE that found the queue of an idle switch standing past admitStale targets: %q, want overload", r)
 	}
 	now = now.Add(quietAfter)
-	steadySetups(t, a, &now, &key, 600, 2*time.Millisecond) // carrying 500 calls a second: quiet
+	steadySetups(t, a, &now, &key, quietSetups, 2*time.Millisecond) // carrying 500 calls a second: quiet
 	if r := a.allow(now, stale); r != "" {
 		t.Errorf("refused (%s) at a wait of exactly admitStale times the target", r)
 	}
@@ -303,13 +303,22 @@ func TestAdmissionStaleInvite(t *testing.T) {
 	// the setups done a second.
 	b := newAdmission(20*time.Millisecond, 0, nil)
 	now, key = admitT0, 0
-	steadySetups(t, b, &now, &key, 600, 2*time.Millisecond)
+	steadySetups(t, b, &now, &key, quietSetups, 2*time.Millisecond)
 	for range 2 * 400 { // two intervals of 4,000 calls a second
 		b.allow(now, 0)
 		now = now.Add(250 * time.Microsecond)
 	}
 	if r := b.allow(now, stale+time.Millisecond); r != shedStale {
 		t.Errorf("a stale INVITE after a step of the load: %q, want overload", r)
+	}
+	// Nor is a step the switch carries for a while: 4,000 setups a second done for a second
+	// after 500 a second (a switch at twice its knee carries that long before it falls behind).
+	e := newAdmission(20*time.Millisecond, 0, nil)
+	now, key = admitT0, 0
+	steadySetups(t, e, &now, &key, quietSetups, 2*time.Millisecond)
+	steadySetups(t, e, &now, &key, 4000, 250*time.Microsecond)
+	if r := e.allow(now, stale+time.Millisecond); r != shedStale {
+		t.Errorf("a stale INVITE after a second of a step carried: %q, want overload", r)
 	}
 	// Under a rate limit a queue past admitStale targets is overload, quiet or not.
 	c := newAdmission(20*time.Millisecond, 0, nil)
@@ -465,6 +474,10 @@ func TestAdmissionSetupLimit(t *testing.T) {
 
 // steadySetups admits n setups one at a time, every apart from *now on, each done in 1 ms,
 // with keys after *key; it fails t if one is refused.
+// quietSetups: steadySetups of this many, one every 2 ms, make a switch quiet: 500 setups a
+// second for 9 s, near enough their average over quietAfter.
+const quietSetups = 4500
+
 func steadySetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int, every time.Duration) {
 	t.Helper()
 	for range n {
@@ -550,7 +563,7 @@ func TestAdmissionSetupLimitFollowsRate(t *testing.T) {
 func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	a := newAdmission(20*time.Millisecond, 0, nil)
 	now, key := admitT0, uint64(0)
-	steadySetups(t, a, &now, &key, 600, 2*time.Millisecond)
+	steadySetups(t, a, &now, &key, quietSetups, 2*time.Millisecond)
 	if want := 500 * setupPause.Seconds(); a.conc < want-2 {
 		t.Fatalf("limit at 500 setups a second = %v, want about %v", a.conc, want)
 	}
@@ -583,7 +596,7 @@ func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	}
 	c := newAdmission(20*time.Millisecond, 0, nil)
 	now, key = admitT0, 0
-	for range 600 {
+	for range quietSetups {
 		c.strain(now)
 		steadySetups(t, c, &now, &key, 1, 2*time.Millisecond)
 	}
@@ -604,7 +617,7 @@ func TestAdmissionRateRidesOutAPause(t *testing.T) {
 		if shedding {
 			sheddingSetups(t, a, &now, &key, 600, 2*time.Millisecond)
 		} else {
-			steadySetups(t, a, &now, &key, 600, 2*time.Millisecond)
+			steadySetups(t, a, &now, &key, quietSetups, 2*time.Millisecond)
 		}
 		_, refused := offer(a, &now, 500, 250*time.Millisecond, delay)
 		return refused
@@ -624,7 +637,7 @@ func TestAdmissionRateRidesOutAPause(t *testing.T) {
 	// A step to 4,000 calls a second from quiet: cut by the second interval it stands in.
 	d := newAdmission(20*time.Millisecond, 0, nil)
 	now, key := admitT0, uint64(0)
-	steadySetups(t, d, &now, &key, 600, 2*time.Millisecond)
+	steadySetups(t, d, &now, &key, quietSetups, 2*time.Millisecond)
 	if _, refused := offer(d, &now, 4000, 250*time.Millisecond, 50*time.Millisecond); refused[shedRate] == 0 || d.lim.rate == 0 {
 		t.Errorf("a step to 4,000 calls a second with the queue standing: refused %v, limit %v; want a cut", refused, d.lim.rate)
 	}
@@ -729,6 +742,9 @@ func TestAdmissionSchedSignal(t *testing.T) {
 	b := newAdmission(20*time.Millisecond, 0, nil)
 	b.sched = a.sched
 	now, key := admitT0, uint64(0)
+	wait = time.Millisecond
+	steadySetups(t, b, &now, &key, quietSetups, 2*time.Millisecond)
+	wait = 10 * time.Millisecond
 	steadySetups(t, b, &now, &key, 1000, 2*time.Millisecond)
 	if b.lim.rate != 0 {
 		t.Errorf("waits of 10 ms at a quiet switch: limit %v, want none", b.lim.rate)
