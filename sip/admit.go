@@ -294,8 +294,9 @@ const quietAfter = 10 * time.Second
 // second over the last second are more than this many times their average over quietAfter
 // (doneLong): a step it carries for a while, as a switch does for a second or two at
 // twice its knee before its collections and its queues catch up, is not a pause either.
-// Quiet, 4,000 direct calls a second from idle were let in for two seconds and more, and
-// their setups' p99 was 648 ms in the third (docs/benchmarks.md).
+// Counted quiet once it had carried 4,000 direct calls a second from idle for a second, a
+// switch let the queue stand to setupPause uncut, and the admitted calls' setup p99 was 648
+// ms in the third second (docs/benchmarks.md).
 const quietStep = 2
 
 // quiet tells whether the switch has shed no load (shedAt) from quietAfter before since on,
