@@ -383,13 +383,15 @@ func (a *admission) roll(now time.Time) {
 	case seen && delay > a.target/2:
 		a.strain(now)
 	}
-	if queueStanding && !schedStanding && a.ridesOut(now, delay) {
+	if queueStanding && a.ridesOut(now, delay) {
 		// The queue stood for the interval, no longer than setupPause, and began to while the
 		// switch was quiet (as of the last interval: the one that ends may hold the calls a
 		// pause held back): a pause of the process, which the rate rides out as the queue's
 		// rule does. A cut refused 22 calls of such a pause in one disclaimer run of 18 at 500
 		// calls a second (docs/benchmarks.md). A step of the load shows in the interval's
-		// rate (quietStep) by the next one, and fills the setups' limit at once.
+		// rate (quietStep) by the next one, and fills the setups' limit at once. While quiet
+		// the scheduler's waits do not stand (schedStanding), and a switch not quiet now
+		// was not quiet then: the standing of the queue alone decides here.
 		standing = false
 	}
 	rate := float64(a.admitted) / elapsed.Seconds()
