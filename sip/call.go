@@ -63,13 +63,52 @@ func (c *call) hungUpBy(l leg) { c.byeFrom.CompareAndSwap(uint32(legUnknown), ui
 // time; without this each ended call would hold these messages that long. It runs last in
 // the owner goroutine, after the call left the table, and under fwdMu so that no in-dialog
 // forward still reads them.
-func (c *call) release() {
+//
+// An answered call's INVITE transactions are emptied too. sipgo v1.7.2 terminates them at
+// the dialog's BYE, but leaves Timer L (the caller's, from its 200) and Timer M (the business
+// line's) running, and their closures keep the terminated transaction, its INVITE and its
+// 200 reachable until they fire: sip.transaction_linger after the answer. With the
+// disclaimer at 500 calls a second that was ~2,500 ended calls' messages, which every
+// collection marked (docs/benchmarks.md, "The messages of ended calls").
+func (c *call) release(invite *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	c.fwdMu.Lock()
 	defer c.fwdMu.Unlock()
-	c.a.InviteRequest, c.a.InviteResponse = nil, nil
+	a := c.a
+	if r := a.InviteResponse; r != nil && r.IsSuccess() && a.Context().Err() != nil {
+		// The dialog ended (its state may read otherwise: sipgo's ACK handler, running late,
+		// sets it back to confirmed). The BYE's handler terminates the transaction as well,
+		// perhaps a moment after.
+		tx.Terminate()
+		emptyMessage(invite)
+		emptyMessage(r)
+	}
+	a.InviteRequest, a.InviteResponse = nil, nil
 	if b := c.b.Load(); b != nil {
+		// Ended: its BYE, sent or received, terminated its INVITE's transaction.
+		if q, r := b.InviteRequest, b.InviteResponse; q != nil && r != nil && b.Context().Err() != nil {
+			emptyMessage(q)
+			emptyMessage(r)
+		}
 		b.InviteRequest, b.InviteResponse = nil, nil
 	}
+}
+
+// message is what emptyMessage needs of a SIP request or response.
+type message interface {
+	Headers() []sipmsg.Header
+	RemoveHeader(name string) bool
+	SetBody([]byte)
+}
+
+// emptyMessage removes a message's headers and body, for a message that only a
+// terminated transaction still holds (release). The header list's array is cleared as
+// well: removing leaves its slots past the new length pointing at the headers.
+func emptyMessage(m message) {
+	m.SetBody(nil)
+	all := m.Headers()
+	for hs := all; len(hs) > 0 && m.RemoveHeader(hs[0].Name()); hs = m.Headers() {
+	}
+	clear(all)
 }
 
 // handleInvite owns a call from the trunk's INVITE to the completed record: it screens the
@@ -190,7 +229,7 @@ func (s *Switch) take(req *sipmsg.Request, tx sipmsg.ServerTransaction, trunk *T
 	}
 	defer a.Close()
 	c := &call{id: pool.NewID(start), a: a, caller: callerNumber(req, s.cfg.CountryCode), confirmed: make(chan struct{})}
-	defer c.release()
+	defer c.release(req, tx)
 	cust := &dest.cust
 	c.log = s.log.With("call_id", c.id, "customer", cust.ID)
 	if no := s.setUp(c, req, trunk, dest, start); no != nil {

@@ -246,16 +246,17 @@ type envOpts struct {
 	proxyUser    string
 	proxyPass    string
 	toFallback   bool
-	trialEnds    time.Time        // a trial customer's end
-	switchMax    time.Duration    // the switch's default maximum call duration
-	keys         *keyring.Keyring // caller pseudonyms
-	pseudonymous bool             // the customer's callers are pseudonymous
-	media        callseam.Media   // anchors calls (none: direct media)
-	edge         EdgeConfig       // the edge's limits and policy
-	switchOpts   []Option         // more options of the switch
-	auth         AuthConfig       // digest limits
-	tls          TLSConfig        // SIP over TLS
-	trunks       []Trunk          // the trunks (default: one from trunkSource and the credentials)
+	trialEnds    time.Time             // a trial customer's end
+	switchMax    time.Duration         // the switch's default maximum call duration
+	keys         *keyring.Keyring      // caller pseudonyms
+	pseudonymous bool                  // the customer's callers are pseudonymous
+	media        callseam.Media        // anchors calls (none: direct media)
+	edge         EdgeConfig            // the edge's limits and policy
+	switchOpts   []Option              // more options of the switch
+	auth         AuthConfig            // digest limits
+	tls          TLSConfig             // SIP over TLS
+	trunks       []Trunk               // the trunks (default: one from trunkSource and the credentials)
+	onInvite     func(*sipmsg.Request) // sees each INVITE as the switch receives it, before its handler
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -298,6 +299,9 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	if err := sw.Listen(); err != nil {
 		t.Fatal(err)
+	}
+	if o.onInvite != nil { // before Serve: the handlers are read by the goroutines it starts
+		sw.srv.OnInvite(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) { o.onInvite(req); sw.handleInvite(req, tx) })
 	}
 	sw.Serve()
 	e := &env{t: t, db: db, pool: p, sw: sw, trunk: newPeer(t, "127.0.0.1", nil)}

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -73,6 +76,59 @@ func TestAnsweredCallByeFromCaller(t *testing.T) {
 	if rec.TalkSeconds < 0.25 || rec.TalkSeconds > 3 {
 		t.Fatalf("talk seconds %v", rec.TalkSeconds)
 	}
+}
+
+// An ended call's INVITE is given up when the call ends, not when sipgo's Timer L fires
+// (32 s by default, sip.transaction_linger in the switch): release empties the messages the
+// terminated transaction still holds, so a collection no longer marks them.
+func TestEndedCallGivesUpItsInvite(t *testing.T) {
+	line := newPeer(t, "127.0.0.1", answer(0))
+	var held []func() bool // whether each header of the INVITE the switch got is still reachable
+	seen := make(chan struct{})
+	e := newEnv(t, envOpts{lines: []string{lineURI(line)}, onInvite: func(req *sipmsg.Request) {
+		for _, h := range req.Headers() {
+			if f, ok := reachable(h); ok {
+				held = append(held, f)
+			}
+		}
+		close(seen)
+	}})
+	d, err := e.call("+31850000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-seen
+	hangup(t, d)
+	e.record()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		n := 0
+		for _, h := range held {
+			if h() {
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the %d headers of the ended call's INVITE still reachable", n, len(held))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// reachable returns whether the header h still is, through a weak pointer; false for the
+// headers without pointers (a number: the allocator may pack them with other small values,
+// which then keep them).
+func reachable(h sipmsg.Header) (func() bool, bool) {
+	v := reflect.ValueOf(h)
+	if v.Kind() != reflect.Pointer || v.Type().Elem().Kind() == reflect.Uint32 {
+		return nil, false
+	}
+	w := weak.Make((*byte)(v.UnsafePointer()))
+	return func() bool { return w.Value() != nil }, true
 }
 
 func TestByeFromBusinessLine(t *testing.T) {
