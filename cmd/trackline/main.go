@@ -145,8 +145,9 @@ func serve(args []string) int {
 	// messages and numbers they quote (sip.RedactHandler). Finished transactions
 	// linger to absorb retransmissions (Timers D, J, L, M); sipgo keeps them, and the dialogs
 	// their callbacks reach, until those timers fire even after the dialog ended, so their
-	// length sets the switch's memory: calls per second x linger x ~16 KB. The retransmission
-	// intervals (T1, T2) stay as RFC 3261 has them.
+	// length sets the switch's memory: calls per second x linger x ~16 KB, less since the
+	// switch empties an ended call's INVITE transactions (sip/call.go, release). The
+	// retransmission intervals (T1, T2) stay as RFC 3261 has them.
 	sipmsg.SetDefaultLogger(slog.New(sip.RedactHandler(logger.Handler()))) // sipgo logs raw messages
 	linger := cfg.SIP.TransactionLinger
 	sipmsg.Timer_D, sipmsg.Timer_J, sipmsg.Timer_L, sipmsg.Timer_M = linger, linger, linger, linger
