@@ -237,8 +237,9 @@ const (
 
 // baseline is the least of the times seen in the current and the last setupBaseWindow.
 type baseline struct {
-	least [2]time.Duration // of the current window and the last; 0: none yet
-	at    time.Time        // when the current window began
+	least  [2]time.Duration // of the current window and the last; 0: none yet
+	at     time.Time        // when the current window began
+	inTime int64            // when the latest setup done in time began (unix ns; adaptSetups)
 }
 
 // add takes a time seen at now and returns the baseline.
@@ -594,7 +595,8 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 		slack = setupSlackLimited * a.target
 	}
 	allowed := base.add(took, now) + slack
-	if a.quiet(now) {
+	quiet := a.quiet(now)
+	if quiet {
 		// A quiet switch rides out a pause (setupPause): a setup of that long is in time,
 		// and does not cut the limit: cut by the setups that a collection's assists of 100
 		// ms slowed to 88-99 ms, the limit then refused 6-121 calls of the pause
@@ -605,11 +607,22 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 		if at < a.cutAt {
 			return // admitted before the last cut, which counted it already
 		}
+		if quiet && at < base.inTime {
+			// A setup that began after this one was done in time: this one's goroutine
+			// stalled, not the switch. With the disclaimer at 500 calls a second one setup
+			// took 562 ms, 536 of them in the media anchor's allocations (parked on the
+			// collector for its whole mark), while every other took under 210 ms; its cut
+			// ended the quiet, and the rate then cut on the scheduler's waits and refused
+			// 104 calls (docs/benchmarks.md). A switch falling behind is late in the setups
+			// that follow too, and those cut.
+			return
+		}
 		a.conc = max(setupMin, min(a.conc, a.setupsNeeded(allowed)), a.conc*max(0.5, float64(allowed)/float64(took)))
 		a.ssthresh, a.cutAt = a.conc, now.UnixNano()
 		a.shed(now)
 		return
 	}
+	base.inTime = max(base.inTime, at)
 	// Little's law (above), while no rate limit is in force: a limit that grows only while
 	// in use stays at setupInit at 1,000 recorded calls a second (12-20 in flight), where a
 	// pause of 50 ms fills it. Past the knee (a rate limit in force) it adapts as before:

@@ -605,6 +605,45 @@ func TestAdmissionSetupLimitRidesOutAPause(t *testing.T) {
 	}
 }
 
+// While the switch is quiet, a setup later than setupPause does not cut the limit when a
+// setup that began after it was done in time: its goroutine stalled, not the switch. One
+// whose followers are still in flight cuts it (to no less than what the setups done need at
+// setupPause), and the switch is no longer quiet, as before.
+func TestAdmissionSetupRidesOutAStalledOne(t *testing.T) {
+	// stall starts a setup after 9 s of 500 setups a second (quiet); setups follow it, 100
+	// done in 1 ms each when done, else 10 left in flight; the stalled one is done 600 ms
+	// after it began.
+	stall := func(a *admission, done bool) {
+		now, key := admitT0, uint64(0)
+		steadySetups(t, a, &now, &key, quietSetups, 2*time.Millisecond)
+		key++
+		stalled, began := key, now
+		if r := a.allowSetup(now, 0, stalled, true); r != "" {
+			t.Fatalf("the setup that stalls refused (%s)", r)
+		}
+		if done {
+			steadySetups(t, a, &now, &key, 100, 2*time.Millisecond)
+		} else {
+			for range 10 {
+				key++
+				a.allowSetup(now, 0, key, true)
+				now = now.Add(2 * time.Millisecond)
+			}
+		}
+		a.setupDone(stalled, began.Add(600*time.Millisecond))
+	}
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	stall(a, true)
+	if want := 500 * setupPause.Seconds(); a.conc < want-2 || a.shedAt != 0 {
+		t.Errorf("a stalled setup among setups in time: limit %v, shed at %v; want about %v, never shed", a.conc, a.shedAt, want)
+	}
+	b := newAdmission(20*time.Millisecond, 0, nil)
+	stall(b, false)
+	if b.shedAt == 0 || b.cutAt == 0 {
+		t.Errorf("a stalled setup with the setups after it in flight: cut at %v, shed at %v; want a cut, and no longer quiet", b.cutAt, b.shedAt)
+	}
+}
+
 // A queue that stands for whole intervals while the switch is quiet, no longer than
 // setupPause, is a pause of the process: the rate is not cut. A queue that stood longer, a
 // switch that shed load lately, and a step of the load are cut as before.
