@@ -608,8 +608,9 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 			return // admitted before the last cut, which counted it already
 		}
 		if quiet && at < base.inTime {
-			// A setup that began after this one was done in time: this one's goroutine
-			// stalled, not the switch. With the disclaimer at 500 calls a second one setup
+			// A setup that began after this one was done in time: the switch keeps up, and
+			// what held this one (its goroutine, parked on the collector; a commit it
+			// waited for) is past. With the disclaimer at 500 calls a second one setup
 			// took 562 ms, 536 of them in the media anchor's allocations (parked on the
 			// collector for its whole mark), while every other took under 210 ms; its cut
 			// ended the quiet, and the rate then cut on the scheduler's waits and refused
