@@ -289,7 +289,9 @@ func runSipp(t *testing.T, name string, r sippRun) *sippProc {
 	p := &sippProc{t: t, name: name, spec: sippSpec{scenario: r.scenario, ip: r.ip}, dir: t.TempDir(), port: r.port, exited: make(chan struct{})}
 	args := []string{"-sf", scenarioPath(t, r.scenario),
 		"-i", r.ip, "-p", strconv.Itoa(r.port),
-		"-cp", strconv.Itoa(freeUDPPort(t, "127.0.0.1")),
+		// sipp binds its control socket on every address: a port free on 127.0.0.1 alone
+		// may be a node's on 127.0.0.3 (sipp then exits: "Unable to bind remote control socket").
+		"-cp", strconv.Itoa(freeUDPPort(t, "0.0.0.0")),
 		"-m", strconv.Itoa(r.calls),
 		"-timeout", strconv.Itoa(int(r.timeout.Seconds())) + "s", "-timeout_error",
 		"-nostdin",

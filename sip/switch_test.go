@@ -98,6 +98,9 @@ func TestEndedCallGivesUpItsInvite(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-seen
+	if len(held) == 0 {
+		t.Fatal("no header of the INVITE to watch")
+	}
 	hangup(t, d)
 	e.record()
 	deadline := time.Now().Add(5 * time.Second)
@@ -119,9 +122,9 @@ func TestEndedCallGivesUpItsInvite(t *testing.T) {
 	}
 }
 
-// reachable returns whether the header h still is, through a weak pointer; false for the
-// headers without pointers (a number: the allocator may pack them with other small values,
-// which then keep them).
+// reachable returns a function that tells, through a weak pointer, whether the header h is
+// still reachable; false instead for a header without pointers (a number: the allocator may
+// pack it with other small values, which then keep it).
 func reachable(h sipmsg.Header) (func() bool, bool) {
 	v := reflect.ValueOf(h)
 	if v.Kind() != reflect.Pointer || v.Type().Elem().Kind() == reflect.Uint32 {
