@@ -472,12 +472,12 @@ func TestAdmissionSetupLimit(t *testing.T) {
 	}
 }
 
-// steadySetups admits n setups one at a time, every apart from *now on, each done in 1 ms,
-// with keys after *key; it fails t if one is refused.
 // quietSetups: steadySetups of this many, one every 2 ms, make a switch quiet: 500 setups a
 // second for 9 s, near enough their average over quietAfter.
 const quietSetups = 4500
 
+// steadySetups admits n setups one at a time, every apart from *now on, each done in 1 ms,
+// with keys after *key; it fails t if one is refused.
 func steadySetups(t *testing.T, a *admission, now *time.Time, key *uint64, n int, every time.Duration) {
 	t.Helper()
 	for range n {
