@@ -143,8 +143,12 @@ type admission struct {
 	strainedUntil atomic.Int64
 	// shedAt (unix ns): the last sign that the switch sheds load (shed): a call refused for
 	// overload, a cut of the setups' limit, a rate limit in force at an interval's end.
-	shedAt   int64
-	lastRate float64 // new calls admitted a second in the last complete interval (quiet)
+	shedAt int64
+	// admits: the new calls admitted in the last complete intervals (admits[0] the last)
+	// and how long each was; lastRate: a second over the last and those short before it
+	// (stepRate).
+	admits   [quietSpan/admitInterval + 1]admitSpan
+	lastRate float64
 	// doneLong: setups done a second, a moving average over quietAfter (quiet).
 	doneLong float64
 
@@ -300,11 +304,43 @@ const quietAfter = 10 * time.Second
 // ms in the third second (docs/benchmarks.md).
 const quietStep = 2
 
+// quietSpan: quiet's step test takes the calls admitted a second over the last interval
+// and the ones just before it that fell short (admitted fewer calls a second than setups
+// were done), as far back as this: a pause of the whole process (no more than setupPause,
+// which a quiet switch rides out) holds the calls offered in the socket, and the interval
+// after it admits them at once. Over the pause and that interval the calls admitted are the
+// calls offered. With the disclaimer at 500 calls a second, a collection's mark slowed
+// setups to 104-240 ms, and the switch, though it had shed nothing for 10 s, was not quiet
+// when they were done: their limit cut at the 82 ms allowed a busy switch, and refused
+// 60-226 calls in 4 runs of 18 (docs/benchmarks.md). A step of the load comes after an
+// interval that kept up, and shows in its first interval.
+const quietSpan = setupPause + admitInterval
+
+// admitSpan is one interval's new calls admitted and its length.
+type admitSpan struct {
+	n int
+	d time.Duration
+}
+
+// stepRate is the new calls admitted a second over the last complete interval and the
+// ones just before it that fell short, within quietSpan (quiet). Called under mu.
+func (a *admission) stepRate() float64 {
+	share := a.doneRate()
+	n, d := a.admits[0].n, a.admits[0].d
+	for _, s := range a.admits[1:] {
+		if s.d == 0 || d >= quietSpan || float64(s.n) >= share*s.d.Seconds() {
+			break
+		}
+		n, d = n+s.n, d+s.d
+	}
+	return float64(n) / d.Seconds()
+}
+
 // quiet tells whether the switch has shed no load (shedAt) from quietAfter before since on,
 // has no rate limit in force, and carries the calls it is offered, as it has for a while: it
-// did setups in the last second, no more calls came in the last interval than quietStep
-// times those, and those were no more than quietStep times their average over quietAfter.
-// Strain alone is not shedding: a datagram that waited 5-18 ms in the socket strains a
+// did setups in the last second, no more calls came in the last interval (and those short
+// before it: stepRate) than quietStep times those, and those were no more than quietStep
+// times their average over quietAfter. Strain alone is not shedding: a datagram that waited 5-18 ms in the socket strains a
 // switch at 500 disclaimer calls a second every second or two. Called under mu.
 func (a *admission) quiet(since time.Time) bool {
 	if a.lim.rate > 0 || a.shedAt >= since.Add(-quietAfter).UnixNano() {
@@ -396,7 +432,9 @@ func (a *admission) roll(now time.Time) {
 		standing = false
 	}
 	rate := float64(a.admitted) / elapsed.Seconds()
-	a.lastRate = rate
+	copy(a.admits[1:], a.admits[:len(a.admits)-1])
+	a.admits[0] = admitSpan{a.admitted, elapsed}
+	a.lastRate = a.stepRate()
 	switch {
 	case draining:
 		a.calm = 0

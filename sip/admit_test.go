@@ -644,6 +644,57 @@ func TestAdmissionSetupRidesOutAStalledOne(t *testing.T) {
 	}
 }
 
+// A pause of the whole process holds the calls offered in the socket, and the interval
+// after it admits them at once: over the pause and that interval the calls admitted are
+// those offered, not a step of the load, and the switch stays quiet. After 9 s of 500 setups
+// a second, 5 setups are in flight when the process pauses for 130 ms; then the 65 calls
+// it held come in at once, the 500 a second go on for 106 ms, and the 5 are done, 236-244
+// ms after they began (within setupPause): nothing is cut. A step to 1,500 calls a second
+// without a pause is not quiet from its first interval: a setup of 200 ms cuts the limit.
+func TestAdmissionSetupRidesOutAWholePause(t *testing.T) {
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	now, key := admitT0, uint64(0)
+	steadySetups(t, a, &now, &key, quietSetups, 2*time.Millisecond)
+	held := key + 1
+	for range 5 {
+		key++
+		if r := a.allowSetup(now, 0, key, true); r != "" {
+			t.Fatalf("setup %d before the pause refused (%s)", key, r)
+		}
+		now = now.Add(2 * time.Millisecond)
+	}
+	last := key
+	now = now.Add(130 * time.Millisecond)
+	for i := range 65 {
+		key++
+		if r := a.allowSetup(now, 130*time.Millisecond-time.Duration(i)*2*time.Millisecond, key, true); r != "" {
+			t.Fatalf("call %d the pause held refused (%s)", i, r)
+		}
+		a.setupDone(key, now.Add(time.Millisecond))
+	}
+	steadySetups(t, a, &now, &key, 53, 2*time.Millisecond)
+	for k := held; k <= last; k++ {
+		a.setupDone(k, now)
+	}
+	if a.cutAt != 0 || a.shedAt != 0 {
+		t.Errorf("a whole pause of 130 ms: cut at %v, shed at %v; want neither", a.cutAt, a.shedAt)
+	}
+
+	b := newAdmission(20*time.Millisecond, 0, nil)
+	now, key = admitT0, 0
+	steadySetups(t, b, &now, &key, quietSetups, 2*time.Millisecond)
+	key++
+	slow, began := key, now
+	if r := b.allowSetup(now, 0, slow, true); r != "" {
+		t.Fatalf("the slow setup refused (%s)", r)
+	}
+	steadySetups(t, b, &now, &key, 300, 2*time.Millisecond/3)
+	b.setupDone(slow, began.Add(200*time.Millisecond))
+	if b.cutAt == 0 {
+		t.Errorf("a step to 1,500 calls a second: a setup of 200 ms cut nothing, want a cut")
+	}
+}
+
 // A queue that stands for whole intervals while the switch is quiet, no longer than
 // setupPause, is a pause of the process: the rate is not cut. A queue that stood longer, a
 // switch that shed load lately, and a step of the load are cut as before.
