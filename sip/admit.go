@@ -311,9 +311,10 @@ const quietStep = 2
 // after it admits them at once. Over the pause and that interval the calls admitted are the
 // calls offered. With the disclaimer at 500 calls a second, a collection's mark slowed
 // setups to 104-240 ms, and the switch, though it had shed nothing for 10 s, was not quiet
-// when they were done: their limit cut at the 82 ms allowed a busy switch, and refused
-// 60-226 calls in 4 runs of 18 (docs/benchmarks.md). A step of the load comes after an
-// interval that kept up, and shows in its first interval.
+// when they were done: their limit cut at the 82 ms allowed a busy switch, and 87-226
+// calls were refused in 3 runs of 18; at one such cut the last interval had admitted 870
+// calls a second against the 850 the test allowed (docs/benchmarks.md). A step of the load
+// comes after an interval that kept up, and shows in its first interval.
 const quietSpan = setupPause + admitInterval
 
 // admitSpan is one interval's new calls admitted and its length.
@@ -340,8 +341,9 @@ func (a *admission) stepRate() float64 {
 // has no rate limit in force, and carries the calls it is offered, as it has for a while: it
 // did setups in the last second, no more calls came in the last interval (and those short
 // before it: stepRate) than quietStep times those, and those were no more than quietStep
-// times their average over quietAfter. Strain alone is not shedding: a datagram that waited 5-18 ms in the socket strains a
-// switch at 500 disclaimer calls a second every second or two. Called under mu.
+// times their average over quietAfter. Strain alone is not shedding: a datagram that
+// waited 5-18 ms in the socket strains a switch at 500 disclaimer calls a second every
+// second or two. Called under mu.
 func (a *admission) quiet(since time.Time) bool {
 	if a.lim.rate > 0 || a.shedAt >= since.Add(-quietAfter).UnixNano() {
 		return false // past the knee this is the answer, without the sum of doneRate
