@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -144,6 +145,11 @@ type admission struct {
 	// shedAt (unix ns): the last sign that the switch sheds load (shed): a call refused for
 	// overload, a cut of the setups' limit, a rate limit in force at an interval's end.
 	shedAt int64
+	// The episode of shedding in course (shed): when it began (unix ns; 0: none), and the
+	// calls refused in it by reason; log tells the operator of its start and end.
+	episodeAt      int64
+	episodeRefused map[string]int
+	log            *slog.Logger
 	// admits: the new calls admitted in the last complete intervals (admits[0] the last)
 	// and how long each was; lastRate: a second over the last and those short before it
 	// (stepRate).
@@ -277,11 +283,47 @@ func (a *admission) strained(now time.Time) bool {
 	return now.UnixNano() < a.strainedUntil.Load()
 }
 
-// shed notes a sign that the switch sheds load at now (shedAt), which strains it too.
-// Called under mu.
-func (a *admission) shed(now time.Time) {
+// shed notes a sign that the switch sheds load at now (shedAt), which strains it too: why
+// is a call's refusal (its reason) or the sign, cut (the setups' limit) or limited (a rate
+// limit in force). A switch that had shed nothing for quietAfter begins an episode, which
+// it logs with what it measured then; roll logs its end. Called under mu.
+func (a *admission) shed(now time.Time, why string) {
+	if a.episodeAt == 0 {
+		a.episodeAt, a.episodeRefused = now.UnixNano(), map[string]int{}
+		if a.log != nil {
+			// From a goroutine of its own: the logger's writes are not for mu to wait on.
+			go a.log.Warn("sip: shedding load", "first", why,
+				"setups_in_flight", a.inFlight(), "setup_limit", int(a.conc),
+				"queue_delay", a.lastDelay.Round(time.Microsecond).String(),
+				"sched_wait", a.schedWait.Round(time.Microsecond).String(),
+				"setups_done_per_s", int(a.doneRate()), "quiet_before", a.quiet(now))
+		}
+	}
+	if why != shedCut && why != shedLimited {
+		a.episodeRefused[why]++
+	}
 	a.shedAt = now.UnixNano()
 	a.strain(now)
+}
+
+// The signs of shedding that are not a call's refusal (shed).
+const (
+	shedCut     = "cut"
+	shedLimited = "limited"
+)
+
+// endEpisode ends the episode of shedding when the switch has shed nothing for quietAfter
+// at now, and logs it: how long it lasted and the calls it refused. Called under mu.
+func (a *admission) endEpisode(now time.Time) {
+	if a.episodeAt == 0 || now.UnixNano()-a.shedAt < int64(quietAfter) {
+		return
+	}
+	if a.log != nil {
+		go a.log.Info("sip: shedding load ended",
+			"lasted", time.Duration(a.shedAt-a.episodeAt).Round(time.Millisecond).String(),
+			"refused", a.episodeRefused)
+	}
+	a.episodeAt, a.episodeRefused = 0, nil
 }
 
 // quietAfter is how long a switch that shed load (shedAt) is not quiet: the ride-out of a
@@ -416,9 +458,10 @@ func (a *admission) roll(now time.Time) {
 	} else if elapsed >= 2*admitInterval {
 		a.lastDelay = 0 // nothing arrived for a while: no queue
 	}
+	a.endEpisode(now)
 	switch {
 	case a.lim.rate > 0:
-		a.shed(now)
+		a.shed(now, shedLimited)
 	case seen && delay > a.target/2:
 		a.strain(now)
 	}
@@ -660,7 +703,7 @@ func (a *admission) adaptSetups(base *baseline, at int64, took time.Duration, no
 		}
 		a.conc = max(setupMin, min(a.conc, a.setupsNeeded(allowed)), a.conc*max(0.5, float64(allowed)/float64(took)))
 		a.ssthresh, a.cutAt = a.conc, now.UnixNano()
-		a.shed(now)
+		a.shed(now, shedCut)
 		return
 	}
 	base.inTime = max(base.inTime, at)
@@ -705,14 +748,14 @@ func (a *admission) allowSetup(now time.Time, wait time.Duration, key uint64, ke
 	case wait > admitStale*a.target && !a.ridesOut(now, wait):
 		reason = shedStale
 		a.refused++
-		a.shed(now)
+		a.shed(now, reason)
 	case keyed && float64(a.inFlight()) >= a.conc:
 		reason = shedSetups // not counted in refused: the rate limit follows the queue alone
-		a.shed(now)
+		a.shed(now, reason)
 	case a.lim.rate > 0 && !a.lim.take(now):
 		reason = shedRate
 		a.refused++
-		a.shed(now)
+		a.shed(now, reason)
 	default:
 		a.admitted++
 		if keyed {
@@ -863,6 +906,7 @@ func (m *admitMetrics) collectors() []prometheus.Collector {
 func (s *Switch) setupAdmission() error {
 	m := newAdmitMetrics()
 	s.adm = newAdmission(s.cfg.OverloadDelay, s.cfg.MaxCPS, m)
+	s.adm.log = s.log
 	if p := newSchedProbe(); p != nil {
 		s.adm.sched = func() (time.Duration, time.Duration) {
 			w, _ := p.read(0.9)

@@ -1,9 +1,12 @@
 package sip
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -900,4 +903,63 @@ func TestAdmissionLineAnswers(t *testing.T) {
 	}
 	a.lineDone(2, now) // the goroutine gives up at last: nothing counted twice
 	inFlight(0)
+}
+
+// recordHandler hands each record logged to records.
+type recordHandler struct{ records chan slog.Record }
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.records <- r
+	return nil
+}
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordHandler) WithGroup(string) slog.Handler      { return h }
+
+// nextRecord waits for the next record logged (the admission logs from goroutines of its
+// own) and returns it with its attributes as text.
+func nextRecord(t *testing.T, records chan slog.Record) (slog.Record, map[string]string) {
+	t.Helper()
+	select {
+	case r := <-records:
+		attrs := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			attrs[a.Key] = a.Value.String()
+			return true
+		})
+		return r, attrs
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing logged")
+	}
+	panic("unreachable")
+}
+
+// An episode of shedding is logged once at its start, with its first sign and what the
+// admission measured, and once at its end, 10 s (quietAfter) after its last sign, with how
+// long it lasted and the calls it refused by reason; not once a refusal.
+func TestAdmissionLogsEpisodes(t *testing.T) {
+	records := make(chan slog.Record, 16)
+	a := newAdmission(20*time.Millisecond, 0, nil)
+	a.log = slog.New(recordHandler{records})
+	now, key := admitT0, uint64(0)
+	steadySetups(t, a, &now, &key, quietSetups, 2*time.Millisecond)
+	sheddingSetups(t, a, &now, &key, 100, 2*time.Millisecond)
+	r, attrs := nextRecord(t, records)
+	if r.Level != slog.LevelWarn || r.Message != "sip: shedding load" || attrs["first"] != shedStale || attrs["quiet_before"] != "true" {
+		t.Fatalf("the episode's start: %v %q %v; want a warning, first %s, quiet before", r.Level, r.Message, attrs, shedStale)
+	}
+	last := now
+	steadySetups(t, a, &now, &key, 6000, 2*time.Millisecond) // 12 s without a refusal
+	r, attrs = nextRecord(t, records)
+	if r.Message != "sip: shedding load ended" || !strings.Contains(attrs["refused"], shedStale+":100") {
+		t.Fatalf("the episode's end: %q %v; want it ended, with %s:100 refused", r.Message, attrs, shedStale)
+	}
+	if lasted, err := time.ParseDuration(attrs["lasted"]); err != nil || lasted > last.Sub(admitT0) {
+		t.Errorf("the episode lasted %q, want no longer than its signs", attrs["lasted"])
+	}
+	select {
+	case r := <-records:
+		t.Errorf("more logged: %q", r.Message)
+	case <-time.After(100 * time.Millisecond):
+	}
 }
