@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -905,17 +904,6 @@ func TestAdmissionLineAnswers(t *testing.T) {
 	inFlight(0)
 }
 
-// recordHandler hands each record logged to records.
-type recordHandler struct{ records chan slog.Record }
-
-func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
-	h.records <- r
-	return nil
-}
-func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h recordHandler) WithGroup(string) slog.Handler      { return h }
-
 // nextRecord waits for the next record logged (the admission logs from goroutines of its
 // own) and returns it with its attributes as text.
 func nextRecord(t *testing.T, records chan slog.Record) (slog.Record, map[string]string) {
@@ -940,7 +928,7 @@ func nextRecord(t *testing.T, records chan slog.Record) (slog.Record, map[string
 func TestAdmissionLogsEpisodes(t *testing.T) {
 	records := make(chan slog.Record, 16)
 	a := newAdmission(20*time.Millisecond, 0, nil)
-	a.log = slog.New(recordHandler{records})
+	a.log = slog.New(&recordingHandler{records: records})
 	now, key := admitT0, uint64(0)
 	steadySetups(t, a, &now, &key, quietSetups, 2*time.Millisecond)
 	sheddingSetups(t, a, &now, &key, 100, 2*time.Millisecond)

@@ -327,11 +327,12 @@ func TestEdgeTCPFraming(t *testing.T) {
 	}
 }
 
-// recordingHandler keeps the level of every record.
+// recordingHandler keeps the level of every record, and hands each to records if set.
 type recordingHandler struct {
-	mu     sync.Mutex
-	levels []slog.Level
-	msgs   []string
+	mu      sync.Mutex
+	levels  []slog.Level
+	msgs    []string
+	records chan slog.Record
 }
 
 func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -340,6 +341,9 @@ func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
 	defer h.mu.Unlock()
 	h.levels = append(h.levels, r.Level)
 	h.msgs = append(h.msgs, r.Message)
+	if h.records != nil {
+		h.records <- r
+	}
 	return nil
 }
 func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
